@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+)
+
+// compactStep is how many keys one step of compaction visits while holding
+// the writer lock. A step over keys with nothing to drop costs ~100 µs here,
+// so writers never wait longer than that for a compaction, whatever the size
+// of the store.
+const compactStep = 1024
+
+// Compact drops the history below revision rev.
+//
+// Afterwards reads below rev are ErrCompacted, and reads at rev and later
+// return exactly what they returned before. Kept are every change at a
+// revision >= rev (so Events(rev) replays them, deletes included), and for
+// each key live at rev the put that makes it so. A key deleted at or before
+// rev is forgotten: putting it again starts a new history.
+//
+// rev <= the compacted revision is ErrCompacted (a new store's compacted
+// revision is -1, so Compact(0) succeeds); rev above the current revision is
+// ErrFutureRev.
+//
+// The new compacted revision takes effect for readers at once. Compact then
+// frees memory in steps of a bounded number of keys, releasing the writer
+// lock between steps, so writers and readers are never stalled for a time
+// that grows with the store; Compact itself returns when all steps are done.
+// Views taken before Compact keep their revision. Compactions are serialized.
+func (s *Store) Compact(rev int64) error {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+
+	if err := s.lockWriter(); err != nil {
+		return err
+	}
+	if rev <= s.w.compactRev {
+		s.mu.Unlock()
+		return fmt.Errorf("compact to %d, compacted %d: %w", rev, s.w.compactRev, ErrCompacted)
+	}
+	if rev > s.w.rev {
+		cur := s.w.rev
+		s.mu.Unlock()
+		return fmt.Errorf("compact to %d, current %d: %w", rev, cur, ErrFutureRev)
+	}
+	s.w.compactRev = rev
+	s.publishLocked()
+	s.mu.Unlock()
+
+	start := time.Now()
+	var from []byte
+	steps, freed := 0, 0
+	for {
+		if err := s.lockWriter(); err != nil {
+			// Closed mid-way: the compaction is in effect, only its memory
+			// was not all freed, and the store is gone anyway.
+			return nil
+		}
+		next, n := s.compactStepLocked(rev, from)
+		if next == nil {
+			s.w.hist = s.w.hist.dropBefore(rev)
+		}
+		s.publishLocked()
+		s.mu.Unlock()
+		steps++
+		freed += n
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	s.logger().Debug("revkv: compacted", "rev", rev, "steps", steps, "keysChanged", freed, "took", time.Since(start))
+	return nil
+}
+
+// compactStepLocked compacts up to compactStep keys from key from (nil: the
+// first key), and returns the key to continue from (nil when done) and how
+// many keys it changed. mu is held.
+func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed int) {
+	batch := make([]*keyRecord, 0, compactStep+1)
+	ascend(s.w.keys, from, nil, func(r *keyRecord) bool {
+		batch = append(batch, r)
+		return len(batch) <= compactStep
+	})
+	if len(batch) > compactStep {
+		next = batch[compactStep].key
+		batch = batch[:compactStep]
+	}
+	for _, r := range batch {
+		kept, ok := compacted(r.versions(), rev)
+		if !ok {
+			continue
+		}
+		changed++
+		keys := s.keysForWrite()
+		if len(kept) == 0 {
+			keys.Delete(keyItem{prefix: keyPrefix(r.key), rec: r})
+			continue
+		}
+		nr := &keyRecord{key: r.key}
+		nr.vers.Store(&kept)
+		keys.Set(keyItem{prefix: keyPrefix(r.key), rec: nr})
+	}
+	return next, changed
+}

@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func b(s string) []byte { return []byte(s) }
+
+func mustPut(t testing.TB, s *Store, key, value string) int64 {
+	t.Helper()
+	rev, err := s.Put(b(key), b(value))
+	if err != nil {
+		t.Fatalf("Put(%q): %v", key, err)
+	}
+	return rev
+}
+
+// keysOf renders a range result as "k=v@mod/create/ver" strings.
+func keysOf(kvs []KeyValue) []string {
+	var out []string
+	for _, kv := range kvs {
+		out = append(out, string(kv.Key)+"="+string(kv.Value))
+	}
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func wantErr(t testing.TB, what string, got, want error) {
+	t.Helper()
+	if want == nil && got != nil || want != nil && !errors.Is(got, want) {
+		t.Fatalf("%s: error %v, want %v", what, got, want)
+	}
+}
+
+func sameKV(a, b KeyValue) bool {
+	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
+		a.ModRevision == b.ModRevision && a.Version == b.Version && a.Lease == b.Lease
+}

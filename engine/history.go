@@ -1,0 +1,87 @@
+package engine
+
+// change is one entry of a revision's change list: which key, and what
+// version it got.
+type change struct {
+	key []byte
+	v   version
+}
+
+// chunkSize is how many main revisions one history chunk holds. A chunk is a
+// fixed array, so appending a revision never moves earlier ones and a reader
+// can index it without a lock.
+const chunkSize = 256
+
+// chunk holds the changes of main revisions first .. first+chunkSize-1.
+//
+// The writer fills revs[i] before it publishes revision first+i; readers only
+// read entries at or below the revision of their view.
+type chunk struct {
+	first int64
+	revs  [chunkSize][]change
+}
+
+// history is the revision-ordered list of changes: what watchers and
+// persisters read ("everything since R") and what hashing and snapshots walk.
+//
+// Main revisions are contiguous, so a revision's chunk is found by arithmetic
+// in O(1); the chunk slice itself is append-only and copied only when
+// compaction drops a prefix, so a view shares it with the writer.
+type history struct {
+	chunks []*chunk
+	first  int64 // lowest main revision that may be stored (chunks[0].first)
+}
+
+// at returns the changes of main revision rev, or nil if it is not stored.
+// The caller guarantees rev is at or below its view's revision.
+func (h history) at(rev int64) []change {
+	if len(h.chunks) == 0 || rev < h.first {
+		return nil
+	}
+	i := (rev - h.first) / chunkSize
+	if i >= int64(len(h.chunks)) {
+		return nil
+	}
+	c := h.chunks[i]
+	return c.revs[rev-c.first]
+}
+
+// add records the changes of main revision rev, which must be one past the
+// last added (or the first ever). Only the writer calls it; the returned
+// history is published with the revision.
+func (h history) add(rev int64, cs []change) history {
+	if len(h.chunks) == 0 {
+		h.first = rev
+	}
+	i := (rev - h.first) / chunkSize
+	if i == int64(len(h.chunks)) {
+		h.chunks = append(h.chunks, &chunk{first: h.first + i*chunkSize})
+	}
+	c := h.chunks[i]
+	c.revs[rev-c.first] = cs
+	return h
+}
+
+// dropBefore forgets whole chunks whose revisions are all below rev. The
+// chunk holding rev and later ones stay. The slice is copied so that the old
+// chunks become garbage once no view holds them.
+func (h history) dropBefore(rev int64) history {
+	if len(h.chunks) == 0 || rev <= h.first {
+		return h
+	}
+	n := (rev - h.first) / chunkSize
+	if n == 0 {
+		return h
+	}
+	if n > int64(len(h.chunks)) {
+		n = int64(len(h.chunks))
+	}
+	h.chunks = append([]*chunk(nil), h.chunks[n:]...)
+	if len(h.chunks) == 0 {
+		// Keep the alignment: the next revision lands where it would have.
+		h.first += n * chunkSize
+		return h
+	}
+	h.first = h.chunks[0].first
+	return h
+}

@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"iter"
+
+	"github.com/revkv/revkv/kv"
+)
+
+// KeyValue and Event are the shared value types; see package kv.
+type (
+	KeyValue = kv.KeyValue
+	Event    = kv.Event
+)
+
+// RangeOptions select what a range read returns. The zero value reads every
+// key in the range at the current revision.
+type RangeOptions struct {
+	// Limit caps how many KeyValues are returned; <= 0 means no cap.
+	Limit int64
+	// Rev is the revision to read at; <= 0 means the current revision (or
+	// the view's revision, for a View).
+	Rev int64
+	// CountOnly returns no KeyValues, only Count.
+	CountOnly bool
+	// KeysOnly returns KeyValues without their Value.
+	KeysOnly bool
+	// TotalCount makes Count the number of keys in the range, not capped by
+	// Limit. It costs a walk of the whole range.
+	TotalCount bool
+}
+
+// RangeResult is what a range read returns.
+type RangeResult struct {
+	// KVs are the keys in the range at the read revision, sorted by key.
+	KVs []KeyValue
+	// Rev is the store's revision when the read was made (for a View, its
+	// revision), not the revision read at.
+	Rev int64
+	// Count is the number of keys in the range at the read revision if
+	// CountOnly or TotalCount was set, and len(KVs) otherwise.
+	Count int64
+}
+
+// Range returns the keys in a range at revision rangeRev, and the current
+// revision.
+//
+// end == nil selects the single key; a non-nil empty end selects every key
+// >= key; otherwise the range is [key, end), and end <= key selects nothing.
+// rangeRev <= 0 reads at the current revision; a rangeRev above it is
+// ErrFutureRev, one below the compacted revision ErrCompacted. limit <= 0
+// means no limit. An empty key with a nil end is ErrEmptyKey.
+//
+// Range never blocks and is never blocked by writers.
+func (s *Store) Range(key, end []byte, limit, rangeRev int64) (kvs []KeyValue, rev int64, err error) {
+	res, err := s.RangeWithOptions(key, end, RangeOptions{Limit: limit, Rev: rangeRev})
+	return res.KVs, res.Rev, err
+}
+
+// RangeWithOptions is Range with the options etcd's range requests have:
+// count only, keys only, and the total count.
+func (s *Store) RangeWithOptions(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	if s.closed.Load() {
+		return RangeResult{}, ErrClosed
+	}
+	return s.cur.Load().rangeKeys(key, end, opts)
+}
+
+// View returns a read-only view of the store at its current revision. It is
+// taken in O(1), never blocks, and keeps seeing that revision (and the
+// history at and above its compacted revision) however long it is held, even
+// across later writes, compactions and Close. Its memory is freed when it is
+// dropped. A View is safe for concurrent use.
+func (s *Store) View() (*View, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return &View{st: s.cur.Load()}, nil
+}
+
+// View is a read-only view of a store at one revision. See Store.View.
+type View struct {
+	st *state
+}
+
+// Rev returns the view's revision.
+func (v *View) Rev() int64 { return v.st.rev }
+
+// CompactRev returns the store's compacted revision when the view was taken.
+func (v *View) CompactRev() int64 { return v.st.compactRev }
+
+// Range reads a range as Store.RangeWithOptions does, at opts.Rev or, if it
+// is <= 0, at the view's revision. A revision above the view's is
+// ErrFutureRev.
+func (v *View) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	return v.st.rangeKeys(key, end, opts)
+}
+
+// Scan returns an iterator over the keys of a range (selected as in Range)
+// at revision rev, or the view's revision if rev <= 0. It walks the index as
+// the caller pulls, so a range of any size costs no more memory than one
+// KeyValue. An invalid range or revision yields one error and stops.
+func (v *View) Scan(key, end []byte, rev int64) iter.Seq2[KeyValue, error] {
+	return func(yield func(KeyValue, error) bool) {
+		rev, err := v.st.checkRead(key, end, rev)
+		if err != nil {
+			yield(KeyValue{}, err)
+			return
+		}
+		v.st.each(key, end, rev, func(kv KeyValue) bool { return yield(kv, nil) })
+	}
+}
+
+// Events returns an iterator over the history from main revision from up to
+// the view's revision, in revision order: every change, deletes included.
+// from below the compacted revision yields ErrCompacted (the events at the
+// compacted revision itself are kept); from above the view's revision yields
+// nothing.
+func (v *View) Events(from int64) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		st := v.st
+		if from < st.compactRev {
+			yield(Event{}, fmt.Errorf("events from %d, compacted %d: %w", from, st.compactRev, ErrCompacted))
+			return
+		}
+		st.changes(from, st.rev, func(c change) bool { return yield(c.v.event(c.key), nil) })
+	}
+}
+
+// checkRange validates a key range. Only a single-key selection needs a key.
+func checkRange(key, end []byte) error {
+	if end == nil && len(key) == 0 {
+		return ErrEmptyKey
+	}
+	return nil
+}
+
+// emptyRange reports whether [key, end) selects nothing.
+func emptyRange(key, end []byte) bool {
+	return len(end) > 0 && bytes.Compare(end, key) <= 0
+}
+
+// rangeEnd maps the "every key >= key" spelling (a non-nil empty end) to the
+// open end that ascend takes.
+func rangeEnd(end []byte) []byte {
+	if len(end) == 0 {
+		return nil
+	}
+	return end
+}
+
+func (st *state) checkRead(key, end []byte, rev int64) (int64, error) {
+	if err := checkRange(key, end); err != nil {
+		return 0, err
+	}
+	return st.checkRev(rev)
+}
+
+// each calls fn for each key live at rev in the range, in key order, until
+// fn returns false.
+func (st *state) each(key, end []byte, rev int64, fn func(KeyValue) bool) {
+	if end == nil {
+		if rec := lookup(st.keys, key); rec != nil {
+			if kv, ok := rec.live(rev); ok {
+				fn(kv)
+			}
+		}
+		return
+	}
+	if emptyRange(key, end) {
+		return
+	}
+	ascend(st.keys, key, rangeEnd(end), func(r *keyRecord) bool {
+		if kv, ok := r.live(rev); ok {
+			return fn(kv)
+		}
+		return true
+	})
+}
+
+func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	rev, err := st.checkRead(key, end, opts.Rev)
+	if err != nil {
+		return RangeResult{}, err
+	}
+	res := RangeResult{Rev: st.rev}
+	limit := opts.Limit
+	counting := opts.CountOnly || opts.TotalCount
+	if end == nil {
+		// A point read: no need for the iterator, and one slot suffices.
+		limit = 1
+	}
+	st.each(key, end, rev, func(kv KeyValue) bool {
+		res.Count++
+		if opts.CountOnly || (limit > 0 && int64(len(res.KVs)) >= limit) {
+			return counting
+		}
+		if opts.KeysOnly {
+			kv.Value = nil
+		}
+		if res.KVs == nil && limit > 0 {
+			res.KVs = make([]KeyValue, 0, min(limit, 64))
+		}
+		res.KVs = append(res.KVs, kv)
+		return true
+	})
+	if !counting {
+		res.Count = int64(len(res.KVs))
+	}
+	return res, nil
+}

@@ -1,0 +1,271 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// txnState is an open write txn: the revision it began at and the changes it
+// made so far. The changes are applied to the writer's index as they are made
+// (with revision beginRev+1, which no reader can see until TxnEnd publishes
+// it), so reads inside the txn see them.
+type txnState struct {
+	id       int64
+	beginRev int64
+	changes  []change
+	// skipped is true when the consistent index said this txn's entry was
+	// already applied: every operation in it is a no-op.
+	skipped bool
+}
+
+// rev is the revision the txn's reads see and its writes get.
+func (t *txnState) rev() int64 {
+	if len(t.changes) > 0 {
+		return t.beginRev + 1
+	}
+	return t.beginRev
+}
+
+// checkIndexLocked reports whether a write should be skipped because the
+// consistent index says its entry was applied before, and records the index
+// otherwise. mu is held.
+func (s *Store) checkIndexLocked() (skip bool) {
+	g := s.opts.ConsistentIndex
+	if g == nil {
+		return false
+	}
+	ci := g.ConsistentIndex()
+	if ci <= s.w.cindex {
+		return true
+	}
+	s.w.cindex = ci
+	return false
+}
+
+// Put sets key to value in a new revision and returns that revision. The
+// store keeps its own copy of key and value. An empty key is ErrEmptyKey.
+func (s *Store) Put(key, value []byte) (rev int64, err error) {
+	return s.PutLease(key, value, 0)
+}
+
+// PutLease is Put with a lease ID recorded on the new KeyValue.
+func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) {
+	if err := checkPut(key, value); err != nil {
+		return 0, err
+	}
+	if err := s.lockWriter(); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	if s.checkIndexLocked() {
+		s.publishLocked()
+		return s.w.rev, nil
+	}
+	rev = s.w.rev + 1
+	c := s.putLocked(key, value, lease, rev, 0)
+	s.commitLocked(rev, []change{c})
+	return rev, nil
+}
+
+// DeleteRange deletes the keys in the range (see Range for how key and end
+// select) under one new revision, and returns how many it deleted and the
+// current revision. If nothing was deleted the revision does not move. An
+// empty key with a nil end is ErrEmptyKey.
+func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
+	if err := checkRange(key, end); err != nil {
+		return 0, 0, err
+	}
+	if err := s.lockWriter(); err != nil {
+		return 0, 0, err
+	}
+	defer s.mu.Unlock()
+	if s.checkIndexLocked() {
+		s.publishLocked()
+		return 0, s.w.rev, nil
+	}
+	rev = s.w.rev + 1
+	cs := s.deleteLocked(key, end, rev, 0)
+	if len(cs) == 0 {
+		s.publishLocked() // the consistent index may have moved
+		return 0, s.w.rev, nil
+	}
+	s.commitLocked(rev, cs)
+	return int64(len(cs)), rev, nil
+}
+
+func checkPut(key, value []byte) error {
+	switch {
+	case len(key) == 0:
+		return ErrEmptyKey
+	case len(key) > MaxKeySize:
+		return fmt.Errorf("key of %d bytes, limit %d: %w", len(key), MaxKeySize, ErrTooLarge)
+	case len(value) > MaxValueSize:
+		return fmt.Errorf("value of %d bytes, limit %d: %w", len(value), MaxValueSize, ErrTooLarge)
+	}
+	return nil
+}
+
+// putLocked appends a put of key at (rev, sub) to the writer's index and
+// returns the change. mu is held.
+func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
+	rec := lookup(s.w.keys, key)
+	if rec == nil {
+		rec = newRecord(bytes.Clone(key))
+		s.keysForWrite().Set(keyItem{prefix: keyPrefix(rec.key), rec: rec})
+	}
+	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
+	if last, ok := rec.at(rev); ok && !last.deleted {
+		v.create, v.ver = last.create, last.ver+1
+	}
+	if len(value) > 0 {
+		v.value = bytes.Clone(value)
+	}
+	rec.append(v)
+	return change{key: rec.key, v: v}
+}
+
+// deleteLocked appends tombstones at (rev, sub...) for the keys live in the
+// range and returns the changes. mu is held.
+func (s *Store) deleteLocked(key, end []byte, rev, sub int64) []change {
+	var recs []*keyRecord
+	if end == nil {
+		if rec := lookup(s.w.keys, key); rec != nil {
+			recs = append(recs, rec)
+		}
+	} else if !emptyRange(key, end) {
+		ascend(s.w.keys, key, rangeEnd(end), func(r *keyRecord) bool {
+			recs = append(recs, r)
+			return true
+		})
+	}
+	var cs []change
+	for _, rec := range recs {
+		if last, ok := rec.at(rev); !ok || last.deleted {
+			continue
+		}
+		v := version{main: rev, sub: sub, deleted: true}
+		sub++
+		rec.append(v)
+		cs = append(cs, change{key: rec.key, v: v})
+	}
+	return cs
+}
+
+// commitLocked records the changes of revision rev in the history and
+// publishes it. mu is held.
+func (s *Store) commitLocked(rev int64, cs []change) {
+	s.w.hist = s.w.hist.add(rev, cs)
+	s.w.rev = rev
+	s.publishLocked()
+}
+
+// TxnBegin opens a write txn and returns its ID. It waits until no other txn
+// or write is in progress; until TxnEnd, other writers wait. All writes of
+// the txn share one main revision, with sub-revisions in operation order;
+// its reads see its own earlier writes. A txn that changes nothing does not
+// move the revision.
+//
+// After Close, TxnBegin returns ErrClosed.
+func (s *Store) TxnBegin() (int64, error) {
+	if err := s.lockWriter(); err != nil {
+		return 0, err
+	}
+	skip := s.checkIndexLocked()
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	s.txnID++
+	s.txn = &txnState{id: s.txnID, beginRev: s.w.rev, skipped: skip}
+	return s.txnID, nil
+}
+
+// openTxn returns the open txn if id names it. txnMu is held.
+func (s *Store) openTxn(id int64) (*txnState, error) {
+	if s.txn == nil || s.txn.id != id {
+		return nil, fmt.Errorf("txn %d: %w", id, ErrTxnIDMismatch)
+	}
+	return s.txn, nil
+}
+
+// TxnEnd commits the txn's changes as one revision, publishes it, and lets
+// other writers in. A wrong ID is ErrTxnIDMismatch and leaves the txn open.
+func (s *Store) TxnEnd(txnID int64) error {
+	s.txnMu.Lock()
+	t, err := s.openTxn(txnID)
+	if err != nil {
+		s.txnMu.Unlock()
+		return err
+	}
+	s.txn = nil
+	s.txnMu.Unlock()
+
+	if len(t.changes) > 0 {
+		s.commitLocked(t.beginRev+1, t.changes)
+	} else {
+		s.publishLocked()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// TxnRange is Range inside the txn: it reads the txn's own writes, and the
+// returned revision is the txn's (begin revision, plus one if it has
+// written).
+func (s *Store) TxnRange(txnID int64, key, end []byte, limit, rangeRev int64) ([]KeyValue, int64, error) {
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	t, err := s.openTxn(txnID)
+	if err != nil {
+		return nil, 0, err
+	}
+	if t.skipped {
+		return nil, t.beginRev, nil
+	}
+	// The writer's tree is private to mu's holder, which is this txn.
+	st := state{keys: s.w.keys, rev: t.rev(), compactRev: s.w.compactRev}
+	res, err := st.rangeKeys(key, end, RangeOptions{Limit: limit, Rev: rangeRev})
+	return res.KVs, res.Rev, err
+}
+
+// TxnPut is Put inside the txn. It returns the txn's revision.
+func (s *Store) TxnPut(txnID int64, key, value []byte) (rev int64, err error) {
+	return s.TxnPutLease(txnID, key, value, 0)
+}
+
+// TxnPutLease is PutLease inside the txn.
+func (s *Store) TxnPutLease(txnID int64, key, value []byte, lease int64) (rev int64, err error) {
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	t, err := s.openTxn(txnID)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkPut(key, value); err != nil {
+		return 0, err
+	}
+	if t.skipped {
+		return t.beginRev, nil
+	}
+	rev = t.beginRev + 1
+	t.changes = append(t.changes, s.putLocked(key, value, lease, rev, int64(len(t.changes))))
+	return rev, nil
+}
+
+// TxnDeleteRange is DeleteRange inside the txn. It returns how many keys it
+// deleted and the txn's revision.
+func (s *Store) TxnDeleteRange(txnID int64, key, end []byte) (n, rev int64, err error) {
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	t, err := s.openTxn(txnID)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := checkRange(key, end); err != nil {
+		return 0, 0, err
+	}
+	if t.skipped {
+		return 0, t.beginRev, nil
+	}
+	cs := s.deleteLocked(key, end, t.beginRev+1, int64(len(t.changes)))
+	t.changes = append(t.changes, cs...)
+	return int64(len(cs)), t.rev(), nil
+}
