@@ -3,12 +3,17 @@ package engine
 import (
 	"bytes"
 	"errors"
-	"testing"
 )
 
 func b(s string) []byte { return []byte(s) }
 
-func mustPut(t testing.TB, s *Store, key, value string) int64 {
+// tb is what the helpers need of *testing.T, *testing.F and *rapid.T.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func mustPut(t tb, s *Store, key, value string) int64 {
 	t.Helper()
 	rev, err := s.Put(b(key), b(value))
 	if err != nil {
@@ -38,7 +43,7 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-func wantErr(t testing.TB, what string, got, want error) {
+func wantErr(t tb, what string, got, want error) {
 	t.Helper()
 	if want == nil && got != nil || want != nil && !errors.Is(got, want) {
 		t.Fatalf("%s: error %v, want %v", what, got, want)

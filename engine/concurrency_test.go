@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// TestConcurrentReadersSeeWholeTxns runs writers, readers, views,
+// compactions, snapshots and hashes at once (run it with -race). Each txn
+// writes the same value to x and y; a reader must never see them differ, and
+// the revisions a reader sees must never go back.
+func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := New(Options{})
+	const writes = 2000
+	var wg, writers sync.WaitGroup
+	errc := make(chan error, 16)
+	report := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+	}
+	done := make(chan struct{})
+
+	for w := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := range writes {
+				v := []byte(fmt.Sprintf("%d-%d", w, i))
+				id, err := s.TxnBegin()
+				if err != nil {
+					report(err)
+					return
+				}
+				s.TxnPut(id, b("x"), v)
+				s.TxnPut(id, b("y"), v)
+				if err := s.TxnEnd(id); err != nil {
+					report(err)
+					return
+				}
+				s.Put([]byte(keyN(i%50)), v)
+				if i%7 == 0 {
+					s.DeleteRange([]byte(keyN(i%50)), nil)
+				}
+			}
+		}()
+	}
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := int64(0)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				v, err := s.View()
+				if err != nil {
+					report(err)
+					return
+				}
+				if v.Rev() < last {
+					report(fmt.Errorf("revision went back from %d to %d", last, v.Rev()))
+					return
+				}
+				last = v.Rev()
+				res, err := v.Range(b("x"), b("z"), RangeOptions{})
+				if err != nil {
+					report(err)
+					return
+				}
+				if len(res.KVs) == 2 && !bytes.Equal(res.KVs[0].Value, res.KVs[1].Value) {
+					report(fmt.Errorf("at %d x=%s y=%s: a txn was seen half-applied", v.Rev(), res.KVs[0].Value, res.KVs[1].Value))
+					return
+				}
+				// The same historical read twice gives the same answer.
+				old := max(v.CompactRev(), v.Rev()-5, 1)
+				r1, err1 := v.Range(nil, []byte{}, RangeOptions{Rev: old})
+				r2, err2 := v.Range(nil, []byte{}, RangeOptions{Rev: old})
+				if err1 != nil || err2 != nil || len(r1.KVs) != len(r2.KVs) {
+					report(fmt.Errorf("historical read at %d: %v, %v, %d vs %d keys", old, err1, err2, len(r1.KVs), len(r2.KVs)))
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if rev := s.Rev() - 20; rev > s.CompactRev() {
+				if err := s.Compact(rev); err != nil && !errors.Is(err, ErrCompacted) {
+					report(err)
+					return
+				}
+			}
+			sn, err := s.Snapshot()
+			if err != nil {
+				report(err)
+				return
+			}
+			if _, err := sn.WriteTo(io.Discard); err != nil {
+				report(err)
+			}
+			sn.Close()
+			if _, err := s.HashByRev(0); err != nil {
+				report(err)
+			}
+		}
+	}()
+
+	writers.Wait()
+	close(done)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	default:
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("%d goroutines after Close, %d before", after, before)
+	}
+}
+
+// TestCloseWhileWriting closes the store under running writers and readers:
+// every call after Close fails with ErrClosed, none panics or hangs.
+func TestCloseWhileWriting(t *testing.T) {
+	s := New(Options{})
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; ; i++ {
+				var err error
+				switch (w + i) % 4 {
+				case 0:
+					_, err = s.Put([]byte(keyN(i%10)), nil)
+				case 1:
+					var id int64
+					if id, err = s.TxnBegin(); err == nil {
+						s.TxnPut(id, b("t"), nil)
+						err = s.TxnEnd(id)
+					}
+				case 2:
+					_, _, err = s.Range(nil, []byte{}, 0, 0)
+				case 3:
+					err = s.Compact(s.Rev())
+					if errors.Is(err, ErrCompacted) {
+						err = nil
+					}
+				}
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("before Close: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	for s.Rev() < 500 {
+		runtime.Gosched()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
