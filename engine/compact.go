@@ -98,9 +98,7 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 			keys.Delete(keyItem{prefix: keyPrefix(r.key), rec: r})
 			continue
 		}
-		nr := &keyRecord{key: r.key}
-		nr.vers.Store(&kept)
-		keys.Set(keyItem{prefix: keyPrefix(r.key), rec: nr})
+		keys.Set(keyItem{prefix: keyPrefix(r.key), rec: recordOf(r.key, kept)})
 	}
 	return next, changed
 }

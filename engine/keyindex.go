@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/revkv/revkv/kv"
@@ -21,40 +22,82 @@ type version struct {
 	deleted bool
 }
 
-// keyRecord is a key and its retained versions, oldest first.
+// keyRecord is a key and its retained versions.
 //
-// The writer appends to vers while readers load it: a reader at revision R
-// only looks at versions with main <= R, all of which were appended before R
-// was published. A record is never trimmed in place: compaction builds a new
-// record and swaps it into the writer's tree, so views taken before the
-// compaction keep the versions they can see.
+// The writer replaces vers while readers load it: a reader at revision R
+// only looks at versions with main <= R, all of which were in the list
+// before R was published. A record is never trimmed in place: compaction
+// builds a new record and swaps it into the writer's tree, so views taken
+// before the compaction keep the versions they can see.
+//
+// Reading a key costs two dependent cache misses after the tree node: the
+// record (which holds short keys inline) and its version list (which holds
+// the latest version inline).
 type keyRecord struct {
+	vers atomic.Pointer[versionList]
 	key  []byte
-	vers atomic.Pointer[[]version]
+	// inline holds keys up to its size, so comparing a key does not touch
+	// another cache line.
+	inline [24]byte
+}
+
+// versionList is an immutable list of a key's versions, oldest first:
+// prev, then latest. Appending makes a new list whose prev shares the old
+// one's backing array (the old list never looks past its own length).
+type versionList struct {
+	latest version
+	prev   []version
 }
 
 func newRecord(key []byte) *keyRecord {
-	r := &keyRecord{key: key}
-	var empty []version
-	r.vers.Store(&empty)
+	r := &keyRecord{}
+	if len(key) <= len(r.inline) {
+		r.key = r.inline[:len(key):len(key)]
+		copy(r.key, key)
+	} else {
+		r.key = bytes.Clone(key)
+	}
 	return r
 }
 
-func (r *keyRecord) versions() []version { return *r.vers.Load() }
+// recordOf makes a record holding vs (oldest first, not empty).
+func recordOf(key []byte, vs []version) *keyRecord {
+	r := newRecord(key)
+	n := len(vs)
+	r.vers.Store(&versionList{latest: vs[n-1], prev: vs[: n-1 : n-1]})
+	return r
+}
+
+// versions returns every version, oldest first. It allocates; it is for
+// compaction and tests, not for reads.
+func (r *keyRecord) versions() []version {
+	l := r.vers.Load()
+	if l == nil {
+		return nil
+	}
+	return append(append(make([]version, 0, len(l.prev)+1), l.prev...), l.latest)
+}
 
 // append adds v. Only the writer calls it.
 func (r *keyRecord) append(v version) {
-	vs := append(r.versions(), v)
-	r.vers.Store(&vs)
+	l := &versionList{latest: v}
+	if old := r.vers.Load(); old != nil {
+		l.prev = append(old.prev, old.latest)
+	}
+	r.vers.Store(l)
 }
 
 // at returns the latest version with main <= rev, if any.
 func (r *keyRecord) at(rev int64) (version, bool) {
-	vs := r.versions()
-	// Reads at the current revision hit the newest version: check it first.
-	if n := len(vs); n > 0 && vs[n-1].main <= rev {
-		return vs[n-1], true
+	l := r.vers.Load()
+	if l == nil {
+		return version{}, false
 	}
+	// Reads at the current revision hit the latest version.
+	if l.latest.main <= rev {
+		return l.latest, true
+	}
+	vs := l.prev
 	i := sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
 	if i < 0 {
 		return version{}, false
@@ -140,14 +183,26 @@ func newKeyTree() *keyTree {
 	return btree.NewBTreeGOptions(lessItem, btree.Options{NoLocks: true})
 }
 
-// probe builds a search item for key. The record escapes to the heap (the
-// tree calls its less func through a pointer); it is one small allocation.
+// probe builds a search item for key. The tree calls its less func through
+// a pointer, so a probe record on the stack would escape: probes come from a
+// pool instead. Call release when the search is done.
 func probe(key []byte) keyItem {
-	return keyItem{prefix: keyPrefix(key), rec: &keyRecord{key: key}}
+	r := probes.Get().(*keyRecord)
+	r.key = key
+	return keyItem{prefix: keyPrefix(key), rec: r}
 }
 
+func (it keyItem) release() {
+	it.rec.key = nil
+	probes.Put(it.rec)
+}
+
+var probes = sync.Pool{New: func() any { return new(keyRecord) }}
+
 func lookup(t *keyTree, key []byte) *keyRecord {
-	it, ok := t.Get(probe(key))
+	p := probe(key)
+	it, ok := t.Get(p)
+	p.release()
 	if !ok {
 		return nil
 	}
@@ -157,7 +212,9 @@ func lookup(t *keyTree, key []byte) *keyRecord {
 // ascend calls fn for each record with key in [key, end), in key order,
 // until fn returns false. end == nil means "to the last key".
 func ascend(t *keyTree, key, end []byte, fn func(*keyRecord) bool) {
-	t.Ascend(probe(key), func(it keyItem) bool {
+	p := probe(key)
+	defer p.release()
+	t.Ascend(p, func(it keyItem) bool {
 		if end != nil && bytes.Compare(it.rec.key, end) >= 0 {
 			return false
 		}

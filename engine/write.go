@@ -110,7 +110,7 @@ func checkPut(key, value []byte) error {
 func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	rec := lookup(s.w.keys, key)
 	if rec == nil {
-		rec = newRecord(bytes.Clone(key))
+		rec = newRecord(key)
 		s.keysForWrite().Set(keyItem{prefix: keyPrefix(rec.key), rec: rec})
 	}
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}

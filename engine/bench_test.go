@@ -1,0 +1,294 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Benchmarks use 16-byte random keys and 128-byte values, in stores of 100k
+// and 1M keys. Run them with -race off:
+//
+//	go test -run '^$' -bench . -benchmem ./engine
+//
+// Stores that benchmarks only read are built once and shared; benchmarks that
+// write get their own, which grows by the keys they add.
+
+var sizes = []int{100_000, 1_000_000}
+
+const (
+	keySize   = 16
+	valueSize = 128
+)
+
+var value = make([]byte, valueSize)
+
+func randomKeys(n int, seed uint64) [][]byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	keys := make([][]byte, n)
+	for i := range keys {
+		k := make([]byte, keySize)
+		for j := 0; j < keySize; j += 8 {
+			v := r.Uint64()
+			for x := 0; x < 8; x++ {
+				k[j+x] = byte(v >> (8 * x))
+			}
+		}
+		keys[i] = k
+	}
+	return keys
+}
+
+// build returns a store holding keys, each written versions times (all keys
+// once, then all keys again, ...). It writes through the same code as Put but
+// publishes once at the end, so that a 1M-key store builds in seconds.
+func build(keys [][]byte, versions int) *Store {
+	s := New(Options{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range versions {
+		for _, k := range keys {
+			rev := s.w.rev + 1
+			s.w.hist = s.w.hist.add(rev, []change{s.putLocked(k, value, 0, rev, 0)})
+			s.w.rev = rev
+		}
+	}
+	s.publishLocked()
+	return s
+}
+
+type sharedStore struct {
+	once sync.Once
+	keys [][]byte
+	s    *Store
+}
+
+var shared = map[string]*sharedStore{}
+var sharedMu sync.Mutex
+
+// readStore returns a shared store of n keys written versions times.
+func readStore(n, versions int) ([][]byte, *Store) {
+	name := fmt.Sprintf("%d/%d", n, versions)
+	sharedMu.Lock()
+	ss := shared[name]
+	if ss == nil {
+		ss = &sharedStore{}
+		shared[name] = ss
+	}
+	sharedMu.Unlock()
+	ss.once.Do(func() {
+		ss.keys = randomKeys(n, 1)
+		ss.s = build(ss.keys, versions)
+	})
+	return ss.keys, ss.s
+}
+
+func sizeName(n int) string {
+	if n >= 1_000_000 {
+		return fmt.Sprintf("keys=%dM", n/1_000_000)
+	}
+	return fmt.Sprintf("keys=%dk", n/1000)
+}
+
+// BenchmarkPut puts new random keys into a store of n keys.
+func BenchmarkPut(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			s := build(randomKeys(n, 1), 1)
+			fresh := randomKeys(1<<16, 2)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := s.Put(fresh[i&(1<<16-1)], value); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkPutHot updates 1,000 hot keys round robin in a store of n keys.
+func BenchmarkPutHot(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys := randomKeys(n, 1)
+			s := build(keys, 1)
+			hot := keys[:1000]
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := s.Put(hot[i%1000], value); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkGet is a point Range of a random existing key.
+func BenchmarkGet(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys, s := readStore(n, 1)
+			r := rand.New(rand.NewPCG(3, 3))
+			b.ReportAllocs()
+			for b.Loop() {
+				kvs, _, err := s.Range(keys[r.IntN(n)], nil, 0, 0)
+				if err != nil || len(kvs) != 1 {
+					b.Fatal(err, len(kvs))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRange100 reads 100 consecutive keys from a random start key.
+func BenchmarkRange100(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys, s := readStore(n, 1)
+			r := rand.New(rand.NewPCG(4, 4))
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _, err := s.Range(keys[r.IntN(n)], []byte{}, 100, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRangeOldRev is a point read at the revision of a key's first
+// version, in a store where every key was written twice.
+func BenchmarkRangeOldRev(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys, s := readStore(n, 2)
+			r := rand.New(rand.NewPCG(5, 5))
+			b.ReportAllocs()
+			for b.Loop() {
+				i := r.IntN(n)
+				// Key i's first version is revision i+2.
+				kvs, _, err := s.Range(keys[i], nil, 0, int64(i+2))
+				if err != nil || len(kvs) != 1 || kvs[0].Version != 1 {
+					b.Fatal(err, kvs)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTxnPut10 is a txn of 10 puts of random existing keys.
+func BenchmarkTxnPut10(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys := randomKeys(n, 1)
+			s := build(keys, 1)
+			r := rand.New(rand.NewPCG(6, 6))
+			b.ReportAllocs()
+			for b.Loop() {
+				id, _ := s.TxnBegin()
+				for range 10 {
+					if _, err := s.TxnPut(id, keys[r.IntN(n)], value); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := s.TxnEnd(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCompact compacts a store of n keys after 1,000 of them were
+// updated; the updates are not timed. It reports the longest time a Put
+// running beside the compaction waited (max-stall-ns).
+func BenchmarkCompact(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys := randomKeys(n, 1)
+			s := build(keys, 1)
+			r := rand.New(rand.NewPCG(7, 7))
+			var maxStall time.Duration
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				for range 1000 {
+					s.Put(keys[r.IntN(n)], value)
+				}
+				rev := s.Rev()
+				stop := make(chan struct{})
+				stalls := make(chan time.Duration)
+				go func() {
+					var worst time.Duration
+					k := []byte("stall-probe-key!")
+					for {
+						select {
+						case <-stop:
+							stalls <- worst
+							return
+						default:
+						}
+						t0 := time.Now()
+						s.Put(k, value)
+						worst = max(worst, time.Since(t0))
+					}
+				}()
+				b.StartTimer()
+				if err := s.Compact(rev); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				close(stop)
+				maxStall = max(maxStall, <-stalls)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(maxStall.Nanoseconds()), "max-stall-ns")
+		})
+	}
+}
+
+// BenchmarkView takes a read view (what every read does).
+func BenchmarkView(b *testing.B) {
+	_, s := readStore(100_000, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.View(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSnapshot takes a snapshot and closes it, without writing it.
+func BenchmarkSnapshot(b *testing.B) {
+	_, s := readStore(100_000, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		sn, err := s.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sn.Close()
+	}
+}
+
+// BenchmarkSnapshotWrite writes a 100k-key snapshot; SetBytes makes the
+// MB/s column its throughput.
+func BenchmarkSnapshotWrite(b *testing.B) {
+	_, s := readStore(100_000, 1)
+	sn, _ := s.Snapshot()
+	b.SetBytes(sn.Size())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := sn.WriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
