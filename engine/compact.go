@@ -2,14 +2,19 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 )
 
 // compactStep is how many keys one step of compaction visits while holding
-// the writer lock. A step over keys with nothing to drop costs ~100 µs here,
-// so writers never wait longer than that for a compaction, whatever the size
-// of the store.
-const compactStep = 1024
+// the writer lock. A step costs up to ~100 µs here (each key is a cache
+// miss or two), so that is the longest a writer waits for compaction,
+// whatever the size of the store.
+const compactStep = 256
+
+// compactStepVersions bounds the versions one step copies, for keys with
+// long histories.
+const compactStepVersions = 8 * maxCopyOnCompact
 
 // Compact drops the history below revision rev.
 //
@@ -50,6 +55,7 @@ func (s *Store) Compact(rev int64) error {
 
 	start := time.Now()
 	var from []byte
+	var longest time.Duration
 	steps, freed := 0, 0
 	for {
 		if err := s.lockWriter(); err != nil {
@@ -57,12 +63,15 @@ func (s *Store) Compact(rev int64) error {
 			// was not all freed, and the store is gone anyway.
 			return nil
 		}
+		t0 := time.Now()
 		next, n := s.compactStepLocked(rev, from)
 		if next == nil {
 			s.w.hist = s.w.hist.dropBefore(rev)
 		}
 		s.publishLocked()
+		longest = max(longest, time.Since(t0))
 		s.mu.Unlock()
+		s.yieldToWriters()
 		steps++
 		freed += n
 		if next == nil {
@@ -70,8 +79,20 @@ func (s *Store) Compact(rev int64) error {
 		}
 		from = next
 	}
-	s.logger().Debug("revkv: compacted", "rev", rev, "steps", steps, "keysChanged", freed, "took", time.Since(start))
+	s.lastCompactStep.Store(int64(longest))
+	s.logger().Debug("revkv: compacted", "rev", rev, "steps", steps, "keysChanged", freed,
+		"took", time.Since(start), "longestStep", longest)
 	return nil
+}
+
+// yieldToWriters lets writers that are waiting for mu take it before the
+// next compaction step. sync.Mutex would let this goroutine take the lock
+// straight back; a bounded number of yields keeps a stream of writers from
+// starving compaction in turn.
+func (s *Store) yieldToWriters() {
+	for i := 0; i < 64 && s.waiting.Load() > 0; i++ {
+		runtime.Gosched()
+	}
 }
 
 // compactStepLocked compacts up to compactStep keys from key from (nil: the
@@ -87,14 +108,21 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		next = batch[compactStep].key
 		batch = batch[:compactStep]
 	}
+	copied := 0
 	for _, r := range batch {
-		kept, ok := compacted(r.versions(), rev)
-		if !ok {
+		if copied >= compactStepVersions {
+			// Enough work for one step: continue from this key.
+			return r.key, changed
+		}
+		old := r.vers.Load()
+		kept, n := old.compacted(rev)
+		if kept == old {
 			continue
 		}
 		changed++
+		copied += n
 		keys := s.keysForWrite()
-		if len(kept) == 0 {
+		if kept == nil {
 			keys.Delete(keyItem{prefix: keyPrefix(r.key), rec: r})
 			continue
 		}

@@ -65,7 +65,7 @@ func (st *state) base(fn func(key []byte, v version)) {
 		return
 	}
 	ascend(st.keys, nil, nil, func(r *keyRecord) bool {
-		if v, ok := r.at(st.compactRev); ok && !v.deleted {
+		if v, ok := r.at(st.compactRev); ok && !v.deleted() {
 			fn(r.key, v)
 		}
 		return true
@@ -90,7 +90,7 @@ func (st *state) changes(from, to int64, fn func(change) bool) {
 // the same as the store they came from.
 func appendRecord(b []byte, key []byte, v version) []byte {
 	var flags byte
-	if v.deleted {
+	if v.deleted() {
 		flags = 1
 	}
 	b = append(b, flags)
@@ -98,7 +98,7 @@ func appendRecord(b []byte, key []byte, v version) []byte {
 	b = append(b, key...)
 	b = binary.AppendVarint(b, v.main)
 	b = binary.AppendVarint(b, v.sub)
-	if v.deleted {
+	if v.deleted() {
 		return b
 	}
 	b = binary.AppendVarint(b, v.create)

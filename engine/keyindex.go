@@ -11,16 +11,19 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// version is one change to one key: a put or a tombstone.
+// version is one change to one key: a put or a tombstone. It is 64 bytes:
+// version lists are copied as they grow, and history holds one per change.
 type version struct {
-	main    int64
-	sub     int64
-	create  int64 // CreateRevision of the incarnation this put belongs to
-	ver     int64 // Version; 0 for a tombstone
-	lease   int64
-	value   []byte
-	deleted bool
+	main   int64
+	sub    int64
+	create int64 // CreateRevision of the incarnation this put belongs to
+	ver    int64 // Version: >= 1 for a put, 0 for a tombstone
+	lease  int64
+	value  []byte
 }
+
+// deleted reports whether v is a tombstone.
+func (v version) deleted() bool { return v.ver == 0 }
 
 // keyRecord is a key and its retained versions.
 //
@@ -60,11 +63,10 @@ func newRecord(key []byte) *keyRecord {
 	return r
 }
 
-// recordOf makes a record holding vs (oldest first, not empty).
-func recordOf(key []byte, vs []version) *keyRecord {
+// recordOf makes a record holding the versions of l.
+func recordOf(key []byte, l *versionList) *keyRecord {
 	r := newRecord(key)
-	n := len(vs)
-	r.vers.Store(&versionList{latest: vs[n-1], prev: vs[: n-1 : n-1]})
+	r.vers.Store(l)
 	return r
 }
 
@@ -88,8 +90,10 @@ func (r *keyRecord) append(v version) {
 }
 
 // at returns the latest version with main <= rev, if any.
-func (r *keyRecord) at(rev int64) (version, bool) {
-	l := r.vers.Load()
+func (r *keyRecord) at(rev int64) (version, bool) { return r.vers.Load().at(rev) }
+
+// at returns the latest version in l with main <= rev, if any.
+func (l *versionList) at(rev int64) (version, bool) {
 	if l == nil {
 		return version{}, false
 	}
@@ -108,7 +112,7 @@ func (r *keyRecord) at(rev int64) (version, bool) {
 // live returns the key's value at rev, if the key exists then.
 func (r *keyRecord) live(rev int64) (kv.KeyValue, bool) {
 	v, ok := r.at(rev)
-	if !ok || v.deleted {
+	if !ok || v.deleted() {
 		return kv.KeyValue{}, false
 	}
 	return v.keyValue(r.key), true
@@ -126,29 +130,51 @@ func (v version) keyValue(key []byte) kv.KeyValue {
 }
 
 func (v version) event(key []byte) kv.Event {
-	if v.deleted {
+	if v.deleted() {
 		return kv.Event{Type: kv.Delete, KV: kv.KeyValue{Key: key, ModRevision: v.main}, Sub: v.sub}
 	}
 	return kv.Event{Type: kv.Put, KV: v.keyValue(key), Sub: v.sub}
 }
 
-// compacted returns the versions a compaction at rev keeps: the one visible
-// at rev if it is a put, and every version after rev. changed is false if nothing
-// changes.
-func compacted(vs []version, rev int64) (kept []version, changed bool) {
+// maxCopyOnCompact is the most versions of one key compaction copies. A
+// longer tail is shared with the old list instead, so one hot key cannot
+// make a compaction step long; the dropped versions are then freed when the
+// key's list next grows (which copies it) or the next compaction copies it.
+const maxCopyOnCompact = 1024
+
+// compacted returns the list a compaction at rev keeps: the version visible
+// at rev if it is a put, and every version after rev. It returns l itself if
+// nothing is dropped, nil if nothing is kept, and how many versions it
+// copied.
+func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
+	if l.latest.main <= rev {
+		switch {
+		case l.latest.deleted():
+			return nil, 0
+		case len(l.prev) == 0:
+			return l, 0
+		}
+		return &versionList{latest: l.latest}, 0
+	}
+	vs := l.prev
 	i := sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
 	if i < 0 {
-		return vs, false
+		return l, 0
 	}
-	if vs[i].deleted {
+	if vs[i].deleted() {
 		i++
 	}
 	if i == 0 {
-		return vs, false
+		return l, 0
 	}
-	// Copy so that the old record, still visible to older views, is untouched
-	// and the dropped versions' backing array can be freed.
-	return append([]version(nil), vs[i:]...), true
+	tail := vs[i:len(vs):len(vs)] // capped: the next append reallocates
+	if len(tail) <= maxCopyOnCompact {
+		// A new array: the dropped versions can be freed with the old list,
+		// which older views may still hold and so stays untouched.
+		tail = append([]version(nil), tail...)
+		copied = len(tail)
+	}
+	return &versionList{latest: l.latest, prev: tail}, copied
 }
 
 // keyItem is what the key index stores. The 8-byte big-endian key prefix is
@@ -210,13 +236,18 @@ func lookup(t *keyTree, key []byte) *keyRecord {
 }
 
 // ascend calls fn for each record with key in [key, end), in key order,
-// until fn returns false. end == nil means "to the last key".
+// until fn returns false. end == nil means "to the last key". The end test
+// looks at the inline prefix first, so the walk itself touches only tree
+// nodes: fn decides when to load the records.
 func ascend(t *keyTree, key, end []byte, fn func(*keyRecord) bool) {
 	p := probe(key)
 	defer p.release()
+	endPrefix := keyPrefix(end)
 	t.Ascend(p, func(it keyItem) bool {
-		if end != nil && bytes.Compare(it.rec.key, end) >= 0 {
-			return false
+		if end != nil && it.prefix >= endPrefix {
+			if it.prefix > endPrefix || bytes.Compare(it.rec.key, end) >= 0 {
+				return false
+			}
 		}
 		return fn(it.rec)
 	})

@@ -108,7 +108,7 @@ func (v *View) Scan(key, end []byte, rev int64) iter.Seq2[KeyValue, error] {
 			yield(KeyValue{}, err)
 			return
 		}
-		v.st.each(key, end, rev, func(kv KeyValue) bool { return yield(kv, nil) })
+		v.st.each(key, end, rev, 0, func(kv KeyValue) bool { return yield(kv, nil) })
 	}
 }
 
@@ -157,9 +157,18 @@ func (st *state) checkRead(key, end []byte, rev int64) (int64, error) {
 	return st.checkRev(rev)
 }
 
+// scanBatch is how many records a range read gathers before loading them.
+const scanBatch = 32
+
 // each calls fn for each key live at rev in the range, in key order, until
-// fn returns false.
-func (st *state) each(key, end []byte, rev int64, fn func(KeyValue) bool) {
+// fn returns false. It expects about want keys (0: unknown), to size its
+// batches.
+//
+// Records and their version lists live wherever the allocator put them, so
+// reading one is two cache misses. Walking the tree first and then loading a
+// batch of records, then their lists, lets those misses overlap rather than
+// form one long chain: a range of 100 keys runs several times faster.
+func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) bool) {
 	if end == nil {
 		if rec := lookup(st.keys, key); rec != nil {
 			if kv, ok := rec.live(rev); ok {
@@ -171,12 +180,41 @@ func (st *state) each(key, end []byte, rev int64, fn func(KeyValue) bool) {
 	if emptyRange(key, end) {
 		return
 	}
-	ascend(st.keys, key, rangeEnd(end), func(r *keyRecord) bool {
-		if kv, ok := r.live(rev); ok {
-			return fn(kv)
+	size := scanBatch
+	if want > 0 && want < scanBatch {
+		size = int(want)
+	}
+	var recs [scanBatch]*keyRecord
+	var lists [scanBatch]*versionList
+	n := 0
+	stopped := false
+	flush := func() bool {
+		for i := range n {
+			lists[i] = recs[i].vers.Load()
 		}
+		for i := range n {
+			if v, ok := lists[i].at(rev); ok && !v.deleted() {
+				if !fn(v.keyValue(recs[i].key)) {
+					stopped = true
+					return false
+				}
+			}
+		}
+		n = 0
 		return true
+	}
+	ascend(st.keys, key, rangeEnd(end), func(r *keyRecord) bool {
+		recs[n] = r
+		n++
+		if n < size {
+			return true
+		}
+		size = scanBatch
+		return flush()
 	})
+	if !stopped && n > 0 {
+		flush()
+	}
 }
 
 func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, error) {
@@ -185,13 +223,16 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 		return RangeResult{}, err
 	}
 	res := RangeResult{Rev: st.rev}
+	if end == nil {
+		return st.get(key, rev, opts, res), nil
+	}
 	limit := opts.Limit
 	counting := opts.CountOnly || opts.TotalCount
-	if end == nil {
-		// A point read: no need for the iterator, and one slot suffices.
-		limit = 1
+	want := limit
+	if counting {
+		want = 0
 	}
-	st.each(key, end, rev, func(kv KeyValue) bool {
+	st.each(key, end, rev, want, func(kv KeyValue) bool {
 		res.Count++
 		if opts.CountOnly || (limit > 0 && int64(len(res.KVs)) >= limit) {
 			return counting
@@ -200,7 +241,8 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 			kv.Value = nil
 		}
 		if res.KVs == nil && limit > 0 {
-			res.KVs = make([]KeyValue, 0, min(limit, 64))
+			// One allocation for the usual limits; a huge limit grows.
+			res.KVs = make([]KeyValue, 0, min(limit, 1024))
 		}
 		res.KVs = append(res.KVs, kv)
 		return true
@@ -209,4 +251,25 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 		res.Count = int64(len(res.KVs))
 	}
 	return res, nil
+}
+
+// get is rangeKeys for one key: the hot path of point reads.
+func (st *state) get(key []byte, rev int64, opts RangeOptions, res RangeResult) RangeResult {
+	rec := lookup(st.keys, key)
+	if rec == nil {
+		return res
+	}
+	kv, ok := rec.live(rev)
+	if !ok {
+		return res
+	}
+	res.Count = 1
+	if opts.CountOnly {
+		return res
+	}
+	if opts.KeysOnly {
+		kv.Value = nil
+	}
+	res.KVs = []KeyValue{kv}
+	return res
 }

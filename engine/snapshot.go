@@ -219,6 +219,8 @@ func (sr *snapReader) hashRecord() {
 	sr.rec = sr.rec[:0]
 }
 
+// record reads one record. A put's version is checked to be >= 1, so that
+// v.deleted() tells a tombstone from a put.
 func (sr *snapReader) record() (key []byte, v version, err error) {
 	flags, err := sr.ReadByte()
 	if err != nil {
@@ -227,7 +229,7 @@ func (sr *snapReader) record() (key []byte, v version, err error) {
 	if flags > 1 {
 		return nil, v, sr.corrupt("bad record flags %#x", flags)
 	}
-	v.deleted = flags == 1
+	deleted := flags == 1
 	if key, err = sr.bytes(MaxKeySize); err != nil {
 		return nil, v, err
 	}
@@ -240,13 +242,16 @@ func (sr *snapReader) record() (key []byte, v version, err error) {
 	if v.sub, err = sr.varint(); err != nil {
 		return nil, v, err
 	}
-	if v.deleted {
+	if deleted {
 		return key, v, nil
 	}
 	for _, p := range []*int64{&v.create, &v.ver, &v.lease} {
 		if *p, err = sr.varint(); err != nil {
 			return nil, v, err
 		}
+	}
+	if v.ver < 1 {
+		return nil, v, sr.corrupt("put of %q with version %d", key, v.ver)
 	}
 	v.value, err = sr.bytes(MaxValueSize)
 	return key, v, err
@@ -370,14 +375,13 @@ func (l *loader) base() error {
 	switch {
 	case l.lastKey != nil && bytes.Compare(key, l.lastKey) <= 0:
 		return l.sr.corrupt("base key %q out of order", key)
-	case v.deleted || v.main < 2 || v.main > l.compactRev || v.sub < 0:
+	case v.deleted() || v.main < 2 || v.main > l.compactRev || v.sub < 0:
 		return l.sr.corrupt("base record of %q at %d.%d, compacted %d", key, v.main, v.sub, l.compactRev)
 	case v.create < 2 || v.create > v.main || v.ver < 1:
 		return l.sr.corrupt("base record of %q with create %d, version %d", key, v.create, v.ver)
 	}
 	l.lastKey = key
-	rec := newRecord(key)
-	rec.append(v)
+	rec := recordOf(key, &versionList{latest: v})
 	l.s.keysForWrite().Load(keyItem{prefix: keyPrefix(key), rec: rec})
 	return nil
 }
@@ -407,7 +411,7 @@ func (l *loader) event() error {
 		return nil
 	}
 	var c change
-	if v.deleted {
+	if v.deleted() {
 		cs := l.s.deleteLocked(key, nil, v.main, v.sub)
 		if len(cs) != 1 {
 			return l.sr.corrupt("delete of %q at %d, which is not live", key, v.main)

@@ -88,6 +88,11 @@ type Store struct {
 
 	// compactMu serializes compactions, which release mu between steps.
 	compactMu sync.Mutex
+	// waiting counts writers blocked on mu, so compaction can step aside.
+	waiting atomic.Int32
+	// lastCompactStep is the longest time (ns) the last compaction held mu
+	// in one step: the longest it made a writer wait.
+	lastCompactStep atomic.Int64
 
 	closed atomic.Bool
 }
@@ -141,7 +146,11 @@ func (s *Store) lockWriter() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.mu.Lock()
+	if !s.mu.TryLock() {
+		s.waiting.Add(1)
+		s.mu.Lock()
+		s.waiting.Add(-1)
+	}
 	if s.closed.Load() {
 		s.mu.Unlock()
 		return ErrClosed

@@ -114,7 +114,7 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 		s.keysForWrite().Set(keyItem{prefix: keyPrefix(rec.key), rec: rec})
 	}
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
-	if last, ok := rec.at(rev); ok && !last.deleted {
+	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
 	}
 	if len(value) > 0 {
@@ -140,10 +140,10 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub int64) []change {
 	}
 	var cs []change
 	for _, rec := range recs {
-		if last, ok := rec.at(rev); !ok || last.deleted {
+		if last, ok := rec.at(rev); !ok || last.deleted() {
 			continue
 		}
-		v := version{main: rev, sub: sub, deleted: true}
+		v := version{main: rev, sub: sub}
 		sub++
 		rec.append(v)
 		cs = append(cs, change{key: rec.key, v: v})
