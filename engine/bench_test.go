@@ -53,7 +53,7 @@ func build(keys [][]byte, versions int) *Store {
 	for range versions {
 		for _, k := range keys {
 			rev := s.w.rev + 1
-			s.w.hist = s.w.hist.add(rev, []change{s.putLocked(k, value, 0, rev, 0)})
+			s.w.hist = s.w.hist.addOne(rev, s.putLocked(k, value, 0, rev, 0))
 			s.w.rev = rev
 		}
 	}

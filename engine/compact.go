@@ -115,6 +115,10 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 			return r.key, changed
 		}
 		old := r.vers.Load()
+		if old == nil {
+			// One version, a put: compaction keeps it whatever rev is.
+			continue
+		}
 		kept, n := old.compacted(rev)
 		if kept == old {
 			continue

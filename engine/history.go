@@ -13,12 +13,15 @@ type change struct {
 const chunkSize = 256
 
 // chunk holds the changes of main revisions first .. first+chunkSize-1.
+// Most revisions are one change (a Put): that change is stored in one, with
+// no allocation of its own; a revision of several changes has them in many.
 //
-// The writer fills revs[i] before it publishes revision first+i; readers only
-// read entries at or below the revision of their view.
+// The writer fills a revision's entry before it publishes the revision;
+// readers only read entries at or below the revision of their view.
 type chunk struct {
 	first int64
-	revs  [chunkSize][]change
+	one   [chunkSize]change
+	many  [chunkSize][]change
 }
 
 // history is the revision-ordered list of changes: what watchers and
@@ -43,13 +46,36 @@ func (h history) at(rev int64) []change {
 		return nil
 	}
 	c := h.chunks[i]
-	return c.revs[rev-c.first]
+	j := rev - c.first
+	if m := c.many[j]; m != nil {
+		return m
+	}
+	return c.one[j : j+1]
 }
 
-// add records the changes of main revision rev, which must be one past the
-// last added (or the first ever). Only the writer calls it; the returned
-// history is published with the revision.
+// add records the changes of main revision rev (at least one), which must
+// be one past the last added (or the first ever). Only the writer calls it;
+// the returned history is published with the revision.
 func (h history) add(rev int64, cs []change) history {
+	h, c, j := h.slot(rev)
+	if len(cs) == 1 {
+		c.one[j] = cs[0]
+	} else {
+		c.many[j] = cs
+	}
+	return h
+}
+
+// addOne is add for a revision of one change, without a slice.
+func (h history) addOne(rev int64, ch change) history {
+	h, c, j := h.slot(rev)
+	c.one[j] = ch
+	return h
+}
+
+// slot returns the chunk and index where revision rev goes, adding a chunk
+// if it is the first revision past the last one.
+func (h history) slot(rev int64) (history, *chunk, int64) {
 	if len(h.chunks) == 0 {
 		h.first = rev
 	}
@@ -58,8 +84,7 @@ func (h history) add(rev int64, cs []change) history {
 		h.chunks = append(h.chunks, &chunk{first: h.first + i*chunkSize})
 	}
 	c := h.chunks[i]
-	c.revs[rev-c.first] = cs
-	return h
+	return h, c, rev - c.first
 }
 
 // dropBefore forgets whole chunks whose revisions are all below rev. The

@@ -27,18 +27,23 @@ func (v version) deleted() bool { return v.ver == 0 }
 
 // keyRecord is a key and its retained versions.
 //
-// The writer replaces vers while readers load it: a reader at revision R
-// only looks at versions with main <= R, all of which were in the list
-// before R was published. A record is never trimmed in place: compaction
-// builds a new record and swaps it into the writer's tree, so views taken
-// before the compaction keep the versions they can see.
+// A key written once keeps that version inline in first, and vers is nil.
+// From its second version on, vers points to an immutable list of all of
+// them, which the writer replaces with a longer one on each write (and
+// first is no longer read). A reader at revision R only looks at versions
+// with main <= R, all of which were in the list before R was published.
+// A record is never trimmed in place: compaction builds a new record and
+// swaps it into the writer's tree, so views taken before the compaction keep
+// the versions they can see.
 //
-// Reading a key costs two dependent cache misses after the tree node: the
-// record (which holds short keys inline) and its version list (which holds
-// the latest version inline).
+// Reading a key costs one cache miss after the tree node for a key with one
+// version (the record, whose 128 bytes the hardware fetches as a pair of
+// lines), and two for others (the record, then its list, which holds the
+// latest version inline).
 type keyRecord struct {
-	vers atomic.Pointer[versionList]
-	key  []byte
+	vers  atomic.Pointer[versionList]
+	first version
+	key   []byte
 	// inline holds keys up to its size, so comparing a key does not touch
 	// another cache line.
 	inline [24]byte
@@ -52,8 +57,9 @@ type versionList struct {
 	prev   []version
 }
 
-func newRecord(key []byte) *keyRecord {
-	r := &keyRecord{}
+// newRecord returns a record for key holding one version.
+func newRecord(key []byte, first version) *keyRecord {
+	r := &keyRecord{first: first}
 	if len(key) <= len(r.inline) {
 		r.key = r.inline[:len(key):len(key)]
 		copy(r.key, key)
@@ -65,38 +71,40 @@ func newRecord(key []byte) *keyRecord {
 
 // recordOf makes a record holding the versions of l.
 func recordOf(key []byte, l *versionList) *keyRecord {
-	r := newRecord(key)
+	if len(l.prev) == 0 {
+		return newRecord(key, l.latest)
+	}
+	r := newRecord(key, version{})
 	r.vers.Store(l)
 	return r
 }
 
-// versions returns every version, oldest first. It allocates; it is for
-// compaction and tests, not for reads.
-func (r *keyRecord) versions() []version {
-	l := r.vers.Load()
-	if l == nil {
-		return nil
-	}
-	return append(append(make([]version, 0, len(l.prev)+1), l.prev...), l.latest)
-}
-
 // append adds v. Only the writer calls it.
 func (r *keyRecord) append(v version) {
-	l := &versionList{latest: v}
-	if old := r.vers.Load(); old != nil {
-		l.prev = append(old.prev, old.latest)
+	old := r.vers.Load()
+	if old == nil {
+		r.vers.Store(&versionList{latest: v, prev: []version{r.first}})
+		return
 	}
-	r.vers.Store(l)
+	r.vers.Store(&versionList{latest: v, prev: append(old.prev, old.latest)})
 }
 
 // at returns the latest version with main <= rev, if any.
-func (r *keyRecord) at(rev int64) (version, bool) { return r.vers.Load().at(rev) }
+func (r *keyRecord) at(rev int64) (version, bool) { return r.atList(r.vers.Load(), rev) }
+
+// atList is at, given the record's list as loaded from vers.
+func (r *keyRecord) atList(l *versionList, rev int64) (version, bool) {
+	if l != nil {
+		return l.at(rev)
+	}
+	if r.first.main <= rev {
+		return r.first, true
+	}
+	return version{}, false
+}
 
 // at returns the latest version in l with main <= rev, if any.
 func (l *versionList) at(rev int64) (version, bool) {
-	if l == nil {
-		return version{}, false
-	}
 	// Reads at the current revision hit the latest version.
 	if l.latest.main <= rev {
 		return l.latest, true
@@ -226,8 +234,14 @@ func (it keyItem) release() {
 var probes = sync.Pool{New: func() any { return new(keyRecord) }}
 
 func lookup(t *keyTree, key []byte) *keyRecord {
+	return lookupHint(t, key, nil)
+}
+
+// lookupHint is lookup that leaves in hint the path it took, so that an
+// insert of the same key right after (SetHint) skips the searches.
+func lookupHint(t *keyTree, key []byte, hint *btree.PathHint) *keyRecord {
 	p := probe(key)
-	it, ok := t.Get(p)
+	it, ok := t.GetHint(p, hint)
 	p.release()
 	if !ok {
 		return nil

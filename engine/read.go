@@ -193,7 +193,7 @@ func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) 
 			lists[i] = recs[i].vers.Load()
 		}
 		for i := range n {
-			if v, ok := lists[i].at(rev); ok && !v.deleted() {
+			if v, ok := recs[i].atList(lists[i], rev); ok && !v.deleted() {
 				if !fn(v.keyValue(recs[i].key)) {
 					stopped = true
 					return false

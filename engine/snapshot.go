@@ -381,7 +381,7 @@ func (l *loader) base() error {
 		return l.sr.corrupt("base record of %q with create %d, version %d", key, v.create, v.ver)
 	}
 	l.lastKey = key
-	rec := recordOf(key, &versionList{latest: v})
+	rec := newRecord(key, v)
 	l.s.keysForWrite().Load(keyItem{prefix: keyPrefix(key), rec: rec})
 	return nil
 }

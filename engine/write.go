@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"fmt"
+
+	"github.com/tidwall/btree"
 )
 
 // txnState is an open write txn: the revision it began at and the changes it
@@ -62,8 +64,9 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 		return s.w.rev, nil
 	}
 	rev = s.w.rev + 1
-	c := s.putLocked(key, value, lease, rev, 0)
-	s.commitLocked(rev, []change{c})
+	s.w.hist = s.w.hist.addOne(rev, s.putLocked(key, value, lease, rev, 0))
+	s.w.rev = rev
+	s.publishLocked()
 	return rev, nil
 }
 
@@ -108,17 +111,19 @@ func checkPut(key, value []byte) error {
 // putLocked appends a put of key at (rev, sub) to the writer's index and
 // returns the change. mu is held.
 func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
-	rec := lookup(s.w.keys, key)
-	if rec == nil {
-		rec = newRecord(key)
-		s.keysForWrite().Set(keyItem{prefix: keyPrefix(rec.key), rec: rec})
-	}
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
-	if last, ok := rec.at(rev); ok && !last.deleted() {
-		v.create, v.ver = last.create, last.ver+1
-	}
 	if len(value) > 0 {
 		v.value = bytes.Clone(value)
+	}
+	var hint btree.PathHint
+	rec := lookupHint(s.w.keys, key, &hint)
+	if rec == nil {
+		rec = newRecord(key, v)
+		s.keysForWrite().SetHint(keyItem{prefix: keyPrefix(rec.key), rec: rec}, &hint)
+		return change{key: rec.key, v: v}
+	}
+	if last, ok := rec.at(rev); ok && !last.deleted() {
+		v.create, v.ver = last.create, last.ver+1
 	}
 	rec.append(v)
 	return change{key: rec.key, v: v}
