@@ -50,11 +50,60 @@ type keyRecord struct {
 }
 
 // versionList is an immutable list of a key's versions, oldest first:
-// prev, then latest. Appending makes a new list whose prev shares the old
-// one's backing array (the old list never looks past its own length).
+// the full blocks, then tail, then latest. Appending makes a new list that
+// shares the old one's blocks and tail backing array (the old list never
+// looks past its own lengths); when the tail fills, it becomes a block. So
+// an append copies at most one block's worth of versions, however long the
+// key's history, and compaction drops whole blocks without copying.
 type versionList struct {
 	latest version
-	prev   []version
+	tail   []version
+	blocks []*versionBlock
+}
+
+// blockSize is how many versions one block holds (8 KiB).
+const blockSize = 128
+
+type versionBlock [blockSize]version
+
+// listOf returns a list holding a copy of vs (oldest first, not empty).
+func listOf(vs []version) *versionList {
+	n := len(vs)
+	l := &versionList{latest: vs[n-1]}
+	rest := vs[:n-1]
+	for len(rest) >= blockSize {
+		b := new(versionBlock)
+		copy(b[:], rest)
+		l.blocks = append(l.blocks, b)
+		rest = rest[blockSize:]
+	}
+	if len(rest) > 0 {
+		l.tail = append([]version(nil), rest...)
+	}
+	return l
+}
+
+// len returns the number of versions in l.
+func (l *versionList) len() int { return len(l.blocks)*blockSize + len(l.tail) + 1 }
+
+// appended returns a new list: l followed by v.
+func (l *versionList) appended(v version) *versionList {
+	nl := &versionList{latest: v, tail: append(l.tail, l.latest), blocks: l.blocks}
+	if len(nl.tail) == blockSize {
+		nl.blocks = append(nl.blocks, (*versionBlock)(nl.tail))
+		nl.tail = nil
+	}
+	return nl
+}
+
+// all returns every version, oldest first. It allocates: for tests and
+// debugging.
+func (l *versionList) all() []version {
+	vs := make([]version, 0, l.len())
+	for _, b := range l.blocks {
+		vs = append(vs, b[:]...)
+	}
+	return append(append(vs, l.tail...), l.latest)
 }
 
 // newRecord returns a record for key holding one version.
@@ -71,7 +120,7 @@ func newRecord(key []byte, first version) *keyRecord {
 
 // recordOf makes a record holding the versions of l.
 func recordOf(key []byte, l *versionList) *keyRecord {
-	if len(l.prev) == 0 {
+	if l.len() == 1 {
 		return newRecord(key, l.latest)
 	}
 	r := newRecord(key, version{})
@@ -83,10 +132,9 @@ func recordOf(key []byte, l *versionList) *keyRecord {
 func (r *keyRecord) append(v version) {
 	old := r.vers.Load()
 	if old == nil {
-		r.vers.Store(&versionList{latest: v, prev: []version{r.first}})
-		return
+		old = &versionList{latest: r.first}
 	}
-	r.vers.Store(&versionList{latest: v, prev: append(old.prev, old.latest)})
+	r.vers.Store(old.appended(v))
 }
 
 // at returns the latest version with main <= rev, if any.
@@ -109,12 +157,21 @@ func (l *versionList) at(rev int64) (version, bool) {
 	if l.latest.main <= rev {
 		return l.latest, true
 	}
-	vs := l.prev
-	i := sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
+	if t := l.tail; len(t) > 0 && t[0].main <= rev {
+		return t[searchVersions(t, rev)], true
+	}
+	bs := l.blocks
+	i := sort.Search(len(bs), func(i int) bool { return bs[i][0].main > rev }) - 1
 	if i < 0 {
 		return version{}, false
 	}
-	return vs[i], true
+	return bs[i][searchVersions(bs[i][:], rev)], true
+}
+
+// searchVersions returns the index of the last version in vs with main <=
+// rev; vs[0].main <= rev.
+func searchVersions(vs []version, rev int64) int {
+	return sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
 }
 
 // live returns the key's value at rev, if the key exists then.
@@ -144,10 +201,10 @@ func (v version) event(key []byte) kv.Event {
 	return kv.Event{Type: kv.Put, KV: v.keyValue(key), Sub: v.sub}
 }
 
-// maxCopyOnCompact is the most versions of one key compaction copies. A
-// longer tail is shared with the old list instead, so one hot key cannot
-// make a compaction step long; the dropped versions are then freed when the
-// key's list next grows (which copies it) or the next compaction copies it.
+// maxCopyOnCompact is the most versions compaction copies to make a key's
+// new list. Above it, the new list shares the old one's blocks from the one
+// holding the cut on, keeping at most blockSize-1 dropped versions (never
+// read: they are below the compacted revision) and freeing the rest.
 const maxCopyOnCompact = 1024
 
 // compacted returns the list a compaction at rev keeps: the version visible
@@ -159,30 +216,52 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 		switch {
 		case l.latest.deleted():
 			return nil, 0
-		case len(l.prev) == 0:
+		case l.len() == 1:
 			return l, 0
 		}
 		return &versionList{latest: l.latest}, 0
 	}
-	vs := l.prev
-	i := sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
-	if i < 0 {
+	// cut is the position (in all versions, oldest first) of the version
+	// visible at rev; inBlock is the block it is in, -1 for the tail.
+	nb := len(l.blocks) * blockSize
+	var cut, inBlock int
+	if t := l.tail; len(t) > 0 && t[0].main <= rev {
+		cut, inBlock = nb+searchVersions(t, rev), -1
+	} else {
+		bs := l.blocks
+		i := sort.Search(len(bs), func(i int) bool { return bs[i][0].main > rev }) - 1
+		if i < 0 {
+			return l, 0 // every version is after rev
+		}
+		cut, inBlock = i*blockSize+searchVersions(bs[i][:], rev), i
+	}
+	first := cut
+	if l.versionAt(cut).deleted() {
+		first++
+	}
+	if first == 0 {
 		return l, 0
 	}
-	if vs[i].deleted() {
-		i++
+	if n := l.len() - first; n <= maxCopyOnCompact {
+		vs := l.all()
+		return listOf(vs[first:]), n
 	}
-	if i == 0 {
-		return l, 0
+	if inBlock <= 0 {
+		return l, 0 // the cut is in the first block: nothing whole to drop
 	}
-	tail := vs[i:len(vs):len(vs)] // capped: the next append reallocates
-	if len(tail) <= maxCopyOnCompact {
-		// A new array: the dropped versions can be freed with the old list,
-		// which older views may still hold and so stays untouched.
-		tail = append([]version(nil), tail...)
-		copied = len(tail)
+	return &versionList{latest: l.latest, tail: l.tail, blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)]}, 0
+}
+
+// versionAt returns the version at position i (oldest first).
+func (l *versionList) versionAt(i int) version {
+	nb := len(l.blocks) * blockSize
+	switch {
+	case i < nb:
+		return l.blocks[i/blockSize][i%blockSize]
+	case i < nb+len(l.tail):
+		return l.tail[i-nb]
 	}
-	return &versionList{latest: l.latest, prev: tail}, copied
+	return l.latest
 }
 
 // keyItem is what the key index stores. The 8-byte big-endian key prefix is

@@ -67,6 +67,9 @@ func snapshotBytes(t tb, s *Store) []byte {
 	if err != nil || n != int64(buf.Len()) {
 		t.Fatalf("WriteTo = %d, %v; wrote %d", n, err, buf.Len())
 	}
+	if sn.Rev() != s.Rev() {
+		t.Fatalf("snapshot Rev() = %d, store %d", sn.Rev(), s.Rev())
+	}
 	if size := sn.Size(); size != n {
 		t.Fatalf("Size() = %d, WriteTo wrote %d", size, n)
 	}

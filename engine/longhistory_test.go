@@ -1,0 +1,102 @@
+package engine_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/proptest"
+)
+
+// TestLongHistories drives keys with thousands of versions (many version
+// blocks each) through puts, deletes and compactions that keep both few and
+// many versions, and checks every retained revision of every key against the
+// reference model, through the store and through views held across the
+// compactions.
+func TestLongHistories(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, seed))
+			s := engine.New(engine.Options{})
+			m := proptest.NewModel()
+			keys := [][]byte{[]byte("hot"), []byte("hot2"), []byte("warm")}
+			type held struct {
+				v            *engine.View
+				rev, compact int64
+			}
+			var views []held
+			for i := range 12000 {
+				k := keys[0]
+				if r.IntN(4) == 0 {
+					k = keys[1+r.IntN(len(keys)-1)]
+				}
+				op := r.IntN(99)
+				if i%3000 == 2999 {
+					op = 99 // compact: alternately keeping most and little
+				}
+				switch {
+				case op < 90:
+					v := []byte(fmt.Sprint(i))
+					want, _ := m.Put(k, v, 0)
+					if got, err := s.Put(k, v); err != nil || got != want {
+						t.Fatalf("Put = %d, %v; model %d", got, err, want)
+					}
+				case op < 97:
+					wantN, wantRev, _ := m.DeleteRange(k, nil)
+					if n, rev, err := s.DeleteRange(k, nil); err != nil || n != wantN || rev != wantRev {
+						t.Fatalf("DeleteRange = %d, %d, %v; model %d, %d", n, rev, err, wantN, wantRev)
+					}
+				case op < 99:
+					if r.IntN(10) > 0 {
+						continue
+					}
+					v, _ := s.View()
+					views = append(views, held{v, m.Rev(), m.CompactRev()})
+				default:
+					// Keep most of the history (thousands of versions of
+					// the hot key: blocks shared), or little (copied).
+					lo := max(m.CompactRev()+1, 1)
+					rev := lo + (m.Rev()-lo)/10
+					if (i/3000)%2 == 1 {
+						rev = max(lo, m.Rev()-r.Int64N(200))
+					}
+					m.Compact(rev)
+					if err := s.Compact(rev); err != nil {
+						t.Fatalf("Compact(%d): %v", rev, err)
+					}
+				}
+			}
+			check := func(what string, rangeAt func(rev int64) ([]engine.KeyValue, error), cur, compact int64) {
+				for rev := max(compact, 1); rev <= cur; rev++ {
+					got, err := rangeAt(rev)
+					want, wantErr := m.RangeView(nil, []byte{}, 0, rev, cur, compact)
+					if err != nil || wantErr != nil {
+						t.Fatalf("%s at %d: %v (model %v)", what, rev, err, wantErr)
+					}
+					if len(got) != len(want) {
+						t.Fatalf("%s at %d: %d keys, model %d", what, rev, len(got), len(want))
+					}
+					for i := range got {
+						g, w := got[i], want[i]
+						if !bytes.Equal(g.Key, w.Key) || !bytes.Equal(g.Value, w.Value) || g.Version != w.Version ||
+							g.CreateRevision != w.CreateRevision || g.ModRevision != w.ModRevision {
+							t.Fatalf("%s at %d: %+v, model %+v", what, rev, g, w)
+						}
+					}
+				}
+			}
+			check("store", func(rev int64) ([]engine.KeyValue, error) {
+				kvs, _, err := s.Range(nil, []byte{}, 0, rev)
+				return kvs, err
+			}, m.Rev(), m.CompactRev())
+			for _, h := range views {
+				check(fmt.Sprintf("view@%d", h.rev), func(rev int64) ([]engine.KeyValue, error) {
+					res, err := h.v.Range(nil, []byte{}, engine.RangeOptions{Rev: rev})
+					return res.KVs, err
+				}, h.rev, h.compact)
+			}
+		})
+	}
+}
