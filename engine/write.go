@@ -60,8 +60,7 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 	}
 	defer s.mu.Unlock()
 	if s.checkIndexLocked() {
-		s.publishLocked()
-		return s.w.rev, nil
+		return s.w.rev, nil // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
 	s.w.hist = s.w.hist.addOne(rev, s.putLocked(key, value, lease, rev, 0))
@@ -83,8 +82,7 @@ func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 	}
 	defer s.mu.Unlock()
 	if s.checkIndexLocked() {
-		s.publishLocked()
-		return 0, s.w.rev, nil
+		return 0, s.w.rev, nil // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
 	cs := s.deleteLocked(key, end, rev, 0)
