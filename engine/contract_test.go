@@ -645,3 +645,34 @@ func firstErrKV(seq func(func(KeyValue, error) bool)) (int, error) {
 	}
 	return n, nil
 }
+
+func TestNotify(t *testing.T) {
+	s := New(Options{})
+	ch := s.Notify(1)
+	select {
+	case <-ch:
+		t.Fatal("Notify(1) closed at revision 1")
+	default:
+	}
+	if s.Notify(0) == nil {
+		t.Fatal("nil channel")
+	}
+	select {
+	case <-s.Notify(0):
+	default:
+		t.Fatal("Notify(0) not closed at revision 1")
+	}
+	id, _ := s.TxnBegin()
+	s.TxnPut(id, b("a"), nil)
+	select {
+	case <-ch:
+		t.Fatal("closed before the txn ended")
+	default:
+	}
+	s.TxnEnd(id)
+	<-ch // closed by the commit
+	ch = s.Notify(s.Rev())
+	s.Close()
+	<-ch // closed by Close
+	<-s.Notify(99)
+}

@@ -94,6 +94,10 @@ type Store struct {
 	// in one step: the longest it made a writer wait.
 	lastCompactStep atomic.Int64
 
+	notifyMu    sync.Mutex
+	notify      notifier // guarded by notifyMu
+	notifyArmed atomic.Bool
+
 	closed atomic.Bool
 }
 
@@ -128,6 +132,7 @@ func (s *Store) publishLocked() {
 	}
 	s.w.keysShared = true
 	s.cur.Store(st)
+	s.wake()
 }
 
 // keysForWrite returns the writer's key tree, ready for a structural change.
@@ -201,6 +206,8 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return ErrClosed
 	}
+	s.notifyArmed.Store(true)
+	s.wake()
 	return nil
 }
 

@@ -108,6 +108,9 @@ type Event struct {
 	KV   KeyValue
 	// Sub is the change's position inside its main revision (KV.ModRevision).
 	Sub int64
+	// PrevKV is the key's value before the event's main revision, when a
+	// watcher asked for it and the key existed then; otherwise nil.
+	PrevKV *KeyValue
 }
 
 // Revision returns the event's position in the history.

@@ -64,7 +64,10 @@ func TestEngine(t *testing.T) {
 		return store{engine.New(engine.Options{})}, nil
 	})
 	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
-	if f := flag.Lookup("rapid.checks"); f.Value.String() == "150" && st.Actions < minActions {
+	if rapidChecks() == "150" && st.Actions < minActions {
 		t.Errorf("ran %d actions, want at least %d", st.Actions, minActions)
 	}
 }
+
+// rapidChecks is the -rapid.checks value in force.
+func rapidChecks() string { return flag.Lookup("rapid.checks").Value.String() }

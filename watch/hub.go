@@ -1,0 +1,292 @@
+package watch
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
+)
+
+// dispatchBatch is how many events the dispatcher hands out before it
+// releases the hub's lock (between two revisions), so Watchers are not held
+// up by a burst of history.
+const dispatchBatch = 1024
+
+// hub delivers new revisions to the synced watches of every Watcher of one
+// store. Its goroutine (run) wakes when the store's revision moves, reads
+// the new revisions' events from a view, and appends each event to the
+// pending list of every synced watch whose range holds the key, found
+// through the index. It never blocks on a receiver: delivery is the
+// Watchers' work.
+type hub struct {
+	store *engine.Store
+	opts  Options
+
+	mu sync.Mutex
+	// Guarded by mu:
+	idx      *index
+	nextRev  int64 // every revision below it has been handed to synced watches
+	watchers map[*Watcher]struct{}
+	// progressWaiters have asked for progress and wait for the dispatch
+	// to pass their target revision.
+	progressWaiters map[*Watcher]struct{}
+	seq             uint64
+	closed          bool
+	pending         int
+	dispatch        chan struct{} // closed and replaced each time nextRev moves
+
+	stop chan struct{}
+	done chan struct{}
+
+	slow, sent atomic.Uint64
+}
+
+func newHub(s *engine.Store, opts Options) *hub {
+	return &hub{
+		store:           s,
+		opts:            opts,
+		idx:             newIndex(),
+		nextRev:         s.Rev() + 1,
+		watchers:        map[*Watcher]struct{}{},
+		progressWaiters: map[*Watcher]struct{}{},
+		dispatch:        make(chan struct{}),
+		stop:            make(chan struct{}),
+		done:            make(chan struct{}),
+	}
+}
+
+func (h *hub) run() {
+	defer close(h.done)
+	for {
+		h.mu.Lock()
+		after := h.nextRev - 1
+		h.mu.Unlock()
+		select {
+		case <-h.store.Notify(after):
+		case <-h.stop:
+			return
+		}
+		if !h.dispatchNew() {
+			<-h.stop // the store is closed: nothing more will come
+			return
+		}
+	}
+}
+
+// dispatchNew hands the revisions written since the last call to the synced
+// watches. It returns false if the store is closed.
+func (h *hub) dispatchNew() bool {
+	v, err := h.store.View()
+	if err != nil {
+		return false
+	}
+	from := h.nextRev // only this goroutine writes nextRev
+	if from > v.Rev() {
+		return true
+	}
+	var wake []*Watcher
+	var overflow []*watch
+	h.mu.Lock()
+	n := 0
+	prev := int64(0) // revision of the previous event
+	for ev, err := range v.Events(from) {
+		if err != nil {
+			// Compacted past what was dispatched (the engine was compacted
+			// directly, not through Store.Compact): every synced watch
+			// missed events, so each goes back to history, where it will
+			// find ErrCompacted.
+			h.desyncAll(kv.Revision{Main: from})
+			break
+		}
+		if rev := ev.KV.ModRevision; rev != prev {
+			// Every revision below rev is handed out: a safe place to let
+			// Watchers in.
+			if n >= dispatchBatch {
+				h.advance(rev)
+				h.mu.Unlock()
+				wakeAll(wake)
+				wake = wake[:0]
+				h.mu.Lock()
+				n = 0
+			}
+			prev = rev
+		}
+		n++
+		var prevKV *kv.KeyValue
+		havePrev := false
+		h.idx.stab(ev.KV.Key, func(w *watch) {
+			if ev.KV.ModRevision < w.minRev || !w.wants(ev) {
+				return
+			}
+			e := ev
+			if w.prevKV {
+				if !havePrev {
+					prevKV, havePrev = previous(v, ev), true
+				}
+				e.PrevKV = prevKV
+			}
+			if len(w.pending) == 0 && !w.ready {
+				w.ready = true
+				w.s.ready = append(w.s.ready, w)
+				wake = append(wake, w.s)
+			}
+			w.pending = append(w.pending, e)
+			h.pending++
+			if len(w.pending) == w.maxPending()+1 {
+				overflow = append(overflow, w)
+			}
+		})
+		// Not inside stab: desync changes the index stab walks.
+		for _, w := range overflow {
+			h.desync(w, w.pending[0].Revision())
+			wake = append(wake, w.s)
+		}
+		overflow = overflow[:0]
+	}
+	h.advance(v.Rev() + 1)
+	h.mu.Unlock()
+	wakeAll(wake)
+	return true
+}
+
+// advance records that every revision below next has been handed out. mu
+// is held.
+func (h *hub) advance(next int64) {
+	if next <= h.nextRev {
+		return
+	}
+	h.nextRev = next
+	close(h.dispatch)
+	h.dispatch = make(chan struct{})
+	for s := range h.progressWaiters {
+		if next > s.progressReq {
+			s.poke()
+		}
+	}
+}
+
+// waitDispatched waits until revision rev has been handed to the synced
+// watches, or the hub is closed.
+func (h *hub) waitDispatched(rev int64) {
+	for {
+		h.mu.Lock()
+		if h.nextRev > rev || h.closed {
+			h.mu.Unlock()
+			return
+		}
+		ch := h.dispatch
+		h.mu.Unlock()
+		select {
+		case <-ch:
+		case <-h.done:
+			return
+		}
+	}
+}
+
+// desync moves a synced watch back to reading history from position from,
+// dropping its pending events. mu is held.
+func (h *hub) desync(w *watch, from kv.Revision) {
+	h.idx.remove(w)
+	h.pending -= len(w.pending)
+	w.pending = nil
+	w.synced = false
+	w.next = from
+	w.s.unsynced = append(w.s.unsynced, w)
+	h.slow.Add(1)
+}
+
+// desyncAll desyncs every synced watch. mu is held.
+func (h *hub) desyncAll(from kv.Revision) {
+	for s := range h.watchers {
+		for _, w := range s.watches {
+			if w.synced {
+				pos := from
+				if len(w.pending) > 0 {
+					pos = w.pending[0].Revision()
+				}
+				h.desync(w, pos)
+			}
+		}
+	}
+}
+
+func wakeAll(ws []*Watcher) {
+	for _, s := range ws {
+		s.poke()
+	}
+}
+
+// previous returns the key's value before the event's revision, if it
+// existed and that revision is still readable in v.
+func previous(v *engine.View, ev kv.Event) *kv.KeyValue {
+	res, err := v.Range(ev.KV.Key, nil, engine.RangeOptions{Rev: ev.KV.ModRevision - 1})
+	if err != nil || len(res.KVs) == 0 {
+		return nil
+	}
+	return &res.KVs[0]
+}
+
+func (h *hub) newWatcher() *Watcher {
+	s := &Watcher{
+		h:       h,
+		ch:      make(chan Response, h.opts.chanSize()),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		watches: map[int64]*watch{},
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		s.closed = true
+		close(s.done)
+		close(s.ch)
+		return s
+	}
+	h.watchers[s] = struct{}{}
+	h.mu.Unlock()
+	go s.run()
+	return s
+}
+
+// close closes every Watcher and stops the hub. It returns false if the hub
+// was already closed.
+func (h *hub) close() bool {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return false
+	}
+	h.closed = true
+	ws := make([]*Watcher, 0, len(h.watchers))
+	for s := range h.watchers {
+		ws = append(ws, s)
+	}
+	h.mu.Unlock()
+	for _, s := range ws {
+		s.Close()
+	}
+	close(h.stop)
+	<-h.done
+	return true
+}
+
+func (h *hub) stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := Stats{
+		Watchers:       len(h.watchers),
+		Synced:         h.idx.len(),
+		Pending:        h.pending,
+		SlowReceivers:  h.slow.Load(),
+		EventsSent:     h.sent.Load(),
+		EventsReceived: eventsReceived.Load(),
+	}
+	for s := range h.watchers {
+		st.CatchingUp += len(s.watches)
+	}
+	st.CatchingUp -= st.Synced
+	return st
+}

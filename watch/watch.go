@@ -1,0 +1,182 @@
+package watch
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
+)
+
+// Errors of package watch. A canceled watch's last Response says why in
+// Err: ErrCanceled (Cancel), ErrCompacted (it needed history that was
+// compacted; CompactRevision says to what), or ErrClosed (its Watcher or
+// Store was closed).
+var (
+	ErrCanceled  = kv.ErrCanceled
+	ErrCompacted = kv.ErrCompacted
+	ErrClosed    = kv.ErrClosed
+	ErrEmptyKey  = kv.ErrEmptyKey
+	// ErrEmptyRange: a watch on a range with end <= key would see nothing.
+	ErrEmptyRange = errors.New("revkv/watch: empty key range")
+	// ErrWatchNotFound: Cancel of an ID that is not an open watch.
+	ErrWatchNotFound = errors.New("revkv/watch: no such watch")
+	// ErrDuplicateID: a Request named an ID already open on the Watcher.
+	ErrDuplicateID = errors.New("revkv/watch: duplicate watch ID")
+)
+
+// Options configure a Store's watchers. The zero value is usable.
+type Options struct {
+	// MaxEvents is the default cap on events per Response (a Request may
+	// set its own); 0 means 1000. A revision is never split across
+	// Responses unless it alone has more events than the cap.
+	MaxEvents int
+	// ChanSize is how many Responses a Watcher's channel buffers; 0 means 16.
+	ChanSize int
+	// ProgressInterval, if > 0, is how long a watch that asked for progress
+	// notifications may stay quiet before it gets one.
+	ProgressInterval time.Duration
+}
+
+func (o Options) maxEvents() int {
+	if o.MaxEvents > 0 {
+		return o.MaxEvents
+	}
+	return 1000
+}
+
+func (o Options) chanSize() int {
+	if o.ChanSize > 0 {
+		return o.ChanSize
+	}
+	return 16
+}
+
+// Store is an engine.Store that can be watched: the seed's WatchableKV. It
+// has every method of the engine's Store, plus NewWatcher and Stats.
+type Store struct {
+	*engine.Store
+	h *hub
+}
+
+// New makes s watchable. It starts one goroutine, which Close stops. The
+// returned Store owns s: close the Store, not s.
+func New(s *engine.Store, opts Options) *Store {
+	h := newHub(s, opts)
+	go h.run()
+	return &Store{Store: s, h: h}
+}
+
+// NewWatcher returns a new Watcher on the store. After Close it returns a
+// Watcher whose Watch calls fail with ErrClosed and whose channel is closed.
+func (s *Store) NewWatcher() *Watcher { return s.h.newWatcher() }
+
+// Compact is engine.Store.Compact, made safe for watchers: it first lets
+// every revision up to rev reach the watchers that are keeping up, so that
+// compaction never ends a watch that keeps up. Call this method, not the
+// embedded engine's.
+func (s *Store) Compact(rev int64) error {
+	s.h.waitDispatched(min(rev, s.Rev()))
+	return s.Store.Compact(rev)
+}
+
+// Close closes every Watcher (each gets no more Responses and its channel
+// is closed), stops the store's goroutines, waits for them, and closes the
+// engine store. Later calls return ErrClosed.
+func (s *Store) Close() error {
+	if !s.h.close() {
+		return ErrClosed
+	}
+	return s.Store.Close()
+}
+
+// Stats returns the store's watch metrics.
+func (s *Store) Stats() Stats { return s.h.stats() }
+
+// Stats are watch metrics: counts now, and totals since the Store was made.
+type Stats struct {
+	Watchers   int // open Watchers
+	Synced     int // watches keeping up, fed as revisions are written
+	CatchingUp int // watches reading history from their position
+	// Pending is the number of events handed to keeping-up watches and not
+	// yet taken into a Response.
+	Pending int
+	// SlowReceivers counts the times a watch's receiver fell so far behind
+	// that the watch dropped its pending events and went back to reading
+	// history.
+	SlowReceivers uint64
+	// EventsSent counts events sent in Responses.
+	EventsSent uint64
+	// EventsReceived counts calls of ReportEventReceived (process-wide).
+	EventsReceived uint64
+}
+
+var eventsReceived atomic.Uint64
+
+// ReportEventReceived reports that a receiver got an event from a Watcher;
+// it counts in Stats.EventsReceived. It is the seed API's hook: call it from
+// the code that consumes events, if you want that count.
+func ReportEventReceived() { eventsReceived.Add(1) }
+
+// CancelFunc cancels a watch. It does not wait for delivery to stop: at
+// most the Response already being sent may still carry the watch's events.
+type CancelFunc func()
+
+// Request describes a watch.
+type Request struct {
+	// Key and End select keys as engine.Store.Range does: End nil is the
+	// single Key, a non-nil empty End every key >= Key, otherwise [Key, End).
+	Key, End []byte
+	// StartRev is the first revision to deliver; <= 0 means the next
+	// revision to be written. A StartRev below the compacted revision ends
+	// the watch with ErrCompacted; one above the current revision waits.
+	StartRev int64
+	// ID names the watch in Responses; 0 picks an unused one.
+	ID int64
+	// PrevKV attaches to each event the key's value before its revision.
+	PrevKV bool
+	// NoPut and NoDelete leave out those events.
+	NoPut, NoDelete bool
+	// ProgressNotify asks for a progress Response when the watch has been
+	// quiet for Options.ProgressInterval.
+	ProgressNotify bool
+	// MaxEvents caps events per Response for this watch; 0 means
+	// Options.MaxEvents.
+	MaxEvents int
+}
+
+// Response is what a Watcher's channel carries: events of one watch, a
+// progress notification, or the end of a watch.
+type Response struct {
+	// WatchID is the watch this is for; -1 for a progress Response asked
+	// for with RequestProgress, which covers every watch of the Watcher.
+	WatchID int64
+	// Events are whole revisions, in order, unless one revision alone has
+	// more events than the watch's cap.
+	Events []kv.Event
+	// Revision is the store's revision this Response is current to: the
+	// watch has been sent every event up to it.
+	Revision int64
+	// Progress marks a progress notification (no events).
+	Progress bool
+	// Canceled marks the watch's last Response; Err says why and, for
+	// ErrCompacted, CompactRevision is the compacted revision.
+	Canceled        bool
+	Err             error
+	CompactRevision int64
+}
+
+// prefixEnd returns the end of the range of keys that start with prefix:
+// the prefix with its last byte below 0xff incremented, or the non-nil
+// empty slice ("every key >= prefix") if there is none.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return []byte{}
+}

@@ -1,0 +1,477 @@
+package watch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/revkv/revkv/kv"
+)
+
+// scanLimit bounds how many history events one catch-up step reads, so a
+// narrow watch far behind a busy store shares its Watcher fairly.
+const scanLimit = 64 << 10
+
+// watch is one watched range on a Watcher. All fields but the immutable
+// request ones are guarded by hub.mu.
+type watch struct {
+	id, seq  int64
+	s        *Watcher
+	key, end []byte // end nil: every key >= key (or just key, if one)
+	one      bool   // a single-key watch
+	prevKV   bool
+	noPut    bool
+	noDelete bool
+	progress bool
+	max      int
+
+	// A synced watch is in the hub's index and gets events as they are
+	// written, from revision minRev on. An unsynced one reads history from
+	// next.
+	synced  bool
+	minRev  int64
+	next    kv.Revision
+	pending []kv.Event // synced: handed out, not yet in a Response
+	ready   bool       // in s.ready
+
+	canceled       bool
+	progressQueued bool
+	lastSent       time.Time
+}
+
+func (w *watch) single() bool { return w.one }
+
+func (w *watch) maxPending() int { return 4 * w.max }
+
+func (w *watch) contains(key []byte) bool {
+	if w.one {
+		return bytes.Equal(key, w.key)
+	}
+	return bytes.Compare(key, w.key) >= 0 && endAfter(w.end, key)
+}
+
+// wants reports whether the watch's filters let ev through.
+func (w *watch) wants(ev kv.Event) bool {
+	return !(ev.Type == kv.Put && w.noPut) && !(ev.Type == kv.Delete && w.noDelete)
+}
+
+// Watcher is a stream of watches sharing one channel of Responses: the
+// seed's Watcher, with etcd's watch features. It is safe for concurrent use.
+//
+// Each Watcher has one goroutine that sends its Responses; a receiver that
+// stops reading only holds up that goroutine, never writers, other Watchers
+// or compaction. While a watch keeps up it gets events as they are written,
+// holding at most 4x its MaxEvents of them; a watch whose receiver falls
+// further behind drops them and reads history from where it was instead,
+// so its memory does not grow with its backlog. A watch that falls behind
+// the compacted revision ends with ErrCompacted.
+//
+// Memory: a Watcher costs its goroutine (a few KiB of stack) and its
+// channel; a watch costs about 200 bytes plus its range's keys, and up to
+// 4x MaxEvents pending events while it keeps up.
+type Watcher struct {
+	h    *hub
+	ch   chan Response
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	// Guarded by hub.mu:
+	watches     map[int64]*watch
+	lastID      int64
+	ready       []*watch // synced watches with pending events
+	unsynced    []*watch // watches reading history
+	control     []Response
+	progressReq int64 // RequestProgress's target revision; 0 if none
+	closed      bool
+}
+
+// Chan returns the channel of Responses. It is closed by Close.
+func (s *Watcher) Chan() <-chan Response { return s.ch }
+
+func (s *Watcher) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Watch is the seed's call: it watches key, or every key with the prefix
+// key if prefix is true, from startRev (<= 0: the next revision). Errors,
+// which the seed's signature cannot return, arrive as a canceled Response
+// with WatchID -1.
+func (s *Watcher) Watch(key []byte, prefix bool, startRev int64) CancelFunc {
+	req := Request{Key: key, StartRev: startRev}
+	if prefix {
+		req.End = prefixEnd(key)
+	}
+	id, err := s.WatchRange(req)
+	if err != nil {
+		s.h.mu.Lock()
+		if !s.closed {
+			s.control = append(s.control, Response{WatchID: -1, Canceled: true, Err: err})
+		}
+		s.h.mu.Unlock()
+		s.poke()
+		return func() {}
+	}
+	return func() { s.Cancel(id) }
+}
+
+// WatchRange starts a watch and returns its ID. Errors: ErrEmptyKey (nil
+// End with an empty Key), ErrEmptyRange (End <= Key), ErrDuplicateID,
+// ErrClosed.
+func (s *Watcher) WatchRange(req Request) (int64, error) {
+	switch {
+	case req.End == nil && len(req.Key) == 0:
+		return 0, ErrEmptyKey
+	case len(req.End) > 0 && bytes.Compare(req.End, req.Key) <= 0:
+		return 0, fmt.Errorf("watch [%q, %q): %w", req.Key, req.End, ErrEmptyRange)
+	}
+	w := &watch{
+		key:      bytes.Clone(req.Key),
+		one:      req.End == nil,
+		prevKV:   req.PrevKV,
+		noPut:    req.NoPut,
+		noDelete: req.NoDelete,
+		progress: req.ProgressNotify,
+		max:      req.MaxEvents,
+		s:        s,
+		lastSent: time.Now(),
+	}
+	if w.key == nil {
+		w.key = []byte{}
+	}
+	if len(req.End) > 0 {
+		w.end = bytes.Clone(req.End)
+	}
+	if w.max <= 0 {
+		w.max = s.h.opts.maxEvents()
+	}
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if req.ID != 0 {
+		if _, ok := s.watches[req.ID]; ok {
+			return 0, fmt.Errorf("watch ID %d: %w", req.ID, ErrDuplicateID)
+		}
+		w.id = req.ID
+	} else {
+		for {
+			s.lastID++
+			if _, ok := s.watches[s.lastID]; !ok {
+				break
+			}
+		}
+		w.id = s.lastID
+	}
+	h.seq++
+	w.seq = int64(h.seq)
+	s.watches[w.id] = w
+
+	start := req.StartRev
+	if start <= 0 {
+		start = h.store.Rev() + 1
+	}
+	if start >= h.nextRev {
+		// Nothing at or after start has been dispatched: keep up from here.
+		w.synced, w.minRev = true, start
+		h.idx.add(w)
+	} else {
+		w.next = kv.Revision{Main: start}
+		s.unsynced = append(s.unsynced, w)
+		s.poke()
+	}
+	return w.id, nil
+}
+
+// Cancel ends the watch id: no more of its events are put in Responses
+// (one already being sent may still arrive), and a last Response with
+// Canceled and ErrCanceled follows. An ID that is not open is
+// ErrWatchNotFound.
+func (s *Watcher) Cancel(id int64) error {
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w, ok := s.watches[id]
+	if !ok || s.closed {
+		return fmt.Errorf("watch %d: %w", id, ErrWatchNotFound)
+	}
+	s.end(w, Response{WatchID: id, Canceled: true, Err: ErrCanceled})
+	return nil
+}
+
+// end removes w and queues its last Response. hub.mu is held.
+func (s *Watcher) end(w *watch, last Response) {
+	h := s.h
+	if w.synced {
+		h.idx.remove(w)
+		h.pending -= len(w.pending)
+	}
+	w.pending = nil
+	w.synced = false
+	w.canceled = true
+	delete(s.watches, w.id)
+	last.Revision = h.nextRev - 1
+	s.control = append(s.control, last)
+	s.poke()
+}
+
+// RequestProgress asks for a progress Response (WatchID -1) with a
+// revision up to which every watch of the Watcher has been sent its events;
+// it is at least the store's revision when RequestProgress was called. It is
+// sent once no watch has events waiting or history to read.
+func (s *Watcher) RequestProgress() {
+	h := s.h
+	h.mu.Lock()
+	if !s.closed {
+		s.progressReq = max(h.store.Rev(), 1)
+		h.progressWaiters[s] = struct{}{}
+	}
+	h.mu.Unlock()
+	s.poke()
+}
+
+// Close cancels every watch, stops the Watcher's goroutine, waits for it,
+// and closes the channel. Responses not yet received are dropped.
+func (s *Watcher) Close() {
+	h := s.h
+	h.mu.Lock()
+	if s.closed {
+		h.mu.Unlock()
+		<-s.done
+		return
+	}
+	s.closed = true
+	for _, w := range s.watches {
+		if w.synced {
+			h.idx.remove(w)
+			h.pending -= len(w.pending)
+		}
+		w.canceled = true
+	}
+	s.watches = nil
+	delete(h.watchers, s)
+	delete(h.progressWaiters, s)
+	h.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	close(s.ch)
+}
+
+// run sends the Watcher's Responses until Close.
+func (s *Watcher) run() {
+	defer close(s.done)
+	var tick <-chan time.Time
+	if iv := s.h.opts.ProgressInterval; iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		resp, ok := s.next()
+		if !ok {
+			select {
+			case <-s.wake:
+			case <-tick:
+				s.queueProgress()
+			case <-s.stop:
+				return
+			}
+			continue
+		}
+		select {
+		case s.ch <- resp:
+			s.h.sent.Add(uint64(len(resp.Events)))
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// next returns the next Response to send, if there is one now.
+func (s *Watcher) next() (Response, bool) {
+	h := s.h
+	for {
+		h.mu.Lock()
+		if s.closed {
+			h.mu.Unlock()
+			return Response{}, false
+		}
+		if len(s.control) > 0 {
+			r := s.control[0]
+			s.control = s.control[1:]
+			if w := s.watches[r.WatchID]; w != nil && r.Progress {
+				w.progressQueued = false
+			}
+			h.mu.Unlock()
+			return r, true
+		}
+		for len(s.ready) > 0 {
+			w := s.ready[0]
+			if w.canceled || !w.synced || len(w.pending) == 0 {
+				w.ready = false
+				s.ready = s.ready[1:]
+				continue
+			}
+			batch, rest := cut(w.pending, w.max)
+			w.pending = rest
+			h.pending -= len(batch)
+			if len(rest) == 0 {
+				w.ready = false
+				s.ready = s.ready[1:]
+			}
+			w.lastSent = time.Now()
+			r := Response{WatchID: w.id, Events: batch, Revision: h.nextRev - 1}
+			h.mu.Unlock()
+			return r, true
+		}
+		for len(s.unsynced) > 0 && (s.unsynced[0].canceled || s.unsynced[0].synced) {
+			s.unsynced = s.unsynced[1:]
+		}
+		if len(s.unsynced) > 0 {
+			w := s.unsynced[0]
+			// Round robin: the watch goes to the back while it reads.
+			s.unsynced = append(s.unsynced[1:], w)
+			from := w.next
+			h.mu.Unlock()
+			if r, ok := s.catchUp(w, from); ok {
+				return r, true
+			}
+			continue
+		}
+		if s.progressReq > 0 && h.nextRev > s.progressReq {
+			s.progressReq = 0
+			delete(h.progressWaiters, s)
+			r := Response{WatchID: -1, Progress: true, Revision: h.nextRev - 1}
+			h.mu.Unlock()
+			return r, true
+		}
+		h.mu.Unlock()
+		return Response{}, false
+	}
+}
+
+// cut splits pending events into a Response's worth, ending at a revision
+// boundary unless the first revision alone has more than max events. The
+// batch is a copy: the receiver owns it.
+func cut(evs []kv.Event, max int) (batch, rest []kv.Event) {
+	n := len(evs)
+	if n > max {
+		n = max
+		for n > 0 && evs[n].KV.ModRevision == evs[n-1].KV.ModRevision {
+			n--
+		}
+		if n == 0 {
+			n = max
+		}
+	}
+	batch = append([]kv.Event(nil), evs[:n]...)
+	if n == len(evs) {
+		return batch, nil
+	}
+	return batch, evs[n:]
+}
+
+// catchUp reads w's events from history starting at from, up to its cap or
+// scanLimit events read, and returns them as a Response (ok false if none
+// matched). When it reaches the end of history and nothing newer has been
+// dispatched, w goes back to keeping up.
+func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
+	h := s.h
+	v, err := h.store.View()
+	if err != nil {
+		h.mu.Lock()
+		if !w.canceled {
+			s.end(w, Response{WatchID: w.id, Canceled: true, Err: ErrClosed})
+		}
+		h.mu.Unlock()
+		return Response{}, false
+	}
+	var evs []kv.Event
+	pos := kv.Revision{Main: v.Rev() + 1} // where the next read starts
+	scanned := 0
+	prev := int64(0)
+	var readErr error
+	for ev, err := range v.Events(from.Main) {
+		if err != nil {
+			readErr = err
+			break
+		}
+		rev := ev.KV.ModRevision
+		if ev.Revision().Less(from) {
+			continue
+		}
+		if rev != prev {
+			if len(evs) >= w.max || scanned >= scanLimit {
+				pos = kv.Revision{Main: rev}
+				break
+			}
+			prev = rev
+		}
+		scanned++
+		if w.contains(ev.KV.Key) && w.wants(ev) {
+			if w.prevKV {
+				ev.PrevKV = previous(v, ev)
+			}
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) > w.max {
+		batch, rest := cut(evs, w.max)
+		evs, pos = batch, rest[0].Revision()
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.canceled {
+		return Response{}, false
+	}
+	if readErr != nil {
+		r := Response{WatchID: w.id, Canceled: true, Err: ErrCompacted, CompactRevision: v.CompactRev()}
+		if !errors.Is(readErr, kv.ErrCompacted) {
+			r.Err = readErr
+		}
+		s.end(w, r)
+		return Response{}, false
+	}
+	w.next = pos
+	if pos.Main > v.Rev() && pos.Main >= h.nextRev {
+		// Caught up, and the hub has handed out nothing at or after pos:
+		// keep up from pos on (revisions the hub hands out below pos were
+		// sent here already).
+		w.synced, w.minRev = true, pos.Main
+		h.idx.add(w)
+	}
+	if len(evs) == 0 {
+		return Response{}, false
+	}
+	w.lastSent = time.Now()
+	return Response{WatchID: w.id, Events: evs, Revision: v.Rev()}, true
+}
+
+// queueProgress queues a progress Response for each synced watch that
+// asked for them and has been quiet for the progress interval.
+func (s *Watcher) queueProgress() {
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	iv := h.opts.ProgressInterval
+	queued := false
+	for _, w := range s.watches {
+		if !w.progress || !w.synced || len(w.pending) > 0 || w.progressQueued || time.Since(w.lastSent) < iv {
+			continue
+		}
+		w.progressQueued = true
+		w.lastSent = time.Now()
+		s.control = append(s.control, Response{WatchID: w.id, Progress: true, Revision: h.nextRev - 1})
+		queued = true
+	}
+	if queued {
+		s.poke()
+	}
+}
