@@ -1,0 +1,136 @@
+package watch
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/revkv/revkv/engine"
+)
+
+// Benchmarks (run with -race off):
+//
+//	go test -run '^$' -bench . -benchmem ./watch
+//
+// Times include delivery: each benchmark waits, inside the timed loop's
+// last iteration or after it, until the watchers have what it wrote.
+
+var value = make([]byte, 128)
+
+func key(i int) []byte { return []byte(fmt.Sprintf("key-%012d", i)) }
+
+// BenchmarkPutOtherWatchers: a put while W watches (single keys, on 100
+// Watchers) watch other keys. The dispatcher's work per put should not grow
+// with W.
+func BenchmarkPutOtherWatchers(b *testing.B) {
+	for _, w := range []int{1, 1000, 100_000} {
+		b.Run(fmt.Sprintf("watchers=%d", w), func(b *testing.B) {
+			s := New(engine.New(engine.Options{}), Options{})
+			defer s.Close()
+			streams := make([]*Watcher, min(w, 100))
+			for i := range streams {
+				streams[i] = s.NewWatcher()
+			}
+			for i := range w {
+				streams[i%len(streams)].WatchRange(Request{Key: key(i)})
+			}
+			other := []byte("unwatched-key-00")
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Put(other, value)
+			}
+			// The dispatcher's work for the last puts counts too.
+			b.StartTimer()
+			s.h.waitDispatched(s.Rev())
+			b.StopTimer()
+		})
+	}
+}
+
+// BenchmarkFanout: 1,000 Watchers on one key; one op is a put and its
+// delivery to all 1,000 receivers.
+func BenchmarkFanout(b *testing.B) {
+	const watchers = 1000
+	s := New(engine.New(engine.Options{}), Options{})
+	defer s.Close()
+	var received atomic.Int64
+	var wg sync.WaitGroup
+	for range watchers {
+		w := s.NewWatcher()
+		w.WatchRange(Request{Key: []byte("hot")})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range w.Chan() {
+				received.Add(int64(len(r.Events)))
+			}
+		}()
+	}
+	b.ReportAllocs()
+	n := int64(0)
+	for b.Loop() {
+		s.Put([]byte("hot"), value)
+		n++
+		for received.Load() < n*watchers {
+			runtime.Gosched()
+		}
+	}
+	b.ReportMetric(float64(n*watchers)/b.Elapsed().Seconds(), "events/s")
+	s.Close()
+	wg.Wait()
+}
+
+// BenchmarkCatchUp: one op is a new watcher replaying 1,000,000 events
+// from history.
+func BenchmarkCatchUp(b *testing.B) {
+	const events = 1_000_000
+	s := New(engine.New(engine.Options{}), Options{})
+	defer s.Close()
+	for i := range events {
+		s.Put(key(i%1000), value)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w := s.NewWatcher()
+		w.WatchRange(Request{Key: []byte("key-"), End: []byte("key."), StartRev: 2})
+		got := 0
+		for got < events {
+			got += len((<-w.Chan()).Events)
+		}
+		w.Close()
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkIdleWatchMemory reports the heap held per idle watch (single
+// keys, 100,000 of them on one Watcher) and per idle Watcher (its
+// goroutine and channel; 1,000 of them).
+func BenchmarkIdleWatchMemory(b *testing.B) {
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc + m.StackInuse
+	}
+	for b.Loop() {
+		s := New(engine.New(engine.Options{}), Options{})
+		base := heap()
+		w := s.NewWatcher()
+		const watches = 100_000
+		for i := range watches {
+			w.WatchRange(Request{Key: key(i)})
+		}
+		perWatch := float64(heap()-base) / watches
+		base = heap()
+		const watchers = 1000
+		for range watchers {
+			s.NewWatcher().WatchRange(Request{Key: []byte("k")})
+		}
+		perWatcher := float64(heap()-base) / watchers
+		b.ReportMetric(perWatch, "B/watch")
+		b.ReportMetric(perWatcher, "B/watcher")
+		s.Close()
+	}
+}

@@ -1,0 +1,49 @@
+// Package watch makes an engine.Store watchable: watchers that replay
+// history from any retained revision and then follow new writes, and never
+// lose or repeat an event.
+//
+//	s := watch.New(engine.New(engine.Options{}), watch.Options{})
+//	defer s.Close()
+//	w := s.NewWatcher()
+//	w.Watch([]byte("config/"), true, 0) // every key under config/, from now on
+//	for resp := range w.Chan() { ... }
+//
+// # Guarantees
+//
+// For each watch, events arrive in revision order, each exactly once, with
+// none skipped, and the events of one revision in one Response (unless that
+// revision alone has more events than the watch's cap). A StartRev <= 0
+// means the next revision; one in the past replays history from there; one
+// below the compacted revision ends the watch with ErrCompacted and the
+// compacted revision. A watch that keeps up is never ended by compaction
+// (compact through Store.Compact, which lets every revision reach such
+// watches first).
+//
+// # How it works
+//
+// A watcher is a cursor into the engine's history, not a buffer that can
+// overflow. One goroutine per Store (the hub) wakes when the revision moves
+// (engine.Store.Notify), reads the new events from a view, and finds the
+// watches whose range holds each key through an index: a map for
+// single-key watches and an interval treap for ranges and prefixes, so a
+// write costs O(log W + matching watches) with W watches, not O(W). It
+// appends each event to the matching watch's pending list and never waits
+// for a receiver.
+//
+// Each Watcher has one goroutine that sends its Responses, blocking on the
+// channel as long as its receiver takes. A watch whose pending list grows
+// past 4x its cap (its receiver is slow) drops the list and goes back to
+// reading history from its position, a batch at a time, holding no view
+// while it waits to send; when it reaches the present it rejoins the index.
+// So a stalled receiver costs no memory beyond one batch, never blocks a
+// writer, another Watcher or compaction, and if compaction overtakes it the
+// watch ends with ErrCompacted, exactly like a late start.
+//
+// # Memory
+//
+// Measured (BenchmarkIdleWatchMemory): an idle watch on a single key costs
+// about 300 bytes; an idle Watcher about 6.6 KiB (its goroutine's stack and
+// a channel of 16 Responses). A watch that keeps up holds at most 4x its
+// MaxEvents pending events; one that is catching up holds at most one
+// Response's worth.
+package watch
