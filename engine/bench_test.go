@@ -76,6 +76,20 @@ func sizeName(n int) string {
 	return fmt.Sprintf("keys=%dk", n/1000)
 }
 
+// eachSize runs bench once per store size, on a store of that many random
+// keys written versions times, with a random source seeded by seed and
+// allocations reported.
+func eachSize(b *testing.B, versions int, seed uint64, bench func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand)) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys, s := readStore(n, versions)
+			r := rand.New(rand.NewPCG(seed, seed))
+			b.ReportAllocs()
+			bench(b, keys, s, r)
+		})
+	}
+}
+
 // BenchmarkPut puts new random keys into a store of n keys.
 func BenchmarkPut(b *testing.B) {
 	for _, n := range sizes {
@@ -114,78 +128,62 @@ func BenchmarkPutHot(b *testing.B) {
 
 // BenchmarkGet is a point Range of a random existing key.
 func BenchmarkGet(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			keys, s := readStore(n, 1)
-			r := rand.New(rand.NewPCG(3, 3))
-			b.ReportAllocs()
-			for b.Loop() {
-				kvs, _, err := s.Range(keys[r.IntN(n)], nil, 0, 0)
-				if err != nil || len(kvs) != 1 {
-					b.Fatal(err, len(kvs))
-				}
+	eachSize(b, 1, 3, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		n := len(keys)
+		for b.Loop() {
+			kvs, _, err := s.Range(keys[r.IntN(n)], nil, 0, 0)
+			if err != nil || len(kvs) != 1 {
+				b.Fatal(err, len(kvs))
 			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkRange100 reads 100 consecutive keys from a random start key.
 func BenchmarkRange100(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			keys, s := readStore(n, 1)
-			r := rand.New(rand.NewPCG(4, 4))
-			b.ReportAllocs()
-			for b.Loop() {
-				_, _, err := s.Range(keys[r.IntN(n)], []byte{}, 100, 0)
-				if err != nil {
-					b.Fatal(err)
-				}
+	eachSize(b, 1, 4, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		n := len(keys)
+		for b.Loop() {
+			_, _, err := s.Range(keys[r.IntN(n)], []byte{}, 100, 0)
+			if err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkRangeOldRev is a point read at the revision of a key's first
 // version, in a store where every key was written twice.
 func BenchmarkRangeOldRev(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			keys, s := readStore(n, 2)
-			r := rand.New(rand.NewPCG(5, 5))
-			b.ReportAllocs()
-			for b.Loop() {
-				i := r.IntN(n)
-				// Key i's first version is revision i+2.
-				kvs, _, err := s.Range(keys[i], nil, 0, int64(i+2))
-				if err != nil || len(kvs) != 1 || kvs[0].Version != 1 {
-					b.Fatal(err, kvs)
-				}
+	eachSize(b, 2, 5, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		n := len(keys)
+		for b.Loop() {
+			i := r.IntN(n)
+			// Key i's first version is revision i+2.
+			kvs, _, err := s.Range(keys[i], nil, 0, int64(i+2))
+			if err != nil || len(kvs) != 1 || kvs[0].Version != 1 {
+				b.Fatal(err, kvs)
 			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkTxnPut10 is a txn of 10 puts of random existing keys.
 func BenchmarkTxnPut10(b *testing.B) {
-	for _, n := range sizes {
-		b.Run(sizeName(n), func(b *testing.B) {
-			keys, s := readStore(n, 1)
-			r := rand.New(rand.NewPCG(6, 6))
-			b.ReportAllocs()
-			for b.Loop() {
-				id, _ := s.TxnBegin()
-				for range 10 {
-					if _, err := s.TxnPut(id, keys[r.IntN(n)], value); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := s.TxnEnd(id); err != nil {
+	eachSize(b, 1, 6, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		n := len(keys)
+		for b.Loop() {
+			id, _ := s.TxnBegin()
+			for range 10 {
+				if _, err := s.TxnPut(id, keys[r.IntN(n)], value); err != nil {
 					b.Fatal(err)
 				}
 			}
-		})
-	}
+			if err := s.TxnEnd(id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkCompact compacts a store of n keys after 1,000 of them were

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -96,7 +97,7 @@ func TestRangeSelection(t *testing.T) {
 			if rev != s.Rev() {
 				t.Errorf("rev %d, want %d", rev, s.Rev())
 			}
-			if got := keysOf(kvs); !equalStrings(got, tt.want) {
+			if got := keysOf(kvs); !slices.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -370,7 +371,7 @@ func TestCompact(t *testing.T) {
 		}
 		evs = append(evs, ev.Type.String()+" "+string(ev.KV.Key))
 	}
-	if want := []string{"DELETE b", "PUT c", "DELETE c", "PUT d"}; !equalStrings(evs, want) {
+	if want := []string{"DELETE b", "PUT c", "DELETE c", "PUT d"}; !slices.Equal(evs, want) {
 		t.Errorf("Events(5) = %q, want %q", evs, want)
 	}
 	if _, err := firstErr(v.Events(4)); !errors.Is(err, ErrCompacted) {
@@ -624,7 +625,7 @@ func TestViewScan(t *testing.T) {
 			break
 		}
 	}
-	if want := []string{"ab=ab", "b=b", "c=c"}; !equalStrings(got, want) {
+	if want := []string{"ab=ab", "b=b", "c=c"}; !slices.Equal(got, want) {
 		t.Fatalf("Scan = %q, want %q (the view's revision, stopping on break)", got, want)
 	}
 	if _, err := firstErrKV(v.Scan(b("a"), nil, v.Rev()+1)); !errors.Is(err, ErrFutureRev) {

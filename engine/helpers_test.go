@@ -31,18 +31,6 @@ func keysOf(kvs []KeyValue) []string {
 	return out
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func wantErr(t tb, what string, got, want error) {
 	t.Helper()
 	if want == nil && got != nil || want != nil && !errors.Is(got, want) {

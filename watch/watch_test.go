@@ -3,6 +3,7 @@ package watch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"runtime"
 	"testing"
 	"time"
@@ -53,18 +54,6 @@ func events(t *testing.T, w *Watcher, n int) []string {
 	return out
 }
 
-func same(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestWatchKeyPrefixRange(t *testing.T) {
 	s := newStore(t, Options{})
 	w := s.NewWatcher()
@@ -86,7 +75,7 @@ func TestWatchKeyPrefixRange(t *testing.T) {
 	}
 	want := map[int64][]string{1: {"a"}, 2: {"p/1"}, 3: {"m", "n9"}, 100: {"x", "zz"}}
 	for id, keys := range want {
-		if !same(got[id], keys) {
+		if !slices.Equal(got[id], keys) {
 			t.Errorf("watch %d got %q, want %q", id, got[id], keys)
 		}
 	}
@@ -102,7 +91,7 @@ func TestWatchFromHistory(t *testing.T) {
 	w.Watch(b("k"), false, 3)
 	s.Put(b("k"), b("3")) // 5
 	got := events(t, w, 3)
-	if want := []string{"PUT k@3", "DELETE k@4", "PUT k@5"}; !same(got, want) {
+	if want := []string{"PUT k@3", "DELETE k@4", "PUT k@5"}; !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
@@ -115,7 +104,7 @@ func TestWatchFutureStart(t *testing.T) {
 	for i := range 4 {
 		s.Put(b("k"), []byte{byte('0' + i)})
 	}
-	if got := events(t, w, 2); !same(got, []string{"PUT k@4", "PUT k@5"}) {
+	if got := events(t, w, 2); !slices.Equal(got, []string{"PUT k@4", "PUT k@5"}) {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -137,7 +126,7 @@ func TestWatchCompactedStart(t *testing.T) {
 	}
 	// Starting at the compacted revision itself is fine.
 	w.Watch(b("k"), false, 4)
-	if got := events(t, w, 3); !same(got, []string{"PUT k@4", "PUT k@5", "PUT k@6"}) {
+	if got := events(t, w, 3); !slices.Equal(got, []string{"PUT k@4", "PUT k@5", "PUT k@6"}) {
 		t.Fatalf("got %q", got)
 	}
 }
