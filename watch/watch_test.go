@@ -3,8 +3,8 @@ package watch
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
