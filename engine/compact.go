@@ -125,7 +125,8 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		}
 		changed++
 		copied += n
-		keys := s.keysForWrite()
+		s.changedKeysLocked()
+		keys := s.w.keys
 		if kept == nil {
 			keys.Delete(keyItem{prefix: keyPrefix(r.key), rec: r})
 			continue

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -676,4 +677,48 @@ func TestNotify(t *testing.T) {
 	s.Close()
 	<-ch // closed by Close
 	<-s.Notify(99)
+}
+
+// TestManyNewKeys crosses the point where new keys stop being published
+// beside the tree and a new copy of the tree is (maxFresh), many times, with
+// reads of every key, ranges and held views checked after each put.
+func TestManyNewKeys(t *testing.T) {
+	s := New(Options{})
+	var views []*View
+	var want []string
+	for i := range 5*maxFresh + 7 {
+		// Keys in a scrambled order, so new keys land between old ones.
+		k := fmt.Sprintf("k%04d", (i*7919)%10007)
+		mustPut(t, s, k, k)
+		want = append(want, k)
+		slices.Sort(want)
+		kvs, _, err := s.Range(nil, []byte{}, 0, 0)
+		if err != nil || len(kvs) != len(want) {
+			t.Fatalf("after %d puts: %d keys, %v", i+1, len(kvs), err)
+		}
+		for j, kv := range kvs {
+			if string(kv.Key) != want[j] {
+				t.Fatalf("after %d puts: key %d = %q, want %q", i+1, j, kv.Key, want[j])
+			}
+		}
+		if got, _, _ := s.Range([]byte(k), nil, 0, 0); len(got) != 1 {
+			t.Fatalf("point read of the new key %q: %v", k, got)
+		}
+		// A bounded range starting between keys.
+		from, to := want[len(want)/3], want[2*len(want)/3]
+		got, _, _ := s.Range([]byte(from), []byte(to), 0, 0)
+		if len(got) != 2*len(want)/3-len(want)/3 {
+			t.Fatalf("range [%s, %s) after %d puts: %d keys", from, to, i+1, len(got))
+		}
+		if i%50 == 0 {
+			v, _ := s.View()
+			views = append(views, v)
+		}
+	}
+	for _, v := range views {
+		res, err := v.Range(nil, []byte{}, RangeOptions{CountOnly: true})
+		if err != nil || res.Count != v.Rev()-1 {
+			t.Fatalf("view at %d sees %d keys, %v", v.Rev(), res.Count, err)
+		}
+	}
 }

@@ -64,7 +64,7 @@ func (st *state) base(fn func(key []byte, v version)) {
 	if st.compactRev < 1 {
 		return
 	}
-	ascend(st.keys, nil, nil, func(r *keyRecord) bool {
+	st.ascend(nil, nil, func(r *keyRecord) bool {
 		if v, ok := r.at(st.compactRev); ok && !v.deleted() {
 			fn(r.key, v)
 		}

@@ -345,3 +345,54 @@ func ascend(t *keyTree, key, end []byte, fn func(*keyRecord) bool) {
 		return fn(it.rec)
 	})
 }
+
+// lookup returns the record of key as of the state, if it has one.
+func (st *state) lookup(key []byte) *keyRecord {
+	if rec := lookup(st.keys, key); rec != nil {
+		return rec
+	}
+	f := st.fresh
+	if i := searchFresh(f, key); i < len(f) && bytes.Equal(f[i].rec.key, key) {
+		return f[i].rec
+	}
+	return nil
+}
+
+// searchFresh returns the index of the first item of f with a key >= key.
+func searchFresh(f []keyItem, key []byte) int {
+	if len(f) == 0 {
+		return 0
+	}
+	p := keyPrefix(key)
+	return sort.Search(len(f), func(i int) bool {
+		it := f[i]
+		return it.prefix > p || it.prefix == p && bytes.Compare(it.rec.key, key) >= 0
+	})
+}
+
+// ascend is ascend over the state's keys: the tree's, merged with fresh
+// (which the tree never holds).
+func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
+	f := st.fresh[searchFresh(st.fresh, key):]
+	inRange := func(it keyItem) bool { return end == nil || bytes.Compare(it.rec.key, end) < 0 }
+	stopped := false
+	ascend(st.keys, key, end, func(r *keyRecord) bool {
+		for len(f) > 0 && bytes.Compare(f[0].rec.key, r.key) < 0 {
+			if !fn(f[0].rec) {
+				stopped = true
+				return false
+			}
+			f = f[1:]
+		}
+		if !fn(r) {
+			stopped = true
+			return false
+		}
+		return true
+	})
+	for ; !stopped && len(f) > 0 && inRange(f[0]); f = f[1:] {
+		if !fn(f[0].rec) {
+			return
+		}
+	}
+}

@@ -170,7 +170,7 @@ const scanBatch = 32
 // form one long chain: a range of 100 keys runs several times faster.
 func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) bool) {
 	if end == nil {
-		if rec := lookup(st.keys, key); rec != nil {
+		if rec := st.lookup(key); rec != nil {
 			if kv, ok := rec.live(rev); ok {
 				fn(kv)
 			}
@@ -203,7 +203,7 @@ func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) 
 		n = 0
 		return true
 	}
-	ascend(st.keys, key, rangeEnd(end), func(r *keyRecord) bool {
+	st.ascend(key, rangeEnd(end), func(r *keyRecord) bool {
 		recs[n] = r
 		n++
 		if n < size {
@@ -255,7 +255,7 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 
 // get is rangeKeys for one key: the hot path of point reads.
 func (st *state) get(key []byte, rev int64, opts RangeOptions, res RangeResult) RangeResult {
-	rec := lookup(st.keys, key)
+	rec := st.lookup(key)
 	if rec == nil {
 		return res
 	}

@@ -382,7 +382,8 @@ func (l *loader) base() error {
 	}
 	l.lastKey = key
 	rec := newRecord(key, v)
-	l.s.keysForWrite().Load(keyItem{prefix: keyPrefix(key), rec: rec})
+	l.s.w.keys.Load(keyItem{prefix: keyPrefix(key), rec: rec})
+	l.s.changedKeysLocked()
 	return nil
 }
 

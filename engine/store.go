@@ -3,10 +3,12 @@ package engine
 import (
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/revkv/revkv/kv"
+	"github.com/tidwall/btree"
 )
 
 // Errors returned by the engine, with the seed API's names. They are the
@@ -56,7 +58,11 @@ type Options struct {
 // The writer publishes a new one after every write; readers load it with one
 // atomic read and never wait.
 type state struct {
-	keys       *keyTree // shared read-only; never written after publication
+	keys *keyTree // a copy of the writer's tree; never written
+	// fresh are the keys created since keys was copied, sorted: publishing a
+	// copy of the tree after every new key would clone a root-to-leaf path
+	// per key, so new keys wait here (at most maxFresh of them).
+	fresh      []keyItem
 	hist       history
 	rev        int64
 	compactRev int64
@@ -103,10 +109,14 @@ type Store struct {
 
 // writerState is the writer's private, mutable copy of the index.
 type writerState struct {
-	keys *keyTree
-	// keysShared is true when keys is also the tree of the published state:
-	// the next structural change must copy it first (copy-on-write).
-	keysShared bool
+	keys *keyTree // never published itself: readers get copies
+	pub  *keyTree // the copy of keys readers have
+	// fresh are the keys created since pub was copied (see state.fresh);
+	// each change makes a new slice, since readers hold the old one.
+	fresh []keyItem
+	// full says keys changed in a way fresh does not describe (or fresh
+	// grew to maxFresh): the next publication copies the tree.
+	full       bool
 	hist       history
 	rev        int64
 	compactRev int64
@@ -121,30 +131,55 @@ func New(opts Options) *Store {
 	return s
 }
 
+// maxFresh is how many new keys are published beside the tree before a new
+// copy of it is. Copying is O(1), but after each copy the writer clones
+// every node it touches again: about one leaf per new random key, and one
+// per maxFresh new keys in order, instead of a root-to-leaf path per key.
+const maxFresh = 64
+
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
+	if s.w.full || s.w.pub == nil {
+		s.w.pub = s.w.keys.Copy()
+		s.w.fresh = nil
+		s.w.full = false
+	}
 	st := &state{
-		keys:       s.w.keys,
+		keys:       s.w.pub,
+		fresh:      s.w.fresh,
 		hist:       s.w.hist,
 		rev:        s.w.rev,
 		compactRev: s.w.compactRev,
 		cindex:     s.w.cindex,
 	}
-	s.w.keysShared = true
 	s.cur.Store(st)
 	s.wake()
 }
 
-// keysForWrite returns the writer's key tree, ready for a structural change.
-// When the tree is shared with the published state it is copied first: Copy
-// is O(1), and the nodes are cloned lazily as the writer touches them.
-func (s *Store) keysForWrite() *keyTree {
-	if s.w.keysShared {
-		s.w.keys = s.w.keys.Copy()
-		s.w.keysShared = false
+// insertLocked adds a record for a key the writer's tree does not have.
+// hint is the path of the lookup that found it missing. mu is held.
+func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
+	it := keyItem{prefix: keyPrefix(rec.key), rec: rec}
+	s.w.keys.SetHint(it, hint)
+	switch {
+	case s.w.full:
+		// The next publication copies the tree anyway.
+	case len(s.w.fresh) >= maxFresh:
+		s.w.full, s.w.fresh = true, nil
+	default:
+		i := sort.Search(len(s.w.fresh), func(i int) bool { return !lessItem(s.w.fresh[i], it) })
+		f := make([]keyItem, len(s.w.fresh)+1)
+		copy(f, s.w.fresh[:i])
+		f[i] = it
+		copy(f[i+1:], s.w.fresh[i:])
+		s.w.fresh = f
 	}
-	return s.w.keys
 }
+
+// changedKeysLocked records that the writer's tree changed other than by
+// insertLocked (compaction replaced or removed records): the next
+// publication copies the tree. mu is held.
+func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, nil }
 
 // lockWriter takes mu and checks the store is open.
 func (s *Store) lockWriter() error {

@@ -117,7 +117,7 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	rec := lookupHint(s.w.keys, key, &hint)
 	if rec == nil {
 		rec = newRecord(key, v)
-		s.keysForWrite().SetHint(keyItem{prefix: keyPrefix(rec.key), rec: rec}, &hint)
+		s.insertLocked(rec, &hint)
 		return change{key: rec.key, v: v}
 	}
 	if last, ok := rec.at(rev); ok && !last.deleted() {

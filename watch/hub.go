@@ -34,8 +34,11 @@ type hub struct {
 	seq             uint64
 	closed          bool
 	pending         int
-	dispatch        chan struct{} // closed and replaced each time nextRev moves
+	// dispatched, if not nil, is closed when nextRev next moves: made only
+	// when someone waits (waitDispatched).
+	dispatched chan struct{}
 
+	kick chan struct{} // wakes an idle run loop: a watch became synced
 	stop chan struct{}
 	done chan struct{}
 
@@ -50,7 +53,7 @@ func newHub(s *engine.Store, opts Options) *hub {
 		nextRev:         s.Rev() + 1,
 		watchers:        map[*Watcher]struct{}{},
 		progressWaiters: map[*Watcher]struct{}{},
-		dispatch:        make(chan struct{}),
+		kick:            make(chan struct{}, 1),
 		stop:            make(chan struct{}),
 		done:            make(chan struct{}),
 	}
@@ -60,10 +63,22 @@ func (h *hub) run() {
 	defer close(h.done)
 	for {
 		h.mu.Lock()
+		idle := h.idx.len() == 0
 		after := h.nextRev - 1
 		h.mu.Unlock()
+		if idle {
+			// No watch keeps up, so no revision is owed to anyone: sleep
+			// until one does, rather than wake on every write.
+			select {
+			case <-h.kick:
+			case <-h.stop:
+				return
+			}
+			continue
+		}
 		select {
 		case <-h.store.Notify(after):
+		case <-h.kick:
 		case <-h.stop:
 			return
 		}
@@ -81,7 +96,9 @@ func (h *hub) dispatchNew() bool {
 	if err != nil {
 		return false
 	}
-	from := h.nextRev // only this goroutine writes nextRev
+	h.mu.Lock()
+	from := h.nextRev
+	h.mu.Unlock()
 	if from > v.Rev() {
 		return true
 	}
@@ -157,8 +174,10 @@ func (h *hub) advance(next int64) {
 		return
 	}
 	h.nextRev = next
-	close(h.dispatch)
-	h.dispatch = make(chan struct{})
+	if h.dispatched != nil {
+		close(h.dispatched)
+		h.dispatched = nil
+	}
 	for s := range h.progressWaiters {
 		if next > s.progressReq {
 			s.poke()
@@ -171,17 +190,42 @@ func (h *hub) advance(next int64) {
 func (h *hub) waitDispatched(rev int64) {
 	for {
 		h.mu.Lock()
+		h.fastForward(rev + 1)
 		if h.nextRev > rev || h.closed {
 			h.mu.Unlock()
 			return
 		}
-		ch := h.dispatch
+		if h.dispatched == nil {
+			h.dispatched = make(chan struct{})
+		}
+		ch := h.dispatched
 		h.mu.Unlock()
 		select {
 		case <-ch:
 		case <-h.done:
 			return
 		}
+	}
+}
+
+// fastForward moves nextRev up to next (at most the store's next revision)
+// when no watch is synced: every revision below it is then handed to every
+// synced watch, vacuously. An idle hub thus has no history to skip when a
+// watch joins. mu is held.
+func (h *hub) fastForward(next int64) {
+	if h.idx.len() == 0 {
+		h.advance(min(next, h.store.Rev()+1))
+	}
+}
+
+// addSynced puts w in the index, to get events from revision from on, and
+// wakes the run loop if it was idle. mu is held.
+func (h *hub) addSynced(w *watch, from int64) {
+	w.synced, w.minRev = true, from
+	h.idx.add(w)
+	select {
+	case h.kick <- struct{}{}:
+	default:
 	}
 }
 

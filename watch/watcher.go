@@ -177,10 +177,10 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 	if start <= 0 {
 		start = h.store.Rev() + 1
 	}
+	h.fastForward(start)
 	if start >= h.nextRev {
 		// Nothing at or after start has been dispatched: keep up from here.
-		w.synced, w.minRev = true, start
-		h.idx.add(w)
+		h.addSynced(w, start)
 	} else {
 		w.next = kv.Revision{Main: start}
 		s.unsynced = append(s.unsynced, w)
@@ -231,6 +231,7 @@ func (s *Watcher) RequestProgress() {
 	if !s.closed {
 		s.progressReq = max(h.store.Rev(), 1)
 		h.progressWaiters[s] = struct{}{}
+		h.fastForward(s.progressReq + 1)
 	}
 	h.mu.Unlock()
 	s.poke()
@@ -440,12 +441,14 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
 		return Response{}, false
 	}
 	w.next = pos
-	if pos.Main > v.Rev() && pos.Main >= h.nextRev {
-		// Caught up, and the hub has handed out nothing at or after pos:
-		// keep up from pos on (revisions the hub hands out below pos were
-		// sent here already).
-		w.synced, w.minRev = true, pos.Main
-		h.idx.add(w)
+	if pos.Main > v.Rev() {
+		h.fastForward(pos.Main)
+		if pos.Main >= h.nextRev {
+			// Caught up, and the hub has handed out nothing at or after
+			// pos: keep up from pos on (revisions the hub hands out below
+			// pos were sent here already).
+			h.addSynced(w, pos.Main)
+		}
 	}
 	if len(evs) == 0 {
 		return Response{}, false

@@ -1,0 +1,61 @@
+// Command compare runs revkv and the stores it is compared with (etcd's
+// mvcc on bbolt, buntdb, go-memdb) through the same workloads, side by side
+// in one run, and prints a markdown table (or JSON) of each engine's cost
+// per operation and etcd's time over revkv's.
+//
+// From the bench directory:
+//
+//	go run ./cmd/compare [-only put-seq,range-1] [-n rounds] [-json]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/revkv/revkv/bench/compare"
+)
+
+func main() {
+	only := flag.String("only", "", "comma-separated workloads to run (default: all)")
+	rounds := flag.Int("n", 3, "rounds per workload and engine, alternating engines; the median counts")
+	asJSON := flag.Bool("json", false, "print JSON rows instead of a markdown table")
+	scale := flag.Float64("scale", 1, "multiply every workload's size (for quick runs)")
+	quiet := flag.Bool("q", false, "no progress lines on stderr")
+	flag.Parse()
+
+	cfg := compare.Config{Engines: compare.DefaultEngines(), Rounds: *rounds, Scale: *scale}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+		known := map[string]bool{}
+		for _, w := range compare.Workloads() {
+			known[w.Name] = true
+		}
+		for _, name := range cfg.Only {
+			if !known[name] {
+				fmt.Fprintf(os.Stderr, "compare: unknown workload %q\n", name)
+				os.Exit(2)
+			}
+		}
+	}
+	if !*quiet {
+		cfg.Log = os.Stderr
+	}
+	start := time.Now()
+	rows, err := compare.Run(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rows)
+		return
+	}
+	compare.Markdown(os.Stdout, rows)
+	fmt.Fprintf(os.Stderr, "compare: %v\n", time.Since(start).Round(time.Second))
+}

@@ -1,0 +1,212 @@
+package compare
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config says what to run.
+type Config struct {
+	Engines []Engine
+	// Only, if not empty, names the workloads to run.
+	Only []string
+	// Rounds is how many times each workload runs on each engine, the
+	// engines' order rotating each round; the median counts. Costly
+	// workloads cap it.
+	Rounds int
+	// Scale multiplies every size (1: the full sizes; tests use tiny ones).
+	Scale float64
+	// Log, if not nil, gets a line per run.
+	Log io.Writer
+}
+
+// Row is one engine's figures for one workload.
+type Row struct {
+	Workload    string             `json:"workload"`
+	Engine      string             `json:"engine"`
+	NsPerOp     float64            `json:"ns_per_op,omitempty"`
+	AllocsPerOp float64            `json:"allocs_per_op,omitempty"`
+	BytesPerOp  float64            `json:"bytes_per_op,omitempty"`
+	Extra       map[string]float64 `json:"extra,omitempty"`
+	// Ratio is etcd's figure over revkv's for the workload's primary
+	// figure, on revkv's row.
+	Ratio float64 `json:"etcd_over_revkv,omitempty"`
+	Note  string  `json:"note,omitempty"`
+}
+
+// DefaultEngines are the engines of the comparison.
+func DefaultEngines() []Engine { return []Engine{Revkv{}, Etcd{}, Buntdb{}, Memdb{}} }
+
+// Run runs the workloads and returns a row per workload and engine.
+func Run(cfg Config) ([]Row, error) {
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 1
+	}
+	if cfg.Scale <= 0 {
+		cfg.Scale = 1
+	}
+	var rows []Row
+	for _, w := range Workloads() {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, w.Name) {
+			continue
+		}
+		rs, err := runWorkload(cfg, w)
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", w.Name, err)
+		}
+		rows = append(rows, rs...)
+	}
+	return rows, nil
+}
+
+func runWorkload(cfg Config, w Workload) ([]Row, error) {
+	rounds := cfg.Rounds
+	if w.MaxRounds > 0 {
+		rounds = min(rounds, w.MaxRounds)
+	}
+	results := map[string][]Result{}
+	notes := map[string]string{}
+	n := len(cfg.Engines)
+	for r := range rounds {
+		for i := range n {
+			e := cfg.Engines[(i+r)%n] // rotate, so drift hits every engine alike
+			if note, ok := w.NotYet[e.Name()]; ok {
+				notes[e.Name()] = "cannot run yet: " + note
+				continue
+			}
+			res, err := runOnce(cfg, w, e)
+			if errors.Is(err, ErrUnsupported) {
+				notes[e.Name()] = "not supported"
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Name(), err)
+			}
+			if cfg.Log != nil {
+				fmt.Fprintf(cfg.Log, "%-14s %-9s round %d: %d ops in %v\n", w.Name, e.Name(), r+1, res.Ops, res.Elapsed.Round(time.Microsecond))
+			}
+			results[e.Name()] = append(results[e.Name()], res)
+		}
+	}
+	var rows []Row
+	for _, e := range cfg.Engines {
+		row := Row{Workload: w.Name, Engine: e.Name(), Note: notes[e.Name()]}
+		if rs := results[e.Name()]; len(rs) > 0 {
+			med := median(rs)
+			ops := float64(med.Ops)
+			row.NsPerOp = float64(med.Elapsed.Nanoseconds()) / ops
+			row.AllocsPerOp = float64(med.Allocs) / ops
+			row.BytesPerOp = float64(med.Bytes) / ops
+			row.Extra = med.Extra
+			row.Note = ""
+		}
+		rows = append(rows, row)
+	}
+	// Engines named only in NotYet (revkv+filelog) get a row too.
+	for name, note := range w.NotYet {
+		if !slices.ContainsFunc(cfg.Engines, func(e Engine) bool { return e.Name() == name }) {
+			rows = append(rows, Row{Workload: w.Name, Engine: name, Note: "cannot run yet: " + note})
+		}
+	}
+	setRatio(rows, w.Primary)
+	return rows, nil
+}
+
+func runOnce(cfg Config, w Workload, e Engine) (Result, error) {
+	dir, err := os.MkdirTemp("", "revkv-compare-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	s, err := e.Open(dir)
+	if err != nil {
+		return Result{}, err
+	}
+	env := &Env{Engine: e, Store: s, Dir: dir, Scale: cfg.Scale}
+	res, err := w.Run(env)
+	if env.Store != nil {
+		if cerr := env.Store.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return res, err
+}
+
+// median returns the result with the median time.
+func median(rs []Result) Result {
+	s := slices.Clone(rs)
+	sort.Slice(s, func(i, j int) bool {
+		return s[i].Elapsed.Seconds()/float64(s[i].Ops) < s[j].Elapsed.Seconds()/float64(s[j].Ops)
+	})
+	return s[len(s)/2]
+}
+
+func primary(r Row, name string) float64 {
+	if name == "" || name == "ns/op" {
+		return r.NsPerOp
+	}
+	return r.Extra[name]
+}
+
+func setRatio(rows []Row, name string) {
+	var revkv, etcd *Row
+	for i := range rows {
+		switch rows[i].Engine {
+		case "revkv":
+			revkv = &rows[i]
+		case "etcd":
+			etcd = &rows[i]
+		}
+	}
+	if revkv == nil || etcd == nil {
+		return
+	}
+	if a, b := primary(*etcd, name), primary(*revkv, name); a > 0 && b > 0 {
+		revkv.Ratio = a / b
+	}
+}
+
+// Markdown writes rows as a markdown table.
+func Markdown(w io.Writer, rows []Row) {
+	fmt.Fprintln(w, "| workload | engine | ns/op | allocs/op | B/op | other | etcd/revkv |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---:|")
+	for _, r := range rows {
+		if r.Note != "" {
+			fmt.Fprintf(w, "| %s | %s | | | | %s | |\n", r.Workload, r.Engine, r.Note)
+			continue
+		}
+		ratio := ""
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.1fx", r.Ratio)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.0f | %s | %s |\n",
+			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, extra(r.Extra), ratio)
+	}
+}
+
+func ns(v float64) string {
+	switch {
+	case v >= 1e9:
+		return fmt.Sprintf("%.2f s", v/1e9)
+	case v >= 1e6:
+		return fmt.Sprintf("%.2f ms", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1f µs", v/1e3)
+	}
+	return fmt.Sprintf("%.0f ns", v)
+}
+
+func extra(m map[string]float64) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s %.4g", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}

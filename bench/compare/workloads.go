@@ -1,0 +1,399 @@
+package compare
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Result is one run of a workload on one engine.
+type Result struct {
+	Ops     int
+	Elapsed time.Duration
+	Allocs  uint64 // heap allocations during the timed part, all goroutines
+	Bytes   uint64 // heap bytes allocated during the timed part
+	Extra   map[string]float64
+}
+
+// Workload is one line of the comparison.
+type Workload struct {
+	Name string
+	What string
+	// Primary is the figure the etcd/revkv ratio is taken of: "ns/op", or
+	// a key of Result.Extra.
+	Primary string
+	// MaxRounds caps the rounds of the costly workloads.
+	MaxRounds int
+	// NotYet, if set, names the engine rows that cannot run yet and why.
+	NotYet map[string]string
+	Run    func(env *Env) (Result, error)
+}
+
+// Env is what a workload runs in: a fresh store, the directory of its
+// files, and the scale of the workload (1 for the full sizes). A workload
+// that reopens the store puts the new one in Store; the runner closes it.
+type Env struct {
+	Engine Engine
+	Store  Store
+	Dir    string
+	Scale  float64
+}
+
+const valueSize = 128
+
+var value = make([]byte, valueSize)
+
+// keyOf returns the 16-byte key number i; keys sort by i.
+func keyOf(i int) []byte { return []byte(fmt.Sprintf("k%015d", i)) }
+
+func scaled(n int, sc float64) int { return max(int(float64(n)*sc), 10) }
+
+// measure times fn, which does ops operations, with the heap figures of
+// the whole process around it.
+func measure(ops int, fn func() error) (Result, error) {
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	t0 := time.Now()
+	err := fn()
+	el := time.Since(t0)
+	runtime.ReadMemStats(&m1)
+	return Result{Ops: ops, Elapsed: el, Allocs: m1.Mallocs - m0.Mallocs, Bytes: m1.TotalAlloc - m0.TotalAlloc}, err
+}
+
+func load(s Store, n int) error {
+	for i := range n {
+		if err := s.Put(keyOf(i), value); err != nil {
+			return err
+		}
+	}
+	return s.Sync()
+}
+
+func perm(n int, seed uint64) []int {
+	return rand.New(rand.NewPCG(seed, seed)).Perm(n)
+}
+
+func versioned(s Store) (Versioned, error) {
+	v, ok := s.(Versioned)
+	if !ok {
+		return nil, ErrUnsupported
+	}
+	return v, nil
+}
+
+// Workloads returns every workload, in the order of the table.
+func Workloads() []Workload {
+	return []Workload{
+		{Name: "put-seq", What: "200k puts of distinct keys (random order), then a commit",
+			NotYet: map[string]string{"revkv+filelog": "needs persist/filelog (issue 4)"},
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				n := scaled(200_000, sc)
+				order := perm(n, 1)
+				return measure(n, func() error {
+					for _, i := range order {
+						if err := s.Put(keyOf(i), value); err != nil {
+							return err
+						}
+					}
+					return s.Sync()
+				})
+			}},
+		{Name: "put-update", What: "200k puts to 1,000 hot keys, round robin, then a commit",
+			NotYet: map[string]string{"revkv+filelog": "needs persist/filelog (issue 4)"},
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				if err := load(s, 1000); err != nil {
+					return Result{}, err
+				}
+				n := scaled(200_000, sc)
+				return measure(n, func() error {
+					for i := range n {
+						if err := s.Put(keyOf(i%1000), value); err != nil {
+							return err
+						}
+					}
+					return s.Sync()
+				})
+			}},
+		pointReads("range-1", 100_000, 3),
+		pointReads("range-1-1m", 1_000_000, 1),
+		{Name: "range-100", What: "ranges of 100 keys from random keys of a 100k-key store",
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				keys := scaled(100_000, sc)
+				if err := load(s, keys); err != nil {
+					return Result{}, err
+				}
+				n := scaled(20_000, sc)
+				starts := perm(keys, 3)
+				return measure(n, func() error {
+					for i := range n {
+						if _, err := s.Scan(keyOf(starts[i%keys]), 100); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}},
+		{Name: "range-old-rev", What: "point reads at random past revisions (1,000 keys x 200 versions)",
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				v, err := versioned(s)
+				if err != nil {
+					return Result{}, err
+				}
+				versions := scaled(200, sc)
+				for range versions {
+					if err := load(s, 1000); err != nil {
+						return Result{}, err
+					}
+				}
+				first, last := v.Rev()-int64(1000*(versions-1)), v.Rev()
+				n := scaled(100_000, sc)
+				r := rand.New(rand.NewPCG(4, 4))
+				return measure(n, func() error {
+					for range n {
+						rev := first + r.Int64N(last-first+1)
+						ok, err := v.GetAt(keyOf(r.IntN(1000)), rev)
+						if err != nil || !ok {
+							return fmt.Errorf("read at %d: %v %v", rev, ok, err)
+						}
+					}
+					return nil
+				})
+			}},
+		{Name: "txn-put", What: "write txns of 10 puts (keys of a 100k space), then a commit",
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				n := scaled(20_000, sc)
+				r := rand.New(rand.NewPCG(5, 5))
+				keys := make([][]byte, 10)
+				return measure(n, func() error {
+					for range n {
+						for j := range keys {
+							keys[j] = keyOf(r.IntN(100_000))
+						}
+						if err := s.TxnPut(keys, value); err != nil {
+							return err
+						}
+					}
+					return s.Sync()
+				})
+			}},
+		{Name: "watch-fanout", What: "1,000 watchers on distinct keys; puts to all 1,000 keys, until every event is received (ns per event)",
+			Primary: "ns/op", MaxRounds: 3,
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				w, ok := s.(Watchable)
+				if !ok {
+					return Result{}, ErrUnsupported
+				}
+				const watchers = 1000
+				var got atomic.Int64
+				stop := make(chan struct{})
+				defer close(stop)
+				for i := range watchers {
+					if err := w.Watch(keyOf(i), nil, 0, func(n int) { got.Add(int64(n)) }, stop); err != nil {
+						return Result{}, err
+					}
+				}
+				rounds := scaled(100, sc)
+				res, err := measure(rounds*watchers, func() error {
+					for range rounds {
+						for i := range watchers {
+							if err := s.Put(keyOf(i), value); err != nil {
+								return err
+							}
+						}
+					}
+					return waitFor(&got, int64(rounds*watchers))
+				})
+				res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
+				return res, err
+			}},
+		{Name: "watch-catchup", What: "a prefix watcher from revision 1 over 100k revisions (ns per event)",
+			MaxRounds: 3,
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				w, ok := s.(Watchable)
+				if !ok {
+					return Result{}, ErrUnsupported
+				}
+				n := scaled(100_000, sc)
+				for i := range n {
+					if err := s.Put(keyOf(i%1000), value); err != nil {
+						return Result{}, err
+					}
+				}
+				if err := s.Sync(); err != nil {
+					return Result{}, err
+				}
+				var got atomic.Int64
+				stop := make(chan struct{})
+				defer close(stop)
+				res, err := measure(n, func() error {
+					if err := w.Watch([]byte("k"), []byte("l"), 1, func(k int) { got.Add(int64(k)) }, stop); err != nil {
+						return err
+					}
+					return waitFor(&got, int64(n))
+				})
+				res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
+				return res, err
+			}},
+		{Name: "compact", What: "Compact(rev-1000) after 200k updates of 1,000 keys: total time, and the longest Put of a writer running beside it",
+			Primary: "ns/op", MaxRounds: 2,
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				v, err := versioned(s)
+				if err != nil {
+					return Result{}, err
+				}
+				n := scaled(200_000, sc)
+				for i := range n {
+					if err := s.Put(keyOf(i%1000), value); err != nil {
+						return Result{}, err
+					}
+				}
+				if err := s.Sync(); err != nil {
+					return Result{}, err
+				}
+				rev := v.Rev() - 1000
+				var worst time.Duration
+				stop := make(chan struct{})
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					k := keyOf(1_000_000)
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						t0 := time.Now()
+						s.Put(k, value)
+						worst = max(worst, time.Since(t0))
+						time.Sleep(100 * time.Microsecond)
+					}
+				}()
+				res, err := measure(1, func() error { return v.Compact(rev) })
+				close(stop)
+				wg.Wait()
+				res.Extra = map[string]float64{"max-stall-ms": float64(worst.Microseconds()) / 1000}
+				return res, err
+			}},
+		{Name: "restore", What: "reopen a 200k-key store from its files; heap bytes per key after",
+			MaxRounds: 2,
+			NotYet:    map[string]string{"revkv": "needs persistence (issue 4)"},
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				if _, ok := env.Engine.(Durable); !ok {
+					return Result{}, ErrUnsupported
+				}
+				n := scaled(200_000, sc)
+				if err := load(s, n); err != nil {
+					return Result{}, err
+				}
+				env.Store = nil
+				if err := s.Close(); err != nil {
+					return Result{}, err
+				}
+				s = nil
+				before := heapInUse()
+				res, err := measure(1, func() error {
+					fresh, err := env.Engine.Open(env.Dir)
+					if err != nil {
+						return err
+					}
+					env.Store = fresh
+					ok, err := fresh.Get(keyOf(n - 1))
+					if err == nil && !ok {
+						err = fmt.Errorf("key missing after reopen")
+					}
+					return err
+				})
+				after := heapInUse()
+				res.Extra = map[string]float64{"heap-B/key": float64(after-min(before, after)) / float64(n)}
+				return res, err
+			}},
+		{Name: "hash", What: "HashByRev over a 100k-key store",
+			MaxRounds: 3,
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				v, err := versioned(s)
+				if err != nil {
+					return Result{}, err
+				}
+				if err := load(s, scaled(100_000, sc)); err != nil {
+					return Result{}, err
+				}
+				return measure(1, v.Hash)
+			}},
+		{Name: "memory", What: "heap bytes per live key at 1M keys (16-byte keys, 128-byte values)",
+			Primary: "heap-B/key", MaxRounds: 1,
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				n := scaled(1_000_000, sc)
+				before := heapInUse()
+				res, err := measure(n, func() error { return load(s, n) })
+				after := heapInUse()
+				res.Extra = map[string]float64{"heap-B/key": float64(after-min(before, after)) / float64(n)}
+				return res, err
+			}},
+	}
+}
+
+func pointReads(name string, keys, rounds int) Workload {
+	return Workload{Name: name, What: fmt.Sprintf("point reads of random keys in a %s-key store", short(keys)),
+		MaxRounds: rounds,
+		Run: func(env *Env) (Result, error) {
+			s, sc := env.Store, env.Scale
+			k := scaled(keys, sc)
+			if err := load(s, k); err != nil {
+				return Result{}, err
+			}
+			n := scaled(200_000, sc)
+			order := perm(k, 2)
+			return measure(n, func() error {
+				for i := range n {
+					ok, err := s.Get(keyOf(order[i%k]))
+					if err != nil || !ok {
+						return fmt.Errorf("get: %v %v", ok, err)
+					}
+				}
+				return nil
+			})
+		}}
+}
+
+func short(n int) string {
+	if n >= 1_000_000 {
+		return fmt.Sprintf("%dM", n/1_000_000)
+	}
+	return fmt.Sprintf("%dk", n/1000)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// waitFor waits until c reaches n, or fails after a minute.
+func waitFor(c *atomic.Int64, n int64) error {
+	deadline := time.Now().Add(time.Minute)
+	for c.Load() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("received %d of %d events in a minute", c.Load(), n)
+		}
+		runtime.Gosched()
+	}
+	return nil
+}
