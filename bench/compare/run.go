@@ -51,6 +51,9 @@ func Run(cfg Config) ([]Row, error) {
 	if cfg.Scale <= 0 {
 		cfg.Scale = 1
 	}
+	// Every key any workload uses (the largest is 1M keys, plus the
+	// compaction's stall probe key).
+	makeKeys(scaled(1_000_000, cfg.Scale) + 1)
 	var rows []Row
 	for _, w := range Workloads() {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, w.Name) {
