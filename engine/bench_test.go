@@ -299,3 +299,14 @@ func BenchmarkSnapshotWrite(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHash is HashByRev over a store of n keys written once.
+func BenchmarkHash(b *testing.B) {
+	eachSize(b, 1, 8, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		for b.Loop() {
+			if _, err := s.HashByRev(0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -43,17 +43,23 @@ func (st *state) hash(rev int64) (KeyValueHash, error) {
 	if rev < st.compactRev {
 		return KeyValueHash{}, fmt.Errorf("hash at %d, compacted %d: %w", rev, st.compactRev, ErrCompacted)
 	}
+	// Records are gathered into a buffer and hashed 32 KiB at a time: the
+	// digest costs much less per byte on big writes than on small ones.
 	d := xxhash.New()
-	var buf []byte
-	st.base(func(key []byte, v version) {
-		buf = appendRecord(buf[:0], key, v)
-		d.Write(buf)
-	})
+	buf := make([]byte, 0, 40<<10)
+	add := func(key []byte, v version) {
+		buf = appendRecord(buf, key, v)
+		if len(buf) >= 32<<10 {
+			d.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	st.base(add)
 	st.changes(st.compactRev+1, rev, func(c change) bool {
-		buf = appendRecord(buf[:0], c.key, c.v)
-		d.Write(buf)
+		add(c.key, c.v)
 		return true
 	})
+	d.Write(buf)
 	sum := d.Sum64()
 	return KeyValueHash{Hash: uint32(sum ^ sum>>32), CompactRev: st.compactRev, Rev: rev}, nil
 }
