@@ -23,36 +23,42 @@
 //   - The key index: a copy-on-write B-tree (github.com/tidwall/btree) of
 //     key records, ordered by key. Each tree item carries the key's first 8
 //     bytes inline, so a descent rarely leaves the tree's nodes. A record
-//     holds the key and an atomic pointer to an immutable list of the key's
-//     versions (oldest first, the latest inline). A point read at the current
-//     revision is a tree descent plus two record loads: O(log n). A read at
-//     an old revision adds a binary search of that key's versions:
-//     O(log n + log v). A range of k keys is a seek plus k records:
-//     O(log n + k), plus any deleted-but-not-compacted keys in the range.
+//     holds the key (inline when short) and its versions: a key written
+//     once keeps that version in the record itself; later, an atomic
+//     pointer to an immutable list of versions in 128-version blocks, with
+//     the latest inline. A point read at the current revision is a tree
+//     descent plus one or two loads: O(log n). A read at an old revision
+//     adds a binary search of the key's versions: O(log n + log v). A range
+//     of k keys is a seek plus k records, loaded in batches so their cache
+//     misses overlap: O(log n + k), plus any deleted-but-not-compacted keys
+//     in the range.
 //
 //   - The history: every revision's changes, in revision order, in
 //     fixed-size chunks. Main revisions are contiguous, so "all changes
 //     since revision R" (what watchers, persisters, hashing and snapshots
 //     read) finds R's chunk by arithmetic: O(1 + results).
 //
-// Readers see a published state: the root of the key index, the history's
+// Readers see a published state: a copy of the key index, the keys created
+// since that copy was made (at most 64, in a sorted slice), the history's
 // chunk list, the revision and the compacted revision, swapped in with one
 // atomic store after each write. A View holds one state and so keeps seeing
-// its revision, however long it is held. Writing to an existing key does not
-// change the key index at all: it appends a version to the key's record,
-// which readers at older revisions ignore (they only look at versions at or
-// below their revision). Only a new key, or compaction, changes the tree;
-// then the writer copies the tree (O(1); nodes are cloned as the writer
-// touches them) before the next publication. Calling the tree's Copy before
-// every write would clone a root-to-leaf path per write (~10 µs measured at
-// 1M keys); this layout pays that only for new keys.
+// its revision, however long it is held.
+//
+// Writing to an existing key does not change the key index at all: it
+// appends a version to the key's record, which readers at older revisions
+// ignore (they only look at versions at or below their revision). A new key
+// goes into the writer's private tree and into the small slice of new keys;
+// the tree is copied for readers (O(1): nodes are cloned lazily as the
+// writer next touches them) only when that slice is full or compaction
+// changed the tree. Copying the tree before every write instead would clone
+// a root-to-leaf path per write (~10 µs measured at 1M keys).
 //
 // # Compaction
 //
 // Compact(rev) makes reads below rev fail at once, then frees memory in
-// steps of a bounded number of keys, releasing the writer lock between
-// steps: writers wait at most one step (see BenchmarkCompact's max-stall-ns),
-// however large the store. Compaction builds new records for the keys it
+// steps of at most 256 keys and 8,192 copied versions, releasing the writer
+// lock between steps: writers wait at most one step (see BenchmarkCompact's
+// max-step-ns), however large the store. Compaction builds new records for the keys it
 // trims and swaps them into the writer's tree, so views taken before it keep
 // every version they can see.
 //
