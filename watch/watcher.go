@@ -9,6 +9,11 @@ import (
 	"github.com/revkv/revkv/kv"
 )
 
+// testHookCatchUpRead, if set (by tests only), runs after a catch-up read
+// and before its result is applied: where a write and its dispatch can slip
+// in between.
+var testHookCatchUpRead func()
+
 // scanLimit bounds how many history events one catch-up step reads, so a
 // narrow watch far behind a busy store shares its Watcher fairly.
 const scanLimit = 64 << 10
@@ -425,6 +430,9 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
 	if len(evs) > w.max {
 		batch, rest := cut(evs, w.max)
 		evs, pos = batch, rest[0].Revision()
+	}
+	if testHookCatchUpRead != nil {
+		testHookCatchUpRead()
 	}
 
 	h.mu.Lock()
