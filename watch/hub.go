@@ -121,6 +121,7 @@ func (h *hub) dispatchNew() bool {
 			// Watchers in.
 			if n >= dispatchBatch {
 				h.advance(rev)
+				wake = deliver(wake)
 				h.mu.Unlock()
 				wakeAll(wake)
 				wake = wake[:0]
@@ -162,6 +163,7 @@ func (h *hub) dispatchNew() bool {
 		overflow = overflow[:0]
 	}
 	h.advance(v.Rev() + 1)
+	wake = deliver(wake)
 	h.mu.Unlock()
 	wakeAll(wake)
 	return true
@@ -254,6 +256,19 @@ func (h *hub) desyncAll(from kv.Revision) {
 			}
 		}
 	}
+}
+
+// deliver hands what the dispatch made ready to the Watchers: straight to
+// the channel of an idle one with room, else by waking its sender. mu is
+// held.
+func deliver(ws []*Watcher) []*Watcher {
+	wake := ws[:0]
+	for _, s := range ws {
+		if !s.deliverDirect() {
+			wake = append(wake, s)
+		}
+	}
+	return wake
 }
 
 func wakeAll(ws []*Watcher) {

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/revkv/revkv/engine"
@@ -21,6 +22,8 @@ func TestCatchUpDoesNotRejoinBehindTheHub(t *testing.T) {
 	other := s.NewWatcher()
 	defer other.Close()
 	other.Watch(b("other"), false, 0)
+	s.Put(b("other"), nil)      // revision 5
+	s.h.waitDispatched(s.Rev()) // so a watch from 2 starts behind the hub
 
 	raced := false
 	testHookCatchUpRead = func() {
@@ -28,7 +31,7 @@ func TestCatchUpDoesNotRejoinBehindTheHub(t *testing.T) {
 			return
 		}
 		raced = true
-		s.Put(b("k"), nil) // revision 5, after the catch-up's view
+		s.Put(b("k"), nil) // revision 6, after the catch-up's view
 		s.h.waitDispatched(s.Rev())
 	}
 	defer func() { testHookCatchUpRead = nil }()
@@ -43,12 +46,55 @@ func TestCatchUpDoesNotRejoinBehindTheHub(t *testing.T) {
 			revs = append(revs, ev.KV.ModRevision)
 		}
 	}
-	for i, rev := range revs {
-		if rev != int64(i+2) {
-			t.Fatalf("revisions %v, want 2..5", revs)
-		}
+	if want := []int64{2, 3, 4, 6}; !slices.Equal(revs, want) {
+		t.Fatalf("revisions %v, want %v", revs, want)
 	}
 	if !raced {
 		t.Fatal("the hook did not run: the test did not exercise the race")
+	}
+}
+
+// TestRejoinedWatchKeepsOrder: a watch that has just rejoined the hub while
+// its last history Response is still unsent must not have newer events
+// delivered ahead of that Response.
+func TestRejoinedWatchKeepsOrder(t *testing.T) {
+	s := New(engine.New(engine.Options{}), Options{})
+	defer s.Close()
+	// A watch that keeps up keeps the hub dispatching, so the watch below
+	// starts behind it and has to catch up.
+	other := s.NewWatcher()
+	defer other.Close()
+	other.Watch(b("other"), false, 0)
+	for range 3 {
+		s.Put(b("k"), nil) // revisions 2..4
+	}
+	s.h.waitDispatched(s.Rev()) // so a watch from 2 starts behind the hub
+	raced := false
+	testHookCatchUpDone = func() {
+		if raced {
+			return
+		}
+		raced = true
+		s.Put(b("k"), nil) // revision 5: dispatched to the rejoined watch
+		s.h.waitDispatched(s.Rev())
+	}
+	defer func() { testHookCatchUpDone = nil }()
+
+	w := s.NewWatcher()
+	defer w.Close()
+	w.Watch(b("k"), false, 2)
+	var revs []int64
+	for len(revs) < 4 {
+		for _, ev := range recv(t, w).Events {
+			revs = append(revs, ev.KV.ModRevision)
+		}
+	}
+	for i, rev := range revs {
+		if rev != int64(i+2) {
+			t.Fatalf("revisions %v, want 2..5 in order", revs)
+		}
+	}
+	if !raced {
+		t.Fatal("the hook did not run")
 	}
 }

@@ -9,10 +9,11 @@ import (
 	"github.com/revkv/revkv/kv"
 )
 
-// testHookCatchUpRead, if set (by tests only), runs after a catch-up read
-// and before its result is applied: where a write and its dispatch can slip
-// in between.
-var testHookCatchUpRead func()
+// Test hooks (nil except in tests): testHookCatchUpRead runs after a
+// catch-up read and before its result is applied; testHookCatchUpDone after
+// it is applied (the watch may have rejoined the hub) and before its
+// Response is sent. Writes and their dispatch can slip in at both points.
+var testHookCatchUpRead, testHookCatchUpDone func()
 
 // scanLimit bounds how many history events one catch-up step reads, so a
 // narrow watch far behind a busy store shares its Watcher fairly.
@@ -90,6 +91,11 @@ type Watcher struct {
 	control     []Response
 	progressReq int64 // RequestProgress's target revision; 0 if none
 	closed      bool
+	// sending is true from when the sender goroutine picks work (a Response
+	// or a history read) until it has sent it: the hub only delivers to
+	// the channel itself while it is false, so each watch's events stay in
+	// order.
+	sending bool
 }
 
 // Chan returns the channel of Responses. It is closed by Close.
@@ -296,7 +302,44 @@ func (s *Watcher) run() {
 		case <-s.stop:
 			return
 		}
+		s.h.mu.Lock()
+		s.sending = false
+		s.h.mu.Unlock()
 	}
+}
+
+// deliverDirect sends what s has ready straight to its channel while the
+// channel has room and the sender goroutine is idle, sparing a goroutine
+// wake-up per Response. It reports whether nothing is left for the sender.
+// hub.mu is held.
+func (s *Watcher) deliverDirect() bool {
+	h := s.h
+	if s.closed || s.sending || len(s.control) > 0 || len(s.unsynced) > 0 || s.progressReq > 0 {
+		return false
+	}
+	for len(s.ready) > 0 {
+		w := s.ready[0]
+		if w.canceled || !w.synced || len(w.pending) == 0 {
+			w.ready = false
+			s.ready = s.ready[1:]
+			continue
+		}
+		batch, rest := cut(w.pending, w.max)
+		select {
+		case s.ch <- Response{WatchID: w.id, Events: batch, Revision: h.nextRev - 1}:
+		default:
+			return false // full: the sender takes over
+		}
+		h.sent.Add(uint64(len(batch)))
+		h.pending -= len(batch)
+		w.pending = rest
+		w.lastSent = time.Now()
+		if len(rest) == 0 {
+			w.ready = false
+			s.ready = s.ready[1:]
+		}
+	}
+	return true
 }
 
 // next returns the next Response to send, if there is one now.
@@ -305,9 +348,11 @@ func (s *Watcher) next() (Response, bool) {
 	for {
 		h.mu.Lock()
 		if s.closed {
+			s.sending = false
 			h.mu.Unlock()
 			return Response{}, false
 		}
+		s.sending = true
 		if len(s.control) > 0 {
 			r := s.control[0]
 			s.control = s.control[1:]
@@ -357,6 +402,7 @@ func (s *Watcher) next() (Response, bool) {
 			h.mu.Unlock()
 			return r, true
 		}
+		s.sending = false
 		h.mu.Unlock()
 		return Response{}, false
 	}
@@ -436,7 +482,12 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
 	}
 
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer func() {
+		h.mu.Unlock()
+		if testHookCatchUpDone != nil {
+			testHookCatchUpDone()
+		}
+	}()
 	if w.canceled {
 		return Response{}, false
 	}
