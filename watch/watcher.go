@@ -317,29 +317,53 @@ func (s *Watcher) deliverDirect() bool {
 	if s.closed || s.sending || len(s.control) > 0 || len(s.unsynced) > 0 || s.progressReq > 0 {
 		return false
 	}
-	for len(s.ready) > 0 {
-		w := s.ready[0]
-		if w.canceled || !w.synced || len(w.pending) == 0 {
-			w.ready = false
-			s.ready = s.ready[1:]
-			continue
+	for {
+		w := s.firstReady()
+		if w == nil {
+			return true
 		}
-		batch, rest := cut(w.pending, w.max)
+		r, rest := s.readyResponse(w)
 		select {
-		case s.ch <- Response{WatchID: w.id, Events: batch, Revision: h.nextRev - 1}:
+		case s.ch <- r:
 		default:
 			return false // full: the sender takes over
 		}
-		h.sent.Add(uint64(len(batch)))
-		h.pending -= len(batch)
-		w.pending = rest
-		w.lastSent = time.Now()
-		if len(rest) == 0 {
-			w.ready = false
-			s.ready = s.ready[1:]
-		}
+		h.sent.Add(uint64(len(r.Events)))
+		s.took(w, r, rest)
 	}
-	return true
+}
+
+// firstReady returns the first synced watch with pending events, dropping
+// from s.ready those that have none. hub.mu is held.
+func (s *Watcher) firstReady() *watch {
+	for len(s.ready) > 0 {
+		w := s.ready[0]
+		if !w.canceled && w.synced && len(w.pending) > 0 {
+			return w
+		}
+		w.ready = false
+		s.ready = s.ready[1:]
+	}
+	return nil
+}
+
+// readyResponse makes a Response of w's pending events, up to its cap; rest
+// is what would be left. hub.mu is held.
+func (s *Watcher) readyResponse(w *watch) (Response, []kv.Event) {
+	batch, rest := cut(w.pending, w.max)
+	return Response{WatchID: w.id, Events: batch, Revision: s.h.nextRev - 1}, rest
+}
+
+// took records that r, made by readyResponse, left w's pending events
+// rest. hub.mu is held.
+func (s *Watcher) took(w *watch, r Response, rest []kv.Event) {
+	s.h.pending -= len(r.Events)
+	w.pending = rest
+	w.lastSent = time.Now()
+	if len(rest) == 0 {
+		w.ready = false
+		s.ready = s.ready[1:]
+	}
 }
 
 // next returns the next Response to send, if there is one now.
@@ -362,22 +386,9 @@ func (s *Watcher) next() (Response, bool) {
 			h.mu.Unlock()
 			return r, true
 		}
-		for len(s.ready) > 0 {
-			w := s.ready[0]
-			if w.canceled || !w.synced || len(w.pending) == 0 {
-				w.ready = false
-				s.ready = s.ready[1:]
-				continue
-			}
-			batch, rest := cut(w.pending, w.max)
-			w.pending = rest
-			h.pending -= len(batch)
-			if len(rest) == 0 {
-				w.ready = false
-				s.ready = s.ready[1:]
-			}
-			w.lastSent = time.Now()
-			r := Response{WatchID: w.id, Events: batch, Revision: h.nextRev - 1}
+		if w := s.firstReady(); w != nil {
+			r, rest := s.readyResponse(w)
+			s.took(w, r, rest)
 			h.mu.Unlock()
 			return r, true
 		}
