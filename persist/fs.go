@@ -1,0 +1,67 @@
+// Package persist is where revkv's engine meets durable storage. This file
+// holds the filesystem it uses: a small interface, in the spirit of
+// pebble's vfs.FS, with an implementation on the operating system's files
+// (OS) and, in persist/memfs, an in-memory one for tests that models
+// crashes and injects faults.
+package persist
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+)
+
+// Errors of package persist. Missing files are fs.ErrNotExist, as the os
+// package reports them.
+var (
+	// ErrLocked: another process (or FS user) holds the lock.
+	ErrLocked = errors.New("revkv/persist: locked by another user")
+)
+
+// FS is the filesystem persisters use. Names are slash-separated paths.
+// Implementations are safe for concurrent use; a File is used by one
+// goroutine at a time.
+//
+// Durability follows POSIX: data written to a File is durable once its
+// Sync returns; a Create, Rename or Remove is durable once SyncDir of the
+// directory holding the name returns.
+type FS interface {
+	// Create creates name, truncating it if it exists, for reading and
+	// writing.
+	Create(name string) (File, error)
+	// Open opens an existing file for reading.
+	Open(name string) (File, error)
+	// OpenReadWrite opens an existing file for reading and writing, at
+	// offset 0 (to truncate a torn tail, for example).
+	OpenReadWrite(name string) (File, error)
+	// Rename replaces newname with oldname, atomically.
+	Rename(oldname, newname string) error
+	// Remove removes a file.
+	Remove(name string) error
+	// List returns the names of the entries of dir, sorted.
+	List(dir string) ([]string, error)
+	// MkdirAll creates dir and its parents.
+	MkdirAll(dir string) error
+	// SyncDir makes the entries of dir durable.
+	SyncDir(dir string) error
+	// Lock takes an exclusive lock named name, creating the file if needed;
+	// ErrLocked if someone holds it. Close releases it.
+	Lock(name string) (io.Closer, error)
+}
+
+// File is an open file of an FS.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Closer
+	// Sync makes the file's data durable.
+	Sync() error
+	// Size returns the file's size.
+	Size() (int64, error)
+	// Truncate changes the file's size.
+	Truncate(size int64) error
+}
+
+// IsNotExist reports whether err says a file does not exist.
+func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
