@@ -59,6 +59,7 @@ func (r Revision) Less(o Revision) bool {
 	return r.Sub < o.Sub
 }
 
+// String formats r as "main.sub".
 func (r Revision) String() string { return fmt.Sprintf("%d.%d", r.Main, r.Sub) }
 
 // KeyValue is a key's value as of some revision.
@@ -90,6 +91,7 @@ const (
 	Delete
 )
 
+// String returns "PUT" or "DELETE".
 func (t EventType) String() string {
 	switch t {
 	case Put:

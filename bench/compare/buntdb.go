@@ -10,8 +10,10 @@ import (
 // default).
 type Buntdb struct{}
 
+// Name implements Engine.
 func (Buntdb) Name() string { return "buntdb" }
 
+// Open implements Engine.
 func (Buntdb) Open(dir string) (Store, error) { return openBunt(dir) }
 
 func openBunt(dir string) (*buntStore, error) {

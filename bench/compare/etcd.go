@@ -15,8 +15,10 @@ import (
 // settings (a batch commit every 100 ms or 10,000 writes).
 type Etcd struct{}
 
+// Name implements Engine.
 func (Etcd) Name() string { return "etcd" }
 
+// Open implements Engine.
 func (Etcd) Open(dir string) (Store, error) { return openEtcd(dir) }
 
 func openEtcd(dir string) (*etcdStore, error) {

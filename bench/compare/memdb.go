@@ -7,6 +7,7 @@ import (
 // Memdb is hashicorp/go-memdb: in memory, immutable radix trees.
 type Memdb struct{}
 
+// Name implements Engine.
 func (Memdb) Name() string { return "go-memdb" }
 
 type pair struct {
@@ -20,6 +21,7 @@ var memSchema = &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 	}},
 }}
 
+// Open implements Engine.
 func (Memdb) Open(string) (Store, error) {
 	db, err := memdb.NewMemDB(memSchema)
 	if err != nil {

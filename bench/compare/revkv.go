@@ -8,8 +8,10 @@ import (
 // Revkv is revkv's engine in memory, with watchers.
 type Revkv struct{}
 
+// Name implements Engine.
 func (Revkv) Name() string { return "revkv" }
 
+// Open implements Engine.
 func (Revkv) Open(string) (Store, error) {
 	return &revkvStore{s: watch.New(engine.New(engine.Options{}), watch.Options{})}, nil
 }
