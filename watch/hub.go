@@ -231,10 +231,21 @@ func (h *hub) addSynced(w *watch, from int64) {
 	}
 }
 
+// unindex takes a synced watch out of the index. When it was the last one,
+// no revision is owed to anyone any more: fast-forward, so that progress
+// requests waiting on revisions the (now idle) run loop will not dispatch
+// are answered. mu is held.
+func (h *hub) unindex(w *watch) {
+	h.idx.remove(w)
+	if h.idx.len() == 0 {
+		h.fastForward(h.store.Rev() + 1)
+	}
+}
+
 // desync moves a synced watch back to reading history from position from,
 // dropping its pending events. mu is held.
 func (h *hub) desync(w *watch, from kv.Revision) {
-	h.idx.remove(w)
+	h.unindex(w)
 	h.pending -= len(w.pending)
 	w.pending = nil
 	w.synced = false

@@ -98,3 +98,30 @@ func TestRejoinedWatchKeepsOrder(t *testing.T) {
 		t.Fatal("the hook did not run")
 	}
 }
+
+// TestProgressWhenLastWatchLeaves: a progress request that waits for the
+// hub to dispatch must be answered even if the last keeping-up watch goes
+// away (the hub then idles) before the hub gets there.
+func TestProgressWhenLastWatchLeaves(t *testing.T) {
+	s := New(engine.New(engine.Options{}), Options{})
+	defer s.Close()
+	quiet := s.NewWatcher()
+	defer quiet.Close()
+	for i := range 300 {
+		busy := s.NewWatcher()
+		id, _ := busy.WatchRange(Request{Key: b("k")})
+		s.Put(b("k"), nil)
+		quiet.RequestProgress()
+		busy.Cancel(id)
+		busy.Close()
+		for {
+			r := recv(t, quiet)
+			if r.Progress {
+				if r.Revision < s.Rev() {
+					t.Fatalf("round %d: progress at %d, store at %d", i, r.Revision, s.Rev())
+				}
+				break
+			}
+		}
+	}
+}

@@ -220,7 +220,7 @@ func (s *Watcher) Cancel(id int64) error {
 func (s *Watcher) end(w *watch, last Response) {
 	h := s.h
 	if w.synced {
-		h.idx.remove(w)
+		h.unindex(w)
 		h.pending -= len(w.pending)
 	}
 	w.pending = nil
@@ -261,7 +261,7 @@ func (s *Watcher) Close() {
 	s.closed = true
 	for _, w := range s.watches {
 		if w.synced {
-			h.idx.remove(w)
+			h.unindex(w)
 			h.pending -= len(w.pending)
 		}
 		w.canceled = true
