@@ -12,44 +12,60 @@ import (
 // revisions are written and handed to the keeping-up watches before it
 // rejoins them. It must not rejoin then (it would miss those revisions) but
 // read on, and so receive every event exactly once.
-func TestCatchUpDoesNotRejoinBehindTheHub(t *testing.T) {
+// behindTheHub returns a store where a watch keeps the hub dispatching and
+// revisions 2..4 of key "k" have been dispatched, so that a new watch of k
+// from revision 2 starts behind the hub and has to catch up.
+func behindTheHub(t *testing.T) *Store {
 	s := New(engine.New(engine.Options{}), Options{})
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	other := s.NewWatcher()
+	t.Cleanup(other.Close)
+	other.Watch(b("other"), false, 0)
 	for range 3 {
 		s.Put(b("k"), nil) // revisions 2..4
 	}
-	// A synced watch keeps the hub dispatching.
-	other := s.NewWatcher()
-	defer other.Close()
-	other.Watch(b("other"), false, 0)
-	s.Put(b("other"), nil)      // revision 5
-	s.h.waitDispatched(s.Rev()) // so a watch from 2 starts behind the hub
+	s.h.waitDispatched(s.Rev())
+	return s
+}
 
-	raced := false
-	testHookCatchUpRead = func() {
-		if raced {
+// onceAt sets *hook to write one more revision of k and let the hub
+// dispatch it, the first time the hook runs; it returns whether it ran.
+func onceAt(t *testing.T, s *Store, hook *func()) *bool {
+	ran := new(bool)
+	*hook = func() {
+		if *ran {
 			return
 		}
-		raced = true
-		s.Put(b("k"), nil) // revision 6, after the catch-up's view
+		*ran = true
+		s.Put(b("k"), nil)
 		s.h.waitDispatched(s.Rev())
 	}
-	defer func() { testHookCatchUpRead = nil }()
+	t.Cleanup(func() { *hook = nil })
+	return ran
+}
 
-	w := s.NewWatcher()
-	defer w.Close()
-	w.Watch(b("k"), false, 2) // catches up from history
+// revisionsOf reads n events from w and returns their revisions.
+func revisionsOf(t *testing.T, w *Watcher, n int) []int64 {
 	var revs []int64
-	for len(revs) < 4 {
-		r := recv(t, w)
-		for _, ev := range r.Events {
+	for len(revs) < n {
+		for _, ev := range recv(t, w).Events {
 			revs = append(revs, ev.KV.ModRevision)
 		}
 	}
-	if want := []int64{2, 3, 4, 6}; !slices.Equal(revs, want) {
-		t.Fatalf("revisions %v, want %v", revs, want)
+	return revs
+}
+
+func TestCatchUpDoesNotRejoinBehindTheHub(t *testing.T) {
+	s := behindTheHub(t)
+	// Revision 5 is written after the catch-up's view was read.
+	raced := onceAt(t, s, &testHookCatchUpRead)
+	w := s.NewWatcher()
+	defer w.Close()
+	w.Watch(b("k"), false, 2)
+	if revs := revisionsOf(t, w, 4); !slices.Equal(revs, []int64{2, 3, 4, 5}) {
+		t.Fatalf("revisions %v, want 2..5", revs)
 	}
-	if !raced {
+	if !*raced {
 		t.Fatal("the hook did not run: the test did not exercise the race")
 	}
 }
@@ -58,43 +74,17 @@ func TestCatchUpDoesNotRejoinBehindTheHub(t *testing.T) {
 // its last history Response is still unsent must not have newer events
 // delivered ahead of that Response.
 func TestRejoinedWatchKeepsOrder(t *testing.T) {
-	s := New(engine.New(engine.Options{}), Options{})
-	defer s.Close()
-	// A watch that keeps up keeps the hub dispatching, so the watch below
-	// starts behind it and has to catch up.
-	other := s.NewWatcher()
-	defer other.Close()
-	other.Watch(b("other"), false, 0)
-	for range 3 {
-		s.Put(b("k"), nil) // revisions 2..4
-	}
-	s.h.waitDispatched(s.Rev()) // so a watch from 2 starts behind the hub
-	raced := false
-	testHookCatchUpDone = func() {
-		if raced {
-			return
-		}
-		raced = true
-		s.Put(b("k"), nil) // revision 5: dispatched to the rejoined watch
-		s.h.waitDispatched(s.Rev())
-	}
-	defer func() { testHookCatchUpDone = nil }()
-
+	s := behindTheHub(t)
+	// Revision 5 is dispatched to the rejoined watch before its catch-up
+	// Response is sent.
+	raced := onceAt(t, s, &testHookCatchUpDone)
 	w := s.NewWatcher()
 	defer w.Close()
 	w.Watch(b("k"), false, 2)
-	var revs []int64
-	for len(revs) < 4 {
-		for _, ev := range recv(t, w).Events {
-			revs = append(revs, ev.KV.ModRevision)
-		}
+	if revs := revisionsOf(t, w, 4); !slices.Equal(revs, []int64{2, 3, 4, 5}) {
+		t.Fatalf("revisions %v, want 2..5 in order", revs)
 	}
-	for i, rev := range revs {
-		if rev != int64(i+2) {
-			t.Fatalf("revisions %v, want 2..5 in order", revs)
-		}
-	}
-	if !raced {
+	if !*raced {
 		t.Fatal("the hook did not run")
 	}
 }

@@ -109,14 +109,20 @@ func (f *FS) lookupDir(name string) (*dir, string, error) {
 	return d, path.Base(name), nil
 }
 
+// entry counts an operation on name and resolves its directory. mu is
+// held.
+func (f *FS) entry(name string) (*dir, string, error) {
+	if err := f.op(name); err != nil {
+		return nil, "", err
+	}
+	return f.lookupDir(name)
+}
+
 // Create implements persist.FS.
 func (f *FS) Create(name string) (persist.File, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op(name); err != nil {
-		return nil, err
-	}
-	d, base, err := f.lookupDir(name)
+	d, base, err := f.entry(name)
 	if err != nil {
 		return nil, err
 	}
@@ -133,10 +139,7 @@ func (f *FS) Create(name string) (persist.File, error) {
 func (f *FS) open(name string, write bool) (persist.File, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op(name); err != nil {
-		return nil, err
-	}
-	d, base, err := f.lookupDir(name)
+	d, base, err := f.entry(name)
 	if err != nil {
 		return nil, err
 	}
@@ -157,10 +160,7 @@ func (f *FS) OpenReadWrite(name string) (persist.File, error) { return f.open(na
 func (f *FS) Rename(oldname, newname string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op(oldname); err != nil {
-		return err
-	}
-	od, obase, err := f.lookupDir(oldname)
+	od, obase, err := f.entry(oldname)
 	if err != nil {
 		return err
 	}
@@ -181,10 +181,7 @@ func (f *FS) Rename(oldname, newname string) error {
 func (f *FS) Remove(name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op(name); err != nil {
-		return err
-	}
-	d, base, err := f.lookupDir(name)
+	d, base, err := f.entry(name)
 	if err != nil {
 		return err
 	}
