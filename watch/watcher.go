@@ -296,10 +296,14 @@ func (s *Watcher) run() {
 			}
 			continue
 		}
+		// Count before the send so that a receiver that has an event in
+		// hand always finds it in Stats.EventsSent.
+		n := uint64(len(resp.Events))
+		s.h.sent.Add(n)
 		select {
 		case s.ch <- resp:
-			s.h.sent.Add(uint64(len(resp.Events)))
 		case <-s.stop:
+			s.h.sent.Add(-n)
 			return
 		}
 		s.h.mu.Lock()
@@ -323,12 +327,14 @@ func (s *Watcher) deliverDirect() bool {
 			return true
 		}
 		r, rest := s.readyResponse(w)
+		n := uint64(len(r.Events))
+		h.sent.Add(n) // before the send, as in run
 		select {
 		case s.ch <- r:
 		default:
+			h.sent.Add(-n)
 			return false // full: the sender takes over
 		}
-		h.sent.Add(uint64(len(r.Events)))
 		s.took(w, r, rest)
 	}
 }
