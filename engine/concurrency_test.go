@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/revkv/revkv/internal/leaktest"
 	"io"
 	"runtime"
 	"sync"
@@ -134,7 +135,7 @@ func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if after := runtime.NumGoroutine(); after > before {
+	if after := leaktest.Settle(before); after > before {
 		t.Fatalf("%d goroutines after Close, %d before", after, before)
 	}
 }

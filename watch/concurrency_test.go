@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"github.com/revkv/revkv/internal/leaktest"
 	"runtime"
 	"sync"
 	"testing"
@@ -150,7 +151,7 @@ func TestConcurrentWatchers(t *testing.T) {
 		t.Fatalf("full watch ends at %v, store at %d", prev, final)
 	}
 	t.Logf("full watch got %d events up to %v", len(allEvents), prev)
-	if after := goroutinesAfter(before); after > before {
+	if after := leaktest.Settle(before); after > before {
 		t.Fatalf("%d goroutines after Close, %d before", after, before)
 	}
 }

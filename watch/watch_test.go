@@ -3,6 +3,7 @@ package watch
 import (
 	"errors"
 	"fmt"
+	"github.com/revkv/revkv/internal/leaktest"
 	"runtime"
 	"slices"
 	"testing"
@@ -355,7 +356,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		for range w.Chan() {
 		}
 	}
-	if after := goroutinesAfter(before); after > before {
+	if after := leaktest.Settle(before); after > before {
 		t.Fatalf("%d goroutines after Close, %d before", after, before)
 	}
 	w := s.NewWatcher()
@@ -391,18 +392,4 @@ func TestPrefixEnd(t *testing.T) {
 			t.Errorf("prefixEnd(%q) = %q", tt.in, got)
 		}
 	}
-}
-
-// goroutinesAfter returns the number of goroutines once those that have
-// signalled they are done (closed their done channel: Close waited for
-// that) have finished returning, which under -race takes a while. It
-// yields for up to a second; it does not sleep to wait for anything.
-func goroutinesAfter(want int) int {
-	deadline := time.Now().Add(time.Second)
-	n := runtime.NumGoroutine()
-	for n > want && time.Now().Before(deadline) {
-		runtime.Gosched()
-		n = runtime.NumGoroutine()
-	}
-	return n
 }
