@@ -7,3 +7,5 @@ require (
 	github.com/tidwall/btree v1.8.2
 	pgregory.net/rapid v1.3.0
 )
+
+require github.com/klauspost/compress v1.18.2

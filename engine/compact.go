@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/revkv/revkv/persist"
 )
 
 // compactStep is how many keys one step of compaction visits while holding
@@ -49,9 +51,15 @@ func (s *Store) Compact(rev int64) error {
 		s.mu.Unlock()
 		return fmt.Errorf("compact to %d, current %d: %w", rev, cur, ErrFutureRev)
 	}
+	if err := s.logLocked(&persist.Batch{Rev: s.w.rev, Index: s.w.cindex, Compact: rev}); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	s.w.compactRev = rev
 	s.publishLocked()
-	s.mu.Unlock()
+	if err := s.unlockAndWait(); err != nil {
+		return err
+	}
 
 	start := time.Now()
 	var from []byte
@@ -59,8 +67,8 @@ func (s *Store) Compact(rev int64) error {
 	steps, freed := 0, 0
 	for {
 		if err := s.lockWriter(); err != nil {
-			// Closed mid-way: the compaction is in effect, only its memory
-			// was not all freed, and the store is gone anyway.
+			// Closed or stopped mid-way: the compaction is in effect (and
+			// durable), only its memory was not all freed.
 			return nil
 		}
 		t0 := time.Now()
@@ -83,6 +91,20 @@ func (s *Store) Compact(rev int64) error {
 	s.logger().Debug("revkv: compacted", "rev", rev, "steps", steps, "keysChanged", freed,
 		"took", time.Since(start), "longestStep", longest)
 	return nil
+}
+
+// compactAllLocked frees the memory of a compaction to rev at once, for
+// replay, where nobody waits. mu is held (or the store is private).
+func (s *Store) compactAllLocked(rev int64) {
+	var from []byte
+	for {
+		next, _ := s.compactStepLocked(rev, from)
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	s.w.hist = s.w.hist.dropBefore(rev)
 }
 
 // yieldToWriters lets writers that are waiting for mu take it before the

@@ -17,7 +17,7 @@ import (
 // the revisions a reader sees must never go back.
 func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s := New(Options{})
+	s := NewMemory(Options{})
 	const writes = 2000
 	var wg, writers sync.WaitGroup
 	errc := make(chan error, 16)
@@ -143,7 +143,7 @@ func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
 // TestCloseWhileWriting closes the store under running writers and readers:
 // every call after Close fails with ErrClosed, none panics or hangs.
 func TestCloseWhileWriting(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for w := range 4 {

@@ -12,7 +12,7 @@ import (
 // DeleteRange, Transactions, Compact, Hash and Bad input sections.
 
 func TestRevisions(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	if got := s.Rev(); got != 1 {
 		t.Fatalf("new store Rev() = %d, want 1", got)
 	}
@@ -61,7 +61,7 @@ func TestRevisions(t *testing.T) {
 }
 
 func rangeStore(t *testing.T) *Store {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	for _, k := range []string{"a", "a\x00", "ab", "b", "c", "d"} {
 		mustPut(t, s, k, k)
 	}
@@ -126,7 +126,7 @@ func TestRangeOptions(t *testing.T) {
 }
 
 func TestRangeRevisions(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	mustPut(t, s, "a", "1") // 2
 	mustPut(t, s, "a", "2") // 3
 	mustPut(t, s, "a", "3") // 4
@@ -156,7 +156,7 @@ func TestRangeRevisions(t *testing.T) {
 }
 
 func TestPutAndDeleteRange(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	for i, k := range []string{"a", "b", "c", "d"} {
 		if rev := mustPut(t, s, k, "v"); rev != int64(i+2) {
 			t.Fatalf("Put %q at %d, want %d: each put is one new revision", k, rev, i+2)
@@ -194,7 +194,7 @@ func TestPutAndDeleteRange(t *testing.T) {
 }
 
 func TestTxn(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	mustPut(t, s, "a", "0") // 2
 	id, err := s.TxnBegin()
 	if err != nil {
@@ -268,7 +268,7 @@ func TestTxn(t *testing.T) {
 }
 
 func TestTxnWithoutChangesKeepsRevision(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	mustPut(t, s, "a", "0")
 	id, _ := s.TxnBegin()
 	s.TxnRange(id, b("a"), nil, 0, 0)
@@ -284,7 +284,7 @@ func TestTxnWithoutChangesKeepsRevision(t *testing.T) {
 }
 
 func TestTxnExcludesWriters(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	id, _ := s.TxnBegin()
 	done := make(chan int64)
 	go func() {
@@ -316,7 +316,7 @@ func TestTxnExcludesWriters(t *testing.T) {
 }
 
 func TestCompact(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	if err := s.Compact(-1); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("Compact(-1) on a new store = %v, want ErrCompacted (compacted is -1)", err)
 	}
@@ -406,7 +406,7 @@ func firstErr(seq func(func(Event, error) bool)) (int, error) {
 // TestCompactFreesMemory checks that compaction really drops records (and
 // does so in more than one step on a large store).
 func TestCompactFreesMemory(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	const n = 3*compactStep + 17
 	for i := range n {
 		mustPut(t, s, keyN(i), "v1")
@@ -443,7 +443,7 @@ func itoa(i int) string {
 
 func TestHash(t *testing.T) {
 	build := func(lease int64, value string) *Store {
-		s := New(Options{})
+		s := NewMemory(Options{})
 		mustPut(t, s, "a", "1")
 		s.PutLease(b("b"), b(value), lease)
 		s.DeleteRange(b("a"), nil)
@@ -493,7 +493,7 @@ func TestHash(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	id, _ := s.TxnBegin()
 	big := make([]byte, MaxValueSize+1)
 	calls := []struct {
@@ -522,7 +522,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	mustPut(t, s, "a", "1")
 	v, _ := s.View()
 	sn, _ := s.Snapshot()
@@ -571,7 +571,7 @@ func (x *index) ConsistentIndex() uint64 { return x.i }
 
 func TestConsistentIndex(t *testing.T) {
 	ci := &index{}
-	s := New(Options{ConsistentIndex: ci})
+	s := NewMemory(Options{ConsistentIndex: ci})
 	ci.i = 5
 	if rev, _ := s.Put(b("a"), b("1")); rev != 2 {
 		t.Fatalf("entry 5: rev %d", rev)
@@ -649,7 +649,7 @@ func firstErrKV(seq func(func(KeyValue, error) bool)) (int, error) {
 }
 
 func TestNotify(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	ch := s.Notify(1)
 	select {
 	case <-ch:
@@ -683,7 +683,7 @@ func TestNotify(t *testing.T) {
 // beside the tree and a new copy of the tree is (maxFresh), many times, with
 // reads of every key, ranges and held views checked after each put.
 func TestManyNewKeys(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	var views []*View
 	var want []string
 	for i := range 5*maxFresh + 7 {

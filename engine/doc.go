@@ -5,7 +5,7 @@
 //
 // # Using it
 //
-//	s := engine.New(engine.Options{})
+//	s := engine.NewMemory(engine.Options{})
 //	defer s.Close()
 //	rev, _ := s.Put([]byte("k"), []byte("v1"))
 //	s.Put([]byte("k"), []byte("v2"))

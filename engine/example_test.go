@@ -9,7 +9,7 @@ import (
 )
 
 func Example() {
-	s := engine.New(engine.Options{})
+	s := engine.NewMemory(engine.Options{})
 	defer s.Close()
 
 	rev, _ := s.Put([]byte("greeting"), []byte("hello"))
@@ -32,7 +32,7 @@ func Example() {
 }
 
 func ExampleStore_TxnBegin() {
-	s := engine.New(engine.Options{})
+	s := engine.NewMemory(engine.Options{})
 	defer s.Close()
 
 	// Move 10 from a to b in one revision: readers see both writes or none.
@@ -47,7 +47,7 @@ func ExampleStore_TxnBegin() {
 }
 
 func ExampleView_Scan() {
-	s := engine.New(engine.Options{})
+	s := engine.NewMemory(engine.Options{})
 	defer s.Close()
 	for _, k := range []string{"app/a", "app/b", "sys/x"} {
 		s.Put([]byte(k), []byte("1"))
@@ -69,7 +69,7 @@ func ExampleView_Scan() {
 }
 
 func ExampleView_Events() {
-	s := engine.New(engine.Options{})
+	s := engine.NewMemory(engine.Options{})
 	defer s.Close()
 	s.Put([]byte("k"), []byte("1"))
 	s.Put([]byte("k"), []byte("2"))
@@ -88,7 +88,7 @@ func ExampleView_Events() {
 }
 
 func ExampleLoad() {
-	s := engine.New(engine.Options{})
+	s := engine.NewMemory(engine.Options{})
 	s.Put([]byte("k"), []byte("v"))
 
 	snap, _ := s.Snapshot()

@@ -1,11 +1,10 @@
 package engine
 
 import (
-	"encoding/binary"
 	"fmt"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/snapshot"
 )
 
 // KeyValueHash is the hash of a store's retained history; see kv.KeyValueHash.
@@ -22,9 +21,10 @@ func (s *Store) Hash() (uint32, error) {
 // ErrFutureRev, below the compacted revision ErrCompacted. It reads a view and
 // never blocks writers; it costs a walk of every retained key and revision.
 //
-// What is hashed, with xxhash: for each key live at the compacted revision,
-// in key order, its KeyValue then; then every change after the compacted
-// revision up to rev, in revision order. The compacted revision itself is
+// What is hashed (snapshot.Hasher): for each key live at the compacted
+// revision, in key order, its KeyValue then; then every change after the
+// compacted revision up to rev, in revision order. A snapshot's
+// snapshot.Status reports the same hash. The compacted revision itself is
 // returned beside the hash, not mixed into it.
 func (s *Store) HashByRev(rev int64) (KeyValueHash, error) {
 	if s.closed.Load() {
@@ -43,25 +43,14 @@ func (st *state) hash(rev int64) (KeyValueHash, error) {
 	if rev < st.compactRev {
 		return KeyValueHash{}, fmt.Errorf("hash at %d, compacted %d: %w", rev, st.compactRev, ErrCompacted)
 	}
-	// Records are gathered into a buffer and hashed 32 KiB at a time: the
-	// digest costs much less per byte on big writes than on small ones.
-	d := xxhash.New()
-	buf := make([]byte, 0, 40<<10)
-	add := func(key []byte, v version) {
-		buf = appendRecord(buf, key, v)
-		if len(buf) >= 32<<10 {
-			d.Write(buf)
-			buf = buf[:0]
-		}
-	}
-	st.base(add)
+	h := snapshot.NewHasher()
+	var e snapshot.Entry
+	st.base(func(key []byte, v version) { h.Add(v.entry(key, &e)) })
 	st.changes(st.compactRev+1, rev, func(c change) bool {
-		add(c.key, c.v)
+		h.Add(c.v.entry(c.key, &e))
 		return true
 	})
-	d.Write(buf)
-	sum := d.Sum64()
-	return KeyValueHash{Hash: uint32(sum ^ sum>>32), CompactRev: st.compactRev, Rev: rev}, nil
+	return KeyValueHash{Hash: h.Sum32(), CompactRev: st.compactRev, Rev: rev}, nil
 }
 
 // base calls fn, in key order, for each key live at the compacted revision
@@ -89,27 +78,4 @@ func (st *state) changes(from, to int64, fn func(change) bool) {
 			}
 		}
 	}
-}
-
-// appendRecord appends a self-delimiting encoding of one version of key.
-// Hashing and the snapshot format both use it, so a snapshot's records hash
-// the same as the store they came from.
-func appendRecord(b []byte, key []byte, v version) []byte {
-	var flags byte
-	if v.deleted() {
-		flags = 1
-	}
-	b = append(b, flags)
-	b = binary.AppendUvarint(b, uint64(len(key)))
-	b = append(b, key...)
-	b = binary.AppendVarint(b, v.main)
-	b = binary.AppendVarint(b, v.sub)
-	if v.deleted() {
-		return b
-	}
-	b = binary.AppendVarint(b, v.create)
-	b = binary.AppendVarint(b, v.ver)
-	b = binary.AppendVarint(b, v.lease)
-	b = binary.AppendUvarint(b, uint64(len(v.value)))
-	return append(b, v.value...)
 }

@@ -19,7 +19,7 @@ func TestLongHistories(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, seed))
-			s := engine.New(engine.Options{})
+			s := engine.NewMemory(engine.Options{})
 			m := proptest.NewModel()
 			keys := [][]byte{[]byte("hot"), []byte("hot2"), []byte("warm")}
 			type held struct {

@@ -2,16 +2,19 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
+	"github.com/revkv/revkv/snapshot"
 	"pgregory.net/rapid"
 )
 
 // randomStore applies a random sequence of writes, txns and compactions.
 func randomStore(t *rapid.T) *Store {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	keys := []string{"a", "ab", "b", "c", "d\x00", "e"}
 	n := rapid.IntRange(0, 60).Draw(t, "ops")
 	for range n {
@@ -144,7 +147,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 func TestSnapshotConsistentIndex(t *testing.T) {
 	ci := &index{i: 41}
-	s := New(Options{ConsistentIndex: ci})
+	s := NewMemory(Options{ConsistentIndex: ci})
 	mustPut(t, s, "a", "1")
 	got, err := Load(bytes.NewReader(snapshotBytes(t, s)), Options{ConsistentIndex: ci})
 	if err != nil {
@@ -160,7 +163,7 @@ func TestSnapshotConsistentIndex(t *testing.T) {
 }
 
 func damageStore(t tb) []byte {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	mustPut(t, s, "a", "1")
 	mustPut(t, s, "b", "2")
 	id, _ := s.TxnBegin()
@@ -195,18 +198,54 @@ func TestLoadDamage(t *testing.T) {
 	}
 }
 
+// craft writes a snapshot stream with header h and the given base entries
+// and events, valid as a stream (checksums hold) whatever its content.
+func craft(t tb, h snapshot.Header, base, events []snapshot.Entry) []byte {
+	var buf bytes.Buffer
+	w, err := snapshot.NewWriter(&buf, h)
+	if err != nil {
+		t.Fatalf("craft: %v", err)
+	}
+	for i := range base {
+		w.Base(&base[i])
+	}
+	for i := range events {
+		w.Event(&events[i])
+	}
+	if err := w.Finish(0); err != nil {
+		t.Fatalf("craft: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// TestLoadRejects: streams whose checksums hold but whose content is not a
+// history any store could have are ErrCorrupt too.
 func TestLoadRejects(t *testing.T) {
-	var hdr []byte
-	hdr = append(hdr, snapMagic...)
+	put := func(key string, main, sub, create, ver int64) snapshot.Entry {
+		return snapshot.Entry{Key: b(key), Value: b("v"), Main: main, Sub: sub, Create: create, Version: ver}
+	}
+	del := func(key string, main, sub int64) snapshot.Entry {
+		return snapshot.Entry{Key: b(key), Main: main, Sub: sub, Delete: true}
+	}
+	h := func(rev, compact int64) snapshot.Header { return snapshot.Header{Rev: rev, CompactRev: compact} }
+	future := craft(t, h(1, -1), nil, nil)
+	binary.LittleEndian.PutUint32(future[8:], 9)
+	binary.LittleEndian.PutUint64(future[40:], xxhash.Sum64(future[:40]))
 	tests := []struct {
 		name string
 		data []byte
 		want error
 	}{
 		{"empty", nil, ErrCorrupt},
-		{"wrong magic", []byte("notasnap\x01"), ErrCorrupt},
-		{"future version", append(bytes.Clone(hdr), 9), ErrCorrupt},
-		{"huge key length", append(append(bytes.Clone(hdr), 1, 2, 1, 0, tagEvent, 0), 0xff, 0xff, 0xff, 0xff, 0x0f), ErrCorrupt},
+		{"wrong magic", []byte("notasnap\x01\x00\x00\x00"), ErrCorrupt},
+		{"future version", future, snapshot.ErrVersion},
+		{"gap in events", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1), put("a", 4, 0, 2, 2)}), ErrRevisionNotFound},
+		{"history short of rev", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1)}), ErrRevisionNotFound},
+		{"sub out of order", craft(t, h(2, -1), nil, []snapshot.Entry{put("a", 2, 1, 2, 1)}), ErrCorrupt},
+		{"wrong version", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1), put("a", 3, 0, 2, 5)}), ErrCorrupt},
+		{"delete of nothing", craft(t, h(2, -1), nil, []snapshot.Entry{del("a", 2, 0)}), ErrCorrupt},
+		{"base out of order", craft(t, h(3, 3), []snapshot.Entry{put("b", 2, 0, 2, 1), put("a", 3, 0, 3, 1)}, nil), ErrCorrupt},
+		{"base above compacted", craft(t, h(4, 2), []snapshot.Entry{put("a", 3, 0, 3, 1)}, nil), ErrCorrupt},
 	}
 	for _, tt := range tests {
 		if _, err := Load(bytes.NewReader(tt.data), Options{}); !errors.Is(err, tt.want) {
@@ -216,7 +255,7 @@ func TestLoadRejects(t *testing.T) {
 }
 
 func TestSnapshotClose(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	sn, _ := s.Snapshot()
 	if err := sn.Close(); err != nil {
 		t.Fatal(err)
@@ -247,7 +286,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestSnapshotWriteError(t *testing.T) {
-	s := New(Options{})
+	s := NewMemory(Options{})
 	for i := range 5000 {
 		mustPut(t, s, keyN(i), "0123456789abcdef")
 	}
@@ -261,14 +300,14 @@ func TestSnapshotWriteError(t *testing.T) {
 // wrapping ErrCorrupt, never panic or allocate without bound.
 func FuzzLoad(f *testing.F) {
 	f.Add(damageStore(f))
-	f.Add([]byte(snapMagic))
-	s := New(Options{})
+	f.Add([]byte("revkvsnp"))
+	s := NewMemory(Options{})
 	f.Add(snapshotBytes(f, s))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := Load(bytes.NewReader(data), Options{})
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Load error %v does not wrap ErrCorrupt", err)
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+				t.Fatalf("Load error %v wraps neither ErrCorrupt nor ErrVersion", err)
 			}
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist"
 	"github.com/tidwall/btree"
 )
 
@@ -23,14 +24,15 @@ var (
 	ErrEmptyKey         = kv.ErrEmptyKey
 	ErrCorrupt          = kv.ErrCorrupt
 	ErrTooLarge         = kv.ErrTooLarge
+	ErrStopped          = kv.ErrStopped
 )
 
 // Size limits on keys and values. Puts above them fail with ErrTooLarge, so
 // that everything a store holds can be read back from a snapshot, whose
 // decoder refuses larger lengths rather than trusting them.
 const (
-	MaxKeySize   = 64 << 10
-	MaxValueSize = 16 << 20
+	MaxKeySize   = kv.MaxKeySize
+	MaxValueSize = kv.MaxValueSize
 )
 
 // ConsistentIndexGetter reports the index of the consensus-log entry being
@@ -67,6 +69,7 @@ type state struct {
 	rev        int64
 	compactRev int64
 	cindex     uint64
+	pos        uint64 // the persister's position of the last batch in it
 }
 
 // Store is an in-memory MVCC key-value store.
@@ -78,6 +81,13 @@ type state struct {
 // holds a txn must not call the non-txn write methods.
 type Store struct {
 	opts Options
+	p    persist.Persister // nil: pure memory
+
+	// pubq holds states waiting for their batches to be durable (only
+	// with a persister).
+	pubq pubQueue
+	// stopped is set, once, by a persistence failure: the error writes get.
+	stopped atomic.Pointer[error]
 
 	cur atomic.Pointer[state]
 
@@ -121,10 +131,13 @@ type writerState struct {
 	rev        int64
 	compactRev int64
 	cindex     uint64
+	pos        uint64 // the persister's position of the last batch appended
 }
 
-// New returns an empty store at revision 1, with compacted revision -1.
-func New(opts Options) *Store {
+// NewMemory returns an empty pure in-memory store at revision 1, with
+// compacted revision -1: nothing is written anywhere, and Close leaves
+// nothing behind.
+func NewMemory(opts Options) *Store {
 	s := &Store{opts: opts}
 	s.w = writerState{keys: newKeyTree(), rev: 1, compactRev: -1}
 	s.publishLocked()
@@ -151,6 +164,11 @@ func (s *Store) publishLocked() {
 		rev:        s.w.rev,
 		compactRev: s.w.compactRev,
 		cindex:     s.w.cindex,
+		pos:        s.w.pos,
+	}
+	if s.p != nil {
+		s.queueLocked(st)
+		return
 	}
 	s.cur.Store(st)
 	s.wake()
@@ -181,10 +199,13 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 // publication copies the tree. mu is held.
 func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, nil }
 
-// lockWriter takes mu and checks the store is open.
+// lockWriter takes mu and checks the store is open and not stopped.
 func (s *Store) lockWriter() error {
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if err := s.Err(); err != nil {
+		return err
 	}
 	if !s.mu.TryLock() {
 		s.waiting.Add(1)
@@ -194,6 +215,10 @@ func (s *Store) lockWriter() error {
 	if s.closed.Load() {
 		s.mu.Unlock()
 		return ErrClosed
+	}
+	if err := s.Err(); err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	return nil
 }
@@ -209,27 +234,11 @@ func (s *Store) CompactRev() int64 { return s.cur.Load().compactRev }
 // ConsistentIndex returns the consistent index recorded with the last write.
 func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 
-// Commit makes every write before it durable. A pure in-memory store has
-// nothing to make durable, and Commit only reports ErrClosed after Close.
-func (s *Store) Commit() error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return nil
-}
-
-// Restore rebuilds the store's in-memory state from its durable copy. A pure
-// in-memory store's state is its only copy, so Restore leaves it as it is;
-// to rebuild a store from a snapshot stream, use Load.
-func (s *Store) Restore() error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return nil
-}
-
 // Close releases the store. It waits for an open txn and an in-progress
-// compaction step to end. Every later call returns ErrClosed; views and
+// compaction step to end, makes every write durable (as Commit) and closes
+// the persister, whose goroutines and files are gone when Close returns.
+// It returns the error of that last commit, or the stop error if the store
+// had stopped (see Err). Every later call returns ErrClosed; views and
 // snapshots taken before Close keep working until they are dropped. Close is
 // idempotent; calls after the first return ErrClosed.
 func (s *Store) Close() error {
@@ -241,9 +250,10 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return ErrClosed
 	}
+	err := s.closePersister()
 	s.notifyArmed.Store(true)
 	s.wake()
-	return nil
+	return err
 }
 
 func (s *Store) logger() *slog.Logger {

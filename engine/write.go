@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/revkv/revkv/persist"
+
 	"github.com/tidwall/btree"
 )
 
@@ -18,6 +20,9 @@ type txnState struct {
 	// skipped is true when the consistent index said this txn's entry was
 	// already applied: every operation in it is a no-op.
 	skipped bool
+	// oldIndex is the consistent index before the txn, restored if the
+	// persister refuses it.
+	oldIndex uint64
 }
 
 // rev is the revision the txn's reads see and its writes get.
@@ -58,15 +63,21 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 	if err := s.lockWriter(); err != nil {
 		return 0, err
 	}
-	defer s.mu.Unlock()
+	oldIndex := s.w.cindex
 	if s.checkIndexLocked() {
-		return s.w.rev, nil // already applied: nothing changes
+		return s.w.rev, s.unlockAndWait() // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
-	s.w.hist = s.w.hist.addOne(rev, s.putLocked(key, value, lease, rev, 0))
+	c := s.putLocked(key, value, lease, rev, 0)
+	if err := s.logChangesLocked(rev, []change{c}); err != nil {
+		s.w.cindex = oldIndex
+		s.mu.Unlock()
+		return 0, err
+	}
+	s.w.hist = s.w.hist.addOne(rev, c)
 	s.w.rev = rev
 	s.publishLocked()
-	return rev, nil
+	return rev, s.unlockAndWait()
 }
 
 // DeleteRange deletes the keys in the range (see Range for how key and end
@@ -80,18 +91,19 @@ func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 	if err := s.lockWriter(); err != nil {
 		return 0, 0, err
 	}
-	defer s.mu.Unlock()
+	oldIndex := s.w.cindex
 	if s.checkIndexLocked() {
-		return 0, s.w.rev, nil // already applied: nothing changes
+		return 0, s.w.rev, s.unlockAndWait() // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
 	cs := s.deleteLocked(key, end, rev, 0)
-	if len(cs) == 0 {
-		s.publishLocked() // the consistent index may have moved
-		return 0, s.w.rev, nil
+	if err := s.endWriteLocked(rev, cs, oldIndex); err != nil {
+		return 0, 0, err
 	}
-	s.commitLocked(rev, cs)
-	return int64(len(cs)), rev, nil
+	if len(cs) == 0 {
+		return 0, s.w.rev, s.unlockAndWait()
+	}
+	return int64(len(cs)), rev, s.unlockAndWait()
 }
 
 func checkPut(key, value []byte) error {
@@ -154,12 +166,29 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub int64) []change {
 	return cs
 }
 
-// commitLocked records the changes of revision rev in the history and
-// publishes it. mu is held.
-func (s *Store) commitLocked(rev int64, cs []change) {
-	s.w.hist = s.w.hist.add(rev, cs)
-	s.w.rev = rev
+// endWriteLocked ends a write that made the changes cs at revision rev (none:
+// the revision stays, but the consistent index may have moved from
+// oldIndex): it hands them to the persister and publishes them. If the
+// persister refuses them, nothing is published, the store stops, and mu is
+// released; otherwise mu is still held. mu is held.
+func (s *Store) endWriteLocked(rev int64, cs []change, oldIndex uint64) error {
+	var err error
+	if len(cs) > 0 {
+		err = s.logChangesLocked(rev, cs)
+	} else if s.w.cindex != oldIndex {
+		err = s.logLocked(&persist.Batch{Rev: s.w.rev, Index: s.w.cindex})
+	}
+	if err != nil {
+		s.w.cindex = oldIndex
+		s.mu.Unlock()
+		return err
+	}
+	if len(cs) > 0 {
+		s.w.hist = s.w.hist.add(rev, cs)
+		s.w.rev = rev
+	}
 	s.publishLocked()
+	return nil
 }
 
 // TxnBegin opens a write txn and returns its ID. It waits until no other txn
@@ -173,11 +202,12 @@ func (s *Store) TxnBegin() (int64, error) {
 	if err := s.lockWriter(); err != nil {
 		return 0, err
 	}
+	oldIndex := s.w.cindex
 	skip := s.checkIndexLocked()
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
 	s.txnID++
-	s.txn = &txnState{id: s.txnID, beginRev: s.w.rev, skipped: skip}
+	s.txn = &txnState{id: s.txnID, beginRev: s.w.rev, skipped: skip, oldIndex: oldIndex}
 	return s.txnID, nil
 }
 
@@ -201,13 +231,10 @@ func (s *Store) TxnEnd(txnID int64) error {
 	s.txn = nil
 	s.txnMu.Unlock()
 
-	if len(t.changes) > 0 {
-		s.commitLocked(t.beginRev+1, t.changes)
-	} else {
-		s.publishLocked()
+	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
+		return err
 	}
-	s.mu.Unlock()
-	return nil
+	return s.unlockAndWait()
 }
 
 // TxnRange is Range inside the txn: it reads the txn's own writes, and the

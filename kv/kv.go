@@ -17,6 +17,14 @@ import (
 //
 // The first five carry the names of etcd's early v3 storage package, so that
 // code written against that API reads the same.
+// Size limits on keys and values. The engine refuses larger ones with
+// ErrTooLarge, so that decoders of files (snapshots, logs) can refuse larger
+// lengths as corrupt instead of trusting them.
+const (
+	MaxKeySize   = 64 << 10
+	MaxValueSize = 16 << 20
+)
+
 var (
 	// ErrTxnIDMismatch: a Txn* call named a txn that is not the open one.
 	ErrTxnIDMismatch = errors.New("revkv: txn id mismatch")
@@ -41,6 +49,9 @@ var (
 	// ErrCorrupt: bytes read back from a snapshot or log are not a valid
 	// encoding (bad magic, version, checksum, length or ordering).
 	ErrCorrupt = errors.New("revkv: corrupt data")
+	// ErrStopped: the engine stopped accepting writes after its persister
+	// failed (fail-stop); the error also wraps the cause.
+	ErrStopped = errors.New("revkv: stopped after a persistence failure")
 )
 
 // Revision is a position in the history: Main counts write transactions that

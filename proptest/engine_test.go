@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 
 func TestEngine(t *testing.T) {
 	st := proptest.Check(t, func() (proptest.KV, error) {
-		return store{engine.New(engine.Options{})}, nil
+		return store{engine.NewMemory(engine.Options{})}, nil
 	})
 	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
 	if rapidChecks() == "150" && st.Actions < minActions {

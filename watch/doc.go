@@ -2,7 +2,7 @@
 // history from any retained revision and then follow new writes, and never
 // lose or repeat an event.
 //
-//	s := watch.New(engine.New(engine.Options{}), watch.Options{})
+//	s := watch.New(engine.NewMemory(engine.Options{}), watch.Options{})
 //	defer s.Close()
 //	w := s.NewWatcher()
 //	w.Watch([]byte("config/"), true, 0) // every key under config/, from now on

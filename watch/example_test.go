@@ -8,7 +8,7 @@ import (
 )
 
 func Example() {
-	s := watch.New(engine.New(engine.Options{}), watch.Options{})
+	s := watch.New(engine.NewMemory(engine.Options{}), watch.Options{})
 	defer s.Close()
 	s.Put([]byte("config/mode"), []byte("safe")) // revision 2
 
@@ -34,7 +34,7 @@ func Example() {
 }
 
 func ExampleWatcher_WatchRange() {
-	s := watch.New(engine.New(engine.Options{}), watch.Options{})
+	s := watch.New(engine.NewMemory(engine.Options{}), watch.Options{})
 	defer s.Close()
 	w := s.NewWatcher()
 	defer w.Close()

@@ -17,7 +17,7 @@ func b(s string) []byte { return []byte(s) }
 
 func newStore(t *testing.T, opts Options) *Store {
 	t.Helper()
-	s := New(engine.New(engine.Options{}), opts)
+	s := New(engine.NewMemory(engine.Options{}), opts)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -337,7 +337,7 @@ func TestCompactionOvertakesLaggingWatch(t *testing.T) {
 
 func TestCloseStopsGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s := New(engine.New(engine.Options{}), Options{ProgressInterval: time.Millisecond})
+	s := New(engine.NewMemory(engine.Options{}), Options{ProgressInterval: time.Millisecond})
 	var ws []*Watcher
 	for range 10 {
 		w := s.NewWatcher()

@@ -13,7 +13,7 @@ func (Revkv) Name() string { return "revkv" }
 
 // Open implements Engine.
 func (Revkv) Open(string) (Store, error) {
-	return &revkvStore{s: watch.New(engine.New(engine.Options{}), watch.Options{})}, nil
+	return &revkvStore{s: watch.New(engine.NewMemory(engine.Options{}), watch.Options{})}, nil
 }
 
 type revkvStore struct{ s *watch.Store }

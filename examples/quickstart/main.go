@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	s := engine.New(engine.Options{})
+	s := engine.NewMemory(engine.Options{})
 	defer s.Close()
 
 	// Every write makes a new revision; old revisions stay readable.

@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/revkv/revkv/persist"
+)
+
+// Persistence. With a persister, a write goes through three steps:
+//
+//  1. Under mu: the change is applied to the writer's index, handed to the
+//     persister (Append, no I/O wait), and the resulting state is queued
+//     for publication with the batch's position.
+//  2. mu is released, so the next writer can start: its batch joins the
+//     same sync (group commit).
+//  3. The writer waits until its batch is durable (persister's Wait), then
+//     publishes the newest queued state that is durable.
+//
+// So readers and watchers only ever see durable writes: nothing a reader
+// saw can be taken back by a crash. A failure in step 1 or 3 stops the
+// store (fail-stop): the states after the last durable one are never
+// published, reads go on serving what was, and writes fail with ErrStopped.
+
+// pubQueue holds states built by the writer and waiting for their batches
+// to be durable.
+type pubQueue struct {
+	mu      sync.Mutex
+	pending []*state // guarded by mu; in position order
+	durable uint64   // guarded by mu; every position <= durable is durable
+}
+
+// Open returns a store whose writes p makes durable. It first has p
+// recover the state p holds (snapshot and log), so the store starts where
+// the last one using p's storage stopped. p nil is a pure in-memory store,
+// as NewMemory gives. The store owns p from then on: Close closes it, and
+// so does a failed Open.
+func Open(p persist.Persister, opts Options) (*Store, error) {
+	s := NewMemory(opts)
+	if p == nil {
+		return s, nil
+	}
+	if err := p.Recover(target{s}); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("revkv/engine: recover: %w", err)
+	}
+	s.p = p
+	s.publishLocked()
+	s.logger().Debug("revkv: recovered", "rev", s.w.rev, "compactRev", s.w.compactRev, "index", s.w.cindex)
+	return s, nil
+}
+
+// logChangesLocked hands the changes of revision rev to the persister.
+// mu is held.
+func (s *Store) logChangesLocked(rev int64, cs []change) error {
+	if s.p == nil {
+		return nil
+	}
+	b := persist.Batch{Rev: rev, Index: s.w.cindex, Changes: make([]persist.Change, len(cs))}
+	for i, c := range cs {
+		b.Changes[i] = persist.Change{Key: c.key, Value: c.v.value, Lease: c.v.lease, Delete: c.v.deleted()}
+	}
+	return s.logLocked(&b)
+}
+
+// logLocked hands b to the persister. A refusal stops the store. mu is held.
+func (s *Store) logLocked(b *persist.Batch) error {
+	if s.p == nil {
+		return nil
+	}
+	pos, err := s.p.Append(b)
+	if err != nil {
+		return s.stop(fmt.Errorf("persist revision %d: %w", b.Rev, err))
+	}
+	s.w.pos = pos
+	return nil
+}
+
+// unlockAndWait releases mu and waits until what the writer did is durable
+// and published.
+func (s *Store) unlockAndWait() error {
+	if s.p == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	pos := s.w.pos
+	s.mu.Unlock()
+	return s.waitDurable(pos)
+}
+
+func (s *Store) waitDurable(pos uint64) error {
+	if err := s.p.Wait(pos); err != nil {
+		return s.stop(fmt.Errorf("persist: %w", err))
+	}
+	s.publishDurable(pos)
+	return nil
+}
+
+// queueLocked queues st for publication once its position is durable, or
+// publishes it now if it already is. mu is held.
+func (s *Store) queueLocked(st *state) {
+	q := &s.pubq
+	q.mu.Lock()
+	if len(q.pending) > 0 || st.pos > q.durable {
+		q.pending = append(q.pending, st)
+		q.mu.Unlock()
+		return
+	}
+	s.cur.Store(st)
+	q.mu.Unlock()
+	s.wake()
+}
+
+// publishDurable records that every position up to pos is durable and
+// publishes the newest queued state that is.
+func (s *Store) publishDurable(pos uint64) {
+	q := &s.pubq
+	q.mu.Lock()
+	q.durable = max(q.durable, pos)
+	i := 0
+	for i < len(q.pending) && q.pending[i].pos <= q.durable {
+		i++
+	}
+	if i == 0 {
+		q.mu.Unlock()
+		return
+	}
+	s.cur.Store(q.pending[i-1])
+	q.pending = append(q.pending[:0], q.pending[i:]...)
+	q.mu.Unlock()
+	s.wake()
+}
+
+// stop makes the store fail-stop with cause err, unless it stopped
+// before, and returns the error writers get from now on.
+func (s *Store) stop(err error) error {
+	e := fmt.Errorf("%w: %w", ErrStopped, err)
+	if s.stopped.CompareAndSwap(nil, &e) {
+		s.logger().Error("revkv: persistence failed; the store takes no more writes", "err", err)
+		return e
+	}
+	return *s.stopped.Load()
+}
+
+// Err returns nil while the store accepts writes, and after a persistence
+// failure the error every write returns: it wraps ErrStopped and the
+// cause. Reads keep working after it; to write again, Close the store and
+// open it again, which recovers what was durable.
+func (s *Store) Err() error {
+	if e := s.stopped.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Commit makes every write before it durable, whatever the persister's
+// sync policy: when it returns nil they survive a crash. A pure in-memory
+// store has nothing to make durable. After Close it returns ErrClosed, and
+// after a persistence failure the stop error (see Err).
+func (s *Store) Commit() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if s.p == nil {
+		return nil
+	}
+	// Holding mu, every write that returned has been appended.
+	s.mu.Lock()
+	pos := s.w.pos
+	s.mu.Unlock()
+	if err := s.p.Sync(); err != nil {
+		return s.stop(fmt.Errorf("commit: %w", err))
+	}
+	s.publishDurable(pos)
+	return nil
+}
+
+// Restore rebuilds the store's in-memory state from its durable copy, as a
+// restart would: it makes everything durable, then has the persister
+// replay its snapshot and log into a new state, which replaces the current
+// one. The revision, history and hash stay the same (Restore is how to
+// check that the durable copy is whole); views and watchers keep working.
+// A pure in-memory store's state is its only copy, so Restore leaves it as
+// it is; to rebuild a store from a snapshot stream, use Load.
+//
+// If the durable copy cannot be read, Restore returns the error and the
+// store keeps its state but takes no more writes (see Err).
+func (s *Store) Restore() error {
+	if err := s.lockWriter(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return nil
+	}
+	if err := s.p.Sync(); err != nil {
+		return s.stop(fmt.Errorf("restore: %w", err))
+	}
+	fresh := NewMemory(s.opts)
+	if err := s.p.Recover(target{fresh}); err != nil {
+		return s.stop(fmt.Errorf("restore: %w", err))
+	}
+	if fresh.w.rev != s.w.rev || fresh.w.compactRev != s.w.compactRev || fresh.w.cindex != s.w.cindex {
+		return s.stop(fmt.Errorf("restore: durable copy is at revision %d (compacted %d, index %d), the store at %d (compacted %d, index %d): %w",
+			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, ErrCorrupt))
+	}
+	pos := s.w.pos
+	s.w = fresh.w
+	s.w.pos = pos
+	s.w.full = true
+	s.pubq.mu.Lock()
+	s.pubq.pending = nil
+	s.pubq.durable = max(s.pubq.durable, pos)
+	s.pubq.mu.Unlock()
+	s.publishLocked()
+	return nil
+}
+
+// target is a Store as its persister sees it. Recover runs before anyone
+// else has the store (or, for Restore, on a private store), so its methods
+// use the writer state without taking mu.
+type target struct{ s *Store }
+
+func (t target) LoadSnapshot(r io.Reader) error {
+	loaded, err := Load(r, t.s.opts)
+	if err != nil {
+		return err
+	}
+	t.s.w = loaded.w
+	return nil
+}
+
+func (t target) Snapshot() (persist.Snapshot, error) { return t.s.Snapshot() }
+
+func (t target) Apply(b *persist.Batch) error {
+	s := t.s
+	w := &s.w
+	if b.Covered(w.rev, w.compactRev, w.cindex) {
+		return nil
+	}
+	switch {
+	case len(b.Changes) > 0:
+		if b.Rev != w.rev+1 {
+			return fmt.Errorf("batch of revision %d after revision %d: %w: %w", b.Rev, w.rev, ErrRevisionNotFound, ErrCorrupt)
+		}
+		cs := make([]change, 0, len(b.Changes))
+		for i, c := range b.Changes {
+			if err := checkPut(c.Key, c.Value); err != nil {
+				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, ErrCorrupt)
+			}
+			if !c.Delete {
+				cs = append(cs, s.putLocked(c.Key, c.Value, c.Lease, b.Rev, int64(i)))
+				continue
+			}
+			d := s.deleteLocked(c.Key, nil, b.Rev, int64(i))
+			if len(d) != 1 {
+				return fmt.Errorf("batch of revision %d deletes %q, which is not live: %w", b.Rev, c.Key, ErrCorrupt)
+			}
+			cs = append(cs, d[0])
+		}
+		w.hist = w.hist.add(b.Rev, cs)
+		w.rev = b.Rev
+		w.cindex = max(w.cindex, b.Index)
+	case b.Rev != w.rev:
+		return fmt.Errorf("batch at revision %d after revision %d: %w", b.Rev, w.rev, ErrCorrupt)
+	case b.Compact > 0:
+		if b.Compact > w.rev {
+			return fmt.Errorf("compaction to %d at revision %d: %w", b.Compact, w.rev, ErrCorrupt)
+		}
+		w.compactRev = b.Compact
+		s.compactAllLocked(b.Compact)
+	default:
+		w.cindex = b.Index
+	}
+	return nil
+}
+
+// closePersister makes everything durable and closes the persister; mu is
+// held and the store is marked closed.
+func (s *Store) closePersister() error {
+	if s.p == nil {
+		return nil
+	}
+	stopped := s.Err()
+	var err error
+	if stopped == nil {
+		if err = s.p.Sync(); err == nil {
+			s.publishDurable(s.w.pos)
+		}
+	}
+	err = errors.Join(err, s.p.Close())
+	if stopped != nil {
+		return stopped
+	}
+	return err
+}

@@ -1,0 +1,323 @@
+package snapshot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/revkv/revkv/internal/zcodec"
+	"github.com/revkv/revkv/kv"
+)
+
+// Reader reads a snapshot stream entry by entry. Its memory is one block
+// (stored and decoded) plus the entry it returns. It checks each block's
+// checksum before decoding it, and at the end the trailer: counts, body
+// length and body checksum. It is not safe for concurrent use.
+//
+// Only Next's io.EOF says the whole stream was read and verified: a caller
+// must not treat what it read as valid before that.
+type Reader struct {
+	r      io.Reader
+	h      Header
+	off    int64 // stream offset of the next unread byte
+	blkOff int64 // stream offset of the current block
+
+	stored []byte
+	body   []byte // decoded body of the current block
+	pos    int    // next unread byte of body
+	end    bool   // the end mark was read: no more blocks
+
+	sum     *xxhash.Digest
+	counts  Counts // as read
+	trailer Counts
+	lastRev int64
+	events  bool
+	err     error // sticky
+}
+
+// NewReader reads and checks the header of the snapshot stream r.
+func NewReader(r io.Reader) (*Reader, error) {
+	sr := &Reader{r: r, sum: xxhash.New()}
+	var b [headerSize]byte
+	if err := sr.readFull(b[:], "header"); err != nil {
+		return nil, err
+	}
+	if string(b[:8]) != magic {
+		return nil, sr.corrupt(0, "not a revkv snapshot (magic %q)", b[:8])
+	}
+	if got, want := binary.LittleEndian.Uint64(b[40:]), xxhash.Sum64(b[:40]); got != want {
+		return nil, sr.corrupt(0, "header checksum %016x, computed %016x", got, want)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != version {
+		return nil, fmt.Errorf("revkv/snapshot: format version %d, this build reads %d: %w", v, version, ErrVersion)
+	}
+	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
+		return nil, sr.corrupt(12, "unknown flags %#x", f)
+	}
+	sr.h = Header{
+		Rev:             int64(binary.LittleEndian.Uint64(b[16:])),
+		CompactRev:      int64(binary.LittleEndian.Uint64(b[24:])),
+		ConsistentIndex: binary.LittleEndian.Uint64(b[32:]),
+	}
+	if h := sr.h; h.Rev < 1 || h.CompactRev < -1 || h.CompactRev > h.Rev {
+		return nil, sr.corrupt(16, "revision %d with compacted revision %d", h.Rev, h.CompactRev)
+	}
+	return sr, nil
+}
+
+// Header returns the snapshot's header.
+func (sr *Reader) Header() Header { return sr.h }
+
+// Counts returns the trailer's counts; they are known (and checked) only
+// once Next has returned io.EOF.
+func (sr *Reader) Counts() Counts { return sr.trailer }
+
+// Offset returns the number of stream bytes read so far.
+func (sr *Reader) Offset() int64 { return sr.off }
+
+func (sr *Reader) corrupt(off int64, format string, args ...any) error {
+	return fmt.Errorf("revkv/snapshot: offset %d: %s: %w", off, fmt.Sprintf(format, args...), ErrCorrupt)
+}
+
+func (sr *Reader) readFull(b []byte, what string) error {
+	n, err := io.ReadFull(sr.r, b)
+	sr.off += int64(n)
+	switch err {
+	case nil:
+		return nil
+	case io.EOF, io.ErrUnexpectedEOF:
+		return sr.corrupt(sr.off, "truncated in %s", what)
+	default:
+		return err
+	}
+}
+
+// Next returns the next entry and whether it is an event (else a base
+// entry). The entry and its slices are new: the caller may keep them. At
+// the end of a stream whose trailer and checksums hold, Next returns
+// io.EOF; any damage is an error wrapping ErrCorrupt.
+func (sr *Reader) Next() (e *Entry, event bool, err error) {
+	if sr.err != nil {
+		return nil, false, sr.err
+	}
+	e, event, err = sr.next()
+	if err != nil {
+		sr.err = err
+	}
+	return e, event, err
+}
+
+func (sr *Reader) next() (*Entry, bool, error) {
+	tag, err := sr.ReadByte()
+	if err == io.EOF {
+		return nil, false, sr.finish()
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var event bool
+	switch tag {
+	case tagBase:
+		if sr.events {
+			return nil, false, sr.bodyCorrupt("base entry after events")
+		}
+		sr.counts.Base++
+	case tagEvent:
+		event = true
+		sr.events = true
+		sr.counts.Events++
+	default:
+		return nil, false, sr.bodyCorrupt("bad entry tag %#x", tag)
+	}
+	e, err := sr.entry()
+	if err != nil {
+		return nil, false, err
+	}
+	if event && e.Main != sr.lastRev {
+		sr.counts.Revisions++
+		sr.lastRev = e.Main
+	}
+	return e, event, nil
+}
+
+func (sr *Reader) bodyCorrupt(format string, args ...any) error {
+	return sr.corrupt(sr.blkOff, "body byte %d of block: %s", sr.pos, fmt.Sprintf(format, args...))
+}
+
+// ReadByte returns the next body byte, reading blocks as needed; io.EOF at
+// the end mark.
+func (sr *Reader) ReadByte() (byte, error) {
+	for sr.pos == len(sr.body) {
+		if sr.end {
+			return 0, io.EOF
+		}
+		if err := sr.readBlock(); err != nil {
+			return 0, err
+		}
+	}
+	c := sr.body[sr.pos]
+	sr.pos++
+	return c, nil
+}
+
+// readBody fills p from the body; running out is corruption.
+func (sr *Reader) readBody(p []byte) error {
+	for len(p) > 0 {
+		if sr.pos == len(sr.body) {
+			if sr.end {
+				return sr.bodyCorrupt("entry cut by the end of the body")
+			}
+			if err := sr.readBlock(); err != nil {
+				return err
+			}
+			continue
+		}
+		n := copy(p, sr.body[sr.pos:])
+		sr.pos += n
+		p = p[n:]
+	}
+	return nil
+}
+
+func (sr *Reader) readBlock() error {
+	sr.blkOff = sr.off
+	var h [blockHdr]byte
+	if err := sr.readFull(h[:8], "block header"); err != nil {
+		return err
+	}
+	n, m := binary.LittleEndian.Uint32(h[:]), binary.LittleEndian.Uint32(h[4:])
+	if n == 0 && m == 0 {
+		sr.end = true
+		sr.body, sr.pos = sr.body[:0], 0
+		return nil
+	}
+	if m == 0 || m > BlockSize || n == 0 || n > m {
+		return sr.corrupt(sr.blkOff, "block of %d stored bytes for %d body bytes", n, m)
+	}
+	if err := sr.readFull(h[8:], "block header"); err != nil {
+		return err
+	}
+	if cap(sr.stored) < int(n) {
+		sr.stored = make([]byte, n)
+	}
+	sr.stored = sr.stored[:n]
+	if err := sr.readFull(sr.stored, "block"); err != nil {
+		return err
+	}
+	d := xxhash.New()
+	d.Write(h[:8])
+	d.Write(sr.stored)
+	if got, want := binary.LittleEndian.Uint64(h[8:]), d.Sum64(); got != want {
+		return sr.corrupt(sr.blkOff, "block checksum %016x, computed %016x", want, got)
+	}
+	if n == m {
+		sr.body = append(sr.body[:0], sr.stored...)
+	} else {
+		body, err := zcodec.Decode(sr.body, sr.stored, int(m))
+		if err != nil {
+			return sr.corrupt(sr.blkOff, "block: %v", err)
+		}
+		sr.body = body
+	}
+	sr.pos = 0
+	sr.sum.Write(sr.body)
+	sr.counts.BodySize += uint64(m)
+	return nil
+}
+
+func (sr *Reader) uvarint() (uint64, error) {
+	v, err := binary.ReadUvarint(sr)
+	switch {
+	case err == io.EOF:
+		return 0, sr.bodyCorrupt("entry cut by the end of the body")
+	case err != nil && errors.Is(err, ErrCorrupt):
+		return 0, err
+	case err != nil:
+		return 0, sr.bodyCorrupt("bad varint")
+	}
+	return v, nil
+}
+
+func (sr *Reader) varint() (int64, error) {
+	u, err := sr.uvarint() // zig-zag, as binary.AppendVarint writes it
+	return int64(u>>1) ^ -int64(u&1), err
+}
+
+func (sr *Reader) bytes(limit int) ([]byte, error) {
+	n, err := sr.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, sr.bodyCorrupt("length %d over limit %d", n, limit)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	b := make([]byte, n)
+	return b, sr.readBody(b)
+}
+
+func (sr *Reader) entry() (*Entry, error) {
+	flags, err := sr.ReadByte()
+	if err != nil {
+		return nil, sr.bodyCorrupt("entry cut by the end of the body")
+	}
+	if flags > 1 {
+		return nil, sr.bodyCorrupt("bad entry flags %#x", flags)
+	}
+	e := &Entry{Delete: flags == 1}
+	if e.Key, err = sr.bytes(kv.MaxKeySize); err != nil {
+		return nil, err
+	}
+	if len(e.Key) == 0 {
+		return nil, sr.bodyCorrupt("empty key")
+	}
+	if e.Main, err = sr.varint(); err != nil {
+		return nil, err
+	}
+	if e.Sub, err = sr.varint(); err != nil {
+		return nil, err
+	}
+	if e.Delete {
+		return e, nil
+	}
+	for _, p := range []*int64{&e.Create, &e.Version, &e.Lease} {
+		if *p, err = sr.varint(); err != nil {
+			return nil, err
+		}
+	}
+	if e.Version < 1 {
+		return nil, sr.bodyCorrupt("put of %q with version %d", e.Key, e.Version)
+	}
+	e.Value, err = sr.bytes(kv.MaxValueSize)
+	return e, err
+}
+
+// finish reads and checks the trailer after the end mark.
+func (sr *Reader) finish() error {
+	start := sr.off
+	var b [trailerSize]byte
+	if err := sr.readFull(b[:], "trailer"); err != nil {
+		return err
+	}
+	if got, want := binary.LittleEndian.Uint64(b[48:]), xxhash.Sum64(b[:48]); got != want {
+		return sr.corrupt(start, "trailer checksum %016x, computed %016x", got, want)
+	}
+	var v [6]uint64
+	for i := range v {
+		v[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	t := Counts{Base: v[0], Events: v[1], Revisions: v[2], Keys: v[3], BodySize: v[4]}
+	c := sr.counts
+	if t.Base != c.Base || t.Events != c.Events || t.Revisions != c.Revisions || t.BodySize != c.BodySize {
+		return sr.corrupt(start, "trailer counts %+v, read %+v", t, c)
+	}
+	if got := sr.sum.Sum64(); got != v[5] {
+		return sr.corrupt(start, "body checksum %016x, computed %016x", v[5], got)
+	}
+	sr.trailer = t
+	return io.EOF
+}
