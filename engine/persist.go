@@ -257,7 +257,7 @@ func (t target) Apply(b *persist.Batch) error {
 				cs = append(cs, s.putLocked(c.Key, c.Value, c.Lease, b.Rev, int64(i)))
 				continue
 			}
-			d := s.deleteLocked(c.Key, nil, b.Rev, int64(i))
+			d, _ := s.deleteLocked(c.Key, nil, b.Rev, int64(i), MaxBatchSize)
 			if len(d) != 1 {
 				return fmt.Errorf("batch of revision %d deletes %q, which is not live: %w", b.Rev, c.Key, ErrCorrupt)
 			}

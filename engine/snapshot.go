@@ -267,7 +267,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 	}
 	var c change
 	if e.Delete {
-		cs := l.s.deleteLocked(e.Key, nil, e.Main, e.Sub)
+		cs, _ := l.s.deleteLocked(e.Key, nil, e.Main, e.Sub, MaxBatchSize)
 		if len(cs) != 1 {
 			return l.corrupt("delete of %q at %d, which is not live", e.Key, e.Main)
 		}

@@ -27,12 +27,18 @@ var (
 	ErrStopped          = kv.ErrStopped
 )
 
-// Size limits on keys and values. Puts above them fail with ErrTooLarge, so
-// that everything a store holds can be read back from a snapshot, whose
-// decoder refuses larger lengths rather than trusting them.
+// Size limits on keys, values and revisions. Writes above them fail with
+// ErrTooLarge, so that everything a store holds can be read back from a
+// snapshot or log, whose decoders refuse larger lengths rather than
+// trusting them.
 const (
 	MaxKeySize   = kv.MaxKeySize
 	MaxValueSize = kv.MaxValueSize
+	// MaxBatchSize bounds one revision's changes (a txn's puts and
+	// deletes, or a DeleteRange), each counted as its key, its value and
+	// 32 bytes: a write above it fails with ErrTooLarge and changes
+	// nothing. It bounds what a persister's decoder must hold at once.
+	MaxBatchSize = kv.MaxBatchSize
 )
 
 // ConsistentIndexGetter reports the index of the consensus-log entry being

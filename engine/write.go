@@ -23,6 +23,7 @@ type txnState struct {
 	// oldIndex is the consistent index before the txn, restored if the
 	// persister refuses it.
 	oldIndex uint64
+	size     int64 // of the changes, against MaxBatchSize
 }
 
 // rev is the revision the txn's reads see and its writes get.
@@ -96,7 +97,12 @@ func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 		return 0, s.w.rev, s.unlockAndWait() // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
-	cs := s.deleteLocked(key, end, rev, 0)
+	cs, err := s.deleteLocked(key, end, rev, 0, MaxBatchSize)
+	if err != nil {
+		s.w.cindex = oldIndex
+		s.mu.Unlock()
+		return 0, 0, err
+	}
 	if err := s.endWriteLocked(rev, cs, oldIndex); err != nil {
 		return 0, 0, err
 	}
@@ -140,8 +146,9 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 }
 
 // deleteLocked appends tombstones at (rev, sub...) for the keys live in the
-// range and returns the changes. mu is held.
-func (s *Store) deleteLocked(key, end []byte, rev, sub int64) []change {
+// range and returns the changes. If their size (see changeSize) would be
+// above budget it changes nothing and returns ErrTooLarge. mu is held.
+func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change, error) {
 	var recs []*keyRecord
 	if end == nil {
 		if rec := lookup(s.w.keys, key); rec != nil {
@@ -153,18 +160,30 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub int64) []change {
 			return true
 		})
 	}
-	var cs []change
+	live := recs[:0]
+	var size int64
 	for _, rec := range recs {
-		if last, ok := rec.at(rev); !ok || last.deleted() {
-			continue
+		if last, ok := rec.at(rev); ok && !last.deleted() {
+			live = append(live, rec)
+			size += changeSize(rec.key, nil)
 		}
+	}
+	if size > budget {
+		return nil, fmt.Errorf("delete of %d keys (%d bytes), limit %d: %w", len(live), size, budget, ErrTooLarge)
+	}
+	cs := make([]change, 0, len(live))
+	for _, rec := range live {
 		v := version{main: rev, sub: sub}
 		sub++
 		rec.append(v)
 		cs = append(cs, change{key: rec.key, v: v})
 	}
-	return cs
+	return cs, nil
 }
+
+// changeSize is what a change counts against MaxBatchSize: its key and
+// value, and a fixed allowance for its encoding.
+func changeSize(key, value []byte) int64 { return int64(len(key) + len(value) + 32) }
 
 // endWriteLocked ends a write that made the changes cs at revision rev (none:
 // the revision stays, but the consistent index may have moved from
@@ -275,8 +294,12 @@ func (s *Store) TxnPutLease(txnID int64, key, value []byte, lease int64) (rev in
 	if t.skipped {
 		return t.beginRev, nil
 	}
+	if size := t.size + changeSize(key, value); size > MaxBatchSize {
+		return 0, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, ErrTooLarge)
+	}
 	rev = t.beginRev + 1
 	t.changes = append(t.changes, s.putLocked(key, value, lease, rev, int64(len(t.changes))))
+	t.size += changeSize(key, value)
 	return rev, nil
 }
 
@@ -295,7 +318,13 @@ func (s *Store) TxnDeleteRange(txnID int64, key, end []byte) (n, rev int64, err 
 	if t.skipped {
 		return 0, t.beginRev, nil
 	}
-	cs := s.deleteLocked(key, end, t.beginRev+1, int64(len(t.changes)))
+	cs, err := s.deleteLocked(key, end, t.beginRev+1, int64(len(t.changes)), MaxBatchSize-t.size)
+	if err != nil {
+		return 0, 0, err
+	}
 	t.changes = append(t.changes, cs...)
+	for _, c := range cs {
+		t.size += changeSize(c.key, nil)
+	}
 	return int64(len(cs)), t.rev(), nil
 }

@@ -23,6 +23,7 @@ import (
 const (
 	MaxKeySize   = 64 << 10
 	MaxValueSize = 16 << 20
+	MaxBatchSize = 256 << 20 // one revision's changes; see engine.MaxBatchSize
 )
 
 var (
