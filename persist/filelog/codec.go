@@ -1,0 +1,301 @@
+package filelog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/revkv/revkv/internal/zcodec"
+	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist"
+)
+
+const (
+	segMagic   = "revkvlog"
+	segVersion = 1
+	segHdrSize = 32
+
+	frameHdrSize = 24
+	// FrameSize is the most raw bytes one frame holds.
+	FrameSize = 1 << 20
+	// maxStored bounds a frame's stored bytes: compression is kept only
+	// when it saves space, so stored <= raw.
+	maxStored = FrameSize
+
+	flagCompressed = 1
+	flagContinued  = 2
+
+	kindChanges = 'C'
+	kindCompact = 'K'
+	kindIndex   = 'I'
+
+	// maxPending bounds the raw bytes of a batch still being read across
+	// frames: one revision's changes (kv.MaxBatchSize counts 32 bytes per
+	// change, more than its encoding needs) plus a batch header.
+	maxPending = kv.MaxBatchSize + 64
+)
+
+// ErrCorrupt is kv.ErrCorrupt: every damage this package reports wraps it.
+var ErrCorrupt = kv.ErrCorrupt
+
+// errShort says a batch is not whole yet: its bytes go on in the next frame.
+var errShort = errors.New("short batch")
+
+func appendSegHeader(b []byte, num uint64) []byte {
+	b = append(b, segMagic...)
+	b = binary.LittleEndian.AppendUint32(b, segVersion)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint64(b, num)
+	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b[len(b)-24:]))
+}
+
+// checkSegHeader checks a segment header and returns its number.
+func checkSegHeader(b []byte) (uint64, error) {
+	if len(b) < segHdrSize {
+		return 0, errors.New("short segment header")
+	}
+	if string(b[:8]) != segMagic {
+		return 0, fmt.Errorf("not a revkv log segment (magic %q)", b[:8])
+	}
+	if got, want := binary.LittleEndian.Uint64(b[24:]), xxhash.Sum64(b[:24]); got != want {
+		return 0, fmt.Errorf("segment header checksum %016x, computed %016x", got, want)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != segVersion {
+		return 0, fmt.Errorf("segment format version %d, this build reads %d", v, segVersion)
+	}
+	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
+		return 0, fmt.Errorf("unknown segment flags %#x", f)
+	}
+	return binary.LittleEndian.Uint64(b[16:]), nil
+}
+
+// appendFrames appends raw as frames of at most FrameSize raw bytes each,
+// all but the last marked continued.
+func appendFrames(dst, raw []byte) []byte {
+	for len(raw) > 0 {
+		chunk := raw[:min(len(raw), FrameSize)]
+		raw = raw[len(chunk):]
+		var flags byte
+		if len(raw) > 0 {
+			flags |= flagContinued
+		}
+		start := len(dst)
+		dst = append(dst, make([]byte, frameHdrSize)...)
+		dst = zcodec.Encode(zcodec.Fast, dst, chunk)
+		if len(dst)-start-frameHdrSize >= len(chunk) {
+			dst = append(dst[:start+frameHdrSize], chunk...)
+		} else {
+			flags |= flagCompressed
+		}
+		h := dst[start : start+frameHdrSize]
+		stored := dst[start+frameHdrSize:]
+		binary.LittleEndian.PutUint32(h[0:], uint32(len(stored)))
+		binary.LittleEndian.PutUint32(h[4:], uint32(len(chunk)))
+		h[8] = flags
+		binary.LittleEndian.PutUint32(h[12:], uint32(xxhash.Sum64(h[:12])))
+		binary.LittleEndian.PutUint64(h[16:], xxhash.Sum64(stored))
+	}
+	return dst
+}
+
+// frameHeader is a decoded frame header.
+type frameHeader struct {
+	stored, raw int
+	flags       byte
+	sum         uint64
+}
+
+// parseFrameHeader decodes and checks a frame header.
+func parseFrameHeader(h []byte) (frameHeader, error) {
+	if got, want := binary.LittleEndian.Uint32(h[12:]), uint32(xxhash.Sum64(h[:12])); got != want {
+		return frameHeader{}, fmt.Errorf("frame header checksum %08x, computed %08x", got, want)
+	}
+	fh := frameHeader{
+		stored: int(binary.LittleEndian.Uint32(h[0:])),
+		raw:    int(binary.LittleEndian.Uint32(h[4:])),
+		flags:  h[8],
+		sum:    binary.LittleEndian.Uint64(h[16:]),
+	}
+	switch {
+	case fh.flags&^(flagCompressed|flagContinued) != 0 || h[9] != 0 || h[10] != 0 || h[11] != 0:
+		return fh, fmt.Errorf("bad frame flags %#x", h[8:12])
+	case fh.raw == 0 || fh.raw > FrameSize || fh.stored == 0 || fh.stored > fh.raw:
+		return fh, fmt.Errorf("frame of %d stored bytes for %d raw bytes", fh.stored, fh.raw)
+	case fh.flags&flagCompressed == 0 && fh.stored != fh.raw:
+		return fh, fmt.Errorf("uncompressed frame of %d stored bytes for %d raw bytes", fh.stored, fh.raw)
+	}
+	return fh, nil
+}
+
+// decodeFrame checks a frame's stored bytes and returns its raw bytes,
+// decoded into buf's storage if compressed.
+func decodeFrame(fh frameHeader, stored, buf []byte) ([]byte, error) {
+	if got := xxhash.Sum64(stored); got != fh.sum {
+		return nil, fmt.Errorf("frame checksum %016x, computed %016x", fh.sum, got)
+	}
+	if fh.flags&flagCompressed == 0 {
+		return stored, nil
+	}
+	return zcodec.Decode(buf, stored, fh.raw)
+}
+
+// appendBatch appends the encoding of b.
+func appendBatch(dst []byte, b *persist.Batch) []byte {
+	switch {
+	case len(b.Changes) > 0:
+		dst = append(dst, kindChanges)
+	case b.Compact > 0:
+		dst = append(dst, kindCompact)
+	default:
+		dst = append(dst, kindIndex)
+	}
+	dst = binary.AppendVarint(dst, b.Rev)
+	dst = binary.AppendUvarint(dst, b.Index)
+	switch {
+	case len(b.Changes) > 0:
+		dst = binary.AppendUvarint(dst, uint64(len(b.Changes)))
+		for i := range b.Changes {
+			c := &b.Changes[i]
+			var flags byte
+			if c.Delete {
+				flags = 1
+			}
+			dst = append(dst, flags)
+			dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
+			dst = append(dst, c.Key...)
+			if !c.Delete {
+				dst = binary.AppendVarint(dst, c.Lease)
+				dst = binary.AppendUvarint(dst, uint64(len(c.Value)))
+				dst = append(dst, c.Value...)
+			}
+		}
+	case b.Compact > 0:
+		dst = binary.AppendVarint(dst, b.Compact)
+	}
+	return dst
+}
+
+// batchDecoder decodes batches from the front of a byte slice.
+type batchDecoder struct {
+	b   []byte
+	off int
+}
+
+func (d *batchDecoder) uvarint() (uint64, error) {
+	v, n := binary.Uvarint(d.b[d.off:])
+	switch {
+	case n == 0:
+		return 0, errShort
+	case n < 0:
+		return 0, errors.New("bad varint")
+	}
+	d.off += n
+	return v, nil
+}
+
+func (d *batchDecoder) varint() (int64, error) {
+	v, n := binary.Varint(d.b[d.off:])
+	switch {
+	case n == 0:
+		return 0, errShort
+	case n < 0:
+		return 0, errors.New("bad varint")
+	}
+	d.off += n
+	return v, nil
+}
+
+func (d *batchDecoder) bytes(limit int) ([]byte, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("length %d over limit %d", n, limit)
+	}
+	if uint64(len(d.b)-d.off) < n {
+		return nil, errShort
+	}
+	b := d.b[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
+	return b, nil
+}
+
+// next decodes the batch at the front. errShort means its bytes are not
+// all there; any other error is damage. The batch's slices point into the
+// decoder's bytes.
+func (d *batchDecoder) next() (*persist.Batch, error) {
+	if d.off >= len(d.b) {
+		return nil, errShort
+	}
+	kind := d.b[d.off]
+	d.off++
+	b := &persist.Batch{}
+	var err error
+	if b.Rev, err = d.varint(); err != nil {
+		return nil, err
+	}
+	if b.Index, err = d.uvarint(); err != nil {
+		return nil, err
+	}
+	if b.Rev < 1 {
+		return nil, fmt.Errorf("batch at revision %d", b.Rev)
+	}
+	switch kind {
+	case kindIndex:
+		return b, nil
+	case kindCompact:
+		if b.Compact, err = d.varint(); err != nil {
+			return nil, err
+		}
+		if b.Compact < 1 || b.Compact > b.Rev {
+			return nil, fmt.Errorf("compaction to %d at revision %d", b.Compact, b.Rev)
+		}
+		return b, nil
+	case kindChanges:
+	default:
+		return nil, fmt.Errorf("bad batch kind %#x", kind)
+	}
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	// Each change takes at least 2 bytes; a count beyond what the rest of
+	// a whole batch could hold is damage, not a reason to allocate.
+	if n == 0 || n > maxPending/2 {
+		return nil, fmt.Errorf("batch of %d changes", n)
+	}
+	if rest := uint64(len(d.b) - d.off); n > rest/2 {
+		return nil, errShort
+	}
+	b.Changes = make([]persist.Change, n)
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		if d.off >= len(d.b) {
+			return nil, errShort
+		}
+		flags := d.b[d.off]
+		d.off++
+		if flags > 1 {
+			return nil, fmt.Errorf("bad change flags %#x", flags)
+		}
+		c.Delete = flags == 1
+		if c.Key, err = d.bytes(kv.MaxKeySize); err != nil {
+			return nil, err
+		}
+		if len(c.Key) == 0 {
+			return nil, errors.New("change with an empty key")
+		}
+		if c.Delete {
+			continue
+		}
+		if c.Lease, err = d.varint(); err != nil {
+			return nil, err
+		}
+		if c.Value, err = d.bytes(kv.MaxValueSize); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,114 @@
+package filelog
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/revkv/revkv/persist"
+)
+
+// coverage is what a run of batches holds, as the most any of them
+// reaches: a state at or past all three holds them all (see
+// persist.Batch.Covered).
+type coverage struct {
+	rev     int64
+	compact int64
+	index   uint64
+}
+
+func (c *coverage) add(b *persist.Batch) {
+	c.rev = max(c.rev, b.Rev)
+	c.compact = max(c.compact, b.Compact)
+	c.index = max(c.index, b.Index)
+}
+
+func (c *coverage) merge(o coverage) {
+	c.rev = max(c.rev, o.rev)
+	c.compact = max(c.compact, o.compact)
+	c.index = max(c.index, o.index)
+}
+
+// coveredBy reports whether a snapshot's state holds every batch c covers.
+func (c coverage) coveredBy(s snapInfo) bool {
+	return c.rev <= s.rev && c.compact <= s.compact && c.index <= s.index
+}
+
+type segInfo struct {
+	num   uint64
+	cover coverage
+}
+
+type snapInfo struct {
+	num     uint64
+	rev     int64
+	compact int64
+	index   uint64
+}
+
+// fileSet is what the log knows of its directory.
+type fileSet struct {
+	segs  []segInfo  // by number; the last is the one being written
+	snaps []snapInfo // good snapshots, by number
+}
+
+func (fs *fileSet) nextSnap() uint64 {
+	if len(fs.snaps) == 0 {
+		return 1
+	}
+	return fs.snaps[len(fs.snaps)-1].num + 1
+}
+
+const (
+	segSuffix  = ".log"
+	snapPrefix = "snap-"
+	snapSuffix = ".snap"
+	tmpSuffix  = ".tmp"
+)
+
+func segFile(num uint64) string  { return fmt.Sprintf("%020d%s", num, segSuffix) }
+func snapFile(num uint64) string { return fmt.Sprintf("%s%020d%s", snapPrefix, num, snapSuffix) }
+
+// parseName tells a directory entry's kind and number.
+func parseName(name string) (kind byte, num uint64) {
+	switch {
+	case strings.HasSuffix(name, tmpSuffix):
+		return 't', 0
+	case strings.HasSuffix(name, segSuffix):
+		n, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
+		if err == nil && n > 0 && name == segFile(n) {
+			return 'l', n
+		}
+	case strings.HasPrefix(name, snapPrefix) && strings.HasSuffix(name, snapSuffix):
+		n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, snapPrefix), snapSuffix), 10, 64)
+		if err == nil && n > 0 && name == snapFile(n) {
+			return 's', n
+		}
+	}
+	return 0, 0
+}
+
+// listing is a directory's revkv files, each kind sorted by number.
+type listing struct {
+	segs, snaps []uint64
+	tmps        []string
+}
+
+func list(fsys persist.FS, dir string) (listing, error) {
+	names, err := fsys.List(dir)
+	if err != nil {
+		return listing{}, err
+	}
+	var ls listing
+	for _, name := range names { // List sorts, and numbers are zero-padded
+		switch kind, num := parseName(name); kind {
+		case 'l':
+			ls.segs = append(ls.segs, num)
+		case 's':
+			ls.snaps = append(ls.snaps, num)
+		case 't':
+			ls.tmps = append(ls.tmps, name)
+		}
+	}
+	return ls, nil
+}

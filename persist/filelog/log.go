@@ -1,0 +1,420 @@
+package filelog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/revkv/revkv/persist"
+)
+
+// SyncPolicy says when a write is durable.
+type SyncPolicy int
+
+const (
+	// SyncAlways: every write is on stable storage when it returns (group
+	// commit shares one fsync between concurrent writers). The default.
+	SyncAlways SyncPolicy = iota
+	// SyncInterval: writes reach the OS at once and stable storage within
+	// Options.SyncInterval; a crash may lose the writes of the last
+	// interval, never an older one.
+	SyncInterval
+	// SyncNone: writes reach the OS at once; stable storage is left to the
+	// OS (and to Commit, segment rotation, snapshots and Close).
+	SyncNone
+)
+
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNone:
+		return "none"
+	}
+	return fmt.Sprintf("SyncPolicy(%d)", int(p))
+}
+
+// Options configure a Log. The zero value is the default for applications:
+// the OS filesystem, a sync per commit, 64 MiB segments, a snapshot every
+// 100,000 revisions or 256 MiB of log.
+type Options struct {
+	// FS is the filesystem; nil is persist.OS. Tests pass a memfs.FS.
+	FS persist.FS
+	// Sync is the sync policy.
+	Sync SyncPolicy
+	// SyncInterval is SyncInterval's period; 0 means 100 ms.
+	SyncInterval time.Duration
+	// SegmentSize is the size at which a segment is closed and a new one
+	// started; 0 means 64 MiB.
+	SegmentSize int64
+	// SnapshotRevs and SnapshotBytes start a snapshot once that many
+	// revisions, or bytes of log, were written since the last one; 0 means
+	// 100,000 revisions and 256 MiB, and a negative value turns that
+	// trigger off.
+	SnapshotRevs  int64
+	SnapshotBytes int64
+	// Logger receives debug records and reports of damage recovered from;
+	// nil means no logging.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = persist.OS
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = 100 * time.Millisecond
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = 64 << 20
+	}
+	if o.SnapshotRevs == 0 {
+		o.SnapshotRevs = 100_000
+	}
+	if o.SnapshotBytes == 0 {
+		o.SnapshotBytes = 256 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Errors.
+var (
+	// ErrClosed: the Log was closed.
+	ErrClosed = errors.New("revkv/filelog: closed")
+	// ErrLocked: another Log (in this or another process) has the
+	// directory open. It wraps persist.ErrLocked.
+	ErrLocked = fmt.Errorf("revkv/filelog: directory in use: %w", persist.ErrLocked)
+)
+
+// Log is the file persister: a persist.Persister over one directory.
+// Append, Wait, Sync and Close are safe for concurrent use; the engine
+// calls Recover first and once (and again from Restore).
+type Log struct {
+	opts Options
+	fs   persist.FS
+	dir  string
+	lock io.Closer
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	cond *sync.Cond // on mu: positions moved, or the queue drained
+	// Guarded by mu:
+	queue     []byte   // encoded batches not yet taken by the flusher
+	queueMeta coverage // what the queued batches hold
+	appended  uint64   // position of the last batch appended
+	written   uint64   // position of the last batch written to a file
+	synced    uint64   // position of the last batch on stable storage
+	syncWant  uint64   // a Sync waits for this position
+	err       error    // sticky: the first write or sync failure
+	closing   bool
+	running   bool // the goroutines were started (Recover ran once)
+
+	kick     chan struct{} // wakes the flusher
+	snapKick chan struct{} // wakes the snapshotter
+	stop     chan struct{} // closed by Close
+	wg       sync.WaitGroup
+
+	// filesMu keeps the snapshotter's retention (which removes files)
+	// from running under a Recover reading them.
+	filesMu sync.Mutex
+	files   fileSet // guarded by filesMu
+
+	target persist.Target // set by Recover
+
+	// Owned by the flusher goroutine (and by Recover before it starts):
+	seg      persist.File
+	segNum   uint64
+	segSize  int64
+	out      []byte
+	sinceRev int64 // revisions written since the last snapshot started
+	sinceLen int64 // bytes written since the last snapshot started
+	lastRev  int64
+	snapping bool // guarded by mu
+}
+
+var _ persist.Persister = (*Log)(nil)
+
+// Open opens (creating it if needed) the log in directory dir and takes
+// its lock: a second Open of the same directory, from this process or
+// another, fails with ErrLocked until Close. It reads nothing yet: the
+// engine's Open calls Recover.
+func Open(dir string, opts Options) (*Log, error) {
+	opts = opts.withDefaults()
+	fsys := opts.FS
+	if err := fsys.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
+	if err != nil {
+		if errors.Is(err, persist.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("revkv/filelog: lock %s: %w", dir, err)
+	}
+	l := &Log{
+		opts: opts, fs: fsys, dir: dir, lock: lock, log: opts.Logger,
+		kick: make(chan struct{}, 1), snapKick: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	l.cond = sync.NewCond(&l.mu)
+	return l, nil
+}
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// maxQueue is how many encoded bytes may wait for the flusher before
+// Append waits for it (backpressure, so memory does not grow with a disk
+// slower than the writers).
+const maxQueue = 8 << 20
+
+// Append encodes b and queues it for the flusher. It waits only when the
+// queue is full. It returns b's position.
+func (l *Log) Append(b *persist.Batch) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.err == nil && !l.closing && len(l.queue) >= maxQueue {
+		l.cond.Wait()
+	}
+	switch {
+	case l.err != nil:
+		return 0, l.err
+	case l.closing || !l.running:
+		return 0, ErrClosed
+	}
+	l.queue = appendBatch(l.queue, b)
+	l.queueMeta.add(b)
+	l.appended++
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	return l.appended, nil
+}
+
+// Wait returns once the batch at pos is as durable as the sync policy
+// promises: on stable storage for SyncAlways; for the other policies at
+// once. It returns the log's failure, if any.
+func (l *Log) Wait(pos uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.opts.Sync != SyncAlways {
+		return l.err
+	}
+	for l.err == nil && l.synced < pos {
+		l.cond.Wait()
+	}
+	if l.synced >= pos {
+		return nil
+	}
+	return l.err
+}
+
+// Sync makes every batch appended so far durable, whatever the policy.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.running {
+		return ErrClosed
+	}
+	want := l.appended
+	l.syncWant = max(l.syncWant, want)
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	for l.err == nil && l.synced < want {
+		l.cond.Wait()
+	}
+	if l.synced >= want {
+		return nil
+	}
+	return l.err
+}
+
+// Close makes everything appended durable, stops the log's goroutines,
+// closes its files and releases the directory lock. A snapshot being
+// written is abandoned. It returns the error of that last sync, or the
+// log's earlier failure.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closing = true
+	running := l.running
+	want := l.appended
+	l.syncWant = max(l.syncWant, want)
+	l.cond.Broadcast()
+	l.mu.Unlock()
+
+	var err error
+	if running {
+		close(l.stop)
+		l.wg.Wait()
+		l.mu.Lock()
+		if l.synced < want {
+			err = l.err
+			if err == nil {
+				err = errors.New("revkv/filelog: closed before sync")
+			}
+		}
+		l.mu.Unlock()
+	}
+	if l.seg != nil {
+		err = errors.Join(err, l.seg.Close())
+	}
+	return errors.Join(err, l.lock.Close())
+}
+
+// flusher writes queued batches to the current segment and syncs it as
+// the policy and Sync callers need. It is the only goroutine that writes
+// segments.
+func (l *Log) flusher() {
+	defer l.wg.Done()
+	var tick <-chan time.Time
+	if l.opts.Sync == SyncInterval {
+		t := time.NewTicker(l.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var spare []byte
+	for {
+		ticked := false
+		stopping := false
+		select {
+		case <-l.kick:
+		case <-tick:
+			ticked = true
+		case <-l.stop:
+			stopping = true
+		}
+		for {
+			l.mu.Lock()
+			buf, meta, pos := l.queue, l.queueMeta, l.appended
+			l.queue, l.queueMeta = spare[:0], coverage{}
+			needSync := l.syncWant > l.synced || stopping ||
+				(l.opts.Sync == SyncAlways && pos > l.synced) ||
+				(ticked && l.written > l.synced)
+			failed := l.err != nil
+			l.cond.Broadcast() // the queue has room again
+			l.mu.Unlock()
+			if failed {
+				break
+			}
+			err := l.writeGroup(buf, meta)
+			spare = buf
+			if cap(spare) > 2*maxQueue {
+				spare = nil
+			}
+			synced := false
+			if err == nil && needSync {
+				err = l.seg.Sync()
+				synced = true
+			}
+			if err == nil && l.segSize >= l.opts.SegmentSize {
+				err = l.rotate()
+				synced = true
+			}
+			l.mu.Lock()
+			if err != nil {
+				if l.err == nil {
+					l.err = fmt.Errorf("revkv/filelog: %w", err)
+					l.log.Error("revkv/filelog: write failed; no more writes", "err", err)
+				}
+			} else {
+				l.written = pos
+				if synced {
+					l.synced = pos
+				}
+			}
+			more := len(l.queue) > 0 && (stopping || l.opts.Sync == SyncAlways || l.syncWant > l.synced)
+			l.cond.Broadcast()
+			l.mu.Unlock()
+			l.maybeSnapshot()
+			if !more {
+				break
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// writeGroup writes a group of encoded batches as frames, in one write.
+func (l *Log) writeGroup(raw []byte, meta coverage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	l.out = appendFrames(l.out[:0], raw)
+	n, err := l.seg.Write(l.out)
+	l.segSize += int64(n)
+	if err == nil && n < len(l.out) {
+		err = io.ErrShortWrite
+	}
+	if cap(l.out) > 2*maxQueue {
+		l.out = nil
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", l.segName(l.segNum), err)
+	}
+	l.filesMu.Lock()
+	l.files.segs[len(l.files.segs)-1].cover.merge(meta)
+	l.filesMu.Unlock()
+	if meta.rev > l.lastRev && l.lastRev > 0 {
+		l.sinceRev += meta.rev - l.lastRev
+	}
+	l.lastRev = max(l.lastRev, meta.rev)
+	l.sinceLen += int64(n)
+	return nil
+}
+
+// rotate syncs the current segment and starts the next one.
+func (l *Log) rotate() error {
+	if err := l.seg.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", l.segName(l.segNum), err)
+	}
+	if err := l.seg.Close(); err != nil {
+		return err
+	}
+	l.seg = nil
+	return l.newSegment(l.segNum + 1)
+}
+
+// newSegment creates segment num with its header, durably (file and
+// directory entry), and makes it current.
+func (l *Log) newSegment(num uint64) error {
+	name := l.segName(num)
+	f, err := l.fs.Create(name)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	_, err = f.Write(appendSegHeader(nil, num))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = l.fs.SyncDir(l.dir)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	l.seg, l.segNum, l.segSize = f, num, segHdrSize
+	l.filesMu.Lock()
+	l.files.segs = append(l.files.segs, segInfo{num: num})
+	l.filesMu.Unlock()
+	return nil
+}
+
+func (l *Log) segName(num uint64) string { return path.Join(l.dir, segFile(num)) }

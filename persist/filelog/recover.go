@@ -1,0 +1,183 @@
+package filelog
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/snapshot"
+)
+
+// Recover loads the newest snapshot that reads back whole into t (falling
+// back to older ones, then to none, if snapshots are damaged), then replays
+// every batch of every segment; t skips those its snapshot holds. The first
+// Recover (the engine's Open) also cuts a torn tail off the last segment,
+// removes unfinished snapshot files, starts a new segment and starts the
+// log's goroutines. A later Recover (the engine's Restore) only reads.
+//
+// Damage is an error naming the file and offset (a *DamageError, which
+// wraps ErrCorrupt); a damaged snapshot is only an error if no older one,
+// nor the log from the start, can stand in for it.
+func (l *Log) Recover(t persist.Target) error {
+	l.mu.Lock()
+	first, closing := !l.running, l.closing
+	l.mu.Unlock()
+	if closing {
+		return ErrClosed
+	}
+	l.filesMu.Lock()
+	defer l.filesMu.Unlock()
+
+	ls, err := list(l.fs, l.dir)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	if first {
+		for _, name := range ls.tmps {
+			if err := l.fs.Remove(path.Join(l.dir, name)); err != nil {
+				return fmt.Errorf("revkv/filelog: %w", err)
+			}
+		}
+	}
+
+	var good []snapInfo // headers that read, oldest first
+	for _, num := range ls.snaps {
+		if info, err := l.snapHeader(num); err == nil {
+			good = append(good, info)
+		}
+	}
+	var loaded *snapInfo
+	var snapErr error
+	for i := len(ls.snaps) - 1; i >= 0; i-- {
+		num := ls.snaps[i]
+		err := l.loadSnapshot(t, num)
+		if err == nil {
+			for j := range good {
+				if good[j].num == num {
+					loaded = &good[j]
+				}
+			}
+			break
+		}
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+			return err
+		}
+		l.log.Warn("revkv/filelog: damaged snapshot; trying an older one", "err", err)
+		snapErr = errors.Join(snapErr, err)
+		good = removeSnap(good, num)
+	}
+
+	segs := make([]segInfo, 0, len(ls.segs)+1)
+	rev := int64(0)
+	if loaded != nil {
+		rev = loaded.rev
+	}
+	for i, num := range ls.segs {
+		last := i == len(ls.segs)-1
+		res, err := scanSegment(l.fs, l.dir, num, last && first, func(b *persist.Batch, off int64) error {
+			return t.Apply(b)
+		})
+		if err != nil {
+			if snapErr != nil {
+				err = fmt.Errorf("%w (after falling back from damaged snapshots: %w)", err, snapErr)
+			}
+			return err
+		}
+		if res.torn {
+			if err := l.cutTail(num, res.end); err != nil {
+				return err
+			}
+			if res.end == 0 {
+				continue // not even its header was written: gone
+			}
+		}
+		rev = max(rev, res.cover.rev)
+		segs = append(segs, segInfo{num: num, cover: res.cover})
+	}
+	if !first {
+		return nil
+	}
+
+	l.files = fileSet{segs: segs, snaps: good}
+	l.target = t
+	l.lastRev = rev
+	next := uint64(1)
+	if len(ls.segs) > 0 {
+		next = ls.segs[len(ls.segs)-1] + 1
+	}
+	l.filesMu.Unlock()
+	err = l.newSegment(next)
+	l.filesMu.Lock()
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	l.mu.Lock()
+	l.running = true
+	l.mu.Unlock()
+	l.wg.Add(2)
+	go l.flusher()
+	go l.snapshotter()
+	l.log.Debug("revkv/filelog: recovered", "dir", l.dir, "segments", len(segs), "snapshots", len(good), "rev", rev)
+	return nil
+}
+
+func removeSnap(s []snapInfo, num uint64) []snapInfo {
+	for i := range s {
+		if s[i].num == num {
+			return append(s[:i], s[i+1:]...)
+		}
+	}
+	return s
+}
+
+// cutTail truncates segment num to size, durably: what follows is a torn
+// write, which was never reported durable. A segment whose header is torn
+// is removed.
+func (l *Log) cutTail(num uint64, size int64) error {
+	name := l.segName(num)
+	l.log.Warn("revkv/filelog: cutting a torn tail", "file", name, "offset", size)
+	if size == 0 {
+		if err := l.fs.Remove(name); err != nil {
+			return fmt.Errorf("revkv/filelog: %w", err)
+		}
+		return l.fs.SyncDir(l.dir)
+	}
+	f, err := l.fs.OpenReadWrite(name)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+func (l *Log) snapHeader(num uint64) (snapInfo, error) {
+	f, err := l.fs.Open(path.Join(l.dir, snapFile(num)))
+	if err != nil {
+		return snapInfo{}, err
+	}
+	defer f.Close()
+	sr, err := snapshot.NewReader(f)
+	if err != nil {
+		return snapInfo{}, err
+	}
+	h := sr.Header()
+	return snapInfo{num: num, rev: h.Rev, compact: h.CompactRev, index: h.ConsistentIndex}, nil
+}
+
+func (l *Log) loadSnapshot(t persist.Target, num uint64) error {
+	name := path.Join(l.dir, snapFile(num))
+	f, err := l.fs.Open(name)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	defer f.Close()
+	if err := t.LoadSnapshot(bufio.NewReaderSize(f, 1<<20)); err != nil {
+		return fmt.Errorf("revkv/filelog: snapshot %s: %w", name, err)
+	}
+	return nil
+}
