@@ -182,4 +182,3 @@ func openStore(fsys persist.FS, opts filelog.Options) (*engine.Store, error) {
 // tiny are options that make every mechanism run within a few dozen ops:
 // segments rotate every few records, snapshots every few revisions.
 var tiny = filelog.Options{SegmentSize: 512, SnapshotRevs: 8}
-
