@@ -92,6 +92,12 @@ func (l *Log) Recover(t persist.Target) error {
 			if res.end == 0 {
 				continue // not even its header was written: gone
 			}
+		} else if last && first {
+			// What was read may never have been synced (a failed sync
+			// before this Open): make it durable before writing after it.
+			if err := l.syncSegment(num); err != nil {
+				return err
+			}
 		}
 		rev = max(rev, res.cover.rev)
 		segs = append(segs, segInfo{num: num, cover: res.cover})
@@ -152,6 +158,15 @@ func (l *Log) cutTail(num uint64, size int64) error {
 	if err == nil {
 		err = f.Sync()
 	}
+	return errors.Join(err, f.Close())
+}
+
+func (l *Log) syncSegment(num uint64) error {
+	f, err := l.fs.OpenReadWrite(l.segName(num))
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	err = f.Sync()
 	return errors.Join(err, f.Close())
 }
 
