@@ -31,7 +31,9 @@ func (c *coverage) merge(o coverage) {
 
 // coveredBy reports whether a snapshot's state holds every batch c covers.
 func (c coverage) coveredBy(s snapInfo) bool {
-	return c.rev <= s.rev && c.compact <= s.compact && c.index <= s.index
+	// compact 0: no compaction in the run (a store never compacted has
+	// compacted revision -1).
+	return c.rev <= s.rev && (c.compact == 0 || c.compact <= s.compact) && c.index <= s.index
 }
 
 type segInfo struct {

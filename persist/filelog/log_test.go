@@ -1,0 +1,312 @@
+package filelog_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/internal/leaktest"
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/persist/memfs"
+	"runtime"
+)
+
+// slowFS counts file syncs and makes each take a while, like a disk.
+type slowFS struct {
+	persist.FS
+	delay time.Duration
+	syncs atomic.Int64
+}
+
+type slowFile struct {
+	persist.File
+	fs *slowFS
+}
+
+func (f *slowFS) wrap(file persist.File, err error) (persist.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return slowFile{File: file, fs: f}, nil
+}
+
+func (f *slowFS) Create(name string) (persist.File, error) { return f.wrap(f.FS.Create(name)) }
+func (f *slowFS) OpenReadWrite(name string) (persist.File, error) {
+	return f.wrap(f.FS.OpenReadWrite(name))
+}
+
+func (f slowFile) Sync() error {
+	f.fs.syncs.Add(1)
+	time.Sleep(f.fs.delay)
+	return f.File.Sync()
+}
+
+func TestOpenOnOSDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := engine.New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.New(dir, nil); !errors.Is(err, filelog.ErrLocked) || !errors.Is(err, persist.ErrLocked) {
+		t.Fatalf("second open of a directory in use: %v, want ErrLocked", err)
+	}
+	want, _ := s.HashByRev(0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = engine.New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, _ := s.HashByRev(0)
+	kvs, _, _ := s.Range([]byte("k"), nil, 0, 0)
+	if got != want || len(kvs) != 1 || string(kvs[0].Value) != "v" {
+		t.Fatalf("reopened: %+v %v, want %+v", got, kvs, want)
+	}
+}
+
+type index struct{ n atomic.Uint64 }
+
+func (i *index) ConsistentIndex() uint64 { return i.n.Load() }
+
+// TestConsistentIndexIsDurable: the index recorded with each write
+// survives a restart, so replaying an applied log entry is a no-op.
+func TestConsistentIndexIsDurable(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	var ig index
+	open := func() *engine.Store {
+		l, err := filelog.Open("db", filelog.Options{FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := engine.Open(l, engine.Options{ConsistentIndex: &ig})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	ig.n.Store(5)
+	s.Put([]byte("a"), []byte("1"))
+	ig.n.Store(6)
+	s.DeleteRange([]byte("nothing"), nil) // no change, but entry 6 is applied
+	s.Close()
+	fs.Crash()
+
+	s = open()
+	defer s.Close()
+	if got := s.ConsistentIndex(); got != 6 {
+		t.Fatalf("consistent index after restart = %d, want 6", got)
+	}
+	for _, i := range []uint64{5, 6} {
+		ig.n.Store(i)
+		if rev, err := s.Put([]byte("a"), []byte("again")); err != nil || rev != 2 {
+			t.Fatalf("replayed entry %d: rev %d, %v; want skipped at 2", i, rev, err)
+		}
+	}
+	ig.n.Store(7)
+	if rev, err := s.Put([]byte("a"), []byte("2")); err != nil || rev != 3 {
+		t.Fatalf("new entry: rev %d, %v", rev, err)
+	}
+}
+
+// TestGroupCommit: concurrent writers share syncs. With a disk that takes
+// a millisecond per sync, 8 writers doing 50 puts each need far fewer
+// syncs than puts, and every put is durable when it returns.
+func TestGroupCommit(t *testing.T) {
+	mem := memfs.New(memfs.Options{})
+	fs := &slowFS{FS: mem, delay: time.Millisecond}
+	s, err := openStore(fs, filelog.Options{SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, puts = 8, 50
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range puts {
+				if _, err := s.Put([]byte(fmt.Sprintf("w%d-%d", w, i)), []byte("v")); err != nil {
+					t.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	syncs := fs.syncs.Load()
+	t.Logf("%d puts, %d syncs", writers*puts, syncs)
+	if syncs > writers*puts/2 {
+		t.Errorf("%d syncs for %d puts: commits are not grouped", syncs, writers*puts)
+	}
+	// Each returned put was durable: a crash now loses none.
+	mem.Crash()
+	s2, err := openStore(mem, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := s2.Rev(); got != 1+done.Load() {
+		t.Fatalf("after crash at revision %d, want %d", got, 1+done.Load())
+	}
+}
+
+// TestSyncPolicies: SyncNone leaves syncing to Commit; SyncInterval syncs
+// by itself within its interval.
+func TestSyncPolicies(t *testing.T) {
+	t.Run("none", func(t *testing.T) {
+		fs := &slowFS{FS: memfs.New(memfs.Options{})}
+		s, err := openStore(fs, filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		base := fs.syncs.Load()
+		for i := range 100 {
+			s.Put([]byte(fmt.Sprint(i)), nil)
+		}
+		if n := fs.syncs.Load() - base; n != 0 {
+			t.Fatalf("%d syncs for 100 puts under SyncNone", n)
+		}
+		if err := s.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if n := fs.syncs.Load() - base; n != 1 {
+			t.Fatalf("%d syncs for a Commit", n)
+		}
+	})
+	t.Run("interval", func(t *testing.T) {
+		fs := &slowFS{FS: memfs.New(memfs.Options{})}
+		s, err := openStore(fs, filelog.Options{Sync: filelog.SyncInterval, SyncInterval: 5 * time.Millisecond, SnapshotRevs: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		base := fs.syncs.Load()
+		start := time.Now()
+		if _, err := s.Put([]byte("k"), nil); err != nil {
+			t.Fatal(err)
+		}
+		for fs.syncs.Load() == base {
+			if time.Since(start) > 5*time.Second {
+				t.Fatal("no sync within 5 s under a 5 ms interval")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+}
+
+// TestRestore: Restore rebuilds the same state from the directory, with
+// snapshots and segments in it.
+func TestRestore(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	s, err := openStore(fs, tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := genWorkload(t, 3, 60)
+	for i, o := range w.ops {
+		if err := apply(s, o); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			if err := s.Restore(); err != nil {
+				t.Fatalf("Restore after op %d: %v", i, err)
+			}
+			if _, err := w.matchState(s, i+1, i+1); err != nil {
+				t.Fatalf("after Restore at op %d: %v", i, err)
+			}
+		}
+	}
+}
+
+// TestRetention: however many snapshots were taken, two remain, and the
+// segments the older one covers are gone; the directory still opens to
+// the same state, even with its newest snapshot removed.
+func TestRetention(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	l, err := filelog.Open("db", filelog.Options{FS: fs, SegmentSize: 256, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		s.Put([]byte(fmt.Sprintf("k%d", i%13)), []byte(fmt.Sprint(i)))
+		if i%40 == 39 {
+			if err := l.WriteSnapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want, _ := s.HashByRev(0)
+	s.Close()
+	names, _ := fs.List("db")
+	var snaps, segs []string
+	for _, n := range names {
+		switch {
+		case len(n) > 5 && n[:5] == "snap-":
+			snaps = append(snaps, n)
+		case n != "LOCK":
+			segs = append(segs, n)
+		}
+	}
+	if len(snaps) != 2 {
+		t.Fatalf("snapshots kept: %v", snaps)
+	}
+	if segs[0] == "00000000000000000001.log" {
+		t.Fatalf("no segment removed: %v", segs)
+	}
+	// Without the newest snapshot, the older one and the log still hold it all.
+	if err := fs.Remove("db/" + snaps[1]); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openStore(fs, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _ := s.HashByRev(0); got != want {
+		t.Fatalf("without the newest snapshot: %+v, want %+v", got, want)
+	}
+}
+
+// TestCloseLeavesNothing: no goroutine outlives Close, and the lock is
+// free again.
+func TestCloseLeavesNothing(t *testing.T) {
+	before := runtime.NumGoroutine()
+	fs := memfs.New(memfs.Options{})
+	for range 3 {
+		s, err := openStore(fs, filelog.Options{Sync: filelog.SyncInterval, SnapshotRevs: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 50 {
+			s.Put([]byte(fmt.Sprint(i)), nil)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); !errors.Is(err, engine.ErrClosed) {
+			t.Fatalf("second Close: %v", err)
+		}
+	}
+	if after := leaktest.Settle(before); after > before {
+		t.Fatalf("%d goroutines after Close, %d before", after, before)
+	}
+}
