@@ -1,0 +1,286 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revkv/revkv/persist"
+)
+
+// fakePersister records batches; its Wait blocks until released, and it
+// fails on demand.
+type fakePersister struct {
+	mu        sync.Mutex
+	batches   []persist.Batch
+	appendErr error
+	waitErr   error
+	gate      chan struct{} // nil: Wait returns at once
+	closed    bool
+}
+
+var errFake = errors.New("fake disk error")
+
+func (f *fakePersister) Recover(persist.Target) error { return nil }
+
+func (f *fakePersister) Append(b *persist.Batch) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.appendErr != nil {
+		return 0, f.appendErr
+	}
+	f.batches = append(f.batches, *b)
+	return uint64(len(f.batches)), nil
+}
+
+func (f *fakePersister) Wait(pos uint64) error {
+	f.mu.Lock()
+	gate, err := f.gate, f.waitErr
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return err
+}
+
+func (f *fakePersister) Sync() error { return f.Wait(0) }
+
+func (f *fakePersister) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+func openFake(t *testing.T) (*Store, *fakePersister) {
+	f := &fakePersister{}
+	s, err := Open(f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, f
+}
+
+// TestBatches: each kind of write hands the persister the batch that
+// replays it.
+func TestBatches(t *testing.T) {
+	s, f := openFake(t)
+	mustPut(t, s, "a", "1")
+	id, _ := s.TxnBegin()
+	s.TxnPutLease(id, b("b"), b("2"), 7)
+	s.TxnDeleteRange(id, b("a"), nil)
+	s.TxnEnd(id)
+	s.DeleteRange(b("zzz"), nil) // nothing: no batch
+	s.Compact(2)
+	want := []persist.Batch{
+		{Rev: 2, Changes: []persist.Change{{Key: b("a"), Value: b("1")}}},
+		{Rev: 3, Changes: []persist.Change{{Key: b("b"), Value: b("2"), Lease: 7}, {Key: b("a"), Delete: true}}},
+		{Rev: 3, Compact: 2},
+	}
+	if got, w := fmt.Sprintf("%+v", f.batches), fmt.Sprintf("%+v", want); got != w {
+		t.Fatalf("batches\n got %s\nwant %s", got, w)
+	}
+	if err := s.Close(); err != nil || !f.closed {
+		t.Fatalf("Close = %v, persister closed %v", err, f.closed)
+	}
+}
+
+// TestReadersSeeOnlyDurableWrites: until the persister says a write is
+// durable, no reader sees it; then it appears atomically.
+func TestReadersSeeOnlyDurableWrites(t *testing.T) {
+	s, f := openFake(t)
+	defer s.Close()
+	gate := make(chan struct{})
+	f.gate = gate
+	done := make(chan error)
+	go func() {
+		_, err := s.Put(b("k"), b("v"))
+		done <- err
+	}()
+	// Wait until the batch is appended (the write is in the log, not yet
+	// durable).
+	for {
+		f.mu.Lock()
+		n := len(f.batches)
+		f.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if rev := s.Rev(); rev != 1 {
+		t.Fatalf("revision %d visible before the write is durable", rev)
+	}
+	if kvs, _, _ := s.Range(b("k"), nil, 0, 0); len(kvs) != 0 {
+		t.Fatalf("read %v before the write is durable", kvs)
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if kvs, _, _ := s.Range(b("k"), nil, 0, 0); len(kvs) != 1 {
+		t.Fatal("durable write not visible")
+	}
+}
+
+// TestFailStop: a persister failure stops writes with an error wrapping
+// ErrStopped and the cause, changes nothing readers see, and leaves reads
+// working.
+func TestFailStop(t *testing.T) {
+	for _, where := range []string{"append", "wait"} {
+		t.Run(where, func(t *testing.T) {
+			s, f := openFake(t)
+			mustPut(t, s, "a", "1")
+			if where == "append" {
+				f.appendErr = errFake
+			} else {
+				f.waitErr = errFake
+			}
+			_, err := s.Put(b("a"), b("2"))
+			if !errors.Is(err, ErrStopped) || !errors.Is(err, errFake) {
+				t.Fatalf("failed write: %v, want ErrStopped and the cause", err)
+			}
+			if !errors.Is(s.Err(), errFake) {
+				t.Fatalf("Err() = %v", s.Err())
+			}
+			for name, fn := range map[string]func() error{
+				"Put":         func() error { _, err := s.Put(b("b"), nil); return err },
+				"DeleteRange": func() error { _, _, err := s.DeleteRange(b("a"), nil); return err },
+				"TxnBegin":    func() error { _, err := s.TxnBegin(); return err },
+				"Compact":     func() error { return s.Compact(1) },
+				"Commit":      s.Commit,
+				"Restore":     s.Restore,
+			} {
+				if err := fn(); !errors.Is(err, ErrStopped) {
+					t.Errorf("%s after the failure: %v, want ErrStopped", name, err)
+				}
+			}
+			kvs, rev, err := s.Range(b("a"), nil, 0, 0)
+			if err != nil || rev != 2 || len(kvs) != 1 || string(kvs[0].Value) != "1" {
+				t.Fatalf("read after failure: %v at %d, %v; want a=1 at 2", kvs, rev, err)
+			}
+			if err := s.Close(); !errors.Is(err, ErrStopped) || !f.closed {
+				t.Fatalf("Close after failure = %v (persister closed: %v)", err, f.closed)
+			}
+		})
+	}
+}
+
+// replayPersister is a persister whose Recover replays what it is given.
+type replayPersister struct {
+	fakePersister
+	snap    []byte
+	replay  []persist.Batch
+	replErr error
+}
+
+func (r *replayPersister) Recover(t persist.Target) error {
+	if r.snap != nil {
+		if err := t.LoadSnapshot(bytesReader(r.snap)); err != nil {
+			return err
+		}
+	}
+	for i := range r.replay {
+		if err := t.Apply(&r.replay[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
+
+type sliceReader struct{ b []byte }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// TestApplyChecks: replay skips what the snapshot holds and refuses
+// batches that do not follow the state.
+func TestApplyChecks(t *testing.T) {
+	src := NewMemory(Options{})
+	mustPut(t, src, "a", "1")
+	mustPut(t, src, "b", "2")
+	snap := snapshotBytes(t, src) // at revision 3
+	put := func(rev int64, key string) persist.Batch {
+		return persist.Batch{Rev: rev, Changes: []persist.Change{{Key: b(key), Value: b("x")}}}
+	}
+	tests := []struct {
+		name    string
+		replay  []persist.Batch
+		wantErr error
+		wantRev int64
+	}{
+		{"covered batches skipped", []persist.Batch{put(2, "a"), put(3, "b"), put(4, "c")}, nil, 4},
+		{"gap", []persist.Batch{put(5, "c")}, ErrCorrupt, 0},
+		{"delete of a dead key", []persist.Batch{{Rev: 4, Changes: []persist.Change{{Key: b("zz"), Delete: true}}}}, ErrCorrupt, 0},
+		{"empty key", []persist.Batch{put(4, "")}, ErrCorrupt, 0},
+		{"compaction past the revision", []persist.Batch{{Rev: 3, Compact: 9}}, ErrCorrupt, 0},
+		{"compaction", []persist.Batch{{Rev: 3, Compact: 3}}, nil, 3},
+		{"index at another revision", []persist.Batch{{Rev: 2, Index: 9}}, ErrCorrupt, 0},
+	}
+	for _, tt := range tests {
+		p := &replayPersister{snap: snap, replay: tt.replay}
+		s, err := Open(p, Options{})
+		if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+			t.Errorf("%s: Open = %v, want %v", tt.name, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			if !p.closed {
+				t.Errorf("%s: failed Open left the persister open", tt.name)
+			}
+			continue
+		}
+		if s.Rev() != tt.wantRev {
+			t.Errorf("%s: revision %d, want %d", tt.name, s.Rev(), tt.wantRev)
+		}
+		s.Close()
+	}
+}
+
+func TestMaxBatchSize(t *testing.T) {
+	s := NewMemory(Options{})
+	for i := range 10 {
+		mustPut(t, s, keyN(i), "v")
+	}
+	s.mu.Lock()
+	_, err := s.deleteLocked(nil, []byte{}, 12, 0, 5*changeSize(b(keyN(0)), nil))
+	s.mu.Unlock()
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("delete of 10 keys with room for 5: %v", err)
+	}
+	if kvs, _, _ := s.Range(nil, []byte{}, 0, 0); len(kvs) != 10 {
+		t.Fatalf("refused delete changed the store: %d keys left", len(kvs))
+	}
+	id, _ := s.TxnBegin()
+	mustTxnPut := func(key string) error { _, err := s.TxnPut(id, b(key), b("v")); return err }
+	if err := mustTxnPut("x"); err != nil {
+		t.Fatal(err)
+	}
+	s.txnMu.Lock()
+	s.txn.size = MaxBatchSize - changeSize(b("y"), b("v")) + 1 // as if it held much more
+	s.txnMu.Unlock()
+	if err := mustTxnPut("y"); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("txn put over MaxBatchSize: %v", err)
+	}
+	if _, _, err := s.TxnDeleteRange(id, nil, []byte{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("txn delete over MaxBatchSize: %v", err)
+	}
+	if err := s.TxnEnd(id); err != nil {
+		t.Fatal(err)
+	}
+	kvs, _, _ := s.Range(nil, []byte{}, 0, 0)
+	if len(kvs) != 11 {
+		t.Fatalf("after the txn: %d keys, want the 10 and x", len(kvs))
+	}
+}
