@@ -2,6 +2,7 @@ package compare
 
 import (
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/watch"
 )
 
@@ -14,6 +15,31 @@ func (Revkv) Name() string { return "revkv" }
 // Open implements Engine.
 func (Revkv) Open(string) (Store, error) {
 	return &revkvStore{s: watch.New(engine.NewMemory(engine.Options{}), watch.Options{})}, nil
+}
+
+// RevkvFile is revkv with file persistence (persist/filelog) at its
+// interval sync policy, every 100 ms: the policy comparable to etcd's
+// default batch commit every 100 ms. Sync (the end of each timed write
+// workload) is a Commit, which makes everything durable.
+type RevkvFile struct{}
+
+// Name implements Engine.
+func (RevkvFile) Name() string { return "revkv+filelog" }
+
+// Durable implements Durable.
+func (RevkvFile) Durable() {}
+
+// Open implements Engine.
+func (RevkvFile) Open(dir string) (Store, error) {
+	l, err := filelog.Open(dir, filelog.Options{Sync: filelog.SyncInterval})
+	if err != nil {
+		return nil, err
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &revkvStore{s: watch.New(s, watch.Options{})}, nil
 }
 
 type revkvStore struct{ s *watch.Store }

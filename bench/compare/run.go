@@ -75,10 +75,11 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 	}
 	results := map[string][]Result{}
 	notes := map[string]string{}
-	n := len(cfg.Engines)
+	engines := append(slices.Clip(cfg.Engines), w.Extra...)
+	n := len(engines)
 	for r := range rounds {
 		for i := range n {
-			e := cfg.Engines[(i+r)%n] // rotate, so drift hits every engine alike
+			e := engines[(i+r)%n] // rotate, so drift hits every engine alike
 			if note, ok := w.NotYet[e.Name()]; ok {
 				notes[e.Name()] = "cannot run yet: " + note
 				continue
@@ -98,7 +99,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 		}
 	}
 	var rows []Row
-	for _, e := range cfg.Engines {
+	for _, e := range engines {
 		row := Row{Workload: w.Name, Engine: e.Name(), Note: notes[e.Name()]}
 		if rs := results[e.Name()]; len(rs) > 0 {
 			med := median(rs)
@@ -158,20 +159,23 @@ func primary(r Row, name string) float64 {
 }
 
 func setRatio(rows []Row, name string) {
-	var revkv, etcd *Row
+	var etcd *Row
 	for i := range rows {
-		switch rows[i].Engine {
-		case "revkv":
-			revkv = &rows[i]
-		case "etcd":
+		if rows[i].Engine == "etcd" {
 			etcd = &rows[i]
 		}
 	}
-	if revkv == nil || etcd == nil {
+	if etcd == nil {
 		return
 	}
-	if a, b := primary(*etcd, name), primary(*revkv, name); a > 0 && b > 0 {
-		revkv.Ratio = a / b
+	for i := range rows {
+		r := &rows[i]
+		if !strings.HasPrefix(r.Engine, "revkv") {
+			continue
+		}
+		if a, b := primary(*etcd, name), primary(*r, name); a > 0 && b > 0 {
+			r.Ratio = a / b
+		}
 	}
 }
 

@@ -29,6 +29,9 @@ type Workload struct {
 	MaxRounds int
 	// NotYet, if set, names the engine rows that cannot run yet and why.
 	NotYet map[string]string
+	// Extra are engines that run this workload besides the configured
+	// ones (revkv+filelog, for the workloads that measure persistence).
+	Extra []Engine
 	Run    func(env *Env) (Result, error)
 }
 
@@ -105,7 +108,7 @@ func versioned(s Store) (Versioned, error) {
 func Workloads() []Workload {
 	return []Workload{
 		{Name: "put-seq", What: "200k puts of distinct keys (random order), then a commit",
-			NotYet: map[string]string{"revkv+filelog": "needs persist/filelog (issue 4)"},
+			Extra: []Engine{RevkvFile{}},
 			Run: func(env *Env) (Result, error) {
 				s, sc := env.Store, env.Scale
 				n := scaled(200_000, sc)
@@ -120,7 +123,7 @@ func Workloads() []Workload {
 				})
 			}},
 		{Name: "put-update", What: "200k puts to 1,000 hot keys, round robin, then a commit",
-			NotYet: map[string]string{"revkv+filelog": "needs persist/filelog (issue 4)"},
+			Extra: []Engine{RevkvFile{}},
 			Run: func(env *Env) (Result, error) {
 				s, sc := env.Store, env.Scale
 				if err := load(s, 1000); err != nil {
@@ -306,7 +309,7 @@ func Workloads() []Workload {
 			}},
 		{Name: "restore", What: "reopen a 200k-key store from its files; heap bytes per key after",
 			MaxRounds: 2,
-			NotYet:    map[string]string{"revkv": "needs persistence (issue 4)"},
+			Extra:     []Engine{RevkvFile{}},
 			Run: func(env *Env) (Result, error) {
 				s, sc := env.Store, env.Scale
 				if _, ok := env.Engine.(Durable); !ok {
