@@ -32,7 +32,7 @@ type Workload struct {
 	// Extra are engines that run this workload besides the configured
 	// ones (revkv+filelog, for the workloads that measure persistence).
 	Extra []Engine
-	Run    func(env *Env) (Result, error)
+	Run   func(env *Env) (Result, error)
 }
 
 // Env is what a workload runs in: a fresh store, the directory of its
