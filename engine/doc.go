@@ -15,6 +15,24 @@
 // blocked; writes are serialized. See Store for the details, and the
 // Example functions for txns, views, compaction and snapshots.
 //
+// # Persistence
+//
+// NewMemory is a pure in-memory store: nothing touches a disk, Close leaves
+// nothing behind. For a store that survives restarts, New(dir, ig) opens
+// (or creates) one persisted by package persist/filelog with its defaults,
+// and Open takes any persist.Persister with Options.
+//
+// With a persister, a write is handed to it (as a persist.Batch) before it
+// is published, and is published only once the persister says it is
+// durable (for filelog's default policy, once it is on stable storage;
+// concurrent writers share one sync). Readers and watchers therefore never
+// see a write that a crash could take back. Commit makes everything before
+// it durable whatever the policy; Restore rebuilds the state from the
+// persister, as a restart does; Close commits and closes the persister.
+// If the persister fails, the store stops taking writes (fail-stop, see
+// Err and ErrStopped) and keeps serving reads of what was durable; opening
+// it again recovers.
+//
 // # Layout
 //
 // The store keeps two structures, both shared between the single writer and

@@ -127,9 +127,18 @@ func checkPut(key, value []byte) error {
 // putLocked appends a put of key at (rev, sub) to the writer's index and
 // returns the change. mu is held.
 func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
+	if len(value) > 0 {
+		value = bytes.Clone(value)
+	}
+	return s.putOwnedLocked(key, value, lease, rev, sub)
+}
+
+// putOwnedLocked is putLocked for a value the store may keep as it is (a
+// loader's, freshly read). mu is held.
+func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change {
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
 	if len(value) > 0 {
-		v.value = bytes.Clone(value)
+		v.value = value
 	}
 	var hint btree.PathHint
 	rec := lookupHint(s.w.keys, key, &hint)

@@ -29,6 +29,7 @@ type Reader struct {
 	pos    int    // next unread byte of body
 	end    bool   // the end mark was read: no more blocks
 
+	e       Entry // returned by Next
 	sum     *xxhash.Digest
 	counts  Counts // as read
 	trailer Counts
@@ -95,9 +96,10 @@ func (sr *Reader) readFull(b []byte, what string) error {
 }
 
 // Next returns the next entry and whether it is an event (else a base
-// entry). The entry and its slices are new: the caller may keep them. At
-// the end of a stream whose trailer and checksums hold, Next returns
-// io.EOF; any damage is an error wrapping ErrCorrupt.
+// entry). The Entry is reused by the next call, but its Key and Value are
+// new each time: the caller may keep them. At the end of a stream whose
+// trailer and checksums hold, Next returns io.EOF; any damage is an error
+// wrapping ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
 	if sr.err != nil {
 		return nil, false, sr.err
@@ -268,7 +270,8 @@ func (sr *Reader) entry() (*Entry, error) {
 	if flags > 1 {
 		return nil, sr.bodyCorrupt("bad entry flags %#x", flags)
 	}
-	e := &Entry{Delete: flags == 1}
+	e := &sr.e
+	*e = Entry{Delete: flags == 1}
 	if e.Key, err = sr.bytes(kv.MaxKeySize); err != nil {
 		return nil, err
 	}
