@@ -59,6 +59,11 @@ type Options struct {
 	// trigger off.
 	SnapshotRevs  int64
 	SnapshotBytes int64
+	// ReadOnly opens the directory to read it only: Recover changes no
+	// file (a torn tail is skipped, not cut), no goroutine runs, and
+	// Append fails with ErrReadOnly (so an engine on it stops at its first
+	// write). Tools that inspect a directory use it.
+	ReadOnly bool
 	// Logger receives debug records and reports of damage recovered from;
 	// nil means no logging.
 	Logger *slog.Logger
@@ -90,6 +95,8 @@ func (o Options) withDefaults() Options {
 var (
 	// ErrClosed: the Log was closed.
 	ErrClosed = errors.New("revkv/filelog: closed")
+	// ErrReadOnly: a write to a Log opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("revkv/filelog: opened read-only")
 	// ErrLocked: another Log (in this or another process) has the
 	// directory open. It wraps persist.ErrLocked.
 	ErrLocked = fmt.Errorf("revkv/filelog: directory in use: %w", persist.ErrLocked)
@@ -189,6 +196,8 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 		return 0, l.err
 	case l.closing || !l.running:
 		return 0, ErrClosed
+	case l.opts.ReadOnly:
+		return 0, ErrReadOnly
 	}
 	l.queue = appendBatch(l.queue, b)
 	l.queueMeta.add(b)
@@ -225,6 +234,9 @@ func (l *Log) Sync() error {
 	if !l.running {
 		return ErrClosed
 	}
+	if l.opts.ReadOnly {
+		return nil // nothing was written
+	}
 	want := l.appended
 	l.syncWant = max(l.syncWant, want)
 	select {
@@ -258,7 +270,7 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 
 	var err error
-	if running {
+	if running && !l.opts.ReadOnly {
 		close(l.stop)
 		l.wg.Wait()
 		l.mu.Lock()

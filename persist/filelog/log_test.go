@@ -310,3 +310,90 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatalf("%d goroutines after Close, %d before", after, before)
 	}
 }
+
+// TestReadOnly: a read-only open changes no file, not even a torn tail,
+// serves reads, and refuses writes.
+func TestReadOnly(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	s, err := openStore(fs, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]byte("a"), []byte("1"))
+	s.Close()
+	names, _ := fs.List("db")
+	seg := "db/" + names[0]
+	f, _ := fs.OpenReadWrite(seg)
+	size, _ := f.Size()
+	f.Truncate(size - 3) // a torn tail
+	f.Close()
+	image := fs.Clone()
+
+	s, err = openStore(fs, filelog.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kvs, _, _ := s.Range([]byte("a"), nil, 0, 0); len(kvs) != 0 {
+		t.Fatalf("torn write served: %v", kvs)
+	}
+	if _, err := s.Put([]byte("b"), nil); !errors.Is(err, filelog.ErrReadOnly) || !errors.Is(err, engine.ErrStopped) {
+		t.Fatalf("write to a read-only store: %v", err)
+	}
+	s.Close()
+	after, _ := fs.List("db")
+	if fmt.Sprint(after) != fmt.Sprint(names) {
+		t.Fatalf("read-only open changed the directory: %v, was %v", after, names)
+	}
+	for _, n := range names {
+		a, _ := readFile(fs, "db/"+n)
+		b, _ := readFile(image, "db/"+n)
+		if a != b {
+			t.Fatalf("read-only open changed %s", n)
+		}
+	}
+}
+
+func readFile(fs *memfs.FS, name string) (string, error) {
+	f, err := fs.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	size, _ := f.Size()
+	b := make([]byte, size)
+	_, err = f.ReadAt(b, 0)
+	return string(b), err
+}
+
+// TestOpenWithoutWritesAddsNoFile: a segment holding only its header is
+// reused, so opening and closing a store again and again leaves one
+// segment.
+func TestOpenWithoutWritesAddsNoFile(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	s, err := openStore(fs, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]byte("a"), nil)
+	s.Close()
+	var first []string
+	for i := range 5 {
+		s, err := openStore(fs, filelog.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Rev() != 2 {
+			t.Fatalf("open %d: revision %d", i, s.Rev())
+		}
+		s.Close()
+		names, _ := fs.List("db")
+		if i == 0 {
+			first = names
+		} else if fmt.Sprint(names) != fmt.Sprint(first) {
+			t.Fatalf("open %d: %v, after the first reopen %v", i, names, first)
+		}
+	}
+	if len(first) != 2 { // the segment with the put, the empty one
+		t.Fatalf("files: %v", first)
+	}
+}

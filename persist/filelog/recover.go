@@ -27,6 +27,8 @@ func (l *Log) Recover(t persist.Target) error {
 	if closing {
 		return ErrClosed
 	}
+	// mutate: this Recover may change files (the first, read-write one).
+	mutate := first && !l.opts.ReadOnly
 	l.filesMu.Lock()
 	defer l.filesMu.Unlock()
 
@@ -34,7 +36,7 @@ func (l *Log) Recover(t persist.Target) error {
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	if first {
+	if mutate {
 		for _, name := range ls.tmps {
 			if err := l.fs.Remove(path.Join(l.dir, name)); err != nil {
 				return fmt.Errorf("revkv/filelog: %w", err)
@@ -70,6 +72,7 @@ func (l *Log) Recover(t persist.Target) error {
 	}
 
 	segs := make([]segInfo, 0, len(ls.segs)+1)
+	var reuse uint64
 	rev := int64(0)
 	if loaded != nil {
 		rev = loaded.rev
@@ -85,14 +88,21 @@ func (l *Log) Recover(t persist.Target) error {
 			}
 			return err
 		}
-		if res.torn {
+		switch {
+		case !mutate:
+		case res.torn:
 			if err := l.cutTail(num, res.end); err != nil {
 				return err
 			}
 			if res.end == 0 {
 				continue // not even its header was written: gone
 			}
-		} else if last && first {
+		case last && res.frames == 0:
+			// Only a header: reused as the segment to write next, so that
+			// opening without writing leaves no new file behind.
+			reuse = num
+			continue
+		case last:
 			// What was read may never have been synced (a failed sync
 			// before this Open): make it durable before writing after it.
 			if err := l.syncSegment(num); err != nil {
@@ -109,8 +119,17 @@ func (l *Log) Recover(t persist.Target) error {
 	l.files = fileSet{segs: segs, snaps: good}
 	l.target = t
 	l.lastRev = rev
+	if l.opts.ReadOnly {
+		l.mu.Lock()
+		l.running = true
+		l.mu.Unlock()
+		return nil
+	}
 	next := uint64(1)
-	if len(ls.segs) > 0 {
+	switch {
+	case reuse > 0:
+		next = reuse
+	case len(ls.segs) > 0:
 		next = ls.segs[len(ls.segs)-1] + 1
 	}
 	l.filesMu.Unlock()

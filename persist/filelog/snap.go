@@ -67,6 +67,10 @@ func (l *Log) WriteSnapshot() error {
 		l.mu.Unlock()
 		return ErrClosed
 	}
+	if l.opts.ReadOnly {
+		l.mu.Unlock()
+		return ErrReadOnly
+	}
 	for l.snapping {
 		l.cond.Wait()
 	}
