@@ -160,12 +160,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("revkv/filelog: %w", err)
 	}
-	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
+	lock, err := lockDir(fsys, dir)
 	if err != nil {
-		if errors.Is(err, persist.ErrLocked) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("revkv/filelog: lock %s: %w", dir, err)
+		return nil, err
 	}
 	l := &Log{
 		opts: opts, fs: fsys, dir: dir, lock: lock, log: opts.Logger,

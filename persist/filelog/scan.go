@@ -33,8 +33,11 @@ type scanResult struct {
 	// after it are a torn tail (only in the last segment).
 	end  int64
 	torn bool
-	// batches and frames read.
+	// batches and frames read, and the raw (uncompressed) bytes of the
+	// frames.
 	batches, frames int
+	raw             int64
+	firstRev        int64 // of the first batch; 0 if none
 }
 
 // maxGroup bounds the raw bytes of one group: the flusher takes at most
@@ -150,6 +153,7 @@ func scanSegment(fsys persist.FS, dir string, num uint64, last bool, fn func(b *
 			buf = raw
 		}
 		res.frames++
+		res.raw += int64(h.raw)
 		off += frameHdrSize + int64(h.stored)
 		if len(group)+len(raw) > maxGroup {
 			return res, damage(groupStart, "group of more than %d bytes", maxGroup)
@@ -169,6 +173,9 @@ func scanSegment(fsys persist.FS, dir string, num uint64, last bool, fn func(b *
 			}
 			if err := fn(b, groupStart); err != nil {
 				return res, fmt.Errorf("revkv/filelog: %s at offset %d: %w", name, groupStart, err)
+			}
+			if res.batches == 0 {
+				res.firstRev = b.Rev
 			}
 			res.cover.add(b)
 			res.batches++

@@ -1,0 +1,150 @@
+package filelog
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/snapshot"
+)
+
+// File describes one file of a log directory, as Inspect found it.
+type File struct {
+	Name string // in the directory
+	Size int64
+	// Segment is set for a log segment, Snapshot for a snapshot.
+	Segment  *SegmentInfo
+	Snapshot *snapshot.Status
+	// Err is the damage found, if any: a *DamageError or a snapshot error,
+	// both wrapping ErrCorrupt (or snapshot.ErrVersion).
+	Err error
+}
+
+// SegmentInfo describes a log segment.
+type SegmentInfo struct {
+	Number    uint64
+	Frames    int
+	Batches   int
+	RawBytes  int64 // the frames' bytes before compression
+	FirstRev  int64 // revision of the first batch (0: none)
+	LastRev   int64 // the highest revision a batch reached
+	TornAt    int64 // offset where a torn tail starts (last segment only); -1 if none
+	Compacted int64 // the highest compaction in the segment, 0 if none
+}
+
+// Inspect reads every segment and snapshot of the log directory dir,
+// checking every checksum, and describes each file, in name order (the
+// segments, then the snapshots). It takes the directory's lock while it
+// reads (ErrLocked if a store has it open) and changes nothing. Damage is
+// reported per file in File.Err; the error is for what stopped the whole
+// inspection (no such directory, an I/O error, the lock).
+func Inspect(fsys persist.FS, dir string) ([]File, error) {
+	if fsys == nil {
+		fsys = persist.OS
+	}
+	lock, err := lockDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	var files []File
+	for i, num := range ls.segs {
+		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
+		res, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(*persist.Batch, int64) error { return nil })
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return files, err
+		}
+		f.Err = err
+		si := f.Segment
+		si.Frames, si.Batches, si.RawBytes, si.FirstRev = res.frames, res.batches, res.raw, res.firstRev
+		si.LastRev, si.Compacted = res.cover.rev, res.cover.compact
+		if res.torn {
+			si.TornAt = res.end
+		}
+		if f.Size, err = fileSize(fsys, path.Join(dir, f.Name)); err != nil {
+			return files, err
+		}
+		files = append(files, f)
+	}
+	for _, num := range ls.snaps {
+		f := File{Name: snapFile(num)}
+		name := path.Join(dir, f.Name)
+		r, err := fsys.Open(name)
+		if err != nil {
+			return files, fmt.Errorf("revkv/filelog: %w", err)
+		}
+		st, err := snapshot.ReadStatus(bufio.NewReaderSize(r, 1<<20))
+		r.Close()
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+				return files, fmt.Errorf("revkv/filelog: %s: %w", name, err)
+			}
+			f.Err = fmt.Errorf("%s: %w", name, err)
+		} else {
+			f.Snapshot = &st
+		}
+		if f.Size, err = fileSize(fsys, name); err != nil {
+			return files, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func fileSize(fsys persist.FS, name string) (int64, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	defer f.Close()
+	return f.Size()
+}
+
+// Dump calls fn for each batch of each segment of the log directory dir,
+// in order, with the segment's name and the offset of the frame group the
+// batch is in, until fn returns an error. It takes the directory's lock
+// and changes nothing; damage ends it with a *DamageError. The batch's
+// slices are valid only during the call.
+func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persist.Batch) error) error {
+	if fsys == nil {
+		fsys = persist.OS
+	}
+	lock, err := lockDir(fsys, dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	for i, num := range ls.segs {
+		name := segFile(num)
+		_, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(b *persist.Batch, off int64) error {
+			return fn(name, off, b)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockDir takes the lock of the log directory dir.
+func lockDir(fsys persist.FS, dir string) (io.Closer, error) {
+	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
+	if errors.Is(err, persist.ErrLocked) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("revkv/filelog: lock %s: %w", dir, err)
+	}
+	return lock, nil
+}
