@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"path"
+
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/snapshot"
 )
 
 // maybeSnapshot wakes the snapshotter when enough log was written since
@@ -163,5 +166,56 @@ func (l *Log) retainLocked() error {
 	}
 	// Removals need no sync to be safe: a file that comes back after a
 	// crash is older than what replaced it, and replay skips it.
+	return nil
+}
+
+// FromSnapshot makes a new log directory dir (which must not exist, or be
+// empty) whose state is the snapshot read from r: Open on it then recovers
+// that state, and writes go on from its revision. The snapshot is checked
+// whole (every checksum) before it is put in place; a damaged one is an
+// error wrapping ErrCorrupt and leaves no store behind.
+func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
+	if fsys == nil {
+		fsys = persist.OS
+	}
+	if err := fsys.MkdirAll(dir); err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	lock, err := lockDir(fsys, dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	if len(ls.segs)+len(ls.snaps) > 0 {
+		return fmt.Errorf("revkv/filelog: %s already holds a store", dir)
+	}
+	name := path.Join(dir, snapFile(1))
+	tmp := name + tmpSuffix
+	f, err := fsys.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		_, err = snapshot.ReadStatus(io.NewSectionReader(f, 0, 1<<62))
+	}
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = fsys.Rename(tmp, name)
+	}
+	if err == nil {
+		err = fsys.SyncDir(dir)
+	}
+	if err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("revkv/filelog: snapshot for %s: %w", dir, err)
+	}
 	return nil
 }
