@@ -205,7 +205,7 @@ func runBench(ctx context.Context, e *env, g *global, b benchConfig, stderr io.W
 		"seconds": elapsed.Seconds(), "revision": s.Rev(),
 		"writes": writes.Load(), "writes_per_sec": float64(writes.Load()) / elapsed.Seconds(),
 		"reads": reads.Load(), "reads_per_sec": float64(reads.Load()) / elapsed.Seconds(),
-		"events": events.Load(),
+		"events":       events.Load(),
 		"write_p50_us": us(percentile(wlat, .5)), "write_p99_us": us(percentile(wlat, .99)), "write_p999_us": us(percentile(wlat, .999)),
 		"read_p50_us": us(percentile(rlat, .5)), "read_p99_us": us(percentile(rlat, .99)), "read_p999_us": us(percentile(rlat, .999)),
 	}

@@ -210,7 +210,9 @@ func TestWatchCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedBuffer
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"watch", "--dir", dir, "a/", "--prefix", "--from", "1"}, strings.NewReader(""), &out, &out) }()
+	go func() {
+		done <- run(ctx, []string{"watch", "--dir", dir, "a/", "--prefix", "--from", "1"}, strings.NewReader(""), &out, &out)
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.Count(out.String(), "\n") < 3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
