@@ -133,6 +133,11 @@ func TestScriptForms(t *testing.T) {
 			t.Errorf("revkv %v: exit %d, %q; want a usage error", args, code, errOut)
 		}
 	}
+	for _, args := range [][]string{{"--help"}, {"help"}, {"get", "-h"}} {
+		if code, out, _ := cli(t, "", args...); code != 0 || !strings.Contains(out, "directory tools:") {
+			t.Errorf("revkv %v: exit %d, %q", args, code, out)
+		}
+	}
 	if code, _, errOut := cli(t, "", "get", "--dir", filepath.Join(dir, "nothing"), "k"); code != 1 || !strings.Contains(errOut, "no store") {
 		t.Errorf("get on a missing directory: %d %q", code, errOut)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,12 @@ func dirCommand(ctx context.Context, name string, g *global, args []string, stdi
 		b.register(fs)
 	}
 	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) && name == "bench" {
+		fmt.Fprintln(stdout, "usage: revkv bench [flags]: a load generator (in a temporary directory unless --dir or --mem)")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return nil
+	}
 	if err != nil {
 		return err
 	}
