@@ -2,6 +2,7 @@
 // commands for the same operations, and tools to inspect, check and
 // measure a data directory.
 //
+//	revkv demo                           a short tour on a temporary store
 //	revkv [--dir D | --mem]              shell (reads commands from stdin)
 //	revkv put [--dir D] KEY VALUE        one command, then exit
 //	revkv get [--dir D] KEY [--prefix] [--rev R] [--limit N] [--keys-only] [--count]
@@ -85,6 +86,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	switch name {
 	case "help", "-h", "--help":
 		return help(stdout)
+	case "demo":
+		return demo(ctx, stdout, stderr)
 	case "stat", "verify", "dump", "snapshot", "bench":
 		return dirCommand(ctx, name, g, rest, stdin, stdout, stderr)
 	}
@@ -111,6 +114,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 func help(w io.Writer) error {
 	fmt.Fprint(w, `revkv: an MVCC key-value store (https://github.com/revkv/revkv)
 
+  revkv demo                         a short tour on a temporary store
   revkv [--dir D | --mem]            an interactive shell (or commands piped on stdin)
   revkv COMMAND [--dir D | --mem] ARGS [-o json]
 

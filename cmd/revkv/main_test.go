@@ -266,3 +266,14 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestDemo: the README's first command runs and shows the store surviving
+// a reopen.
+func TestDemo(t *testing.T) {
+	out := mustCLI(t, "", "demo")
+	for _, want := range []string{"greeting\thello\n", "watch 1: PUT greeting=hi", "error: revision 2, compacted 3", "recovered at revision 4", "visits\t1\n"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
