@@ -105,3 +105,24 @@ func ExampleLoad() {
 	fmt.Println(restored.Rev(), h1 == h2)
 	// Output: 2 true
 }
+
+// ig is the index of the consensus-log entry being applied.
+type ig struct{ index uint64 }
+
+func (g *ig) ConsistentIndex() uint64 { return g.index }
+
+// Under a consensus log, each write records the log index it applies, and
+// an entry applied before (replayed after a restart) is skipped.
+func ExampleOptions_consistentIndex() {
+	entry := &ig{}
+	s := engine.NewMemory(engine.Options{ConsistentIndex: entry})
+	defer s.Close()
+
+	entry.index = 1
+	s.Put([]byte("k"), []byte("from entry 1"))
+	entry.index = 1 // the same entry again
+	rev, _ := s.Put([]byte("k"), []byte("replayed"))
+	kvs, _, _ := s.Range([]byte("k"), nil, 0, 0)
+	fmt.Printf("%s at revision %d, index %d\n", kvs[0].Value, rev, s.ConsistentIndex())
+	// Output: from entry 1 at revision 2, index 1
+}
