@@ -28,6 +28,7 @@ const (
 	SyncNone
 )
 
+// String returns the policy's name: always, interval or none.
 func (p SyncPolicy) String() string {
 	switch p {
 	case SyncAlways:

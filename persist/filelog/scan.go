@@ -19,6 +19,7 @@ type DamageError struct {
 	Err    error // what is wrong
 }
 
+// Error names the file, the offset and the damage.
 func (e *DamageError) Error() string {
 	return fmt.Sprintf("revkv/filelog: %s at offset %d: %v", e.File, e.Offset, e.Err)
 }
