@@ -66,7 +66,8 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 	}
 	oldIndex := s.w.cindex
 	if s.checkIndexLocked() {
-		return s.w.rev, s.unlockAndWait() // already applied: nothing changes
+		rev = s.w.rev                 // read before the unlock
+		return rev, s.unlockAndWait() // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
 	c := s.putLocked(key, value, lease, rev, 0)
@@ -94,7 +95,8 @@ func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 	}
 	oldIndex := s.w.cindex
 	if s.checkIndexLocked() {
-		return 0, s.w.rev, s.unlockAndWait() // already applied: nothing changes
+		rev = s.w.rev                    // read before the unlock
+		return 0, rev, s.unlockAndWait() // already applied: nothing changes
 	}
 	rev = s.w.rev + 1
 	cs, err := s.deleteLocked(key, end, rev, 0, MaxBatchSize)
@@ -107,7 +109,8 @@ func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 		return 0, 0, err
 	}
 	if len(cs) == 0 {
-		return 0, s.w.rev, s.unlockAndWait()
+		rev = s.w.rev // read before the unlock
+		return 0, rev, s.unlockAndWait()
 	}
 	return int64(len(cs)), rev, s.unlockAndWait()
 }
