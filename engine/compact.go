@@ -51,7 +51,7 @@ func (s *Store) Compact(rev int64) error {
 		s.mu.Unlock()
 		return fmt.Errorf("compact to %d, current %d: %w", rev, cur, ErrFutureRev)
 	}
-	if err := s.logLocked(&persist.Batch{Rev: s.w.rev, Index: s.w.cindex, Compact: rev}); err != nil {
+	if err := s.logLocked(&persist.Batch{Rev: s.w.rev, Index: s.w.cindex, Compaction: true, Compact: rev}); err != nil {
 		s.mu.Unlock()
 		return err
 	}

@@ -268,8 +268,8 @@ func (t target) Apply(b *persist.Batch) error {
 		w.cindex = max(w.cindex, b.Index)
 	case b.Rev != w.rev:
 		return fmt.Errorf("batch at revision %d after revision %d: %w", b.Rev, w.rev, ErrCorrupt)
-	case b.Compact > 0:
-		if b.Compact > w.rev {
+	case b.Compaction:
+		if b.Compact > w.rev || b.Compact < 0 {
 			return fmt.Errorf("compaction to %d at revision %d: %w", b.Compact, w.rev, ErrCorrupt)
 		}
 		w.compactRev = b.Compact

@@ -78,7 +78,7 @@ func TestBatches(t *testing.T) {
 	want := []persist.Batch{
 		{Rev: 2, Changes: []persist.Change{{Key: b("a"), Value: b("1")}}},
 		{Rev: 3, Changes: []persist.Change{{Key: b("b"), Value: b("2"), Lease: 7}, {Key: b("a"), Delete: true}}},
-		{Rev: 3, Compact: 2},
+		{Rev: 3, Compaction: true, Compact: 2},
 	}
 	if got, w := fmt.Sprintf("%+v", f.batches), fmt.Sprintf("%+v", want); got != w {
 		t.Fatalf("batches\n got %s\nwant %s", got, w)
@@ -224,8 +224,9 @@ func TestApplyChecks(t *testing.T) {
 		{"gap", []persist.Batch{put(5, "c")}, ErrCorrupt, 0},
 		{"delete of a dead key", []persist.Batch{{Rev: 4, Changes: []persist.Change{{Key: b("zz"), Delete: true}}}}, ErrCorrupt, 0},
 		{"empty key", []persist.Batch{put(4, "")}, ErrCorrupt, 0},
-		{"compaction past the revision", []persist.Batch{{Rev: 3, Compact: 9}}, ErrCorrupt, 0},
-		{"compaction", []persist.Batch{{Rev: 3, Compact: 3}}, nil, 3},
+		{"compaction past the revision", []persist.Batch{{Rev: 3, Compaction: true, Compact: 9}}, ErrCorrupt, 0},
+		{"compaction", []persist.Batch{{Rev: 3, Compaction: true, Compact: 3}}, nil, 3},
+		{"compaction to 0", []persist.Batch{{Rev: 3, Compaction: true, Compact: 0}}, nil, 3},
 		{"index at another revision", []persist.Batch{{Rev: 2, Index: 9}}, ErrCorrupt, 0},
 	}
 	for _, tt := range tests {

@@ -76,9 +76,10 @@ type Batch struct {
 	// persister may keep them until it has written them, but not modify
 	// them.
 	Changes []Change
-	// Compact, if positive, makes this a compaction to that revision (and
-	// Changes is empty).
-	Compact int64
+	// Compaction makes this a compaction to revision Compact (which may be
+	// 0: a new store's compacted revision is -1); Changes is then empty.
+	Compaction bool
+	Compact    int64
 }
 
 // Covered reports whether a state with revision rev, compacted revision
@@ -89,7 +90,7 @@ func (b *Batch) Covered(rev, compactRev int64, index uint64) bool {
 	switch {
 	case len(b.Changes) > 0:
 		return b.Rev <= rev
-	case b.Compact > 0:
+	case b.Compaction:
 		return b.Compact <= compactRev
 	default:
 		return b.Index <= index

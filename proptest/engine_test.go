@@ -7,6 +7,8 @@ import (
 
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/persist/memfs"
 	"github.com/revkv/revkv/proptest"
 )
 
@@ -71,3 +73,17 @@ func TestEngine(t *testing.T) {
 
 // rapidChecks is the -rapid.checks value in force.
 func rapidChecks() string { return flag.Lookup("rapid.checks").Value.String() }
+
+// TestEngineOnFilelog holds the engine persisted by filelog (on memfs,
+// with tiny segments and a snapshot every 3 revisions) to the model.
+func TestEngineOnFilelog(t *testing.T) {
+	st := proptest.Check(t, func() (proptest.KV, error) {
+		l, err := filelog.Open("db", filelog.Options{FS: memfs.New(memfs.Options{}), SegmentSize: 300, SnapshotRevs: 3})
+		if err != nil {
+			return nil, err
+		}
+		s, err := engine.Open(l, engine.Options{})
+		return store{s}, err
+	})
+	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
+}

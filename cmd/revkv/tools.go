@@ -211,7 +211,7 @@ func dump(e *env, dir string) error {
 	return filelog.Dump(persist.OS, dir, func(file string, off int64, b *persist.Batch) error {
 		kind := "changes"
 		switch {
-		case b.Compact > 0:
+		case b.Compaction:
 			kind = "compact"
 		case len(b.Changes) == 0:
 			kind = "index"

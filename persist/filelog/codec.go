@@ -145,7 +145,7 @@ func appendBatch(dst []byte, b *persist.Batch) []byte {
 	switch {
 	case len(b.Changes) > 0:
 		dst = append(dst, kindChanges)
-	case b.Compact > 0:
+	case b.Compaction:
 		dst = append(dst, kindCompact)
 	default:
 		dst = append(dst, kindIndex)
@@ -170,7 +170,7 @@ func appendBatch(dst []byte, b *persist.Batch) []byte {
 				dst = append(dst, c.Value...)
 			}
 		}
-	case b.Compact > 0:
+	case b.Compaction:
 		dst = binary.AppendVarint(dst, b.Compact)
 	}
 	return dst
@@ -246,10 +246,11 @@ func (d *batchDecoder) next() (*persist.Batch, error) {
 	case kindIndex:
 		return b, nil
 	case kindCompact:
+		b.Compaction = true
 		if b.Compact, err = d.varint(); err != nil {
 			return nil, err
 		}
-		if b.Compact < 1 || b.Compact > b.Rev {
+		if b.Compact < 0 || b.Compact > b.Rev {
 			return nil, fmt.Errorf("compaction to %d at revision %d", b.Compact, b.Rev)
 		}
 		return b, nil

@@ -15,7 +15,7 @@ func sampleBatches() []persist.Batch {
 		{Rev: 2, Index: 1, Changes: []persist.Change{{Key: []byte("a"), Value: []byte("1"), Lease: 5}}},
 		{Rev: 3, Changes: []persist.Change{{Key: []byte("b"), Value: nil}, {Key: []byte("a"), Delete: true}}},
 		{Rev: 3, Index: 9},
-		{Rev: 3, Compact: 2},
+		{Rev: 3, Compaction: true, Compact: 0}, // 0 is a compaction too
 		{Rev: 4, Changes: []persist.Change{{Key: bytes.Repeat([]byte("k"), 300), Value: bytes.Repeat([]byte("v"), 3*FrameSize/2)}}},
 	}
 }
@@ -85,7 +85,7 @@ func TestScanSegment(t *testing.T) {
 	if err != nil || res.torn || len(got) != 5 || res.end != int64(len(data)) || res.frames < 2 {
 		t.Fatalf("whole segment: %+v, %d batches, %v", res, len(got), err)
 	}
-	if res.cover != (coverage{rev: 4, compact: 2, index: 9}) {
+	if res.cover != (coverage{rev: 4, compact: 0, compacted: true, index: 9}) {
 		t.Fatalf("coverage %+v", res.cover)
 	}
 

@@ -12,28 +12,33 @@ import (
 // reaches: a state at or past all three holds them all (see
 // persist.Batch.Covered).
 type coverage struct {
-	rev     int64
-	compact int64
-	index   uint64
+	rev       int64
+	compact   int64 // meaningful only if compacted
+	compacted bool  // the run holds a compaction
+	index     uint64
 }
 
 func (c *coverage) add(b *persist.Batch) {
 	c.rev = max(c.rev, b.Rev)
-	c.compact = max(c.compact, b.Compact)
+	if b.Compaction {
+		c.compact = max(c.compact, b.Compact)
+		c.compacted = true
+	}
 	c.index = max(c.index, b.Index)
 }
 
 func (c *coverage) merge(o coverage) {
 	c.rev = max(c.rev, o.rev)
-	c.compact = max(c.compact, o.compact)
+	if o.compacted {
+		c.compact = max(c.compact, o.compact)
+		c.compacted = true
+	}
 	c.index = max(c.index, o.index)
 }
 
 // coveredBy reports whether a snapshot's state holds every batch c covers.
 func (c coverage) coveredBy(s snapInfo) bool {
-	// compact 0: no compaction in the run (a store never compacted has
-	// compacted revision -1).
-	return c.rev <= s.rev && (c.compact == 0 || c.compact <= s.compact) && c.index <= s.index
+	return c.rev <= s.rev && (!c.compacted || c.compact <= s.compact) && c.index <= s.index
 }
 
 type segInfo struct {

@@ -32,7 +32,7 @@ type SegmentInfo struct {
 	FirstRev  int64 // revision of the first batch (0: none)
 	LastRev   int64 // the highest revision a batch reached
 	TornAt    int64 // offset where a torn tail starts (last segment only); -1 if none
-	Compacted int64 // the highest compaction in the segment, 0 if none
+	Compacted int64 // the highest compaction in the segment, -1 if none
 }
 
 // Inspect reads every segment and snapshot of the log directory dir,
@@ -64,7 +64,10 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		f.Err = err
 		si := f.Segment
 		si.Frames, si.Batches, si.RawBytes, si.FirstRev = res.frames, res.batches, res.raw, res.firstRev
-		si.LastRev, si.Compacted = res.cover.rev, res.cover.compact
+		si.LastRev, si.Compacted = res.cover.rev, -1
+		if res.cover.compacted {
+			si.Compacted = res.cover.compact
+		}
 		if res.torn {
 			si.TornAt = res.end
 		}
