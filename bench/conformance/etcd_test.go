@@ -107,8 +107,10 @@ type pair struct {
 }
 
 func newPair(t *rapid.T, dir string) *pair {
-	b := backend.NewDefaultBackend(zap.NewNop(), filepath.Join(dir, "etcd.db"))
-	p := &pair{b: b, etcd: mvcc.New(zap.NewNop(), b, &lease.FakeLessor{}, mvcc.StoreConfig{}),
+	// etcd logs its fatal errors and exits: show them.
+	lg := zap.NewExample(zap.IncreaseLevel(zap.ErrorLevel))
+	b := backend.NewDefaultBackend(lg, filepath.Join(dir, "etcd.db"))
+	p := &pair{b: b, etcd: mvcc.New(lg, b, &lease.FakeLessor{}, mvcc.StoreConfig{}),
 		mine: watch.New(engine.NewMemory(engine.Options{}), watch.Options{}), watches: map[int64]*watchPair{}}
 	p.ews = p.etcd.NewWatchStream()
 	p.w = p.mine.NewWatcher()

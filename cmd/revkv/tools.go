@@ -38,31 +38,17 @@ func dirCommand(ctx context.Context, name string, g *global, args []string, stdi
 		return err
 	}
 	e := &env{out: stdout, json: g.output == "json", args: pos}
-	one := func(what string) (string, error) {
-		if len(pos) != 1 {
-			return "", fmt.Errorf("%w: %s %s", errUsage, name, what)
-		}
-		return pos[0], nil
+	dirTools := map[string]func(dir string) error{
+		"stat":   func(dir string) error { return stat(e, dir) },
+		"verify": func(dir string) error { return verify(e, dir, stderr) },
+		"dump":   func(dir string) error { return dump(e, dir) },
 	}
 	switch name {
-	case "stat":
-		dir, err := one("DIR")
-		if err != nil {
-			return err
+	case "stat", "verify", "dump":
+		if len(pos) != 1 {
+			return fmt.Errorf("%w: %s DIR", errUsage, name)
 		}
-		return stat(e, dir)
-	case "verify":
-		dir, err := one("DIR")
-		if err != nil {
-			return err
-		}
-		return verify(e, dir, stderr)
-	case "dump":
-		dir, err := one("DIR")
-		if err != nil {
-			return err
-		}
-		return dump(e, dir)
+		return dirTools[name](pos[0])
 	case "snapshot":
 		if len(pos) != 2 {
 			return fmt.Errorf("%w: snapshot save FILE | status FILE | restore FILE --dir D", errUsage)

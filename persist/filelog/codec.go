@@ -195,15 +195,8 @@ func (d *batchDecoder) uvarint() (uint64, error) {
 }
 
 func (d *batchDecoder) varint() (int64, error) {
-	v, n := binary.Varint(d.b[d.off:])
-	switch {
-	case n == 0:
-		return 0, errShort
-	case n < 0:
-		return 0, errors.New("bad varint")
-	}
-	d.off += n
-	return v, nil
+	u, err := d.uvarint() // zig-zag, as binary.AppendVarint writes it
+	return int64(u>>1) ^ -int64(u&1), err
 }
 
 func (d *batchDecoder) bytes(limit int) ([]byte, error) {

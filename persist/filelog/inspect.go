@@ -45,15 +45,11 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	if fsys == nil {
 		fsys = persist.OS
 	}
-	lock, err := lockDir(fsys, dir)
+	lock, ls, err := lockAndList(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Close()
-	ls, err := list(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("revkv/filelog: %w", err)
-	}
 	var files []File
 	for i, num := range ls.segs {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
@@ -119,15 +115,11 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 	if fsys == nil {
 		fsys = persist.OS
 	}
-	lock, err := lockDir(fsys, dir)
+	lock, ls, err := lockAndList(fsys, dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	ls, err := list(fsys, dir)
-	if err != nil {
-		return fmt.Errorf("revkv/filelog: %w", err)
-	}
 	for i, num := range ls.segs {
 		name := segFile(num)
 		_, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(b *persist.Batch, off int64) error {
@@ -150,4 +142,18 @@ func lockDir(fsys persist.FS, dir string) (io.Closer, error) {
 		return nil, fmt.Errorf("revkv/filelog: lock %s: %w", dir, err)
 	}
 	return lock, nil
+}
+
+// lockAndList takes the lock of the log directory dir and lists its files.
+func lockAndList(fsys persist.FS, dir string) (io.Closer, listing, error) {
+	lock, err := lockDir(fsys, dir)
+	if err != nil {
+		return nil, listing{}, err
+	}
+	ls, err := list(fsys, dir)
+	if err != nil {
+		lock.Close()
+		return nil, listing{}, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	return lock, ls, nil
 }

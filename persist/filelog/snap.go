@@ -181,15 +181,11 @@ func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if err := fsys.MkdirAll(dir); err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	lock, err := lockDir(fsys, dir)
+	lock, ls, err := lockAndList(fsys, dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	ls, err := list(fsys, dir)
-	if err != nil {
-		return fmt.Errorf("revkv/filelog: %w", err)
-	}
 	if len(ls.segs)+len(ls.snaps) > 0 {
 		return fmt.Errorf("revkv/filelog: %s already holds a store", dir)
 	}
