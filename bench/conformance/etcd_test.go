@@ -104,6 +104,11 @@ type pair struct {
 	mineProgress atomic.Int64
 	// unsynced: watches were created since syncWatches last ran.
 	unsynced bool
+	// recreated are the revisions of txns that put a key after a delete:
+	// compacting at exactly such a revision makes etcd lose the key's
+	// value and exit on the next range (etcd issue 22376), so the test
+	// does not compact there.
+	recreated map[int64]bool
 }
 
 func newPair(t *rapid.T, dir string) *pair {
@@ -111,7 +116,8 @@ func newPair(t *rapid.T, dir string) *pair {
 	lg := zap.NewExample(zap.IncreaseLevel(zap.ErrorLevel))
 	b := backend.NewDefaultBackend(lg, filepath.Join(dir, "etcd.db"))
 	p := &pair{b: b, etcd: mvcc.New(lg, b, &lease.FakeLessor{}, mvcc.StoreConfig{}),
-		mine: watch.New(engine.NewMemory(engine.Options{}), watch.Options{}), watches: map[int64]*watchPair{}}
+		mine: watch.New(engine.NewMemory(engine.Options{}), watch.Options{}), watches: map[int64]*watchPair{},
+		recreated: map[int64]bool{}}
 	p.ews = p.etcd.NewWatchStream()
 	p.w = p.mine.NewWatcher()
 	p.done.Add(2)
@@ -288,7 +294,7 @@ func TestAgainstEtcd(t *testing.T) {
 					tw.End()
 					t.Fatal(err)
 				}
-				ended := false
+				ended, deleted, recreated := false, false, false
 				defer func() {
 					// A failed comparison leaves mid-txn: end both, or
 					// etcd's store stays locked and its Close hangs.
@@ -304,12 +310,14 @@ func TestAgainstEtcd(t *testing.T) {
 						v := []byte(rapid.StringN(0, 4, -1).Draw(t, "value"))
 						er := tw.Put(k, v, lease.NoLease)
 						mr, err := p.mine.TxnPut(id, k, v)
+						recreated = recreated || deleted
 						same(t, "txn put error", nil, err)
 						same(t, fmt.Sprintf("txn op %d put %q revision", i, k), er, mr)
 					case 1:
 						end := drawEnd(t, k)
 						en, er := tw.DeleteRange(k, end)
 						mn, mr, err := p.mine.TxnDeleteRange(id, k, end)
+						deleted = deleted || mn > 0
 						same(t, "txn delete error", nil, err)
 						same(t, fmt.Sprintf("txn op %d delete %q..%q", i, k, end), fmt.Sprint(en, er), fmt.Sprint(mn, mr))
 					case 2:
@@ -329,6 +337,9 @@ func TestAgainstEtcd(t *testing.T) {
 				ended = true
 				tw.End()
 				same(t, "txn end", nil, p.mine.TxnEnd(id))
+				if recreated {
+					p.recreated[p.mine.Rev()] = true
+				}
 			},
 			"compact": func(t *rapid.T) {
 				// A compaction that overtakes a watch still reading history
@@ -337,6 +348,10 @@ func TestAgainstEtcd(t *testing.T) {
 				// watches catch up first.
 				p.syncWatches(t)
 				rev := rapid.Int64Range(-1, p.mine.Rev()+2).Draw(t, "rev")
+				if p.recreated[rev] {
+					avoided++
+					return
+				}
 				done, eerr := p.etcd.Compact(traceutil.TODO(), rev)
 				if eerr == nil {
 					<-done
@@ -380,7 +395,7 @@ func TestAgainstEtcd(t *testing.T) {
 		p.checkWatches(rt)
 		total += p.ops
 	})
-	t.Logf("%d operations applied to both stores and compared; %d watches from a compacted revision met the documented divergence", total, supersededSeen)
+	t.Logf("%d operations applied to both stores and compared; %d watches from a compacted revision met the documented divergence; %d compactions avoided (etcd issue 22376)", total, supersededSeen, avoided)
 	if flag.Lookup("rapid.checks").Value.String() == "50" && total < minOps {
 		t.Errorf("compared %d operations, want at least %d", total, minOps)
 	}
@@ -452,6 +467,9 @@ func (p *pair) checkWatches(t *rapid.T) {
 		}
 	}
 }
+
+// avoided counts the compactions not made because etcd would crash.
+var avoided int
 
 // supersededSeen counts the runs where the divergence lastPerKeyAt hides
 // occurred.
