@@ -131,8 +131,9 @@ type Log struct {
 	stop     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 
-	// filesMu keeps the snapshotter's retention (which removes files)
-	// from running under a Recover reading them.
+	// gcMu keeps the snapshotter's removal of old files from running
+	// under a Recover reading them. It is taken before filesMu.
+	gcMu    sync.Mutex
 	filesMu sync.Mutex
 	files   fileSet // guarded by filesMu
 

@@ -29,6 +29,8 @@ func (l *Log) Recover(t persist.Target) error {
 	}
 	// mutate: this Recover may change files (the first, read-write one).
 	mutate := first && !l.opts.ReadOnly
+	l.gcMu.Lock()
+	defer l.gcMu.Unlock()
 	l.filesMu.Lock()
 	defer l.filesMu.Unlock()
 

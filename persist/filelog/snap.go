@@ -125,48 +125,55 @@ func (l *Log) WriteSnapshot() error {
 	}
 	l.log.Debug("revkv/filelog: snapshot written", "file", name, "rev", info.rev)
 
+	l.gcMu.Lock() // no Recover reads the files being removed
+	defer l.gcMu.Unlock()
 	l.filesMu.Lock()
-	defer l.filesMu.Unlock()
 	l.files.snaps = append(l.files.snaps, info)
-	return l.retainLocked()
+	garbage := l.retainLocked()
+	l.filesMu.Unlock()
+	// Removed outside filesMu, which the flusher takes after every write.
+	var errs []error
+	for _, name := range garbage {
+		if err := l.fs.Remove(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// What was not removed is found again, and skipped, at the next
+		// open; nothing depends on it being gone.
+		return fmt.Errorf("revkv/filelog: removing old files: %w", err)
+	}
+	return nil
 }
 
-// retainLocked removes the snapshots older than the two newest, and the
-// segments (but the current one) that the older of the two covers: if the
-// newest is found damaged at the next Open, the older one and the log
-// after it are still all there. filesMu is held.
-func (l *Log) retainLocked() error {
+// retainLocked drops from the file set the snapshots older than the two
+// newest, and the segments (but the current one) that the older of the two
+// covers, and returns their names for removal: if the newest is found
+// damaged at the next Open, the older one and the log after it are still
+// all there. Removals need no directory sync: a file that comes back after
+// a crash is older than what replaced it, and replay skips it. filesMu is
+// held.
+func (l *Log) retainLocked() (garbage []string) {
 	snaps := l.files.snaps
 	if len(snaps) < 2 {
 		return nil
 	}
 	base := snaps[len(snaps)-2]
-	var errs []error
 	for _, s := range snaps[:len(snaps)-2] {
-		if err := l.fs.Remove(path.Join(l.dir, snapFile(s.num))); err != nil {
-			errs = append(errs, err)
-		}
+		garbage = append(garbage, path.Join(l.dir, snapFile(s.num)))
 	}
 	l.files.snaps = append(snaps[:0], snaps[len(snaps)-2:]...)
 	segs := l.files.segs
 	kept := segs[:0]
 	for i, s := range segs {
 		if i < len(segs)-1 && s.cover.coveredBy(base) {
-			if err := l.fs.Remove(l.segName(s.num)); err != nil {
-				errs = append(errs, err)
-				kept = append(kept, s)
-			}
+			garbage = append(garbage, l.segName(s.num))
 			continue
 		}
 		kept = append(kept, s)
 	}
 	l.files.segs = kept
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("revkv/filelog: removing old files: %w", err)
-	}
-	// Removals need no sync to be safe: a file that comes back after a
-	// crash is older than what replaced it, and replay skips it.
-	return nil
+	return garbage
 }
 
 // FromSnapshot makes a new log directory dir (which must not exist, or be
