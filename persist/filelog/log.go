@@ -253,7 +253,8 @@ func (l *Log) Sync() error {
 
 // Close makes everything appended durable, stops the log's goroutines,
 // closes its files and releases the directory lock. A snapshot being
-// written is abandoned. It returns the error of that last sync, or the
+// written is abandoned (its WriteSnapshot returns an error), and Close
+// waits for that. It returns the error of that last sync, or the
 // log's earlier failure.
 func (l *Log) Close() error {
 	l.mu.Lock()
@@ -270,9 +271,12 @@ func (l *Log) Close() error {
 
 	var err error
 	if running && !l.opts.ReadOnly {
-		close(l.stop)
+		close(l.stop) // also aborts a snapshot being written
 		l.wg.Wait()
 		l.mu.Lock()
+		for l.snapping { // one a caller of WriteSnapshot started
+			l.cond.Wait()
+		}
 		if l.synced < want {
 			err = l.err
 			if err == nil {

@@ -460,3 +460,45 @@ func TestInspectAndDump(t *testing.T) {
 		t.Fatalf("Dump over damage: %v", err)
 	}
 }
+
+// TestCloseDuringSnapshot: Close abandons a snapshot being written by a
+// caller and returns only once it has stopped; the directory opens
+// whole.
+func TestCloseDuringSnapshot(t *testing.T) {
+	mem := memfs.New(memfs.Options{})
+	fs := &slowFS{FS: mem}
+	l, err := filelog.Open("db", filelog.Options{FS: fs, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		s.Put([]byte(fmt.Sprint(i)), make([]byte, 200))
+	}
+	want, _ := s.HashByRev(0)
+	done := make(chan error)
+	go func() { done <- l.WriteSnapshot() }()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Whether the snapshot finished, was abandoned, or had not started
+	// (then it fails with ErrClosed), nothing touches the directory after
+	// Close.
+	before, _ := mem.List("db")
+	<-done
+	after, _ := mem.List("db")
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("files changed after Close: %v, then %v", before, after)
+	}
+	s, err = openStore(mem, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _ := s.HashByRev(0); got != want {
+		t.Fatalf("after Close during a snapshot: %+v, want %+v", got, want)
+	}
+}
