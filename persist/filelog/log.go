@@ -125,6 +125,7 @@ type Log struct {
 	err       error    // sticky: the first write or sync failure
 	closing   bool
 	running   bool // the goroutines were started (Recover ran once)
+	flushed   bool // the flusher has exited: nothing more becomes durable
 
 	kick     chan struct{} // wakes the flusher
 	snapKick chan struct{} // wakes the snapshotter
@@ -217,20 +218,23 @@ func (l *Log) Wait(pos uint64) error {
 	if l.opts.Sync != SyncAlways {
 		return l.err
 	}
-	for l.err == nil && l.synced < pos {
+	for l.err == nil && l.synced < pos && !l.flushed {
 		l.cond.Wait()
 	}
-	if l.synced >= pos {
+	switch {
+	case l.synced >= pos:
 		return nil
+	case l.err != nil:
+		return l.err
 	}
-	return l.err
+	return ErrClosed
 }
 
 // Sync makes every batch appended so far durable, whatever the policy.
 func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.running {
+	if !l.running || l.closing {
 		return ErrClosed
 	}
 	if l.opts.ReadOnly {
@@ -242,13 +246,16 @@ func (l *Log) Sync() error {
 	case l.kick <- struct{}{}:
 	default:
 	}
-	for l.err == nil && l.synced < want {
+	for l.err == nil && l.synced < want && !l.flushed {
 		l.cond.Wait()
 	}
-	if l.synced >= want {
+	switch {
+	case l.synced >= want:
 		return nil
+	case l.err != nil:
+		return l.err
 	}
-	return l.err
+	return ErrClosed
 }
 
 // Close makes everything appended durable, stops the log's goroutines,
@@ -296,6 +303,12 @@ func (l *Log) Close() error {
 // segments.
 func (l *Log) flusher() {
 	defer l.wg.Done()
+	defer func() {
+		l.mu.Lock()
+		l.flushed = true
+		l.cond.Broadcast()
+		l.mu.Unlock()
+	}()
 	var tick <-chan time.Time
 	if l.opts.Sync == SyncInterval {
 		t := time.NewTicker(l.opts.SyncInterval)

@@ -502,3 +502,45 @@ func TestCloseDuringSnapshot(t *testing.T) {
 		t.Fatalf("after Close during a snapshot: %+v, want %+v", got, want)
 	}
 }
+
+// TestCallsAfterClose: Sync, Wait, Append and WriteSnapshot on a closed
+// Log return at once with an error.
+func TestCallsAfterClose(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	l, err := filelog.Open("db", filelog.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]byte("k"), nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.Sync(); !errors.Is(err, filelog.ErrClosed) {
+			t.Errorf("Sync after Close: %v", err)
+		}
+		if err := l.Wait(99); !errors.Is(err, filelog.ErrClosed) {
+			t.Errorf("Wait after Close: %v", err)
+		}
+		if _, err := l.Append(&persist.Batch{Rev: 3}); !errors.Is(err, filelog.ErrClosed) {
+			t.Errorf("Append after Close: %v", err)
+		}
+		if err := l.WriteSnapshot(); !errors.Is(err, filelog.ErrClosed) {
+			t.Errorf("WriteSnapshot after Close: %v", err)
+		}
+		if err := l.Close(); !errors.Is(err, filelog.ErrClosed) {
+			t.Errorf("second Close: %v", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a call on a closed Log hangs")
+	}
+}
