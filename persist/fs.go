@@ -32,7 +32,7 @@ type FS interface {
 	// Open opens an existing file for reading.
 	Open(name string) (File, error)
 	// OpenReadWrite opens an existing file for reading and writing, at
-	// offset 0 (to truncate a torn tail, for example).
+	// offset 0 (to truncate a torn tail, or Seek to its end and append).
 	OpenReadWrite(name string) (File, error)
 	// Rename replaces newname with oldname, atomically.
 	Rename(oldname, newname string) error
@@ -49,11 +49,12 @@ type FS interface {
 	Lock(name string) (io.Closer, error)
 }
 
-// File is an open file of an FS.
+// File is an open file of an FS. Read, Write and Seek share one offset.
 type File interface {
 	io.Reader
 	io.ReaderAt
 	io.Writer
+	io.Seeker
 	io.Closer
 	// Sync makes the file's data durable.
 	Sync() error

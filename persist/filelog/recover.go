@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 
 	"github.com/revkv/revkv/persist"
@@ -74,7 +75,8 @@ func (l *Log) Recover(t persist.Target) error {
 	}
 
 	segs := make([]segInfo, 0, len(ls.segs)+1)
-	var reuse uint64
+	var appendTo *segInfo // the last segment, if writes go on in it
+	var appendAt int64
 	rev := int64(0)
 	if loaded != nil {
 		rev = loaded.rev
@@ -99,17 +101,20 @@ func (l *Log) Recover(t persist.Target) error {
 			if res.end == 0 {
 				continue // not even its header was written: gone
 			}
-		case last && res.frames == 0:
-			// Only a header: reused as the segment to write next, so that
-			// opening without writing leaves no new file behind.
-			reuse = num
-			continue
 		case last:
 			// What was read may never have been synced (a failed sync
 			// before this Open): make it durable before writing after it.
 			if err := l.syncSegment(num); err != nil {
 				return err
 			}
+		}
+		if mutate && last && res.end < l.opts.SegmentSize {
+			// Writes go on at its end, so that opening a store to write
+			// a little does not leave a small segment behind each time.
+			appendTo = &segInfo{num: num, cover: res.cover}
+			appendAt = res.end
+			rev = max(rev, res.cover.rev)
+			continue
 		}
 		rev = max(rev, res.cover.rev)
 		segs = append(segs, segInfo{num: num, cover: res.cover})
@@ -127,15 +132,15 @@ func (l *Log) Recover(t persist.Target) error {
 		l.mu.Unlock()
 		return nil
 	}
-	next := uint64(1)
-	switch {
-	case reuse > 0:
-		next = reuse
-	case len(ls.segs) > 0:
-		next = ls.segs[len(ls.segs)-1] + 1
-	}
 	l.filesMu.Unlock()
-	err = l.newSegment(next)
+	switch {
+	case appendTo != nil:
+		err = l.appendSegment(*appendTo, appendAt)
+	case len(ls.segs) > 0:
+		err = l.newSegment(ls.segs[len(ls.segs)-1] + 1)
+	default:
+		err = l.newSegment(1)
+	}
 	l.filesMu.Lock()
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
@@ -180,6 +185,24 @@ func (l *Log) cutTail(num uint64, size int64) error {
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())
+}
+
+// appendSegment makes segment s, whose whole content ends at end, the one
+// written next.
+func (l *Log) appendSegment(s segInfo, end int64) error {
+	f, err := l.fs.OpenReadWrite(l.segName(s.num))
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(end, io.SeekStart); err != nil {
+		f.Close()
+		return err
+	}
+	l.seg, l.segNum, l.segSize = f, s.num, end
+	l.filesMu.Lock()
+	l.files.segs = append(l.files.segs, s)
+	l.filesMu.Unlock()
+	return nil
 }
 
 func (l *Log) syncSegment(num uint64) error {

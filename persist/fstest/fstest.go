@@ -66,6 +66,22 @@ func Run(t *testing.T, fsys persist.FS, root string) {
 		t.Fatalf("after overwrite and truncate: %q", got)
 	}
 
+	// Seek to the end and append; Seek reports the offset.
+	rw, err = fsys.OpenReadWrite(p("a"))
+	must(err)
+	if off, err := rw.Seek(0, io.SeekEnd); off != 5 || err != nil {
+		t.Fatalf("Seek(0, SeekEnd) = %d, %v; want 5", off, err)
+	}
+	rw.Write([]byte(", world"))
+	if off, err := rw.Seek(-7, io.SeekCurrent); off != 5 || err != nil {
+		t.Fatalf("Seek(-7, SeekCurrent) = %d, %v; want 5", off, err)
+	}
+	must(rw.Sync())
+	must(rw.Close())
+	if got := readAll(t, fsys, p("a")); got != "Jello, world" {
+		t.Fatalf("after appending: %q", got)
+	}
+
 	// Create truncates an existing file.
 	f, err = fsys.Create(p("a"))
 	must(err)
