@@ -48,8 +48,9 @@
 //
 // # Recovery
 //
-// Open loads the newest snapshot that reads back whole (an older one if the
-// newest is damaged), then replays every batch after it. Two snapshots are
-// kept, and the segments needed after the older one, so that falling back
-// loses nothing.
+// Recover (which engine.Open calls) loads the newest snapshot that reads
+// back whole (an older one if the newest is damaged), then replays every
+// batch after it; writes then go on at the end of the last segment. Two
+// snapshots are kept, and the segments needed after the older one, so that
+// falling back loses nothing.
 package filelog
