@@ -157,6 +157,30 @@ func BenchmarkGet(b *testing.B) {
 	})
 }
 
+// BenchmarkGetPrefixed is BenchmarkGet with keys that share their first 10
+// bytes ("user:" and 11 digits, 16 bytes), as real keys often share a
+// prefix: it measures what the index's inline key prefix saves.
+func BenchmarkGetPrefixed(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			keys := make([][]byte, n)
+			for i := range keys {
+				keys[i] = fmt.Appendf(nil, "user:%011d", mix(uint64(i))%100_000_000_000)
+			}
+			s := build(keys, 1)
+			runtime.GC()
+			r := rand.New(rand.NewPCG(7, 7))
+			b.ReportAllocs()
+			for b.Loop() {
+				kvs, _, err := s.Range(keys[r.IntN(n)], nil, 0, 0)
+				if err != nil || len(kvs) != 1 {
+					b.Fatal(err, len(kvs))
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRange100 reads 100 consecutive keys from a random start key.
 func BenchmarkRange100(b *testing.B) {
 	eachSize(b, 1, 4, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
@@ -304,6 +328,30 @@ func BenchmarkSnapshotWrite(b *testing.B) {
 func BenchmarkHash(b *testing.B) {
 	eachSize(b, 1, 8, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
 		for b.Loop() {
+			s.hashes.valid = false // as after a compaction: a walk of the store
+			if _, err := s.HashByRev(0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkHashAgain is HashByRev(0) after 1,000 more puts (not timed), the
+// way a periodic consistency check calls it: it hashes what was written
+// since the last call.
+func BenchmarkHashAgain(b *testing.B) {
+	eachSize(b, 1, 9, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		if _, err := s.HashByRev(0); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			b.StopTimer()
+			for range 1000 {
+				if _, err := s.Put(keys[r.IntN(len(keys))], value); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
 			if _, err := s.HashByRev(0); err != nil {
 				b.Fatal(err)
 			}

@@ -120,6 +120,9 @@ type Store struct {
 	notify      notifier // guarded by notifyMu
 	notifyArmed atomic.Bool
 
+	// hashes lets HashByRev hash only what was written since its last call.
+	hashes hashCache
+
 	closed atomic.Bool
 }
 

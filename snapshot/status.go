@@ -29,6 +29,17 @@ func (h *Hasher) Add(e *Entry) {
 	}
 }
 
+// Clone returns a Hasher that has seen what h has, and goes on apart from
+// it. It costs a copy of the digest's state (about 100 bytes): the engine
+// keeps clones at intervals to hash a long history again without walking
+// all of it.
+func (h *Hasher) Clone() *Hasher {
+	h.d.Write(h.buf)
+	h.buf = h.buf[:0]
+	d := *h.d
+	return &Hasher{d: &d}
+}
+
 // Sum32 returns the hash of what was added.
 func (h *Hasher) Sum32() uint32 {
 	h.d.Write(h.buf)
