@@ -280,6 +280,9 @@ func TestSlowReceiverCatchesUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The hub works beside the writers: let it hand out every revision
+	// before looking at what it did with them.
+	s.h.waitDispatched(s.Rev())
 	st := s.Stats()
 	if st.SlowReceivers == 0 {
 		t.Errorf("stats %+v: a stalled receiver should have been moved to history", st)
