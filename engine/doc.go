@@ -43,9 +43,11 @@
 //     bytes inline, so a descent rarely leaves the tree's nodes. A record
 //     holds the key (inline when short) and its versions: a key written
 //     once keeps that version in the record itself; later, an atomic
-//     pointer to an immutable list of versions in 128-version blocks, with
-//     the latest inline. A point read at the current revision is a tree
-//     descent plus one or two loads: O(log n). A read at an old revision
+//     pointer to a list of its versions: full 128-version blocks and a
+//     tail that the writer fills in place, raising the list's count after
+//     each slot is written (readers never look past the count they load),
+//     so an update allocates nothing but its value. A point read at the
+//     current revision is a tree descent plus one to three loads: O(log n). A read at an old revision
 //     adds a binary search of the key's versions: O(log n + log v). A range
 //     of k keys is a seek plus k records, loaded in batches so their cache
 //     misses overlap: O(log n + k), plus any deleted-but-not-compacted keys

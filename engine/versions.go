@@ -1,0 +1,300 @@
+package engine
+
+import (
+	"bytes"
+	"sort"
+	"sync/atomic"
+
+	"github.com/revkv/revkv/kv"
+)
+
+// version is one change to one key: a put or a tombstone. It is 64 bytes:
+// version lists are copied as they grow, and history holds one per change.
+type version struct {
+	main   int64
+	sub    int64
+	create int64 // CreateRevision of the incarnation this put belongs to
+	ver    int64 // Version: >= 1 for a put, 0 for a tombstone
+	lease  int64
+	value  []byte
+}
+
+// deleted reports whether v is a tombstone.
+func (v version) deleted() bool { return v.ver == 0 }
+
+// keyRecord is a key and its retained versions.
+//
+// A key written once keeps that version inline in first, and vers is nil.
+// From its second version on, vers points to a list of all of them (and
+// first is no longer read). A reader at revision R only looks at versions
+// with main <= R, all of which were in the list before R was published.
+// A record is never trimmed in place: compaction builds a new record and
+// swaps it into the writer's tree, so views taken before the compaction keep
+// the versions they can see.
+//
+// Reading a key costs one cache miss after the tree node for a key with one
+// version (the record, whose 128 bytes the hardware fetches as a pair of
+// lines), and two or three for others (the record, its list, the slot of
+// the version).
+type keyRecord struct {
+	vers  atomic.Pointer[versionList]
+	first version
+	key   []byte
+	// inline holds keys up to its size, so comparing a key does not touch
+	// another cache line.
+	inline [24]byte
+}
+
+// versionList is a key's versions, oldest first: full blocks, then a tail
+// that the writer fills in place. n is how many versions the list holds;
+// the writer stores a version in the slot past them before it raises n, and
+// a reader loads n first, so what a reader looks at is never written again.
+// Appending to a list therefore allocates nothing until its tail is full;
+// then a new list takes over (a tail twice as big, or the full tail turned
+// into a block and a new tail), sharing the old list's blocks.
+//
+// Blocks bound the work under the writer lock: an append copies at most one
+// tail, however long the key's history, and compaction drops whole blocks
+// without copying them.
+type versionList struct {
+	n      atomic.Int64
+	blocks []*versionBlock // full; never written again
+	// tail has len == cap; tail[:n-len(blocks)*blockSize] is in use, never
+	// empty.
+	tail []version
+}
+
+// blockSize is how many versions one block holds (8 KiB).
+const blockSize = 128
+
+// minTail is the tail of a key's first list: most keys written twice are
+// not written a hundred times.
+const minTail = 2
+
+type versionBlock [blockSize]version
+
+// listOf returns a list holding a copy of vs (oldest first, not empty).
+func listOf(vs []version) *versionList {
+	l := &versionList{}
+	rest := vs
+	for len(rest) > blockSize {
+		b := new(versionBlock)
+		copy(b[:], rest)
+		l.blocks = append(l.blocks, b)
+		rest = rest[blockSize:]
+	}
+	c := minTail
+	for c < len(rest) {
+		c *= 2
+	}
+	l.tail = make([]version, c)
+	copy(l.tail, rest)
+	l.n.Store(int64(len(vs)))
+	return l
+}
+
+// len returns the number of versions in l.
+func (l *versionList) len() int { return int(l.n.Load()) }
+
+// used returns the tail's versions in use, for n as loaded from l.n.
+func (l *versionList) used(n int64) []version { return l.tail[:int(n)-len(l.blocks)*blockSize] }
+
+// latest returns l's newest version.
+func (l *versionList) latest() version {
+	t := l.used(l.n.Load())
+	return t[len(t)-1]
+}
+
+// all returns every version, oldest first. It allocates: for compaction,
+// tests and debugging.
+func (l *versionList) all() []version {
+	n := l.n.Load()
+	vs := make([]version, 0, n)
+	for _, b := range l.blocks {
+		vs = append(vs, b[:]...)
+	}
+	return append(vs, l.used(n)...)
+}
+
+// newRecord returns a record for key holding one version.
+func newRecord(key []byte, first version) *keyRecord {
+	r := &keyRecord{first: first}
+	if len(key) <= len(r.inline) {
+		r.key = r.inline[:len(key):len(key)]
+		copy(r.key, key)
+	} else {
+		r.key = bytes.Clone(key)
+	}
+	return r
+}
+
+// recordOf makes a record holding the versions of l.
+func recordOf(key []byte, l *versionList) *keyRecord {
+	if l.len() == 1 {
+		return newRecord(key, l.latest())
+	}
+	r := newRecord(key, version{})
+	r.vers.Store(l)
+	return r
+}
+
+// append adds v. Only the writer calls it.
+func (r *keyRecord) append(v version) {
+	l := r.vers.Load()
+	if l == nil {
+		r.vers.Store(listOf([]version{r.first, v}))
+		return
+	}
+	n := l.n.Load()
+	k := int(n) - len(l.blocks)*blockSize
+	if k < len(l.tail) {
+		// Readers look at no slot at or past n.
+		l.tail[k] = v
+		l.n.Store(n + 1)
+		return
+	}
+	var nl *versionList
+	if len(l.tail) < blockSize {
+		nl = &versionList{blocks: l.blocks, tail: make([]version, 2*len(l.tail))}
+		copy(nl.tail, l.tail)
+		nl.tail[k] = v
+	} else {
+		// A key with a full block is hot: its next tail is a whole block.
+		// The old list never looks past its own blocks, so appending to
+		// the shared backing array is safe.
+		nl = &versionList{blocks: append(l.blocks, (*versionBlock)(l.tail)), tail: make([]version, blockSize)}
+		nl.tail[0] = v
+	}
+	nl.n.Store(n + 1)
+	r.vers.Store(nl)
+}
+
+// at returns the latest version with main <= rev, if any.
+func (r *keyRecord) at(rev int64) (version, bool) { return r.atList(r.vers.Load(), rev) }
+
+// atList is at, given the record's list as loaded from vers.
+func (r *keyRecord) atList(l *versionList, rev int64) (version, bool) {
+	if l != nil {
+		return l.at(rev)
+	}
+	if r.first.main <= rev {
+		return r.first, true
+	}
+	return version{}, false
+}
+
+// at returns the latest version in l with main <= rev, if any.
+func (l *versionList) at(rev int64) (version, bool) {
+	t := l.used(l.n.Load())
+	// Reads at the current revision hit the latest version.
+	if last := &t[len(t)-1]; last.main <= rev {
+		return *last, true
+	}
+	if t[0].main <= rev {
+		return t[searchVersions(t, rev)], true
+	}
+	bs := l.blocks
+	i := sort.Search(len(bs), func(i int) bool { return bs[i][0].main > rev }) - 1
+	if i < 0 {
+		return version{}, false
+	}
+	return bs[i][searchVersions(bs[i][:], rev)], true
+}
+
+// searchVersions returns the index of the last version in vs with main <=
+// rev; vs[0].main <= rev.
+func searchVersions(vs []version, rev int64) int {
+	return sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
+}
+
+// live returns the key's value at rev, if the key exists then.
+func (r *keyRecord) live(rev int64) (kv.KeyValue, bool) {
+	v, ok := r.at(rev)
+	if !ok || v.deleted() {
+		return kv.KeyValue{}, false
+	}
+	return v.keyValue(r.key), true
+}
+
+func (v version) keyValue(key []byte) kv.KeyValue {
+	return kv.KeyValue{
+		Key:            key,
+		Value:          v.value,
+		CreateRevision: v.create,
+		ModRevision:    v.main,
+		Version:        v.ver,
+		Lease:          v.lease,
+	}
+}
+
+func (v version) event(key []byte) kv.Event {
+	if v.deleted() {
+		return kv.Event{Type: kv.Delete, KV: kv.KeyValue{Key: key, ModRevision: v.main}, Sub: v.sub}
+	}
+	return kv.Event{Type: kv.Put, KV: v.keyValue(key), Sub: v.sub}
+}
+
+// maxCopyOnCompact is the most versions compaction copies to make a key's
+// new list. Above it, the new list shares the old one's blocks from the one
+// holding the cut on (and its tail), keeping at most blockSize-1 dropped
+// versions (never read: they are below the compacted revision) and freeing
+// the rest.
+const maxCopyOnCompact = 1024
+
+// compacted returns the list a compaction at rev keeps: the version visible
+// at rev if it is a put, and every version after rev. It returns l itself if
+// nothing is dropped, nil if nothing is kept, and how many versions it
+// copied. Only the writer calls it.
+func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
+	n := l.n.Load()
+	t := l.used(n)
+	if latest := t[len(t)-1]; latest.main <= rev {
+		switch {
+		case latest.deleted():
+			return nil, 0
+		case n == 1:
+			return l, 0
+		}
+		return listOf([]version{latest}), 0
+	}
+	// cut is the position (in all versions, oldest first) of the version
+	// visible at rev; inBlock is the block it is in, -1 for the tail.
+	nb := len(l.blocks) * blockSize
+	var cut, inBlock int
+	if t[0].main <= rev {
+		cut, inBlock = nb+searchVersions(t, rev), -1
+	} else {
+		bs := l.blocks
+		i := sort.Search(len(bs), func(i int) bool { return bs[i][0].main > rev }) - 1
+		if i < 0 {
+			return l, 0 // every version is after rev
+		}
+		cut, inBlock = i*blockSize+searchVersions(bs[i][:], rev), i
+	}
+	first := cut
+	if l.versionAt(cut).deleted() {
+		first++
+	}
+	if first == 0 {
+		return l, 0
+	}
+	if k := int(n) - first; k <= maxCopyOnCompact {
+		return listOf(l.all()[first:]), k
+	}
+	if inBlock <= 0 {
+		return l, 0 // the cut is in the first block: nothing whole to drop
+	}
+	// The new list shares l's tail: the writer appends only to the new one,
+	// past every slot l holds.
+	nl := &versionList{blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)], tail: l.tail}
+	nl.n.Store(n - int64(inBlock*blockSize))
+	return nl, 0
+}
+
+// versionAt returns the version at position i (oldest first).
+func (l *versionList) versionAt(i int) version {
+	if nb := len(l.blocks) * blockSize; i >= nb {
+		return l.tail[i-nb]
+	}
+	return l.blocks[i/blockSize][i%blockSize]
+}
