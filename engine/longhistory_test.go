@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/revkv/revkv/engine"
@@ -99,4 +100,38 @@ func TestLongHistories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompactionFreesMemory checks that a compaction frees the versions it
+// drops at once, not at some later compaction: the history after the
+// compacted revision must not keep the records that compaction replaced
+// (and their versions) alive.
+func TestCompactionFreesMemory(t *testing.T) {
+	s := engine.NewMemory(engine.Options{})
+	defer s.Close()
+	value := make([]byte, 128)
+	start := heapInUse()
+	for i := range 100_000 {
+		if _, err := s.Put(fmt.Appendf(nil, "key%04d", i%500), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := heapInUse() - start
+	if err := s.Compact(s.Rev() - 500); err != nil {
+		t.Fatal(err)
+	}
+	// About two versions of 500 keys and 500 revisions remain.
+	left := int64(heapInUse()) - int64(start)
+	if left > int64(full)/10 {
+		t.Fatalf("heap of %d KiB before the compaction, %d KiB after: want at most a tenth", full>>10, left>>10)
+	}
+	t.Logf("heap %d KiB before the compaction, %d KiB after", full>>10, left>>10)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

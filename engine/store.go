@@ -141,6 +141,8 @@ type writerState struct {
 	compactRev int64
 	cindex     uint64
 	pos        uint64 // the persister's position of the last batch appended
+	// keyPage is where historyKeyLocked packs copies of keys.
+	keyPage []byte
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with

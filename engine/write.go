@@ -154,8 +154,40 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 		v.create, v.ver = last.create, last.ver+1
 	}
 	rec.append(v)
-	return change{key: rec.key, v: v}
+	return change{key: s.historyKeyLocked(rec.key), v: v}
 }
+
+// historyKeyLocked returns a copy of a key for the history's change of a
+// key that already had a version (an update or a delete).
+//
+// The change of a new key shares the key of its record: most keys are
+// short and live inside their record, so the history then leads the
+// garbage collector through records in the order they were made, which it
+// marks much faster than in key order. But compaction replaces the records
+// of keys that had several versions, and a change sharing the old record's
+// key would keep that record alive, with every version it lists, until a
+// later compaction dropped the change. An update's change therefore gets a
+// copy, packed with others into pages that only the history refers to: it
+// costs the key's bytes and no allocation of its own. (A new key's record
+// is replaced only once the change that made it is below the compacted
+// revision, so at most in the chunk of history that compaction keeps.)
+// mu is held.
+func (s *Store) historyKeyLocked(k []byte) []byte {
+	if len(k) > keyPage/8 {
+		return bytes.Clone(k)
+	}
+	p := s.w.keyPage
+	if cap(p)-len(p) < len(k) {
+		p = make([]byte, 0, keyPage)
+	}
+	n := len(p)
+	p = append(p, k...)
+	s.w.keyPage = p
+	return p[n:len(p):len(p)]
+}
+
+// keyPage is the size of the allocations historyKeyLocked packs keys into.
+const keyPage = 4096
 
 // deleteLocked appends tombstones at (rev, sub...) for the keys live in the
 // range and returns the changes. If their size (see changeSize) would be
@@ -188,7 +220,7 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change,
 		v := version{main: rev, sub: sub}
 		sub++
 		rec.append(v)
-		cs = append(cs, change{key: rec.key, v: v})
+		cs = append(cs, change{key: s.historyKeyLocked(rec.key), v: v})
 	}
 	return cs, nil
 }
