@@ -3,6 +3,7 @@ package filelog_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -283,6 +284,69 @@ func TestRetention(t *testing.T) {
 	defer s.Close()
 	if got, _ := s.HashByRev(0); got != want {
 		t.Fatalf("without the newest snapshot: %+v, want %+v", got, want)
+	}
+}
+
+// TestCoveredSegmentsNotRead: on open, segments whose every batch the
+// loaded snapshot holds are not read (they are kept only for a fallback to
+// an older snapshot): damage in one does not stop the open, which serves
+// the snapshot's state; without the snapshot the same damage is found.
+func TestCoveredSegmentsNotRead(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	s, err := openStore(fs, filelog.Options{SegmentSize: 256, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		s.Put([]byte(fmt.Sprintf("k%d", i%13)), []byte(fmt.Sprint(i)))
+	}
+	s.Close()
+	// A snapshot of all of it, written by a read-write reopen.
+	l, err := filelog.Open("db", filelog.Options{FS: fs, SegmentSize: 256, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = engine.Open(l, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WriteSnapshot(); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := s.HashByRev(0)
+	s.Close()
+	names, _ := fs.List("db")
+	var segs, snaps []string
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "snap-"):
+			snaps = append(snaps, n)
+		case strings.HasSuffix(n, ".log"):
+			segs = append(segs, n)
+		}
+	}
+	if len(segs) < 4 || len(snaps) != 1 {
+		t.Fatalf("segments %v, snapshots %v", segs, snaps)
+	}
+	damaged := "db/" + segs[1]
+	if err := fs.FlipByte(damaged, 100); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openStore(fs, filelog.Options{SegmentSize: 256, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatalf("open with a damaged segment the snapshot covers: %v", err)
+	}
+	if got, _ := s.HashByRev(0); got != want {
+		t.Fatalf("hash %+v, want %+v", got, want)
+	}
+	s.Close()
+	if err := fs.Remove("db/" + snaps[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openStore(fs, filelog.Options{SegmentSize: 256, SnapshotRevs: -1})
+	var de *filelog.DamageError
+	if !errors.As(err, &de) || de.File != damaged {
+		t.Fatalf("open without the snapshot: %v, want damage in %s", err, damaged)
 	}
 }
 

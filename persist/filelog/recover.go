@@ -83,6 +83,13 @@ func (l *Log) Recover(t persist.Target) error {
 	}
 	for i, num := range ls.segs {
 		last := i == len(ls.segs)-1
+		if !last && loaded != nil && coveredSegment(l.fs, l.dir, ls.segs[i+1], *loaded) {
+			// Kept for a fallback to an older snapshot; reading it would
+			// cost as much as the snapshot. Its coverage is bounded by the
+			// loaded snapshot's state, which retention may use.
+			segs = append(segs, segInfo{num: num, cover: coverage{rev: loaded.rev, compact: loaded.compact, compacted: true, index: loaded.index}})
+			continue
+		}
 		res, err := scanSegment(l.fs, l.dir, num, last && first, func(b *persist.Batch, off int64) error {
 			return t.Apply(b)
 		})
@@ -154,6 +161,25 @@ func (l *Log) Recover(t persist.Target) error {
 	l.log.Debug("revkv/filelog: recovered", "dir", l.dir, "segments", len(segs), "snapshots", len(good), "rev", rev)
 	return nil
 }
+
+// coveredSegment reports whether the segment before segment next holds
+// only batches that the snapshot s holds: so if next's first batch is at a
+// revision below the snapshot's. Revisions never go down from one batch to
+// the next, and every batch logged at a revision below s's was logged before
+// the write that made s's revision, so s holds it, compactions and indexes
+// included. (At s's own revision, a compaction may follow the snapshot.)
+// Any trouble reading next says no: the caller then reads the segment.
+func coveredSegment(fsys persist.FS, dir string, next uint64, s snapInfo) bool {
+	var rev int64
+	found := false
+	_, err := scanSegment(fsys, dir, next, false, func(b *persist.Batch, off int64) error {
+		rev, found = b.Rev, true
+		return errPeeked
+	})
+	return found && errors.Is(err, errPeeked) && rev < s.rev
+}
+
+var errPeeked = errors.New("first batch read")
 
 func removeSnap(s []snapInfo, num uint64) []snapInfo {
 	for i := range s {
