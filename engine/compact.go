@@ -122,7 +122,7 @@ func (s *Store) yieldToWriters() {
 // many keys it changed. mu is held.
 func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed int) {
 	batch := make([]*keyRecord, 0, compactStep+1)
-	ascend(s.w.keys, from, nil, func(r *keyRecord) bool {
+	s.w.keys.ascend(from, nil, func(r *keyRecord) bool {
 		batch = append(batch, r)
 		return len(batch) <= compactStep
 	})
@@ -148,12 +148,12 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		changed++
 		copied += n
 		s.changedKeysLocked()
-		keys := s.w.keys
+		keys := s.w.keys.tree
 		if kept == nil {
-			keys.Delete(keyItem{prefix: keyPrefix(r.key), rec: r})
+			keys.Delete(s.w.keys.item(r))
 			continue
 		}
-		keys.Set(keyItem{prefix: keyPrefix(r.key), rec: recordOf(r.key, kept)})
+		keys.Set(s.w.keys.item(recordOf(r.key, kept)))
 	}
 	return next, changed
 }

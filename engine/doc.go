@@ -39,8 +39,11 @@
 // any number of readers without locks:
 //
 //   - The key index: a copy-on-write B-tree (github.com/tidwall/btree) of
-//     key records, ordered by key. Each tree item carries the key's first 8
-//     bytes inline, so a descent rarely leaves the tree's nodes. A record
+//     key records, ordered by key. Each tree item carries 8 bytes of its
+//     key inline: those after the prefix every key shares (up to 32 bytes,
+//     such as "/registry/"), so a descent rarely leaves the tree's nodes
+//     even when keys look alike. A key that shares less of that prefix
+//     shortens it, which rebuilds the tree once (O(n)). A record
 //     holds the key (inline when short) and its versions: a key written
 //     once keeps that version in the record itself; later, an atomic
 //     pointer to a list of its versions: full 128-version blocks and a

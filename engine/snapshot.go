@@ -239,7 +239,7 @@ func (l *loader) base(e *snapshot.Entry) error {
 	l.lastKey = e.Key
 	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
 	rec := newRecord(e.Key, v)
-	l.s.w.keys.Load(keyItem{prefix: keyPrefix(e.Key), rec: rec})
+	l.s.loadLocked(rec)
 	l.s.changedKeysLocked()
 	return nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -66,7 +67,7 @@ type Options struct {
 // The writer publishes a new one after every write; readers load it with one
 // atomic read and never wait.
 type state struct {
-	keys *keyTree // a copy of the writer's tree; never written
+	keys keyIndex // a copy of the writer's tree; never written
 	// fresh are the keys created since keys was copied, sorted: publishing a
 	// copy of the tree after every new key would clone a root-to-leaf path
 	// per key, so new keys wait here (at most maxFresh of them).
@@ -128,8 +129,8 @@ type Store struct {
 
 // writerState is the writer's private, mutable copy of the index.
 type writerState struct {
-	keys *keyTree // never published itself: readers get copies
-	pub  *keyTree // the copy of keys readers have
+	keys keyIndex // its tree is never published itself: readers get copies
+	pub  *keyTree // the copy of keys.tree readers have
 	// fresh are the keys created since pub was copied (see state.fresh);
 	// each change makes a new slice, since readers hold the old one.
 	fresh []keyItem
@@ -150,7 +151,7 @@ type writerState struct {
 // nothing behind.
 func NewMemory(opts Options) *Store {
 	s := &Store{opts: opts}
-	s.w = writerState{keys: newKeyTree(), rev: 1, compactRev: -1}
+	s.w = writerState{keys: keyIndex{tree: newKeyTree()}, rev: 1, compactRev: -1}
 	s.publishLocked()
 	return s
 }
@@ -164,12 +165,12 @@ const maxFresh = 64
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
 	if s.w.full || s.w.pub == nil {
-		s.w.pub = s.w.keys.Copy()
+		s.w.pub = s.w.keys.tree.Copy()
 		s.w.fresh = nil
 		s.w.full = false
 	}
 	st := &state{
-		keys:       s.w.pub,
+		keys:       keyIndex{tree: s.w.pub, common: s.w.keys.common},
 		fresh:      s.w.fresh,
 		hist:       s.w.hist,
 		rev:        s.w.rev,
@@ -188,8 +189,11 @@ func (s *Store) publishLocked() {
 // insertLocked adds a record for a key the writer's tree does not have.
 // hint is the path of the lookup that found it missing. mu is held.
 func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
-	it := keyItem{prefix: keyPrefix(rec.key), rec: rec}
-	s.w.keys.SetHint(it, hint)
+	if !s.fitLocked(rec.key) {
+		hint = nil // of a tree fitLocked replaced
+	}
+	it := s.w.keys.item(rec)
+	s.w.keys.tree.SetHint(it, hint)
 	switch {
 	case s.w.full:
 		// The next publication copies the tree anyway.
@@ -203,6 +207,48 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 		copy(f[i+1:], s.w.fresh[i:])
 		s.w.fresh = f
 	}
+}
+
+// loadLocked adds a record for a key above every key of the writer's tree,
+// as a snapshot's base entries come. mu is held (or the store is private).
+func (s *Store) loadLocked(rec *keyRecord) {
+	s.fitLocked(rec.key)
+	s.w.keys.tree.Load(s.w.keys.item(rec))
+	s.changedKeysLocked()
+}
+
+// fitLocked makes the writer's index able to take key, and reports whether
+// its tree is the same. The first key of an empty index sets its common
+// prefix (up to maxCommon bytes). A key that does not start with the common
+// prefix shortens it to what they share, and the tree is rebuilt, in order,
+// with items holding the bytes after the new prefix: O(n), but the prefix
+// only shrinks, so a store rebuilds at most maxCommon times while it has
+// keys. mu is held.
+func (s *Store) fitLocked(key []byte) (same bool) {
+	x := &s.w.keys
+	if x.tree.Len() == 0 {
+		if c := key[:min(len(key), maxCommon)]; !bytes.Equal(c, x.common) {
+			x.common = bytes.Clone(c)
+			s.changedKeysLocked()
+		}
+		return false
+	}
+	if bytes.HasPrefix(key, x.common) {
+		return true
+	}
+	n := 0
+	for n < len(x.common) && n < len(key) && key[n] == x.common[n] {
+		n++
+	}
+	nx := keyIndex{tree: newKeyTree(), common: x.common[:n:n]}
+	x.tree.Scan(func(it keyItem) bool {
+		nx.tree.Load(nx.item(it.rec))
+		return true
+	})
+	s.logger().Debug("revkv: key index rebuilt for a shorter common prefix", "keys", nx.tree.Len(), "prefix", len(x.common), "now", n)
+	*x = nx
+	s.changedKeysLocked()
+	return false
 }
 
 // changedKeysLocked records that the writer's tree changed other than by

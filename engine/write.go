@@ -144,7 +144,7 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 		v.value = value
 	}
 	var hint btree.PathHint
-	rec := lookupHint(s.w.keys, key, &hint)
+	rec := s.w.keys.lookupHint(key, &hint)
 	if rec == nil {
 		rec = newRecord(key, v)
 		s.insertLocked(rec, &hint)
@@ -195,11 +195,11 @@ const keyPage = 4096
 func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change, error) {
 	var recs []*keyRecord
 	if end == nil {
-		if rec := lookup(s.w.keys, key); rec != nil {
+		if rec := s.w.keys.lookup(key); rec != nil {
 			recs = append(recs, rec)
 		}
 	} else if !emptyRange(key, end) {
-		ascend(s.w.keys, key, rangeEnd(end), func(r *keyRecord) bool {
+		s.w.keys.ascend(key, rangeEnd(end), func(r *keyRecord) bool {
 			recs = append(recs, r)
 			return true
 		})

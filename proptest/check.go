@@ -75,7 +75,10 @@ func Check(t *testing.T, open func() (KV, error)) Stats {
 		if err != nil {
 			rt.Fatalf("open: %v", err)
 		}
-		m := &machine{a: a, b: b, m: NewModel()}
+		m := &machine{a: a, b: b, m: NewModel(), keys: keys}
+		if rapid.Bool().Draw(rt, "prefixedKeys") {
+			m.keys = prefixedKeys
+		}
 		acts := m.actions()
 		for name, f := range acts {
 			if name == "" {
@@ -97,6 +100,7 @@ type heldView struct {
 type machine struct {
 	a, b  KV
 	m     *Model
+	keys  keySet
 	views []heldView
 	// hashes remembers HashByRev results by revision, for the current
 	// compacted revision: a revision's hash must not change as the store
@@ -105,26 +109,48 @@ type machine struct {
 	hashesAtCR int64
 }
 
-var keys = []string{"a", "ab", "b", "b\x00", "c", "d", "e"}
+// keySet is the keys a run draws from: mostly from often, sometimes from
+// rare.
+type keySet struct{ often, rare []string }
 
-func drawKey(t *rapid.T, label string) []byte {
+// keys are short keys, some prefixes of others.
+var keys = keySet{often: []string{"a", "ab", "b", "b\x00", "c", "d", "e"}}
+
+// prefixedKeys share long prefixes, as real keys do ("/registry/pods/..."),
+// and a few rare ones share less of it or none, so that an implementation
+// that makes use of a shared prefix meets keys that shorten it, and range
+// bounds on either side of it.
+var prefixedKeys = keySet{
+	often: []string{"reg/pods/a", "reg/pods/ab", "reg/pods/b", "reg/pods/b\x00", "reg/pods/c",
+		"reg/pods/cccccccccccccccccccccccccccccccccccccccc1", "reg/pods/cccccccccccccccccccccccccccccccccccccccc2"},
+	rare: []string{"reg/svc/d", "reg/", "reg", "r", "s", "reg/pods/c\xff"},
+}
+
+func (ks keySet) draw(t *rapid.T, label string) string {
+	if len(ks.rare) > 0 && rapid.IntRange(0, 9).Draw(t, label+"Rare") == 0 {
+		return rapid.SampledFrom(ks.rare).Draw(t, label)
+	}
+	return rapid.SampledFrom(ks.often).Draw(t, label)
+}
+
+func (ks keySet) drawKey(t *rapid.T, label string) []byte {
 	if rapid.IntRange(0, 24).Draw(t, label+"Empty") == 0 {
 		return nil
 	}
-	return []byte(rapid.SampledFrom(keys).Draw(t, label))
+	return []byte(ks.draw(t, label))
 }
 
 // drawRange draws a key and an end: nil (one key), empty (from key), or
 // another key (which may be <= key, an empty range).
-func drawRange(t *rapid.T) (key, end []byte) {
-	key = drawKey(t, "key")
+func (ks keySet) drawRange(t *rapid.T) (key, end []byte) {
+	key = ks.drawKey(t, "key")
 	switch rapid.IntRange(0, 3).Draw(t, "endKind") {
 	case 0:
 		return key, nil
 	case 1:
 		return key, []byte{}
 	default:
-		return key, []byte(rapid.SampledFrom(keys).Draw(t, "end"))
+		return key, []byte(ks.draw(t, "end"))
 	}
 }
 
@@ -176,7 +202,7 @@ func (m *machine) invariants(t *rapid.T) {
 }
 
 func (m *machine) put(t *rapid.T) {
-	key, value, lease := drawKey(t, "key"), drawValue(t), drawLease(t)
+	key, value, lease := m.keys.drawKey(t, "key"), drawValue(t), drawLease(t)
 	want, wantErr := m.m.Put(key, value, lease)
 	for i, s := range []KV{m.a, m.b} {
 		got, err := s.PutLease(key, value, lease)
@@ -195,7 +221,7 @@ func (m *machine) putMany(t *rapid.T) {
 }
 
 func (m *machine) delete(t *rapid.T) {
-	key, end := drawRange(t)
+	key, end := m.keys.drawRange(t)
 	wantN, wantRev, wantErr := m.m.DeleteRange(key, end)
 	for i, s := range []KV{m.a, m.b} {
 		n, rev, err := s.DeleteRange(key, end)
@@ -206,7 +232,7 @@ func (m *machine) delete(t *rapid.T) {
 }
 
 func (m *machine) rangeRead(t *rapid.T) {
-	key, end := drawRange(t)
+	key, end := m.keys.drawRange(t)
 	limit := rapid.Int64Range(-1, 4).Draw(t, "limit")
 	rangeRev := drawRev(t, m.m.Rev())
 	want, wantRev, wantErr := m.m.Range(key, end, limit, rangeRev)
@@ -236,7 +262,7 @@ func (m *machine) txn(t *rapid.T) {
 	for range n {
 		switch rapid.IntRange(0, 4).Draw(t, "op") {
 		case 0, 1:
-			key, value, lease := drawKey(t, "key"), drawValue(t), drawLease(t)
+			key, value, lease := m.keys.drawKey(t, "key"), drawValue(t), drawLease(t)
 			want, wantErr := m.m.TxnPut(key, value, lease)
 			for i, s := range []KV{m.a, m.b} {
 				got, err := s.TxnPutLease(ids[i], key, value, lease)
@@ -245,7 +271,7 @@ func (m *machine) txn(t *rapid.T) {
 				}
 			}
 		case 2:
-			key, end := drawRange(t)
+			key, end := m.keys.drawRange(t)
 			wantN, wantRev, wantErr := m.m.TxnDeleteRange(key, end)
 			for i, s := range []KV{m.a, m.b} {
 				n, rev, err := s.TxnDeleteRange(ids[i], key, end)
@@ -254,7 +280,7 @@ func (m *machine) txn(t *rapid.T) {
 				}
 			}
 		case 3:
-			key, end := drawRange(t)
+			key, end := m.keys.drawRange(t)
 			limit := rapid.Int64Range(-1, 4).Draw(t, "limit")
 			rangeRev := drawRev(t, m.m.Rev()+1)
 			want, wantRev, wantErr := m.m.TxnRange(key, end, limit, rangeRev)
@@ -360,7 +386,7 @@ func (m *machine) readView(t *rapid.T) {
 		t.Skip("no view held")
 	}
 	h := m.views[rapid.IntRange(0, len(m.views)-1).Draw(t, "view")]
-	key, end := drawRange(t)
+	key, end := m.keys.drawRange(t)
 	limit := rapid.Int64Range(-1, 4).Draw(t, "limit")
 	rangeRev := drawRev(t, h.rev)
 	want, wantErr := m.m.RangeView(key, end, limit, rangeRev, h.rev, h.compactRev)
