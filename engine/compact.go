@@ -148,12 +148,12 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		changed++
 		copied += n
 		s.changedKeysLocked()
-		keys := s.w.keys.tree
+		keys, l := s.w.keys.side(r.key)
 		if kept == nil {
-			keys.Delete(s.w.keys.item(r))
+			keys.Delete(keyItem{prefix: keyPrefix(r.key, l), rec: r})
 			continue
 		}
-		keys.Set(s.w.keys.item(recordOf(r.key, kept)))
+		keys.Set(keyItem{prefix: keyPrefix(r.key, l), rec: recordOf(r.key, kept)})
 	}
 	return next, changed
 }

@@ -14,10 +14,11 @@ import (
 // the node, not the record: at a million keys a lookup is dominated by cache
 // misses.
 //
-// The 8 bytes are those after the prefix that every key of the index
-// shares (see keyIndex): keys like "/registry/pods/..." or "user:000123"
-// agree on their first bytes, and an inline copy of those would tell no two
-// keys apart, so that every comparison loaded both records.
+// In the index's main tree the 8 bytes are those after the prefix that all
+// its keys share (see keyIndex): keys like "/registry/pods/..." or
+// "user:000123" agree on their first bytes, and an inline copy of those
+// would tell no two keys apart, so that every comparison loaded both
+// records.
 type keyItem struct {
 	prefix uint64
 	rec    *keyRecord
@@ -50,19 +51,36 @@ func newKeyTree() *keyTree {
 	return btree.NewBTreeGOptions(lessItem, btree.Options{NoLocks: true})
 }
 
-// keyIndex is a tree of keys and the prefix that all of them share. Its
-// items hold the bytes after that prefix. Readers get it by value, with
-// the tree a copy no one writes.
+// keyIndex is the key index: a main tree of the keys that start with a
+// common prefix, whose items hold the bytes after it, and, for keys that
+// came once the main tree was too big to rebuild for a shorter prefix, a
+// tree of those before every main key (low) and one of those after (high),
+// whose items hold the keys' first bytes. Readers get it by value, with
+// trees no one writes.
 type keyIndex struct {
-	tree   *keyTree
-	common []byte // never written; a prefix of every key in tree
+	tree      *keyTree
+	common    []byte   // never written; a prefix of every key in tree
+	low, high *keyTree // nil until they get a key
 }
 
 // maxCommon bounds the shared prefix an index skips.
 const maxCommon = 32
 
-func (x keyIndex) item(rec *keyRecord) keyItem {
-	return keyItem{prefix: keyPrefix(rec.key, len(x.common)), rec: rec}
+// rebuildLimit is the largest main tree that a key without its common
+// prefix rebuilds (for a shorter prefix: O(n), about 1 ms per 10k keys);
+// in a bigger one, such keys go to low or high.
+var rebuildLimit = 1 << 15 // a var: tests lower it
+
+// side returns the tree that holds key if it is in the index, and how many
+// bytes its items skip.
+func (x *keyIndex) side(key []byte) (*keyTree, int) {
+	if bytes.HasPrefix(key, x.common) {
+		return x.tree, len(x.common)
+	}
+	if position(key, x.common) < 0 {
+		return x.low, 0
+	}
+	return x.high, 0
 }
 
 // position tells where k falls against keys that all start with common:
@@ -80,9 +98,9 @@ func position(k, common []byte) int {
 }
 
 // bounds maps a range [key, end) (end nil: no end) to one whose bounds
-// start with the index's common prefix, selecting the same keys of the
-// index; ok false means it selects none.
-func (x keyIndex) bounds(key, end []byte) (k, e []byte, ok bool) {
+// start with the common prefix, selecting the same keys of the main tree;
+// ok false means it selects none.
+func (x *keyIndex) bounds(key, end []byte) (k, e []byte, ok bool) {
 	switch position(key, x.common) {
 	case 1:
 		return nil, nil, false
@@ -100,14 +118,14 @@ func (x keyIndex) bounds(key, end []byte) (k, e []byte, ok bool) {
 	return key, end, true
 }
 
-// probe builds a search item for key, which starts with the index's common
-// prefix. The tree calls its less func through a pointer, so a probe record
-// on the stack would escape: probes come from a pool instead. Call release
-// when the search is done.
-func (x keyIndex) probe(key []byte) keyItem {
+// probe builds a search item for key in a tree whose items skip l bytes
+// (key has at least l). The tree calls its less func through a pointer, so
+// a probe record on the stack would escape: probes come from a pool
+// instead. Call release when the search is done.
+func probe(key []byte, l int) keyItem {
 	r := probes.Get().(*keyRecord)
 	r.key = key
-	return keyItem{prefix: keyPrefix(key, len(x.common)), rec: r}
+	return keyItem{prefix: keyPrefix(key, l), rec: r}
 }
 
 func (it keyItem) release() {
@@ -117,16 +135,17 @@ func (it keyItem) release() {
 
 var probes = sync.Pool{New: func() any { return new(keyRecord) }}
 
-func (x keyIndex) lookup(key []byte) *keyRecord { return x.lookupHint(key, nil) }
+func (x *keyIndex) lookup(key []byte) *keyRecord { return x.lookupHint(key, nil) }
 
 // lookupHint is lookup that leaves in hint the path it took, so that an
 // insert of the same key right after (SetHint) skips the searches.
-func (x keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
-	if !bytes.HasPrefix(key, x.common) {
+func (x *keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
+	t, l := x.side(key)
+	if t == nil {
 		return nil
 	}
-	p := x.probe(key)
-	it, ok := x.tree.GetHint(p, hint)
+	p := probe(key, l)
+	it, ok := t.GetHint(p, hint)
 	p.release()
 	if !ok {
 		return nil
@@ -138,23 +157,39 @@ func (x keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
 // until fn returns false. end == nil means "to the last key". The end test
 // looks at the inline prefix first, so the walk itself touches only tree
 // nodes: fn decides when to load the records.
-func (x keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	key, end, ok := x.bounds(key, end)
-	if !ok {
+func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
+	if x.low == nil && x.high == nil {
+		if k, e, ok := x.bounds(key, end); ok {
+			ascendTree(x.tree, len(x.common), k, e, fn)
+		}
 		return
 	}
-	x.ascendWithin(key, end, fn)
+	goOn := true
+	f := func(r *keyRecord) bool {
+		goOn = fn(r)
+		return goOn
+	}
+	if x.low != nil {
+		ascendTree(x.low, 0, key, end, f)
+	}
+	if k, e, ok := x.bounds(key, end); ok && goOn {
+		ascendTree(x.tree, len(x.common), k, e, f)
+	}
+	if x.high != nil && goOn {
+		ascendTree(x.high, 0, key, end, f)
+	}
 }
 
-// ascendWithin is ascend for bounds that bounds has mapped.
-func (x keyIndex) ascendWithin(key, end []byte, fn func(*keyRecord) bool) {
-	p := x.probe(key)
+// ascendTree is ascend over one tree whose items skip l bytes; key and
+// end (if not nil) have at least l bytes.
+func ascendTree(t *keyTree, l int, key, end []byte, fn func(*keyRecord) bool) {
+	p := probe(key, l)
 	defer p.release()
 	var endPrefix uint64
 	if end != nil {
-		endPrefix = keyPrefix(end, len(x.common))
+		endPrefix = keyPrefix(end, l)
 	}
-	x.tree.Ascend(p, func(it keyItem) bool {
+	t.Ascend(p, func(it keyItem) bool {
 		if end != nil && it.prefix >= endPrefix {
 			if it.prefix > endPrefix || bytes.Compare(it.rec.key, end) >= 0 {
 				return false
@@ -170,40 +205,29 @@ func (st *state) lookup(key []byte) *keyRecord {
 		return rec
 	}
 	f := st.fresh
-	if len(f) == 0 || !bytes.HasPrefix(key, st.keys.common) {
-		return nil
-	}
-	if i := searchFresh(f, len(st.keys.common), key); i < len(f) && bytes.Equal(f[i].rec.key, key) {
+	if i := searchFresh(f, key); i < len(f) && bytes.Equal(f[i].rec.key, key) {
 		return f[i].rec
 	}
 	return nil
 }
 
-// searchFresh returns the index of the first item of f with a key >= key;
-// the items' prefixes skip l bytes, and key starts with the index's common
-// prefix.
-func searchFresh(f []keyItem, l int, key []byte) int {
+// searchFresh returns the index of the first item of f with a key >= key.
+// Fresh items may belong to any of the index's trees: they are compared by
+// whole keys, not by their inline bytes.
+func searchFresh(f []keyItem, key []byte) int {
 	if len(f) == 0 {
 		return 0
 	}
-	p := keyPrefix(key, l)
-	return sort.Search(len(f), func(i int) bool {
-		it := f[i]
-		return it.prefix > p || it.prefix == p && bytes.Compare(it.rec.key, key) >= 0
-	})
+	return sort.Search(len(f), func(i int) bool { return bytes.Compare(f[i].rec.key, key) >= 0 })
 }
 
-// ascend is ascend over the state's keys: the tree's, merged with fresh
-// (which the tree never holds).
+// ascend is ascend over the state's keys: the index's, merged with fresh
+// (which the index's trees never hold).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	key, end, ok := st.keys.bounds(key, end)
-	if !ok {
-		return
-	}
-	f := st.fresh[searchFresh(st.fresh, len(st.keys.common), key):]
+	f := st.fresh[searchFresh(st.fresh, key):]
 	inRange := func(it keyItem) bool { return end == nil || bytes.Compare(it.rec.key, end) < 0 }
 	stopped := false
-	st.keys.ascendWithin(key, end, func(r *keyRecord) bool {
+	st.keys.ascend(key, end, func(r *keyRecord) bool {
 		for len(f) > 0 && bytes.Compare(f[0].rec.key, r.key) < 0 {
 			if !fn(f[0].rec) {
 				stopped = true

@@ -2,9 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -129,8 +129,8 @@ type Store struct {
 
 // writerState is the writer's private, mutable copy of the index.
 type writerState struct {
-	keys keyIndex // its tree is never published itself: readers get copies
-	pub  *keyTree // the copy of keys.tree readers have
+	keys keyIndex // its trees are never published themselves: readers get copies
+	pub  keyIndex // the copy of keys readers have
 	// fresh are the keys created since pub was copied (see state.fresh);
 	// each change makes a new slice, since readers hold the old one.
 	fresh []keyItem
@@ -164,13 +164,14 @@ const maxFresh = 64
 
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
-	if s.w.full || s.w.pub == nil {
-		s.w.pub = s.w.keys.tree.Copy()
+	if s.w.full || s.w.pub.tree == nil {
+		x := s.w.keys
+		s.w.pub = keyIndex{tree: x.tree.Copy(), common: x.common, low: copyTree(x.low), high: copyTree(x.high)}
 		s.w.fresh = nil
 		s.w.full = false
 	}
 	st := &state{
-		keys:       keyIndex{tree: s.w.pub, common: s.w.keys.common},
+		keys:       s.w.pub,
 		fresh:      s.w.fresh,
 		hist:       s.w.hist,
 		rev:        s.w.rev,
@@ -186,21 +187,29 @@ func (s *Store) publishLocked() {
 	s.wake()
 }
 
-// insertLocked adds a record for a key the writer's tree does not have.
+func copyTree(t *keyTree) *keyTree {
+	if t == nil {
+		return nil
+	}
+	return t.Copy()
+}
+
+// insertLocked adds a record for a key the writer's index does not have.
 // hint is the path of the lookup that found it missing. mu is held.
 func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
-	if !s.fitLocked(rec.key) {
-		hint = nil // of a tree fitLocked replaced
+	t, l, same := s.placeLocked(rec.key)
+	if !same {
+		hint = nil // of another tree
 	}
-	it := s.w.keys.item(rec)
-	s.w.keys.tree.SetHint(it, hint)
+	it := keyItem{prefix: keyPrefix(rec.key, l), rec: rec}
+	t.SetHint(it, hint)
 	switch {
 	case s.w.full:
-		// The next publication copies the tree anyway.
+		// The next publication copies the trees anyway.
 	case len(s.w.fresh) >= maxFresh:
 		s.w.full, s.w.fresh = true, nil
 	default:
-		i := sort.Search(len(s.w.fresh), func(i int) bool { return !lessItem(s.w.fresh[i], it) })
+		i := searchFresh(s.w.fresh, rec.key)
 		f := make([]keyItem, len(s.w.fresh)+1)
 		copy(f, s.w.fresh[:i])
 		f[i] = it
@@ -209,46 +218,79 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	}
 }
 
-// loadLocked adds a record for a key above every key of the writer's tree,
+// loadLocked adds a record for a key above every key of the writer's index,
 // as a snapshot's base entries come. mu is held (or the store is private).
 func (s *Store) loadLocked(rec *keyRecord) {
-	s.fitLocked(rec.key)
-	s.w.keys.tree.Load(s.w.keys.item(rec))
+	t, l, _ := s.placeLocked(rec.key)
+	t.Load(keyItem{prefix: keyPrefix(rec.key, l), rec: rec})
 	s.changedKeysLocked()
 }
 
-// fitLocked makes the writer's index able to take key, and reports whether
-// its tree is the same. The first key of an empty index sets its common
-// prefix (up to maxCommon bytes). A key that does not start with the common
-// prefix shortens it to what they share, and the tree is rebuilt, in order,
-// with items holding the bytes after the new prefix: O(n), but the prefix
-// only shrinks, so a store rebuilds at most maxCommon times while it has
-// keys. mu is held.
-func (s *Store) fitLocked(key []byte) (same bool) {
+// placeLocked returns the writer's tree that a new key goes into and how
+// many bytes its items skip, and whether that tree is the one a lookup of
+// the key searched (so its path hint holds).
+//
+// The first key of an empty index sets the main tree's common prefix (up
+// to maxCommon bytes). A key that does not start with it shortens it to
+// what they share, and the main tree is rebuilt, in order, for the new
+// prefix: O(n), so only while the tree has at most rebuildLimit keys; in a
+// bigger one the key goes to low or high instead. mu is held.
+func (s *Store) placeLocked(key []byte) (t *keyTree, l int, same bool) {
 	x := &s.w.keys
-	if x.tree.Len() == 0 {
+	pos := position(key, x.common)
+	switch {
+	case x.tree.Len() == 0 && x.low == nil && x.high == nil:
 		if c := key[:min(len(key), maxCommon)]; !bytes.Equal(c, x.common) {
 			x.common = bytes.Clone(c)
 			s.changedKeysLocked()
 		}
-		return false
+		return x.tree, len(x.common), pos == 0
+	case pos == 0:
+		return x.tree, len(x.common), true
+	case x.tree.Len() <= rebuildLimit && x.low == nil && x.high == nil:
+		s.shortenCommonLocked(key)
+		return x.tree, len(x.common), false
+	case pos < 0:
+		same = x.low != nil
+		if !same {
+			x.low = newKeyTree()
+		}
+		return x.low, 0, same
 	}
-	if bytes.HasPrefix(key, x.common) {
-		return true
+	same = x.high != nil
+	if !same {
+		x.high = newKeyTree()
 	}
+	return x.high, 0, same
+}
+
+// shortenCommonLocked rebuilds the main tree for the prefix that its keys
+// and key share. mu is held.
+func (s *Store) shortenCommonLocked(key []byte) {
+	x := &s.w.keys
 	n := 0
 	for n < len(x.common) && n < len(key) && key[n] == x.common[n] {
 		n++
 	}
-	nx := keyIndex{tree: newKeyTree(), common: x.common[:n:n]}
+	nt := newKeyTree()
+	// The new inline bytes are the old ones moved right by the bytes the
+	// prefix lost, which come in front: no record is read.
+	shift := len(x.common) - n
+	var lost [8]byte
+	copy(lost[:], x.common[n:])
+	front := binary.BigEndian.Uint64(lost[:])
 	x.tree.Scan(func(it keyItem) bool {
-		nx.tree.Load(nx.item(it.rec))
+		if shift < 8 {
+			it.prefix = front | it.prefix>>(8*shift)
+		} else {
+			it.prefix = front
+		}
+		nt.Load(it)
 		return true
 	})
-	s.logger().Debug("revkv: key index rebuilt for a shorter common prefix", "keys", nx.tree.Len(), "prefix", len(x.common), "now", n)
-	*x = nx
+	s.logger().Debug("revkv: key index rebuilt for a shorter common prefix", "keys", nt.Len(), "prefix", len(x.common), "now", n)
+	x.tree, x.common = nt, x.common[:n:n]
 	s.changedKeysLocked()
-	return false
 }
 
 // changedKeysLocked records that the writer's tree changed other than by
