@@ -43,7 +43,10 @@
 //     key inline: those after the prefix every key shares (up to 32 bytes,
 //     such as "/registry/"), so a descent rarely leaves the tree's nodes
 //     even when keys look alike. A key that shares less of that prefix
-//     shortens it, which rebuilds the tree once (O(n)). A record
+//     shortens it, rebuilding the tree, while the tree has at most 32k
+//     keys; in a bigger one such a key goes to one of two side trees (keys
+//     before, and after, all the others), so no Put pays for a rebuild of
+//     a big tree. A record
 //     holds the key (inline when short) and its versions: a key written
 //     once keeps that version in the record itself; later, an atomic
 //     pointer to a list of its versions: full 128-version blocks and a
