@@ -257,16 +257,7 @@ func TestRetention(t *testing.T) {
 	}
 	want, _ := s.HashByRev(0)
 	s.Close()
-	names, _ := fs.List("db")
-	var snaps, segs []string
-	for _, n := range names {
-		switch {
-		case len(n) > 5 && n[:5] == "snap-":
-			snaps = append(snaps, n)
-		case n != "LOCK":
-			segs = append(segs, n)
-		}
-	}
+	segs, snaps := listDB(fs)
 	if len(snaps) != 2 {
 		t.Fatalf("snapshots kept: %v", snaps)
 	}
@@ -285,6 +276,20 @@ func TestRetention(t *testing.T) {
 	if got, _ := s.HashByRev(0); got != want {
 		t.Fatalf("without the newest snapshot: %+v, want %+v", got, want)
 	}
+}
+
+// listDB returns the names of the segments and snapshots in fs's "db".
+func listDB(fs *memfs.FS) (segs, snaps []string) {
+	names, _ := fs.List("db")
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "snap-"):
+			snaps = append(snaps, n)
+		case strings.HasSuffix(n, ".log"):
+			segs = append(segs, n)
+		}
+	}
+	return segs, snaps
 }
 
 // TestCoveredSegmentsNotRead: on open, segments whose every batch the
@@ -315,16 +320,7 @@ func TestCoveredSegmentsNotRead(t *testing.T) {
 	}
 	want, _ := s.HashByRev(0)
 	s.Close()
-	names, _ := fs.List("db")
-	var segs, snaps []string
-	for _, n := range names {
-		switch {
-		case strings.HasPrefix(n, "snap-"):
-			snaps = append(snaps, n)
-		case strings.HasSuffix(n, ".log"):
-			segs = append(segs, n)
-		}
-	}
+	segs, snaps := listDB(fs)
 	if len(segs) < 4 || len(snaps) != 1 {
 		t.Fatalf("segments %v, snapshots %v", segs, snaps)
 	}
