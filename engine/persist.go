@@ -58,11 +58,18 @@ func (s *Store) logChangesLocked(rev int64, cs []change) error {
 	if s.p == nil {
 		return nil
 	}
-	b := persist.Batch{Rev: rev, Index: s.w.cindex, Changes: make([]persist.Change, len(cs))}
-	for i, c := range cs {
-		b.Changes[i] = persist.Change{Key: c.key, Value: c.v.value, Lease: c.v.lease, Delete: c.v.deleted()}
+	// The batch is reused: a persister does not keep it past Append.
+	b := &s.w.batch
+	*b = persist.Batch{Rev: rev, Index: s.w.cindex, Changes: b.Changes[:0]}
+	for _, c := range cs {
+		b.Changes = append(b.Changes, persist.Change{Key: c.key, Value: c.v.value, Lease: c.v.lease, Delete: c.v.deleted()})
 	}
-	return s.logLocked(&b)
+	err := s.logLocked(b)
+	clear(b.Changes) // keep no key or value alive
+	if cap(b.Changes) > 1024 {
+		b.Changes = nil // after a big txn
+	}
+	return err
 }
 
 // logLocked hands b to the persister. A refusal stops the store. mu is held.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,9 @@ func (f *fakePersister) Append(b *persist.Batch) (uint64, error) {
 	if f.appendErr != nil {
 		return 0, f.appendErr
 	}
-	f.batches = append(f.batches, *b)
+	c := *b
+	c.Changes = slices.Clone(b.Changes) // the engine reuses b
+	f.batches = append(f.batches, c)
 	return uint64(len(f.batches)), nil
 }
 

@@ -144,6 +144,8 @@ type writerState struct {
 	pos        uint64 // the persister's position of the last batch appended
 	// keyPage is where historyKeyLocked packs copies of keys.
 	keyPage []byte
+	// batch is handed to the persister for each write, and reused.
+	batch persist.Batch
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with

@@ -29,6 +29,9 @@ import (
 // is then a pure in-memory store.
 type Persister interface {
 	Recover(t Target) error
+	// Append must not keep b or its Changes slice once it returns: the
+	// engine reuses them. The keys and values they point to never change,
+	// and may be kept.
 	Append(b *Batch) (pos uint64, err error)
 	Wait(pos uint64) error
 	Sync() error
