@@ -161,10 +161,8 @@ func (st *state) base(fn func(key []byte, v version)) {
 // compacted revision and to <= the state's revision.
 func (st *state) changes(from, to int64, fn func(change) bool) {
 	for rev := max(from, st.hist.first); rev <= to; rev++ {
-		for _, c := range st.hist.at(rev) {
-			if !fn(c) {
-				return
-			}
+		if !st.hist.each(rev, fn) {
+			return
 		}
 	}
 }

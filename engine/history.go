@@ -1,6 +1,9 @@
 package engine
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // change is one entry of a revision's change list: which key, and what
 // version it got.
@@ -15,17 +18,48 @@ type change struct {
 const chunkSize = 256
 
 // chunk holds the changes of main revisions first .. first+chunkSize-1.
-// Most revisions are one change (a Put): that change is stored in one, with
-// no allocation of its own; a revision of several changes has them in many,
-// which a chunk gets at its first such revision (most chunks of a store
-// written by single puts never do: 24 bytes a revision saved).
+// Most revisions are one change (a Put): that change is stored packed in
+// one, with no allocation of its own; a revision of several changes has
+// them in many, which a chunk gets at its first such revision (most chunks
+// of a store written by single puts never do).
 //
 // The writer fills a revision's entry before it publishes the revision;
 // readers only read entries at or below the revision of their view.
 type chunk struct {
 	first int64
-	one   [chunkSize]change
+	one   [chunkSize]packed
 	many  atomic.Pointer[[chunkSize][]change]
+}
+
+// packed is the change of a revision that has only that one: its main
+// revision is its slot's and its sub-revision 0, and its slices are a
+// pointer and a length each. 48 bytes where a change takes 88: history
+// holds one per revision, so this is most of its memory.
+type packed struct {
+	key, value  *byte
+	klen, vlen  uint32 // keys and values are far below 4 GiB (MaxValueSize)
+	create, ver int64
+	lease       int64
+}
+
+func pack(c change) packed {
+	return packed{
+		key: unsafe.SliceData(c.key), klen: uint32(len(c.key)),
+		value: unsafe.SliceData(c.v.value), vlen: uint32(len(c.v.value)),
+		create: c.v.create, ver: c.v.ver, lease: c.v.lease,
+	}
+}
+
+// unpack returns the change packed in p at main revision rev.
+func (p *packed) unpack(rev int64) change {
+	c := change{
+		key: unsafe.Slice(p.key, p.klen),
+		v:   version{main: rev, create: p.create, ver: p.ver, lease: p.lease},
+	}
+	if p.value != nil {
+		c.v.value = unsafe.Slice(p.value, p.vlen)
+	}
+	return c
 }
 
 // history is the revision-ordered list of changes: what watchers and
@@ -39,22 +73,28 @@ type history struct {
 	first  int64 // lowest main revision that may be stored (chunks[0].first)
 }
 
-// at returns the changes of main revision rev, or nil if it is not stored.
-// The caller guarantees rev is at or below its view's revision.
-func (h history) at(rev int64) []change {
+// each calls fn for each change of main revision rev, if it is stored,
+// and reports whether fn always returned true. The caller guarantees rev is
+// at or below its view's revision.
+func (h history) each(rev int64, fn func(change) bool) bool {
 	if len(h.chunks) == 0 || rev < h.first {
-		return nil
+		return true
 	}
 	i := (rev - h.first) / chunkSize
 	if i >= int64(len(h.chunks)) {
-		return nil
+		return true
 	}
 	c := h.chunks[i]
 	j := rev - c.first
 	if m := c.many.Load(); m != nil && m[j] != nil {
-		return m[j]
+		for _, ch := range m[j] {
+			if !fn(ch) {
+				return false
+			}
+		}
+		return true
 	}
-	return c.one[j : j+1]
+	return fn(c.one[j].unpack(rev))
 }
 
 // add records the changes of main revision rev (at least one), which must
@@ -62,8 +102,8 @@ func (h history) at(rev int64) []change {
 // the returned history is published with the revision.
 func (h history) add(rev int64, cs []change) history {
 	h, c, j := h.slot(rev)
-	if len(cs) == 1 {
-		c.one[j] = cs[0]
+	if len(cs) == 1 && cs[0].v.main == rev && cs[0].v.sub == 0 {
+		c.one[j] = pack(cs[0]) // every lone change of the engine's writes
 		return h
 	}
 	m := c.many.Load()
@@ -75,10 +115,14 @@ func (h history) add(rev int64, cs []change) history {
 	return h
 }
 
-// addOne is add for a revision of one change, without a slice.
+// addOne is add for a revision of one change, without a slice when it can
+// be packed.
 func (h history) addOne(rev int64, ch change) history {
+	if ch.v.main != rev || ch.v.sub != 0 {
+		return h.add(rev, []change{ch})
+	}
 	h, c, j := h.slot(rev)
-	c.one[j] = ch
+	c.one[j] = pack(ch)
 	return h
 }
 
