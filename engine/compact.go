@@ -127,14 +127,14 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		return len(batch) <= compactStep
 	})
 	if len(batch) > compactStep {
-		next = batch[compactStep].key
+		next = batch[compactStep].key()
 		batch = batch[:compactStep]
 	}
 	copied := 0
 	for _, r := range batch {
 		if copied >= compactStepVersions {
 			// Enough work for one step: continue from this key.
-			return r.key, changed
+			return r.key(), changed
 		}
 		old := r.vers.Load()
 		if old == nil {
@@ -148,12 +148,12 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		changed++
 		copied += n
 		s.changedKeysLocked()
-		keys, l := s.w.keys.side(r.key)
+		keys, l := s.w.keys.side(r.key())
 		if kept == nil {
-			keys.Delete(keyItem{prefix: keyPrefix(r.key, l), rec: r})
+			keys.Delete(keyItem{prefix: keyPrefix(r.key(), l), rec: r})
 			continue
 		}
-		keys.Set(keyItem{prefix: keyPrefix(r.key, l), rec: recordOf(r.key, kept)})
+		keys.Set(keyItem{prefix: keyPrefix(r.key(), l), rec: recordOf(r.key(), kept)})
 	}
 	return next, changed
 }

@@ -150,7 +150,7 @@ func (st *state) base(fn func(key []byte, v version)) {
 	}
 	st.ascend(nil, nil, func(r *keyRecord) bool {
 		if v, ok := r.at(st.compactRev); ok && !v.deleted() {
-			fn(r.key, v)
+			fn(r.key(), v)
 		}
 		return true
 	})

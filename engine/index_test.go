@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"unsafe"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/proptest"
@@ -106,11 +107,23 @@ func TestKeyIndexSides(t *testing.T) {
 		// Every key, in order, from the index itself.
 		var all [][]byte
 		s.cur.Load().ascend(nil, nil, func(r *keyRecord) bool {
-			if n := len(all); n > 0 && bytes.Compare(all[n-1], r.key) >= 0 {
-				t.Fatalf("index walk: %q after %q", r.key, all[n-1])
+			if n := len(all); n > 0 && bytes.Compare(all[n-1], r.key()) >= 0 {
+				t.Fatalf("index walk: %q after %q", r.key(), all[n-1])
 			}
-			all = append(all, r.key)
+			all = append(all, r.key())
 			return true
 		})
 	})
+}
+
+// TestLayoutSizes pins the sizes that the memory per key depends on: a
+// record fits the allocator's 112-byte class and a packed history entry
+// is 48 bytes.
+func TestLayoutSizes(t *testing.T) {
+	if n := unsafe.Sizeof(keyRecord{}); n != 112 {
+		t.Errorf("keyRecord is %d bytes, want 112", n)
+	}
+	if n := unsafe.Sizeof(packed{}); n != 48 {
+		t.Errorf("packed is %d bytes, want 48", n)
+	}
 }

@@ -40,7 +40,7 @@ func lessItem(a, b keyItem) bool {
 	if a.prefix != b.prefix {
 		return a.prefix < b.prefix
 	}
-	return bytes.Compare(a.rec.key, b.rec.key) < 0
+	return bytes.Compare(a.rec.key(), b.rec.key()) < 0
 }
 
 type keyTree = btree.BTreeG[keyItem]
@@ -124,12 +124,12 @@ func (x *keyIndex) bounds(key, end []byte) (k, e []byte, ok bool) {
 // instead. Call release when the search is done.
 func probe(key []byte, l int) keyItem {
 	r := probes.Get().(*keyRecord)
-	r.key = key
+	r.setKey(key)
 	return keyItem{prefix: keyPrefix(key, l), rec: r}
 }
 
 func (it keyItem) release() {
-	it.rec.key = nil
+	it.rec.setKey(nil)
 	probes.Put(it.rec)
 }
 
@@ -191,7 +191,7 @@ func ascendTree(t *keyTree, l int, key, end []byte, fn func(*keyRecord) bool) {
 	}
 	t.Ascend(p, func(it keyItem) bool {
 		if end != nil && it.prefix >= endPrefix {
-			if it.prefix > endPrefix || bytes.Compare(it.rec.key, end) >= 0 {
+			if it.prefix > endPrefix || bytes.Compare(it.rec.key(), end) >= 0 {
 				return false
 			}
 		}
@@ -205,7 +205,7 @@ func (st *state) lookup(key []byte) *keyRecord {
 		return rec
 	}
 	f := st.fresh
-	if i := searchFresh(f, key); i < len(f) && bytes.Equal(f[i].rec.key, key) {
+	if i := searchFresh(f, key); i < len(f) && bytes.Equal(f[i].rec.key(), key) {
 		return f[i].rec
 	}
 	return nil
@@ -218,17 +218,17 @@ func searchFresh(f []keyItem, key []byte) int {
 	if len(f) == 0 {
 		return 0
 	}
-	return sort.Search(len(f), func(i int) bool { return bytes.Compare(f[i].rec.key, key) >= 0 })
+	return sort.Search(len(f), func(i int) bool { return bytes.Compare(f[i].rec.key(), key) >= 0 })
 }
 
 // ascend is ascend over the state's keys: the index's, merged with fresh
 // (which the index's trees never hold).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 	f := st.fresh[searchFresh(st.fresh, key):]
-	inRange := func(it keyItem) bool { return end == nil || bytes.Compare(it.rec.key, end) < 0 }
+	inRange := func(it keyItem) bool { return end == nil || bytes.Compare(it.rec.key(), end) < 0 }
 	stopped := false
 	st.keys.ascend(key, end, func(r *keyRecord) bool {
-		for len(f) > 0 && bytes.Compare(f[0].rec.key, r.key) < 0 {
+		for len(f) > 0 && bytes.Compare(f[0].rec.key(), r.key()) < 0 {
 			if !fn(f[0].rec) {
 				stopped = true
 				return false

@@ -194,7 +194,7 @@ func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) 
 		}
 		for i := range n {
 			if v, ok := recs[i].atList(lists[i], rev); ok && !v.deleted() {
-				if !fn(v.keyValue(recs[i].key)) {
+				if !fn(v.keyValue(recs[i].key())) {
 					stopped = true
 					return false
 				}

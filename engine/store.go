@@ -199,11 +199,11 @@ func copyTree(t *keyTree) *keyTree {
 // insertLocked adds a record for a key the writer's index does not have.
 // hint is the path of the lookup that found it missing. mu is held.
 func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
-	t, l, same := s.placeLocked(rec.key)
+	t, l, same := s.placeLocked(rec.key())
 	if !same {
 		hint = nil // of another tree
 	}
-	it := keyItem{prefix: keyPrefix(rec.key, l), rec: rec}
+	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
 	t.SetHint(it, hint)
 	switch {
 	case s.w.full:
@@ -211,7 +211,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	case len(s.w.fresh) >= maxFresh:
 		s.w.full, s.w.fresh = true, nil
 	default:
-		i := searchFresh(s.w.fresh, rec.key)
+		i := searchFresh(s.w.fresh, rec.key())
 		f := make([]keyItem, len(s.w.fresh)+1)
 		copy(f, s.w.fresh[:i])
 		f[i] = it
@@ -223,8 +223,8 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 // loadLocked adds a record for a key above every key of the writer's index,
 // as a snapshot's base entries come. mu is held (or the store is private).
 func (s *Store) loadLocked(rec *keyRecord) {
-	t, l, _ := s.placeLocked(rec.key)
-	t.Load(keyItem{prefix: keyPrefix(rec.key, l), rec: rec})
+	t, l, _ := s.placeLocked(rec.key())
+	t.Load(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec})
 	s.changedKeysLocked()
 }
 

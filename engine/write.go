@@ -148,13 +148,13 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	if rec == nil {
 		rec = newRecord(key, v)
 		s.insertLocked(rec, &hint)
-		return change{key: rec.key, v: v}
+		return change{key: rec.key(), v: v}
 	}
 	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
 	}
 	rec.append(v)
-	return change{key: s.historyKeyLocked(rec.key), v: v}
+	return change{key: s.historyKeyLocked(rec.key()), v: v}
 }
 
 // historyKeyLocked returns a copy of a key for the history's change of a
@@ -209,7 +209,7 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change,
 	for _, rec := range recs {
 		if last, ok := rec.at(rev); ok && !last.deleted() {
 			live = append(live, rec)
-			size += changeSize(rec.key, nil)
+			size += changeSize(rec.key(), nil)
 		}
 	}
 	if size > budget {
@@ -220,7 +220,7 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change,
 		v := version{main: rev, sub: sub}
 		sub++
 		rec.append(v)
-		cs = append(cs, change{key: s.historyKeyLocked(rec.key), v: v})
+		cs = append(cs, change{key: s.historyKeyLocked(rec.key()), v: v})
 	}
 	return cs, nil
 }
