@@ -126,6 +126,18 @@ func (l *versionList) all() []version {
 	return append(vs, l.used(n)...)
 }
 
+// since returns the versions from position i on (oldest first), copied.
+// Compaction keeps these: it copies no version it drops.
+func (l *versionList) since(i int) []version {
+	n := int(l.n.Load())
+	vs := make([]version, 0, n-i)
+	nb := len(l.blocks) * blockSize
+	for ; i < nb; i = (i/blockSize + 1) * blockSize {
+		vs = append(vs, l.blocks[i/blockSize][i%blockSize:]...)
+	}
+	return append(vs, l.tail[i-nb:n-nb]...)
+}
+
 // newRecord returns a record for key holding one version.
 func newRecord(key []byte, first version) *keyRecord {
 	r := &keyRecord{first: first}
@@ -289,7 +301,7 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 		return l, 0
 	}
 	if k := int(n) - first; k <= maxCopyOnCompact {
-		return listOf(l.all()[first:]), k
+		return listOf(l.since(first)), k
 	}
 	if inBlock <= 0 {
 		return l, 0 // the cut is in the first block: nothing whole to drop
