@@ -63,15 +63,7 @@ func dirSize(b *testing.B, dir string) int64 {
 
 func openOS(b *testing.B, dir string, opts filelog.Options) (*engine.Store, *filelog.Log) {
 	opts.FS = persist.OS
-	l, err := filelog.Open(dir, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := engine.Open(l, engine.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return s, l
+	return mustOpen(b, dir, opts)
 }
 
 // BenchmarkPut: puts of distinct keys under each sync policy, from 1 and

@@ -239,14 +239,7 @@ func TestRestore(t *testing.T) {
 // the same state, even with its newest snapshot removed.
 func TestRetention(t *testing.T) {
 	fs := memfs.New(memfs.Options{})
-	l, err := filelog.Open("db", filelog.Options{FS: fs, SegmentSize: 256, SnapshotRevs: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := engine.Open(l, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := mustOpen(t, "db", filelog.Options{FS: fs, SegmentSize: 256, SnapshotRevs: -1})
 	for i := range 200 {
 		s.Put([]byte(fmt.Sprintf("k%d", i%13)), []byte(fmt.Sprint(i)))
 		if i%40 == 39 {
@@ -268,7 +261,7 @@ func TestRetention(t *testing.T) {
 	if err := fs.Remove("db/" + snaps[1]); err != nil {
 		t.Fatal(err)
 	}
-	s, err = openStore(fs, filelog.Options{})
+	s, err := openStore(fs, filelog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,14 +300,7 @@ func TestCoveredSegmentsNotRead(t *testing.T) {
 	}
 	s.Close()
 	// A snapshot of all of it, written by a read-write reopen.
-	l, err := filelog.Open("db", filelog.Options{FS: fs, SegmentSize: 256, SnapshotRevs: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err = engine.Open(l, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := mustOpen(t, "db", filelog.Options{FS: fs, SegmentSize: 256, SnapshotRevs: -1})
 	if err := l.WriteSnapshot(); err != nil {
 		t.Fatal(err)
 	}
@@ -521,14 +507,7 @@ func TestInspectAndDump(t *testing.T) {
 func TestCloseDuringSnapshot(t *testing.T) {
 	mem := memfs.New(memfs.Options{})
 	fs := &slowFS{FS: mem}
-	l, err := filelog.Open("db", filelog.Options{FS: fs, SnapshotRevs: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := engine.Open(l, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := mustOpen(t, "db", filelog.Options{FS: fs, SnapshotRevs: -1})
 	for i := range 2000 {
 		s.Put([]byte(fmt.Sprint(i)), make([]byte, 200))
 	}
@@ -547,7 +526,7 @@ func TestCloseDuringSnapshot(t *testing.T) {
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Fatalf("files changed after Close: %v, then %v", before, after)
 	}
-	s, err = openStore(mem, filelog.Options{})
+	s, err := openStore(mem, filelog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,14 +540,7 @@ func TestCloseDuringSnapshot(t *testing.T) {
 // Log return at once with an error.
 func TestCallsAfterClose(t *testing.T) {
 	fs := memfs.New(memfs.Options{})
-	l, err := filelog.Open("db", filelog.Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := engine.Open(l, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := mustOpen(t, "db", filelog.Options{FS: fs})
 	s.Put([]byte("k"), nil)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -170,6 +170,21 @@ func (w *workload) matchState(s *engine.Store, lo, hi int) (int, error) {
 }
 
 // openStore opens an engine on a filelog in dir "db" of fsys.
+// mustOpen opens a store on a Log of dir (on opts.FS), and also returns
+// the Log, for tests that call it directly. It fails tb on an error.
+func mustOpen(tb testing.TB, dir string, opts filelog.Options) (*engine.Store, *filelog.Log) {
+	tb.Helper()
+	l, err := filelog.Open(dir, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, l
+}
+
 func openStore(fsys persist.FS, opts filelog.Options) (*engine.Store, error) {
 	opts.FS = fsys
 	l, err := filelog.Open("db", opts)
