@@ -50,6 +50,10 @@ func pack(c change) packed {
 	}
 }
 
+// packable reports whether c, the only change of revision rev, can be
+// packed: true of every lone change the engine makes (sub-revision 0).
+func packable(c change, rev int64) bool { return c.v.main == rev && c.v.sub == 0 }
+
 // unpack returns the change packed in p at main revision rev.
 func (p *packed) unpack(rev int64) change {
 	c := change{
@@ -102,8 +106,8 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 // the returned history is published with the revision.
 func (h history) add(rev int64, cs []change) history {
 	h, c, j := h.slot(rev)
-	if len(cs) == 1 && cs[0].v.main == rev && cs[0].v.sub == 0 {
-		c.one[j] = pack(cs[0]) // every lone change of the engine's writes
+	if len(cs) == 1 && packable(cs[0], rev) {
+		c.one[j] = pack(cs[0])
 		return h
 	}
 	m := c.many.Load()
@@ -118,7 +122,7 @@ func (h history) add(rev int64, cs []change) history {
 // addOne is add for a revision of one change, without a slice when it can
 // be packed.
 func (h history) addOne(rev int64, ch change) history {
-	if ch.v.main != rev || ch.v.sub != 0 {
+	if !packable(ch, rev) {
 		return h.add(rev, []change{ch})
 	}
 	h, c, j := h.slot(rev)
