@@ -115,17 +115,6 @@ func (l *versionList) latest() version {
 	return t[len(t)-1]
 }
 
-// all returns every version, oldest first. It allocates: for compaction,
-// tests and debugging.
-func (l *versionList) all() []version {
-	n := l.n.Load()
-	vs := make([]version, 0, n)
-	for _, b := range l.blocks {
-		vs = append(vs, b[:]...)
-	}
-	return append(vs, l.used(n)...)
-}
-
 // since returns the versions from position i on (oldest first), copied.
 // Compaction keeps these: it copies no version it drops.
 func (l *versionList) since(i int) []version {
