@@ -39,6 +39,9 @@ func (s *Store) Compact(rev int64) error {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 
+	if err := s.beforeCompact(rev); err != nil {
+		return err
+	}
 	if err := s.lockWriter(); err != nil {
 		return err
 	}
@@ -90,6 +93,39 @@ func (s *Store) Compact(rev int64) error {
 	s.lastCompactStep.Store(int64(longest))
 	s.logger().Debug("revkv: compacted", "rev", rev, "steps", steps, "keysChanged", freed,
 		"took", time.Since(start), "longestStep", longest)
+	return nil
+}
+
+// OnCompact registers fn to run at the start of every later compaction:
+// Compact(rev) calls fn(rev) once it has checked rev, and before the new
+// compacted revision takes effect, so that fn can keep what it still
+// needs of the history below rev (package watch keeps it for watches that
+// are catching up; a View taken in fn keeps all of it). Compactions are
+// serialized, so fn runs for one at a time, in order; fn must not call
+// Compact. Writes and reads go on while fn runs.
+func (s *Store) OnCompact(fn func(rev int64)) {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	s.compactHooks = append(s.compactHooks, fn)
+}
+
+// beforeCompact checks rev against the published state and runs the
+// OnCompact hooks. compactMu is held, so the compacted revision cannot
+// move until Compact does it; the revision only grows.
+func (s *Store) beforeCompact(rev int64) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	st := s.cur.Load()
+	if rev <= st.compactRev {
+		return fmt.Errorf("compact to %d, compacted %d: %w", rev, st.compactRev, ErrCompacted)
+	}
+	if rev > st.rev {
+		return fmt.Errorf("compact to %d, current %d: %w", rev, st.rev, ErrFutureRev)
+	}
+	for _, fn := range s.compactHooks {
+		fn(rev)
+	}
 	return nil
 }
 

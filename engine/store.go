@@ -110,7 +110,8 @@ type Store struct {
 	txnID int64     // guarded by txnMu; last txn ID handed out
 
 	// compactMu serializes compactions, which release mu between steps.
-	compactMu sync.Mutex
+	compactMu    sync.Mutex
+	compactHooks []func(rev int64) // guarded by compactMu; see OnCompact
 	// waiting counts writers blocked on mu, so compaction can step aside.
 	waiting atomic.Int32
 	// lastCompactStep is the longest time (ns) the last compaction held mu

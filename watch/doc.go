@@ -15,9 +15,13 @@
 // revision alone has more events than the watch's cap). A StartRev <= 0
 // means the next revision; one in the past replays history from there; one
 // below the compacted revision ends the watch with ErrCompacted and the
-// compacted revision. A watch that keeps up is never ended by compaction
-// (compact through Store.Compact, which lets every revision reach such
-// watches first).
+// compacted revision. A watch that is running is never ended by
+// compaction, whether it keeps up or reads history far behind, and
+// whether the compaction comes through Store.Compact or the engine store's
+// own Compact: the engine calls the watchers before any compaction takes
+// effect (engine.Store.OnCompact), which hand every revision up to it to
+// the watches that keep up, and leave each watch still reading history
+// below it a view of that history, kept until the watch has read it.
 //
 // # How it works
 //
@@ -31,19 +35,22 @@
 // for a receiver.
 //
 // Each Watcher has one goroutine that sends its Responses, blocking on the
-// channel as long as its receiver takes. A watch whose pending list grows
-// past 4x its cap (its receiver is slow) drops the list and goes back to
-// reading history from its position, a batch at a time, holding no view
-// while it waits to send; when it reaches the present it rejoins the index.
-// So a stalled receiver costs no memory beyond one batch, never blocks a
-// writer, another Watcher or compaction, and if compaction overtakes it the
-// watch ends with ErrCompacted, exactly like a late start.
+// channel as long as its receiver takes. A watch whose pending list reaches
+// 4x its cap (its receiver is slow) leaves the index: it sends the whole
+// revisions it holds, then reads history from there, a batch at a time;
+// when it reaches the present it rejoins the index. So a stalled receiver
+// never blocks a writer, another Watcher or compaction, and holds at most
+// its pending events, plus, if compactions passed its position, the
+// history below them it has yet to read (the memory a View taken before
+// the compaction would keep); cancel or close a watch that is not read to
+// free it.
 //
 // # Memory
 //
 // Measured (BenchmarkIdleWatchMemory): an idle watch on a single key costs
 // about 300 bytes; an idle Watcher about 6.6 KiB (its goroutine's stack and
 // a channel of 16 Responses). A watch that keeps up holds at most 4x its
-// MaxEvents pending events; one that is catching up holds at most one
-// Response's worth.
+// MaxEvents pending events; one that is catching up holds at most that and
+// one Response's worth, and the history a compaction would have freed
+// below its position.
 package watch

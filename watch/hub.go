@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -151,13 +152,13 @@ func (h *hub) dispatchNew() bool {
 			}
 			w.pending = append(w.pending, e)
 			h.pending++
-			if len(w.pending) == w.maxPending()+1 {
+			if len(w.pending) == w.maxPending() {
 				overflow = append(overflow, w)
 			}
 		})
 		// Not inside stab: desync changes the index stab walks.
 		for _, w := range overflow {
-			h.desync(w, w.pending[0].Revision())
+			h.desync(w, h.trimPending(w))
 			wake = append(wake, w.s)
 		}
 		overflow = overflow[:0]
@@ -188,7 +189,7 @@ func (h *hub) advance(next int64) {
 }
 
 // waitDispatched waits until revision rev has been handed to the synced
-// watches, or the hub is closed.
+// watches, or the hub or the store is closed.
 func (h *hub) waitDispatched(rev int64) {
 	for {
 		h.mu.Lock()
@@ -206,6 +207,39 @@ func (h *hub) waitDispatched(rev int64) {
 		case <-ch:
 		case <-h.done:
 			return
+		case <-h.store.Notify(math.MaxInt64):
+			// Closed (or just written: look again). A closed store
+			// dispatches nothing more.
+			if _, err := h.store.View(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// beforeCompact runs in the engine's Compact(rev) before the compaction
+// takes effect (engine.Store.OnCompact). A watch is ended by compaction
+// only if the history it needs is gone, so first every revision up to rev
+// is handed to the synced watches (they then need nothing below rev), and
+// then every watch that will read history below rev keeps a view taken
+// now, before the compaction, which holds that history for it until it
+// has read it.
+func (h *hub) beforeCompact(rev int64) {
+	h.waitDispatched(rev)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	v, err := h.store.View()
+	if err != nil {
+		return
+	}
+	for s := range h.watchers {
+		for _, w := range s.watches {
+			if !w.synced && w.needs() < rev {
+				w.pins = append(w.pins, v)
+			}
 		}
 	}
 }
@@ -243,15 +277,30 @@ func (h *hub) unindex(w *watch) {
 }
 
 // desync moves a synced watch back to reading history from position from,
-// dropping its pending events. mu is held.
+// once it has sent the pending events it holds (all before from). mu is
+// held.
 func (h *hub) desync(w *watch, from kv.Revision) {
 	h.unindex(w)
-	h.pending -= len(w.pending)
-	w.pending = nil
 	w.synced = false
 	w.next = from
 	w.s.unsynced = append(w.s.unsynced, w)
 	h.slow.Add(1)
+}
+
+// trimPending drops from a watch's pending events those of the last
+// revision, which the dispatch may not have handed out whole, and returns
+// that revision: the watch keeps whole revisions and reads the rest from
+// history, so no revision is split between the two. mu is held.
+func (h *hub) trimPending(w *watch) kv.Revision {
+	last := w.pending[len(w.pending)-1].KV.ModRevision
+	n := len(w.pending)
+	for n > 0 && w.pending[n-1].KV.ModRevision == last {
+		n--
+	}
+	h.pending -= len(w.pending) - n
+	clear(w.pending[n:])
+	w.pending = w.pending[:n]
+	return kv.Revision{Main: last}
 }
 
 // desyncAll desyncs every synced watch. mu is held.
@@ -259,11 +308,7 @@ func (h *hub) desyncAll(from kv.Revision) {
 	for s := range h.watchers {
 		for _, w := range s.watches {
 			if w.synced {
-				pos := from
-				if len(w.pending) > 0 {
-					pos = w.pending[0].Revision()
-				}
-				h.desync(w, pos)
+				h.desync(w, from)
 			}
 		}
 	}

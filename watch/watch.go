@@ -54,32 +54,40 @@ func (o Options) chanSize() int {
 }
 
 // Store is an engine.Store that can be watched: the seed's WatchableKV. It
-// has every method of the engine's Store, plus NewWatcher and Stats.
+// has the seed API's KV methods, which it passes to the engine store, plus
+// NewWatcher and Stats.
+//
+// It holds the engine store rather than embedding it, and the engine tells
+// it of every compaction before the compaction takes effect (see
+// engine.Store.OnCompact), so no compaction, through this Store or through
+// the engine store it was made from, ends a watch that can still be
+// served: a watch is ended by compaction only if it starts below the
+// compacted revision.
 type Store struct {
-	*engine.Store
-	h *hub
+	kv *engine.Store
+	h  *hub
 }
 
 // New makes s watchable. It starts one goroutine, which Close stops. The
 // returned Store owns s: close the Store, not s.
 func New(s *engine.Store, opts Options) *Store {
 	h := newHub(s, opts)
+	s.OnCompact(h.beforeCompact)
 	go h.run()
-	return &Store{Store: s, h: h}
+	return &Store{kv: s, h: h}
 }
 
 // NewWatcher returns a new Watcher on the store. After Close it returns a
 // Watcher whose Watch calls fail with ErrClosed and whose channel is closed.
 func (s *Store) NewWatcher() *Watcher { return s.h.newWatcher() }
 
-// Compact is engine.Store.Compact, made safe for watchers: it first lets
-// every revision up to rev reach the watchers that are keeping up, so that
-// compaction never ends a watch that keeps up. Call this method, not the
-// embedded engine's.
-func (s *Store) Compact(rev int64) error {
-	s.h.waitDispatched(min(rev, s.Rev()))
-	return s.Store.Compact(rev)
-}
+// Compact is engine.Store.Compact. Before the compaction takes effect,
+// every revision up to rev reaches the watches that keep up, and every
+// watch still reading history below rev keeps that history (as a View
+// does) until it has read it; so compaction never ends a watch already
+// running. The memory of the history such a watch keeps is freed as it
+// reads on, or when it is canceled.
+func (s *Store) Compact(rev int64) error { return s.kv.Compact(rev) }
 
 // Close closes every Watcher (each gets no more Responses and its channel
 // is closed), stops the store's goroutines, waits for them, and closes the
@@ -88,8 +96,75 @@ func (s *Store) Close() error {
 	if !s.h.close() {
 		return ErrClosed
 	}
-	return s.Store.Close()
+	return s.kv.Close()
 }
+
+// The seed's KV methods, as engine.Store has them.
+
+// Rev is engine.Store.Rev.
+func (s *Store) Rev() int64 { return s.kv.Rev() }
+
+// CompactRev is engine.Store.CompactRev.
+func (s *Store) CompactRev() int64 { return s.kv.CompactRev() }
+
+// Range is engine.Store.Range.
+func (s *Store) Range(key, end []byte, limit, rangeRev int64) ([]kv.KeyValue, int64, error) {
+	return s.kv.Range(key, end, limit, rangeRev)
+}
+
+// RangeWithOptions is engine.Store.RangeWithOptions.
+func (s *Store) RangeWithOptions(key, end []byte, opts engine.RangeOptions) (engine.RangeResult, error) {
+	return s.kv.RangeWithOptions(key, end, opts)
+}
+
+// View is engine.Store.View.
+func (s *Store) View() (*engine.View, error) { return s.kv.View() }
+
+// Put is engine.Store.Put.
+func (s *Store) Put(key, value []byte) (rev int64, err error) { return s.kv.Put(key, value) }
+
+// PutLease is engine.Store.PutLease.
+func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) {
+	return s.kv.PutLease(key, value, lease)
+}
+
+// DeleteRange is engine.Store.DeleteRange.
+func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
+	return s.kv.DeleteRange(key, end)
+}
+
+// TxnBegin is engine.Store.TxnBegin.
+func (s *Store) TxnBegin() (int64, error) { return s.kv.TxnBegin() }
+
+// TxnEnd is engine.Store.TxnEnd.
+func (s *Store) TxnEnd(txnID int64) error { return s.kv.TxnEnd(txnID) }
+
+// TxnRange is engine.Store.TxnRange.
+func (s *Store) TxnRange(txnID int64, key, end []byte, limit, rangeRev int64) ([]kv.KeyValue, int64, error) {
+	return s.kv.TxnRange(txnID, key, end, limit, rangeRev)
+}
+
+// TxnPut is engine.Store.TxnPut.
+func (s *Store) TxnPut(txnID int64, key, value []byte) (rev int64, err error) {
+	return s.kv.TxnPut(txnID, key, value)
+}
+
+// TxnDeleteRange is engine.Store.TxnDeleteRange.
+func (s *Store) TxnDeleteRange(txnID int64, key, end []byte) (n, rev int64, err error) {
+	return s.kv.TxnDeleteRange(txnID, key, end)
+}
+
+// Hash is engine.Store.Hash.
+func (s *Store) Hash() (uint32, error) { return s.kv.Hash() }
+
+// Snapshot is engine.Store.Snapshot.
+func (s *Store) Snapshot() (*engine.Snapshot, error) { return s.kv.Snapshot() }
+
+// Commit is engine.Store.Commit.
+func (s *Store) Commit() error { return s.kv.Commit() }
+
+// Restore is engine.Store.Restore.
+func (s *Store) Restore() error { return s.kv.Restore() }
 
 // Stats returns the store's watch metrics.
 func (s *Store) Stats() Stats { return s.h.stats() }
@@ -99,12 +174,12 @@ type Stats struct {
 	Watchers   int // open Watchers
 	Synced     int // watches keeping up, fed as revisions are written
 	CatchingUp int // watches reading history from their position
-	// Pending is the number of events handed to keeping-up watches and not
-	// yet taken into a Response.
+	// Pending is the number of events handed to watches by the dispatcher
+	// and not yet taken into a Response.
 	Pending int
 	// SlowReceivers counts the times a watch's receiver fell so far behind
-	// that the watch dropped its pending events and went back to reading
-	// history.
+	// that the watch left the dispatcher to read history after the events
+	// it held.
 	SlowReceivers uint64
 	// EventsSent counts events sent in Responses.
 	EventsSent uint64

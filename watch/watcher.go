@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -35,11 +36,19 @@ type watch struct {
 	// A synced watch is in the hub's index and gets events as they are
 	// written, from revision minRev on. An unsynced one reads history from
 	// next.
-	synced  bool
-	minRev  int64
-	next    kv.Revision
-	pending []kv.Event // synced: handed out, not yet in a Response
-	ready   bool       // in s.ready
+	synced bool
+	minRev int64
+	next   kv.Revision
+	// pending are events handed out by the hub, not yet in a Response. An
+	// unsynced watch sends those it still holds (from before it fell
+	// behind) before it reads history.
+	pending []kv.Event
+	ready   bool // in s.ready
+	// pins hold, for an unsynced watch, the history it still needs from
+	// below a compaction: views taken before each compaction that passed
+	// its position, oldest first (see hub.beforeCompact). Each is dropped
+	// once the watch has read past its revision.
+	pins []*engine.View
 
 	canceled       bool
 	progressQueued bool
@@ -47,6 +56,15 @@ type watch struct {
 }
 
 func (w *watch) single() bool { return w.one }
+
+// needs returns the first revision an unsynced watch will read that no pin
+// holds for it. hub.mu is held.
+func (w *watch) needs() int64 {
+	if n := len(w.pins); n > 0 {
+		return max(w.next.Main, w.pins[n-1].Rev()+1)
+	}
+	return w.next.Main
+}
 
 func (w *watch) maxPending() int { return 4 * w.max }
 
@@ -69,9 +87,9 @@ func (w *watch) wants(ev kv.Event) bool {
 // stops reading only holds up that goroutine, never writers, other Watchers
 // or compaction. While a watch keeps up it gets events as they are written,
 // holding at most 4x its MaxEvents of them; a watch whose receiver falls
-// further behind drops them and reads history from where it was instead,
-// so its memory does not grow with its backlog. A watch that falls behind
-// the compacted revision ends with ErrCompacted.
+// further behind sends those and then reads history instead, so its memory
+// does not grow with its backlog. Compaction does not end a running watch:
+// one behind it keeps the history it still needs (see the package doc).
 //
 // Memory: a Watcher costs its goroutine (a few KiB of stack) and its
 // channel; a watch costs about 200 bytes plus its range's keys, and up to
@@ -221,9 +239,9 @@ func (s *Watcher) end(w *watch, last Response) {
 	h := s.h
 	if w.synced {
 		h.unindex(w)
-		h.pending -= len(w.pending)
 	}
-	w.pending = nil
+	h.pending -= len(w.pending)
+	w.pending, w.pins = nil, nil
 	w.synced = false
 	w.canceled = true
 	delete(s.watches, w.id)
@@ -262,8 +280,9 @@ func (s *Watcher) Close() {
 	for _, w := range s.watches {
 		if w.synced {
 			h.unindex(w)
-			h.pending -= len(w.pending)
 		}
+		h.pending -= len(w.pending)
+		w.pending, w.pins = nil, nil
 		w.canceled = true
 	}
 	s.watches = nil
@@ -405,9 +424,15 @@ func (s *Watcher) next() (Response, bool) {
 			w := s.unsynced[0]
 			// Round robin: the watch goes to the back while it reads.
 			s.unsynced = append(s.unsynced[1:], w)
+			if len(w.pending) > 0 {
+				r := s.heldResponse(w)
+				h.mu.Unlock()
+				return r, true
+			}
 			from := w.next
+			v, err := s.historyView(w)
 			h.mu.Unlock()
-			if r, ok := s.catchUp(w, from); ok {
+			if r, ok := s.catchUp(w, from, v, err); ok {
 				return r, true
 			}
 			continue
@@ -423,6 +448,32 @@ func (s *Watcher) next() (Response, bool) {
 		h.mu.Unlock()
 		return Response{}, false
 	}
+}
+
+// heldResponse makes a Response of the events an unsynced watch still
+// holds from when it kept up. hub.mu is held.
+func (s *Watcher) heldResponse(w *watch) Response {
+	batch, rest := cut(w.pending, w.max)
+	s.h.pending -= len(batch)
+	w.pending = rest
+	w.lastSent = time.Now()
+	return Response{WatchID: w.id, Events: batch, Revision: batch[len(batch)-1].KV.ModRevision}
+}
+
+// historyView returns the view w reads history from: its oldest pin that
+// it has not read past, or else the store's current view. It is chosen
+// under hub.mu, so a compaction either pinned a view for w before this or
+// has not yet taken effect. hub.mu is held.
+func (s *Watcher) historyView(w *watch) (*engine.View, error) {
+	for len(w.pins) > 0 && w.pins[0].Rev() < w.next.Main {
+		w.pins[0] = nil
+		w.pins = w.pins[1:]
+	}
+	if len(w.pins) > 0 {
+		return w.pins[0], nil
+	}
+	w.pins = nil
+	return s.h.store.View()
 }
 
 // cut splits pending events into a Response's worth, ending at a revision
@@ -446,13 +497,13 @@ func cut(evs []kv.Event, max int) (batch, rest []kv.Event) {
 	return batch, evs[n:]
 }
 
-// catchUp reads w's events from history starting at from, up to its cap or
-// scanLimit events read, and returns them as a Response (ok false if none
-// matched). When it reaches the end of history and nothing newer has been
-// dispatched, w goes back to keeping up.
-func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
+// catchUp reads w's events from history in v starting at from, up to its
+// cap or scanLimit events read, and returns them as a Response (ok false if
+// none matched). When it reaches the end of the store's history and nothing
+// newer has been dispatched, w goes back to keeping up. err is the error of
+// getting v (the store is closed).
+func (s *Watcher) catchUp(w *watch, from kv.Revision, v *engine.View, err error) (Response, bool) {
 	h := s.h
-	v, err := h.store.View()
 	if err != nil {
 		h.mu.Lock()
 		if !w.canceled {
@@ -523,6 +574,7 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
 			// Caught up, and the hub has handed out nothing at or after
 			// pos: keep up from pos on (revisions the hub hands out below
 			// pos were sent here already).
+			w.pins = nil
 			h.addSynced(w, pos.Main)
 		}
 	}
