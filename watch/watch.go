@@ -157,6 +157,9 @@ func (s *Store) TxnDeleteRange(txnID int64, key, end []byte) (n, rev int64, err 
 // Hash is engine.Store.Hash.
 func (s *Store) Hash() (uint32, error) { return s.kv.Hash() }
 
+// HashByRev is engine.Store.HashByRev.
+func (s *Store) HashByRev(rev int64) (kv.KeyValueHash, error) { return s.kv.HashByRev(rev) }
+
 // Snapshot is engine.Store.Snapshot.
 func (s *Store) Snapshot() (*engine.Snapshot, error) { return s.kv.Snapshot() }
 

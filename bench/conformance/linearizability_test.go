@@ -213,7 +213,8 @@ func TestModelCatchesStaleReads(t *testing.T) {
 // revision per response, and without gaps: exactly the store's history
 // for their range, from their start.
 func TestWatchHistories(t *testing.T) {
-	ws := watch.New(engine.NewMemory(engine.Options{}), watch.Options{ChanSize: 4})
+	e := engine.NewMemory(engine.Options{})
+	ws := watch.New(e, watch.Options{ChanSize: 4})
 	defer ws.Close()
 	type rec struct {
 		mu    sync.Mutex // guards resps until done
@@ -247,7 +248,7 @@ func TestWatchHistories(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := ws.Store
+			s := e
 			r := rand.New(rand.NewPCG(uint64(c), 9))
 			for range 300 {
 				in := input{kind: opKind(r.IntN(4)), key: r.IntN(nkeys), value: r.IntN(100) + 1}
