@@ -14,7 +14,7 @@
 // none skipped, and the events of one revision in one Response (unless that
 // revision alone has more events than the watch's cap). A StartRev <= 0
 // means the next revision; one in the past replays history from there; one
-// below the compacted revision ends the watch with ErrCompacted and the
+// below the compacted revision ends the watch with kv.ErrCompacted and the
 // compacted revision. A watch that keeps up is never ended by compaction
 // (compact through Store.Compact, which lets every revision reach such
 // watches first).
@@ -37,7 +37,7 @@
 // while it waits to send; when it reaches the present it rejoins the index.
 // So a stalled receiver costs no memory beyond one batch, never blocks a
 // writer, another Watcher or compaction, and if compaction overtakes it the
-// watch ends with ErrCompacted, exactly like a late start.
+// watch ends with kv.ErrCompacted, exactly like a late start.
 //
 // # Memory
 //

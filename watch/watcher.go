@@ -71,7 +71,7 @@ func (w *watch) wants(ev kv.Event) bool {
 // holding at most 4x its MaxEvents of them; a watch whose receiver falls
 // further behind drops them and reads history from where it was instead,
 // so its memory does not grow with its backlog. A watch that falls behind
-// the compacted revision ends with ErrCompacted.
+// the compacted revision ends with kv.ErrCompacted.
 //
 // Memory: a Watcher costs its goroutine (a few KiB of stack) and its
 // channel; a watch costs about 200 bytes plus its range's keys, and up to
@@ -130,15 +130,15 @@ func (s *Watcher) Watch(key []byte, prefix bool, startRev int64) CancelFunc {
 	return func() { s.Cancel(id) }
 }
 
-// WatchRange starts a watch and returns its ID. Errors: ErrEmptyKey (nil
-// End with an empty Key), ErrEmptyRange (End <= Key), ErrDuplicateID,
-// ErrClosed.
+// WatchRange starts a watch and returns its ID. Errors: kv.ErrEmptyKey (nil
+// End with an empty Key), kv.ErrEmptyRange (End <= Key), kv.ErrDuplicateWatchID,
+// kv.ErrClosed.
 func (s *Watcher) WatchRange(req Request) (int64, error) {
 	switch {
 	case req.End == nil && len(req.Key) == 0:
-		return 0, ErrEmptyKey
+		return 0, kv.ErrEmptyKey
 	case len(req.End) > 0 && bytes.Compare(req.End, req.Key) <= 0:
-		return 0, fmt.Errorf("watch [%q, %q): %w", req.Key, req.End, ErrEmptyRange)
+		return 0, fmt.Errorf("watch [%q, %q): %w", req.Key, req.End, kv.ErrEmptyRange)
 	}
 	w := &watch{
 		key:      bytes.Clone(req.Key),
@@ -164,11 +164,11 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.closed {
-		return 0, ErrClosed
+		return 0, kv.ErrClosed
 	}
 	if req.ID != 0 {
 		if _, ok := s.watches[req.ID]; ok {
-			return 0, fmt.Errorf("watch ID %d: %w", req.ID, ErrDuplicateID)
+			return 0, fmt.Errorf("watch ID %d: %w", req.ID, kv.ErrDuplicateWatchID)
 		}
 		w.id = req.ID
 	} else {
@@ -202,17 +202,17 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 
 // Cancel ends the watch id: no more of its events are put in Responses
 // (one already being sent may still arrive), and a last Response with
-// Canceled and ErrCanceled follows. An ID that is not open is
-// ErrWatchNotFound.
+// Canceled and kv.ErrCanceled follows. An ID that is not open is
+// kv.ErrWatchNotFound.
 func (s *Watcher) Cancel(id int64) error {
 	h := s.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w, ok := s.watches[id]
 	if !ok || s.closed {
-		return fmt.Errorf("watch %d: %w", id, ErrWatchNotFound)
+		return fmt.Errorf("watch %d: %w", id, kv.ErrWatchNotFound)
 	}
-	s.end(w, Response{WatchID: id, Canceled: true, Err: ErrCanceled})
+	s.end(w, Response{WatchID: id, Canceled: true, Err: kv.ErrCanceled})
 	return nil
 }
 
@@ -456,7 +456,7 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
 	if err != nil {
 		h.mu.Lock()
 		if !w.canceled {
-			s.end(w, Response{WatchID: w.id, Canceled: true, Err: ErrClosed})
+			s.end(w, Response{WatchID: w.id, Canceled: true, Err: kv.ErrClosed})
 		}
 		h.mu.Unlock()
 		return Response{}, false
@@ -509,7 +509,7 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision) (Response, bool) {
 		return Response{}, false
 	}
 	if readErr != nil {
-		r := Response{WatchID: w.id, Canceled: true, Err: ErrCompacted, CompactRevision: v.CompactRev()}
+		r := Response{WatchID: w.id, Canceled: true, Err: kv.ErrCompacted, CompactRevision: v.CompactRev()}
 		if !errors.Is(readErr, kv.ErrCompacted) {
 			r.Err = readErr
 		}
