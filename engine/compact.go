@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
 
@@ -114,7 +115,7 @@ func (s *Store) OnCompact(fn func(rev int64)) {
 // move until Compact does it; the revision only grows.
 func (s *Store) beforeCompact(rev int64) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	st := s.cur.Load()
 	if rev <= st.compactRev {

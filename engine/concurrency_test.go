@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/revkv/revkv/internal/leaktest"
+	"github.com/revkv/revkv/kv"
 	"io"
 	"runtime"
 	"sync"
@@ -141,7 +142,7 @@ func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
 }
 
 // TestCloseWhileWriting closes the store under running writers and readers:
-// every call after Close fails with ErrClosed, none panics or hangs.
+// every call after Close fails with kv.ErrClosed, none panics or hangs.
 func TestCloseWhileWriting(t *testing.T) {
 	s := NewMemory(Options{})
 	var wg sync.WaitGroup
@@ -170,7 +171,7 @@ func TestCloseWhileWriting(t *testing.T) {
 						err = nil
 					}
 				}
-				if errors.Is(err, ErrClosed) {
+				if errors.Is(err, kv.ErrClosed) {
 					return
 				}
 				if err != nil {

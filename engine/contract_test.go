@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // Each test here checks sentences of CONTRACT.md's Revisions, Range, Put /
@@ -501,15 +503,15 @@ func TestBadInput(t *testing.T) {
 		err  error
 		call func() error
 	}{
-		{"Put nil key", ErrEmptyKey, func() error { _, err := s.Put(nil, b("v")); return err }},
-		{"Put empty key", ErrEmptyKey, func() error { _, err := s.Put([]byte{}, b("v")); return err }},
-		{"Put huge key", ErrTooLarge, func() error { _, err := s.Put(make([]byte, MaxKeySize+1), nil); return err }},
-		{"Put huge value", ErrTooLarge, func() error { _, err := s.Put(b("k"), big); return err }},
-		{"Range nil key", ErrEmptyKey, func() error { _, _, err := s.Range(nil, nil, 0, 0); return err }},
-		{"DeleteRange nil key", ErrEmptyKey, func() error { _, _, err := s.DeleteRange(nil, nil); return err }},
-		{"TxnPut empty key", ErrEmptyKey, func() error { _, err := s.TxnPut(id, nil, nil); return err }},
-		{"TxnPut huge value", ErrTooLarge, func() error { _, err := s.TxnPut(id, b("k"), big); return err }},
-		{"TxnDeleteRange nil key", ErrEmptyKey, func() error { _, _, err := s.TxnDeleteRange(id, nil, nil); return err }},
+		{"Put nil key", kv.ErrEmptyKey, func() error { _, err := s.Put(nil, b("v")); return err }},
+		{"Put empty key", kv.ErrEmptyKey, func() error { _, err := s.Put([]byte{}, b("v")); return err }},
+		{"Put huge key", kv.ErrTooLarge, func() error { _, err := s.Put(make([]byte, MaxKeySize+1), nil); return err }},
+		{"Put huge value", kv.ErrTooLarge, func() error { _, err := s.Put(b("k"), big); return err }},
+		{"Range nil key", kv.ErrEmptyKey, func() error { _, _, err := s.Range(nil, nil, 0, 0); return err }},
+		{"DeleteRange nil key", kv.ErrEmptyKey, func() error { _, _, err := s.DeleteRange(nil, nil); return err }},
+		{"TxnPut empty key", kv.ErrEmptyKey, func() error { _, err := s.TxnPut(id, nil, nil); return err }},
+		{"TxnPut huge value", kv.ErrTooLarge, func() error { _, err := s.TxnPut(id, b("k"), big); return err }},
+		{"TxnDeleteRange nil key", kv.ErrEmptyKey, func() error { _, _, err := s.TxnDeleteRange(id, nil, nil); return err }},
 		{"TxnRange future", ErrFutureRev, func() error { _, _, err := s.TxnRange(id, b("k"), nil, 0, 5); return err }},
 	}
 	for _, c := range calls {
@@ -550,7 +552,7 @@ func TestClosed(t *testing.T) {
 			wantErr(t, name, err, ErrTxnIDMismatch)
 			continue
 		}
-		wantErr(t, name+" after Close", err, ErrClosed)
+		wantErr(t, name+" after Close", err, kv.ErrClosed)
 	}
 	// Views and snapshots taken before Close keep working.
 	if res, err := v.Range(b("a"), nil, RangeOptions{}); err != nil || len(res.KVs) != 1 {
@@ -632,7 +634,7 @@ func TestViewScan(t *testing.T) {
 	if _, err := firstErrKV(v.Scan(b("a"), nil, v.Rev()+1)); !errors.Is(err, ErrFutureRev) {
 		t.Fatalf("Scan past the view = %v", err)
 	}
-	if _, err := firstErrKV(v.Scan(nil, nil, 0)); !errors.Is(err, ErrEmptyKey) {
+	if _, err := firstErrKV(v.Scan(nil, nil, 0)); !errors.Is(err, kv.ErrEmptyKey) {
 		t.Fatalf("Scan(nil, nil) = %v", err)
 	}
 }

@@ -30,7 +30,7 @@
 // it durable whatever the policy; Restore rebuilds the state from the
 // persister, as a restart does; Close commits and closes the persister.
 // If the persister fails, the store stops taking writes (fail-stop, see
-// Err and ErrStopped) and keeps serving reads of what was durable; opening
+// Err and kv.ErrStopped) and keeps serving reads of what was durable; opening
 // it again recovers.
 //
 // # Layout

@@ -37,7 +37,7 @@ func (s *Store) Hash() (uint32, error) {
 // returned beside the hash, not mixed into it.
 func (s *Store) HashByRev(rev int64) (KeyValueHash, error) {
 	if s.closed.Load() {
-		return KeyValueHash{}, ErrClosed
+		return KeyValueHash{}, kv.ErrClosed
 	}
 	st := s.cur.Load()
 	rev, err := st.hashRev(rev)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
 
@@ -22,7 +23,7 @@ import (
 // So readers and watchers only ever see durable writes: nothing a reader
 // saw can be taken back by a crash. A failure in step 1 or 3 stops the
 // store (fail-stop): the states after the last durable one are never
-// published, reads go on serving what was, and writes fail with ErrStopped.
+// published, reads go on serving what was, and writes fail with kv.ErrStopped.
 
 // pubQueue holds states built by the writer and waiting for their batches
 // to be durable.
@@ -143,7 +144,7 @@ func (s *Store) publishDurable(pos uint64) {
 // stop makes the store fail-stop with cause err, unless it stopped
 // before, and returns the error writers get from now on.
 func (s *Store) stop(err error) error {
-	e := fmt.Errorf("%w: %w", ErrStopped, err)
+	e := fmt.Errorf("%w: %w", kv.ErrStopped, err)
 	if s.stopped.CompareAndSwap(nil, &e) {
 		s.logger().Error("revkv: persistence failed; the store takes no more writes", "err", err)
 		return e
@@ -152,7 +153,7 @@ func (s *Store) stop(err error) error {
 }
 
 // Err returns nil while the store accepts writes, and after a persistence
-// failure the error every write returns: it wraps ErrStopped and the
+// failure the error every write returns: it wraps kv.ErrStopped and the
 // cause. Reads keep working after it; to write again, Close the store and
 // open it again, which recovers what was durable.
 func (s *Store) Err() error {
@@ -164,11 +165,11 @@ func (s *Store) Err() error {
 
 // Commit makes every write before it durable, whatever the persister's
 // sync policy: when it returns nil they survive a crash. A pure in-memory
-// store has nothing to make durable. After Close it returns ErrClosed, and
+// store has nothing to make durable. After Close it returns kv.ErrClosed, and
 // after a persistence failure the stop error (see Err).
 func (s *Store) Commit() error {
 	if s.closed.Load() {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	if err := s.Err(); err != nil {
 		return err
@@ -214,7 +215,7 @@ func (s *Store) Restore() error {
 	}
 	if fresh.w.rev != s.w.rev || fresh.w.compactRev != s.w.compactRev || fresh.w.cindex != s.w.cindex {
 		return s.stop(fmt.Errorf("restore: durable copy is at revision %d (compacted %d, index %d), the store at %d (compacted %d, index %d): %w",
-			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, ErrCorrupt))
+			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, kv.ErrCorrupt))
 	}
 	pos := s.w.pos
 	s.w = fresh.w
@@ -253,12 +254,12 @@ func (t target) Apply(b *persist.Batch) error {
 	switch {
 	case len(b.Changes) > 0:
 		if b.Rev != w.rev+1 {
-			return fmt.Errorf("batch of revision %d after revision %d: %w: %w", b.Rev, w.rev, ErrRevisionNotFound, ErrCorrupt)
+			return fmt.Errorf("batch of revision %d after revision %d: %w: %w", b.Rev, w.rev, ErrRevisionNotFound, kv.ErrCorrupt)
 		}
 		cs := make([]change, 0, len(b.Changes))
 		for i, c := range b.Changes {
 			if err := checkPut(c.Key, c.Value); err != nil {
-				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, ErrCorrupt)
+				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, kv.ErrCorrupt)
 			}
 			if !c.Delete {
 				cs = append(cs, s.putLocked(c.Key, c.Value, c.Lease, b.Rev, int64(i)))
@@ -266,7 +267,7 @@ func (t target) Apply(b *persist.Batch) error {
 			}
 			d, _ := s.deleteLocked(c.Key, nil, b.Rev, int64(i), MaxBatchSize)
 			if len(d) != 1 {
-				return fmt.Errorf("batch of revision %d deletes %q, which is not live: %w", b.Rev, c.Key, ErrCorrupt)
+				return fmt.Errorf("batch of revision %d deletes %q, which is not live: %w", b.Rev, c.Key, kv.ErrCorrupt)
 			}
 			cs = append(cs, d[0])
 		}
@@ -274,10 +275,10 @@ func (t target) Apply(b *persist.Batch) error {
 		w.rev = b.Rev
 		w.cindex = max(w.cindex, b.Index)
 	case b.Rev != w.rev:
-		return fmt.Errorf("batch at revision %d after revision %d: %w", b.Rev, w.rev, ErrCorrupt)
+		return fmt.Errorf("batch at revision %d after revision %d: %w", b.Rev, w.rev, kv.ErrCorrupt)
 	case b.Compaction:
 		if b.Compact > w.rev || b.Compact < 0 {
-			return fmt.Errorf("compaction to %d at revision %d: %w", b.Compact, w.rev, ErrCorrupt)
+			return fmt.Errorf("compaction to %d at revision %d: %w", b.Compact, w.rev, kv.ErrCorrupt)
 		}
 		w.compactRev = b.Compact
 		s.compactAllLocked(b.Compact)

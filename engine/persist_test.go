@@ -131,7 +131,7 @@ func TestReadersSeeOnlyDurableWrites(t *testing.T) {
 }
 
 // TestFailStop: a persister failure stops writes with an error wrapping
-// ErrStopped and the cause, changes nothing readers see, and leaves reads
+// kv.ErrStopped and the cause, changes nothing readers see, and leaves reads
 // working.
 func TestFailStop(t *testing.T) {
 	for _, where := range []string{"append", "wait"} {
@@ -144,8 +144,8 @@ func TestFailStop(t *testing.T) {
 				f.waitErr = errFake
 			}
 			_, err := s.Put(b("a"), b("2"))
-			if !errors.Is(err, ErrStopped) || !errors.Is(err, errFake) {
-				t.Fatalf("failed write: %v, want ErrStopped and the cause", err)
+			if !errors.Is(err, kv.ErrStopped) || !errors.Is(err, errFake) {
+				t.Fatalf("failed write: %v, want kv.ErrStopped and the cause", err)
 			}
 			if !errors.Is(s.Err(), errFake) {
 				t.Fatalf("Err() = %v", s.Err())
@@ -158,15 +158,15 @@ func TestFailStop(t *testing.T) {
 				"Commit":      s.Commit,
 				"Restore":     s.Restore,
 			} {
-				if err := fn(); !errors.Is(err, ErrStopped) {
-					t.Errorf("%s after the failure: %v, want ErrStopped", name, err)
+				if err := fn(); !errors.Is(err, kv.ErrStopped) {
+					t.Errorf("%s after the failure: %v, want kv.ErrStopped", name, err)
 				}
 			}
 			kvs, rev, err := s.Range(b("a"), nil, 0, 0)
 			if err != nil || rev != 2 || len(kvs) != 1 || string(kvs[0].Value) != "1" {
 				t.Fatalf("read after failure: %v at %d, %v; want a=1 at 2", kvs, rev, err)
 			}
-			if err := s.Close(); !errors.Is(err, ErrStopped) || !f.closed {
+			if err := s.Close(); !errors.Is(err, kv.ErrStopped) || !f.closed {
 				t.Fatalf("Close after failure = %v (persister closed: %v)", err, f.closed)
 			}
 		})
@@ -225,13 +225,13 @@ func TestApplyChecks(t *testing.T) {
 		wantRev int64
 	}{
 		{"covered batches skipped", []persist.Batch{put(2, "a"), put(3, "b"), put(4, "c")}, nil, 4},
-		{"gap", []persist.Batch{put(5, "c")}, ErrCorrupt, 0},
-		{"delete of a dead key", []persist.Batch{{Rev: 4, Changes: []persist.Change{{Key: b("zz"), Delete: true}}}}, ErrCorrupt, 0},
-		{"empty key", []persist.Batch{put(4, "")}, ErrCorrupt, 0},
-		{"compaction past the revision", []persist.Batch{{Rev: 3, Compaction: true, Compact: 9}}, ErrCorrupt, 0},
+		{"gap", []persist.Batch{put(5, "c")}, kv.ErrCorrupt, 0},
+		{"delete of a dead key", []persist.Batch{{Rev: 4, Changes: []persist.Change{{Key: b("zz"), Delete: true}}}}, kv.ErrCorrupt, 0},
+		{"empty key", []persist.Batch{put(4, "")}, kv.ErrCorrupt, 0},
+		{"compaction past the revision", []persist.Batch{{Rev: 3, Compaction: true, Compact: 9}}, kv.ErrCorrupt, 0},
 		{"compaction", []persist.Batch{{Rev: 3, Compaction: true, Compact: 3}}, nil, 3},
 		{"compaction to 0", []persist.Batch{{Rev: 3, Compaction: true, Compact: 0}}, nil, 3},
-		{"index at another revision", []persist.Batch{{Rev: 2, Index: 9}}, ErrCorrupt, 0},
+		{"index at another revision", []persist.Batch{{Rev: 2, Index: 9}}, kv.ErrCorrupt, 0},
 	}
 	for _, tt := range tests {
 		p := &replayPersister{snap: snap, replay: tt.replay}
@@ -261,7 +261,7 @@ func TestMaxBatchSize(t *testing.T) {
 	s.mu.Lock()
 	_, err := s.deleteLocked(nil, []byte{}, 12, 0, 5*changeSize(b(keyN(0)), nil))
 	s.mu.Unlock()
-	if !errors.Is(err, ErrTooLarge) {
+	if !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("delete of 10 keys with room for 5: %v", err)
 	}
 	if kvs, _, _ := s.Range(nil, []byte{}, 0, 0); len(kvs) != 10 {
@@ -275,10 +275,10 @@ func TestMaxBatchSize(t *testing.T) {
 	s.txnMu.Lock()
 	s.txn.size = MaxBatchSize - changeSize(b("y"), b("v")) + 1 // as if it held much more
 	s.txnMu.Unlock()
-	if err := mustTxnPut("y"); !errors.Is(err, ErrTooLarge) {
+	if err := mustTxnPut("y"); !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("txn put over MaxBatchSize: %v", err)
 	}
-	if _, _, err := s.TxnDeleteRange(id, nil, []byte{}); !errors.Is(err, ErrTooLarge) {
+	if _, _, err := s.TxnDeleteRange(id, nil, []byte{}); !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("txn delete over MaxBatchSize: %v", err)
 	}
 	if err := s.TxnEnd(id); err != nil {

@@ -14,34 +14,11 @@ type (
 	Event    = kv.Event
 )
 
-// RangeOptions select what a range read returns. The zero value reads every
-// key in the range at the current revision.
-type RangeOptions struct {
-	// Limit caps how many KeyValues are returned; <= 0 means no cap.
-	Limit int64
-	// Rev is the revision to read at; <= 0 means the current revision (or
-	// the view's revision, for a View).
-	Rev int64
-	// CountOnly returns no KeyValues, only Count.
-	CountOnly bool
-	// KeysOnly returns KeyValues without their Value.
-	KeysOnly bool
-	// TotalCount makes Count the number of keys in the range, not capped by
-	// Limit. It costs a walk of the whole range.
-	TotalCount bool
-}
-
-// RangeResult is what a range read returns.
-type RangeResult struct {
-	// KVs are the keys in the range at the read revision, sorted by key.
-	KVs []KeyValue
-	// Rev is the store's revision when the read was made (for a View, its
-	// revision), not the revision read at.
-	Rev int64
-	// Count is the number of keys in the range at the read revision if
-	// CountOnly or TotalCount was set, and len(KVs) otherwise.
-	Count int64
-}
+// RangeOptions and RangeResult are the shared range types; see package kv.
+type (
+	RangeOptions = kv.RangeOptions
+	RangeResult  = kv.RangeResult
+)
 
 // Range returns the keys in a range at revision rangeRev, and the current
 // revision.
@@ -50,7 +27,7 @@ type RangeResult struct {
 // >= key; otherwise the range is [key, end), and end <= key selects nothing.
 // rangeRev <= 0 reads at the current revision; a rangeRev above it is
 // ErrFutureRev, one below the compacted revision ErrCompacted. limit <= 0
-// means no limit. An empty key with a nil end is ErrEmptyKey.
+// means no limit. An empty key with a nil end is kv.ErrEmptyKey.
 //
 // Range never blocks and is never blocked by writers.
 func (s *Store) Range(key, end []byte, limit, rangeRev int64) (kvs []KeyValue, rev int64, err error) {
@@ -58,11 +35,14 @@ func (s *Store) Range(key, end []byte, limit, rangeRev int64) (kvs []KeyValue, r
 	return res.KVs, res.Rev, err
 }
 
-// RangeWithOptions is Range with the options etcd's range requests have:
-// count only, keys only, and the total count.
+// RangeWithOptions is Range with the options etcd's range requests have
+// (see kv.RangeOptions): count only, keys only, the total count, sorting,
+// revision filters, and a limit that says whether it cut keys (More). A
+// failed read still reports the store's revision in the result (except
+// after Close: kv.ErrClosed and an empty result).
 func (s *Store) RangeWithOptions(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	if s.closed.Load() {
-		return RangeResult{}, ErrClosed
+		return RangeResult{}, kv.ErrClosed
 	}
 	return s.cur.Load().rangeKeys(key, end, opts)
 }
@@ -74,7 +54,7 @@ func (s *Store) RangeWithOptions(key, end []byte, opts RangeOptions) (RangeResul
 // dropped. A View is safe for concurrent use.
 func (s *Store) View() (*View, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, kv.ErrClosed
 	}
 	return &View{st: s.cur.Load()}, nil
 }
@@ -131,7 +111,7 @@ func (v *View) Events(from int64) iter.Seq2[Event, error] {
 // checkRange validates a key range. Only a single-key selection needs a key.
 func checkRange(key, end []byte) error {
 	if end == nil && len(key) == 0 {
-		return ErrEmptyKey
+		return kv.ErrEmptyKey
 	}
 	return nil
 }
@@ -217,25 +197,38 @@ func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) 
 	}
 }
 
+// rangeKeys reads a range with every option. Its result carries st's
+// revision even when it fails.
 func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	res := RangeResult{Rev: st.rev}
+	if err := opts.Check(); err != nil {
+		return res, err
+	}
 	rev, err := st.checkRead(key, end, opts.Rev)
 	if err != nil {
-		return RangeResult{}, err
+		return res, err
 	}
-	res := RangeResult{Rev: st.rev}
 	if end == nil {
 		return st.get(key, rev, opts, res), nil
 	}
+	if opts.CountOnly || !opts.LimitFirst() {
+		return st.rangeAll(key, end, rev, opts, res), nil
+	}
+	// Key order, no filter: the walk stops one key past the limit (or
+	// goes on counting).
 	limit := opts.Limit
-	counting := opts.CountOnly || opts.TotalCount
 	want := limit
-	if counting {
+	if want > 0 {
+		want++
+	}
+	if opts.TotalCount {
 		want = 0
 	}
 	st.each(key, end, rev, want, func(kv KeyValue) bool {
 		res.Count++
-		if opts.CountOnly || (limit > 0 && int64(len(res.KVs)) >= limit) {
-			return counting
+		if limit > 0 && int64(len(res.KVs)) >= limit {
+			res.More = true
+			return opts.TotalCount
 		}
 		if opts.KeysOnly {
 			kv.Value = nil
@@ -247,10 +240,43 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 		res.KVs = append(res.KVs, kv)
 		return true
 	})
-	if !counting {
+	if !opts.TotalCount {
 		res.Count = int64(len(res.KVs))
 	}
 	return res, nil
+}
+
+// rangeAll is rangeKeys for a count, or for options that need every key of
+// the range before the limit applies: revision filters, or an order other
+// than by key.
+func (st *state) rangeAll(key, end []byte, rev int64, opts RangeOptions, res RangeResult) RangeResult {
+	st.each(key, end, rev, 0, func(kv KeyValue) bool {
+		res.Count++
+		if !opts.CountOnly && opts.Keep(&kv) {
+			res.KVs = append(res.KVs, kv)
+		}
+		return true
+	})
+	return finishRange(res, &opts)
+}
+
+// finishRange sorts, limits and strips a range's result, whose KVs are the
+// filtered keys in key order and whose Count is the number of keys in the
+// range.
+func finishRange(res RangeResult, opts *RangeOptions) RangeResult {
+	sortKeyValues(res.KVs, opts.SortTarget, opts.SortOrder)
+	if opts.Limit > 0 && int64(len(res.KVs)) > opts.Limit {
+		res.KVs, res.More = res.KVs[:opts.Limit:opts.Limit], true
+	}
+	if opts.KeysOnly {
+		for i := range res.KVs {
+			res.KVs[i].Value = nil
+		}
+	}
+	if !opts.CountOnly && !opts.TotalCount {
+		res.Count = int64(len(res.KVs))
+	}
+	return res
 }
 
 // get is rangeKeys for one key: the hot path of point reads.
@@ -265,6 +291,12 @@ func (st *state) get(key []byte, rev int64, opts RangeOptions, res RangeResult) 
 	}
 	res.Count = 1
 	if opts.CountOnly {
+		return res
+	}
+	if !opts.Keep(&kv) {
+		if !opts.TotalCount {
+			res.Count = 0
+		}
 		return res
 	}
 	if opts.KeysOnly {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/snapshot"
 )
 
@@ -21,7 +22,7 @@ type Snapshot struct {
 // Snapshot returns a snapshot of the store at its current revision.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, kv.ErrClosed
 	}
 	return &Snapshot{st: s.cur.Load(), size: -1}, nil
 }
@@ -30,7 +31,7 @@ func (sn *Snapshot) state() (*state, error) {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	if sn.st == nil {
-		return nil, ErrClosed
+		return nil, kv.ErrClosed
 	}
 	return sn.st, nil
 }
@@ -81,7 +82,7 @@ func (sn *Snapshot) Size() int64 {
 
 // WriteTo writes the snapshot to w in the format of package snapshot and
 // returns the bytes written. It holds one block of the format in memory,
-// whatever the store's size. After Close it returns ErrClosed.
+// whatever the store's size. After Close it returns kv.ErrClosed.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	st, err := sn.state()
 	if err != nil {
@@ -90,12 +91,12 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return st.writeSnapshot(w)
 }
 
-// Close releases the snapshot's view. Later WriteTo calls return ErrClosed.
+// Close releases the snapshot's view. Later WriteTo calls return kv.ErrClosed.
 func (sn *Snapshot) Close() error {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	if sn.st == nil {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	sn.st = nil
 	return nil
@@ -160,7 +161,7 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 //
 // Every entry is checked as it is replayed (order, revisions, versions),
 // and the stream's checksums as they come; any damage, truncation or
-// inconsistency is an error wrapping ErrCorrupt (or ErrRevisionNotFound as
+// inconsistency is an error wrapping kv.ErrCorrupt (or ErrRevisionNotFound as
 // well, for a gap in the history) with the offset, and no store is
 // returned. Memory beyond what the store holds is one block of the format
 // and one entry.
@@ -194,10 +195,10 @@ type loader struct {
 }
 
 func (l *loader) corrupt(format string, args ...any) error {
-	return fmt.Errorf("revkv/engine: snapshot entry before offset %d: %s: %w", l.sr.Offset(), fmt.Sprintf(format, args...), ErrCorrupt)
+	return fmt.Errorf("revkv/engine: snapshot entry before offset %d: %s: %w", l.sr.Offset(), fmt.Sprintf(format, args...), kv.ErrCorrupt)
 }
 
-// missing reports a gap in the history: ErrRevisionNotFound, and ErrCorrupt
+// missing reports a gap in the history: ErrRevisionNotFound, and kv.ErrCorrupt
 // like every other damage.
 func (l *loader) missing(format string, args ...any) error {
 	return fmt.Errorf("%w: %w", ErrRevisionNotFound, l.corrupt(format, args...))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/snapshot"
 	"pgregory.net/rapid"
 )
@@ -176,20 +177,20 @@ func damageStore(t tb) []byte {
 }
 
 // TestLoadDamage: every truncation and every flipped bit of a snapshot is
-// reported as ErrCorrupt, never loaded and never a panic.
+// reported as kv.ErrCorrupt, never loaded and never a panic.
 func TestLoadDamage(t *testing.T) {
 	data := damageStore(t)
 	for n := 0; n < len(data); n++ {
-		if _, err := Load(bytes.NewReader(data[:n]), Options{}); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("truncated to %d of %d bytes: %v, want ErrCorrupt", n, len(data), err)
+		if _, err := Load(bytes.NewReader(data[:n]), Options{}); !errors.Is(err, kv.ErrCorrupt) {
+			t.Fatalf("truncated to %d of %d bytes: %v, want kv.ErrCorrupt", n, len(data), err)
 		}
 	}
 	for i := range data {
 		for bit := range 8 {
 			bad := bytes.Clone(data)
 			bad[i] ^= 1 << bit
-			if _, err := Load(bytes.NewReader(bad), Options{}); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("bit %d of byte %d flipped: %v, want ErrCorrupt", bit, i, err)
+			if _, err := Load(bytes.NewReader(bad), Options{}); !errors.Is(err, kv.ErrCorrupt) {
+				t.Fatalf("bit %d of byte %d flipped: %v, want kv.ErrCorrupt", bit, i, err)
 			}
 		}
 	}
@@ -219,7 +220,7 @@ func craft(t tb, h snapshot.Header, base, events []snapshot.Entry) []byte {
 }
 
 // TestLoadRejects: streams whose checksums hold but whose content is not a
-// history any store could have are ErrCorrupt too.
+// history any store could have are kv.ErrCorrupt too.
 func TestLoadRejects(t *testing.T) {
 	put := func(key string, main, sub, create, ver int64) snapshot.Entry {
 		return snapshot.Entry{Key: b(key), Value: b("v"), Main: main, Sub: sub, Create: create, Version: ver}
@@ -236,16 +237,16 @@ func TestLoadRejects(t *testing.T) {
 		data []byte
 		want error
 	}{
-		{"empty", nil, ErrCorrupt},
-		{"wrong magic", []byte("notasnap\x01\x00\x00\x00"), ErrCorrupt},
+		{"empty", nil, kv.ErrCorrupt},
+		{"wrong magic", []byte("notasnap\x01\x00\x00\x00"), kv.ErrCorrupt},
 		{"future version", future, snapshot.ErrVersion},
 		{"gap in events", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1), put("a", 4, 0, 2, 2)}), ErrRevisionNotFound},
 		{"history short of rev", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1)}), ErrRevisionNotFound},
-		{"sub out of order", craft(t, h(2, -1), nil, []snapshot.Entry{put("a", 2, 1, 2, 1)}), ErrCorrupt},
-		{"wrong version", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1), put("a", 3, 0, 2, 5)}), ErrCorrupt},
-		{"delete of nothing", craft(t, h(2, -1), nil, []snapshot.Entry{del("a", 2, 0)}), ErrCorrupt},
-		{"base out of order", craft(t, h(3, 3), []snapshot.Entry{put("b", 2, 0, 2, 1), put("a", 3, 0, 3, 1)}, nil), ErrCorrupt},
-		{"base above compacted", craft(t, h(4, 2), []snapshot.Entry{put("a", 3, 0, 3, 1)}, nil), ErrCorrupt},
+		{"sub out of order", craft(t, h(2, -1), nil, []snapshot.Entry{put("a", 2, 1, 2, 1)}), kv.ErrCorrupt},
+		{"wrong version", craft(t, h(3, -1), nil, []snapshot.Entry{put("a", 2, 0, 2, 1), put("a", 3, 0, 2, 5)}), kv.ErrCorrupt},
+		{"delete of nothing", craft(t, h(2, -1), nil, []snapshot.Entry{del("a", 2, 0)}), kv.ErrCorrupt},
+		{"base out of order", craft(t, h(3, 3), []snapshot.Entry{put("b", 2, 0, 2, 1), put("a", 3, 0, 3, 1)}, nil), kv.ErrCorrupt},
+		{"base above compacted", craft(t, h(4, 2), []snapshot.Entry{put("a", 3, 0, 3, 1)}, nil), kv.ErrCorrupt},
 	}
 	for _, tt := range tests {
 		if _, err := Load(bytes.NewReader(tt.data), Options{}); !errors.Is(err, tt.want) {
@@ -260,10 +261,10 @@ func TestSnapshotClose(t *testing.T) {
 	if err := sn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sn.WriteTo(io.Discard); !errors.Is(err, ErrClosed) {
+	if _, err := sn.WriteTo(io.Discard); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("WriteTo after Close = %v", err)
 	}
-	if err := sn.Close(); !errors.Is(err, ErrClosed) {
+	if err := sn.Close(); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("second Close = %v", err)
 	}
 	if sn.Size() != 0 {
@@ -297,7 +298,7 @@ func TestSnapshotWriteError(t *testing.T) {
 }
 
 // FuzzLoad feeds arbitrary bytes to Load: it must return a store or an error
-// wrapping ErrCorrupt, never panic or allocate without bound.
+// wrapping kv.ErrCorrupt, never panic or allocate without bound.
 func FuzzLoad(f *testing.F) {
 	f.Add(damageStore(f))
 	f.Add([]byte("revkvsnp"))
@@ -306,8 +307,8 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := Load(bytes.NewReader(data), Options{})
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
-				t.Fatalf("Load error %v wraps neither ErrCorrupt nor ErrVersion", err)
+			if !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+				t.Fatalf("Load error %v wraps neither kv.ErrCorrupt nor ErrVersion", err)
 			}
 			return
 		}

@@ -13,23 +13,19 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// Errors returned by the engine, with the seed API's names. They are the
-// values defined in package kv, so errors.Is works with either name.
+// The seed API's error names. They are the values defined in package kv,
+// so errors.Is works with either name; every other error the engine returns
+// is named only in package kv (kv.ErrClosed, kv.ErrEmptyKey, ...).
 var (
 	ErrTxnIDMismatch    = kv.ErrTxnIDMismatch
 	ErrCompacted        = kv.ErrCompacted
 	ErrFutureRev        = kv.ErrFutureRev
 	ErrCanceled         = kv.ErrCanceled
 	ErrRevisionNotFound = kv.ErrRevisionNotFound
-	ErrClosed           = kv.ErrClosed
-	ErrEmptyKey         = kv.ErrEmptyKey
-	ErrCorrupt          = kv.ErrCorrupt
-	ErrTooLarge         = kv.ErrTooLarge
-	ErrStopped          = kv.ErrStopped
 )
 
 // Size limits on keys, values and revisions. Writes above them fail with
-// ErrTooLarge, so that everything a store holds can be read back from a
+// kv.ErrTooLarge, so that everything a store holds can be read back from a
 // snapshot or log, whose decoders refuse larger lengths rather than
 // trusting them.
 const (
@@ -37,7 +33,7 @@ const (
 	MaxValueSize = kv.MaxValueSize
 	// MaxBatchSize bounds one revision's changes (a txn's puts and
 	// deletes, or a DeleteRange), each counted as its key, its value and
-	// 32 bytes: a write above it fails with ErrTooLarge and changes
+	// 32 bytes: a write above it fails with kv.ErrTooLarge and changes
 	// nothing. It bounds what a persister's decoder must hold at once.
 	MaxBatchSize = kv.MaxBatchSize
 )
@@ -304,7 +300,7 @@ func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, nil }
 // lockWriter takes mu and checks the store is open and not stopped.
 func (s *Store) lockWriter() error {
 	if s.closed.Load() {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	if err := s.Err(); err != nil {
 		return err
@@ -316,7 +312,7 @@ func (s *Store) lockWriter() error {
 	}
 	if s.closed.Load() {
 		s.mu.Unlock()
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	if err := s.Err(); err != nil {
 		s.mu.Unlock()
@@ -340,17 +336,17 @@ func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 // compaction step to end, makes every write durable (as Commit) and closes
 // the persister, whose goroutines and files are gone when Close returns.
 // It returns the error of that last commit, or the stop error if the store
-// had stopped (see Err). Every later call returns ErrClosed; views and
+// had stopped (see Err). Every later call returns kv.ErrClosed; views and
 // snapshots taken before Close keep working until they are dropped. Close is
-// idempotent; calls after the first return ErrClosed.
+// idempotent; calls after the first return kv.ErrClosed.
 func (s *Store) Close() error {
 	if s.closed.Load() {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Swap(true) {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	err := s.closePersister()
 	s.notifyArmed.Store(true)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 
 	"github.com/tidwall/btree"
@@ -51,7 +52,7 @@ func (s *Store) checkIndexLocked() (skip bool) {
 }
 
 // Put sets key to value in a new revision and returns that revision. The
-// store keeps its own copy of key and value. An empty key is ErrEmptyKey.
+// store keeps its own copy of key and value. An empty key is kv.ErrEmptyKey.
 func (s *Store) Put(key, value []byte) (rev int64, err error) {
 	return s.PutLease(key, value, 0)
 }
@@ -85,7 +86,7 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 // DeleteRange deletes the keys in the range (see Range for how key and end
 // select) under one new revision, and returns how many it deleted and the
 // current revision. If nothing was deleted the revision does not move. An
-// empty key with a nil end is ErrEmptyKey.
+// empty key with a nil end is kv.ErrEmptyKey.
 func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 	if err := checkRange(key, end); err != nil {
 		return 0, 0, err
@@ -118,11 +119,11 @@ func (s *Store) DeleteRange(key, end []byte) (n, rev int64, err error) {
 func checkPut(key, value []byte) error {
 	switch {
 	case len(key) == 0:
-		return ErrEmptyKey
+		return kv.ErrEmptyKey
 	case len(key) > MaxKeySize:
-		return fmt.Errorf("key of %d bytes, limit %d: %w", len(key), MaxKeySize, ErrTooLarge)
+		return fmt.Errorf("key of %d bytes, limit %d: %w", len(key), MaxKeySize, kv.ErrTooLarge)
 	case len(value) > MaxValueSize:
-		return fmt.Errorf("value of %d bytes, limit %d: %w", len(value), MaxValueSize, ErrTooLarge)
+		return fmt.Errorf("value of %d bytes, limit %d: %w", len(value), MaxValueSize, kv.ErrTooLarge)
 	}
 	return nil
 }
@@ -191,7 +192,7 @@ const keyPage = 4096
 
 // deleteLocked appends tombstones at (rev, sub...) for the keys live in the
 // range and returns the changes. If their size (see changeSize) would be
-// above budget it changes nothing and returns ErrTooLarge. mu is held.
+// above budget it changes nothing and returns kv.ErrTooLarge. mu is held.
 func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change, error) {
 	var recs []*keyRecord
 	if end == nil {
@@ -213,7 +214,7 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change,
 		}
 	}
 	if size > budget {
-		return nil, fmt.Errorf("delete of %d keys (%d bytes), limit %d: %w", len(live), size, budget, ErrTooLarge)
+		return nil, fmt.Errorf("delete of %d keys (%d bytes), limit %d: %w", len(live), size, budget, kv.ErrTooLarge)
 	}
 	cs := make([]change, 0, len(live))
 	for _, rec := range live {
@@ -260,7 +261,7 @@ func (s *Store) endWriteLocked(rev int64, cs []change, oldIndex uint64) error {
 // its reads see its own earlier writes. A txn that changes nothing does not
 // move the revision.
 //
-// After Close, TxnBegin returns ErrClosed.
+// After Close, TxnBegin returns kv.ErrClosed.
 func (s *Store) TxnBegin() (int64, error) {
 	if err := s.lockWriter(); err != nil {
 		return 0, err
@@ -339,7 +340,7 @@ func (s *Store) TxnPutLease(txnID int64, key, value []byte, lease int64) (rev in
 		return t.beginRev, nil
 	}
 	if size := t.size + changeSize(key, value); size > MaxBatchSize {
-		return 0, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, ErrTooLarge)
+		return 0, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, kv.ErrTooLarge)
 	}
 	rev = t.beginRev + 1
 	t.changes = append(t.changes, s.putLocked(key, value, lease, rev, int64(len(t.changes))))

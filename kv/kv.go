@@ -12,11 +12,6 @@ import (
 	"fmt"
 )
 
-// Errors returned by revkv packages. Callers test for them with errors.Is;
-// returned errors may wrap them with context (a revision, a file, an offset).
-//
-// The first five carry the names of etcd's early v3 storage package, so that
-// code written against that API reads the same.
 // Size limits on keys and values. The engine refuses larger ones with
 // ErrTooLarge, so that decoders of files (snapshots, logs) can refuse larger
 // lengths as corrupt instead of trusting them.
@@ -26,6 +21,15 @@ const (
 	MaxBatchSize = 256 << 20 // one revision's changes; see engine.MaxBatchSize
 )
 
+// Errors returned by revkv packages. Each failure has one value, defined
+// here; other packages re-export a name only where the seed API demands it
+// (package engine: the first five). Callers test for them with errors.Is;
+// returned errors may wrap them with context (a revision, a file, an
+// offset).
+//
+// The first five carry the names of etcd's early v3 storage package, so that
+// code written against that API reads the same; the txn errors carry the
+// names of the etcd v3 API's errors they stand for.
 var (
 	// ErrTxnIDMismatch: a Txn* call named a txn that is not the open one.
 	ErrTxnIDMismatch = errors.New("revkv: txn id mismatch")
@@ -33,7 +37,10 @@ var (
 	ErrCompacted = errors.New("revkv: required revision has been compacted")
 	// ErrFutureRev: the revision asked for is above the current revision.
 	ErrFutureRev = errors.New("revkv: required revision is a future revision")
-	// ErrCanceled: the watcher or operation was canceled.
+	// ErrCanceled: the watcher or operation was canceled. A canceled
+	// watch's last response says why in its Err: ErrCanceled (Cancel),
+	// ErrCompacted (it needed history that was compacted), or ErrClosed
+	// (its watcher or store was closed).
 	ErrCanceled = errors.New("revkv: watcher is canceled")
 	// ErrRevisionNotFound: a revision that should be in the history is not
 	// (for example, a snapshot stream with a gap in it).
@@ -53,6 +60,40 @@ var (
 	// ErrStopped: the engine stopped accepting writes after its persister
 	// failed (fail-stop); the error also wraps the cause.
 	ErrStopped = errors.New("revkv: stopped after a persistence failure")
+
+	// ErrTxnEnded: an operation on a txn that has ended: committed,
+	// aborted, or ended by its context or by Close. When the txn was ended
+	// for it, the error also wraps the cause (the context's error, or
+	// ErrClosed).
+	ErrTxnEnded = errors.New("revkv: txn has ended")
+	// ErrTxnFailed: Commit of a txn in which an operation failed. The txn
+	// is aborted instead: nothing it wrote is applied. The error also wraps
+	// the first failure.
+	ErrTxnFailed = errors.New("revkv: txn aborted after a failed operation")
+	// ErrKeyNotFound: a put with IgnoreValue or IgnoreLease of a key that
+	// does not exist (etcd's "key not found").
+	ErrKeyNotFound = errors.New("revkv: key not found")
+	// ErrValueProvided: a put with IgnoreValue that also gives a value.
+	ErrValueProvided = errors.New("revkv: value is provided")
+	// ErrLeaseProvided: a put with IgnoreLease that also gives a lease.
+	ErrLeaseProvided = errors.New("revkv: lease is provided")
+	// ErrDuplicateKey: a txn that would write a key twice (see
+	// TxnRequest for the rule).
+	ErrDuplicateKey = errors.New("revkv: duplicate key given in txn request")
+	// ErrTooManyOps: a txn with more compares or operations in a branch
+	// than the limit (see engine.Options.MaxTxnOps).
+	ErrTooManyOps = errors.New("revkv: too many operations in txn request")
+	// ErrInvalidSortOption: a range with a SortOrder or SortTarget that is
+	// not one of the defined values.
+	ErrInvalidSortOption = errors.New("revkv: invalid sort option")
+
+	// ErrEmptyRange: a watch on a range with end <= key would see nothing.
+	ErrEmptyRange = errors.New("revkv: empty key range")
+	// ErrWatchNotFound: Cancel of an ID that is not an open watch.
+	ErrWatchNotFound = errors.New("revkv: no such watch")
+	// ErrDuplicateWatchID: a watch request named an ID already open on its
+	// watcher.
+	ErrDuplicateWatchID = errors.New("revkv: duplicate watch ID")
 )
 
 // Revision is a position in the history: Main counts write transactions that

@@ -187,7 +187,7 @@ func TestMetamorphic(t *testing.T) {
 			"": func(t *rapid.T) {
 				each("hash", func(s *engine.Store) (string, error) {
 					h, err := s.HashByRev(0)
-					if errors.Is(err, engine.ErrClosed) {
+					if errors.Is(err, kv.ErrClosed) {
 						t.Fatal("closed")
 					}
 					return fmt.Sprint(h, s.Rev(), s.CompactRev()), err

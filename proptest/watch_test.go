@@ -227,7 +227,7 @@ func (m *watchMachine) cancel(t *rapid.T) {
 		t.Skip("no watch to cancel")
 	}
 	id := rapid.SampledFrom(ids).Draw(t, "id")
-	if err := tw.w.Cancel(id); err != nil && !errors.Is(err, watch.ErrWatchNotFound) {
+	if err := tw.w.Cancel(id); err != nil && !errors.Is(err, kv.ErrWatchNotFound) {
 		t.Fatalf("Cancel(%d): %v", id, err)
 	}
 	tw.watches[id].canceledByUs = true
@@ -374,9 +374,9 @@ func (m *watchMachine) verify(t *rapid.T, id int64, e *expectWatch, complete boo
 	}
 	if e.last != nil {
 		switch {
-		case errors.Is(e.last.Err, watch.ErrCanceled) && e.canceledByUs:
-		case errors.Is(e.last.Err, watch.ErrClosed):
-		case errors.Is(e.last.Err, watch.ErrCompacted):
+		case errors.Is(e.last.Err, kv.ErrCanceled) && e.canceledByUs:
+		case errors.Is(e.last.Err, kv.ErrClosed):
+		case errors.Is(e.last.Err, kv.ErrCompacted):
 			// Only a watch that starts below the compacted revision is
 			// ended by compaction: a running one keeps the history it
 			// needs.

@@ -14,7 +14,7 @@
 // none skipped, and the events of one revision in one Response (unless that
 // revision alone has more events than the watch's cap). A StartRev <= 0
 // means the next revision; one in the past replays history from there; one
-// below the compacted revision ends the watch with ErrCompacted and the
+// below the compacted revision ends the watch with kv.ErrCompacted and the
 // compacted revision. A watch that is running is never ended by
 // compaction, whether it keeps up or reads history far behind, and
 // whether the compaction comes through Store.Compact or the engine store's

@@ -113,7 +113,7 @@ func (h *hub) dispatchNew() bool {
 			// Compacted past what was dispatched (the engine was compacted
 			// directly, not through Store.Compact): every synced watch
 			// missed events, so each goes back to history, where it will
-			// find ErrCompacted.
+			// find kv.ErrCompacted.
 			h.desyncAll(kv.Revision{Main: from})
 			break
 		}

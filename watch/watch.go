@@ -1,29 +1,11 @@
 package watch
 
 import (
-	"errors"
 	"sync/atomic"
 	"time"
 
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
-)
-
-// Errors of package watch. A canceled watch's last Response says why in
-// Err: ErrCanceled (Cancel), ErrCompacted (it needed history that was
-// compacted; CompactRevision says to what), or ErrClosed (its Watcher or
-// Store was closed).
-var (
-	ErrCanceled  = kv.ErrCanceled
-	ErrCompacted = kv.ErrCompacted
-	ErrClosed    = kv.ErrClosed
-	ErrEmptyKey  = kv.ErrEmptyKey
-	// ErrEmptyRange: a watch on a range with end <= key would see nothing.
-	ErrEmptyRange = errors.New("revkv/watch: empty key range")
-	// ErrWatchNotFound: Cancel of an ID that is not an open watch.
-	ErrWatchNotFound = errors.New("revkv/watch: no such watch")
-	// ErrDuplicateID: a Request named an ID already open on the Watcher.
-	ErrDuplicateID = errors.New("revkv/watch: duplicate watch ID")
 )
 
 // Options configure a Store's watchers. The zero value is usable.
@@ -78,7 +60,7 @@ func New(s *engine.Store, opts Options) *Store {
 }
 
 // NewWatcher returns a new Watcher on the store. After Close it returns a
-// Watcher whose Watch calls fail with ErrClosed and whose channel is closed.
+// Watcher whose Watch calls fail with kv.ErrClosed and whose channel is closed.
 func (s *Store) NewWatcher() *Watcher { return s.h.newWatcher() }
 
 // Compact is engine.Store.Compact. Before the compaction takes effect,
@@ -91,10 +73,10 @@ func (s *Store) Compact(rev int64) error { return s.kv.Compact(rev) }
 
 // Close closes every Watcher (each gets no more Responses and its channel
 // is closed), stops the store's goroutines, waits for them, and closes the
-// engine store. Later calls return ErrClosed.
+// engine store. Later calls return kv.ErrClosed.
 func (s *Store) Close() error {
 	if !s.h.close() {
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	return s.kv.Close()
 }
@@ -208,7 +190,7 @@ type Request struct {
 	Key, End []byte
 	// StartRev is the first revision to deliver; <= 0 means the next
 	// revision to be written. A StartRev below the compacted revision ends
-	// the watch with ErrCompacted; one above the current revision waits.
+	// the watch with kv.ErrCompacted; one above the current revision waits.
 	StartRev int64
 	// ID names the watch in Responses; 0 picks an unused one.
 	ID int64
@@ -239,7 +221,7 @@ type Response struct {
 	// Progress marks a progress notification (no events).
 	Progress bool
 	// Canceled marks the watch's last Response; Err says why and, for
-	// ErrCompacted, CompactRevision is the compacted revision.
+	// kv.ErrCompacted, CompactRevision is the compacted revision.
 	Canceled        bool
 	Err             error
 	CompactRevision int64

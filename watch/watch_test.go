@@ -122,8 +122,8 @@ func TestWatchCompactedStart(t *testing.T) {
 	defer w.Close()
 	w.Watch(b("k"), false, 3)
 	r := recv(t, w)
-	if !r.Canceled || !errors.Is(r.Err, ErrCompacted) || r.CompactRevision != 4 || len(r.Events) != 0 {
-		t.Fatalf("got %+v, want a cancel with ErrCompacted at 4", r)
+	if !r.Canceled || !errors.Is(r.Err, kv.ErrCompacted) || r.CompactRevision != 4 || len(r.Events) != 0 {
+		t.Fatalf("got %+v, want a cancel with kv.ErrCompacted at 4", r)
 	}
 	// Starting at the compacted revision itself is fine.
 	w.Watch(b("k"), false, 4)
@@ -139,28 +139,28 @@ func TestCancelAndErrors(t *testing.T) {
 	cancel := w.Watch(b("k"), false, 0)
 	cancel()
 	r := recv(t, w)
-	if !r.Canceled || !errors.Is(r.Err, ErrCanceled) || r.WatchID != 1 {
+	if !r.Canceled || !errors.Is(r.Err, kv.ErrCanceled) || r.WatchID != 1 {
 		t.Fatalf("after cancel: %+v", r)
 	}
 	s.Put(b("k"), b("v"))
-	if err := w.Cancel(1); !errors.Is(err, ErrWatchNotFound) {
+	if err := w.Cancel(1); !errors.Is(err, kv.ErrWatchNotFound) {
 		t.Fatalf("second cancel: %v", err)
 	}
-	if _, err := w.WatchRange(Request{Key: b("b"), End: b("a")}); !errors.Is(err, ErrEmptyRange) {
+	if _, err := w.WatchRange(Request{Key: b("b"), End: b("a")}); !errors.Is(err, kv.ErrEmptyRange) {
 		t.Fatalf("end < key: %v", err)
 	}
-	if _, err := w.WatchRange(Request{}); !errors.Is(err, ErrEmptyKey) {
+	if _, err := w.WatchRange(Request{}); !errors.Is(err, kv.ErrEmptyKey) {
 		t.Fatalf("empty key: %v", err)
 	}
 	w.WatchRange(Request{Key: b("x"), ID: 7})
-	if _, err := w.WatchRange(Request{Key: b("y"), ID: 7}); !errors.Is(err, ErrDuplicateID) {
+	if _, err := w.WatchRange(Request{Key: b("y"), ID: 7}); !errors.Is(err, kv.ErrDuplicateWatchID) {
 		t.Fatalf("duplicate id: %v", err)
 	}
 	// The seed's Watch reports errors on the channel.
 	w.Watch(b("b"), false, 0)
 	w.Watch(nil, false, 0)
 	r = recv(t, w)
-	if !r.Canceled || r.WatchID != -1 || !errors.Is(r.Err, ErrEmptyKey) {
+	if !r.Canceled || r.WatchID != -1 || !errors.Is(r.Err, kv.ErrEmptyKey) {
 		t.Fatalf("seed Watch with an empty key: %+v", r)
 	}
 }
@@ -345,7 +345,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrClosed) {
+	if err := s.Close(); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for _, w := range ws {
@@ -356,7 +356,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines after Close, %d before", after, before)
 	}
 	w := s.NewWatcher()
-	if _, err := w.WatchRange(Request{Key: b("k")}); !errors.Is(err, ErrClosed) {
+	if _, err := w.WatchRange(Request{Key: b("k")}); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("watch after Close: %v", err)
 	}
 	if _, ok := <-w.Chan(); ok {

@@ -148,15 +148,15 @@ func (s *Watcher) Watch(key []byte, prefix bool, startRev int64) CancelFunc {
 	return func() { s.Cancel(id) }
 }
 
-// WatchRange starts a watch and returns its ID. Errors: ErrEmptyKey (nil
-// End with an empty Key), ErrEmptyRange (End <= Key), ErrDuplicateID,
-// ErrClosed.
+// WatchRange starts a watch and returns its ID. Errors: kv.ErrEmptyKey (nil
+// End with an empty Key), kv.ErrEmptyRange (End <= Key), kv.ErrDuplicateWatchID,
+// kv.ErrClosed.
 func (s *Watcher) WatchRange(req Request) (int64, error) {
 	switch {
 	case req.End == nil && len(req.Key) == 0:
-		return 0, ErrEmptyKey
+		return 0, kv.ErrEmptyKey
 	case len(req.End) > 0 && bytes.Compare(req.End, req.Key) <= 0:
-		return 0, fmt.Errorf("watch [%q, %q): %w", req.Key, req.End, ErrEmptyRange)
+		return 0, fmt.Errorf("watch [%q, %q): %w", req.Key, req.End, kv.ErrEmptyRange)
 	}
 	w := &watch{
 		key:      bytes.Clone(req.Key),
@@ -182,11 +182,11 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.closed {
-		return 0, ErrClosed
+		return 0, kv.ErrClosed
 	}
 	if req.ID != 0 {
 		if _, ok := s.watches[req.ID]; ok {
-			return 0, fmt.Errorf("watch ID %d: %w", req.ID, ErrDuplicateID)
+			return 0, fmt.Errorf("watch ID %d: %w", req.ID, kv.ErrDuplicateWatchID)
 		}
 		w.id = req.ID
 	} else {
@@ -220,17 +220,17 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 
 // Cancel ends the watch id: no more of its events are put in Responses
 // (one already being sent may still arrive), and a last Response with
-// Canceled and ErrCanceled follows. An ID that is not open is
-// ErrWatchNotFound.
+// Canceled and kv.ErrCanceled follows. An ID that is not open is
+// kv.ErrWatchNotFound.
 func (s *Watcher) Cancel(id int64) error {
 	h := s.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w, ok := s.watches[id]
 	if !ok || s.closed {
-		return fmt.Errorf("watch %d: %w", id, ErrWatchNotFound)
+		return fmt.Errorf("watch %d: %w", id, kv.ErrWatchNotFound)
 	}
-	s.end(w, Response{WatchID: id, Canceled: true, Err: ErrCanceled})
+	s.end(w, Response{WatchID: id, Canceled: true, Err: kv.ErrCanceled})
 	return nil
 }
 
@@ -507,7 +507,7 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision, v *engine.View, err error)
 	if err != nil {
 		h.mu.Lock()
 		if !w.canceled {
-			s.end(w, Response{WatchID: w.id, Canceled: true, Err: ErrClosed})
+			s.end(w, Response{WatchID: w.id, Canceled: true, Err: kv.ErrClosed})
 		}
 		h.mu.Unlock()
 		return Response{}, false
@@ -560,7 +560,7 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision, v *engine.View, err error)
 		return Response{}, false
 	}
 	if readErr != nil {
-		r := Response{WatchID: w.id, Canceled: true, Err: ErrCompacted, CompactRevision: v.CompactRev()}
+		r := Response{WatchID: w.id, Canceled: true, Err: kv.ErrCompacted, CompactRevision: v.CompactRev()}
 		if !errors.Is(readErr, kv.ErrCompacted) {
 			r.Err = readErr
 		}

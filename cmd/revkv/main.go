@@ -31,7 +31,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 )
 
 func main() {
@@ -105,7 +105,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	env.s, env.in, env.out = s, stdin, stdout
 	err = c.run(ctx, env)
-	if cerr := s.Close(); !errors.Is(cerr, engine.ErrClosed) {
+	if cerr := s.Close(); !errors.Is(cerr, kv.ErrClosed) {
 		err = errors.Join(err, cerr)
 	}
 	return err

@@ -49,13 +49,13 @@ func TestFaults(t *testing.T) {
 			continue // the fault hit a snapshot, or nothing
 		}
 		counts[kind]++
-		if !errors.Is(err, engine.ErrStopped) {
+		if !errors.Is(err, kv.ErrStopped) {
 			t.Fatalf("trial %d (%s): error %v does not wrap ErrStopped", trial, kind, err)
 		}
 		if kind == "disk" && !errors.Is(err, memfs.ErrNoSpace) {
 			t.Fatalf("trial %d: full disk reported as %v", trial, err)
 		}
-		if _, err := s.Put([]byte("x"), nil); !errors.Is(err, engine.ErrStopped) {
+		if _, err := s.Put([]byte("x"), nil); !errors.Is(err, kv.ErrStopped) {
 			t.Fatalf("trial %d (%s): write after failure: %v", trial, kind, err)
 		}
 		// Reads serve the last published, durable state.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/internal/leaktest"
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
@@ -348,7 +349,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Close(); !errors.Is(err, engine.ErrClosed) {
+		if err := s.Close(); !errors.Is(err, kv.ErrClosed) {
 			t.Fatalf("second Close: %v", err)
 		}
 	}
@@ -382,7 +383,7 @@ func TestReadOnly(t *testing.T) {
 	if kvs, _, _ := s.Range([]byte("a"), nil, 0, 0); len(kvs) != 0 {
 		t.Fatalf("torn write served: %v", kvs)
 	}
-	if _, err := s.Put([]byte("b"), nil); !errors.Is(err, filelog.ErrReadOnly) || !errors.Is(err, engine.ErrStopped) {
+	if _, err := s.Put([]byte("b"), nil); !errors.Is(err, filelog.ErrReadOnly) || !errors.Is(err, kv.ErrStopped) {
 		t.Fatalf("write to a read-only store: %v", err)
 	}
 	s.Close()
