@@ -66,7 +66,7 @@ type Snapshot interface {
 }
 
 // Batch is one durable step of the engine: the changes of one revision, a
-// compaction, or a new consistent index alone.
+// compaction, a change to the lease table, or a new consistent index alone.
 type Batch struct {
 	// Rev is the store's revision after the batch. A batch with changes
 	// makes revision Rev; the other kinds leave the revision as it is.
@@ -83,6 +83,12 @@ type Batch struct {
 	// 0: a new store's compacted revision is -1); Changes is then empty.
 	Compaction bool
 	Compact    int64
+	// Leases are changes to the lease table, applied after Changes. With
+	// Changes (a revoke or an expiry, whose deletes they travel with) the
+	// batch makes revision Rev; alone (a grant, a keep-alive, a revoke of
+	// a lease with no keys) it leaves the revision at Rev. See
+	// LeaseChange.
+	Leases []LeaseChange
 }
 
 // Covered reports whether a state with revision rev, compacted revision
@@ -93,6 +99,8 @@ func (b *Batch) Covered(rev, compactRev int64, index uint64) bool {
 	switch {
 	case len(b.Changes) > 0:
 		return b.Rev <= rev
+	case len(b.Leases) > 0:
+		return b.leasesCovered(rev, index)
 	case b.Compaction:
 		return b.Compact <= compactRev
 	default:

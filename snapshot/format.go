@@ -2,7 +2,7 @@
 // holds a store's retained history at one revision, written from a view in
 // bounded memory and read back in bounded memory, with every byte checked.
 //
-// # Format, version 1
+// # Format, version 2
 //
 // Integers in the header, blocks and trailer are little-endian; inside the
 // body they are varints (encoding/binary: Varint for signed, Uvarint for
@@ -27,6 +27,12 @@
 //	    version that made it live, in strictly increasing key order
 //	'E' events: every change from max(compacted rev, 2) to rev, in
 //	    revision then sub-revision order
+//	'L' leases (version 2): each lease live at rev, in increasing ID
+//	    order (AppendLease), after every base entry and event
+//
+// Version 1 is version 2 without leases: a reader of this version reads
+// it (its store has no leases); a version 1 reader refuses a version 2
+// stream with ErrVersion.
 //
 // Blocks let a reader check each stored block before decompressing it, and
 // keep both sides' memory to one block (BlockSize) plus one entry: an entry
@@ -52,7 +58,9 @@ var (
 
 const (
 	magic   = "revkvsnp"
-	version = 1
+	version = 2
+	// minVersion is the oldest version this package reads.
+	minVersion = 1
 
 	headerSize  = 48
 	blockHdr    = 16
@@ -63,6 +71,7 @@ const (
 
 	tagBase  = 'B'
 	tagEvent = 'E'
+	tagLease = 'L'
 )
 
 // Header describes the store a snapshot was taken of.

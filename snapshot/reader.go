@@ -19,10 +19,11 @@ import (
 // Only Next's io.EOF says the whole stream was read and verified: a caller
 // must not treat what it read as valid before that.
 type Reader struct {
-	r      io.Reader
-	h      Header
-	off    int64 // stream offset of the next unread byte
-	blkOff int64 // stream offset of the current block
+	r       io.Reader
+	h       Header
+	version uint32
+	off     int64 // stream offset of the next unread byte
+	blkOff  int64 // stream offset of the current block
 
 	stored []byte
 	body   []byte // decoded body of the current block
@@ -35,7 +36,8 @@ type Reader struct {
 	trailer Counts
 	lastRev int64
 	events  bool
-	err     error // sticky
+	leases  []Lease // the lease section as read so far
+	err     error   // sticky
 }
 
 // NewReader reads and checks the header of the snapshot stream r.
@@ -51,8 +53,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if got, want := binary.LittleEndian.Uint64(b[40:]), xxhash.Sum64(b[:40]); got != want {
 		return nil, sr.corrupt(0, "header checksum %016x, computed %016x", got, want)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != version {
-		return nil, fmt.Errorf("revkv/snapshot: format version %d, this build reads %d: %w", v, version, ErrVersion)
+	sr.version = binary.LittleEndian.Uint32(b[8:])
+	if v := sr.version; v < minVersion || v > version {
+		return nil, fmt.Errorf("revkv/snapshot: format version %d, this build reads %d to %d: %w", v, minVersion, version, ErrVersion)
 	}
 	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
 		return nil, sr.corrupt(12, "unknown flags %#x", f)
@@ -113,11 +116,20 @@ func (sr *Reader) Next() (e *Entry, event bool, err error) {
 
 func (sr *Reader) next() (*Entry, bool, error) {
 	tag, err := sr.ReadByte()
+	// Lease entries are gathered for Leases, not returned.
+	for err == nil && tag == tagLease {
+		if err = sr.lease(); err == nil {
+			tag, err = sr.ReadByte()
+		}
+	}
 	if err == io.EOF {
 		return nil, false, sr.finish()
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if len(sr.leases) > 0 {
+		return nil, false, sr.bodyCorrupt("entry after leases")
 	}
 	var event bool
 	switch tag {

@@ -259,6 +259,9 @@ func FuzzReader(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add(rawStream(Header{Rev: 5, CompactRev: -1}, [][]byte{{'X'}}, Counts{}))
+	for _, d := range leaseSeeds(f) {
+		f.Add(d)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _, _, err := readAll(data)
 		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {

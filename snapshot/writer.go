@@ -24,7 +24,10 @@ type Writer struct {
 	counts  Counts
 	lastRev int64 // main revision of the last event
 	events  bool  // an event was added: no more base entries
-	done    bool
+	// leases says a lease was added: no more base entries or events.
+	leases    bool
+	lastLease int64 // ID of the last lease added
+	done      bool
 }
 
 // NewWriter writes the header for h to w and returns a Writer for the
@@ -68,8 +71,8 @@ func (sw *Writer) Written() int64 { return sw.written }
 // Base adds a base entry: a key live at the compacted revision. Base
 // entries come before every event, in increasing key order.
 func (sw *Writer) Base(e *Entry) error {
-	if sw.events {
-		return errors.New("revkv/snapshot: base entry after events")
+	if sw.events || sw.leases {
+		return errors.New("revkv/snapshot: base entry after events or leases")
 	}
 	sw.counts.Base++
 	return sw.add(tagBase, e)
@@ -77,6 +80,9 @@ func (sw *Writer) Base(e *Entry) error {
 
 // Event adds an event, in revision then sub-revision order.
 func (sw *Writer) Event(e *Entry) error {
+	if sw.leases {
+		return errors.New("revkv/snapshot: event after leases")
+	}
 	sw.events = true
 	sw.counts.Events++
 	if e.Main != sw.lastRev {

@@ -13,7 +13,10 @@ import (
 
 const (
 	segMagic   = "revkvlog"
-	segVersion = 1
+	// segVersion 2 adds batches of kind 'L' (leases); a version 1
+	// segment, which has none, is read as it is.
+	segVersion    = 2
+	minSegVersion = 1
 	segHdrSize = 32
 
 	frameHdrSize = 24
@@ -29,6 +32,9 @@ const (
 	kindChanges = 'C'
 	kindCompact = 'K'
 	kindIndex   = 'I'
+	// kindLeases is a batch with lease changes: changes (maybe none), then
+	// the lease changes.
+	kindLeases = 'L'
 
 	// maxPending bounds the raw bytes of a batch still being read across
 	// frames: one revision's changes (kv.MaxBatchSize counts 32 bytes per
@@ -61,8 +67,8 @@ func checkSegHeader(b []byte) (uint64, error) {
 	if got, want := binary.LittleEndian.Uint64(b[24:]), xxhash.Sum64(b[:24]); got != want {
 		return 0, fmt.Errorf("segment header checksum %016x, computed %016x", got, want)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != segVersion {
-		return 0, fmt.Errorf("segment format version %d, this build reads %d", v, segVersion)
+	if v := binary.LittleEndian.Uint32(b[8:]); v < minSegVersion || v > segVersion {
+		return 0, fmt.Errorf("segment format version %d, this build reads %d to %d", v, minSegVersion, segVersion)
 	}
 	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
 		return 0, fmt.Errorf("unknown segment flags %#x", f)
@@ -143,6 +149,8 @@ func decodeFrame(fh frameHeader, stored, buf []byte) ([]byte, error) {
 // appendBatch appends the encoding of b.
 func appendBatch(dst []byte, b *persist.Batch) []byte {
 	switch {
+	case len(b.Leases) > 0:
+		dst = append(dst, kindLeases)
 	case len(b.Changes) > 0:
 		dst = append(dst, kindChanges)
 	case b.Compaction:
@@ -153,25 +161,34 @@ func appendBatch(dst []byte, b *persist.Batch) []byte {
 	dst = binary.AppendVarint(dst, b.Rev)
 	dst = binary.AppendUvarint(dst, b.Index)
 	switch {
+	case len(b.Leases) > 0:
+		dst = appendChanges(dst, b.Changes)
+		dst = appendLeaseChanges(dst, b.Leases)
 	case len(b.Changes) > 0:
-		dst = binary.AppendUvarint(dst, uint64(len(b.Changes)))
-		for i := range b.Changes {
-			c := &b.Changes[i]
-			var flags byte
-			if c.Delete {
-				flags = 1
-			}
-			dst = append(dst, flags)
-			dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
-			dst = append(dst, c.Key...)
-			if !c.Delete {
-				dst = binary.AppendVarint(dst, c.Lease)
-				dst = binary.AppendUvarint(dst, uint64(len(c.Value)))
-				dst = append(dst, c.Value...)
-			}
-		}
+		dst = appendChanges(dst, b.Changes)
 	case b.Compaction:
 		dst = binary.AppendVarint(dst, b.Compact)
+	}
+	return dst
+}
+
+// appendChanges appends a count and the changes.
+func appendChanges(dst []byte, cs []persist.Change) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(cs)))
+	for i := range cs {
+		c := &cs[i]
+		var flags byte
+		if c.Delete {
+			flags = 1
+		}
+		dst = append(dst, flags)
+		dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
+		dst = append(dst, c.Key...)
+		if !c.Delete {
+			dst = binary.AppendVarint(dst, c.Lease)
+			dst = binary.AppendUvarint(dst, uint64(len(c.Value)))
+			dst = append(dst, c.Value...)
+		}
 	}
 	return dst
 }
@@ -248,24 +265,45 @@ func (d *batchDecoder) next() (*persist.Batch, error) {
 		}
 		return b, nil
 	case kindChanges:
+		b.Changes, err = d.changes(1)
+		return b, err
+	case kindLeases:
+		if b.Changes, err = d.changes(0); err != nil {
+			return nil, err
+		}
+		b.Leases, err = d.leaseChanges()
+		return b, err
 	default:
 		return nil, fmt.Errorf("bad batch kind %#x", kind)
 	}
+}
+
+// count decodes a count of items of at least 2 bytes each: a count beyond
+// what the rest of a whole batch could hold is damage, not a reason to
+// allocate; one beyond what the bytes read so far hold is a short batch.
+func (d *batchDecoder) count(least uint64, what string) (uint64, error) {
 	n, err := d.uvarint()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	// Each change takes at least 2 bytes; a count beyond what the rest of
-	// a whole batch could hold is damage, not a reason to allocate.
-	if n == 0 || n > maxPending/2 {
-		return nil, fmt.Errorf("batch of %d changes", n)
+	if n < least || n > maxPending/2 {
+		return 0, fmt.Errorf("batch of %d %s", n, what)
 	}
 	if rest := uint64(len(d.b) - d.off); n > rest/2 {
-		return nil, errShort
+		return 0, errShort
 	}
-	b.Changes = make([]persist.Change, n)
-	for i := range b.Changes {
-		c := &b.Changes[i]
+	return n, nil
+}
+
+// changes decodes a count (at least least) and the changes.
+func (d *batchDecoder) changes(least uint64) ([]persist.Change, error) {
+	n, err := d.count(least, "changes")
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	cs := make([]persist.Change, n)
+	for i := range cs {
+		c := &cs[i]
 		if d.off >= len(d.b) {
 			return nil, errShort
 		}
@@ -291,5 +329,65 @@ func (d *batchDecoder) next() (*persist.Batch, error) {
 			return nil, err
 		}
 	}
-	return b, nil
+	return cs, nil
+}
+
+// appendLeaseChanges appends a count and the lease changes:
+//
+//	u8 flags (1: revoke) | varint id | grants: varint ttl | varint deadline
+func appendLeaseChanges(dst []byte, ls []persist.LeaseChange) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(ls)))
+	for i := range ls {
+		l := &ls[i]
+		if l.Revoke {
+			dst = append(dst, 1)
+			dst = binary.AppendVarint(dst, l.ID)
+			continue
+		}
+		dst = append(dst, 0)
+		dst = binary.AppendVarint(dst, l.ID)
+		dst = binary.AppendVarint(dst, l.TTL)
+		dst = binary.AppendVarint(dst, l.Deadline)
+	}
+	return dst
+}
+
+// leaseChanges decodes a count (at least 1) and the lease changes.
+func (d *batchDecoder) leaseChanges() ([]persist.LeaseChange, error) {
+	n, err := d.count(1, "lease changes")
+	if err != nil {
+		return nil, err
+	}
+	ls := make([]persist.LeaseChange, n)
+	for i := range ls {
+		l := &ls[i]
+		if d.off >= len(d.b) {
+			return nil, errShort
+		}
+		flags := d.b[d.off]
+		d.off++
+		if flags > 1 {
+			return nil, fmt.Errorf("bad lease change flags %#x", flags)
+		}
+		l.Revoke = flags == 1
+		if l.ID, err = d.varint(); err != nil {
+			return nil, err
+		}
+		if l.ID <= 0 {
+			return nil, fmt.Errorf("lease change of ID %d", l.ID)
+		}
+		if l.Revoke {
+			continue
+		}
+		if l.TTL, err = d.varint(); err != nil {
+			return nil, err
+		}
+		if l.Deadline, err = d.varint(); err != nil {
+			return nil, err
+		}
+		if l.TTL < 1 || l.TTL > kv.MaxLeaseTTL {
+			return nil, fmt.Errorf("lease %d with TTL %d", l.ID, l.TTL)
+		}
+	}
+	return ls, nil
 }

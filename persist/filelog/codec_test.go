@@ -139,6 +139,7 @@ func FuzzSegment(f *testing.F) {
 	raw := encodeAll(sampleBatches()[:4])
 	f.Add(segmentBytes(raw))
 	f.Add(segmentBytes(raw)[:60])
+	f.Add(segmentBytes(encodeAll(leaseBatches())))
 	f.Add(appendSegHeader(nil, 1))
 	f.Add(append(appendSegHeader(nil, 1), make([]byte, 30)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -161,6 +162,9 @@ func FuzzBatch(f *testing.F) {
 		f.Add(appendBatch(nil, &b))
 	}
 	f.Add([]byte{kindChanges, 2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	for _, b := range leaseBatches() {
+		f.Add(appendBatch(nil, &b))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := batchDecoder{b: data}
 		for {

@@ -12,7 +12,8 @@
 //
 // # Segment
 //
-//	header  magic "revkvlog" | u32 version (1) | u32 flags (0)
+//	header  magic "revkvlog" | u32 version (2; 1 is read: it has no 'L'
+//	        batches) | u32 flags (0)
 //	        | u64 segment number | u64 xxhash64 of the 24 bytes before it
 //	frame*  u32 stored length n | u32 raw length m | u8 flags | 3 zero bytes
 //	        | u32 low half of xxhash64 of the 12 bytes before it
@@ -32,6 +33,16 @@
 //	                       puts: varint lease | uvarint len | value
 //	        'K' (compact)  varint compacted revision
 //	        'I' (index)    nothing more
+//	        'L' (leases)   uvarint count (>= 0) and changes, as 'C'; then
+//	                       uvarint count (>= 1), then count of:
+//	                       u8 flags (1: revoke) | varint lease ID
+//	                       grants and renewals: varint TTL (seconds)
+//	                       | varint deadline (ns since 1970 UTC)
+//
+// A batch of kind 'L' with changes makes revision rev (a revoke or an
+// expiry: the deletes of the lease's keys and the lease's removal are one
+// durable step); without, it leaves the revision at rev (a grant, a
+// keep-alive, a revoke of a lease with no keys).
 //
 // The frame header has its own checksum so that a damaged length is told
 // from a torn write: a torn tail is a frame cut short by the end of the
