@@ -1,0 +1,102 @@
+package revkv_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/revkv/revkv"
+	"github.com/revkv/revkv/kv"
+)
+
+func Example() {
+	db, err := revkv.Open("", revkv.Options{}) // in memory
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+
+	rev, _ := db.Put([]byte("greeting"), []byte("hello"))
+	db.Put([]byte("greeting"), []byte("hello, world"))
+
+	// The current value, and the value as of an older revision.
+	now, _, _ := db.Get([]byte("greeting"))
+	then, _ := db.Range([]byte("greeting"), nil, revkv.RangeOptions{Rev: rev})
+	fmt.Printf("now: %s (version %d)\n", now.Value, now.Version)
+	fmt.Printf("at revision %d: %s\n", rev, then.KVs[0].Value)
+
+	// Compacting drops the older history.
+	db.Compact(db.Rev())
+	_, err = db.Range([]byte("greeting"), nil, revkv.RangeOptions{Rev: rev})
+	fmt.Println("after compaction:", errors.Is(err, kv.ErrCompacted))
+	// Output:
+	// now: hello, world (version 2)
+	// at revision 2: hello
+	// after compaction: true
+}
+
+// A DB opened on a directory is persisted there: every write is durable
+// when it returns, and opening the directory again recovers it.
+func ExampleOpen() {
+	dir, _ := os.MkdirTemp("", "revkv-example")
+	defer os.RemoveAll(dir)
+
+	db, err := revkv.Open(dir, revkv.Options{})
+	if err != nil {
+		panic(err)
+	}
+	db.Put([]byte("greeting"), []byte("hello"))
+	db.Close()
+
+	db, err = revkv.Open(dir, revkv.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	kv, _, _ := db.Get([]byte("greeting"))
+	fmt.Printf("%s at revision %d\n", kv.Value, db.Rev())
+	// Output: hello at revision 2
+}
+
+func ExampleDB_Range() {
+	db, _ := revkv.Open("", revkv.Options{})
+	defer db.Close()
+	for _, k := range []string{"a", "b", "c", "d"} {
+		db.Put([]byte("config/"+k), []byte(k))
+	}
+	// The last two keys under config/, newest first, and how many there are.
+	res, _ := db.Range([]byte("config/"), []byte("config0"), revkv.RangeOptions{
+		Limit: 2, SortOrder: kv.SortDescend, SortTarget: kv.SortByMod, TotalCount: true,
+	})
+	for _, kv := range res.KVs {
+		fmt.Printf("%s ", kv.Key)
+	}
+	fmt.Println("of", res.Count, "more:", res.More)
+	// Output: config/d config/c of 4 more: true
+}
+
+func ExampleDB_NewWatcher() {
+	db, _ := revkv.Open("", revkv.Options{})
+	defer db.Close()
+	db.Put([]byte("config/a"), []byte("1"))
+
+	w := db.NewWatcher()
+	defer w.Close()
+	// Every key under config/, from revision 2 (history first, then new
+	// writes as they come).
+	w.Watch([]byte("config/"), true, 2)
+	db.Put([]byte("config/b"), []byte("2"))
+	db.Delete([]byte("config/a"), nil)
+
+	for n := 0; n < 3; {
+		resp := <-w.Chan()
+		for _, ev := range resp.Events {
+			fmt.Println(ev.Type, string(ev.KV.Key), ev.KV.ModRevision)
+			n++
+		}
+	}
+	// Output:
+	// PUT config/a 2
+	// PUT config/b 3
+	// DELETE config/a 4
+}
