@@ -21,6 +21,9 @@ var (
 	ErrLeaseTTLTooLarge = kv.ErrLeaseTTLTooLarge
 )
 
+// MaxLeaseTTL is the largest TTL, in seconds, Grant takes (kv.MaxLeaseTTL).
+const MaxLeaseTTL = kv.MaxLeaseTTL
+
 // Leases. A lease has an ID, a TTL in seconds and a deadline. Keys put
 // with its ID are attached to it; when it is revoked, or expires (its
 // deadline passes without a KeepAlive), every key attached to it is
@@ -151,8 +154,8 @@ func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	switch {
 	case id < 0:
 		return Lease{}, fmt.Errorf("negative lease ID %d: %w", id, ErrLeaseNotFound)
-	case ttl > kv.MaxLeaseTTL:
-		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, kv.MaxLeaseTTL, ErrLeaseTTLTooLarge)
+	case ttl > MaxLeaseTTL:
+		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, MaxLeaseTTL, ErrLeaseTTLTooLarge)
 	}
 	ttl = max(ttl, 1)
 	if err := s.lockWriter(); err != nil {
