@@ -57,6 +57,17 @@ type Options struct {
 
 	// Logger receives debug and error records. nil means no logging.
 	Logger *slog.Logger
+
+	// Clock is where leases get the time (deadlines, remaining TTLs, the
+	// expiry timer). nil means the system's wall clock; a ManualClock
+	// makes runs with leases deterministic.
+	Clock Clock
+	// ManualLeaseExpiry turns off the store's lease expiry timer: leases
+	// then expire only when the caller runs ExpireLeases, or revokes what
+	// ExpiredLeases lists. A store with a ConsistentIndex never runs the
+	// timer: in a replicated deployment, expiry is decided by the leader
+	// and applied from the log.
+	ManualLeaseExpiry bool
 }
 
 // state is what readers see: an immutable view of the store at one revision.
@@ -73,6 +84,9 @@ type state struct {
 	compactRev int64
 	cindex     uint64
 	pos        uint64 // the persister's position of the last batch in it
+	// leases are the live leases (a copy of the writer's tree; never
+	// written), nil before the first one.
+	leases *leaseTree
 }
 
 // Store is an in-memory MVCC key-value store.
@@ -121,6 +135,12 @@ type Store struct {
 	// hashes lets HashByRev hash only what was written since its last call.
 	hashes hashCache
 
+	// leaseMu guards the parts of w.lt that readers and the expiry timer
+	// use without mu (see leaseTable). Lock order: mu, then leaseMu.
+	leaseMu sync.Mutex
+	// exp is the lease expiry goroutine; nil until the first lease. mu.
+	exp *expiry
+
 	closed atomic.Bool
 }
 
@@ -143,6 +163,8 @@ type writerState struct {
 	keyPage []byte
 	// batch is handed to the persister for each write, and reused.
 	batch persist.Batch
+	// lt is the lease table.
+	lt leaseTable
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with
@@ -177,6 +199,7 @@ func (s *Store) publishLocked() {
 		compactRev: s.w.compactRev,
 		cindex:     s.w.cindex,
 		pos:        s.w.pos,
+		leases:     s.w.lt.publish(),
 	}
 	if s.p != nil {
 		s.queueLocked(st)
@@ -333,8 +356,9 @@ func (s *Store) CompactRev() int64 { return s.cur.Load().compactRev }
 func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 
 // Close releases the store. It waits for an open txn and an in-progress
-// compaction step to end, makes every write durable (as Commit) and closes
-// the persister, whose goroutines and files are gone when Close returns.
+// compaction step to end, makes every write durable (as Commit), closes
+// the persister, whose goroutines and files are gone when Close returns,
+// and stops the lease expiry timer (leases stop expiring).
 // It returns the error of that last commit, or the stop error if the store
 // had stopped (see Err). Every later call returns kv.ErrClosed; views and
 // snapshots taken before Close keep working until they are dropped. Close is
@@ -344,13 +368,16 @@ func (s *Store) Close() error {
 		return kv.ErrClosed
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed.Swap(true) {
+		s.mu.Unlock()
 		return kv.ErrClosed
 	}
 	err := s.closePersister()
 	s.notifyArmed.Store(true)
 	s.wake()
+	exp := s.exp
+	s.mu.Unlock()
+	exp.stopAndWait() // after Unlock: the timer may be waiting for mu
 	return err
 }
 
