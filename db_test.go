@@ -25,8 +25,8 @@ func openFiles(t *testing.T) int {
 	return len(des)
 }
 
-// Close of a DB that has watchers (keeping up and catching up) and a file
-// log leaves no goroutine and no open file.
+// Close of a DB that has watchers (keeping up and catching up), a lease
+// waiting to expire and a file log leaves no goroutine and no open file.
 func TestCloseLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	runtime.GC()
@@ -39,6 +39,13 @@ func TestCloseLeavesNothing(t *testing.T) {
 		if _, err := db.Put([]byte("k"), []byte("v")); err != nil {
 			t.Fatal(err)
 		}
+	}
+	lease, err := db.Grant(0, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Put([]byte("leased"), nil, revkv.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
 	}
 	var ws []*revkv.Watcher
 	for i := range 3 {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/revkv/revkv"
+	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -16,7 +18,8 @@ func Example() {
 	}
 	defer db.Close()
 
-	rev, _ := db.Put([]byte("greeting"), []byte("hello"))
+	put, _ := db.Put([]byte("greeting"), []byte("hello"))
+	rev := put.Rev
 	db.Put([]byte("greeting"), []byte("hello, world"))
 
 	// The current value, and the value as of an older revision.
@@ -99,4 +102,28 @@ func ExampleDB_NewWatcher() {
 	// PUT config/a 2
 	// PUT config/b 3
 	// DELETE config/a 4
+}
+
+// Keys put with a lease are deleted when it expires, all at one revision.
+// The clock here is a ManualClock, as a test would use; by default it is
+// the system's.
+func ExampleDB_Grant() {
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	db, _ := revkv.Open("", revkv.Options{Engine: engine.Options{Clock: clock}})
+	defer db.Close()
+
+	lease, _ := db.Grant(0, 10) // 10 s; the DB picks the ID
+	db.Put([]byte("session/a"), []byte("1"), revkv.WithLease(lease.ID))
+	db.Put([]byte("session/b"), []byte("2"), revkv.WithLease(lease.ID))
+
+	clock.Advance(4 * time.Second)
+	st, _ := db.TimeToLive(lease.ID, true)
+	fmt.Printf("%d s left, %d keys\n", st.TTL, len(st.Keys))
+
+	db.Revoke(lease.ID) // or let it expire
+	res, _ := db.Range([]byte("session/"), []byte("session0"), revkv.RangeOptions{CountOnly: true})
+	fmt.Println(res.Count, "keys left at revision", db.Rev())
+	// Output:
+	// 6 s left, 2 keys
+	// 0 keys left at revision 4
 }

@@ -1,6 +1,8 @@
 package revkv
 
-import "github.com/revkv/revkv/kv"
+import (
+	"github.com/revkv/revkv/kv"
+)
 
 // Get returns the current value of key, and whether it exists. An empty
 // key is kv.ErrEmptyKey.
@@ -22,12 +24,39 @@ func (db *DB) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	return db.e.RangeWithOptions(key, end, opts)
 }
 
-// Put sets key to value at a new revision, and returns it.
-func (db *DB) Put(key, value []byte) (rev int64, err error) { return db.e.Put(key, value) }
+// An OpOption modifies a Put or a Delete.
+type OpOption func(*kv.Op)
+
+// WithLease attaches the put key to a lease (see Grant): the key is
+// deleted when the lease is revoked or expires. An ID that names no live
+// lease is kv.ErrLeaseNotFound.
+func WithLease(id int64) OpOption { return func(o *kv.Op) { o.Lease = id } }
+
+// Put sets key to value at a new revision. An empty key is
+// kv.ErrEmptyKey; a key or value above the size limits kv.ErrTooLarge.
+func (db *DB) Put(key, value []byte, opts ...OpOption) (PutResult, error) {
+	op := kv.PutOp(key, value)
+	for _, o := range opts {
+		o(&op)
+	}
+	rev, err := db.e.PutLease(key, value, op.Lease)
+	return PutResult{Rev: rev}, err
+}
 
 // Delete deletes the keys selected by key and end (as in Range), all at
 // one new revision, and returns how many it deleted and the revision
 // (unchanged if it deleted nothing).
-func (db *DB) Delete(key, end []byte) (n, rev int64, err error) { return db.e.DeleteRange(key, end) }
+func (db *DB) Delete(key, end []byte, opts ...OpOption) (DeleteResult, error) {
+	op := kv.DeleteOp(key, end)
+	for _, o := range opts {
+		o(&op)
+	}
+	n, rev, err := db.e.DeleteRange(key, end)
+	return DeleteResult{Deleted: n, Rev: rev}, err
+}
 
-var _ = kv.ErrClosed
+// The result types of Put and Delete.
+type (
+	PutResult    = kv.PutResult
+	DeleteResult = kv.DeleteResult
+)
