@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
 )
@@ -119,17 +120,17 @@ func TestLeaseUnknown(t *testing.T) {
 	if kvs, rev, _ := s.Range(b("a"), nil, 0, 0); rev != 2 || string(kvs[0].Value) != "1" {
 		t.Fatalf("refused put wrote: %v at %d", keysOf(kvs), rev)
 	}
+	// In a txn the refused put poisons it (a failed write aborts the
+	// whole txn): nothing it wrote is applied.
 	id, _ := s.TxnBegin()
-	_, err = s.TxnPutLease(id, b("b"), b("1"), 5)
-	wantErr(t, "TxnPutLease with lease 5", err, ErrLeaseNotFound)
 	if _, err := s.TxnPut(id, b("c"), b("1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.TxnEnd(id); err != nil {
-		t.Fatal(err)
-	}
-	if kvs, rev, _ := s.Range(b("a"), []byte{}, 0, 0); rev != 3 || len(kvs) != 2 {
-		t.Fatalf("after the txn: %v at %d, want a and c at 3", keysOf(kvs), rev)
+	_, err = s.TxnPutLease(id, b("b"), b("1"), 5)
+	wantErr(t, "TxnPutLease with lease 5", err, ErrLeaseNotFound)
+	wantErr(t, "TxnEnd after a refused put", s.TxnEnd(id), kv.ErrTxnFailed)
+	if kvs, rev, _ := s.Range(b("a"), []byte{}, 0, 0); rev != 2 || len(kvs) != 1 {
+		t.Fatalf("after the aborted txn: %v at %d, want a at 2", keysOf(kvs), rev)
 	}
 	_, err = s.KeepAlive(5)
 	wantErr(t, "KeepAlive(5)", err, ErrLeaseNotFound)
