@@ -580,3 +580,36 @@ func checkLoadedLeases(t *testing.T, s *Store) {
 		}
 	}
 }
+
+// BenchmarkLease: one lease's life: a grant, a put of one key attached to
+// it, and its expiry (the key's delete at a revision of its own), on a
+// store of 10k other keys and 1k other live leases, in memory.
+func BenchmarkLease(b *testing.B) {
+	c := NewManualClock(epoch)
+	s := NewMemory(Options{Clock: c, ManualLeaseExpiry: true})
+	defer s.Close()
+	for i, k := range randomKeys(10_000, 3) {
+		if _, err := s.Put(k, value); err != nil {
+			b.Fatal(err)
+		}
+		if i%10 == 0 {
+			l, _ := s.Grant(0, MaxLeaseTTL)
+			s.PutLease(k, value, l.ID)
+		}
+	}
+	key := []byte("lease/key")
+	b.ReportAllocs()
+	for b.Loop() {
+		l, err := s.Grant(0, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.PutLease(key, value, l.ID); err != nil {
+			b.Fatal(err)
+		}
+		c.Advance(time.Second)
+		if n, err := s.ExpireLeases(c.Now()); err != nil || n != 1 {
+			b.Fatalf("ExpireLeases = %d, %v", n, err)
+		}
+	}
+}
