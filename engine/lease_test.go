@@ -475,6 +475,11 @@ func TestLeasePersist(t *testing.T) {
 	if s.Rev() != rev || leaseKeys(t, s, l1) != "not found" {
 		t.Fatalf("expiry did not survive a reopen: rev %d (want %d), lease 1 %s", s.Rev(), rev, leaseKeys(t, s, l1))
 	}
+	// Lease 3, the highest ever granted, was revoked: its ID is not
+	// handed out again after the restarts.
+	if id := mustGrant(t, s, 0, 5); id != l3+1 {
+		t.Fatalf("new lease after reopen got ID %d, want %d", id, l3+1)
+	}
 }
 
 // TestLeaseRace runs the expiry timer, puts to leases, grants, renewals
