@@ -14,11 +14,11 @@ import (
 
 // leaseOp is one step of a lease workload, run at clock time at.
 type leaseOp struct {
-	kind  string // grant, keepalive, revoke, expire, put, del, commit
-	id    int64  // lease
-	ttl   int64
-	key   string
-	at    time.Time
+	kind string // grant, keepalive, revoke, expire, put, del, commit
+	id   int64  // lease
+	ttl  int64
+	key  string
+	at   time.Time
 	// states are the reference states (see leaseState) it goes through,
 	// the last the one it ends in: an expiry revokes each due lease in a
 	// durable step of its own.
