@@ -88,6 +88,18 @@
 // trims and swaps them into the writer's tree, so views taken before it keep
 // every version they can see.
 //
+// # Leases
+//
+// Grant gives a lease with a TTL; PutLease attaches a key to it; Revoke,
+// or its expiry when no KeepAlive came in time, deletes all its keys at
+// one revision. Leases are persisted with their deadlines, so a restart
+// keeps what is left of each one's time. Time comes from Options.Clock
+// (a ManualClock in tests); a store expires its leases from a timer
+// goroutine that starts with its first lease and stops at Close, or, with
+// Options.ManualLeaseExpiry (and always with a ConsistentIndex), only when
+// the caller runs ExpireLeases or revokes what ExpiredLeases lists. See
+// lease.go.
+//
 // # Errors
 //
 // Errors wrap the sentinel values of package kv (re-exported here with the

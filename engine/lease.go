@@ -103,7 +103,10 @@ type leaseTable struct {
 	// ID of a lease in byID. leaseMu.
 	keys    map[int64]map[string]struct{}
 	leaseOf map[string]int64
-	// lastID is the highest lease ID seen: server-chosen IDs go on above it.
+	// lastID is the highest lease ID granted, live or not: server-chosen
+	// IDs go on above it, so that an ID is not handed out twice (a client
+	// still holding a revoked lease's ID must not renew another's lease).
+	// Snapshots record it; the log's grants give it back.
 	lastID int64
 }
 
@@ -387,6 +390,7 @@ func (s *Store) applyLeaseChangesLocked(lcs []persist.LeaseChange) {
 			lt.byExpiry.Delete(old)
 		}
 		lt.dirty = true
+		lt.lastID = max(lt.lastID, lc.ID)
 		if lc.Revoke {
 			lt.byID.Delete(leaseItem{id: lc.ID})
 			for k := range lt.keys[lc.ID] {
@@ -398,7 +402,6 @@ func (s *Store) applyLeaseChangesLocked(lcs []persist.LeaseChange) {
 		it := leaseItem{id: lc.ID, ttl: lc.TTL, deadline: lc.Deadline}
 		lt.byID.Set(it)
 		lt.byExpiry.Set(it)
-		lt.lastID = max(lt.lastID, lc.ID)
 	}
 }
 
@@ -531,7 +534,7 @@ func (s *Store) expireLease(id int64, now time.Time) (bool, error) {
 
 // loadLeases installs a snapshot's lease section in a store being loaded
 // and attaches the live keys to them. The store is private.
-func (s *Store) loadLeases(ls []snapshot.Lease) error {
+func (s *Store) loadLeases(ls []snapshot.Lease, lastID int64) error {
 	lcs := make([]persist.LeaseChange, 0, len(ls))
 	for _, l := range ls {
 		if l.TTL > kv.MaxLeaseTTL {
@@ -540,6 +543,7 @@ func (s *Store) loadLeases(ls []snapshot.Lease) error {
 		lcs = append(lcs, persist.LeaseChange{ID: l.ID, TTL: l.TTL, Deadline: l.Deadline})
 	}
 	s.applyLeaseChangesLocked(lcs)
+	s.w.lt.lastID = max(s.w.lt.lastID, lastID)
 	s.attachAllLocked()
 	return nil
 }

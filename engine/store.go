@@ -104,6 +104,8 @@ type state struct {
 	// leases are the live leases (a copy of the writer's tree; never
 	// written), nil before the first one.
 	leases *leaseTree
+	// lastLeaseID is the highest lease ID granted (see leaseTable).
+	lastLeaseID int64
 }
 
 // Store is an in-memory MVCC key-value store.
@@ -227,6 +229,8 @@ func (s *Store) publishLocked() {
 		cindex:     s.w.cindex,
 		pos:        s.w.pos,
 		leases:     s.w.lt.publish(),
+
+		lastLeaseID: s.w.lt.lastID,
 	}
 	if s.p != nil {
 		s.queueLocked(st)
