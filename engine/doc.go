@@ -15,6 +15,20 @@
 // blocked; writes are serialized. See Store for the details, and the
 // Example functions for txns, views, compaction and snapshots.
 //
+// # Txns
+//
+// Store.Txn runs etcd's conditional txns (kv.TxnRequest: compares, Then and
+// Else branches of ranges, puts, deletes and nested txns, with etcd's
+// validation) at one revision, or, if anything fails, not at all. Begin
+// opens an interactive txn (reads see its own writes) that ends with
+// Commit or Abort, or when its context ends or the store closes; the seed
+// API's TxnBegin/TxnEnd are the same txns named by an ID. A failed write
+// poisons a txn: it can then only abort. An abort takes back every write
+// of the txn in the writer's index; readers never saw them.
+//
+// Reads take kv.RangeOptions (sort, revision filters, limit with More,
+// counts) in RangeWithOptions, View.Range and Txn.Range alike.
+//
 // # Persistence
 //
 // NewMemory is a pure in-memory store: nothing touches a disk, Close leaves

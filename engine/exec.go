@@ -37,13 +37,17 @@ func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, e
 		return &kv.TxnResponse{Rev: s.Rev()}, err
 	}
 	t := s.startExecLocked()
-	resp := &kv.TxnResponse{}
+	var resp *kv.TxnResponse
 	var err error
-	if !t.skipped {
+	if t.skipped {
+		resp = &kv.TxnResponse{}
+	} else {
 		var buf [8]bool
 		view := s.txnView(t)
+		path := choose(buf[:0], req, &view)
+		resp = newTxnResponse(req, path[0])
 		x := executor{s: s, t: t}
-		_, err = x.run(req, choose(buf[:0], req, &view), resp)
+		_, err = x.run(req, path, resp)
 	}
 	rev, err := s.finishExecLocked(t, err)
 	if err != nil {
@@ -53,6 +57,25 @@ func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, e
 	return resp, nil
 }
 
+// newTxnResponse returns a response for the branch of req that succeeded
+// chose, with room for its op responses: a branch of one op (a
+// compare-and-swap) gets them in one allocation.
+func newTxnResponse(req *kv.TxnRequest, succeeded bool) *kv.TxnResponse {
+	ops := req.Then
+	if !succeeded {
+		ops = req.Else
+	}
+	if len(ops) != 1 {
+		return &kv.TxnResponse{}
+	}
+	r := &struct {
+		resp kv.TxnResponse
+		ops  [1]kv.OpResponse
+	}{}
+	r.resp.Responses = r.ops[:]
+	return &r.resp
+}
+
 // readTxn runs a txn without writes on the published state.
 func (s *Store) readTxn(req *kv.TxnRequest) (*kv.TxnResponse, error) {
 	if s.closed.Load() {
@@ -60,9 +83,10 @@ func (s *Store) readTxn(req *kv.TxnRequest) (*kv.TxnResponse, error) {
 	}
 	st := s.cur.Load()
 	var buf [8]bool
-	resp := &kv.TxnResponse{}
+	path := choose(buf[:0], req, st)
+	resp := newTxnResponse(req, path[0])
 	x := executor{s: s, st: st}
-	if _, err := x.run(req, choose(buf[:0], req, st), resp); err != nil {
+	if _, err := x.run(req, path, resp); err != nil {
 		return &kv.TxnResponse{Rev: st.rev}, err
 	}
 	resp.Rev = st.rev
@@ -160,7 +184,9 @@ func (x *executor) run(req *kv.TxnRequest, path []bool, resp *kv.TxnResponse) ([
 	if !resp.Succeeded {
 		ops = req.Else
 	}
-	resp.Responses = make([]kv.OpResponse, len(ops))
+	if resp.Responses == nil {
+		resp.Responses = make([]kv.OpResponse, len(ops))
+	}
 	for i := range ops {
 		op, r := &ops[i], &resp.Responses[i]
 		r.Type = op.Type
