@@ -101,7 +101,7 @@ func modelSort(kvs []kv.KeyValue, target kv.SortTarget, order kv.SortOrder) {
 // PutWithOptions is Put with kv.PutOptions.
 func (m *Model) PutWithOptions(key, value []byte, opts kv.PutOptions) (kv.PutResult, error) {
 	space := maps.Clone(m.states[m.Rev()])
-	res, ev, err := putOpts(space, key, value, opts, m.Rev()+1, 0)
+	res, ev, err := m.putOpts(space, key, value, opts, m.Rev()+1, 0)
 	if err != nil {
 		return kv.PutResult{}, err
 	}
@@ -109,8 +109,9 @@ func (m *Model) PutWithOptions(key, value []byte, opts kv.PutOptions) (kv.PutRes
 	return res, nil
 }
 
-// putOpts puts into space at (rev, sub) with options.
-func putOpts(space map[string]kv.KeyValue, key, value []byte, o kv.PutOptions, rev, sub int64) (kv.PutResult, kv.Event, error) {
+// putOpts puts into space at (rev, sub) with options. A lease must be
+// live, as for Put.
+func (m *Model) putOpts(space map[string]kv.KeyValue, key, value []byte, o kv.PutOptions, rev, sub int64) (kv.PutResult, kv.Event, error) {
 	switch {
 	case len(key) == 0:
 		return kv.PutResult{}, kv.Event{}, kv.ErrEmptyKey
@@ -128,6 +129,9 @@ func putOpts(space map[string]kv.KeyValue, key, value []byte, o kv.PutOptions, r
 	}
 	if o.IgnoreLease {
 		o.Lease = prev.Lease
+	}
+	if err := m.checkLease(o.Lease); err != nil {
+		return kv.PutResult{}, kv.Event{}, err
 	}
 	res := kv.PutResult{Rev: rev}
 	if ok && o.PrevKV {
@@ -178,7 +182,7 @@ func (m *Model) TxnPutWithOptions(key, value []byte, opts kv.PutOptions) (kv.Put
 	if t.failed != nil {
 		return kv.PutResult{}, kv.ErrTxnFailed
 	}
-	res, ev, err := putOpts(t.working, key, value, opts, t.begin+1, int64(len(t.changes)))
+	res, ev, err := m.putOpts(t.working, key, value, opts, t.begin+1, int64(len(t.changes)))
 	if err != nil {
 		t.failed = err
 		return kv.PutResult{}, err
