@@ -89,6 +89,39 @@ func (d *db) TxnEnd(id int64) error {
 	return err
 }
 
+// The proptest.TxnKV methods, through the handle's Range, Put and Delete
+// options and its txns.
+
+func (d *db) RangeWithOptions(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, error) {
+	return d.DB.Range(key, end, opts)
+}
+
+func (d *db) PutWithOptions(key, value []byte, o kv.PutOptions) (kv.PutResult, error) {
+	var opts []revkv.OpOption
+	if o.Lease != 0 {
+		opts = append(opts, revkv.WithLease(o.Lease))
+	}
+	if o.PrevKV {
+		opts = append(opts, revkv.WithPrevKV())
+	}
+	if o.IgnoreValue {
+		opts = append(opts, revkv.WithIgnoreValue())
+	}
+	if o.IgnoreLease {
+		opts = append(opts, revkv.WithIgnoreLease())
+	}
+	return d.DB.Put(key, value, opts...)
+}
+
+func (d *db) DeleteRangeWithOptions(key, end []byte, o kv.DeleteOptions) (kv.DeleteResult, error) {
+	if o.PrevKV {
+		return d.DB.Delete(key, end, revkv.WithPrevKV())
+	}
+	return d.DB.Delete(key, end)
+}
+
+func (d *db) BeginTxn(ctx context.Context) (proptest.Txn, error) { return d.DB.Begin(ctx) }
+
 func (d *db) View() (proptest.View, error) {
 	v, err := d.DB.View()
 	if err != nil {
@@ -97,8 +130,11 @@ func (d *db) View() (proptest.View, error) {
 	return view{v}, nil
 }
 
+var _ proptest.TxnKV = (*db)(nil)
+
 // TestDB holds the revkv.DB handle to the model: the same state machine as
-// TestEngine, through the one handle users get.
+// TestEngine (seed txns, conditional txns, range and put/delete options,
+// interactive txns), through the one handle users get.
 func TestDB(t *testing.T) {
 	st := proptest.Check(t, func() (proptest.KV, error) {
 		h, err := revkv.Open("", revkv.Options{})
