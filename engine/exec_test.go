@@ -15,9 +15,12 @@ import (
 // 3), at revision 5.
 func txnFixture(t *testing.T) *Store {
 	t.Helper()
-	s := NewMemory(Options{})
+	s := NewMemory(Options{ManualLeaseExpiry: true})
 	mustPut(t, s, "a", "1")
 	mustPut(t, s, "b", "2")
+	if _, err := s.Grant(5, 3600); err != nil { // does not move the revision
+		t.Fatal(err)
+	}
 	if _, err := s.PutLease(b("c"), b("3"), 5); err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,12 @@ func cmpInt(a, b int64) int {
 }
 
 func TestPutDeleteOptions(t *testing.T) {
-	s := NewMemory(Options{})
+	s := NewMemory(Options{ManualLeaseExpiry: true})
+	for _, id := range []int64{7, 9} {
+		if _, err := s.Grant(id, 3600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	res, err := s.PutWithOptions(b("a"), b("1"), kv.PutOptions{Lease: 7, PrevKV: true})
 	if err != nil || res.Rev != 2 || res.PrevKV != nil {
 		t.Fatalf("first put: %+v, %v", res, err)
