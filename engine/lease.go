@@ -13,14 +13,6 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// Lease errors, with the names the engine's other errors have. They are
-// the values defined in package kv.
-var (
-	ErrLeaseNotFound    = kv.ErrLeaseNotFound
-	ErrLeaseExists      = kv.ErrLeaseExists
-	ErrLeaseTTLTooLarge = kv.ErrLeaseTTLTooLarge
-)
-
 // MaxLeaseTTL is the largest TTL, in seconds, Grant takes (kv.MaxLeaseTTL).
 const MaxLeaseTTL = kv.MaxLeaseTTL
 
@@ -149,16 +141,16 @@ func deadlineAfter(now time.Time, ttl int64) int64 {
 
 // Grant grants a lease of ttl seconds, due ttl seconds from now on the
 // store's clock. id 0 lets the store choose a new positive ID; another
-// positive id is used as given, and is ErrLeaseExists if a live lease has
+// positive id is used as given, and is kv.ErrLeaseExists if a live lease has
 // it. A ttl below 1 is taken as 1; one above kv.MaxLeaseTTL is
-// ErrLeaseTTLTooLarge. Granting does not move the revision. The grant is
+// kv.ErrLeaseTTLTooLarge. Granting does not move the revision. The grant is
 // durable when Grant returns, as a write is.
 func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	switch {
 	case id < 0:
-		return Lease{}, fmt.Errorf("negative lease ID %d: %w", id, ErrLeaseNotFound)
+		return Lease{}, fmt.Errorf("negative lease ID %d: %w", id, kv.ErrLeaseNotFound)
 	case ttl > MaxLeaseTTL:
-		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, MaxLeaseTTL, ErrLeaseTTLTooLarge)
+		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, MaxLeaseTTL, kv.ErrLeaseTTLTooLarge)
 	}
 	ttl = max(ttl, 1)
 	if err := s.lockWriter(); err != nil {
@@ -174,7 +166,7 @@ func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	} else if _, ok := s.w.lt.get(id); ok {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return Lease{}, fmt.Errorf("lease %d: %w", id, ErrLeaseExists)
+		return Lease{}, fmt.Errorf("lease %d: %w", id, kv.ErrLeaseExists)
 	}
 	lc := persist.LeaseChange{ID: id, TTL: ttl, Deadline: deadlineAfter(s.clock().Now(), ttl)}
 	if err := s.commitLeaseLocked(lc, oldIndex); err != nil {
@@ -196,7 +188,7 @@ func (s *Store) newLeaseIDLocked() int64 {
 
 // KeepAlive renews a lease: it is due its granted TTL from now. It
 // returns that TTL. A lease that is not live, or whose deadline has
-// passed (it is about to be revoked), is ErrLeaseNotFound. Renewing does
+// passed (it is about to be revoked), is kv.ErrLeaseNotFound. Renewing does
 // not move the revision; it is durable when KeepAlive returns.
 func (s *Store) KeepAlive(id int64) (ttl int64, err error) {
 	if err := s.lockWriter(); err != nil {
@@ -211,7 +203,7 @@ func (s *Store) KeepAlive(id int64) (ttl int64, err error) {
 	if !ok || it.deadline <= now.UnixNano() {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return 0, fmt.Errorf("keep-alive of lease %d: %w", id, ErrLeaseNotFound)
+		return 0, fmt.Errorf("keep-alive of lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	lc := persist.LeaseChange{ID: id, TTL: it.ttl, Deadline: deadlineAfter(now, it.ttl)}
 	if err := s.commitLeaseLocked(lc, oldIndex); err != nil {
@@ -239,7 +231,7 @@ func (s *Store) commitLeaseLocked(lc persist.LeaseChange, oldIndex uint64) error
 // Revoke removes a lease and deletes every key attached to it, all at one
 // new revision, in one durable step; it returns the store's revision
 // after (unchanged if the lease had no keys). A lease that is not live is
-// ErrLeaseNotFound. If the deletes are above MaxBatchSize it is
+// kv.ErrLeaseNotFound. If the deletes are above MaxBatchSize it is
 // kv.ErrTooLarge and nothing changes.
 func (s *Store) Revoke(id int64) (rev int64, err error) {
 	if err := s.lockWriter(); err != nil {
@@ -253,7 +245,7 @@ func (s *Store) Revoke(id int64) (rev int64, err error) {
 	if _, ok := s.w.lt.get(id); !ok {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return 0, fmt.Errorf("revoke of lease %d: %w", id, ErrLeaseNotFound)
+		return 0, fmt.Errorf("revoke of lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	if rev, err = s.revokeLocked(id, oldIndex); err != nil {
 		return 0, err
@@ -316,7 +308,7 @@ func (s *Store) leaseKeysLocked(id int64) [][]byte {
 
 // TimeToLive reports a live lease's remaining and granted TTL, and with
 // keys the keys attached to it. A lease that is not live is
-// ErrLeaseNotFound. It never waits for writers.
+// kv.ErrLeaseNotFound. It never waits for writers.
 func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 	if s.closed.Load() {
 		return LeaseStatus{}, kv.ErrClosed
@@ -328,7 +320,7 @@ func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 		it, ok = st.leases.Get(leaseItem{id: id})
 	}
 	if !ok {
-		return LeaseStatus{}, fmt.Errorf("lease %d: %w", id, ErrLeaseNotFound)
+		return LeaseStatus{}, fmt.Errorf("lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	left := max(it.deadline-s.clock().Now().UnixNano(), 0)
 	ls := LeaseStatus{ID: id, TTL: left / int64(time.Second), GrantedTTL: it.ttl}
@@ -366,7 +358,7 @@ func (s *Store) checkLeaseLocked(id int64) error {
 		return nil
 	}
 	if _, ok := s.w.lt.get(id); !ok {
-		return fmt.Errorf("put with lease %d: %w", id, ErrLeaseNotFound)
+		return fmt.Errorf("put with lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	return nil
 }

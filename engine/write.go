@@ -34,7 +34,7 @@ func (s *Store) Put(key, value []byte) (rev int64, err error) {
 // PutLease is Put with a lease ID recorded on the new KeyValue, which
 // attaches the key to that lease (and detaches it from the lease it had):
 // the lease's revoke or expiry deletes it. A lease that is not live is
-// ErrLeaseNotFound, and nothing is written. lease 0 is no lease.
+// kv.ErrLeaseNotFound, and nothing is written. lease 0 is no lease.
 func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) {
 	if err := checkPut(key, value); err != nil {
 		return 0, err
