@@ -145,7 +145,7 @@ type Store struct {
 
 	// compactMu serializes compactions, which release mu between steps.
 	compactMu    sync.Mutex
-	compactHooks []func(rev int64) // guarded by compactMu; see OnCompact
+	compactHooks []func(rev int64) func() // guarded by compactMu; see OnCompact
 	// waiting counts writers blocked on mu, so compaction can step aside.
 	waiting atomic.Int32
 	// lastCompactStep is the longest time (ns) the last compaction held mu
