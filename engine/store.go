@@ -169,6 +169,8 @@ type writerState struct {
 	undo *undoLog
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
+	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
+	memo lookupMemo
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with
