@@ -21,13 +21,7 @@ import (
 //
 // After Close, TxnBegin returns kv.ErrClosed.
 func (s *Store) TxnBegin() (int64, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(nil)
-	switch d := s.opts.TxnTimeout; {
-	case d == 0:
-		ctx, cancel = context.WithTimeout(ctx, DefaultTxnTimeout)
-	case d > 0:
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
+	ctx, cancel := s.txnTimeout(context.Background())
 	t, err := s.begin(ctx, cancel)
 	if err != nil {
 		if cancel != nil {

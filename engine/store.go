@@ -63,10 +63,10 @@ type Options struct {
 	// Store.Txn request (kv.ErrTooManyOps); 0 means DefaultMaxTxnOps.
 	MaxTxnOps int
 
-	// TxnTimeout is how long a txn opened by TxnBegin may stay open: then
-	// it is aborted, so that a forgotten TxnEnd cannot block writers
-	// forever. 0 means DefaultTxnTimeout; below 0, no limit. (A txn from
-	// Begin ends with its context instead.)
+	// TxnTimeout is how long a txn opened by TxnBegin, or by Begin with a
+	// context that has no deadline, may stay open: then it is aborted, so
+	// that a forgotten TxnEnd or Commit cannot block writers forever. 0
+	// means DefaultTxnTimeout; below 0, no limit.
 	TxnTimeout time.Duration
 }
 

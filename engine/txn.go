@@ -72,18 +72,39 @@ type Txn struct {
 //
 // The txn ends with Commit or Abort, or is aborted when ctx is done (its
 // later calls then return kv.ErrTxnEnded wrapping context.Cause(ctx)) or
-// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). A
+// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). A ctx
+// without a deadline gets Options.TxnTimeout's, so that a forgotten
+// Commit cannot block writers forever. A
 // failed Put or DeleteRange poisons the txn: every later operation fails
 // with kv.ErrTxnFailed, and Commit aborts it. An aborted txn changes
 // nothing: no revision, no event, no key, not even the consistent index.
 //
 // After Close, Begin returns kv.ErrClosed.
 func (s *Store) Begin(ctx context.Context) (*Txn, error) {
-	t, err := s.begin(ctx, nil)
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = s.txnTimeout(ctx)
+	}
+	t, err := s.begin(ctx, cancel)
 	if err != nil {
+		if cancel != nil {
+			cancel()
+		}
 		return nil, err
 	}
 	return &Txn{s: s, t: t}, nil
+}
+
+// txnTimeout bounds a txn whose context has no deadline by
+// Options.TxnTimeout; cancel is nil if it does not.
+func (s *Store) txnTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	switch d := s.opts.TxnTimeout; {
+	case d == 0:
+		return context.WithTimeout(ctx, DefaultTxnTimeout)
+	case d > 0:
+		return context.WithTimeout(ctx, d)
+	}
+	return ctx, nil
 }
 
 // begin opens a txn that ctx can end; cancel, if not nil, is called when
@@ -162,6 +183,8 @@ func (s *Store) abortOpenTxn(why error) {
 func (s *Store) rollbackLocked(t *txnState) {
 	s.undoLocked(&t.undo)
 	s.w.cindex = t.oldIndex
+	clear(t.changes) // an ended txn keeps no key or value alive
+	t.changes = t.changes[:0]
 }
 
 // commitTxn ends t: it applies t's changes as one revision, or aborts t if

@@ -203,6 +203,13 @@ func TestTxnBeginTimeout(t *testing.T) {
 	if kvs, _, _ := s.Range(b("a"), []byte{}, 0, 0); !slices.Equal(keysOf(kvs), []string{"b=1"}) {
 		t.Fatalf("keys %v", keysOf(kvs))
 	}
+	// Begin with a context without a deadline gets the same bound.
+	tx, _ := s.Begin(context.Background())
+	tx.Put(b("c"), nil, kv.PutOptions{})
+	mustPut(t, s, "d", "1")
+	if _, err := tx.Commit(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Commit after the timeout: %v", err)
+	}
 }
 
 // TestCloseEndsTxn: Close with a txn open aborts it rather than waiting
