@@ -51,9 +51,10 @@ type Options struct {
 	// write belongs to. The store records the index with the revision it
 	// makes, and skips (with an empty result and no error) any write whose
 	// index is not larger than the one recorded: replaying an entry that was
-	// already applied is a no-op. A txn is one entry: the check is made at
-	// TxnBegin. Writes with no changes (a delete of nothing) still record the
-	// index.
+	// already applied is a no-op. A txn is one entry: the check is made
+	// when it begins (TxnBegin, Begin, Txn; a skipped Txn returns a
+	// response with only Rev). Writes with no changes (a delete of nothing)
+	// still record the index; an aborted txn does not.
 	ConsistentIndex ConsistentIndexGetter
 
 	// Logger receives debug and error records. nil means no logging.
