@@ -18,7 +18,8 @@ import (
 // at all. The response's Rev is the store's revision after the txn.
 //
 // A txn with no write in any branch runs on the published state, like
-// Range, without waiting for writers. ctx is checked before the txn starts;
+// Range, without waiting for writers (unless Options.ConsistentIndex is
+// set: it is then an entry whose index is recorded). ctx is checked before the txn starts;
 // a txn is not interrupted once it runs. On error, the response holds only
 // the store's revision. After Close, Txn returns kv.ErrClosed.
 func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
@@ -31,7 +32,9 @@ func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, e
 	if err := context.Cause(ctx); err != nil {
 		return &kv.TxnResponse{Rev: s.Rev()}, err
 	}
-	if readOnly(req) {
+	if readOnly(req) && s.opts.ConsistentIndex == nil {
+		// (With a consistent index, a txn is an entry that records its
+		// index, so it takes the writer's path.)
 		return s.readTxn(req)
 	}
 	if err := s.lockWriter(); err != nil {
