@@ -108,10 +108,10 @@ func (s *Store) maxTxnOps() int {
 // write that runs start to end under mu. mu is held.
 func (s *Store) startExecLocked() *txnState {
 	t := &s.w.exec
-	*t = txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, changes: t.changes[:0], undo: t.undo}
+	*t = txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, changes: t.changes[:0], undo: &s.w.undoBuf}
 	s.w.memo = lookupMemo{}
 	t.skipped = s.checkIndexLocked()
-	s.w.undo = &t.undo
+	s.w.undo = t.undo
 	return t
 }
 

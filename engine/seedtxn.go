@@ -21,12 +21,8 @@ import (
 //
 // After Close, TxnBegin returns kv.ErrClosed.
 func (s *Store) TxnBegin() (int64, error) {
-	ctx, cancel := s.txnTimeout(context.Background())
-	t, err := s.begin(ctx, cancel)
+	t, err := s.begin(context.Background(), s.txnTimeout())
 	if err != nil {
-		if cancel != nil {
-			cancel()
-		}
 		return 0, err
 	}
 	return t.id, nil

@@ -168,6 +168,8 @@ type writerState struct {
 	// undo is the open txn's record of what its writes changed, so that
 	// an abort can take them back; nil outside txns (see undo.go).
 	undo *undoLog
+	// undoBuf is the undo log every txn uses in turn, reused.
+	undoBuf undoLog
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).

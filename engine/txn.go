@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/revkv/revkv/kv"
 )
@@ -19,7 +20,7 @@ type txnState struct {
 	id       int64
 	beginRev int64
 	changes  []change
-	undo     undoLog
+	undo     *undoLog // the writer's (one txn at a time)
 	// skipped is true when the consistent index said this txn's entry was
 	// already applied: every operation in it is a no-op.
 	skipped bool
@@ -33,10 +34,10 @@ type txnState struct {
 	failed error
 	// ended says why the txn ended, once it has. Guarded by txnMu.
 	ended error
-	// stop unregisters the context callback; cancel releases the context
-	// TxnBegin made. Either may be nil.
-	stop   func() bool
-	cancel context.CancelFunc
+	// stop unregisters the context callback, timer is the timeout's.
+	// Either may be nil.
+	stop  func() bool
+	timer *time.Timer
 }
 
 // rev is the revision the txn's reads see and its writes get.
@@ -81,42 +82,38 @@ type Txn struct {
 //
 // After Close, Begin returns kv.ErrClosed.
 func (s *Store) Begin(ctx context.Context) (*Txn, error) {
-	var cancel context.CancelFunc
+	var timeout time.Duration
 	if _, ok := ctx.Deadline(); !ok {
-		ctx, cancel = s.txnTimeout(ctx)
+		timeout = s.txnTimeout()
 	}
-	t, err := s.begin(ctx, cancel)
+	t, err := s.begin(ctx, timeout)
 	if err != nil {
-		if cancel != nil {
-			cancel()
-		}
 		return nil, err
 	}
 	return &Txn{s: s, t: t}, nil
 }
 
-// txnTimeout bounds a txn whose context has no deadline by
-// Options.TxnTimeout; cancel is nil if it does not.
-func (s *Store) txnTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+// txnTimeout is Options.TxnTimeout resolved: 0 for no limit.
+func (s *Store) txnTimeout() time.Duration {
 	switch d := s.opts.TxnTimeout; {
 	case d == 0:
-		return context.WithTimeout(ctx, DefaultTxnTimeout)
+		return DefaultTxnTimeout
 	case d > 0:
-		return context.WithTimeout(ctx, d)
+		return d
 	}
-	return ctx, nil
+	return 0
 }
 
-// begin opens a txn that ctx can end; cancel, if not nil, is called when
-// it ends.
-func (s *Store) begin(ctx context.Context, cancel context.CancelFunc) (*txnState, error) {
+// begin opens a txn that ctx ends, and that a timer ends after timeout
+// if it is above 0 (a timer costs less than a context with a deadline).
+func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.lockWriter(); err != nil {
 		return nil, err
 	}
-	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex}
+	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf}
 	t.skipped = s.checkIndexLocked()
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
@@ -128,14 +125,19 @@ func (s *Store) begin(ctx context.Context, cancel context.CancelFunc) (*txnState
 		return nil, kv.ErrClosed
 	}
 	s.txnID++
-	t.id, t.cancel = s.txnID, cancel
+	t.id = s.txnID
 	s.txn = t
-	s.w.undo = &t.undo
+	s.w.undo = t.undo
+	// The callbacks run at once if ctx is already done, and wait for
+	// txnMu: the txn is registered by then.
 	if ctx.Done() != nil {
-		// The callback runs at once if ctx is already done, and waits for
-		// txnMu: the txn is registered by then.
 		t.stop = context.AfterFunc(ctx, func() {
 			s.abortTxn(t, fmt.Errorf("%w: %w", kv.ErrTxnEnded, context.Cause(ctx)))
+		})
+	}
+	if timeout > 0 {
+		t.timer = time.AfterFunc(timeout, func() {
+			s.abortTxn(t, fmt.Errorf("%w: open longer than %v: %w", kv.ErrTxnEnded, timeout, context.DeadlineExceeded))
 		})
 	}
 	return t, nil
@@ -150,8 +152,8 @@ func (s *Store) endLocked(t *txnState, why error) {
 	if t.stop != nil {
 		t.stop()
 	}
-	if t.cancel != nil {
-		t.cancel()
+	if t.timer != nil {
+		t.timer.Stop()
 	}
 }
 
@@ -181,7 +183,7 @@ func (s *Store) abortOpenTxn(why error) {
 
 // rollbackLocked takes back everything t wrote. mu is held by t's ender.
 func (s *Store) rollbackLocked(t *txnState) {
-	s.undoLocked(&t.undo)
+	s.undoLocked(t.undo)
 	s.w.cindex = t.oldIndex
 	clear(t.changes) // an ended txn keeps no key or value alive
 	t.changes = t.changes[:0]
@@ -204,6 +206,7 @@ func (s *Store) commitTxn(t *txnState) (rev int64, err error) {
 		return 0, fmt.Errorf("%w: %w", kv.ErrTxnFailed, t.failed)
 	}
 	s.txnMu.Unlock()
+	t.undo.reset()
 	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
 		return 0, err
 	}
