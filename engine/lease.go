@@ -547,3 +547,21 @@ func (s *Store) loadLeases(ls []snapshot.Lease, lastID int64) error {
 	s.attachAllLocked()
 	return nil
 }
+
+// sameAs reports how lt's leases differ from o's (nil if they do not):
+// Restore's check that the durable copy holds the leases the store has.
+func (lt *leaseTable) sameAs(o *leaseTable) error {
+	var a, b []leaseItem
+	for _, t := range []struct {
+		lt  *leaseTable
+		out *[]leaseItem
+	}{{lt, &a}, {o, &b}} {
+		if t.lt.byID != nil {
+			t.lt.byID.Scan(func(it leaseItem) bool { *t.out = append(*t.out, it); return true })
+		}
+	}
+	if !slices.Equal(a, b) || lt.lastID != o.lastID {
+		return fmt.Errorf("leases %v (last ID %d), the store has %v (last ID %d)", a, lt.lastID, b, o.lastID)
+	}
+	return nil
+}
