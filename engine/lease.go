@@ -240,7 +240,7 @@ func (s *Store) commitLeaseLocked(lc persist.LeaseChange, oldIndex uint64) error
 // new revision, in one durable step; it returns the store's revision
 // after (unchanged if the lease had no keys). A lease that is not live is
 // ErrLeaseNotFound. If the deletes are above MaxBatchSize it is
-// ErrTooLarge and nothing changes.
+// kv.ErrTooLarge and nothing changes.
 func (s *Store) Revoke(id int64) (rev int64, err error) {
 	if err := s.lockWriter(); err != nil {
 		return 0, err
@@ -274,7 +274,7 @@ func (s *Store) revokeLocked(id int64, oldIndex uint64) (int64, error) {
 	if size > MaxBatchSize {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return 0, fmt.Errorf("revoke of lease %d: delete of %d keys (%d bytes), limit %d: %w", id, len(keys), size, MaxBatchSize, ErrTooLarge)
+		return 0, fmt.Errorf("revoke of lease %d: delete of %d keys (%d bytes), limit %d: %w", id, len(keys), size, MaxBatchSize, kv.ErrTooLarge)
 	}
 	rev := s.w.rev + 1
 	cs := make([]change, 0, len(keys))
@@ -319,7 +319,7 @@ func (s *Store) leaseKeysLocked(id int64) [][]byte {
 // ErrLeaseNotFound. It never waits for writers.
 func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 	if s.closed.Load() {
-		return LeaseStatus{}, ErrClosed
+		return LeaseStatus{}, kv.ErrClosed
 	}
 	st := s.cur.Load()
 	var it leaseItem
@@ -346,7 +346,7 @@ func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 // Leases returns the live leases in ID order. It never waits for writers.
 func (s *Store) Leases() ([]Lease, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, kv.ErrClosed
 	}
 	st := s.cur.Load()
 	var out []Lease
@@ -538,7 +538,7 @@ func (s *Store) loadLeases(ls []snapshot.Lease, lastID int64) error {
 	lcs := make([]persist.LeaseChange, 0, len(ls))
 	for _, l := range ls {
 		if l.TTL > kv.MaxLeaseTTL {
-			return fmt.Errorf("revkv/engine: snapshot lease %d with TTL %d: %w", l.ID, l.TTL, ErrCorrupt)
+			return fmt.Errorf("revkv/engine: snapshot lease %d with TTL %d: %w", l.ID, l.TTL, kv.ErrCorrupt)
 		}
 		lcs = append(lcs, persist.LeaseChange{ID: l.ID, TTL: l.TTL, Deadline: l.Deadline})
 	}

@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"time"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // expiry is a store's lease expiry goroutine: it sleeps on the store's
@@ -81,10 +83,10 @@ func (s *Store) runExpiry(x *expiry) {
 			_, err := s.ExpireLeases(clock.Now())
 			switch {
 			case err == nil:
-			case errors.Is(err, ErrClosed), errors.Is(err, ErrStopped):
+			case errors.Is(err, kv.ErrClosed), errors.Is(err, kv.ErrStopped):
 				return // no more writes: nothing to expire
 			default:
-				// A revoke the store refuses (ErrTooLarge) would fail again
+				// A revoke the store refuses (kv.ErrTooLarge) would fail again
 				// at once: wait for the next change to the leases.
 				s.logger().Error("revkv: lease expiry failed", "err", err)
 				armed = false

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
 )
@@ -575,7 +576,7 @@ func checkLoadedLeases(t *testing.T, s *Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Revoke(l.ID); err != nil && !errors.Is(err, ErrTooLarge) {
+		if _, err := s.Revoke(l.ID); err != nil && !errors.Is(err, kv.ErrTooLarge) {
 			t.Fatal(err)
 		}
 		for _, k := range st.Keys {

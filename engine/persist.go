@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
 
@@ -224,7 +225,7 @@ func (s *Store) Restore() error {
 			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, ErrCorrupt))
 	}
 	if err := fresh.w.lt.sameAs(&s.w.lt); err != nil {
-		return s.stop(fmt.Errorf("restore: durable copy: %w: %w", err, ErrCorrupt))
+		return s.stop(fmt.Errorf("restore: durable copy: %w: %w", err, kv.ErrCorrupt))
 	}
 	pos := s.w.pos
 	s.leaseMu.Lock() // the expiry timer and TimeToLive read s.w.lt under it
