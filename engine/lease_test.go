@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/revkv/revkv/internal/leaktest"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
@@ -486,6 +488,7 @@ func TestLeasePersist(t *testing.T) {
 // TestLeaseRace runs the expiry timer, puts to leases, grants, renewals
 // and revokes against each other and against Close (go test -race).
 func TestLeaseRace(t *testing.T) {
+	before := runtime.NumGoroutine()
 	for round := range 20 {
 		c := NewManualClock(epoch)
 		s := NewMemory(Options{Clock: c})
@@ -544,6 +547,9 @@ func TestLeaseRace(t *testing.T) {
 				t.Fatal("the expiry goroutine outlived Close")
 			}
 		}
+	}
+	if n := leaktest.Settle(before); n > before {
+		t.Fatalf("%d goroutines after the stores closed, %d before", n, before)
 	}
 }
 
