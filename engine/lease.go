@@ -316,7 +316,9 @@ func (s *Store) leaseKeysLocked(id int64) [][]byte {
 
 // TimeToLive reports a live lease's remaining and granted TTL, and with
 // keys the keys attached to it. A lease that is not live is
-// ErrLeaseNotFound. It never waits for writers.
+// ErrLeaseNotFound. It never waits for writers: the lease comes from the
+// published (durable) state, its keys from the writer's table, which may
+// already hold a put that is still waiting to be durable.
 func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 	if s.closed.Load() {
 		return LeaseStatus{}, kv.ErrClosed
