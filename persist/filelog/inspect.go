@@ -53,7 +53,7 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	var files []File
 	for i, num := range ls.segs {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
-		res, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(*persist.Batch, int64) error { return nil })
+		res, err := scanSegment(fsys, dir, num, tailRule{last: i == len(ls.segs)-1}, func(*persist.Batch, int64) error { return nil })
 		if err != nil && !errors.Is(err, ErrCorrupt) {
 			return files, err
 		}
@@ -122,7 +122,7 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 	defer lock.Close()
 	for i, num := range ls.segs {
 		name := segFile(num)
-		_, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(b *persist.Batch, off int64) error {
+		_, err := scanSegment(fsys, dir, num, tailRule{last: i == len(ls.segs)-1}, func(b *persist.Batch, off int64) error {
 			return fn(name, off, b)
 		})
 		if err != nil {
@@ -144,9 +144,37 @@ func lockDir(fsys persist.FS, dir string) (io.Closer, error) {
 	return lock, nil
 }
 
-// lockAndList takes the lock of the log directory dir and lists its files.
+// lockShared takes the lock of the log directory dir for a reader: shared
+// if the FS has shared locks and a writer ever locked dir, none otherwise
+// (see Open). A missing directory is an error wrapping fs.ErrNotExist.
+func lockShared(fsys persist.FS, dir string) (io.Closer, error) {
+	if _, err := fsys.List(dir); err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	sl, ok := fsys.(persist.SharedLocker)
+	if !ok {
+		return nopCloser{}, nil
+	}
+	lock, err := sl.LockShared(path.Join(dir, "LOCK"))
+	switch {
+	case persist.IsNotExist(err):
+		return nopCloser{}, nil
+	case errors.Is(err, persist.ErrLocked):
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+	case err != nil:
+		return nil, fmt.Errorf("revkv/filelog: lock %s: %w", dir, err)
+	}
+	return lock, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// lockAndList takes a reader's lock of the log directory dir and lists
+// its files.
 func lockAndList(fsys persist.FS, dir string) (io.Closer, listing, error) {
-	lock, err := lockDir(fsys, dir)
+	lock, err := lockShared(fsys, dir)
 	if err != nil {
 		return nil, listing{}, err
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/revkv/revkv/kv"
+
 	"github.com/revkv/revkv/persist"
 )
 
@@ -101,6 +103,15 @@ var (
 	// ErrLocked: another Log (in this or another process) has the
 	// directory open. It wraps persist.ErrLocked.
 	ErrLocked = fmt.Errorf("revkv/filelog: directory in use: %w", persist.ErrLocked)
+	// ErrInUse: Recover for a second store; a Log serves one.
+	ErrInUse = errors.New("revkv/filelog: log already serves another store")
+	// ErrNotRecovered: Wait, Sync or WriteSnapshot before Recover.
+	ErrNotRecovered = errors.New("revkv/filelog: Recover has not run")
+	// ErrRevision: a batch whose revision is not positive, or below one
+	// appended before (the engine's revision wrapped past MaxInt64). It is
+	// refused before it is written, and stops the log; the directory
+	// still opens at the last good revision.
+	ErrRevision = fmt.Errorf("revkv/filelog: revision out of range: %w", kv.ErrCorrupt)
 )
 
 // Log is the file persister: a persist.Persister over one directory.
@@ -117,6 +128,7 @@ type Log struct {
 	cond *sync.Cond // on mu: positions moved, or the queue drained
 	// Guarded by mu:
 	queue     []byte   // encoded batches not yet taken by the flusher
+	maxRev    int64    // the highest revision appended
 	queueMeta coverage // what the queued batches hold
 	appended  uint64   // position of the last batch appended
 	written   uint64   // position of the last batch written to a file
@@ -138,7 +150,13 @@ type Log struct {
 	filesMu sync.Mutex
 	files   fileSet // guarded by filesMu
 
-	target persist.Target // set by Recover
+	target  persist.Target // set by Recover
+	owner   any            // the store the log serves; guarded by mu
+	storeID uint64         // the store's identity; set by the first Recover
+	// manMu serializes writes of the manifest, each built from files
+	// under it, so that the last one written is the newest. Taken before
+	// filesMu.
+	manMu sync.Mutex
 
 	// Owned by the flusher goroutine (and by Recover before it starts):
 	seg      persist.File
@@ -157,13 +175,25 @@ var _ persist.Persister = (*Log)(nil)
 // its lock: a second Open of the same directory, from this process or
 // another, fails with ErrLocked until Close. It reads nothing yet: the
 // engine's Open calls Recover.
+//
+// With Options.ReadOnly, Open creates nothing (a missing directory is an
+// error wrapping fs.ErrNotExist) and takes a shared lock if the FS has one
+// (persist.SharedLocker) and LOCK exists, none otherwise: read-only Logs
+// open beside each other, and on a read-only filesystem, but not beside a
+// writer (ErrLocked).
 func Open(dir string, opts Options) (*Log, error) {
 	opts = opts.withDefaults()
 	fsys := opts.FS
-	if err := fsys.MkdirAll(dir); err != nil {
-		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	var lock io.Closer
+	var err error
+	if opts.ReadOnly {
+		lock, err = lockShared(fsys, dir)
+	} else {
+		if err := fsys.MkdirAll(dir); err != nil {
+			return nil, fmt.Errorf("revkv/filelog: %w", err)
+		}
+		lock, err = lockDir(fsys, dir)
 	}
-	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +228,14 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 		return 0, ErrClosed
 	case l.opts.ReadOnly:
 		return 0, ErrReadOnly
+	case b.Rev < 1 || b.Rev < l.maxRev:
+		// Stop here: a revision that wrapped would make the directory
+		// unreadable once written.
+		l.err = fmt.Errorf("%w: batch at revision %d after %d", ErrRevision, b.Rev, l.maxRev)
+		l.cond.Broadcast()
+		return 0, l.err
 	}
+	l.maxRev = b.Rev
 	l.queue = appendBatch(l.queue, b)
 	l.queueMeta.add(b)
 	l.appended++
@@ -215,6 +252,12 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 func (l *Log) Wait(pos uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.running {
+		if l.closing {
+			return ErrClosed
+		}
+		return ErrNotRecovered
+	}
 	if l.opts.Sync != SyncAlways {
 		return l.err
 	}
@@ -290,7 +333,13 @@ func (l *Log) Close() error {
 				err = errors.New("revkv/filelog: closed before sync")
 			}
 		}
+		failed := l.err != nil
 		l.mu.Unlock()
+		if err == nil && !failed {
+			// The record of a clean close: the next open appends at
+			// this end without rewriting anything.
+			err = l.writeManifest(true)
+		}
 	}
 	if l.seg != nil {
 		err = errors.Join(err, l.seg.Close())
@@ -346,7 +395,7 @@ func (l *Log) flusher() {
 			}
 			synced := false
 			if err == nil && needSync {
-				err = l.seg.Sync()
+				err = l.syncSegment()
 				synced = true
 			}
 			if err == nil && l.segSize >= l.opts.SegmentSize {
@@ -407,27 +456,45 @@ func (l *Log) writeGroup(raw []byte, meta coverage) error {
 	return nil
 }
 
-// rotate syncs the current segment and starts the next one.
-func (l *Log) rotate() error {
+// syncSegment syncs the current segment and records how far it is synced,
+// for the manifest.
+func (l *Log) syncSegment() error {
 	if err := l.seg.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", l.segName(l.segNum), err)
+	}
+	l.filesMu.Lock()
+	l.files.synced = l.segSize
+	l.filesMu.Unlock()
+	return nil
+}
+
+// rotate syncs the current segment, seals it at its size, starts the next
+// one and records both in the manifest.
+func (l *Log) rotate() error {
+	if err := l.syncSegment(); err != nil {
+		return err
 	}
 	if err := l.seg.Close(); err != nil {
 		return err
 	}
 	l.seg = nil
-	return l.newSegment(l.segNum + 1)
+	l.filesMu.Lock()
+	l.files.segs[len(l.files.segs)-1].size = l.segSize
+	l.filesMu.Unlock()
+	return l.startSegment(l.segNum + 1)
 }
 
 // newSegment creates segment num with its header, durably (file and
-// directory entry), and makes it current.
+// directory entry), and makes it current. The caller records it in the
+// manifest before writing to it.
 func (l *Log) newSegment(num uint64) error {
 	name := l.segName(num)
 	f, err := l.fs.Create(name)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	_, err = f.Write(appendSegHeader(nil, num))
+	hdr := appendSegHeader(nil, num, l.storeID)
+	_, err = f.Write(hdr)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -438,11 +505,40 @@ func (l *Log) newSegment(num uint64) error {
 		f.Close()
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	l.seg, l.segNum, l.segSize = f, num, segHdrSize
+	l.seg, l.segNum, l.segSize = f, num, int64(len(hdr))
 	l.filesMu.Lock()
-	l.files.segs = append(l.files.segs, segInfo{num: num})
+	l.files.segs = append(l.files.segs, segInfo{num: num, size: -1})
+	l.files.synced = l.segSize
 	l.filesMu.Unlock()
 	return nil
+}
+
+// writeManifest records the log's files in the manifest: the sealed
+// segments with their sizes, the current one as synced so far, the
+// snapshots; clean says the log is closing with everything synced.
+func (l *Log) writeManifest(clean bool) error {
+	l.manMu.Lock()
+	defer l.manMu.Unlock()
+	l.filesMu.Lock()
+	m := l.manifestLocked(clean)
+	l.filesMu.Unlock()
+	return writeManifest(l.fs, l.dir, m)
+}
+
+// manifestLocked builds the manifest of the file set. filesMu is held.
+func (l *Log) manifestLocked(clean bool) *manifest {
+	m := &manifest{id: l.storeID, clean: clean}
+	for i, s := range l.files.segs {
+		size := s.size
+		if i == len(l.files.segs)-1 {
+			size = l.files.synced
+		}
+		m.segs = append(m.segs, segMark{num: s.num, size: size})
+	}
+	for _, s := range l.files.snaps {
+		m.snaps = append(m.snaps, s.num)
+	}
+	return m
 }
 
 func (l *Log) segName(num uint64) string { return path.Join(l.dir, segFile(num)) }

@@ -108,7 +108,7 @@ func (l *Log) WriteSnapshot() error {
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	_, err = sn.WriteTo(stopWriter{w: f, stop: l.stop})
+	_, err = sn.WriteTo(snapshot.WithStoreID(stopWriter{w: f, stop: l.stop}, l.storeID))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -127,11 +127,10 @@ func (l *Log) WriteSnapshot() error {
 
 	l.gcMu.Lock() // no Recover reads the files being removed
 	defer l.gcMu.Unlock()
-	l.filesMu.Lock()
-	l.files.snaps = append(l.files.snaps, info)
-	garbage := l.retainLocked()
-	l.filesMu.Unlock()
-	// Removed outside filesMu, which the flusher takes after every write.
+	garbage, err := l.recordSnapshot(info)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: snapshot %s: %w", name, err)
+	}
 	var errs []error
 	for _, name := range garbage {
 		if err := l.fs.Remove(name); err != nil {
@@ -144,6 +143,25 @@ func (l *Log) WriteSnapshot() error {
 		return fmt.Errorf("revkv/filelog: removing old files: %w", err)
 	}
 	return nil
+}
+
+// recordSnapshot adds snapshot info to the file set, drops what it makes
+// unneeded, and records that in the manifest; it returns the names of the
+// files to remove, which may go only once the manifest no longer lists
+// them. Removed outside filesMu, which the flusher takes after every
+// write.
+func (l *Log) recordSnapshot(info snapInfo) (garbage []string, err error) {
+	l.manMu.Lock()
+	defer l.manMu.Unlock()
+	l.filesMu.Lock()
+	l.files.snaps = append(l.files.snaps, info)
+	garbage = l.retainLocked()
+	m := l.manifestLocked(false)
+	l.filesMu.Unlock()
+	if err := writeManifest(l.fs, l.dir, m); err != nil {
+		return nil, err
+	}
+	return garbage, nil
 }
 
 // retainLocked drops from the file set the snapshots older than the two
@@ -188,21 +206,29 @@ func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if err := fsys.MkdirAll(dir); err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	lock, ls, err := lockAndList(fsys, dir)
+	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	if len(ls.segs)+len(ls.snaps) > 0 {
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	if len(ls.segs)+len(ls.snaps) > 0 || ls.manifest {
 		return fmt.Errorf("revkv/filelog: %s already holds a store", dir)
 	}
+	// The snapshot becomes this new store's, under a new identity; the
+	// manifest that lists it is written last, so a failure leaves no
+	// store behind.
+	id := newStoreID()
 	name := path.Join(dir, snapFile(1))
 	tmp := name + tmpSuffix
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	_, err = io.Copy(f, r)
+	_, err = io.Copy(snapshot.WithStoreID(f, id), r)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -215,6 +241,9 @@ func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	}
 	if err == nil {
 		err = fsys.SyncDir(dir)
+	}
+	if err == nil {
+		err = writeManifest(fsys, dir, &manifest{id: id, snaps: []uint64{1}})
 	}
 	if err != nil {
 		fsys.Remove(tmp)
