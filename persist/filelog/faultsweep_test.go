@@ -1,0 +1,333 @@
+package filelog_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/persist/memfs"
+)
+
+// openLog opens a store on a Log of dir "db" of fsys and returns both
+// (openStore, in workload_test.go, returns only the store; mustOpen fails
+// the test on an error, where the sweeps need the error).
+func openLog(fsys persist.FS, opts filelog.Options) (*engine.Store, *filelog.Log, error) {
+	opts.FS = fsys
+	l, err := filelog.Open("db", opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, l, nil
+}
+
+// syncTrace is a memfs that records each Sync and SyncDir (with the file
+// or directory it syncs), so that a sweep can say which sync it failed.
+type syncTrace struct {
+	*memfs.FS
+	mu    sync.Mutex
+	syncs []string
+}
+
+type tracedFile struct {
+	persist.File
+	tr   *syncTrace
+	name string
+}
+
+func (tr *syncTrace) note(s string) {
+	tr.mu.Lock()
+	tr.syncs = append(tr.syncs, s)
+	tr.mu.Unlock()
+}
+
+func (tr *syncTrace) wrap(name string, f persist.File, err error) (persist.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return tracedFile{File: f, tr: tr, name: name}, nil
+}
+
+func (tr *syncTrace) Create(name string) (persist.File, error) {
+	f, err := tr.FS.Create(name)
+	return tr.wrap(name, f, err)
+}
+
+func (tr *syncTrace) OpenReadWrite(name string) (persist.File, error) {
+	f, err := tr.FS.OpenReadWrite(name)
+	return tr.wrap(name, f, err)
+}
+
+func (tr *syncTrace) SyncDir(name string) error {
+	tr.note("SyncDir " + name)
+	return tr.FS.SyncDir(name)
+}
+
+func (f tracedFile) Sync() error {
+	f.tr.note("Sync " + f.name)
+	return f.File.Sync()
+}
+
+// faultOpts are the fault sweep's store options: segments rotate every
+// dozen puts; snapshots are written by faultPuts only, so that one
+// workload makes the same syncs in the same order every time.
+var faultOpts = filelog.Options{SegmentSize: 512, SnapshotRevs: -1}
+
+func faultKey(prefix string, i int) []byte { return []byte(fmt.Sprintf("%s%03d", prefix, i)) }
+func faultValue(i int) []byte              { return []byte(fmt.Sprintf("value %d of the fault sweep", i)) }
+
+// faultPuts puts prefix000, prefix001, ... (n of them) on s, writing a
+// snapshot through l after every 8th, and stops at the first put that
+// fails (a failed snapshot is only logged by the Log: puts go on). It
+// returns how many puts were acknowledged.
+func faultPuts(s *engine.Store, l *filelog.Log, prefix string, n int) int {
+	for i := range n {
+		if _, err := s.Put(faultKey(prefix, i), faultValue(i)); err != nil {
+			return i
+		}
+		if i%8 == 7 {
+			l.WriteSnapshot()
+		}
+	}
+	return n
+}
+
+// checkPuts returns an error unless s holds the first n puts faultPuts
+// made with prefix.
+func checkPuts(s *engine.Store, prefix string, n int) error {
+	for i := range n {
+		kvs, _, err := s.Range(faultKey(prefix, i), nil, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(kvs) != 1 || string(kvs[0].Value) != string(faultValue(i)) {
+			return fmt.Errorf("acknowledged put %s lost (of %d): got %v", faultKey(prefix, i), n, kvs)
+		}
+	}
+	return nil
+}
+
+// crashNow crashes fs under the running store s: every operation from now
+// fails (so Close writes nothing), then the power goes.
+func crashNow(fs *memfs.FS, s *engine.Store) {
+	fs.CrashAfter(1)
+	s.Close()
+	fs.Crash()
+}
+
+// faultRun fails the k-th sync of a workload (the first open included)
+// on a memfs with Linux's fsync failure semantics, closes the store,
+// reopens it cleanly, makes more acknowledged puts, and crashes: the
+// directory must open with every acknowledged put. It returns whether
+// the workload reached its k-th sync.
+func faultRun(fsopts memfs.Options, k int64, puts, more int) (bool, error) {
+	fs := memfs.New(fsopts)
+	fs.FailSync(k)
+	acked := 0
+	if s, l, err := openLog(fs, faultOpts); err == nil {
+		acked = faultPuts(s, l, "p", puts)
+		s.Close()
+	}
+	if fs.Syncs() < k {
+		return false, nil
+	}
+	s, l, err := openLog(fs, faultOpts)
+	if err != nil {
+		return true, fmt.Errorf("clean reopen after the failure: %w", err)
+	}
+	if err := checkPuts(s, "p", acked); err != nil {
+		s.Close()
+		return true, fmt.Errorf("clean reopen after the failure: %w", err)
+	}
+	if n := faultPuts(s, l, "q", more); n < more {
+		s.Close()
+		return true, fmt.Errorf("after a clean reopen, put %d failed", n)
+	}
+	crashNow(fs, s)
+	s, err = openStore(fs, faultOpts)
+	if err != nil {
+		return true, fmt.Errorf("%d puts acknowledged before the failure, %d after a clean reopen, then a crash: reopen: %w", acked, more, err)
+	}
+	if err := errors.Join(checkPuts(s, "p", acked), checkPuts(s, "q", more)); err != nil {
+		s.Close()
+		return true, fmt.Errorf("%d puts acknowledged before the failure, %d after a clean reopen, then a crash: %w", acked, more, err)
+	}
+	return true, writeAndReopen(fs, faultOpts, s)
+}
+
+// faultSyncs returns the syncs (file and directory) one fault-free run of
+// faultRun's workload makes, in order.
+func faultSyncs(t *testing.T, puts int) []string {
+	tr := &syncTrace{FS: memfs.New(memfs.Options{})}
+	s, l, err := openLog(tr, faultOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := faultPuts(s, l, "p", puts); n != puts {
+		t.Fatalf("fault-free run: put %d failed", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return tr.syncs
+}
+
+// TestFsyncFaultSweep fails each sync of a workload in turn (segment
+// syncs, the syncs of a segment's header and its directory entry at
+// rotation, of a snapshot and its entry, those of the first open) on a
+// memfs with Linux's fsync failure semantics, under each crash model;
+// then a clean reopen, 5 acknowledged puts and a crash: every
+// acknowledged put must survive, and the directory must open.
+func TestFsyncFaultSweep(t *testing.T) {
+	const puts, more = 40, 5
+	labels := faultSyncs(t, puts)
+	for _, model := range append([]memfs.CrashModel{memfs.CrashDrop}, crashModels...) {
+		t.Run(model.String(), func(t *testing.T) {
+			t.Parallel()
+			fail := &failures{t: t, max: 5}
+			runs := 0
+			for seed := range uint64(sweepScale()) {
+				for k := int64(1); ; k++ {
+					fsopts := memfs.Options{LinuxSyncFailures: true, Crash: model, Seed: seed<<32 | uint64(k)}
+					met, err := faultRun(fsopts, k, puts, more)
+					if !met {
+						break
+					}
+					runs++
+					if err != nil {
+						label := "?"
+						if int(k) <= len(labels) {
+							label = labels[k-1]
+						}
+						fail.add(fmt.Errorf("sync %d (%s) failed, memfs seed %#x: %w", k, label, fsopts.Seed, err))
+					}
+				}
+			}
+			t.Logf("%s: %d fault runs (%d syncs in a fault-free run)", model, runs, len(labels))
+			if runs < len(labels) {
+				t.Errorf("%d fault runs, fewer than the %d syncs of a fault-free run", runs, len(labels))
+			}
+		})
+	}
+}
+
+// TestIssue11FailedDirSyncAtRotation is issue 11's first scenario: the
+// directory sync that makes a new segment's entry durable fails at
+// rotation; the store is closed and reopened cleanly, a Put is
+// acknowledged, and the power goes. The Put must survive.
+func TestIssue11FailedDirSyncAtRotation(t *testing.T) {
+	const puts = 40
+	labels := faultSyncs(t, puts)
+	k := 0 // the 1-based number of the rotation's SyncDir
+	for i := 1; i < len(labels); i++ {
+		if labels[i] == "SyncDir db" && labels[i-1] == "Sync db/00000000000000000002.log" {
+			k = i + 1
+			break
+		}
+	}
+	if k == 0 {
+		t.Fatalf("no rotation to segment 2 in the workload's syncs: %v", labels)
+	}
+	fs := memfs.New(memfs.Options{LinuxSyncFailures: true})
+	fs.FailSync(int64(k))
+	s, l, err := openLog(fs, faultOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := faultPuts(s, l, "p", puts)
+	if acked == puts {
+		t.Fatal("the failed directory sync failed no put")
+	}
+	s.Close()
+
+	s, err = openStore(fs, faultOpts)
+	if err != nil {
+		t.Fatalf("clean reopen: %v", err)
+	}
+	if _, err := s.Put([]byte("acked"), []byte("after the reopen")); err != nil {
+		t.Fatalf("put after the reopen: %v", err)
+	}
+	crashNow(fs, s)
+
+	s, err = openStore(fs, faultOpts)
+	if err != nil {
+		t.Fatalf("reopen after the crash: %v", err)
+	}
+	defer s.Close()
+	if err := checkPuts(s, "p", acked); err != nil {
+		t.Error(err)
+	}
+	if kvs, _, err := s.Range([]byte("acked"), nil, 0, 0); err != nil || len(kvs) != 1 {
+		t.Errorf("the put acknowledged after the reopen is lost: %v, %v", kvs, err)
+	}
+}
+
+// TestIssue11Fsyncgate is issue 11's second scenario, under Linux's fsync
+// failure semantics: puts until a segment sync fails; a clean reopen
+// (recovery rereads the failed tail from the page cache, and syncing it is
+// a no-op); 20 acknowledged puts; a crash. The directory must open with
+// all of them.
+func TestIssue11Fsyncgate(t *testing.T) {
+	opts := filelog.Options{SnapshotRevs: -1} // one segment: no rotation
+	fs := memfs.New(memfs.Options{LinuxSyncFailures: true})
+	s, l, err := openLog(fs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.FailSync(5) // the sync of the 5th put
+	acked := faultPuts(s, l, "p", 100)
+	if acked != 4 {
+		t.Fatalf("%d puts acknowledged before the failed sync, want 4", acked)
+	}
+	s.Close()
+
+	s, l, err = openLog(fs, opts)
+	if err != nil {
+		t.Fatalf("clean reopen: %v", err)
+	}
+	if err := checkPuts(s, "p", acked); err != nil {
+		t.Fatalf("clean reopen: %v", err)
+	}
+	if n := faultPuts(s, l, "q", 20); n != 20 {
+		t.Fatalf("put %d after the reopen failed", n)
+	}
+	crashNow(fs, s)
+
+	s, err = openStore(fs, opts)
+	if err != nil {
+		t.Fatalf("reopen after the crash (20 puts acknowledged since the clean reopen): %v", err)
+	}
+	defer s.Close()
+	if err := errors.Join(checkPuts(s, "p", acked), checkPuts(s, "q", 20)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSyncTraceLabels pins what the fault sweep fails: its workload
+// syncs segments, their headers and entries at rotation, snapshots and
+// theirs.
+func TestSyncTraceLabels(t *testing.T) {
+	var segDir, snapDir, snaps int
+	labels := faultSyncs(t, 40)
+	for i, s := range labels {
+		switch {
+		case strings.HasSuffix(s, ".tmp"):
+			snaps++
+		case s == "SyncDir db" && strings.HasSuffix(labels[i-1], ".tmp"):
+			snapDir++
+		case s == "SyncDir db":
+			segDir++
+		}
+	}
+	if segDir < 3 || snapDir < 3 || snaps < 3 {
+		t.Fatalf("syncs of the fault workload: %d segment entries, %d snapshots, %d snapshot entries: %v", segDir, snaps, snapDir, labels)
+	}
+}
