@@ -372,7 +372,7 @@ func (f *FS) SyncDir(dirname string) error {
 func (f *FS) Lock(name string) (io.Closer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.locks[name] {
+	if f.locks[name] || f.sharedHeld(name) {
 		return nil, fmt.Errorf("%s: %w", name, persist.ErrLocked)
 	}
 	f.locks[name] = true
