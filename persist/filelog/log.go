@@ -165,8 +165,15 @@ type Log struct {
 	out      []byte
 	sinceRev int64 // revisions written since the last snapshot started
 	sinceLen int64 // bytes written since the last snapshot started
+	// compactedSince: a compaction was written since then.
+	compactedSince bool
 	lastRev  int64
 	snapping bool // guarded by mu
+	segHdr   int64 // the current segment's header size
+	// rotateWant asks the flusher to start a new segment (guarded by mu);
+	// rotations counts the requests it served.
+	rotateWant bool
+	rotations  uint64
 }
 
 var _ persist.Persister = (*Log)(nil)
@@ -366,66 +373,130 @@ func (l *Log) flusher() {
 	}
 	var spare []byte
 	for {
-		ticked := false
-		stopping := false
+		var why wake
 		select {
 		case <-l.kick:
 		case <-tick:
-			ticked = true
+			why = woke.tick
 		case <-l.stop:
-			stopping = true
+			why = woke.stop
 		}
 		for {
-			l.mu.Lock()
-			buf, meta, pos := l.queue, l.queueMeta, l.appended
-			l.queue, l.queueMeta = spare[:0], coverage{}
-			needSync := l.syncWant > l.synced || stopping ||
-				(l.opts.Sync == SyncAlways && pos > l.synced) ||
-				(ticked && l.written > l.synced)
-			failed := l.err != nil
-			l.cond.Broadcast() // the queue has room again
-			l.mu.Unlock()
-			if failed {
+			g, ok := l.takeGroup(spare, why)
+			if !ok {
 				break
 			}
-			err := l.writeGroup(buf, meta)
-			spare = buf
+			synced, err := l.flushGroup(g)
+			spare = g.buf
 			if cap(spare) > 2*maxQueue {
 				spare = nil
 			}
-			synced := false
-			if err == nil && needSync {
-				err = l.syncSegment()
-				synced = true
-			}
-			if err == nil && l.segSize >= l.opts.SegmentSize {
-				err = l.rotate()
-				synced = true
-			}
-			l.mu.Lock()
-			if err != nil {
-				if l.err == nil {
-					l.err = fmt.Errorf("revkv/filelog: %w", err)
-					l.log.Error("revkv/filelog: write failed; no more writes", "err", err)
-				}
-			} else {
-				l.written = pos
-				if synced {
-					l.synced = pos
-				}
-			}
-			more := len(l.queue) > 0 && (stopping || l.opts.Sync == SyncAlways || l.syncWant > l.synced)
-			l.cond.Broadcast()
-			l.mu.Unlock()
+			more := l.groupDone(g, synced, err, why)
 			l.maybeSnapshot()
 			if !more {
 				break
 			}
 		}
-		if stopping {
+		if why == woke.stop {
 			return
 		}
 	}
+}
+
+// wake is why the flusher woke: a kick (Append, Sync, a rotation
+// request), SyncInterval's tick, or Close.
+type wake int
+
+var woke = struct{ kick, tick, stop wake }{0, 1, 2}
+
+// group is what the flusher took from the queue in one go, and what it
+// owes for it.
+type group struct {
+	buf    []byte // encoded batches
+	meta   coverage
+	pos    uint64 // position of the last batch in it
+	sync   bool   // sync the segment after writing it
+	rotate bool   // start a new segment after it (WriteSnapshot asked)
+}
+
+// takeGroup takes the queued batches (leaving spare as the new queue) and
+// decides what writing them owes. It reports false if the log failed.
+func (l *Log) takeGroup(spare []byte, why wake) (group, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return group{}, false
+	}
+	g := group{buf: l.queue, meta: l.queueMeta, pos: l.appended, rotate: l.rotateWant}
+	g.sync = l.syncOwedLocked(g.pos, why)
+	l.queue, l.queueMeta = spare[:0], coverage{}
+	l.rotateWant = false
+	l.cond.Broadcast() // the queue has room again
+	return g, true
+}
+
+// syncOwedLocked is the sync decision: whether the flusher must sync
+// after writing the batches up to pos. mu is held.
+func (l *Log) syncOwedLocked(pos uint64, why wake) bool {
+	switch {
+	case why == woke.stop: // Close makes everything durable
+		return true
+	case l.syncWant > l.synced: // a Sync (the engine's Commit) waits
+		return true
+	case l.opts.Sync == SyncAlways: // every write waits for its sync
+		return pos > l.synced
+	case why == woke.tick: // SyncInterval: the period's writes
+		return l.written > l.synced
+	}
+	return false
+}
+
+// flushGroup writes g, then syncs and rotates as g owes (rotation syncs
+// too). It reports whether the segment was synced.
+func (l *Log) flushGroup(g group) (synced bool, err error) {
+	if err := l.writeGroup(g.buf, g.meta); err != nil {
+		return false, err
+	}
+	if g.sync {
+		if err := l.syncSegment(); err != nil {
+			return false, err
+		}
+		synced = true
+	}
+	if l.segSize >= l.opts.SegmentSize || (g.rotate && l.segSize > l.segHdr) {
+		if err := l.rotate(); err != nil {
+			return synced, err
+		}
+		synced = true
+	}
+	if g.rotate {
+		l.mu.Lock()
+		l.rotations++
+		l.mu.Unlock()
+	}
+	return synced, nil
+}
+
+// groupDone records what flushing g achieved (or the failure, which
+// stops the log) and wakes waiters. It reports whether the flusher should
+// go on without waiting for a kick: batches are queued that someone waits
+// on.
+func (l *Log) groupDone(g group, synced bool, err error, why wake) (more bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.cond.Broadcast()
+	if err != nil {
+		if l.err == nil {
+			l.err = fmt.Errorf("revkv/filelog: %w", err)
+			l.log.Error("revkv/filelog: write failed; no more writes", "err", err)
+		}
+		return false
+	}
+	l.written = g.pos
+	if synced {
+		l.synced = g.pos
+	}
+	return len(l.queue) > 0 && (why == woke.stop || l.opts.Sync == SyncAlways || l.syncWant > l.synced)
 }
 
 // writeGroup writes a group of encoded batches as frames, in one write.
@@ -453,6 +524,7 @@ func (l *Log) writeGroup(raw []byte, meta coverage) error {
 	}
 	l.lastRev = max(l.lastRev, meta.rev)
 	l.sinceLen += int64(n)
+	l.compactedSince = l.compactedSince || meta.compacted
 	return nil
 }
 
@@ -505,7 +577,7 @@ func (l *Log) newSegment(num uint64) error {
 		f.Close()
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	l.seg, l.segNum, l.segSize = f, num, int64(len(hdr))
+	l.seg, l.segNum, l.segSize, l.segHdr = f, num, int64(len(hdr)), int64(len(hdr))
 	l.filesMu.Lock()
 	l.files.segs = append(l.files.segs, segInfo{num: num, size: -1})
 	l.files.synced = l.segSize

@@ -427,7 +427,7 @@ func (l *Log) repair(d *dirState, st *loaded) error {
 	}
 	// Writes go on at its end, so that opening a store to write a little
 	// does not leave a small segment behind each time.
-	if err := l.appendSegment(last.num, st.last.end); err != nil {
+	if err := l.appendSegment(last.num, st.last.hdr, st.last.end); err != nil {
 		return err
 	}
 	if d.clean {
@@ -500,7 +500,7 @@ func (l *Log) start() {
 
 // appendSegment makes segment num, whose whole content ends at end, the
 // one written next.
-func (l *Log) appendSegment(num uint64, end int64) error {
+func (l *Log) appendSegment(num uint64, hdr, end int64) error {
 	f, err := l.fs.OpenReadWrite(l.segName(num))
 	if err != nil {
 		return err
@@ -509,7 +509,7 @@ func (l *Log) appendSegment(num uint64, end int64) error {
 		f.Close()
 		return err
 	}
-	l.seg, l.segNum, l.segSize = f, num, end
+	l.seg, l.segNum, l.segSize, l.segHdr = f, num, end, hdr
 	l.filesMu.Lock()
 	l.files.synced = end
 	l.filesMu.Unlock()
