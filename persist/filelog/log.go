@@ -167,9 +167,9 @@ type Log struct {
 	sinceLen int64 // bytes written since the last snapshot started
 	// compactedSince: a compaction was written since then.
 	compactedSince bool
-	lastRev  int64
-	snapping bool // guarded by mu
-	segHdr   int64 // the current segment's header size
+	lastRev        int64
+	snapping       bool  // guarded by mu
+	segHdr         int64 // the current segment's header size
 	// rotateWant asks the flusher to start a new segment (guarded by mu);
 	// rotations counts the requests it served.
 	rotateWant bool
