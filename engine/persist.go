@@ -43,7 +43,9 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 		return s, nil
 	}
 	if err := p.Recover(target{s: s, owner: s}); err != nil {
-		p.Close()
+		if !errors.Is(err, persist.ErrInUse) { // not ours to close
+			p.Close()
+		}
 		return nil, fmt.Errorf("revkv/engine: recover: %w", err)
 	}
 	s.p = p

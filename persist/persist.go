@@ -1,8 +1,14 @@
 package persist
 
 import (
+	"errors"
 	"io"
 )
+
+// ErrInUse is Recover's error for a target of a second store: the
+// persister serves another. The store that got it must not close the
+// persister, which is not its own.
+var ErrInUse = errors.New("revkv/persist: persister already serves another store")
 
 // Persister makes an engine's writes durable and gives them back after a
 // restart. The engine calls it like this:

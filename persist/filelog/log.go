@@ -104,7 +104,8 @@ var (
 	// directory open. It wraps persist.ErrLocked.
 	ErrLocked = fmt.Errorf("revkv/filelog: directory in use: %w", persist.ErrLocked)
 	// ErrInUse: Recover for a second store; a Log serves one.
-	ErrInUse = errors.New("revkv/filelog: log already serves another store")
+	// It wraps persist.ErrInUse.
+	ErrInUse = fmt.Errorf("revkv/filelog: %w", persist.ErrInUse)
 	// ErrNotRecovered: Wait, Sync or WriteSnapshot before Recover.
 	ErrNotRecovered = errors.New("revkv/filelog: Recover has not run")
 	// ErrRevision: a batch whose revision is not positive, or below one

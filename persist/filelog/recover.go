@@ -189,8 +189,15 @@ func readIDs(fsys persist.FS, dir string, ls listing, sizes map[uint64]int64) (f
 // before manifests, whose files carry no identity. A file with one means
 // the manifest was lost: that is damage, not a reason to open less.
 func (d *dirState) legacy(dir string, ls listing, ids fileIDs) error {
-	for name, id := range ids {
-		if id != 0 {
+	names := make([]string, 0, len(ls.segs)+len(ls.snaps))
+	for _, num := range ls.segs {
+		names = append(names, segFile(num))
+	}
+	for _, num := range ls.snaps {
+		names = append(names, snapFile(num))
+	}
+	for _, name := range names {
+		if id := ids[name]; id != 0 {
 			return &DamageError{File: path.Join(dir, manifestName), Err: fmt.Errorf("missing, but %s belongs to store %016x", name, id)}
 		}
 	}
@@ -284,6 +291,7 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*loaded, error) {
 	if snap != nil {
 		st.rev = snap.rev
 	}
+	var firstRev int64 // of the log's first batch
 	for i, s := range d.segs {
 		last := i == len(d.segs)-1
 		if !last && snap != nil && coveredSegment(l.fs, l.dir, d.segs[i+1].num, *snap) {
@@ -303,11 +311,19 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*loaded, error) {
 			}
 			return nil, err
 		}
+		if i == 0 {
+			firstRev = res.firstRev
+		}
 		st.rev = max(st.rev, res.cover.rev)
 		st.segs = append(st.segs, segInfo{num: s.num, size: res.size, cover: res.cover})
 		if last {
 			st.last = res
 		}
+	}
+	if snap == nil && snapErr != nil && (firstRev < 1 || firstRev > 2) {
+		// No snapshot stands in, and the log does not reach back to the
+		// first write: what it holds is not the store.
+		return nil, fmt.Errorf("revkv/filelog: no snapshot loads, and the log does not start at the first revision: %w", snapErr)
 	}
 	return st, nil
 }

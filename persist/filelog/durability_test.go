@@ -1,0 +1,437 @@
+package filelog_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/persist/memfs"
+	"github.com/revkv/revkv/snapshot"
+)
+
+// historyDir makes a store with several segments and two snapshots (each
+// after part of the log), closed cleanly.
+func historyDir(t *testing.T) *memfs.FS {
+	t.Helper()
+	fs := memfs.New(memfs.Options{})
+	s, l := mustOpen(t, "db", filelog.Options{FS: fs, SegmentSize: 300, SnapshotRevs: -1})
+	for i := range 60 {
+		if _, err := s.Put([]byte(fmt.Sprintf("k%02d", i%17)), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		if i == 20 || i == 40 {
+			if err := l.WriteSnapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// cutFile truncates name to size.
+func cutFile(t *testing.T, fsys persist.FS, name string, size int64) {
+	t.Helper()
+	f, err := fsys.OpenReadWrite(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// frameEnds returns the offsets where the segment's groups end, from Dump.
+func groupStarts(t *testing.T, fsys persist.FS, seg string) []int64 {
+	t.Helper()
+	var offs []int64
+	err := filelog.Dump(fsys, "db", func(file string, off int64, b *persist.Batch) error {
+		if file == seg && !slices.Contains(offs, off) {
+			offs = append(offs, off)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offs
+}
+
+// TestManifestFindsMissingFiles: damage that used to open silently, or
+// fail with a message naming the wrong file, is a DamageError naming the
+// file, from open and from a read-only open (verify's dry run) alike.
+func TestManifestFindsMissingFiles(t *testing.T) {
+	base := historyDir(t)
+	segs, snaps := listDB(base)
+	if len(segs) < 4 || len(snaps) != 2 {
+		t.Fatalf("segments %v, snapshots %v", segs, snaps)
+	}
+	last, middle := "db/"+segs[len(segs)-1], "db/"+segs[len(segs)-2]
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, fs *memfs.FS)
+		file   string // the file the error names
+	}{
+		{"newest segment removed", func(t *testing.T, fs *memfs.FS) { fs.Remove(last) }, last},
+		{"newest segment renamed away", func(t *testing.T, fs *memfs.FS) { fs.Rename(last, "db/old.log.bak") }, last},
+		{"all segments removed", func(t *testing.T, fs *memfs.FS) {
+			for _, s := range segs {
+				fs.Remove("db/" + s)
+			}
+		}, "db/" + segs[0]},
+		{"middle segment removed", func(t *testing.T, fs *memfs.FS) { fs.Remove(middle) }, middle},
+		{"both snapshots removed", func(t *testing.T, fs *memfs.FS) {
+			fs.Remove("db/" + snaps[0])
+			fs.Remove("db/" + snaps[1])
+		}, "db/" + snaps[1]},
+		{"middle segment cut at a group boundary", func(t *testing.T, fs *memfs.FS) {
+			offs := groupStarts(t, fs, segs[len(segs)-2])
+			cutFile(t, fs, middle, offs[len(offs)-1])
+		}, middle},
+		{"newest segment cut at a group boundary", func(t *testing.T, fs *memfs.FS) {
+			offs := groupStarts(t, fs, segs[len(segs)-1])
+			cutFile(t, fs, last, offs[len(offs)-1])
+		}, last},
+		{"manifest removed", func(t *testing.T, fs *memfs.FS) { fs.Remove("db/MANIFEST") }, "db/MANIFEST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := base.Clone()
+			tc.damage(t, fs)
+			var msgs []string
+			for _, ro := range []bool{true, false} {
+				_, err := openStore(fs, filelog.Options{SegmentSize: 300, SnapshotRevs: -1, ReadOnly: ro})
+				var de *filelog.DamageError
+				if !errors.As(err, &de) || !errors.Is(err, filelog.ErrCorrupt) {
+					t.Fatalf("read-only %v: open: %v, want a DamageError", ro, err)
+				}
+				if de.File != tc.file {
+					t.Fatalf("read-only %v: %v names %s, want %s", ro, err, de.File, tc.file)
+				}
+				msgs = append(msgs, err.Error())
+			}
+			if msgs[0] != msgs[1] {
+				t.Fatalf("read-only open says %q, open says %q", msgs[0], msgs[1])
+			}
+		})
+	}
+}
+
+// TestForeignFiles: a snapshot or segment of another store, numbered to
+// be taken for the newest, is refused with ErrForeign; a user's file that
+// only looks like ours (notes.tmp) is left alone.
+func TestForeignFiles(t *testing.T) {
+	other := historyDir(t)
+	_, otherSnaps := listDB(other)
+	otherSegs, _ := listDB(other)
+	for _, tc := range []struct{ from, to string }{
+		{otherSnaps[1], "snap-00000000000000000099.snap"},
+		{otherSegs[len(otherSegs)-1], "00000000000000000099.log"},
+	} {
+		fs := historyDir(t)
+		copyFile(t, other, "db/"+tc.from, fs, "db/"+tc.to)
+		_, err := openStore(fs, filelog.Options{})
+		var de *filelog.DamageError
+		if !errors.Is(err, filelog.ErrForeign) || !errors.As(err, &de) || de.File != "db/"+tc.to {
+			t.Fatalf("%s copied in as %s: %v, want ErrForeign naming it", tc.from, tc.to, err)
+		}
+	}
+
+	fs := historyDir(t)
+	for _, name := range []string{"notes.tmp", "x.log.tmp", "MANIFEST.old.tmp"} {
+		f, _ := fs.Create("db/" + name)
+		f.Close()
+	}
+	f, _ := fs.Create("db/snap-00000000000000000099.snap.tmp") // ours: removed
+	f.Close()
+	s, err := openStore(fs, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	names, _ := fs.List("db")
+	for _, name := range []string{"notes.tmp", "x.log.tmp", "MANIFEST.old.tmp"} {
+		if !slices.Contains(names, name) {
+			t.Fatalf("%s removed: %v", name, names)
+		}
+	}
+	if slices.Contains(names, "snap-00000000000000000099.snap.tmp") {
+		t.Fatalf("our temporary file left: %v", names)
+	}
+}
+
+func copyFile(t *testing.T, from persist.FS, src string, to persist.FS, dst string) {
+	t.Helper()
+	r, err := from.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := to.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRevisionLimit: a store at revision MaxInt64 opens, refuses the next
+// write before it reaches the log, and opens again.
+func TestRevisionLimit(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	pr, pw := io.Pipe()
+	go func() {
+		w, err := snapshot.NewWriter(pw, snapshot.Header{Rev: math.MaxInt64, CompactRev: math.MaxInt64 - 1})
+		if err == nil {
+			err = w.Base(&snapshot.Entry{Key: []byte("k"), Value: []byte("v"), Main: math.MaxInt64 - 1, Create: math.MaxInt64 - 1, Version: 1})
+		}
+		for i, rev := range []int64{math.MaxInt64 - 1, math.MaxInt64} {
+			if err == nil {
+				err = w.Event(&snapshot.Entry{Key: []byte("k"), Value: []byte("v"), Main: rev, Create: math.MaxInt64 - 1, Version: int64(i + 1)})
+			}
+		}
+		if err == nil {
+			err = w.Finish(1)
+		}
+		pw.CloseWithError(err)
+	}()
+	if err := filelog.FromSnapshot(fs, "db", pr); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		s, err := openStore(fs, filelog.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Rev() != math.MaxInt64 {
+			t.Fatalf("revision %d", s.Rev())
+		}
+		if _, err := s.Put([]byte("k"), []byte("v")); !errors.Is(err, filelog.ErrRevision) {
+			t.Fatalf("put past MaxInt64: %v, want ErrRevision", err)
+		}
+		s.Close()
+	}
+}
+
+// TestOneStorePerLog: a Log serves one store; the second engine.Open on
+// it fails, and the first store goes on (and restores) unharmed.
+func TestOneStorePerLog(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	l, err := filelog.Open("db", filelog.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Wait(1); !errors.Is(err, filelog.ErrNotRecovered) {
+		t.Fatalf("Wait before Recover: %v, want ErrNotRecovered", err)
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := engine.Open(l, engine.Options{}); !errors.Is(err, filelog.ErrInUse) {
+		t.Fatalf("second Open on one Log: %v, want ErrInUse", err)
+	}
+	if _, err := s.Put([]byte("a"), []byte("1")); err != nil {
+		t.Fatalf("first store after the refused Open: %v", err)
+	}
+	if err := s.Restore(); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+
+	l2, err := filelog.Open("db2", filelog.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	done := make(chan error)
+	go func() { done <- l2.Wait(1) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, filelog.ErrClosed) {
+			t.Fatalf("Wait after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait on a Log closed before Recover did not return")
+	}
+}
+
+// readOnlyFS is a filesystem mounted read-only: every change fails.
+type readOnlyFS struct{ *memfs.FS }
+
+func erofs(op, name string) error { return &fs.PathError{Op: op, Path: name, Err: syscall.EROFS} }
+
+func (f readOnlyFS) Create(name string) (persist.File, error)        { return nil, erofs("create", name) }
+func (f readOnlyFS) OpenReadWrite(name string) (persist.File, error) { return nil, erofs("open", name) }
+func (f readOnlyFS) Rename(o, n string) error                        { return erofs("rename", o) }
+func (f readOnlyFS) Remove(name string) error                        { return erofs("remove", name) }
+func (f readOnlyFS) MkdirAll(name string) error                      { return erofs("mkdir", name) }
+func (f readOnlyFS) SyncDir(name string) error                       { return erofs("sync", name) }
+func (f readOnlyFS) Lock(name string) (io.Closer, error)             { return nil, erofs("lock", name) }
+
+// TestReadOnlyOpens: read-only opens work on a read-only filesystem,
+// beside each other, but not beside a writer; on an empty or missing
+// directory they create nothing.
+func TestReadOnlyOpens(t *testing.T) {
+	mem := historyDir(t)
+	ro := readOnlyFS{mem}
+	var stores []*engine.Store
+	for range 2 {
+		s, err := openStore(ro, filelog.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatalf("read-only open on a read-only filesystem: %v", err)
+		}
+		stores = append(stores, s)
+	}
+	if stores[0].Rev() != stores[1].Rev() || stores[0].Rev() < 60 {
+		t.Fatalf("revisions %d, %d", stores[0].Rev(), stores[1].Rev())
+	}
+	if _, err := openStore(mem, filelog.Options{}); !errors.Is(err, filelog.ErrLocked) {
+		t.Fatalf("writer beside readers: %v, want ErrLocked", err)
+	}
+	for _, s := range stores {
+		s.Close()
+	}
+	w, err := openStore(mem, filelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openStore(mem, filelog.Options{ReadOnly: true}); !errors.Is(err, filelog.ErrLocked) {
+		t.Fatalf("reader beside a writer: %v, want ErrLocked", err)
+	}
+	w.Close()
+
+	// On the OS: an empty directory stays empty, a missing one missing.
+	dir := t.TempDir()
+	l, err := filelog.Open(dir, filelog.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := filelog.Inspect(persist.OS, dir); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if names, _ := os.ReadDir(dir); len(names) != 0 {
+		t.Fatalf("read-only open created %v", names)
+	}
+	missing := filepath.Join(dir, "nothing")
+	if _, err := filelog.Open(missing, filelog.Options{ReadOnly: true}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read-only open of a missing directory: %v", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("read-only open created %s", missing)
+	}
+
+	// Two read-only Logs on the OS beside each other, after a writer.
+	s, _ := mustOpen(t, dir, filelog.Options{})
+	s.Put([]byte("a"), []byte("1"))
+	s.Close()
+	l1, err1 := filelog.Open(dir, filelog.Options{ReadOnly: true})
+	l2, err2 := filelog.Open(dir, filelog.Options{ReadOnly: true})
+	if err1 != nil || err2 != nil {
+		t.Fatalf("two read-only opens: %v, %v", err1, err2)
+	}
+	if _, err := filelog.Open(dir, filelog.Options{}); !errors.Is(err, filelog.ErrLocked) {
+		t.Fatalf("writer beside readers on the OS: %v, want ErrLocked", err)
+	}
+	l1.Close()
+	l2.Close()
+}
+
+// TestFIFONotOpened: a FIFO named like a segment is refused at once, not
+// waited on.
+func TestFIFONotOpened(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no FIFOs")
+	}
+	dir := t.TempDir()
+	s, _ := mustOpen(t, dir, filelog.Options{})
+	s.Put([]byte("a"), []byte("1"))
+	s.Close()
+	if err := syscall.Mkfifo(filepath.Join(dir, "00000000000000000009.log"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := filelog.Inspect(persist.OS, dir)
+		if err == nil {
+			var l *filelog.Log
+			if l, err = filelog.Open(dir, filelog.Options{}); err == nil {
+				_, err = engine.Open(l, engine.Options{})
+			}
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, persist.ErrNotRegular) {
+			t.Fatalf("FIFO as a segment: %v, want ErrNotRegular", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("open hangs on a FIFO")
+	}
+}
+
+// opCounter counts the files a filesystem creates.
+type opCounter struct {
+	*memfs.FS
+	creates []string
+}
+
+func (c *opCounter) Create(name string) (persist.File, error) {
+	c.creates = append(c.creates, name)
+	return c.FS.Create(name)
+}
+
+// TestCleanReopenIsCheap: reopening a store that was closed cleanly
+// writes no file; after a crash, the open rewrites the last segment
+// (the tail it appends after) before it takes a write.
+func TestCleanReopenIsCheap(t *testing.T) {
+	mem := historyDir(t)
+	c := &opCounter{FS: mem}
+	s, err := openStore(c, filelog.Options{SegmentSize: 300, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.creates) != 0 {
+		t.Fatalf("a clean reopen created %v", c.creates)
+	}
+	if _, err := s.Put([]byte("x"), []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	mem.Crash() // Close was never called: no record of a clean close
+	s.Close()
+	c.creates = nil
+	s, err = openStore(c, filelog.Options{SegmentSize: 300, SnapshotRevs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rewrote := false
+	for _, name := range c.creates {
+		rewrote = rewrote || strings.HasSuffix(name, ".log.tmp")
+	}
+	if !rewrote {
+		t.Fatalf("an open after a crash created %v, no rewritten segment", c.creates)
+	}
+	if kvs, _, _ := s.Range([]byte("x"), nil, 0, 0); len(kvs) != 1 {
+		t.Fatalf("acknowledged put lost: %v", kvs)
+	}
+}
