@@ -37,10 +37,14 @@ type SegmentInfo struct {
 
 // Inspect reads every segment and snapshot of the log directory dir,
 // checking every checksum, and describes each file, in name order (the
-// segments, then the snapshots). It takes the directory's lock while it
-// reads (ErrLocked if a store has it open) and changes nothing. Damage is
-// reported per file in File.Err; the error is for what stopped the whole
-// inspection (no such directory, an I/O error, the lock).
+// manifest's damage first if any, then the segments, then the snapshots).
+// It checks the directory against its manifest as an open does (missing
+// and cut files, files of another store: reported as a File named after
+// the file the damage names), and also what an open skips (segments a
+// snapshot covers, older snapshots read whole). It takes a reader's lock
+// (ErrLocked if a store has the directory open) and changes nothing.
+// Damage is reported per file in File.Err; the error is for what stopped
+// the whole inspection (no such directory, an I/O error, the lock).
 func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	if fsys == nil {
 		fsys = persist.OS
@@ -51,9 +55,21 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	}
 	defer lock.Close()
 	var files []File
+	var durable int64 // of the last segment, as the manifest says
+	d, err := survey(fsys, dir)
+	var de *DamageError
+	switch {
+	case errors.As(err, &de):
+		files = append(files, File{Name: path.Base(de.File), Err: err})
+	case err != nil:
+		return nil, err
+	default:
+		durable = d.durable
+	}
 	for i, num := range ls.segs {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
-		res, err := scanSegment(fsys, dir, num, tailRule{last: i == len(ls.segs)-1}, func(*persist.Batch, int64) error { return nil })
+		rule := tailRule{last: i == len(ls.segs)-1, durable: durable}
+		res, err := scanSegment(fsys, dir, num, rule, func(*persist.Batch, int64) error { return nil })
 		if err != nil && !errors.Is(err, ErrCorrupt) {
 			return files, err
 		}

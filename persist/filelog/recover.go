@@ -38,7 +38,7 @@ func (l *Log) Recover(t persist.Target) error {
 	}
 	l.gcMu.Lock()
 	defer l.gcMu.Unlock()
-	d, err := survey(l.fs, l.dir, l.log)
+	d, err := survey(l.fs, l.dir)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ type dirState struct {
 // is there, every sealed segment has its recorded size, the last is not
 // shorter than what was known durable, and no segment or snapshot belongs
 // to another store. It reads headers only.
-func survey(fsys persist.FS, dir string, log interface{ Warn(string, ...any) }) (*dirState, error) {
+func survey(fsys persist.FS, dir string) (*dirState, error) {
 	ls, err := list(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("revkv/filelog: %w", err)
