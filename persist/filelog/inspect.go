@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/snapshot"
@@ -65,6 +66,12 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		return nil, err
 	default:
 		durable = d.durable
+		for _, num := range d.snaps {
+			if !slices.Contains(ls.snaps, num) {
+				name := path.Join(dir, snapFile(num))
+				files = append(files, File{Name: snapFile(num), Err: &DamageError{File: name, Err: errors.New("missing: the manifest lists it")}})
+			}
+		}
 	}
 	for i, num := range ls.segs {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
