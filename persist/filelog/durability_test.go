@@ -457,9 +457,9 @@ func diskBytes(t *testing.T, dir string) int64 {
 // its disk back with no other call: the snapshot the compaction starts
 // makes every older file removable, and they are removed. The figures are
 // the README's (REVKV_LONG_SWEEP=1 runs the README's 200,000 puts; the
-// default run a quarter of that).
+// default run a tenth of that).
 func TestCompactionReclaimsDisk(t *testing.T) {
-	keys, puts := 250, 50_000
+	keys, puts := 100, 20_000
 	if os.Getenv("REVKV_LONG_SWEEP") != "" {
 		keys, puts = 1000, 200_000
 	}
