@@ -497,3 +497,62 @@ func TestCompactionReclaimsDisk(t *testing.T) {
 		t.Fatalf("after reopening the compacted store: %v", kvs)
 	}
 }
+
+// TestLegacyDirectory: a directory written before manifests and store
+// identities (testdata/legacy-v1: 50 puts on 7 keys in 400-byte segments,
+// a snapshot at revision 32) opens read-only unchanged, then read-write,
+// which gives it a manifest and an identity for what it writes next; it
+// opens again with both kinds of files.
+func TestLegacyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	entries, err := os.ReadDir("testdata/legacy-v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata/legacy-v1", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *engine.Store, rev int64) {
+		t.Helper()
+		if s.Rev() != rev {
+			t.Fatalf("revision %d, want %d", s.Rev(), rev)
+		}
+		h, err := s.HashByRev(51)
+		if err != nil || h.Hash != 3701410136 {
+			t.Fatalf("hash at 51: %+v, %v (written by the old code: 3701410136)", h, err)
+		}
+	}
+	for _, ro := range []bool{true, false} {
+		s, _ := mustOpen(t, dir, filelog.Options{ReadOnly: ro, SegmentSize: 400})
+		check(s, 51)
+		if !ro {
+			if _, err := s.Put([]byte("new"), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
+		t.Fatalf("no manifest after a read-write open: %v", err)
+	}
+	files, err := filelog.Inspect(persist.OS, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Err != nil {
+			t.Fatalf("%s: %v", f.Name, f.Err)
+		}
+	}
+	s, _ := mustOpen(t, dir, filelog.Options{SegmentSize: 400})
+	defer s.Close()
+	check(s, 52)
+}
