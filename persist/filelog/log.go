@@ -59,7 +59,8 @@ type Options struct {
 	// SnapshotRevs and SnapshotBytes start a snapshot once that many
 	// revisions, or bytes of log, were written since the last one; 0 means
 	// 100,000 revisions and 256 MiB, and a negative value turns that
-	// trigger off.
+	// trigger off. A compaction always starts one, which gives back the
+	// disk of what it removed (see the package doc, "Disk space").
 	SnapshotRevs  int64
 	SnapshotBytes int64
 	// ReadOnly opens the directory to read it only: Recover changes no
@@ -285,10 +286,12 @@ func (l *Log) Wait(pos uint64) error {
 func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.running || l.closing {
+	switch {
+	case l.closing:
 		return ErrClosed
-	}
-	if l.opts.ReadOnly {
+	case !l.running:
+		return ErrNotRecovered
+	case l.opts.ReadOnly:
 		return nil // nothing was written
 	}
 	want := l.appended
