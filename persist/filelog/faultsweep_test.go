@@ -3,6 +3,7 @@ package filelog_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,11 +31,17 @@ func openLog(fsys persist.FS, opts filelog.Options) (*engine.Store, *filelog.Log
 }
 
 // syncTrace is a memfs that records each Sync and SyncDir (with the file
-// or directory it syncs), so that a sweep can say which sync it failed.
+// or directory it syncs), so that a sweep can say which sync it failed,
+// and fails the one its fail says to (on the memfs, so that its sync
+// failure model applies).
 type syncTrace struct {
 	*memfs.FS
 	mu    sync.Mutex
 	syncs []string
+	// fail, if set, is asked before each sync whether to fail it; created
+	// lists the files created so far.
+	fail    func(sync string, created []string) bool
+	created []string
 }
 
 type tracedFile struct {
@@ -43,10 +50,14 @@ type tracedFile struct {
 	name string
 }
 
+// note records a sync and arms the memfs to fail it if fail says so.
 func (tr *syncTrace) note(s string) {
 	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	tr.syncs = append(tr.syncs, s)
-	tr.mu.Unlock()
+	if tr.fail != nil && tr.fail(s, tr.created) {
+		tr.FS.FailSync(1)
+	}
 }
 
 func (tr *syncTrace) wrap(name string, f persist.File, err error) (persist.File, error) {
@@ -58,6 +69,11 @@ func (tr *syncTrace) wrap(name string, f persist.File, err error) (persist.File,
 
 func (tr *syncTrace) Create(name string) (persist.File, error) {
 	f, err := tr.FS.Create(name)
+	if err == nil {
+		tr.mu.Lock()
+		tr.created = append(tr.created, name)
+		tr.mu.Unlock()
+	}
 	return tr.wrap(name, f, err)
 }
 
@@ -225,26 +241,26 @@ func TestFsyncFaultSweep(t *testing.T) {
 // acknowledged, and the power goes. The Put must survive.
 func TestIssue11FailedDirSyncAtRotation(t *testing.T) {
 	const puts = 40
-	labels := faultSyncs(t, puts)
-	k := 0 // the 1-based number of the rotation's SyncDir
-	for i := 1; i < len(labels); i++ {
-		if labels[i] == "SyncDir db" && labels[i-1] == "Sync db/00000000000000000002.log" {
-			k = i + 1
-			break
+	seg2 := "db/" + fmt.Sprintf("%020d.log", 2)
+	failed := false
+	fs := &syncTrace{FS: memfs.New(memfs.Options{LinuxSyncFailures: true})}
+	fs.fail = func(sync string, created []string) bool {
+		if failed || sync != "SyncDir db" || !slices.Contains(created, seg2) {
+			return false
 		}
+		failed = true // the first directory sync once segment 2 exists
+		return true
 	}
-	if k == 0 {
-		t.Fatalf("no rotation to segment 2 in the workload's syncs: %v", labels)
-	}
-	fs := memfs.New(memfs.Options{LinuxSyncFailures: true})
-	fs.FailSync(int64(k))
 	s, l, err := openLog(fs, faultOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	acked := faultPuts(s, l, "p", puts)
-	if acked == puts {
-		t.Fatal("the failed directory sync failed no put")
+	fs.mu.Lock()
+	wasFailed := failed
+	fs.mu.Unlock()
+	if !wasFailed || acked == puts {
+		t.Fatalf("the directory sync at rotation to segment 2 failed no put (failed %v, %d puts acknowledged)", wasFailed, acked)
 	}
 	s.Close()
 
@@ -255,7 +271,7 @@ func TestIssue11FailedDirSyncAtRotation(t *testing.T) {
 	if _, err := s.Put([]byte("acked"), []byte("after the reopen")); err != nil {
 		t.Fatalf("put after the reopen: %v", err)
 	}
-	crashNow(fs, s)
+	crashNow(fs.FS, s)
 
 	s, err = openStore(fs, faultOpts)
 	if err != nil {
@@ -277,15 +293,28 @@ func TestIssue11FailedDirSyncAtRotation(t *testing.T) {
 // all of them.
 func TestIssue11Fsyncgate(t *testing.T) {
 	opts := filelog.Options{SnapshotRevs: -1} // one segment: no rotation
-	fs := memfs.New(memfs.Options{LinuxSyncFailures: true})
+	var armed, failed bool
+	fs := &syncTrace{FS: memfs.New(memfs.Options{LinuxSyncFailures: true})}
+	fs.fail = func(sync string, created []string) bool {
+		if !armed || failed || !strings.HasSuffix(sync, ".log") {
+			return false
+		}
+		failed = true // the first segment sync once armed
+		return true
+	}
 	s, l, err := openLog(fs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs.FailSync(5) // the sync of the 5th put
-	acked := faultPuts(s, l, "p", 100)
-	if acked != 4 {
-		t.Fatalf("%d puts acknowledged before the failed sync, want 4", acked)
+	if n := faultPuts(s, l, "p", 4); n != 4 {
+		t.Fatalf("put %d failed", n)
+	}
+	fs.mu.Lock()
+	armed = true
+	fs.mu.Unlock()
+	failedAt := faultPuts(s, l, "r", 100)
+	if failedAt == 100 {
+		t.Fatal("no put failed after the segment sync was armed to fail")
 	}
 	s.Close()
 
@@ -293,20 +322,20 @@ func TestIssue11Fsyncgate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("clean reopen: %v", err)
 	}
-	if err := checkPuts(s, "p", acked); err != nil {
+	if err := errors.Join(checkPuts(s, "p", 4), checkPuts(s, "r", failedAt)); err != nil {
 		t.Fatalf("clean reopen: %v", err)
 	}
 	if n := faultPuts(s, l, "q", 20); n != 20 {
 		t.Fatalf("put %d after the reopen failed", n)
 	}
-	crashNow(fs, s)
+	crashNow(fs.FS, s)
 
 	s, err = openStore(fs, opts)
 	if err != nil {
 		t.Fatalf("reopen after the crash (20 puts acknowledged since the clean reopen): %v", err)
 	}
 	defer s.Close()
-	if err := errors.Join(checkPuts(s, "p", acked), checkPuts(s, "q", 20)); err != nil {
+	if err := errors.Join(checkPuts(s, "p", 4), checkPuts(s, "r", failedAt), checkPuts(s, "q", 20)); err != nil {
 		t.Error(err)
 	}
 }
