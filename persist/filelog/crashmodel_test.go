@@ -156,18 +156,27 @@ func newWriterScript(seed uint64, w, n int) *writerScript {
 	return ws
 }
 
-// match returns an error unless s holds, under the writer's prefix, the
-// state after ops[:i] for some i in [lo, hi].
-func (ws *writerScript) match(s *engine.Store, lo, hi int) error {
-	end := []byte(ws.prefix)
+// rangeOf returns the keys of s under prefix, with their values.
+func rangeOf(s *engine.Store, prefix string) (map[string]string, error) {
+	end := []byte(prefix)
 	end[len(end)-1]++
-	kvs, _, err := s.Range([]byte(ws.prefix), end, 0, 0)
+	kvs, _, err := s.Range([]byte(prefix), end, 0, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	got := map[string]string{}
 	for _, kv := range kvs {
 		got[string(kv.Key)] = string(kv.Value)
+	}
+	return got, nil
+}
+
+// match returns an error unless s holds, under the writer's prefix, the
+// state after ops[:i] for some i in [lo, hi].
+func (ws *writerScript) match(s *engine.Store, lo, hi int) error {
+	got, err := rangeOf(s, ws.prefix)
+	if err != nil {
+		return err
 	}
 	for i := hi; i >= lo; i-- {
 		if maps.Equal(got, ws.states[i]) {
@@ -177,11 +186,41 @@ func (ws *writerScript) match(s *engine.Store, lo, hi int) error {
 	return fmt.Errorf("writer %s: %v is no state after %d to %d of its ops (acknowledged %d: %v)", ws.prefix, got, lo, hi, lo, ws.states[lo])
 }
 
-// crashWritersRun runs the scripts as concurrent writers (the first also
-// compacts now and then) on a store that crashes at its k-th file
-// operation, then recovers it: each writer's keys must be as after every
-// op it had acknowledged and maybe some it attempted, never a state it did
-// not reach in order. It returns whether the crash point was reached.
+// runWriters runs the scripts on s as concurrent writers (the first also
+// compacts now and then), each until its first error, and returns how
+// many ops of each were acknowledged and attempted.
+func runWriters(s *engine.Store, scripts []*writerScript) (acked, attempted []int) {
+	acked = make([]int, len(scripts))
+	attempted = make([]int, len(scripts))
+	var wg sync.WaitGroup
+	for w, ws := range scripts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, o := range ws.ops {
+				attempted[w] = i + 1
+				if apply(s, o) != nil {
+					return
+				}
+				acked[w] = i + 1
+				if w == 0 && i%8 == 7 {
+					err := s.Compact(s.Rev() - 2)
+					if err != nil && !errors.Is(err, engine.ErrCompacted) {
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return acked, attempted
+}
+
+// crashWritersRun runs the scripts as concurrent writers (runWriters) on
+// a store that crashes at its k-th file operation, then recovers it: each
+// writer's keys must be as after every op it had acknowledged and maybe
+// some it attempted, never a state it did not reach in order. It returns
+// whether the crash point was reached.
 func crashWritersRun(scripts []*writerScript, opts filelog.Options, fsopts memfs.Options, k int64) (bool, error) {
 	fs := memfs.New(fsopts)
 	fs.CrashAfter(k)
@@ -189,27 +228,7 @@ func crashWritersRun(scripts []*writerScript, opts filelog.Options, fsopts memfs
 	acked := make([]int, len(scripts))
 	attempted := make([]int, len(scripts))
 	if err == nil {
-		var wg sync.WaitGroup
-		for w, ws := range scripts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i, o := range ws.ops {
-					attempted[w] = i + 1
-					if apply(s, o) != nil {
-						return
-					}
-					acked[w] = i + 1
-					if w == 0 && i%8 == 7 {
-						err := s.Compact(s.Rev() - 2)
-						if err != nil && !errors.Is(err, engine.ErrCompacted) {
-							return
-						}
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		acked, attempted = runWriters(s, scripts)
 		s.Close()
 	}
 	if err == nil && slicesAll(acked, func(i, n int) bool { return n == len(scripts[i].ops) }) {

@@ -3,6 +3,7 @@ package filelog_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -163,6 +164,11 @@ func faultRun(fsopts memfs.Options, k int64, puts, more int) (bool, error) {
 		s.Close()
 		return true, fmt.Errorf("clean reopen after the failure: %w", err)
 	}
+	seen, err := rangeOf(s, "p")
+	if err != nil {
+		s.Close()
+		return true, err
+	}
 	if n := faultPuts(s, l, "q", more); n < more {
 		s.Close()
 		return true, fmt.Errorf("after a clean reopen, put %d failed", n)
@@ -172,11 +178,78 @@ func faultRun(fsopts memfs.Options, k int64, puts, more int) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("%d puts acknowledged before the failure, %d after a clean reopen, then a crash: reopen: %w", acked, more, err)
 	}
-	if err := errors.Join(checkPuts(s, "p", acked), checkPuts(s, "q", more)); err != nil {
+	if err := errors.Join(checkPuts(s, "p", acked), checkPuts(s, "q", more), sameAs(s, "p", seen)); err != nil {
 		s.Close()
 		return true, fmt.Errorf("%d puts acknowledged before the failure, %d after a clean reopen, then a crash: %w", acked, more, err)
 	}
 	return true, writeAndReopen(fs, faultOpts, s)
+}
+
+// sameAs returns an error unless s holds, under prefix, what the clean
+// reopen showed: a write that reads served, and that acknowledged writes
+// followed, is not undone by a crash.
+func sameAs(s *engine.Store, prefix string, seen map[string]string) error {
+	got, err := rangeOf(s, prefix)
+	if err != nil {
+		return err
+	}
+	if !maps.Equal(got, seen) {
+		return fmt.Errorf("under %s the clean reopen served %v, with acknowledged writes after it; after the crash %v", prefix, seen, got)
+	}
+	return nil
+}
+
+// faultWritersRun is faultRun for concurrent writers (runWriters) with
+// snapshots in the background (tiny): the k-th sync fails; the clean
+// reopen must show each writer's acknowledged ops, maybe some it
+// attempted, in order; after more acknowledged puts and a crash, the
+// writers' keys must be as the clean reopen showed them. It returns
+// whether the k-th sync was reached.
+func faultWritersRun(scripts []*writerScript, fsopts memfs.Options, k int64, more int) (bool, error) {
+	fs := memfs.New(fsopts)
+	fs.FailSync(k)
+	acked := make([]int, len(scripts))
+	attempted := make([]int, len(scripts))
+	if s, err := openStore(fs, tiny); err == nil {
+		acked, attempted = runWriters(s, scripts)
+		s.Close()
+	}
+	if fs.Syncs() < k {
+		return false, nil
+	}
+	s, l, err := openLog(fs, tiny)
+	if err != nil {
+		return true, fmt.Errorf("clean reopen after the failure: %w", err)
+	}
+	seen := make([]map[string]string, len(scripts))
+	for w, ws := range scripts {
+		err := ws.match(s, acked[w], attempted[w])
+		if err == nil {
+			seen[w], err = rangeOf(s, ws.prefix)
+		}
+		if err != nil {
+			s.Close()
+			return true, fmt.Errorf("clean reopen after the failure: %w", err)
+		}
+	}
+	if n := faultPuts(s, l, "q", more); n < more {
+		s.Close()
+		return true, fmt.Errorf("after a clean reopen, put %d failed", n)
+	}
+	crashNow(fs, s)
+	s, err = openStore(fs, tiny)
+	if err != nil {
+		return true, fmt.Errorf("after a clean reopen, %d puts, then a crash: reopen: %w", more, err)
+	}
+	errs := []error{checkPuts(s, "q", more)}
+	for w, ws := range scripts {
+		errs = append(errs, sameAs(s, ws.prefix, seen[w]))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.Close()
+		return true, fmt.Errorf("after a clean reopen, %d puts, then a crash: %w", more, err)
+	}
+	return true, writeAndReopen(fs, tiny, s)
 }
 
 // faultSyncs returns the syncs (file and directory) one fault-free run of
@@ -201,7 +274,10 @@ func faultSyncs(t *testing.T, puts int) []string {
 // rotation, of a snapshot and its entry, those of the first open) on a
 // memfs with Linux's fsync failure semantics, under each crash model;
 // then a clean reopen, 5 acknowledged puts and a crash: every
-// acknowledged put must survive, and the directory must open.
+// acknowledged put must survive, and the directory must open, holding
+// what the clean reopen served. The workload is one writer with
+// snapshots at set points (the same syncs in the same order each run),
+// then three concurrent writers with background snapshots.
 func TestFsyncFaultSweep(t *testing.T) {
 	const puts, more = 40, 5
 	labels := faultSyncs(t, puts)
@@ -227,10 +303,30 @@ func TestFsyncFaultSweep(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: %d fault runs (%d syncs in a fault-free run)", model, runs, len(labels))
 			if runs < len(labels) {
 				t.Errorf("%d fault runs, fewer than the %d syncs of a fault-free run", runs, len(labels))
 			}
+			writerRuns := 0
+			for seed := range uint64(2 * sweepScale()) {
+				scripts := make([]*writerScript, 3)
+				for w := range scripts {
+					scripts[w] = newWriterScript(100+seed, w, 12)
+				}
+				for k, misses := int64(1), 0; misses < 3; k++ {
+					fsopts := memfs.Options{LinuxSyncFailures: true, Crash: model, Seed: seed<<32 | uint64(k)}
+					met, err := faultWritersRun(scripts, fsopts, k, more)
+					if !met {
+						misses++ // the scheduler may make a run take more syncs or fewer
+						continue
+					}
+					misses = 0
+					writerRuns++
+					if err != nil {
+						fail.add(fmt.Errorf("3 writers, seed %d, sync %d failed, memfs seed %#x: %w", 100+seed, k, fsopts.Seed, err))
+					}
+				}
+			}
+			t.Logf("%s: %d fault runs of one writer (%d syncs in a fault-free run), %d of 3 writers", model, runs, len(labels), writerRuns)
 		})
 	}
 }
