@@ -278,8 +278,8 @@ func TestCrashModelSweep(t *testing.T) {
 				seeds int
 				ops   int
 			}{
-				{"always", filelog.SyncAlways, 12, 30},
-				{"none", filelog.SyncNone, 4, 40},
+				{"always", filelog.SyncAlways, 8, 30},
+				{"none", filelog.SyncNone, 3, 40},
 			} {
 				opts := tiny
 				opts.Sync = tc.sync
@@ -300,7 +300,7 @@ func TestCrashModelSweep(t *testing.T) {
 					}
 				}
 			}
-			for seed := range uint64(6 * scale) {
+			for seed := range uint64(4 * scale) {
 				scripts := make([]*writerScript, 3)
 				for w := range scripts {
 					scripts[w] = newWriterScript(seed, w, 12)
