@@ -327,3 +327,92 @@ func TestCrashModelSweep(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashDuringRecovery crashes a workload (at sampled points), then
+// crashes the recovery of that crash at each of its file operations
+// (opening, repairing the tail, closing): the third open must still find
+// every acknowledged write and a state the writer reached in order, and
+// take writes. Recovery that rewrites or cuts a tail must be crash-safe
+// itself.
+func TestCrashDuringRecovery(t *testing.T) {
+	for _, model := range crashModels {
+		t.Run(model.String(), func(t *testing.T) {
+			t.Parallel()
+			fail := &failures{t: t, max: 5}
+			points := 0
+			for seed := range uint64(2 * sweepScale()) {
+				w := genWorkload(t, 2000+seed, 30)
+				for k1 := int64(2); ; k1 += 5 {
+					img, durable, attempted, reached := crashImage(w, tiny, memfs.Options{Crash: model, Seed: seed<<32 | uint64(k1)}, k1)
+					if !reached {
+						break
+					}
+					for k2, misses := int64(1), 0; misses < 1; k2++ {
+						reached, err := crashRecovery(w, img, k2, durable, attempted)
+						if !reached {
+							misses++
+							continue
+						}
+						points++
+						if err != nil {
+							fail.add(fmt.Errorf("%s, workload seed %d crashed at op %d, its recovery at op %d: %w", model, 2000+seed, k1, k2, err))
+						}
+					}
+				}
+			}
+			t.Logf("%s: %d crash points in recovery", model, points)
+			if points < 100 {
+				t.Errorf("%s: %d crash points in recovery, want at least 100", model, points)
+			}
+		})
+	}
+}
+
+// crashImage runs w on a fresh memfs that crashes at its k-th operation,
+// and returns the crashed FS with how many ops were durable and attempted;
+// reached is false if w ended before op k.
+func crashImage(w *workload, opts filelog.Options, fsopts memfs.Options, k int64) (img *memfs.FS, durable, attempted int, reached bool) {
+	fs := memfs.New(fsopts)
+	fs.CrashAfter(k)
+	s, err := openStore(fs, opts)
+	if err == nil {
+		for i, o := range w.ops {
+			attempted = i + 1
+			if err = apply(s, o); err != nil {
+				break
+			}
+			durable = i + 1 // opts.Sync is SyncAlways
+		}
+		s.Close()
+	}
+	if err == nil {
+		return nil, 0, 0, false
+	}
+	fs.Crash()
+	return fs, durable, attempted, true
+}
+
+// crashRecovery opens (and closes) a copy of img that crashes at its k-th
+// operation, then opens it once more and checks it. It returns whether
+// the crash point was reached.
+func crashRecovery(w *workload, img *memfs.FS, k int64, durable, attempted int) (bool, error) {
+	fs := img.Clone()
+	fs.CrashAfter(k)
+	s, err := openStore(fs, tiny)
+	if err == nil {
+		err = s.Close()
+	}
+	if err == nil {
+		return false, nil
+	}
+	fs.Crash()
+	s, err = openStore(fs, tiny)
+	if err != nil {
+		return true, fmt.Errorf("reopen: %w", err)
+	}
+	if _, err := w.matchState(s, durable, attempted); err != nil {
+		s.Close()
+		return true, fmt.Errorf("after %d ops durable, %d attempted: %w", durable, attempted, err)
+	}
+	return true, writeAndReopen(fs, tiny, s)
+}
