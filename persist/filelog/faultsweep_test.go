@@ -140,34 +140,56 @@ func crashNow(fs *memfs.FS, s *engine.Store) {
 	fs.Crash()
 }
 
-// faultRun fails the k-th sync of a workload (the first open included)
-// on a memfs with Linux's fsync failure semantics, closes the store,
-// reopens it cleanly, makes more acknowledged puts, and crashes: the
-// directory must open with every acknowledged put. It returns whether
-// the workload reached its k-th sync.
-func faultRun(fsopts memfs.Options, k int64, puts, more int) (bool, error) {
+// faultSession is one run of a store in faultRun: the fail-th sync from
+// its start fails (0: none), and it puts up to puts keys.
+type faultSession struct {
+	fail int64
+	puts int
+}
+
+// faultRun runs sessions on a memfs with fsopts (Linux's fsync failure
+// semantics): each opens the store (which may fail), puts keys with its
+// own prefix (p, r, s, ...) until one fails, and closes it. Then a clean
+// reopen must show every acknowledged put; it makes more acknowledged
+// puts, and the power goes: the directory must open with every
+// acknowledged put and what the clean reopen served. It returns whether
+// every session met its failure.
+func faultRun(fsopts memfs.Options, sessions []faultSession, more int) (bool, error) {
 	fs := memfs.New(fsopts)
-	fs.FailSync(k)
-	acked := 0
-	if s, l, err := openLog(fs, faultOpts); err == nil {
-		acked = faultPuts(s, l, "p", puts)
-		s.Close()
+	acked := make([]int, len(sessions))
+	prefix := func(i int) string { return string("prsuvw"[i]) }
+	for i, ss := range sessions {
+		base := fs.Syncs()
+		fs.FailSync(ss.fail)
+		if s, l, err := openLog(fs, faultOpts); err == nil {
+			acked[i] = faultPuts(s, l, prefix(i), ss.puts)
+			s.Close()
+		}
+		if fs.Syncs()-base < ss.fail {
+			return false, nil
+		}
 	}
-	if fs.Syncs() < k {
-		return false, nil
+	checkAcked := func(s *engine.Store) error {
+		var errs []error
+		for i := range sessions {
+			errs = append(errs, checkPuts(s, prefix(i), acked[i]))
+		}
+		return errors.Join(errs...)
 	}
 	s, l, err := openLog(fs, faultOpts)
 	if err != nil {
-		return true, fmt.Errorf("clean reopen after the failure: %w", err)
+		return true, fmt.Errorf("clean reopen after the failures: %w", err)
 	}
-	if err := checkPuts(s, "p", acked); err != nil {
+	if err := checkAcked(s); err != nil {
 		s.Close()
-		return true, fmt.Errorf("clean reopen after the failure: %w", err)
+		return true, fmt.Errorf("clean reopen after the failures: %w", err)
 	}
-	seen, err := rangeOf(s, "p")
-	if err != nil {
-		s.Close()
-		return true, err
+	seen := make([]map[string]string, len(sessions))
+	for i := range sessions {
+		if seen[i], err = rangeOf(s, prefix(i)); err != nil {
+			s.Close()
+			return true, err
+		}
 	}
 	if n := faultPuts(s, l, "q", more); n < more {
 		s.Close()
@@ -176,11 +198,15 @@ func faultRun(fsopts memfs.Options, k int64, puts, more int) (bool, error) {
 	crashNow(fs, s)
 	s, err = openStore(fs, faultOpts)
 	if err != nil {
-		return true, fmt.Errorf("%d puts acknowledged before the failure, %d after a clean reopen, then a crash: reopen: %w", acked, more, err)
+		return true, fmt.Errorf("puts acknowledged %v before the failures, %d after a clean reopen, then a crash: reopen: %w", acked, more, err)
 	}
-	if err := errors.Join(checkPuts(s, "p", acked), checkPuts(s, "q", more), sameAs(s, "p", seen)); err != nil {
+	errs := []error{checkAcked(s), checkPuts(s, "q", more)}
+	for i := range sessions {
+		errs = append(errs, sameAs(s, prefix(i), seen[i]))
+	}
+	if err := errors.Join(errs...); err != nil {
 		s.Close()
-		return true, fmt.Errorf("%d puts acknowledged before the failure, %d after a clean reopen, then a crash: %w", acked, more, err)
+		return true, fmt.Errorf("puts acknowledged %v before the failures, %d after a clean reopen, then a crash: %w", acked, more, err)
 	}
 	return true, writeAndReopen(fs, faultOpts, s)
 }
@@ -252,8 +278,8 @@ func faultWritersRun(scripts []*writerScript, fsopts memfs.Options, k int64, mor
 	return true, writeAndReopen(fs, tiny, s)
 }
 
-// faultSyncs returns the syncs (file and directory) one fault-free run of
-// faultRun's workload makes, in order.
+// faultSyncs returns the syncs (file and directory) one fault-free
+// session of faultRun's makes, in order.
 func faultSyncs(t *testing.T, puts int) []string {
 	tr := &syncTrace{FS: memfs.New(memfs.Options{})}
 	s, l, err := openLog(tr, faultOpts)
@@ -289,7 +315,7 @@ func TestFsyncFaultSweep(t *testing.T) {
 			for seed := range uint64(sweepScale()) {
 				for k := int64(1); ; k++ {
 					fsopts := memfs.Options{LinuxSyncFailures: true, Crash: model, Seed: seed<<32 | uint64(k)}
-					met, err := faultRun(fsopts, k, puts, more)
+					met, err := faultRun(fsopts, []faultSession{{k, puts}}, more)
 					if !met {
 						break
 					}
@@ -327,6 +353,44 @@ func TestFsyncFaultSweep(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d fault runs of one writer (%d syncs in a fault-free run), %d of 3 writers", model, runs, len(labels), writerRuns)
+		})
+	}
+}
+
+// TestFsyncFaultDuringRecovery fails a sync of a workload (every 5th in
+// turn), then, in the next open, each sync of the recovery and of 3 puts
+// in turn, under each crash model: recovery that repairs what a failed
+// sync left must survive a failed sync of its own. Then as in
+// TestFsyncFaultSweep: a clean reopen, puts, a crash.
+func TestFsyncFaultDuringRecovery(t *testing.T) {
+	const puts, more = 40, 5
+	for _, model := range append([]memfs.CrashModel{memfs.CrashDrop}, crashModels...) {
+		t.Run(model.String(), func(t *testing.T) {
+			t.Parallel()
+			fail := &failures{t: t, max: 5}
+			runs := 0
+			for k1 := int64(1); ; k1 += 5 {
+				k1runs := 0
+				for k2 := int64(1); ; k2++ {
+					fsopts := memfs.Options{LinuxSyncFailures: true, Crash: model, Seed: uint64(k1)<<32 | uint64(k2)}
+					met, err := faultRun(fsopts, []faultSession{{k1, puts}, {k2, 3}}, more)
+					if !met {
+						break
+					}
+					k1runs++
+					if err != nil {
+						fail.add(fmt.Errorf("sync %d failed, then sync %d of the next open, memfs seed %#x: %w", k1, k2, fsopts.Seed, err))
+					}
+				}
+				if k1runs == 0 {
+					break
+				}
+				runs += k1runs
+			}
+			t.Logf("%s: %d runs with a failed sync in the recovery after a failed sync", model, runs)
+			if runs < 100 {
+				t.Errorf("%d runs, want at least 100", runs)
+			}
 		})
 	}
 }
