@@ -19,7 +19,7 @@ import (
 // under every crash model memfs has. By default they are sized for CI
 // (a few seconds each under -race); the long run, 20 times the seeds:
 //
-//	REVKV_LONG_SWEEP=1 go test -race -run 'CrashModel|FsyncFault' -timeout 60m ./persist/filelog
+//	REVKV_LONG_SWEEP=1 go test -race -run 'CrashModel|CrashDuringRecovery|FsyncFault' -timeout 90m ./persist/filelog
 const longSweepEnv = "REVKV_LONG_SWEEP"
 
 // sweepScale is how many times its default number of seeds a sweep runs.
