@@ -19,7 +19,7 @@ import (
 // under every crash model memfs has. By default they are sized for CI
 // (a few seconds each under -race); the long run, 20 times the seeds:
 //
-//	REVKV_LONG_SWEEP=1 go test -race -run 'CrashModel|FsyncFault' -timeout 60m ./persist/filelog
+//	REVKV_LONG_SWEEP=1 go test -race -run 'CrashModel|CrashDuringRecovery|FsyncFault' -timeout 90m ./persist/filelog
 const longSweepEnv = "REVKV_LONG_SWEEP"
 
 // sweepScale is how many times its default number of seeds a sweep runs.
@@ -156,18 +156,27 @@ func newWriterScript(seed uint64, w, n int) *writerScript {
 	return ws
 }
 
-// match returns an error unless s holds, under the writer's prefix, the
-// state after ops[:i] for some i in [lo, hi].
-func (ws *writerScript) match(s *engine.Store, lo, hi int) error {
-	end := []byte(ws.prefix)
+// rangeOf returns the keys of s under prefix, with their values.
+func rangeOf(s *engine.Store, prefix string) (map[string]string, error) {
+	end := []byte(prefix)
 	end[len(end)-1]++
-	kvs, _, err := s.Range([]byte(ws.prefix), end, 0, 0)
+	kvs, _, err := s.Range([]byte(prefix), end, 0, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	got := map[string]string{}
 	for _, kv := range kvs {
 		got[string(kv.Key)] = string(kv.Value)
+	}
+	return got, nil
+}
+
+// match returns an error unless s holds, under the writer's prefix, the
+// state after ops[:i] for some i in [lo, hi].
+func (ws *writerScript) match(s *engine.Store, lo, hi int) error {
+	got, err := rangeOf(s, ws.prefix)
+	if err != nil {
+		return err
 	}
 	for i := hi; i >= lo; i-- {
 		if maps.Equal(got, ws.states[i]) {
@@ -177,11 +186,41 @@ func (ws *writerScript) match(s *engine.Store, lo, hi int) error {
 	return fmt.Errorf("writer %s: %v is no state after %d to %d of its ops (acknowledged %d: %v)", ws.prefix, got, lo, hi, lo, ws.states[lo])
 }
 
-// crashWritersRun runs the scripts as concurrent writers (the first also
-// compacts now and then) on a store that crashes at its k-th file
-// operation, then recovers it: each writer's keys must be as after every
-// op it had acknowledged and maybe some it attempted, never a state it did
-// not reach in order. It returns whether the crash point was reached.
+// runWriters runs the scripts on s as concurrent writers (the first also
+// compacts now and then), each until its first error, and returns how
+// many ops of each were acknowledged and attempted.
+func runWriters(s *engine.Store, scripts []*writerScript) (acked, attempted []int) {
+	acked = make([]int, len(scripts))
+	attempted = make([]int, len(scripts))
+	var wg sync.WaitGroup
+	for w, ws := range scripts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, o := range ws.ops {
+				attempted[w] = i + 1
+				if apply(s, o) != nil {
+					return
+				}
+				acked[w] = i + 1
+				if w == 0 && i%8 == 7 {
+					err := s.Compact(s.Rev() - 2)
+					if err != nil && !errors.Is(err, engine.ErrCompacted) {
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return acked, attempted
+}
+
+// crashWritersRun runs the scripts as concurrent writers (runWriters) on
+// a store that crashes at its k-th file operation, then recovers it: each
+// writer's keys must be as after every op it had acknowledged and maybe
+// some it attempted, never a state it did not reach in order. It returns
+// whether the crash point was reached.
 func crashWritersRun(scripts []*writerScript, opts filelog.Options, fsopts memfs.Options, k int64) (bool, error) {
 	fs := memfs.New(fsopts)
 	fs.CrashAfter(k)
@@ -189,27 +228,7 @@ func crashWritersRun(scripts []*writerScript, opts filelog.Options, fsopts memfs
 	acked := make([]int, len(scripts))
 	attempted := make([]int, len(scripts))
 	if err == nil {
-		var wg sync.WaitGroup
-		for w, ws := range scripts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i, o := range ws.ops {
-					attempted[w] = i + 1
-					if apply(s, o) != nil {
-						return
-					}
-					acked[w] = i + 1
-					if w == 0 && i%8 == 7 {
-						err := s.Compact(s.Rev() - 2)
-						if err != nil && !errors.Is(err, engine.ErrCompacted) {
-							return
-						}
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		acked, attempted = runWriters(s, scripts)
 		s.Close()
 	}
 	if err == nil && slicesAll(acked, func(i, n int) bool { return n == len(scripts[i].ops) }) {
@@ -259,19 +278,21 @@ func TestCrashModelSweep(t *testing.T) {
 				seeds int
 				ops   int
 			}{
-				{"always", filelog.SyncAlways, 12, 30},
-				{"none", filelog.SyncNone, 4, 40},
+				{"always", filelog.SyncAlways, 7, 30},
+				{"none", filelog.SyncNone, 3, 40},
 			} {
 				opts := tiny
 				opts.Sync = tc.sync
 				for seed := range uint64(tc.seeds * scale) {
 					w := genWorkload(t, 1000+seed, tc.ops)
-					for k := int64(1); ; k++ {
+					for k, misses := int64(1), 0; misses < 3; k++ {
 						fsopts := memfs.Options{Crash: model, Seed: seed<<32 | uint64(k)}
 						reached, err := crashRunIn(t, w, opts, fsopts, k)
 						if !reached {
-							break
+							misses++ // the snapshotter may make a run take more ops or fewer
+							continue
 						}
+						misses = 0
 						points[tc.name]++
 						if err != nil {
 							fail.add(fmt.Errorf("%s, workload seed %d, crash at op %d (memfs seed %#x): %w", tc.name, 1000+seed, k, fsopts.Seed, err))
@@ -279,17 +300,19 @@ func TestCrashModelSweep(t *testing.T) {
 					}
 				}
 			}
-			for seed := range uint64(6 * scale) {
+			for seed := range uint64(4 * scale) {
 				scripts := make([]*writerScript, 3)
 				for w := range scripts {
 					scripts[w] = newWriterScript(seed, w, 12)
 				}
-				for k := int64(1); k < 100_000; k++ {
+				for k, misses := int64(1), 0; misses < 3 && k < 100_000; k++ {
 					fsopts := memfs.Options{Crash: model, Seed: seed<<32 | uint64(k)}
 					reached, err := crashWritersRun(scripts, tiny, fsopts, k)
 					if !reached {
-						break
+						misses++ // the scheduler may make a run take more ops or fewer
+						continue
 					}
+					misses = 0
 					points["writers"]++
 					if err != nil {
 						fail.add(fmt.Errorf("3 writers, seed %d, crash at op %d (memfs seed %#x): %w", seed, k, fsopts.Seed, err))
@@ -303,4 +326,93 @@ func TestCrashModelSweep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCrashDuringRecovery crashes a workload (at sampled points), then
+// crashes the recovery of that crash at each of its file operations
+// (opening, repairing the tail, closing): the third open must still find
+// every acknowledged write and a state the writer reached in order, and
+// take writes. Recovery that rewrites or cuts a tail must be crash-safe
+// itself.
+func TestCrashDuringRecovery(t *testing.T) {
+	for _, model := range crashModels {
+		t.Run(model.String(), func(t *testing.T) {
+			t.Parallel()
+			fail := &failures{t: t, max: 5}
+			points := 0
+			for seed := range uint64(2 * sweepScale()) {
+				w := genWorkload(t, 2000+seed, 30)
+				for k1 := int64(2); ; k1 += 5 {
+					img, durable, attempted, reached := crashImage(w, tiny, memfs.Options{Crash: model, Seed: seed<<32 | uint64(k1)}, k1)
+					if !reached {
+						break
+					}
+					for k2, misses := int64(1), 0; misses < 1; k2++ {
+						reached, err := crashRecovery(w, img, k2, durable, attempted)
+						if !reached {
+							misses++
+							continue
+						}
+						points++
+						if err != nil {
+							fail.add(fmt.Errorf("%s, workload seed %d crashed at op %d, its recovery at op %d: %w", model, 2000+seed, k1, k2, err))
+						}
+					}
+				}
+			}
+			t.Logf("%s: %d crash points in recovery", model, points)
+			if points < 100 {
+				t.Errorf("%s: %d crash points in recovery, want at least 100", model, points)
+			}
+		})
+	}
+}
+
+// crashImage runs w on a fresh memfs that crashes at its k-th operation,
+// and returns the crashed FS with how many ops were durable and attempted;
+// reached is false if w ended before op k.
+func crashImage(w *workload, opts filelog.Options, fsopts memfs.Options, k int64) (img *memfs.FS, durable, attempted int, reached bool) {
+	fs := memfs.New(fsopts)
+	fs.CrashAfter(k)
+	s, err := openStore(fs, opts)
+	if err == nil {
+		for i, o := range w.ops {
+			attempted = i + 1
+			if err = apply(s, o); err != nil {
+				break
+			}
+			durable = i + 1 // opts.Sync is SyncAlways
+		}
+		s.Close()
+	}
+	if err == nil {
+		return nil, 0, 0, false
+	}
+	fs.Crash()
+	return fs, durable, attempted, true
+}
+
+// crashRecovery opens (and closes) a copy of img that crashes at its k-th
+// operation, then opens it once more and checks it. It returns whether
+// the crash point was reached.
+func crashRecovery(w *workload, img *memfs.FS, k int64, durable, attempted int) (bool, error) {
+	fs := img.Clone()
+	fs.CrashAfter(k)
+	s, err := openStore(fs, tiny)
+	if err == nil {
+		err = s.Close()
+	}
+	if err == nil {
+		return false, nil
+	}
+	fs.Crash()
+	s, err = openStore(fs, tiny)
+	if err != nil {
+		return true, fmt.Errorf("reopen: %w", err)
+	}
+	if _, err := w.matchState(s, durable, attempted); err != nil {
+		s.Close()
+		return true, fmt.Errorf("after %d ops durable, %d attempted: %w", durable, attempted, err)
+	}
+	return true, writeAndReopen(fs, tiny, s)
 }
