@@ -50,7 +50,9 @@
 // It is replaced whole (written to MANIFEST.tmp, synced, renamed, the
 // directory synced) when the files change: a store is created, a segment
 // starts, a snapshot is kept or dropped, an open finds the last run did
-// not close cleanly, and at Close. A put never writes it. Every segment
+// not close cleanly, and at Close; and after a sync once a quarter
+// segment of log has been synced since it was last written. A put's own
+// sync never waits for it but that once per quarter segment. Every segment
 // but the last has the exact size it was sealed at; the last has how far
 // it was known synced when the manifest was written (at Close: all of it,
 // with the clean flag). A file is listed only once it is durable, and
@@ -89,13 +91,13 @@
 //     the first write (rather than opening an empty store).
 //
 // It cannot find, because nothing records them at a cost a put can bear:
-// the last segment cut, or its tail damaged and zeroed, between the
-// manifest's mark and the last sync (each sync would need a second
-// fsync of the manifest to record it: the mark moves at segment
-// rotation, snapshots and Close); a directory whose every file, manifest
-// included, was deleted (it is a new, empty store); and in a directory
-// from before manifests (until its first read-write open writes one),
-// the missing files above.
+// the last segment cut, or its tail damaged and then zeroed, between the
+// manifest's mark and the last sync, at most a quarter segment (16 MiB by
+// default) after a crash and nothing after a clean close (recording every
+// sync would need a second fsync, of the manifest, per commit); a
+// directory whose every file, manifest included, was deleted (it is a
+// new, empty store); and in a directory from before manifests (until its
+// first read-write open writes one), the missing files above.
 //
 // # Durability
 //

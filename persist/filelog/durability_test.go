@@ -556,3 +556,30 @@ func TestLegacyDirectory(t *testing.T) {
 	defer s.Close()
 	check(s, 52)
 }
+
+// TestMarkFindsCutTail: while a store runs, the manifest's mark follows
+// the synced log every quarter segment, so the newest segment cut below
+// it is found even after a crash (no clean close to say where it ended).
+func TestMarkFindsCutTail(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	opts := filelog.Options{SegmentSize: 64 << 10, SnapshotRevs: -1}
+	s, err := openStore(fs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 250 { // about 45 KiB of log (178 B a put): past two marks
+		if _, err := s.Put([]byte(fmt.Sprintf("k%03d", i)), benchValue(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.Crash()
+	s.Close()
+	segs, _ := listDB(fs)
+	last := "db/" + segs[len(segs)-1]
+	cutFile(t, fs, last, 8<<10)
+	_, err = openStore(fs, opts)
+	var de *filelog.DamageError
+	if !errors.As(err, &de) || de.File != last || !strings.Contains(err.Error(), "durable") {
+		t.Fatalf("newest segment cut below the mark: %v, want a DamageError naming %s", err, last)
+	}
+}

@@ -172,6 +172,7 @@ type Log struct {
 	lastRev        int64
 	snapping       bool  // guarded by mu
 	segHdr         int64 // the current segment's header size
+	marked         int64 // the current segment's size at its last manifest mark
 	// rotateWant asks the flusher to start a new segment (guarded by mu);
 	// rotations counts the requests it served.
 	rotateWant bool
@@ -466,6 +467,14 @@ func (l *Log) flushGroup(g group) (synced bool, err error) {
 			return false, err
 		}
 		synced = true
+		if l.segSize-l.marked >= l.markEvery() {
+			// Move the manifest's mark, so that a cut of the newest
+			// segment before it is found.
+			if err := l.writeManifest(false); err != nil {
+				return synced, err
+			}
+			l.marked = l.segSize
+		}
 	}
 	if l.segSize >= l.opts.SegmentSize || (g.rotate && l.segSize > l.segHdr) {
 		if err := l.rotate(); err != nil {
@@ -544,6 +553,11 @@ func (l *Log) syncSegment() error {
 	return nil
 }
 
+// markEvery is how much log may be synced past the manifest's mark
+// before the flusher moves it: a quarter segment, so that the manifest is
+// written a few times per segment (two fsyncs each), never per put.
+func (l *Log) markEvery() int64 { return max(l.opts.SegmentSize/4, 4<<10) }
+
 // rotate syncs the current segment, seals it at its size, starts the next
 // one and records both in the manifest.
 func (l *Log) rotate() error {
@@ -582,6 +596,7 @@ func (l *Log) newSegment(num uint64) error {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	l.seg, l.segNum, l.segSize, l.segHdr = f, num, int64(len(hdr)), int64(len(hdr))
+	l.marked = l.segSize
 	l.filesMu.Lock()
 	l.files.segs = append(l.files.segs, segInfo{num: num, size: -1})
 	l.files.synced = l.segSize

@@ -526,6 +526,7 @@ func (l *Log) appendSegment(num uint64, hdr, end int64) error {
 		return err
 	}
 	l.seg, l.segNum, l.segSize, l.segHdr = f, num, end, hdr
+	l.marked = end
 	l.filesMu.Lock()
 	l.files.synced = end
 	l.filesMu.Unlock()
