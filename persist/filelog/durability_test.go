@@ -504,20 +504,7 @@ func TestCompactionReclaimsDisk(t *testing.T) {
 // which gives it a manifest and an identity for what it writes next; it
 // opens again with both kinds of files.
 func TestLegacyDirectory(t *testing.T) {
-	dir := t.TempDir()
-	entries, err := os.ReadDir("testdata/legacy-v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("testdata/legacy-v1", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := copyLegacy(t)
 	check := func(s *engine.Store, rev int64) {
 		t.Helper()
 		if s.Rev() != rev {
@@ -581,5 +568,53 @@ func TestMarkFindsCutTail(t *testing.T) {
 	var de *filelog.DamageError
 	if !errors.As(err, &de) || de.File != last || !strings.Contains(err.Error(), "durable") {
 		t.Fatalf("newest segment cut below the mark: %v, want a DamageError naming %s", err, last)
+	}
+}
+
+// copyLegacy copies testdata/legacy-v1 to a new directory.
+func copyLegacy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir("testdata/legacy-v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata/legacy-v1", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestLegacyTornHeader: a directory from before manifests whose newest
+// segment is a torn header (a crash while it was created) opens: that
+// file is not a segment; the one before it is sealed whole, and the
+// manifest written on the way lists only whole segments, so a crash
+// right after it opens too.
+func TestLegacyTornHeader(t *testing.T) {
+	dir := copyLegacy(t)
+	hdr, err := os.ReadFile(filepath.Join(dir, "00000000000000000005.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "00000000000000000006.log"), hdr[:10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		s, _ := mustOpen(t, dir, filelog.Options{SegmentSize: 400})
+		if s.Rev() != int64(51+i) {
+			t.Fatalf("open %d: revision %d", i, s.Rev())
+		}
+		if _, err := s.Put([]byte("new"), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -271,8 +271,8 @@ func (d *dirState) managed(dir string, ls listing, ids fileIDs) error {
 	return nil
 }
 
-// loaded is what load recovered.
-type loaded struct {
+// recovered is what load recovered.
+type recovered struct {
 	snaps []snapInfo // the snapshots that read (the loaded one and older ones whose header reads)
 	segs  []segInfo  // every segment, in order
 	last  scanResult // of the last segment, if any
@@ -282,8 +282,8 @@ type loaded struct {
 // load loads the newest snapshot that reads whole, then replays the log.
 // The last segment may end in a torn tail only on the first Recover (a
 // later one runs on a log just synced).
-func (l *Log) load(t persist.Target, d *dirState, first bool) (*loaded, error) {
-	st := &loaded{}
+func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error) {
+	st := &recovered{}
 	snap, snapErr, err := l.loadNewestSnapshot(t, d.snaps, st)
 	if err != nil {
 		return nil, err
@@ -332,7 +332,7 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*loaded, error) {
 // t, and returns its header; nil if none did (then t is as it was).
 // snapErr gathers the damage of those that did not; err is an error that
 // is not damage (I/O).
-func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *loaded) (loaded *snapInfo, snapErr, err error) {
+func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *recovered) (snap *snapInfo, snapErr, err error) {
 	for _, num := range snaps { // headers that read, oldest first
 		if info, err := l.snapHeader(num); err == nil {
 			st.snaps = append(st.snaps, info)
@@ -388,10 +388,10 @@ func removeSnap(s []snapInfo, num uint64) []snapInfo {
 }
 
 // repair makes the directory what the log writes on: leftovers removed,
-// the tail it appends after durable by its own write, and a manifest that
-// records it. A clean reopen (the last run closed, nothing written since)
-// writes nothing.
-func (l *Log) repair(d *dirState, st *loaded) error {
+// a manifest, and the tail it appends after durable by its own write. A
+// clean reopen (the last run closed, nothing written since) writes
+// nothing.
+func (l *Log) repair(d *dirState, st *recovered) error {
 	for _, name := range d.garbage {
 		l.log.Info("revkv/filelog: removing a leftover file", "file", name)
 		if err := l.fs.Remove(name); err != nil && !persist.IsNotExist(err) {
@@ -399,54 +399,67 @@ func (l *Log) repair(d *dirState, st *loaded) error {
 		}
 	}
 	l.files = fileSet{segs: st.segs, snaps: st.snaps}
-	segs := l.files.segs
-	removed := false
-	if n := len(segs); n > 0 && st.last.end == 0 {
+	headerless := len(st.segs) > 0 && st.last.end == 0
+	if headerless {
 		// Not even its header was written (a torn tail of a directory
-		// from before manifests, or a segment its manifest never listed).
-		if err := l.rewriteTail(segs[n-1].num, 0); err != nil {
+		// from before manifests): not a segment.
+		if err := l.rewriteTail(st.segs[len(st.segs)-1].num, 0); err != nil {
 			return err
 		}
-		segs = segs[:n-1]
-		l.files.segs = segs
-		removed = true
+		l.files.segs = l.files.segs[:len(st.segs)-1]
 	}
-	if len(segs) > 0 {
+	if n := len(l.files.segs); headerless && n > 0 {
+		l.files.synced = l.files.segs[n-1].size // sealed: a new one follows
+	} else if n > 0 {
 		l.files.synced = max(st.last.hdr, d.durable)
 	}
-	if d.man == nil {
-		// A new directory, or one from before manifests: first a manifest
-		// of what is there, so that no file with an identity is ever
-		// without one.
-		l.storeID = newStoreID()
-		if err := l.writeManifest(false); err != nil {
-			return err
-		}
-	} else {
-		l.storeID = d.man.id
+	if err := l.adoptManifest(d); err != nil {
+		return err
 	}
-	if len(segs) == 0 || removed {
+	if len(l.files.segs) == 0 || headerless {
 		return l.startSegment(d.nextSeg)
 	}
-	last := &segs[len(segs)-1]
-	if !d.clean || st.last.torn || st.last.end != st.last.size {
+	return l.continueLast(d, st)
+}
+
+// adoptManifest takes the store's identity from its manifest; a new
+// directory, or one from before manifests, gets an identity and a
+// manifest of what is there, before any file carries the identity.
+func (l *Log) adoptManifest(d *dirState) error {
+	if d.man != nil {
+		l.storeID = d.man.id
+		return nil
+	}
+	l.storeID = newStoreID()
+	return l.writeManifest(false)
+}
+
+// continueLast makes the last segment the one written next (or seals it
+// and starts the next, if full): unless the last run closed cleanly at
+// its end, its valid bytes are first written again, and the manifest
+// records the new mark.
+func (l *Log) continueLast(d *dirState, st *recovered) error {
+	last := &l.files.segs[len(l.files.segs)-1]
+	end := st.last.end
+	clean := d.clean && !st.last.torn && end == st.last.size
+	if !clean {
 		if st.last.torn {
-			l.log.Warn("revkv/filelog: cutting a torn tail", "file", l.segName(last.num), "offset", st.last.end)
+			l.log.Warn("revkv/filelog: cutting a torn tail", "file", l.segName(last.num), "offset", end)
 		}
-		if err := l.rewriteTail(last.num, st.last.end); err != nil {
+		if err := l.rewriteTail(last.num, end); err != nil {
 			return err
 		}
 	}
-	if st.last.end >= l.opts.SegmentSize {
-		last.size = st.last.end
+	if end >= l.opts.SegmentSize {
+		last.size = end
 		return l.startSegment(last.num + 1)
 	}
 	// Writes go on at its end, so that opening a store to write a little
 	// does not leave a small segment behind each time.
-	if err := l.appendSegment(last.num, st.last.hdr, st.last.end); err != nil {
+	if err := l.appendSegment(last.num, st.last.hdr, end); err != nil {
 		return err
 	}
-	if d.clean {
+	if clean {
 		return nil // the manifest already says all there is
 	}
 	return l.writeManifest(false)
