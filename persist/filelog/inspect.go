@@ -132,7 +132,8 @@ func fileSize(fsys persist.FS, name string) (int64, error) {
 // Dump calls fn for each batch of each segment of the log directory dir,
 // in order, with the segment's name and the offset of the frame group the
 // batch is in, until fn returns an error. It takes the directory's lock
-// and changes nothing; damage ends it with a *DamageError. The batch's
+// and changes nothing; damage ends it with a *DamageError, as do the
+// manifest's findings (a missing or cut segment). The batch's
 // slices are valid only during the call.
 func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persist.Batch) error) error {
 	if fsys == nil {
@@ -143,9 +144,14 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 		return err
 	}
 	defer lock.Close()
+	d, err := survey(fsys, dir)
+	if err != nil {
+		return err
+	}
 	for i, num := range ls.segs {
 		name := segFile(num)
-		_, err := scanSegment(fsys, dir, num, tailRule{last: i == len(ls.segs)-1}, func(b *persist.Batch, off int64) error {
+		rule := tailRule{last: i == len(ls.segs)-1, durable: d.durable}
+		_, err := scanSegment(fsys, dir, num, rule, func(b *persist.Batch, off int64) error {
 			return fn(name, off, b)
 		})
 		if err != nil {
