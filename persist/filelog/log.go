@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/revkv/revkv/kv"
-
 	"github.com/revkv/revkv/persist"
 )
 
