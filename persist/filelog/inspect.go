@@ -34,6 +34,9 @@ type SegmentInfo struct {
 	LastRev   int64 // the highest revision a batch reached
 	TornAt    int64 // offset where a torn tail starts (last segment only); -1 if none
 	Compacted int64 // the highest compaction in the segment, -1 if none
+	// StoreID is the store identity in the header (0: a segment written
+	// before identities).
+	StoreID uint64
 }
 
 // Inspect reads every segment and snapshot of the log directory dir,
@@ -83,7 +86,7 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		f.Err = err
 		si := f.Segment
 		si.Frames, si.Batches, si.RawBytes, si.FirstRev = res.frames, res.batches, res.raw, res.firstRev
-		si.LastRev, si.Compacted = res.cover.rev, -1
+		si.LastRev, si.Compacted, si.StoreID = res.cover.rev, -1, res.id
 		if res.cover.compacted {
 			si.Compacted = res.cover.compact
 		}
