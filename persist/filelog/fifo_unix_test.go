@@ -44,4 +44,3 @@ func TestFIFONotOpened(t *testing.T) {
 		t.Fatal("open hangs on a FIFO")
 	}
 }
-
