@@ -58,8 +58,9 @@
 // with the clean flag). A file is listed only once it is durable, and
 // removed only once a manifest without it is: a segment or snapshot it
 // does not list is a leftover of a crash between the two, and is removed
-// on open if its header carries the store's identity (refused with
-// ErrForeign otherwise).
+// on open if its header carries the store's identity, or none and it is
+// numbered below the newest listed file of its kind (a file from before
+// identities that a removal left); any other is refused with ErrForeign.
 //
 // # Torn tails
 //

@@ -505,8 +505,41 @@ func TestLegacyDirectory(t *testing.T) {
 		}
 	}
 	s, _ := mustOpen(t, dir, filelog.Options{SegmentSize: 400})
-	defer s.Close()
 	check(s, 52)
+	// A compaction's snapshot removes the old files; one that a crash
+	// brings back (the removal was not synced) is a leftover, not a
+	// foreign file.
+	old, err := os.ReadFile(filepath.Join(dir, "00000000000000000001.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(s.Rev()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "00000000000000000001.log")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("old segments not removed after Compact")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "00000000000000000001.log"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = mustOpen(t, dir, filelog.Options{SegmentSize: 400})
+	defer s.Close()
+	if kvs, _, _ := s.Range([]byte("new"), nil, 0, 0); s.Rev() != 52 || len(kvs) != 1 {
+		t.Fatalf("after the compaction: revision %d, %v", s.Rev(), kvs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "00000000000000000001.log")); !os.IsNotExist(err) {
+		t.Fatalf("the leftover old segment was not removed: %v", err)
+	}
 }
 
 // TestMarkFindsCutTail: while a store runs, the manifest's mark follows

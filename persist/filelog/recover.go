@@ -244,26 +244,35 @@ func (d *dirState) managed(dir string, ls listing, ids fileIDs) error {
 		}
 		d.snaps = append(d.snaps, num) // a missing one fails to load, and is fallen back from
 	}
-	unlisted := func(name string) error {
+	var lastSeg, lastSnap uint64 // the newest listed
+	if n := len(m.segs); n > 0 {
+		lastSeg = m.segs[n-1].num
+	}
+	if n := len(m.snaps); n > 0 {
+		lastSnap = m.snaps[n-1]
+	}
+	unlisted := func(name string, older bool) error {
 		id, ok := ids[name]
-		if ok && id != m.id {
-			return foreign(name, id)
+		// Ours: left by a crash between writing a file and recording it,
+		// or recording its removal and doing it; too torn to tell, or
+		// from before identities and older than what is listed (a
+		// removal of a file the first manifest listed), likewise.
+		if !ok || id == m.id || (id == 0 && older) {
+			d.garbage = append(d.garbage, path.Join(dir, name))
+			return nil
 		}
-		// Ours (or too torn to tell): left by a crash between writing
-		// a file and recording it, or recording its removal and doing it.
-		d.garbage = append(d.garbage, path.Join(dir, name))
-		return nil
+		return foreign(name, id)
 	}
 	for _, num := range ls.segs {
 		if name := segFile(num); !listed[name] {
-			if err := unlisted(name); err != nil {
+			if err := unlisted(name, num < lastSeg); err != nil {
 				return err
 			}
 		}
 	}
 	for _, num := range ls.snaps {
 		if name := snapFile(num); !listed[name] {
-			if err := unlisted(name); err != nil {
+			if err := unlisted(name, num < lastSnap); err != nil {
 				return err
 			}
 		}
