@@ -33,7 +33,9 @@ type FS interface {
 	// Create creates name, truncating it if it exists, for reading and
 	// writing.
 	Create(name string) (File, error)
-	// Open opens an existing file for reading.
+	// Open opens an existing file for reading. It must not block: a name
+	// that is not a regular file (a FIFO, a device) is an error wrapping
+	// ErrNotRegular, as OS reports it.
 	Open(name string) (File, error)
 	// OpenReadWrite opens an existing file for reading and writing, at
 	// offset 0 (to truncate a torn tail, or Seek to its end and append).
