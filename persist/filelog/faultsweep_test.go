@@ -358,7 +358,7 @@ func TestFsyncFaultSweep(t *testing.T) {
 }
 
 // TestFsyncFaultDuringRecovery fails a sync of a workload (every 7th in
-// turn), then, in the next open, each sync of the recovery and of 3 puts
+// turn; every one in the long run), then, in the next open, each sync of the recovery and of 3 puts
 // in turn, under each crash model: recovery that repairs what a failed
 // sync left must survive a failed sync of its own. Then as in
 // TestFsyncFaultSweep: a clean reopen, puts, a crash.
@@ -369,7 +369,11 @@ func TestFsyncFaultDuringRecovery(t *testing.T) {
 			t.Parallel()
 			fail := &failures{t: t, max: 5}
 			runs := 0
-			for k1 := int64(1); ; k1 += 7 {
+			step := int64(7)
+			if sweepScale() > 1 {
+				step = 1
+			}
+			for k1 := int64(1); ; k1 += step {
 				k1runs := 0
 				for k2 := int64(1); ; k2++ {
 					fsopts := memfs.Options{LinuxSyncFailures: true, Crash: model, Seed: uint64(k1)<<32 | uint64(k2)}
