@@ -502,17 +502,19 @@ func (l *Log) rewriteTail(num uint64, end int64) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	tmp := name + tmpSuffix
 	dst, err := l.fs.Create(tmp)
 	if err != nil {
+		src.Close()
 		return err
 	}
 	_, err = io.Copy(dst, io.NewSectionReader(src, 0, end))
 	if err == nil {
 		err = dst.Sync()
 	}
-	err = errors.Join(err, dst.Close())
+	// Both closed before the rename: some systems refuse to replace an
+	// open file.
+	err = errors.Join(err, dst.Close(), src.Close())
 	if err == nil {
 		err = l.fs.Rename(tmp, name)
 	}
