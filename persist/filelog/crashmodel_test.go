@@ -278,7 +278,7 @@ func TestCrashModelSweep(t *testing.T) {
 				seeds int
 				ops   int
 			}{
-				{"always", filelog.SyncAlways, 7, 30},
+				{"always", filelog.SyncAlways, 9, 30},
 				{"none", filelog.SyncNone, 3, 40},
 			} {
 				opts := tiny
