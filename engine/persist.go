@@ -43,8 +43,10 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 	if p == nil {
 		return s, nil
 	}
-	if err := p.Recover(target{s}); err != nil {
-		p.Close()
+	if err := p.Recover(target{s: s, owner: s}); err != nil {
+		if !errors.Is(err, persist.ErrInUse) { // not ours to close
+			p.Close()
+		}
 		return nil, fmt.Errorf("revkv/engine: recover: %w", err)
 	}
 	s.p = p
@@ -217,7 +219,7 @@ func (s *Store) Restore() error {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
 	fresh := NewMemory(s.opts)
-	if err := s.p.Recover(target{fresh}); err != nil {
+	if err := s.p.Recover(target{s: fresh, owner: s}); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
 	if fresh.w.rev != s.w.rev || fresh.w.compactRev != s.w.compactRev || fresh.w.cindex != s.w.cindex {
@@ -245,7 +247,13 @@ func (s *Store) Restore() error {
 // target is a Store as its persister sees it. Recover runs before anyone
 // else has the store (or, for Restore, on a private store), so its methods
 // use the writer state without taking mu.
-type target struct{ s *Store }
+type target struct {
+	s     *Store // the state recovered into
+	owner *Store // the store it is for (s, or the store Restore runs for)
+}
+
+// Owner implements persist.OwnedTarget.
+func (t target) Owner() any { return t.owner }
 
 func (t target) LoadSnapshot(r io.Reader) error {
 	loaded, err := load(r, t.s.opts)

@@ -16,6 +16,10 @@ import (
 var (
 	// ErrLocked: another process (or FS user) holds the lock.
 	ErrLocked = errors.New("revkv/persist: locked by another user")
+	// ErrNotRegular: a name that should be a file's is a directory, a
+	// FIFO, a device or a socket. OS refuses to open those (a FIFO's open
+	// would wait for a writer forever).
+	ErrNotRegular = errors.New("revkv/persist: not a regular file")
 )
 
 // FS is the filesystem persisters use. Names are slash-separated paths.
@@ -29,7 +33,9 @@ type FS interface {
 	// Create creates name, truncating it if it exists, for reading and
 	// writing.
 	Create(name string) (File, error)
-	// Open opens an existing file for reading.
+	// Open opens an existing file for reading. It must not block: a name
+	// that is not a regular file (a FIFO, a device) is an error wrapping
+	// ErrNotRegular, as OS reports it.
 	Open(name string) (File, error)
 	// OpenReadWrite opens an existing file for reading and writing, at
 	// offset 0 (to truncate a torn tail, or Seek to its end and append).
@@ -48,6 +54,18 @@ type FS interface {
 	// ErrLocked if someone holds it. Close releases it.
 	Lock(name string) (io.Closer, error)
 }
+
+// SharedLocker is an FS that can also take a shared lock, for readers:
+// LockShared(name) takes a lock that any number of readers may hold at
+// once, but not beside Lock's exclusive one (ErrLocked either way). It
+// creates nothing and needs no write access: if name does not exist, it
+// returns an error wrapping fs.ErrNotExist (no writer ever locked it).
+// OS implements it; an FS that does not lets readers go without a lock.
+type SharedLocker interface {
+	LockShared(name string) (io.Closer, error)
+}
+
+var _ SharedLocker = osFS{}
 
 // File is an open file of an FS. Read, Write and Seek share one offset.
 type File interface {

@@ -8,6 +8,10 @@ import (
 	"os"
 )
 
+const nonBlock = 0
+
+func clearNonBlock(*os.File) error { return nil }
+
 // lockFile creates name exclusively; it is removed on Close. A process that
 // dies leaves it behind, so on these systems a stale lock file must be
 // removed by hand.
@@ -21,6 +25,19 @@ func lockFile(name string) (io.Closer, error) {
 	}
 	return removeOnClose{f}, nil
 }
+
+// lockShared fails if a writer holds name; readers take nothing, so any
+// number of them may read beside each other.
+func lockShared(name string) (io.Closer, error) {
+	if _, err := os.Stat(name); err == nil {
+		return nil, fmt.Errorf("%s: %w", name, ErrLocked)
+	}
+	return nopCloser{}, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
 
 type removeOnClose struct{ *os.File }
 

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -27,20 +28,33 @@ func (osFS) Create(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f}, nil
+	return regular(f)
 }
 
-func (osFS) Open(name string) (File, error) {
-	f, err := os.Open(name)
+func (osFS) Open(name string) (File, error) { return openRegular(name, os.O_RDONLY) }
+
+func (osFS) OpenReadWrite(name string) (File, error) { return openRegular(name, os.O_RDWR) }
+
+// openRegular opens name without blocking (a FIFO's open would wait for
+// a writer) and refuses anything but a regular file.
+func openRegular(name string, flag int) (File, error) {
+	f, err := os.OpenFile(name, flag|nonBlock, 0)
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f}, nil
+	return regular(f)
 }
 
-func (osFS) OpenReadWrite(name string) (File, error) {
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
+func regular(f *os.File) (File, error) {
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: %w (%v)", f.Name(), ErrNotRegular, st.Mode().Type())
+	}
+	if err == nil {
+		err = clearNonBlock(f)
+	}
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	return osFile{f}, nil
@@ -76,3 +90,5 @@ func (osFS) SyncDir(dir string) error {
 }
 
 func (osFS) Lock(name string) (io.Closer, error) { return lockFile(name) }
+
+func (osFS) LockShared(name string) (io.Closer, error) { return lockShared(name) }

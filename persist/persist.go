@@ -1,15 +1,23 @@
 package persist
 
 import (
+	"errors"
 	"io"
 )
+
+// ErrInUse is Recover's error for a target of a second store: the
+// persister serves another. The store that got it must not close the
+// persister, which is not its own.
+var ErrInUse = errors.New("revkv/persist: persister already serves another store")
 
 // Persister makes an engine's writes durable and gives them back after a
 // restart. The engine calls it like this:
 //
 //  1. Recover, once, before any write: the persister feeds the target the
 //     newest good snapshot it has (LoadSnapshot) and then every batch
-//     written after it (Apply).
+//     written after it (Apply). The same store may call it again later
+//     (a restore); a persister refuses it for another store (see
+//     OwnedTarget): it serves one.
 //  2. Append for each committed write, in revision order, from one
 //     goroutine at a time (the engine's writer, under its write lock), so
 //     Append must not wait for I/O; it returns the batch's position.
@@ -54,6 +62,15 @@ type Target interface {
 	// whose WriteTo writes the format of package snapshot. Its Header
 	// tells what it covers.
 	Snapshot() (Snapshot, error)
+}
+
+// OwnedTarget is a Target that tells which store it recovers for. A
+// persister serves one store: the engine's Restore recovers into a fresh
+// private state whose Owner is the store, while a second store opened on
+// the same persister has another Owner, and its Recover is refused.
+type OwnedTarget interface {
+	Target
+	Owner() any
 }
 
 // Snapshot is a point-in-time state a persister can write out.

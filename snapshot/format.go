@@ -8,9 +8,10 @@
 // body they are varints (encoding/binary: Varint for signed, Uvarint for
 // unsigned).
 //
-//	header   magic "revkvsnp" | u32 version | u32 flags (0)
+//	header   magic "revkvsnp" | u32 version | u32 flags
 //	         | i64 rev | i64 compacted rev | u64 consistent index
-//	         | u64 xxhash64 of the 40 bytes before it
+//	         | u64 store identity (only with flag 1)
+//	         | u64 xxhash64 of the 40 (48 with flag 1) bytes before it
 //	block*   u32 stored length n (> 0) | u32 body length m (1..BlockSize)
 //	         | u64 xxhash64 of the 8 length bytes and the n stored bytes
 //	         | n stored bytes: a zstd frame of m body bytes, or the m bytes
@@ -35,6 +36,12 @@
 // Version 1 is version 2 without leases: a reader of this version reads
 // it (its store has no leases); a version 1 reader refuses a version 2
 // stream with ErrVersion.
+//
+// Flag 1 says the header carries the identity of the store the snapshot
+// belongs to (Header.StoreID); a header without it (flags 0, as every
+// snapshot had before identities) reads as StoreID 0, no identity. A file
+// persister writes its store's identity (WithStoreID) so that a snapshot
+// copied in from another store is refused, not adopted.
 //
 // Blocks let a reader check each stored block before decompressing it, and
 // keep both sides' memory to one block (BlockSize) plus one entry: an entry
@@ -64,7 +71,9 @@ const (
 	// minVersion is the oldest version this package reads.
 	minVersion = 1
 
-	headerSize  = 48
+	headerSize  = 48 // without a store identity
+	idSize      = 8  // the identity, with flagStoreID
+	flagStoreID = 1
 	blockHdr    = 16
 	trailerSize = 56
 
@@ -83,6 +92,9 @@ type Header struct {
 	Rev             int64  // the revision the snapshot was taken at
 	CompactRev      int64  // the compacted revision, -1 if never compacted
 	ConsistentIndex uint64 // the consistent index recorded with Rev
+	// StoreID identifies the store the snapshot belongs to; 0 if none
+	// (see WithStoreID).
+	StoreID uint64
 }
 
 // Counts are what a snapshot's trailer records about its body.

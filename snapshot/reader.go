@@ -45,32 +45,74 @@ type Reader struct {
 // NewReader reads and checks the header of the snapshot stream r.
 func NewReader(r io.Reader) (*Reader, error) {
 	sr := &Reader{r: r, sum: xxhash.New()}
-	var b [headerSize]byte
-	if err := sr.readFull(b[:], "header"); err != nil {
+	b := make([]byte, headerSize, headerSize+idSize)
+	if err := sr.readFull(b, "header"); err != nil {
 		return nil, err
 	}
-	if string(b[:8]) != magic {
-		return nil, sr.corrupt(0, "not a revkv snapshot (magic %q)", b[:8])
+	h, size, err := parseHeader(b)
+	if errors.Is(err, errShortHeader) {
+		b = b[:size]
+		if err := sr.readFull(b[headerSize:], "header"); err != nil {
+			return nil, err
+		}
+		h, _, err = parseHeader(b)
 	}
-	if got, want := binary.LittleEndian.Uint64(b[40:]), xxhash.Sum64(b[:40]); got != want {
-		return nil, sr.corrupt(0, "header checksum %016x, computed %016x", got, want)
+	if err != nil {
+		return nil, err
 	}
+	sr.h = h
 	sr.version = binary.LittleEndian.Uint32(b[8:])
-	if v := sr.version; v < minVersion || v > version {
-		return nil, fmt.Errorf("revkv/snapshot: format version %d, this build reads %d to %d: %w", v, minVersion, version, ErrVersion)
+	return sr, nil
+}
+
+// errShortHeader: parseHeader needs more bytes.
+var errShortHeader = errors.New("revkv/snapshot: short header")
+
+// parseHeader decodes and checks the header at the front of b and returns
+// its size. errShortHeader means b holds too little of it (then size is
+// how much the header takes, if b tells that already).
+func parseHeader(b []byte) (h Header, size int, err error) {
+	corrupt := func(off int64, format string, args ...any) error {
+		return fmt.Errorf("revkv/snapshot: offset %d: %s: %w", off, fmt.Sprintf(format, args...), ErrCorrupt)
 	}
-	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
-		return nil, sr.corrupt(12, "unknown flags %#x", f)
+	if len(b) < 16 {
+		return h, headerSize, errShortHeader
 	}
-	sr.h = Header{
+	if string(b[:8]) != magic {
+		return h, 0, corrupt(0, "not a revkv snapshot (magic %q)", b[:8])
+	}
+	flags := binary.LittleEndian.Uint32(b[12:])
+	size = headerSize
+	if flags&flagStoreID != 0 {
+		size += idSize
+	}
+	if len(b) < size {
+		return h, size, errShortHeader
+	}
+	if got, want := binary.LittleEndian.Uint64(b[size-8:]), xxhash.Sum64(b[:size-8]); got != want {
+		return h, 0, corrupt(0, "header checksum %016x, computed %016x", got, want)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v < minVersion || v > version {
+		return h, 0, fmt.Errorf("revkv/snapshot: format version %d, this build reads %d to %d: %w", v, minVersion, version, ErrVersion)
+	}
+	if flags&^flagStoreID != 0 {
+		return h, 0, corrupt(12, "unknown flags %#x", flags)
+	}
+	h = Header{
 		Rev:             int64(binary.LittleEndian.Uint64(b[16:])),
 		CompactRev:      int64(binary.LittleEndian.Uint64(b[24:])),
 		ConsistentIndex: binary.LittleEndian.Uint64(b[32:]),
 	}
-	if h := sr.h; h.Rev < 1 || h.CompactRev < -1 || h.CompactRev > h.Rev {
-		return nil, sr.corrupt(16, "revision %d with compacted revision %d", h.Rev, h.CompactRev)
+	if flags&flagStoreID != 0 {
+		h.StoreID = binary.LittleEndian.Uint64(b[40:])
+		if h.StoreID == 0 {
+			return h, 0, corrupt(40, "store identity 0 with flag %#x", flagStoreID)
+		}
 	}
-	return sr, nil
+	if h.Rev < 1 || h.CompactRev < -1 || h.CompactRev > h.Rev {
+		return h, 0, corrupt(16, "revision %d with compacted revision %d", h.Rev, h.CompactRev)
+	}
+	return h, size, nil
 }
 
 // Header returns the snapshot's header.

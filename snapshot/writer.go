@@ -39,18 +39,74 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 		return nil, fmt.Errorf("revkv/snapshot: header with revision %d, compacted %d", h.Rev, h.CompactRev)
 	}
 	sw := &Writer{w: w, block: make([]byte, 0, BlockSize), body: xxhash.New()}
-	sw.write(appendHeader(make([]byte, 0, headerSize), h))
+	sw.write(appendHeader(make([]byte, 0, headerSize+idSize), h))
 	return sw, sw.err
 }
 
+// appendHeader appends h's header: with a store identity (flag 1) if h has
+// one.
 func appendHeader(b []byte, h Header) []byte {
+	start := len(b)
+	var flags uint32
+	if h.StoreID != 0 {
+		flags |= flagStoreID
+	}
 	b = append(b, magic...)
 	b = binary.LittleEndian.AppendUint32(b, version)
-	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.Rev))
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.CompactRev))
 	b = binary.LittleEndian.AppendUint64(b, h.ConsistentIndex)
-	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b))
+	if h.StoreID != 0 {
+		b = binary.LittleEndian.AppendUint64(b, h.StoreID)
+	}
+	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b[start:]))
+}
+
+// WithStoreID returns a writer that passes a snapshot stream on to w with
+// its header rewritten to carry the store identity id (replacing any it
+// had; 0 removes it), and everything after the header unchanged: the
+// blocks' and trailer's checksums do not cover the header, so the stream
+// stays valid. A stream whose header does not check is an error wrapping
+// ErrCorrupt (or ErrVersion) from Write. File persisters write their
+// snapshots (and snapshots they import) through it.
+func WithStoreID(w io.Writer, id uint64) io.Writer {
+	return &idWriter{w: w, id: id}
+}
+
+type idWriter struct {
+	w    io.Writer
+	id   uint64
+	head []byte // header bytes gathered so far; nil once written
+	done bool
+}
+
+func (iw *idWriter) Write(p []byte) (int, error) {
+	if iw.done {
+		return iw.w.Write(p)
+	}
+	n := len(p)
+	iw.head = append(iw.head, p...)
+	h, size, err := parseHeader(iw.head)
+	if errors.Is(err, errShortHeader) {
+		return n, nil // more to come
+	}
+	if err != nil {
+		return 0, err
+	}
+	h.StoreID = iw.id
+	rest := iw.head[size:]
+	iw.done = true
+	if _, err := iw.w.Write(appendHeader(nil, h)); err != nil {
+		return 0, err
+	}
+	if len(rest) > 0 {
+		if _, err := iw.w.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	iw.head = nil
+	return n, nil
 }
 
 func (sw *Writer) write(p []byte) {

@@ -127,7 +127,7 @@ store commands (also in the shell):
 	fmt.Fprint(w, `
 directory tools:
   stat DIR                                     revision, keys, segments and snapshots, sizes
-  verify DIR                                   check every checksum; exit 1 naming damage
+  verify DIR                                   a dry-run open plus every checksum; exit 1 on damage
   dump DIR                                     the log, one batch per line
   snapshot save FILE [--dir D]                 write a snapshot of the store
   snapshot status FILE                         describe and check a snapshot

@@ -171,6 +171,31 @@ func TestVerifyDamage(t *testing.T) {
 	}
 }
 
+// TestVerifyIsADryOpen: damage that only the open finds (the newest
+// segment gone) makes verify exit 1 with the open's own message; stat on
+// an empty directory creates nothing there.
+func TestVerifyIsADryOpen(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 5 {
+		mustCLI(t, "", "put", "--dir", dir, "key", strings.Repeat("v", i))
+	}
+	if err := os.Remove(filepath.Join(dir, "00000000000000000001.log")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cli(t, "", "verify", dir)
+	_, _, getErr := cli(t, "", "get", "--dir", dir, "key")
+	want := "00000000000000000001.log at offset 0: missing: the manifest lists it"
+	if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(getErr, want) {
+		t.Fatalf("verify without the newest segment: exit %d\n%s%s\nget says %s", code, out, errOut, getErr)
+	}
+
+	empty := t.TempDir()
+	cli(t, "", "stat", empty)
+	if names, _ := os.ReadDir(empty); len(names) != 0 {
+		t.Fatalf("stat created %v", names)
+	}
+}
+
 // TestSnapshotSaveStatusRestore: save a snapshot of a store, describe it,
 // restore it into a new directory, and read the data back there.
 func TestSnapshotSaveStatusRestore(t *testing.T) {

@@ -160,8 +160,11 @@ func stat(e *env, dir string) error {
 	return nil
 }
 
-// verify checks every checksum of every file; exit status 1 if any file
-// is damaged, naming each with the offset.
+// verify is a dry run of an open (read-only: the same checks, the same
+// messages, nothing changed) plus the checks an open skips (every
+// checksum of every file, segments a snapshot covers, older snapshots);
+// exit status 1 if anything would stop an open or any file is damaged,
+// naming each with the offset.
 func verify(e *env, dir string, stderr io.Writer) error {
 	files, err := filelog.Inspect(persist.OS, dir)
 	if err != nil {
@@ -170,11 +173,17 @@ func verify(e *env, dir string, stderr io.Writer) error {
 	if len(files) == 0 {
 		return fmt.Errorf("%s holds no segment or snapshot", dir)
 	}
-	damaged := 0
+	problems := 0
+	if err := dryOpen(dir); err != nil {
+		problems++
+		fmt.Fprintf(stderr, "revkv: open would fail: %v\n", err)
+		e.emit(map[string]any{"file": dir, "ok": false, "status": "open would fail: " + err.Error()},
+			"%-32s %s\n", "(open)", "FAILS: "+err.Error())
+	}
 	for _, f := range files {
 		status := "ok"
 		if f.Err != nil {
-			damaged++
+			problems++
 			status = "DAMAGED: " + f.Err.Error()
 			fmt.Fprintf(stderr, "revkv: %s\n", f.Err)
 		} else if f.Segment != nil && f.Segment.TornAt >= 0 {
@@ -183,11 +192,25 @@ func verify(e *env, dir string, stderr io.Writer) error {
 		e.emit(map[string]any{"file": filepath.Join(dir, f.Name), "ok": f.Err == nil, "status": status},
 			"%-32s %s\n", f.Name, status)
 	}
-	if damaged > 0 {
-		fmt.Fprintf(stderr, "revkv: %d of %d files damaged\n", damaged, len(files))
+	if problems > 0 {
+		fmt.Fprintf(stderr, "revkv: %d problems in %d files\n", problems, len(files))
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// dryOpen recovers the store in dir read-only, as an open would, and
+// returns the open's error.
+func dryOpen(dir string) error {
+	l, err := filelog.Open(dir, filelog.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		return err
+	}
+	return s.Close()
 }
 
 func dump(e *env, dir string) error {

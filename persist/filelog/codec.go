@@ -17,7 +17,12 @@ const (
 	// segment, which has none, is read as it is.
 	segVersion    = 2
 	minSegVersion = 1
-	segHdrSize    = 32
+	segHdrSize    = 32 // without a store identity
+	segIDSize     = 8
+	// segFlagStoreID: the header carries the store's identity.
+	segFlagStoreID = 1
+	// maxSegHdr is the largest header.
+	maxSegHdr = segHdrSize + segIDSize
 
 	frameHdrSize = 24
 	// FrameSize is the most raw bytes one frame holds.
@@ -48,32 +53,67 @@ var ErrCorrupt = kv.ErrCorrupt
 // errShort says a batch is not whole yet: its bytes go on in the next frame.
 var errShort = errors.New("short batch")
 
-func appendSegHeader(b []byte, num uint64) []byte {
-	b = append(b, segMagic...)
-	b = binary.LittleEndian.AppendUint32(b, segVersion)
-	b = binary.LittleEndian.AppendUint32(b, 0)
-	b = binary.LittleEndian.AppendUint64(b, num)
-	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b[len(b)-24:]))
+// segHeader is a decoded segment header.
+type segHeader struct {
+	num  uint64
+	id   uint64 // the store's identity; 0 in a segment written before identities
+	size int64  // of the header: segHdrSize, plus segIDSize with an identity
 }
 
-// checkSegHeader checks a segment header and returns its number.
-func checkSegHeader(b []byte) (uint64, error) {
-	if len(b) < segHdrSize {
-		return 0, errors.New("short segment header")
+// appendSegHeader appends the header of segment num of store id (with the
+// identity flag, unless id is 0).
+func appendSegHeader(b []byte, num, id uint64) []byte {
+	start := len(b)
+	var flags uint32
+	if id != 0 {
+		flags |= segFlagStoreID
+	}
+	b = append(b, segMagic...)
+	b = binary.LittleEndian.AppendUint32(b, segVersion)
+	b = binary.LittleEndian.AppendUint32(b, flags)
+	b = binary.LittleEndian.AppendUint64(b, num)
+	if id != 0 {
+		b = binary.LittleEndian.AppendUint64(b, id)
+	}
+	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b[start:]))
+}
+
+// errShortHeader: the bytes end inside a header.
+var errShortHeader = errors.New("short segment header")
+
+// parseSegHeader checks the segment header at the front of b.
+// errShortHeader means b ends inside it.
+func parseSegHeader(b []byte) (segHeader, error) {
+	if len(b) < 16 {
+		return segHeader{}, errShortHeader
 	}
 	if string(b[:8]) != segMagic {
-		return 0, fmt.Errorf("not a revkv log segment (magic %q)", b[:8])
+		return segHeader{}, fmt.Errorf("not a revkv log segment (magic %q)", b[:8])
 	}
-	if got, want := binary.LittleEndian.Uint64(b[24:]), xxhash.Sum64(b[:24]); got != want {
-		return 0, fmt.Errorf("segment header checksum %016x, computed %016x", got, want)
+	flags := binary.LittleEndian.Uint32(b[12:])
+	h := segHeader{size: segHdrSize}
+	if flags&segFlagStoreID != 0 {
+		h.size += segIDSize
+	}
+	if int64(len(b)) < h.size {
+		return segHeader{}, errShortHeader
+	}
+	if got, want := binary.LittleEndian.Uint64(b[h.size-8:]), xxhash.Sum64(b[:h.size-8]); got != want {
+		return segHeader{}, fmt.Errorf("segment header checksum %016x, computed %016x", got, want)
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v < minSegVersion || v > segVersion {
-		return 0, fmt.Errorf("segment format version %d, this build reads %d to %d", v, minSegVersion, segVersion)
+		return segHeader{}, fmt.Errorf("segment format version %d, this build reads %d to %d", v, minSegVersion, segVersion)
 	}
-	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
-		return 0, fmt.Errorf("unknown segment flags %#x", f)
+	if flags&^segFlagStoreID != 0 {
+		return segHeader{}, fmt.Errorf("unknown segment flags %#x", flags)
 	}
-	return binary.LittleEndian.Uint64(b[16:]), nil
+	h.num = binary.LittleEndian.Uint64(b[16:])
+	if flags&segFlagStoreID != 0 {
+		if h.id = binary.LittleEndian.Uint64(b[24:]); h.id == 0 {
+			return segHeader{}, errors.New("segment identity 0 with the identity flag")
+		}
+	}
+	return h, nil
 }
 
 // appendFrames appends raw as frames of at most FrameSize raw bytes each,
@@ -134,12 +174,17 @@ func parseFrameHeader(h []byte) (frameHeader, error) {
 	return fh, nil
 }
 
-// decodeFrame checks a frame's stored bytes and returns its raw bytes,
+// checkFrame checks a frame's stored bytes against its header's checksum.
+func checkFrame(fh frameHeader, stored []byte) error {
+	if got := xxhash.Sum64(stored); got != fh.sum {
+		return fmt.Errorf("frame checksum %016x, computed %016x", fh.sum, got)
+	}
+	return nil
+}
+
+// decodeFrame returns the raw bytes of a frame whose stored bytes checked,
 // decoded into buf's storage if compressed.
 func decodeFrame(fh frameHeader, stored, buf []byte) ([]byte, error) {
-	if got := xxhash.Sum64(stored); got != fh.sum {
-		return nil, fmt.Errorf("frame checksum %016x, computed %016x", fh.sum, got)
-	}
 	if fh.flags&flagCompressed == 0 {
 		return stored, nil
 	}

@@ -58,10 +58,14 @@ func TestBatchRoundTrip(t *testing.T) {
 // writeSegment writes a segment holding raw as one group, and returns its
 // bytes.
 func segmentBytes(raw []byte) []byte {
-	return appendFrames(appendSegHeader(nil, 1), raw)
+	return appendFrames(appendSegHeader(nil, 1, 0), raw)
 }
 
 func scanBytes(t testing.TB, data []byte, last bool) (scanResult, []persist.Batch, error) {
+	return scanRule(t, data, tailRule{last: last})
+}
+
+func scanRule(t testing.TB, data []byte, rule tailRule) (scanResult, []persist.Batch, error) {
 	fs := memfs.New(memfs.Options{})
 	fs.MkdirAll("d")
 	f, err := fs.Create("d/" + segFile(1))
@@ -71,7 +75,7 @@ func scanBytes(t testing.TB, data []byte, last bool) (scanResult, []persist.Batc
 	f.Write(data)
 	f.Close()
 	var got []persist.Batch
-	res, err := scanSegment(fs, "d", 1, last, func(b *persist.Batch, off int64) error {
+	res, err := scanSegment(fs, "d", 1, rule, func(b *persist.Batch, off int64) error {
 		got = append(got, *b)
 		return nil
 	})
@@ -121,14 +125,61 @@ func TestScanSegment(t *testing.T) {
 		t.Fatalf("zero tail: %+v, %d, %v", res, len(got), err)
 	}
 
-	// A damaged byte is damage even at the very end of the last segment.
+	// A damaged byte where the segment is known durable is damage, even
+	// at the very end of the last segment.
 	for _, off := range []int{0, 20, segHdrSize, segHdrSize + 5, segHdrSize + 13, segHdrSize + 17, len(small) - 1} {
 		bad := bytes.Clone(small)
 		bad[off] ^= 1
-		_, _, err := scanBytes(t, bad, true)
+		_, _, err := scanRule(t, bad, tailRule{last: true, durable: int64(len(small))})
 		var de *DamageError
 		if !errors.As(err, &de) || !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("byte %d flipped: %v, want a DamageError", off, err)
+		}
+	}
+}
+
+// TestTornTailRule: the states a power loss leaves on a filesystem that
+// grows a file before writing its data (a frame header then zeros, half a
+// payload then zeros, part of a header then zeros, a frame cut short) are
+// a torn tail after the durable mark, and damage before it; damage with
+// anything but zeros after it is damage everywhere.
+func TestTornTailRule(t *testing.T) {
+	first := segmentBytes(encodeAll(sampleBatches()[:4]))
+	second := appendFrames(nil, encodeAll(sampleBatches()[4:]))
+	durable := int64(len(first))
+	zeros := func(n int) []byte { return make([]byte, n) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	flipped := bytes.Clone(second) // its last byte: in its last frame
+	flipped[len(flipped)-1] ^= 0xff
+	for _, tc := range []struct {
+		name string
+		tail []byte
+		torn bool
+	}{
+		{"frame header then zeros", cat(second[:frameHdrSize], zeros(len(second)-frameHdrSize)), true},
+		{"half a payload then zeros", cat(second[:frameHdrSize+(len(second)-frameHdrSize)/2], zeros(len(second))), true},
+		{"10 header bytes then zeros", cat(second[:10], zeros(100)), true},
+		{"all zeros", zeros(200), true},
+		{"cut short", second[:len(second)-3], true},
+		{"a flipped payload byte at the end", flipped, true},
+		{"a flipped payload byte, then more", cat(flipped, second), false},
+		{"zeros then data", cat(zeros(frameHdrSize), second), false},
+	} {
+		data := cat(first, tc.tail)
+		res, got, err := scanRule(t, data, tailRule{last: true, durable: durable})
+		if tc.torn {
+			if err != nil || !res.torn || res.end != durable || len(got) != 4 {
+				t.Errorf("%s: %+v, %d batches, %v; want a torn tail at %d", tc.name, res, len(got), err, durable)
+			}
+		} else if de := (*DamageError)(nil); !errors.As(err, &de) || de.Offset < durable {
+			t.Errorf("%s: %v, want a DamageError at or after %d", tc.name, err, durable)
+		}
+		// Before the durable mark, or in a segment that is not the last,
+		// the same bytes are damage.
+		for _, rule := range []tailRule{{last: true, durable: int64(len(data))}, {last: false}} {
+			if _, _, err := scanRule(t, data, rule); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%s under %+v: %v, want ErrCorrupt", tc.name, rule, err)
+			}
 		}
 	}
 }
@@ -140,8 +191,8 @@ func FuzzSegment(f *testing.F) {
 	f.Add(segmentBytes(raw))
 	f.Add(segmentBytes(raw)[:60])
 	f.Add(segmentBytes(encodeAll(leaseBatches())))
-	f.Add(appendSegHeader(nil, 1))
-	f.Add(append(appendSegHeader(nil, 1), make([]byte, 30)...))
+	f.Add(appendSegHeader(nil, 1, 0))
+	f.Add(append(appendSegHeader(nil, 1, 0), make([]byte, 30)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, last := range []bool{false, true} {
 			res, _, err := scanBytes(t, data, last)
@@ -182,6 +233,23 @@ func FuzzBatch(f *testing.F) {
 					t.Fatalf("re-encoding %+v does not decode to it: %+v, %v", b, b2, err)
 				}
 			}
+		}
+	})
+}
+
+// FuzzManifest: any bytes as a manifest parse to one that encodes back to
+// the same bytes, or an error; never a panic or an unbounded allocation.
+func FuzzManifest(f *testing.F) {
+	f.Add((&manifest{id: 1}).append(nil))
+	f.Add((&manifest{id: 7, clean: true, segs: []segMark{{3, 40}, {4, 1000}}, snaps: []uint64{2, 3}}).append(nil))
+	f.Add([]byte("revkvman"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseManifest(b)
+		if err != nil {
+			return
+		}
+		if got := m.append(nil); !bytes.Equal(got, b) {
+			t.Fatalf("parsed %+v, which encodes to other bytes", m)
 		}
 	})
 }

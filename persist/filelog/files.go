@@ -54,6 +54,9 @@ func (c coverage) coveredBy(s snapInfo) bool {
 type segInfo struct {
 	num   uint64
 	cover coverage
+	// size is a sealed segment's size (the manifest records it); -1 if
+	// not known (a directory from before manifests).
+	size int64
 }
 
 type snapInfo struct {
@@ -67,6 +70,8 @@ type snapInfo struct {
 type fileSet struct {
 	segs  []segInfo  // by number; the last is the one being written
 	snaps []snapInfo // good snapshots, by number
+	// synced is how far the last segment is synced (for the manifest).
+	synced int64
 }
 
 func (fs *fileSet) nextSnap() uint64 {
@@ -77,20 +82,28 @@ func (fs *fileSet) nextSnap() uint64 {
 }
 
 const (
-	segSuffix  = ".log"
-	snapPrefix = "snap-"
-	snapSuffix = ".snap"
-	tmpSuffix  = ".tmp"
+	segSuffix    = ".log"
+	snapPrefix   = "snap-"
+	snapSuffix   = ".snap"
+	tmpSuffix    = ".tmp"
+	manifestName = "MANIFEST"
 )
 
 func segFile(num uint64) string  { return fmt.Sprintf("%020d%s", num, segSuffix) }
 func snapFile(num uint64) string { return fmt.Sprintf("%s%020d%s", snapPrefix, num, snapSuffix) }
 
-// parseName tells a directory entry's kind and number.
+// parseName tells a directory entry's kind and number: 'l' a segment,
+// 's' a snapshot, 't' a temporary file of ours (a segment, snapshot or
+// manifest being written: one of those names plus ".tmp"), 0 anything
+// else, which the log leaves alone.
 func parseName(name string) (kind byte, num uint64) {
+	if base, ok := strings.CutSuffix(name, tmpSuffix); ok {
+		if k, _ := parseName(base); k != 0 || base == manifestName {
+			return 't', 0
+		}
+		return 0, 0
+	}
 	switch {
-	case strings.HasSuffix(name, tmpSuffix):
-		return 't', 0
 	case strings.HasSuffix(name, segSuffix):
 		n, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
 		if err == nil && n > 0 && name == segFile(n) {
@@ -109,6 +122,7 @@ func parseName(name string) (kind byte, num uint64) {
 type listing struct {
 	segs, snaps []uint64
 	tmps        []string
+	manifest    bool // MANIFEST exists
 }
 
 func list(fsys persist.FS, dir string) (listing, error) {
@@ -125,6 +139,8 @@ func list(fsys persist.FS, dir string) (listing, error) {
 			ls.snaps = append(ls.snaps, num)
 		case 't':
 			ls.tmps = append(ls.tmps, name)
+		default:
+			ls.manifest = ls.manifest || name == manifestName
 		}
 	}
 	return ls, nil

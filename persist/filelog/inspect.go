@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/snapshot"
@@ -33,14 +34,21 @@ type SegmentInfo struct {
 	LastRev   int64 // the highest revision a batch reached
 	TornAt    int64 // offset where a torn tail starts (last segment only); -1 if none
 	Compacted int64 // the highest compaction in the segment, -1 if none
+	// StoreID is the store identity in the header (0: a segment written
+	// before identities).
+	StoreID uint64
 }
 
 // Inspect reads every segment and snapshot of the log directory dir,
 // checking every checksum, and describes each file, in name order (the
-// segments, then the snapshots). It takes the directory's lock while it
-// reads (ErrLocked if a store has it open) and changes nothing. Damage is
-// reported per file in File.Err; the error is for what stopped the whole
-// inspection (no such directory, an I/O error, the lock).
+// manifest's damage first if any, then the segments, then the snapshots).
+// It checks the directory against its manifest as an open does (missing
+// and cut files, files of another store: reported as a File named after
+// the file the damage names), and also what an open skips (segments a
+// snapshot covers, older snapshots read whole). It takes a reader's lock
+// (ErrLocked if a store has the directory open) and changes nothing.
+// Damage is reported per file in File.Err; the error is for what stopped
+// the whole inspection (no such directory, an I/O error, the lock).
 func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	if fsys == nil {
 		fsys = persist.OS
@@ -51,16 +59,34 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	}
 	defer lock.Close()
 	var files []File
+	var durable int64 // of the last segment, as the manifest says
+	d, err := survey(fsys, dir)
+	var de *DamageError
+	switch {
+	case errors.As(err, &de):
+		files = append(files, File{Name: path.Base(de.File), Err: err})
+	case err != nil:
+		return nil, err
+	default:
+		durable = d.durable
+		for _, num := range d.snaps {
+			if !slices.Contains(ls.snaps, num) {
+				name := path.Join(dir, snapFile(num))
+				files = append(files, File{Name: snapFile(num), Err: &DamageError{File: name, Err: errors.New("missing: the manifest lists it")}})
+			}
+		}
+	}
 	for i, num := range ls.segs {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
-		res, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(*persist.Batch, int64) error { return nil })
+		rule := tailRule{last: i == len(ls.segs)-1, durable: durable}
+		res, err := scanSegment(fsys, dir, num, rule, func(*persist.Batch, int64) error { return nil })
 		if err != nil && !errors.Is(err, ErrCorrupt) {
 			return files, err
 		}
 		f.Err = err
 		si := f.Segment
 		si.Frames, si.Batches, si.RawBytes, si.FirstRev = res.frames, res.batches, res.raw, res.firstRev
-		si.LastRev, si.Compacted = res.cover.rev, -1
+		si.LastRev, si.Compacted, si.StoreID = res.cover.rev, -1, res.id
 		if res.cover.compacted {
 			si.Compacted = res.cover.compact
 		}
@@ -109,7 +135,8 @@ func fileSize(fsys persist.FS, name string) (int64, error) {
 // Dump calls fn for each batch of each segment of the log directory dir,
 // in order, with the segment's name and the offset of the frame group the
 // batch is in, until fn returns an error. It takes the directory's lock
-// and changes nothing; damage ends it with a *DamageError. The batch's
+// and changes nothing; damage ends it with a *DamageError, as do the
+// manifest's findings (a missing or cut segment). The batch's
 // slices are valid only during the call.
 func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persist.Batch) error) error {
 	if fsys == nil {
@@ -120,9 +147,14 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 		return err
 	}
 	defer lock.Close()
+	d, err := survey(fsys, dir)
+	if err != nil {
+		return err
+	}
 	for i, num := range ls.segs {
 		name := segFile(num)
-		_, err := scanSegment(fsys, dir, num, i == len(ls.segs)-1, func(b *persist.Batch, off int64) error {
+		rule := tailRule{last: i == len(ls.segs)-1, durable: d.durable}
+		_, err := scanSegment(fsys, dir, num, rule, func(b *persist.Batch, off int64) error {
 			return fn(name, off, b)
 		})
 		if err != nil {
@@ -144,9 +176,37 @@ func lockDir(fsys persist.FS, dir string) (io.Closer, error) {
 	return lock, nil
 }
 
-// lockAndList takes the lock of the log directory dir and lists its files.
+// lockShared takes the lock of the log directory dir for a reader: shared
+// if the FS has shared locks and a writer ever locked dir, none otherwise
+// (see Open). A missing directory is an error wrapping fs.ErrNotExist.
+func lockShared(fsys persist.FS, dir string) (io.Closer, error) {
+	if _, err := fsys.List(dir); err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	sl, ok := fsys.(persist.SharedLocker)
+	if !ok {
+		return nopCloser{}, nil
+	}
+	lock, err := sl.LockShared(path.Join(dir, "LOCK"))
+	switch {
+	case persist.IsNotExist(err):
+		return nopCloser{}, nil
+	case errors.Is(err, persist.ErrLocked):
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+	case err != nil:
+		return nil, fmt.Errorf("revkv/filelog: lock %s: %w", dir, err)
+	}
+	return lock, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// lockAndList takes a reader's lock of the log directory dir and lists
+// its files.
 func lockAndList(fsys persist.FS, dir string) (io.Closer, listing, error) {
-	lock, err := lockDir(fsys, dir)
+	lock, err := lockShared(fsys, dir)
 	if err != nil {
 		return nil, listing{}, err
 	}

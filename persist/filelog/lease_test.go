@@ -69,12 +69,12 @@ func TestLeaseBatchRejects(t *testing.T) {
 // is read; a version above this build's is refused, by name.
 func TestSegmentVersions(t *testing.T) {
 	for v, ok := range map[uint32]bool{1: true, segVersion: true, segVersion + 1: false, 0: false} {
-		h := appendSegHeader(nil, 7)
+		h := appendSegHeader(nil, 7, 0)
 		binary.LittleEndian.PutUint32(h[8:], v)
 		binary.LittleEndian.PutUint64(h[24:], xxhash.Sum64(h[:24]))
-		num, err := checkSegHeader(h)
-		if ok && (err != nil || num != 7) || !ok && (err == nil || !strings.Contains(err.Error(), "version")) {
-			t.Errorf("version %d: segment %d, %v", v, num, err)
+		got, err := parseSegHeader(h)
+		if ok && (err != nil || got.num != 7) || !ok && (err == nil || !strings.Contains(err.Error(), "version")) {
+			t.Errorf("version %d: segment %d, %v", v, got.num, err)
 		}
 	}
 }

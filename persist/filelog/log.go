@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
 
@@ -57,7 +58,8 @@ type Options struct {
 	// SnapshotRevs and SnapshotBytes start a snapshot once that many
 	// revisions, or bytes of log, were written since the last one; 0 means
 	// 100,000 revisions and 256 MiB, and a negative value turns that
-	// trigger off.
+	// trigger off. A compaction always starts one, which gives back the
+	// disk of what it removed (see the package doc, "Disk space").
 	SnapshotRevs  int64
 	SnapshotBytes int64
 	// ReadOnly opens the directory to read it only: Recover changes no
@@ -101,6 +103,16 @@ var (
 	// ErrLocked: another Log (in this or another process) has the
 	// directory open. It wraps persist.ErrLocked.
 	ErrLocked = fmt.Errorf("revkv/filelog: directory in use: %w", persist.ErrLocked)
+	// ErrInUse: Recover for a second store; a Log serves one.
+	// It wraps persist.ErrInUse.
+	ErrInUse = fmt.Errorf("revkv/filelog: %w", persist.ErrInUse)
+	// ErrNotRecovered: Wait, Sync or WriteSnapshot before Recover.
+	ErrNotRecovered = errors.New("revkv/filelog: Recover has not run")
+	// ErrRevision: a batch whose revision is not positive, or below one
+	// appended before (the engine's revision wrapped past MaxInt64). It is
+	// refused before it is written, and stops the log; the directory
+	// still opens at the last good revision.
+	ErrRevision = fmt.Errorf("revkv/filelog: revision out of range: %w", kv.ErrCorrupt)
 )
 
 // Log is the file persister: a persist.Persister over one directory.
@@ -117,6 +129,7 @@ type Log struct {
 	cond *sync.Cond // on mu: positions moved, or the queue drained
 	// Guarded by mu:
 	queue     []byte   // encoded batches not yet taken by the flusher
+	maxRev    int64    // the highest revision appended
 	queueMeta coverage // what the queued batches hold
 	appended  uint64   // position of the last batch appended
 	written   uint64   // position of the last batch written to a file
@@ -138,7 +151,13 @@ type Log struct {
 	filesMu sync.Mutex
 	files   fileSet // guarded by filesMu
 
-	target persist.Target // set by Recover
+	target  persist.Target // set by Recover
+	owner   any            // the store the log serves; guarded by mu
+	storeID uint64         // the store's identity; set by the first Recover
+	// manMu serializes writes of the manifest, each built from files
+	// under it, so that the last one written is the newest. Taken before
+	// filesMu.
+	manMu sync.Mutex
 
 	// Owned by the flusher goroutine (and by Recover before it starts):
 	seg      persist.File
@@ -147,8 +166,16 @@ type Log struct {
 	out      []byte
 	sinceRev int64 // revisions written since the last snapshot started
 	sinceLen int64 // bytes written since the last snapshot started
-	lastRev  int64
-	snapping bool // guarded by mu
+	// compactedSince: a compaction was written since then.
+	compactedSince bool
+	lastRev        int64
+	snapping       bool  // guarded by mu
+	segHdr         int64 // the current segment's header size
+	marked         int64 // the current segment's size at its last manifest mark
+	// rotateWant asks the flusher to start a new segment (guarded by mu);
+	// rotations counts the requests it served.
+	rotateWant bool
+	rotations  uint64
 }
 
 var _ persist.Persister = (*Log)(nil)
@@ -157,13 +184,25 @@ var _ persist.Persister = (*Log)(nil)
 // its lock: a second Open of the same directory, from this process or
 // another, fails with ErrLocked until Close. It reads nothing yet: the
 // engine's Open calls Recover.
+//
+// With Options.ReadOnly, Open creates nothing (a missing directory is an
+// error wrapping fs.ErrNotExist) and takes a shared lock if the FS has one
+// (persist.SharedLocker) and LOCK exists, none otherwise: read-only Logs
+// open beside each other, and on a read-only filesystem, but not beside a
+// writer (ErrLocked).
 func Open(dir string, opts Options) (*Log, error) {
 	opts = opts.withDefaults()
 	fsys := opts.FS
-	if err := fsys.MkdirAll(dir); err != nil {
-		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	var lock io.Closer
+	var err error
+	if opts.ReadOnly {
+		lock, err = lockShared(fsys, dir)
+	} else {
+		if err := fsys.MkdirAll(dir); err != nil {
+			return nil, fmt.Errorf("revkv/filelog: %w", err)
+		}
+		lock, err = lockDir(fsys, dir)
 	}
-	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +237,14 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 		return 0, ErrClosed
 	case l.opts.ReadOnly:
 		return 0, ErrReadOnly
+	case b.Rev < 1 || b.Rev < l.maxRev:
+		// Stop here: a revision that wrapped would make the directory
+		// unreadable once written.
+		l.err = fmt.Errorf("%w: batch at revision %d after %d", ErrRevision, b.Rev, l.maxRev)
+		l.cond.Broadcast()
+		return 0, l.err
 	}
+	l.maxRev = b.Rev
 	l.queue = appendBatch(l.queue, b)
 	l.queueMeta.add(b)
 	l.appended++
@@ -215,6 +261,12 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 func (l *Log) Wait(pos uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.running {
+		if l.closing {
+			return ErrClosed
+		}
+		return ErrNotRecovered
+	}
 	if l.opts.Sync != SyncAlways {
 		return l.err
 	}
@@ -234,10 +286,12 @@ func (l *Log) Wait(pos uint64) error {
 func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.running || l.closing {
+	switch {
+	case l.closing:
 		return ErrClosed
-	}
-	if l.opts.ReadOnly {
+	case !l.running:
+		return ErrNotRecovered
+	case l.opts.ReadOnly:
 		return nil // nothing was written
 	}
 	want := l.appended
@@ -290,7 +344,13 @@ func (l *Log) Close() error {
 				err = errors.New("revkv/filelog: closed before sync")
 			}
 		}
+		failed := l.err != nil
 		l.mu.Unlock()
+		if err == nil && !failed {
+			// The record of a clean close: the next open appends at
+			// this end without rewriting anything.
+			err = l.writeManifest(true)
+		}
 	}
 	if l.seg != nil {
 		err = errors.Join(err, l.seg.Close())
@@ -317,66 +377,138 @@ func (l *Log) flusher() {
 	}
 	var spare []byte
 	for {
-		ticked := false
-		stopping := false
+		var why wake
 		select {
 		case <-l.kick:
 		case <-tick:
-			ticked = true
+			why = woke.tick
 		case <-l.stop:
-			stopping = true
+			why = woke.stop
 		}
 		for {
-			l.mu.Lock()
-			buf, meta, pos := l.queue, l.queueMeta, l.appended
-			l.queue, l.queueMeta = spare[:0], coverage{}
-			needSync := l.syncWant > l.synced || stopping ||
-				(l.opts.Sync == SyncAlways && pos > l.synced) ||
-				(ticked && l.written > l.synced)
-			failed := l.err != nil
-			l.cond.Broadcast() // the queue has room again
-			l.mu.Unlock()
-			if failed {
+			g, ok := l.takeGroup(spare, why)
+			if !ok {
 				break
 			}
-			err := l.writeGroup(buf, meta)
-			spare = buf
+			synced, err := l.flushGroup(g)
+			spare = g.buf
 			if cap(spare) > 2*maxQueue {
 				spare = nil
 			}
-			synced := false
-			if err == nil && needSync {
-				err = l.seg.Sync()
-				synced = true
-			}
-			if err == nil && l.segSize >= l.opts.SegmentSize {
-				err = l.rotate()
-				synced = true
-			}
-			l.mu.Lock()
-			if err != nil {
-				if l.err == nil {
-					l.err = fmt.Errorf("revkv/filelog: %w", err)
-					l.log.Error("revkv/filelog: write failed; no more writes", "err", err)
-				}
-			} else {
-				l.written = pos
-				if synced {
-					l.synced = pos
-				}
-			}
-			more := len(l.queue) > 0 && (stopping || l.opts.Sync == SyncAlways || l.syncWant > l.synced)
-			l.cond.Broadcast()
-			l.mu.Unlock()
+			more := l.groupDone(g, synced, err, why)
 			l.maybeSnapshot()
 			if !more {
 				break
 			}
 		}
-		if stopping {
+		if why == woke.stop {
 			return
 		}
 	}
+}
+
+// wake is why the flusher woke: a kick (Append, Sync, a rotation
+// request), SyncInterval's tick, or Close.
+type wake int
+
+var woke = struct{ kick, tick, stop wake }{0, 1, 2}
+
+// group is what the flusher took from the queue in one go, and what it
+// owes for it.
+type group struct {
+	buf    []byte // encoded batches
+	meta   coverage
+	pos    uint64 // position of the last batch in it
+	sync   bool   // sync the segment after writing it
+	rotate bool   // start a new segment after it (WriteSnapshot asked)
+}
+
+// takeGroup takes the queued batches (leaving spare as the new queue) and
+// decides what writing them owes. It reports false if the log failed.
+func (l *Log) takeGroup(spare []byte, why wake) (group, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return group{}, false
+	}
+	g := group{buf: l.queue, meta: l.queueMeta, pos: l.appended, rotate: l.rotateWant}
+	g.sync = l.syncOwedLocked(g.pos, why)
+	l.queue, l.queueMeta = spare[:0], coverage{}
+	l.rotateWant = false
+	l.cond.Broadcast() // the queue has room again
+	return g, true
+}
+
+// syncOwedLocked is the sync decision: whether the flusher must sync
+// after writing the batches up to pos. mu is held.
+func (l *Log) syncOwedLocked(pos uint64, why wake) bool {
+	switch {
+	case why == woke.stop: // Close makes everything durable
+		return true
+	case l.syncWant > l.synced: // a Sync (the engine's Commit) waits
+		return true
+	case l.opts.Sync == SyncAlways: // every write waits for its sync
+		return pos > l.synced
+	case why == woke.tick: // SyncInterval: the period's writes
+		return l.written > l.synced
+	}
+	return false
+}
+
+// flushGroup writes g, then syncs and rotates as g owes (rotation syncs
+// too). It reports whether the segment was synced.
+func (l *Log) flushGroup(g group) (synced bool, err error) {
+	if err := l.writeGroup(g.buf, g.meta); err != nil {
+		return false, err
+	}
+	if g.sync {
+		if err := l.syncSegment(); err != nil {
+			return false, err
+		}
+		synced = true
+		if l.segSize-l.marked >= l.markEvery() {
+			// Move the manifest's mark, so that a cut of the newest
+			// segment before it is found.
+			if err := l.writeManifest(false); err != nil {
+				return synced, err
+			}
+			l.marked = l.segSize
+		}
+	}
+	if l.segSize >= l.opts.SegmentSize || (g.rotate && l.segSize > l.segHdr) {
+		if err := l.rotate(); err != nil {
+			return synced, err
+		}
+		synced = true
+	}
+	if g.rotate {
+		l.mu.Lock()
+		l.rotations++
+		l.mu.Unlock()
+	}
+	return synced, nil
+}
+
+// groupDone records what flushing g achieved (or the failure, which
+// stops the log) and wakes waiters. It reports whether the flusher should
+// go on without waiting for a kick: batches are queued that someone waits
+// on.
+func (l *Log) groupDone(g group, synced bool, err error, why wake) (more bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.cond.Broadcast()
+	if err != nil {
+		if l.err == nil {
+			l.err = fmt.Errorf("revkv/filelog: %w", err)
+			l.log.Error("revkv/filelog: write failed; no more writes", "err", err)
+		}
+		return false
+	}
+	l.written = g.pos
+	if synced {
+		l.synced = g.pos
+	}
+	return len(l.queue) > 0 && (why == woke.stop || l.opts.Sync == SyncAlways || l.syncWant > l.synced)
 }
 
 // writeGroup writes a group of encoded batches as frames, in one write.
@@ -404,30 +536,54 @@ func (l *Log) writeGroup(raw []byte, meta coverage) error {
 	}
 	l.lastRev = max(l.lastRev, meta.rev)
 	l.sinceLen += int64(n)
+	l.compactedSince = l.compactedSince || meta.compacted
 	return nil
 }
 
-// rotate syncs the current segment and starts the next one.
-func (l *Log) rotate() error {
+// syncSegment syncs the current segment and records how far it is synced,
+// for the manifest.
+func (l *Log) syncSegment() error {
 	if err := l.seg.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", l.segName(l.segNum), err)
+	}
+	l.filesMu.Lock()
+	l.files.synced = l.segSize
+	l.filesMu.Unlock()
+	return nil
+}
+
+// markEvery is how much log may be synced past the manifest's mark
+// before the flusher moves it: a quarter segment, so that the manifest is
+// written a few times per segment (two fsyncs each), never per put.
+func (l *Log) markEvery() int64 { return max(l.opts.SegmentSize/4, 4<<10) }
+
+// rotate syncs the current segment, seals it at its size, starts the next
+// one and records both in the manifest.
+func (l *Log) rotate() error {
+	if err := l.syncSegment(); err != nil {
+		return err
 	}
 	if err := l.seg.Close(); err != nil {
 		return err
 	}
 	l.seg = nil
-	return l.newSegment(l.segNum + 1)
+	l.filesMu.Lock()
+	l.files.segs[len(l.files.segs)-1].size = l.segSize
+	l.filesMu.Unlock()
+	return l.startSegment(l.segNum + 1)
 }
 
 // newSegment creates segment num with its header, durably (file and
-// directory entry), and makes it current.
+// directory entry), and makes it current. The caller records it in the
+// manifest before writing to it.
 func (l *Log) newSegment(num uint64) error {
 	name := l.segName(num)
 	f, err := l.fs.Create(name)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	_, err = f.Write(appendSegHeader(nil, num))
+	hdr := appendSegHeader(nil, num, l.storeID)
+	_, err = f.Write(hdr)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -438,11 +594,41 @@ func (l *Log) newSegment(num uint64) error {
 		f.Close()
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	l.seg, l.segNum, l.segSize = f, num, segHdrSize
+	l.seg, l.segNum, l.segSize, l.segHdr = f, num, int64(len(hdr)), int64(len(hdr))
+	l.marked = l.segSize
 	l.filesMu.Lock()
-	l.files.segs = append(l.files.segs, segInfo{num: num})
+	l.files.segs = append(l.files.segs, segInfo{num: num, size: -1})
+	l.files.synced = l.segSize
 	l.filesMu.Unlock()
 	return nil
+}
+
+// writeManifest records the log's files in the manifest: the sealed
+// segments with their sizes, the current one as synced so far, the
+// snapshots; clean says the log is closing with everything synced.
+func (l *Log) writeManifest(clean bool) error {
+	l.manMu.Lock()
+	defer l.manMu.Unlock()
+	l.filesMu.Lock()
+	m := l.manifestLocked(clean)
+	l.filesMu.Unlock()
+	return writeManifest(l.fs, l.dir, m)
+}
+
+// manifestLocked builds the manifest of the file set. filesMu is held.
+func (l *Log) manifestLocked(clean bool) *manifest {
+	m := &manifest{id: l.storeID, clean: clean}
+	for i, s := range l.files.segs {
+		size := s.size
+		if i == len(l.files.segs)-1 {
+			size = l.files.synced
+		}
+		m.segs = append(m.segs, segMark{num: s.num, size: size})
+	}
+	for _, s := range l.files.snaps {
+		m.snaps = append(m.snaps, s.num)
+	}
+	return m
 }
 
 func (l *Log) segName(num uint64) string { return path.Join(l.dir, segFile(num)) }

@@ -3,6 +3,7 @@ package filelog_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -369,10 +370,11 @@ func TestReadOnly(t *testing.T) {
 	s.Put([]byte("a"), []byte("1"))
 	s.Close()
 	names, _ := fs.List("db")
-	seg := "db/" + names[0]
-	f, _ := fs.OpenReadWrite(seg)
+	segs, _ := listDB(fs)
+	f, _ := fs.OpenReadWrite("db/" + segs[0])
 	size, _ := f.Size()
-	f.Truncate(size - 3) // a torn tail
+	f.Seek(size, io.SeekStart)
+	f.Write([]byte{7, 0, 0}) // a torn tail: a frame header cut short
 	f.Close()
 	image := fs.Clone()
 
@@ -380,8 +382,8 @@ func TestReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if kvs, _, _ := s.Range([]byte("a"), nil, 0, 0); len(kvs) != 0 {
-		t.Fatalf("torn write served: %v", kvs)
+	if kvs, _, _ := s.Range([]byte("a"), nil, 0, 0); len(kvs) != 1 {
+		t.Fatalf("a durable write not served: %v", kvs)
 	}
 	if _, err := s.Put([]byte("b"), nil); !errors.Is(err, filelog.ErrReadOnly) || !errors.Is(err, kv.ErrStopped) {
 		t.Fatalf("write to a read-only store: %v", err)
@@ -432,9 +434,8 @@ func TestReopenAppends(t *testing.T) {
 		if i%2 == 1 {
 			fs.Crash() // everything was synced: nothing is lost
 		}
-		names, _ := fs.List("db")
-		if len(names) != 1 {
-			t.Fatalf("open %d: files %v", i, names)
+		if segs, _ := listDB(fs); len(segs) != 1 {
+			t.Fatalf("open %d: segments %v", i, segs)
 		}
 	}
 }
@@ -463,7 +464,7 @@ func TestInspectAndDump(t *testing.T) {
 			snaps++
 		}
 	}
-	if segs < 3 || snaps != 2 {
+	if segs < 2 || snaps != 2 {
 		t.Fatalf("%d segments, %d snapshots", segs, snaps)
 	}
 	var dumped []int64

@@ -12,154 +12,360 @@ import (
 )
 
 // Recover loads the newest snapshot that reads back whole into t (falling
-// back to older ones, then to none, if snapshots are damaged), then replays
-// every batch of every segment; t skips those its snapshot holds. The first
-// Recover (the engine's Open) also cuts a torn tail off the last segment,
-// removes unfinished snapshot files, starts a new segment and starts the
-// log's goroutines. A later Recover (the engine's Restore) only reads.
+// back to older ones, then to none, if snapshots are damaged or missing),
+// then replays every batch of every segment; t skips those its snapshot
+// holds. It runs in four steps, each its own function:
+//
+//  1. survey: the manifest against the directory, before any batch is
+//     read: missing and cut segments, files of another store.
+//  2. load: the snapshot and the log into t, applying the torn-tail rule.
+//  3. repair (the first Recover of a read-write Log only): remove our
+//     leftover files, make the tail durable by a write of ours unless
+//     the last run closed cleanly, record it all in the manifest.
+//  4. start: open the segment to write and start the log's goroutines.
+//
+// A later Recover (the engine's Restore) and a read-only one stop after
+// step 2 and change no file. A Log serves one store: Recover for a target
+// of another store is ErrInUse.
 //
 // Damage is an error naming the file and offset (a *DamageError, which
 // wraps ErrCorrupt); a damaged snapshot is only an error if no older one,
 // nor the log from the start, can stand in for it.
 func (l *Log) Recover(t persist.Target) error {
-	l.mu.Lock()
-	first, closing := !l.running, l.closing
-	l.mu.Unlock()
-	if closing {
-		return ErrClosed
+	first, err := l.claim(t)
+	if err != nil {
+		return err
 	}
-	// mutate: this Recover may change files (the first, read-write one).
-	mutate := first && !l.opts.ReadOnly
 	l.gcMu.Lock()
 	defer l.gcMu.Unlock()
-	l.filesMu.Lock()
-	defer l.filesMu.Unlock()
-
-	ls, err := list(l.fs, l.dir)
+	d, err := survey(l.fs, l.dir)
 	if err != nil {
-		return fmt.Errorf("revkv/filelog: %w", err)
+		return err
 	}
-	if mutate {
-		for _, name := range ls.tmps {
-			if err := l.fs.Remove(path.Join(l.dir, name)); err != nil {
-				return fmt.Errorf("revkv/filelog: %w", err)
-			}
-		}
-	}
-
-	var good []snapInfo // headers that read, oldest first
-	for _, num := range ls.snaps {
-		if info, err := l.snapHeader(num); err == nil {
-			good = append(good, info)
-		}
-	}
-	var loaded *snapInfo
-	var snapErr error
-	for i := len(ls.snaps) - 1; i >= 0; i-- {
-		num := ls.snaps[i]
-		err := l.loadSnapshot(t, num)
-		if err == nil {
-			for j := range good {
-				if good[j].num == num {
-					loaded = &good[j]
-				}
-			}
-			break
-		}
-		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
-			return err
-		}
-		l.log.Warn("revkv/filelog: damaged snapshot; trying an older one", "err", err)
-		snapErr = errors.Join(snapErr, err)
-		good = removeSnap(good, num)
-	}
-
-	segs := make([]segInfo, 0, len(ls.segs)+1)
-	var appendTo *segInfo // the last segment, if writes go on in it
-	var appendAt int64
-	rev := int64(0)
-	if loaded != nil {
-		rev = loaded.rev
-	}
-	for i, num := range ls.segs {
-		last := i == len(ls.segs)-1
-		if !last && loaded != nil && coveredSegment(l.fs, l.dir, ls.segs[i+1], *loaded) {
-			// Kept for a fallback to an older snapshot; reading it would
-			// cost as much as the snapshot. Its coverage is bounded by the
-			// loaded snapshot's state, which retention may use.
-			segs = append(segs, segInfo{num: num, cover: coverage{rev: loaded.rev, compact: loaded.compact, compacted: true, index: loaded.index}})
-			continue
-		}
-		res, err := scanSegment(l.fs, l.dir, num, last && first, func(b *persist.Batch, off int64) error {
-			return t.Apply(b)
-		})
-		if err != nil {
-			if snapErr != nil {
-				err = fmt.Errorf("%w (after falling back from damaged snapshots: %w)", err, snapErr)
-			}
-			return err
-		}
-		switch {
-		case !mutate:
-		case res.torn:
-			if err := l.cutTail(num, res.end); err != nil {
-				return err
-			}
-			if res.end == 0 {
-				continue // not even its header was written: gone
-			}
-		case last:
-			// What was read may never have been synced (a failed sync
-			// before this Open): make it durable before writing after it.
-			if err := l.syncSegment(num); err != nil {
-				return err
-			}
-		}
-		if mutate && last && res.end < l.opts.SegmentSize {
-			// Writes go on at its end, so that opening a store to write
-			// a little does not leave a small segment behind each time.
-			appendTo = &segInfo{num: num, cover: res.cover}
-			appendAt = res.end
-			rev = max(rev, res.cover.rev)
-			continue
-		}
-		rev = max(rev, res.cover.rev)
-		segs = append(segs, segInfo{num: num, cover: res.cover})
+	st, err := l.load(t, d, first)
+	if err != nil {
+		return err
 	}
 	if !first {
 		return nil
 	}
-
-	l.files = fileSet{segs: segs, snaps: good}
+	l.lastRev = st.rev
 	l.target = t
-	l.lastRev = rev
 	if l.opts.ReadOnly {
+		l.files = fileSet{segs: st.segs, snaps: st.snaps}
 		l.mu.Lock()
 		l.running = true
 		l.mu.Unlock()
 		return nil
 	}
-	l.filesMu.Unlock()
-	switch {
-	case appendTo != nil:
-		err = l.appendSegment(*appendTo, appendAt)
-	case len(ls.segs) > 0:
-		err = l.newSegment(ls.segs[len(ls.segs)-1] + 1)
-	default:
-		err = l.newSegment(1)
-	}
-	l.filesMu.Lock()
-	if err != nil {
+	if err := l.repair(d, st); err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	l.mu.Lock()
-	l.running = true
-	l.mu.Unlock()
-	l.wg.Add(2)
-	go l.flusher()
-	go l.snapshotter()
-	l.log.Debug("revkv/filelog: recovered", "dir", l.dir, "segments", len(segs), "snapshots", len(good), "rev", rev)
+	l.start()
+	l.log.Debug("revkv/filelog: recovered", "dir", l.dir, "segments", len(l.files.segs), "snapshots", len(l.files.snaps), "rev", st.rev)
 	return nil
+}
+
+// claim records t as the store the log serves, and reports whether this is
+// its first Recover.
+func (l *Log) claim(t persist.Target) (first bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closing:
+		return false, ErrClosed
+	case !l.running:
+		l.owner = ownerOf(t)
+		return true, nil
+	case ownerOf(t) != l.owner:
+		return false, ErrInUse
+	}
+	return false, nil
+}
+
+// ownerOf is the store a target recovers for: its Owner if it tells, else
+// the target itself.
+func ownerOf(t persist.Target) any {
+	if o, ok := t.(persist.OwnedTarget); ok {
+		return o.Owner()
+	}
+	return t
+}
+
+// dirState is what survey found: the files recovery reads, and what it
+// knows of them before reading a batch.
+type dirState struct {
+	man   *manifest // nil: none (a new directory, or one from before manifests)
+	segs  []segMark // to read, in order; size is the sealed size, -1 if unknown
+	sizes map[uint64]int64
+	snaps []uint64 // to try, oldest first
+	// durable is how far the last segment is known synced; clean: it was
+	// closed cleanly there and nothing was written after.
+	durable int64
+	clean   bool
+	garbage []string // our files the store does not use: removed by repair
+	// nextSeg is the number for a new segment: above every one seen, so
+	// that a removed file a crash brings back is never taken for it.
+	nextSeg uint64
+}
+
+// survey checks the directory against its manifest: every file it lists
+// is there, every sealed segment has its recorded size, the last is not
+// shorter than what was known durable, and no segment or snapshot belongs
+// to another store. It reads headers only.
+func survey(fsys persist.FS, dir string) (*dirState, error) {
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %w", err)
+	}
+	man, err := readManifest(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &dirState{man: man, sizes: map[uint64]int64{}}
+	for _, name := range ls.tmps {
+		d.garbage = append(d.garbage, path.Join(dir, name))
+	}
+	ids, err := readIDs(fsys, dir, ls, d.sizes)
+	if err != nil {
+		return nil, err
+	}
+	d.nextSeg = 1
+	if n := len(ls.segs); n > 0 {
+		d.nextSeg = ls.segs[n-1] + 1
+	}
+	if man != nil {
+		if n := len(man.segs); n > 0 {
+			d.nextSeg = max(d.nextSeg, man.segs[n-1].num+1)
+		}
+	}
+	if man == nil {
+		return d, d.legacy(dir, ls, ids)
+	}
+	return d, d.managed(dir, ls, ids)
+}
+
+// fileIDs are the identities in the headers of a directory's files, by
+// name; a file whose header does not read is absent.
+type fileIDs map[string]uint64
+
+// readIDs reads the identity in each segment's and snapshot's header, and
+// each segment's size.
+func readIDs(fsys persist.FS, dir string, ls listing, sizes map[uint64]int64) (fileIDs, error) {
+	ids := fileIDs{}
+	for _, num := range ls.segs {
+		name := path.Join(dir, segFile(num))
+		f, err := fsys.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("revkv/filelog: %w", err)
+		}
+		size, err := f.Size()
+		b := make([]byte, maxSegHdr)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("revkv/filelog: %s: %w", name, err)
+		}
+		sizes[num] = size
+		if h, err := parseSegHeader(b[:n]); err == nil {
+			ids[segFile(num)] = h.id
+		}
+	}
+	for _, num := range ls.snaps {
+		f, err := fsys.Open(path.Join(dir, snapFile(num)))
+		if err != nil {
+			return nil, fmt.Errorf("revkv/filelog: %w", err)
+		}
+		sr, err := snapshot.NewReader(f)
+		f.Close()
+		if err == nil {
+			ids[snapFile(num)] = sr.Header().StoreID
+		}
+	}
+	return ids, nil
+}
+
+// legacy surveys a directory without a manifest: a new one, or one written
+// before manifests, whose files carry no identity. A file with one means
+// the manifest was lost: that is damage, not a reason to open less.
+func (d *dirState) legacy(dir string, ls listing, ids fileIDs) error {
+	names := make([]string, 0, len(ls.segs)+len(ls.snaps))
+	for _, num := range ls.segs {
+		names = append(names, segFile(num))
+	}
+	for _, num := range ls.snaps {
+		names = append(names, snapFile(num))
+	}
+	for _, name := range names {
+		if id := ids[name]; id != 0 {
+			return &DamageError{File: path.Join(dir, manifestName), Err: fmt.Errorf("missing, but %s belongs to store %016x", name, id)}
+		}
+	}
+	for _, num := range ls.segs {
+		d.segs = append(d.segs, segMark{num: num, size: -1})
+	}
+	d.snaps = ls.snaps
+	return nil
+}
+
+// managed surveys a directory against its manifest.
+func (d *dirState) managed(dir string, ls listing, ids fileIDs) error {
+	m := d.man
+	foreign := func(name string, id uint64) error {
+		return &DamageError{File: path.Join(dir, name), Err: fmt.Errorf("%w: it belongs to store %016x, this is store %016x", ErrForeign, id, m.id)}
+	}
+	listed := map[string]bool{}
+	for i, s := range m.segs {
+		name := segFile(s.num)
+		listed[name] = true
+		size, ok := d.sizes[s.num]
+		switch last := i == len(m.segs)-1; {
+		case !ok:
+			return &DamageError{File: path.Join(dir, name), Err: errors.New("missing: the manifest lists it")}
+		case ids[name] != 0 && ids[name] != m.id:
+			return foreign(name, ids[name])
+		case !last && size != s.size:
+			return &DamageError{File: path.Join(dir, name), Offset: min(size, s.size), Err: fmt.Errorf("segment of %d bytes, the manifest recorded %d", size, s.size)}
+		case last && size < s.size:
+			return &DamageError{File: path.Join(dir, name), Offset: size, Err: fmt.Errorf("segment of %d bytes, shorter than the %d the manifest recorded durable", size, s.size)}
+		case last:
+			d.durable = s.size
+			d.clean = m.clean && size == s.size
+			d.segs = append(d.segs, segMark{num: s.num, size: -1})
+		default:
+			d.segs = append(d.segs, s)
+		}
+	}
+	for _, num := range m.snaps {
+		name := snapFile(num)
+		listed[name] = true
+		if id, ok := ids[name]; ok && id != 0 && id != m.id {
+			return foreign(name, id)
+		}
+		d.snaps = append(d.snaps, num) // a missing one fails to load, and is fallen back from
+	}
+	var lastSeg, lastSnap uint64 // the newest listed
+	if n := len(m.segs); n > 0 {
+		lastSeg = m.segs[n-1].num
+	}
+	if n := len(m.snaps); n > 0 {
+		lastSnap = m.snaps[n-1]
+	}
+	unlisted := func(name string, older bool) error {
+		id, ok := ids[name]
+		// Ours: left by a crash between writing a file and recording it,
+		// or recording its removal and doing it; too torn to tell, or
+		// from before identities and older than what is listed (a
+		// removal of a file the first manifest listed), likewise.
+		if !ok || id == m.id || (id == 0 && older) {
+			d.garbage = append(d.garbage, path.Join(dir, name))
+			return nil
+		}
+		return foreign(name, id)
+	}
+	for _, num := range ls.segs {
+		if name := segFile(num); !listed[name] {
+			if err := unlisted(name, num < lastSeg); err != nil {
+				return err
+			}
+		}
+	}
+	for _, num := range ls.snaps {
+		if name := snapFile(num); !listed[name] {
+			if err := unlisted(name, num < lastSnap); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recovered is what load recovered.
+type recovered struct {
+	snaps []snapInfo // the snapshots that read (the loaded one and older ones whose header reads)
+	segs  []segInfo  // every segment, in order
+	last  scanResult // of the last segment, if any
+	rev   int64
+}
+
+// load loads the newest snapshot that reads whole, then replays the log.
+// The last segment may end in a torn tail only on the first Recover (a
+// later one runs on a log just synced).
+func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error) {
+	st := &recovered{}
+	snap, snapErr, err := l.loadNewestSnapshot(t, d.snaps, st)
+	if err != nil {
+		return nil, err
+	}
+	if snap != nil {
+		st.rev = snap.rev
+	}
+	var firstRev int64 // of the log's first batch
+	for i, s := range d.segs {
+		last := i == len(d.segs)-1
+		if !last && snap != nil && coveredSegment(l.fs, l.dir, d.segs[i+1].num, *snap) {
+			// Kept for a fallback to an older snapshot; reading it would
+			// cost as much as the snapshot. Its coverage is bounded by the
+			// loaded snapshot's state, which retention may use.
+			st.segs = append(st.segs, segInfo{num: s.num, size: d.sizes[s.num], cover: coverage{rev: snap.rev, compact: snap.compact, compacted: true, index: snap.index}})
+			continue
+		}
+		rule := tailRule{last: last && first, durable: d.durable}
+		res, err := scanSegment(l.fs, l.dir, s.num, rule, func(b *persist.Batch, off int64) error {
+			return t.Apply(b)
+		})
+		if err != nil {
+			if snapErr != nil {
+				err = fmt.Errorf("%w (after falling back from damaged or missing snapshots: %w)", err, snapErr)
+			}
+			return nil, err
+		}
+		if i == 0 {
+			firstRev = res.firstRev
+		}
+		st.rev = max(st.rev, res.cover.rev)
+		st.segs = append(st.segs, segInfo{num: s.num, size: res.size, cover: res.cover})
+		if last {
+			st.last = res
+		}
+	}
+	if snap == nil && snapErr != nil && (firstRev < 1 || firstRev > 2) {
+		// No snapshot stands in, and the log does not reach back to the
+		// first write: what it holds is not the store.
+		return nil, fmt.Errorf("revkv/filelog: no snapshot loads, and the log does not start at the first revision: %w", snapErr)
+	}
+	return st, nil
+}
+
+// loadNewestSnapshot loads the newest of snaps that reads back whole into
+// t, and returns its header; nil if none did (then t is as it was).
+// snapErr gathers the damage of those that did not; err is an error that
+// is not damage (I/O).
+func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *recovered) (snap *snapInfo, snapErr, err error) {
+	for _, num := range snaps { // headers that read, oldest first
+		if info, err := l.snapHeader(num); err == nil {
+			st.snaps = append(st.snaps, info)
+		}
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		num := snaps[i]
+		err := l.loadSnapshot(t, num)
+		if err == nil {
+			for j := range st.snaps {
+				if st.snaps[j].num == num {
+					return &st.snaps[j], snapErr, nil
+				}
+			}
+			return nil, nil, fmt.Errorf("revkv/filelog: snapshot %d loaded but its header did not read", num)
+		}
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+			return nil, nil, err
+		}
+		l.log.Warn("revkv/filelog: damaged or missing snapshot; trying an older one", "err", err)
+		snapErr = errors.Join(snapErr, err)
+		st.snaps = removeSnap(st.snaps, num)
+	}
+	return nil, snapErr, nil
 }
 
 // coveredSegment reports whether the segment before segment next holds
@@ -172,7 +378,7 @@ func (l *Log) Recover(t persist.Target) error {
 func coveredSegment(fsys persist.FS, dir string, next uint64, s snapInfo) bool {
 	var rev int64
 	found := false
-	_, err := scanSegment(fsys, dir, next, false, func(b *persist.Batch, off int64) error {
+	_, err := scanSegment(fsys, dir, next, tailRule{}, func(b *persist.Batch, off int64) error {
 		rev, found = b.Rev, true
 		return errPeeked
 	})
@@ -190,33 +396,152 @@ func removeSnap(s []snapInfo, num uint64) []snapInfo {
 	return s
 }
 
-// cutTail truncates segment num to size, durably: what follows is a torn
-// write, which was never reported durable. A segment whose header is torn
-// is removed.
-func (l *Log) cutTail(num uint64, size int64) error {
+// repair makes the directory what the log writes on: leftovers removed,
+// a manifest, and the tail it appends after durable by its own write. A
+// clean reopen (the last run closed, nothing written since) writes
+// nothing.
+func (l *Log) repair(d *dirState, st *recovered) error {
+	for _, name := range d.garbage {
+		l.log.Info("revkv/filelog: removing a leftover file", "file", name)
+		if err := l.fs.Remove(name); err != nil && !persist.IsNotExist(err) {
+			return err
+		}
+	}
+	l.files = fileSet{segs: st.segs, snaps: st.snaps}
+	headerless := len(st.segs) > 0 && st.last.end == 0
+	if headerless {
+		// Not even its header was written (a torn tail of a directory
+		// from before manifests): not a segment.
+		if err := l.rewriteTail(st.segs[len(st.segs)-1].num, 0); err != nil {
+			return err
+		}
+		l.files.segs = l.files.segs[:len(st.segs)-1]
+	}
+	if n := len(l.files.segs); headerless && n > 0 {
+		l.files.synced = l.files.segs[n-1].size // sealed: a new one follows
+	} else if n > 0 {
+		l.files.synced = max(st.last.hdr, d.durable)
+	}
+	if err := l.adoptManifest(d); err != nil {
+		return err
+	}
+	if len(l.files.segs) == 0 || headerless {
+		return l.startSegment(d.nextSeg)
+	}
+	return l.continueLast(d, st)
+}
+
+// adoptManifest takes the store's identity from its manifest; a new
+// directory, or one from before manifests, gets an identity and a
+// manifest of what is there, before any file carries the identity.
+func (l *Log) adoptManifest(d *dirState) error {
+	if d.man != nil {
+		l.storeID = d.man.id
+		return nil
+	}
+	l.storeID = newStoreID()
+	return l.writeManifest(false)
+}
+
+// continueLast makes the last segment the one written next (or seals it
+// and starts the next, if full): unless the last run closed cleanly at
+// its end, its valid bytes are first written again, and the manifest
+// records the new mark.
+func (l *Log) continueLast(d *dirState, st *recovered) error {
+	last := &l.files.segs[len(l.files.segs)-1]
+	end := st.last.end
+	clean := d.clean && !st.last.torn && end == st.last.size
+	if !clean {
+		if st.last.torn {
+			l.log.Warn("revkv/filelog: cutting a torn tail", "file", l.segName(last.num), "offset", end)
+		}
+		if err := l.rewriteTail(last.num, end); err != nil {
+			return err
+		}
+	}
+	if end >= l.opts.SegmentSize {
+		last.size = end
+		return l.startSegment(last.num + 1)
+	}
+	// Writes go on at its end, so that opening a store to write a little
+	// does not leave a small segment behind each time.
+	if err := l.appendSegment(last.num, st.last.hdr, end); err != nil {
+		return err
+	}
+	if clean {
+		return nil // the manifest already says all there is
+	}
+	return l.writeManifest(false)
+}
+
+// startSegment starts segment num, durably, and records it in the
+// manifest before anything is written to it.
+func (l *Log) startSegment(num uint64) error {
+	if err := l.newSegment(num); err != nil {
+		return err
+	}
+	return l.writeManifest(false)
+}
+
+// rewriteTail makes the first end bytes of segment num durable by writing
+// them again: to a temporary file, synced, renamed over the segment, and
+// the directory synced. A sync that failed in an earlier run may have left
+// pages that read back from the cache but never reach the disk, and a
+// later sync of the same file does not write them again (Linux); only a
+// fresh write proves them. With end 0 (a torn header) the segment is
+// removed instead.
+func (l *Log) rewriteTail(num uint64, end int64) error {
 	name := l.segName(num)
-	l.log.Warn("revkv/filelog: cutting a torn tail", "file", name, "offset", size)
-	if size == 0 {
+	if end == 0 {
 		if err := l.fs.Remove(name); err != nil {
-			return fmt.Errorf("revkv/filelog: %w", err)
+			return err
 		}
 		return l.fs.SyncDir(l.dir)
 	}
-	f, err := l.fs.OpenReadWrite(name)
+	src, err := l.fs.Open(name)
 	if err != nil {
-		return fmt.Errorf("revkv/filelog: %w", err)
+		return err
 	}
-	err = f.Truncate(size)
+	tmp := name + tmpSuffix
+	dst, err := l.fs.Create(tmp)
+	if err != nil {
+		src.Close()
+		return err
+	}
+	_, err = io.Copy(dst, io.NewSectionReader(src, 0, end))
 	if err == nil {
-		err = f.Sync()
+		err = dst.Sync()
 	}
-	return errors.Join(err, f.Close())
+	// Both closed before the rename: some systems refuse to replace an
+	// open file.
+	err = errors.Join(err, dst.Close(), src.Close())
+	if err == nil {
+		err = l.fs.Rename(tmp, name)
+	}
+	if err == nil {
+		err = l.fs.SyncDir(l.dir)
+	}
+	if err != nil {
+		l.fs.Remove(tmp) // best effort: the next open removes it too
+		return fmt.Errorf("rewrite %s: %w", name, err)
+	}
+	return nil
 }
 
-// appendSegment makes segment s, whose whole content ends at end, the one
-// written next.
-func (l *Log) appendSegment(s segInfo, end int64) error {
-	f, err := l.fs.OpenReadWrite(l.segName(s.num))
+// start marks the log running and starts its goroutines.
+func (l *Log) start() {
+	l.mu.Lock()
+	l.running = true
+	l.mu.Unlock()
+	l.wg.Add(2)
+	go l.flusher()
+	go l.snapshotter()
+}
+
+// appendSegment makes segment num, whose whole content ends at end, the
+// one written next.
+func (l *Log) appendSegment(num uint64, hdr, end int64) error {
+	f, err := l.fs.OpenReadWrite(l.segName(num))
 	if err != nil {
 		return err
 	}
@@ -224,20 +549,12 @@ func (l *Log) appendSegment(s segInfo, end int64) error {
 		f.Close()
 		return err
 	}
-	l.seg, l.segNum, l.segSize = f, s.num, end
+	l.seg, l.segNum, l.segSize, l.segHdr = f, num, end, hdr
+	l.marked = end
 	l.filesMu.Lock()
-	l.files.segs = append(l.files.segs, s)
+	l.files.synced = end
 	l.filesMu.Unlock()
 	return nil
-}
-
-func (l *Log) syncSegment(num uint64) error {
-	f, err := l.fs.OpenReadWrite(l.segName(num))
-	if err != nil {
-		return fmt.Errorf("revkv/filelog: %w", err)
-	}
-	err = f.Sync()
-	return errors.Join(err, f.Close())
 }
 
 func (l *Log) snapHeader(num uint64) (snapInfo, error) {
@@ -257,6 +574,9 @@ func (l *Log) snapHeader(num uint64) (snapInfo, error) {
 func (l *Log) loadSnapshot(t persist.Target, num uint64) error {
 	name := path.Join(l.dir, snapFile(num))
 	f, err := l.fs.Open(name)
+	if persist.IsNotExist(err) {
+		return &DamageError{File: name, Err: errors.New("missing: the manifest lists it")}
+	}
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}

@@ -34,6 +34,9 @@ type scanResult struct {
 	// after it are a torn tail (only in the last segment).
 	end  int64
 	torn bool
+	id   uint64 // the store identity in the header (0: none)
+	hdr  int64  // the header's size
+	size int64  // of the file
 	// batches and frames read, and the raw (uncompressed) bytes of the
 	// frames.
 	batches, frames int
@@ -45,156 +48,256 @@ type scanResult struct {
 // maxQueue bytes of batches, plus the one that overflowed it.
 const maxGroup = maxQueue + maxPending
 
+// tailRule says where a segment may end in a torn tail: the torn-tail rule
+// of the package doc, applied by torn.
+type tailRule struct {
+	last bool // the last segment: the only one that may
+	// durable is how far the segment is known synced (from the manifest):
+	// a fault before it is damage, whatever follows.
+	durable int64
+}
+
+// fault is a frame (or header, or group) that does not check.
+type fault struct {
+	off int64 // where the bad frame starts
+	// end is where its bytes end: what it claims (the header alone if the
+	// header is bad), or the end of the file if cut short.
+	end int64
+	// checked: its checksums held, so it was written whole and a torn
+	// write cannot explain it.
+	checked bool
+	err     error
+}
+
+// torn reports whether a fault at the first byte after cut (the end of the
+// last whole group) is a torn tail: in the last segment, past what is
+// known durable, a write that did not finish, and nothing but zeros after
+// it.
+func (r tailRule) torn(cut int64, flt fault, zerosFrom func(int64) bool) bool {
+	return r.last && cut >= r.durable && !flt.checked && zerosFrom(flt.end)
+}
+
 // scanSegment reads segment num of dir and calls fn for each batch of each
-// whole group, in order, with the offset of the group's first frame. In
-// the last segment, a frame cut short by the end of the file, or zeros to
-// the end, is a torn tail: scanning stops there and reports it. Any other
-// damage is a *DamageError. An error from fn is returned wrapped with the
-// file and offset.
-func scanSegment(fsys persist.FS, dir string, num uint64, last bool, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
+// whole group, in order, with the offset of the group's first frame. A
+// fault the rule calls a torn tail ends the scan (res.torn, res.end is
+// where it starts); any other is a *DamageError. An error from fn is
+// returned wrapped with the file and offset.
+func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
 	name := path.Join(dir, segFile(num))
 	f, err := fsys.Open(name)
 	if err != nil {
 		return res, fmt.Errorf("revkv/filelog: %w", err)
 	}
 	defer f.Close()
-	size, err := f.Size()
+	fr, err := newFrameReader(f, name)
 	if err != nil {
-		return res, fmt.Errorf("revkv/filelog: %s: %w", name, err)
+		return res, err
 	}
-	r := bufio.NewReaderSize(f, 256<<10)
-	damage := func(off int64, format string, args ...any) error {
-		return &DamageError{File: name, Offset: off, Err: fmt.Errorf(format, args...)}
-	}
-	// tornAt says whether the bytes from off on are a torn tail: the last
-	// segment, and either cut short (the caller knows) or all zeros.
-	zerosFrom := func(off int64) bool {
-		if !last {
-			return false
+	res.size = fr.size
+	judge := func(flt fault) error {
+		if rule.torn(res.end, flt, fr.zerosFrom) {
+			res.torn = true
+			return nil
 		}
-		buf := make([]byte, 32<<10)
-		for off < size {
-			n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-			for _, c := range buf[:n] {
-				if c != 0 {
-					return false
-				}
-			}
-			if err != nil && !errors.Is(err, io.EOF) {
-				return false
-			}
-			off += int64(n)
-		}
-		return true
+		return &DamageError{File: name, Offset: flt.off, Err: flt.err}
 	}
 
-	hdr := make([]byte, segHdrSize)
-	if size < segHdrSize {
-		if last {
-			return scanResult{end: 0, torn: true}, nil
-		}
-		return res, damage(0, "segment of %d bytes, shorter than its header", size)
+	h, flt, err := fr.header()
+	if err != nil {
+		return res, err
 	}
-	if _, err := io.ReadFull(r, hdr); err != nil {
-		return res, fmt.Errorf("revkv/filelog: %s: %w", name, err)
+	if flt != nil {
+		return res, judge(*flt)
 	}
-	if got, err := checkSegHeader(hdr); err != nil {
-		if zerosFrom(0) {
-			return scanResult{end: 0, torn: true}, nil
-		}
-		return res, damage(0, "%v", err)
-	} else if got != num {
-		return res, damage(0, "segment header says number %d", got)
+	if h.num != num {
+		return res, &DamageError{File: name, Err: fmt.Errorf("segment header says number %d", h.num)}
 	}
-
-	off := int64(segHdrSize)
-	res.end = off
-	groupStart := off
-	var group, buf []byte
-	fh := make([]byte, frameHdrSize)
-	var stored []byte
-	for off < size {
-		if size-off < frameHdrSize {
-			if last {
-				res.torn = true
-				return res, nil
-			}
-			return res, damage(off, "frame header cut by the end of the segment")
+	res.id, res.hdr = h.id, h.size
+	res.end = h.size
+	groupStart := res.end
+	var group []byte
+	for {
+		fh, raw, flt, err := fr.next()
+		if err == io.EOF {
+			break
 		}
-		if _, err := io.ReadFull(r, fh); err != nil {
-			return res, fmt.Errorf("revkv/filelog: %s: %w", name, err)
-		}
-		h, err := parseFrameHeader(fh)
 		if err != nil {
-			if zerosFrom(off) {
-				res.torn = true
-				return res, nil
-			}
-			return res, damage(off, "%v", err)
+			return res, err
 		}
-		if int64(h.stored) > size-off-frameHdrSize {
-			if last {
-				res.torn = true
-				return res, nil
-			}
-			return res, damage(off, "frame of %d bytes past the end of the segment", h.stored)
-		}
-		if cap(stored) < h.stored {
-			stored = make([]byte, h.stored)
-		}
-		stored = stored[:h.stored]
-		if _, err := io.ReadFull(r, stored); err != nil {
-			return res, fmt.Errorf("revkv/filelog: %s: %w", name, err)
-		}
-		raw, err := decodeFrame(h, stored, buf)
-		if err != nil {
-			return res, damage(off, "%v", err)
-		}
-		if h.flags&flagCompressed != 0 {
-			buf = raw
+		if flt != nil {
+			return res, judge(*flt)
 		}
 		res.frames++
-		res.raw += int64(h.raw)
-		off += frameHdrSize + int64(h.stored)
+		res.raw += int64(fh.raw)
 		if len(group)+len(raw) > maxGroup {
-			return res, damage(groupStart, "group of more than %d bytes", maxGroup)
+			return res, &DamageError{File: name, Offset: groupStart, Err: fmt.Errorf("group of more than %d bytes", maxGroup)}
 		}
 		group = append(group, raw...)
-		if h.flags&flagContinued != 0 {
+		if fh.flags&flagContinued != 0 {
 			continue
 		}
-		d := batchDecoder{b: group}
-		for d.off < len(d.b) {
-			b, err := d.next()
-			if errors.Is(err, errShort) {
-				return res, damage(groupStart, "batch cut by the end of its group")
-			}
-			if err != nil {
-				return res, damage(groupStart, "%v", err)
-			}
-			if err := fn(b, groupStart); err != nil {
-				return res, fmt.Errorf("revkv/filelog: %s at offset %d: %w", name, groupStart, err)
-			}
-			if res.batches == 0 {
-				res.firstRev = b.Rev
-			}
-			res.cover.add(b)
-			res.batches++
+		if err := decodeGroup(group, &res, func(b *persist.Batch) error { return fn(b, groupStart) }); err != nil {
+			return res, wrapAt(err, name, groupStart)
 		}
 		if cap(group) > 4*maxQueue {
 			group = nil
 		}
 		group = group[:0]
-		groupStart = off
-		res.end = off
+		groupStart = fr.off
+		res.end = fr.off
 	}
-	if len(group) > 0 {
-		// The last group's final frame is missing.
-		if last {
-			res.torn = true
-			return res, nil
-		}
-		return res, damage(groupStart, "group cut by the end of the segment")
+	if len(group) > 0 { // the last group's final frame is missing
+		return res, judge(fault{off: groupStart, end: fr.size, err: errors.New("group cut by the end of the segment")})
 	}
 	return res, nil
+}
+
+// errDecode marks a batch that does not decode from a group whose frames
+// all checked: damage, never a torn write.
+type errDecode struct{ err error }
+
+func (e errDecode) Error() string { return e.err.Error() }
+
+// decodeGroup decodes the batches of one whole group and hands each to
+// fn, counting them in res.
+func decodeGroup(group []byte, res *scanResult, fn func(b *persist.Batch) error) error {
+	d := batchDecoder{b: group}
+	for d.off < len(d.b) {
+		b, err := d.next()
+		if errors.Is(err, errShort) {
+			return errDecode{errors.New("batch cut by the end of its group")}
+		}
+		if err != nil {
+			return errDecode{err}
+		}
+		if err := fn(b); err != nil {
+			return err
+		}
+		if res.batches == 0 {
+			res.firstRev = b.Rev
+		}
+		res.cover.add(b)
+		res.batches++
+	}
+	return nil
+}
+
+// wrapAt names the file and offset in an error from decoding or applying
+// a group.
+func wrapAt(err error, name string, off int64) error {
+	var de errDecode
+	if errors.As(err, &de) {
+		return &DamageError{File: name, Offset: off, Err: de.err}
+	}
+	return fmt.Errorf("revkv/filelog: %s at offset %d: %w", name, off, err)
+}
+
+// frameReader reads a segment's header and frames in order, and says how
+// each one that does not check is bad; what that means is tailRule's
+// decision, not its.
+type frameReader struct {
+	f    persist.File
+	r    *bufio.Reader
+	name string
+	size int64
+	off  int64 // of the next unread byte
+
+	fh          []byte
+	stored, buf []byte
+}
+
+func newFrameReader(f persist.File, name string) (*frameReader, error) {
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %s: %w", name, err)
+	}
+	return &frameReader{f: f, r: bufio.NewReaderSize(f, 256<<10), name: name, size: size, fh: make([]byte, frameHdrSize)}, nil
+}
+
+func (fr *frameReader) read(b []byte) error {
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		return fmt.Errorf("revkv/filelog: %s: %w", fr.name, err)
+	}
+	fr.off += int64(len(b))
+	return nil
+}
+
+// header reads the segment header.
+func (fr *frameReader) header() (segHeader, *fault, error) {
+	b := make([]byte, min(fr.size, maxSegHdr))
+	if err := fr.read(b); err != nil {
+		return segHeader{}, nil, err
+	}
+	h, err := parseSegHeader(b)
+	if errors.Is(err, errShortHeader) {
+		return h, &fault{end: fr.size, err: fmt.Errorf("segment of %d bytes, shorter than its header", fr.size)}, nil
+	}
+	if err != nil {
+		return h, &fault{end: int64(len(b)), err: err}, nil
+	}
+	fr.off = h.size
+	fr.r.Reset(io.NewSectionReader(fr.f, h.size, fr.size-h.size))
+	return h, nil, nil
+}
+
+// next reads the next frame and returns its header and raw bytes (valid
+// until the next call); io.EOF at the end of the file.
+func (fr *frameReader) next() (frameHeader, []byte, *fault, error) {
+	off := fr.off
+	if off >= fr.size {
+		return frameHeader{}, nil, nil, io.EOF
+	}
+	if fr.size-off < frameHdrSize {
+		return frameHeader{}, nil, &fault{off: off, end: fr.size, err: errors.New("frame header cut by the end of the segment")}, nil
+	}
+	if err := fr.read(fr.fh); err != nil {
+		return frameHeader{}, nil, nil, err
+	}
+	h, err := parseFrameHeader(fr.fh)
+	if err != nil {
+		return h, nil, &fault{off: off, end: off + frameHdrSize, err: err}, nil
+	}
+	end := off + frameHdrSize + int64(h.stored)
+	if end > fr.size {
+		return h, nil, &fault{off: off, end: fr.size, err: fmt.Errorf("frame of %d bytes past the end of the segment", h.stored)}, nil
+	}
+	if cap(fr.stored) < h.stored {
+		fr.stored = make([]byte, h.stored)
+	}
+	fr.stored = fr.stored[:h.stored]
+	if err := fr.read(fr.stored); err != nil {
+		return h, nil, nil, err
+	}
+	if err := checkFrame(h, fr.stored); err != nil {
+		return h, nil, &fault{off: off, end: end, err: err}, nil
+	}
+	raw, err := decodeFrame(h, fr.stored, fr.buf)
+	if err != nil {
+		return h, nil, &fault{off: off, end: end, checked: true, err: err}, nil
+	}
+	if h.flags&flagCompressed != 0 {
+		fr.buf = raw
+	}
+	return h, raw, nil, nil
+}
+
+// zerosFrom reports whether the file holds only zeros from off to its end.
+func (fr *frameReader) zerosFrom(off int64) bool {
+	buf := make([]byte, 32<<10)
+	for off < fr.size {
+		n, err := fr.f.ReadAt(buf[:min(int64(len(buf)), fr.size-off)], off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false
+			}
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return false
+		}
+		if n == 0 {
+			return false
+		}
+		off += int64(n)
+	}
+	return true
 }

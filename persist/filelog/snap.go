@@ -11,11 +11,11 @@ import (
 )
 
 // maybeSnapshot wakes the snapshotter when enough log was written since
-// the last snapshot. Called by the flusher.
+// the last snapshot, or a compaction was. Called by the flusher.
 func (l *Log) maybeSnapshot() {
 	revs, bytes := l.opts.SnapshotRevs, l.opts.SnapshotBytes
-	if (revs > 0 && l.sinceRev >= revs) || (bytes > 0 && l.sinceLen >= bytes) {
-		l.sinceRev, l.sinceLen = 0, 0
+	if l.compactedSince || (revs > 0 && l.sinceRev >= revs) || (bytes > 0 && l.sinceLen >= bytes) {
+		l.sinceRev, l.sinceLen, l.compactedSince = 0, 0, false
 		select {
 		case l.snapKick <- struct{}{}:
 		default:
@@ -61,54 +61,160 @@ func (s stopWriter) Write(p []byte) (int, error) {
 // temporary file, synced, renamed into place, and the directory synced.
 // Then it keeps the two newest snapshots and removes older ones, and the
 // segments the older of the two kept covers entirely. The log does this by
-// itself as Options.SnapshotRevs and SnapshotBytes say; WriteSnapshot is
-// for callers who want one at a point of their choosing. Snapshots are
-// serialized.
+// itself as Options.SnapshotRevs and SnapshotBytes say, and after each
+// compaction; WriteSnapshot is for callers who want one at a point of
+// their choosing. Snapshots are serialized.
+//
+// The first snapshot after a compaction reclaims the disk the compacted
+// history took: the log starts a new segment before taking it, so every
+// older segment holds only what the snapshot holds, and the snapshot is
+// written twice (two files, the fallback of each other), so the two kept
+// are both after the compaction and everything older is removed.
 func (l *Log) WriteSnapshot() error {
-	l.mu.Lock()
-	if !l.running || l.closing {
-		l.mu.Unlock()
-		return ErrClosed
+	if err := l.beginSnapshot(); err != nil {
+		return err
 	}
-	if l.opts.ReadOnly {
-		l.mu.Unlock()
+	defer l.endSnapshot()
+
+	sn, err := l.target.Snapshot()
+	if err != nil {
+		return err
+	}
+	info := snapInfo{rev: sn.Rev(), compact: sn.CompactRev(), index: sn.ConsistentIndex()}
+	l.filesMu.Lock()
+	n := len(l.files.snaps)
+	var newest snapInfo
+	if n > 0 {
+		newest = l.files.snaps[n-1]
+	}
+	l.filesMu.Unlock()
+	if n > 0 && newest.rev == info.rev && newest.compact == info.compact && newest.index == info.index {
+		sn.Close()
+		return nil // nothing new since the last one
+	}
+	compacted := info.compact >= 0 && (n == 0 || info.compact > newest.compact)
+	if compacted {
+		sn.Close()
+		if err := l.rotateNow(); err != nil {
+			return err
+		}
+		if sn, err = l.target.Snapshot(); err != nil {
+			return err
+		}
+		info = snapInfo{rev: sn.Rev(), compact: sn.CompactRev(), index: sn.ConsistentIndex()}
+	}
+	defer sn.Close()
+	l.filesMu.Lock()
+	info.num = l.files.nextSnap()
+	l.filesMu.Unlock()
+
+	name := path.Join(l.dir, snapFile(info.num))
+	err = l.writeSnapFile(info.num, func(w io.Writer) error {
+		_, err := sn.WriteTo(snapshot.WithStoreID(w, l.storeID))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	infos := []snapInfo{info}
+	if compacted {
+		twin := info
+		twin.num++
+		err := l.writeSnapFile(twin.num, func(w io.Writer) error {
+			f, err := l.fs.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(w, f)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		infos = append(infos, twin)
+	}
+	l.log.Debug("revkv/filelog: snapshot written", "file", name, "rev", info.rev, "copies", len(infos))
+
+	l.gcMu.Lock() // no Recover reads the files being removed
+	defer l.gcMu.Unlock()
+	garbage, err := l.recordSnapshot(infos...)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: snapshot %s: %w", name, err)
+	}
+	var errs []error
+	for _, name := range garbage {
+		if err := l.fs.Remove(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// What was not removed is found again, and removed, at the next
+		// open: the manifest no longer lists it.
+		return fmt.Errorf("revkv/filelog: removing old files: %w", err)
+	}
+	return nil
+}
+
+// beginSnapshot waits for a snapshot in progress and marks one started.
+func (l *Log) beginSnapshot() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closing:
+		return ErrClosed
+	case !l.running:
+		return ErrNotRecovered
+	case l.opts.ReadOnly:
 		return ErrReadOnly
 	}
 	for l.snapping {
 		l.cond.Wait()
 	}
 	l.snapping = true
+	return nil
+}
+
+func (l *Log) endSnapshot() {
+	l.mu.Lock()
+	l.snapping = false
+	l.cond.Broadcast()
 	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.snapping = false
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	}()
+}
 
-	sn, err := l.target.Snapshot()
-	if err != nil {
-		return err
+// rotateNow has the flusher start a new segment (if the current one holds
+// any batch) after what is queued, and waits for it.
+func (l *Log) rotateNow() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	want := l.rotations + 1
+	l.rotateWant = true
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
-	defer sn.Close()
-	info := snapInfo{rev: sn.Rev(), compact: sn.CompactRev(), index: sn.ConsistentIndex()}
-	l.filesMu.Lock()
-	info.num = l.files.nextSnap()
-	if n := len(l.files.snaps); n > 0 {
-		if p := l.files.snaps[n-1]; p.rev == info.rev && p.compact == info.compact && p.index == info.index {
-			l.filesMu.Unlock()
-			return nil // nothing new since the last one
-		}
+	for l.err == nil && l.rotations < want && !l.flushed {
+		l.cond.Wait()
 	}
-	l.filesMu.Unlock()
+	switch {
+	case l.rotations >= want:
+		return nil
+	case l.err != nil:
+		return l.err
+	}
+	return errStopping
+}
 
-	name := path.Join(l.dir, snapFile(info.num))
+// writeSnapFile writes snapshot file num with write: to a temporary file,
+// synced, renamed into place, and the directory synced.
+func (l *Log) writeSnapFile(num uint64, write func(io.Writer) error) error {
+	name := path.Join(l.dir, snapFile(num))
 	tmp := name + tmpSuffix
 	f, err := l.fs.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	_, err = sn.WriteTo(stopWriter{w: f, stop: l.stop})
+	err = write(stopWriter{w: f, stop: l.stop})
 	if err == nil {
 		err = f.Sync()
 	}
@@ -123,27 +229,26 @@ func (l *Log) WriteSnapshot() error {
 		l.fs.Remove(tmp) // best effort: Open removes leftovers too
 		return fmt.Errorf("revkv/filelog: snapshot %s: %w", name, err)
 	}
-	l.log.Debug("revkv/filelog: snapshot written", "file", name, "rev", info.rev)
-
-	l.gcMu.Lock() // no Recover reads the files being removed
-	defer l.gcMu.Unlock()
-	l.filesMu.Lock()
-	l.files.snaps = append(l.files.snaps, info)
-	garbage := l.retainLocked()
-	l.filesMu.Unlock()
-	// Removed outside filesMu, which the flusher takes after every write.
-	var errs []error
-	for _, name := range garbage {
-		if err := l.fs.Remove(name); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		// What was not removed is found again, and skipped, at the next
-		// open; nothing depends on it being gone.
-		return fmt.Errorf("revkv/filelog: removing old files: %w", err)
-	}
 	return nil
+}
+
+// recordSnapshot adds snapshot info to the file set, drops what it makes
+// unneeded, and records that in the manifest; it returns the names of the
+// files to remove, which may go only once the manifest no longer lists
+// them. Removed outside filesMu, which the flusher takes after every
+// write.
+func (l *Log) recordSnapshot(infos ...snapInfo) (garbage []string, err error) {
+	l.manMu.Lock()
+	defer l.manMu.Unlock()
+	l.filesMu.Lock()
+	l.files.snaps = append(l.files.snaps, infos...)
+	garbage = l.retainLocked()
+	m := l.manifestLocked(false)
+	l.filesMu.Unlock()
+	if err := writeManifest(l.fs, l.dir, m); err != nil {
+		return nil, err
+	}
+	return garbage, nil
 }
 
 // retainLocked drops from the file set the snapshots older than the two
@@ -188,21 +293,29 @@ func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if err := fsys.MkdirAll(dir); err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	lock, ls, err := lockAndList(fsys, dir)
+	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	if len(ls.segs)+len(ls.snaps) > 0 {
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("revkv/filelog: %w", err)
+	}
+	if len(ls.segs)+len(ls.snaps) > 0 || ls.manifest {
 		return fmt.Errorf("revkv/filelog: %s already holds a store", dir)
 	}
+	// The snapshot becomes this new store's, under a new identity; the
+	// manifest that lists it is written last, so a failure leaves no
+	// store behind.
+	id := newStoreID()
 	name := path.Join(dir, snapFile(1))
 	tmp := name + tmpSuffix
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	_, err = io.Copy(f, r)
+	_, err = io.Copy(snapshot.WithStoreID(f, id), r)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -215,6 +328,9 @@ func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	}
 	if err == nil {
 		err = fsys.SyncDir(dir)
+	}
+	if err == nil {
+		err = writeManifest(fsys, dir, &manifest{id: id, snaps: []uint64{1}})
 	}
 	if err != nil {
 		fsys.Remove(tmp)

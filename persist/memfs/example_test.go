@@ -51,3 +51,24 @@ func ExampleFS_FailWrite() {
 	fmt.Println(err1, err2 != nil)
 	// Output: <nil> true
 }
+
+// Linux's fsync failure semantics: the bytes of a failed Sync stay
+// readable, a later Sync succeeds, and a crash still loses them.
+func ExampleOptions_linuxSyncFailures() {
+	fs := memfs.New(memfs.Options{LinuxSyncFailures: true})
+	f, _ := fs.Create("log")
+	fs.SyncDir(".")
+	f.Write([]byte("one "))
+	fs.FailSync(1)
+	fmt.Println(f.Sync() != nil)
+	f.Write([]byte("two"))
+	fmt.Println(f.Sync())
+	fs.Crash()
+	r, _ := fs.Open("log")
+	b, _ := io.ReadAll(r)
+	fmt.Printf("%q\n", b)
+	// Output:
+	// true
+	// <nil>
+	// "\x00\x00\x00\x00two"
+}

@@ -1,7 +1,6 @@
 package memfs
 
 import (
-	"bytes"
 	"io"
 	"io/fs"
 )
@@ -120,6 +119,7 @@ func (f *file) Write(p []byte) (int, error) {
 		f.n.data = append(f.n.data, make([]byte, end-int64(len(f.n.data)))...)
 	}
 	copy(f.n.data[f.pos:], want)
+	f.n.lost = f.n.lost.remove(f.pos, f.pos+int64(len(want))) // dirty again
 	f.pos += int64(len(want))
 	return len(want), err
 }
@@ -135,9 +135,12 @@ func (f *file) Sync() error {
 		return err
 	}
 	if err := m.syncFault(f.name); err != nil {
+		if m.opts.LinuxSyncFailures {
+			f.n.loseUnsynced()
+		}
 		return err
 	}
-	f.n.synced = bytes.Clone(f.n.data)
+	f.n.synced = f.n.image()
 	return nil
 }
 
@@ -168,6 +171,7 @@ func (f *file) Truncate(size int64) error {
 	} else {
 		f.n.data = append(f.n.data, make([]byte, size-int64(len(f.n.data)))...)
 	}
+	f.n.truncated(size)
 	return nil
 }
 
