@@ -117,7 +117,7 @@ func usagef(format string, args ...any) error {
 func inCommand(cmd string, err error) error {
 	var ue *usageError
 	if errors.As(err, &ue) && ue.cmd == "" {
-		return &usageError{cmd: cmd, msg: ue.msg}
+		return &usageError{cmd: cmd, msg: message(err)}
 	}
 	return err
 }

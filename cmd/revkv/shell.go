@@ -26,6 +26,7 @@ type shellState struct {
 	watches []*shellWatch
 	nextID  int
 	txn     []txnOp
+	txnBad  int // the txn's first wrong line (its number in the txn), 0 if none
 	inTxn   bool
 }
 
@@ -357,17 +358,25 @@ func (sh *shellState) txnLine(line string, out io.Writer) error {
 	e := &env{g: sh.g, s: sh.s, out: out}
 	switch line {
 	case "end", "commit":
-		ops := sh.txn
-		sh.txn, sh.inTxn = nil, false
+		ops, bad := sh.txn, sh.txnBad
+		sh.txn, sh.txnBad, sh.inTxn = nil, 0, false
+		if bad > 0 {
+			return fmt.Errorf("txn not applied: its line %d was wrong; nothing applied", bad)
+		}
 		return applyTxn(e, ops)
 	case "abort":
-		sh.txn, sh.inTxn = nil, false
+		sh.txn, sh.txnBad, sh.inTxn = nil, 0, false
 		fmt.Fprintln(out, "txn aborted; nothing applied")
 		return nil
 	}
 	op, err := e.parseTxnOp(line)
 	if err != nil {
-		return fmt.Errorf("%w (the txn is still open: fix the line, or 'abort')", err)
+		// A script must not apply the lines around a wrong one: the txn
+		// now applies nothing.
+		if sh.txnBad == 0 {
+			sh.txnBad = len(sh.txn) + 1
+		}
+		return fmt.Errorf("%w (this txn will apply nothing: 'abort', then start again)", err)
 	}
 	sh.txn = append(sh.txn, op)
 	return nil
