@@ -144,16 +144,16 @@ func init() {
 		about:   "Drop every version that is not live at revision REV: reads below REV fail from then on.",
 		minArgs: 1, maxArgs: 1, store: readWrite, globals: takesStore | takesOutput, inShell: true, run: cmdCompact})
 	add(&command{name: "hash", args: "[--rev R]", summary: "hash of the history up to R",
-		about:   "Print the hash of the store's history up to revision R; equal stores have equal hashes.",
-		store:   readOnly, globals: takesStore | takesOutput, inShell: true,
-		flags:   func(fs *flag.FlagSet, o *opts) { fs.Int64Var(&o.rev, "rev", 0, "revision `R` (0: the current one)") },
-		run:     cmdHash})
+		about: "Print the hash of the store's history up to revision R; equal stores have equal hashes.",
+		store: readOnly, globals: takesStore | takesOutput, inShell: true,
+		flags: func(fs *flag.FlagSet, o *opts) { fs.Int64Var(&o.rev, "rev", 0, "revision `R` (0: the current one)") },
+		run:   cmdHash})
 	add(&command{name: "rev", summary: "current and compacted revision", about: "Print the current and the compacted revision.",
 		store: readOnly, globals: takesStore | takesOutput, inShell: true, run: cmdRev})
 	add(&command{name: "help", args: "[COMMAND]", summary: "this list, or a command's flags",
 		about: "Print the commands, or one command's usage and flags.", maxArgs: 1, inShell: true, run: cmdHelp})
 	add(&command{name: "version", summary: "revkv's version and the file formats it reads",
-		about: "Print revkv's version, the Go version it was built with and the file format\nversions it reads.",
+		about:   "Print revkv's version, the Go version it was built with and the file format\nversions it reads.",
 		globals: takesOutput, run: cmdVersion})
 	add(&command{name: "demo", summary: "a short tour on a temporary store",
 		about: "Run a short script on a store in a temporary directory, close it and open it\nagain. The directory is removed at the end, whatever happens.",
