@@ -340,8 +340,9 @@ func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 // the persister, whose goroutines and files are gone when Close returns.
 // It returns the error of that last commit, or the stop error if the store
 // had stopped (see Err). Every later call returns ErrClosed; views and
-// snapshots taken before Close keep working until they are dropped. Close is
-// idempotent; calls after the first return ErrClosed.
+// snapshots taken before Close keep working until they are dropped. Calling
+// Close again is safe but not silent: it changes nothing and returns
+// ErrClosed.
 func (s *Store) Close() error {
 	if s.closed.Load() {
 		return ErrClosed

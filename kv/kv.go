@@ -12,11 +12,6 @@ import (
 	"fmt"
 )
 
-// Errors returned by revkv packages. Callers test for them with errors.Is;
-// returned errors may wrap them with context (a revision, a file, an offset).
-//
-// The first five carry the names of etcd's early v3 storage package, so that
-// code written against that API reads the same.
 // Size limits on keys and values. The engine refuses larger ones with
 // ErrTooLarge, so that decoders of files (snapshots, logs) can refuse larger
 // lengths as corrupt instead of trusting them.
@@ -26,6 +21,11 @@ const (
 	MaxBatchSize = 256 << 20 // one revision's changes; see engine.MaxBatchSize
 )
 
+// Errors returned by revkv packages. Callers test for them with errors.Is;
+// returned errors may wrap them with context (a revision, a file, an offset).
+//
+// The first five carry the names of etcd's early v3 storage package, so that
+// code written against that API reads the same.
 var (
 	// ErrTxnIDMismatch: a Txn* call named a txn that is not the open one.
 	ErrTxnIDMismatch = errors.New("revkv: txn id mismatch")

@@ -35,6 +35,8 @@ type env struct {
 	o        opts
 	sh       *shellState // nil outside the shell
 	progress *progress
+	// stdoutTerm: stdout is a terminal (so output shows progress itself).
+	stdoutTerm bool
 }
 
 func (e *env) json() bool { return e.g.output == "json" }

@@ -187,6 +187,9 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	e.in, e.out, e.errOut = stdin, stdout, stderr
 	e.progress = newProgress(stderr)
+	if sw, ok := stdout.(*stickyWriter); ok {
+		e.stdoutTerm = isTerminal(sw.w)
+	}
 	if c.store == noStore {
 		return inCommand(name, c.run(ctx, e))
 	}

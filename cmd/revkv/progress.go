@@ -52,6 +52,15 @@ func (p *progress) update(format string, args ...any) {
 	fmt.Fprintf(p.w, "\r\x1b[K"+format, args...)
 }
 
+// now sets the line at once: for work whose progress cannot be counted.
+func (p *progress) now(format string, args ...any) {
+	if !p.on() {
+		return
+	}
+	p.last, p.shown = time.Now(), true
+	fmt.Fprintf(p.w, "\r\x1b[K"+format, args...)
+}
+
 // done clears the line; the next update starts a new piece of work.
 func (p *progress) done() {
 	if p == nil {

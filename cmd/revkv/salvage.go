@@ -93,7 +93,7 @@ func salvage(e *env, dir, newDir string) error {
 	if entries, err := os.ReadDir(newDir); err == nil && len(entries) > 0 {
 		return usagef("%s is not empty: salvage copies into a new directory", newDir)
 	}
-	e.progress.update("reading %s", dir)
+	e.progress.now("reading %s ...", dir)
 	files, err := filelog.Inspect(persist.OS, dir)
 	e.progress.done()
 	if err != nil {

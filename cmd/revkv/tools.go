@@ -166,7 +166,7 @@ func verify(e *env, dir string) error {
 	if err := checkDir(dir, true); err != nil {
 		return err
 	}
-	e.progress.update("verifying %s", dir)
+	e.progress.now("verifying %s ...", dir)
 	files, err := filelog.Inspect(persist.OS, dir)
 	e.progress.done()
 	if err != nil {
@@ -203,8 +203,12 @@ func dump(e *env, dir string) error {
 	defer bw.Flush()
 	out := *e
 	out.out = bw
+	// On a terminal, the lines themselves show the progress.
+	showProgress := !e.stdoutTerm
 	err := filelog.Dump(persist.OS, dir, func(file string, off int64, b *persist.Batch) error {
-		e.progress.update("dumping %s: %s, revision %d", dir, file, b.Rev)
+		if showProgress {
+			e.progress.update("dumping %s: %s, revision %d", dir, file, b.Rev)
+		}
 		return out.dumpBatch(file, off, b)
 	})
 	e.progress.done()
