@@ -181,6 +181,11 @@ func shell(ctx context.Context, g *global, stdin io.Reader, stdout, stderr io.Wr
 			where = "memory (gone on exit)"
 		}
 		fmt.Fprintf(stdout, "revkv shell on %s at revision %d; 'help' for commands, Ctrl-D to leave\n", where, s.Rev())
+		// While a line is edited, Ctrl-C is a key (the terminal is raw);
+		// while a command runs, it is SIGINT, which must not end the
+		// shell and lose a store in memory: commands in the shell are
+		// short, so the shell ignores it.
+		ctx = context.WithoutCancel(ctx)
 	}
 	failed, err := runShell(ctx, g, s, src, stdout, stderr, false)
 	if err != nil {
