@@ -65,6 +65,9 @@ type fileStat struct {
 }
 
 func stat(e *env, dir string) error {
+	if err := checkDir(dir, true); err != nil {
+		return err
+	}
 	files, err := filelog.Inspect(persist.OS, dir)
 	if err != nil {
 		return openError(dir, err)

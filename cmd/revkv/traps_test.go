@@ -88,6 +88,7 @@ func TestTraps(t *testing.T) {
 		{"unknown flag", []string{"get", "--dir", dir, "a", "--frob"}, 2, `unknown flag --frob`},
 		{"one prefix", []string{"put", "--dir", dir, "", "v"}, 1, `^revkv: key is empty\n$`},
 		{"missing dir", []string{"get", "--dir", filepath.Join(tmp, "nosuchdir"), "k"}, 1, `^revkv: no store at \S+nosuchdir: no such directory`},
+		{"stat missing dir", []string{"stat", filepath.Join(tmp, "nosuchdir")}, 1, `^revkv: no store at \S+nosuchdir: no such directory`},
 		{"not a dir", []string{"put", "--dir", filepath.Join(dir, "00000000000000000001.log"), "k", "v"}, 1, `is not a directory\n$`},
 		{"compact -1", []string{"compact", "--dir", dir, "-1"}, 2, `REV -1: revisions are 0 or more`},
 		{"bench watchers", []string{"bench", "--mem", "--watchers", "100000", "--keys", "10"}, 2, `--watchers 100000 is more than --keys 10`},
