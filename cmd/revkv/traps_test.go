@@ -44,7 +44,6 @@ func TestTxnAllOrNothing(t *testing.T) {
 		"put a 1\nput '' 2\n",
 		"put a 1\nfrobnicate\n",
 		"put a 1\nput b \"\\q\"\n",
-		"put a 1\nput b " + strings.Repeat("v", 16<<20+1) + "\n",
 	} {
 		code, _, errOut := cli(t, input, "txn", "--dir", dir)
 		if code == 0 || !strings.Contains(errOut, "nothing applied") {
@@ -54,6 +53,11 @@ func TestTxnAllOrNothing(t *testing.T) {
 		if code == 0 {
 			t.Errorf("shell txn %.40q: exit 0, %s", input, errOut)
 		}
+	}
+	// A value over the limit, refused before anything is applied.
+	code, _, errOut := cli(t, "put a 1\nput b "+strings.Repeat("v", 16<<20+1)+"\n", "txn", "--dir", dir)
+	if code != 1 || !strings.Contains(errOut, "txn op 2 (put): value of 16777217 bytes, limit 16777216: key or value too large; nothing applied") {
+		t.Errorf("txn with a value over the limit: exit %d, %s", code, errOut)
 	}
 	if out := mustCLI(t, "", "get", "--dir", dir, "a"); out != "a\t0\n" {
 		t.Fatalf("a failed txn applied its first line: %q", out)
