@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -199,7 +198,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	e.s = s
 	err = c.run(ctx, e)
-	if cerr := s.Close(); cerr != nil && !errors.Is(cerr, engine.ErrClosed) {
+	if cerr := s.Close(); cerr != nil && !errors.Is(cerr, kv.ErrClosed) {
 		err = errors.Join(err, cerr)
 	}
 	return inCommand(name, err)

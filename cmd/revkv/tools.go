@@ -163,8 +163,11 @@ func ratioNote(raw, size int64) string {
 	return " (file headers outweigh the data: too little to compress)"
 }
 
-// verify checks every checksum of every file; exit status 1 if any file
-// is damaged, naming each with the offset.
+// verify is a dry run of an open (read-only: the same checks and the same
+// messages, nothing changed) plus the checks an open skips (every checksum
+// of every file, segments a snapshot covers, older snapshots); exit status
+// 1 if anything would stop an open or any file is damaged, naming each
+// file with the offset.
 func verify(e *env, dir string) error {
 	if err := checkDir(dir, true); err != nil {
 		return err
@@ -177,6 +180,13 @@ func verify(e *env, dir string) error {
 	}
 	if len(files) == 0 {
 		return fmt.Errorf("%s holds no segment or snapshot: no store there", dir)
+	}
+	problems := 0
+	if err := dryOpen(e, dir); err != nil {
+		problems++
+		fmt.Fprintf(e.errOut, "revkv: open would fail: %s\n", message(err))
+		e.emit(map[string]any{"file": dir, "ok": false, "status": "open would fail: " + message(err)},
+			"%-32s %s\n", "(open)", "FAILS: "+message(err))
 	}
 	damaged := 0
 	for _, f := range files {
@@ -191,11 +201,30 @@ func verify(e *env, dir string) error {
 		e.emit(map[string]any{"file": filepath.Join(dir, f.Name), "ok": f.Err == nil, "status": status},
 			"%-32s %s\n", f.Name, status)
 	}
-	if damaged > 0 {
-		fmt.Fprintf(e.errOut, "revkv: %d of %d files damaged; 'revkv salvage %s NEWDIR' copies what is readable\n", damaged, len(files), dir)
+	if problems+damaged > 0 {
+		opens := ""
+		if problems > 0 {
+			opens = ", and the open fails"
+		}
+		fmt.Fprintf(e.errOut, "revkv: %d of %d files damaged%s; 'revkv salvage %s NEWDIR' copies what is readable\n",
+			damaged, len(files), opens, dir)
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// dryOpen recovers the store in dir read-only, as an open would (with its
+// progress), and returns the open's error.
+func dryOpen(e *env, dir string) error {
+	s, err := openStore(storeSpec{dir: dir, readOnly: true, progress: e.progress})
+	if err != nil {
+		var ex *explained
+		if errors.As(err, &ex) {
+			err = ex.err // the open's own message, not the advice around it
+		}
+		return err
+	}
+	return s.Close()
 }
 
 func dump(e *env, dir string) error {
