@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -11,87 +12,44 @@ import (
 	"github.com/revkv/revkv/persist/filelog"
 )
 
-// salvagePlan is what salvage copies: each file whole, or its first
-// bytes; and what it leaves behind, in words.
-type salvagePlan struct {
-	copies []fileCopy
-	left   []string
+// Salvage rebuilds a store from what reads back whole, through filelog's
+// own reading and writing (Inspect, Dump, FromSnapshot, a Log's Append):
+// it never copies files, so the new directory is a store of this build's
+// format whatever extra files (a manifest, a lock) the old one had.
+//
+//  1. The base is the newest snapshot whose checksums hold
+//     (FromSnapshot), or an empty store if there is none.
+//  2. Every batch of the log up to its first damage that the base does not
+//     already hold (Batch.Covered) is appended, in order, as it was.
+//  3. The new directory is opened like any store, which checks it.
+
+// salvageBase is the snapshot a salvage starts from.
+type salvageBase struct {
+	file       string // "" for none: an empty store
+	rev        int64
+	compactRev int64
+	index      uint64
 }
 
-type fileCopy struct {
-	name string
-	size int64 // bytes from the start to copy
-}
-
-// planSalvage decides what of a damaged directory to keep, from what
-// Inspect found. Segments are copied in order up to the first damage: the
-// damaged one up to the damaged frame (the frames before it are whole), a
-// torn tail not at all. A later segment is copied only if a snapshot that
-// reads back whole covers the revisions lost at the damage, since replay
-// must not skip a revision. Snapshots are copied when they read back whole.
-func planSalvage(files []filelog.File) salvagePlan {
-	var p salvagePlan
-	var snapRev int64 = -1
+// newestSound picks the newest snapshot that Inspect found whole.
+func newestSound(files []filelog.File) salvageBase {
+	base := salvageBase{rev: 1, compactRev: -1} // an empty store's
 	for _, f := range files {
-		if f.Snapshot != nil && f.Err == nil {
-			snapRev = max(snapRev, f.Snapshot.Rev)
+		if f.Snapshot != nil && f.Err == nil && (base.file == "" || f.Snapshot.Rev > base.rev) {
+			base = salvageBase{file: f.Name, rev: f.Snapshot.Rev, compactRev: f.Snapshot.CompactRev, index: f.Snapshot.ConsistentIndex}
 		}
 	}
-	broken := false // the log before this segment lost revisions
-	for i, f := range files {
-		if f.Segment == nil {
-			continue
-		}
-		if broken && f.Segment.FirstRev-1 > snapRev {
-			p.left = append(p.left, fmt.Sprintf("%s whole (revisions %d..%d): it follows revisions lost to damage that no snapshot holds", f.Name, f.Segment.FirstRev, f.Segment.LastRev))
-			continue
-		}
-		broken = false
-		var de *filelog.DamageError
-		switch {
-		case f.Err == nil && f.Segment.TornAt < 0:
-			p.copies = append(p.copies, fileCopy{f.Name, f.Size})
-		case f.Err == nil:
-			p.copies = append(p.copies, fileCopy{f.Name, f.Segment.TornAt})
-			p.left = append(p.left, fmt.Sprintf("the torn tail of %s from offset %d: a write a crash cut short, never reported durable", f.Name, f.Segment.TornAt))
-		case errors.As(f.Err, &de) && de.Offset > 0:
-			p.copies = append(p.copies, fileCopy{f.Name, de.Offset})
-			p.left = append(p.left, fmt.Sprintf("%s from offset %d to its end (%d bytes): %s", f.Name, de.Offset, f.Size-de.Offset, message(de.Err)))
-			broken = laterSegment(files, i)
-		default:
-			p.left = append(p.left, fmt.Sprintf("%s whole: %s", f.Name, message(f.Err)))
-			broken = laterSegment(files, i)
-		}
-	}
-	for _, f := range files {
-		switch {
-		case f.Snapshot == nil && f.Segment != nil:
-		case f.Err == nil:
-			p.copies = append(p.copies, fileCopy{f.Name, f.Size})
-		default:
-			p.left = append(p.left, fmt.Sprintf("snapshot %s: %s", f.Name, message(f.Err)))
-		}
-	}
-	return p
+	return base
 }
 
-func laterSegment(files []filelog.File, i int) bool {
-	for _, f := range files[i+1:] {
-		if f.Segment != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// salvage copies what is readable of the store in dir into newDir, opens
-// the copy to check it, and says what was left behind.
+// salvage rebuilds the readable part of the store in dir in newDir and
+// says what was left behind.
 func salvage(e *env, dir, newDir string) error {
 	if err := checkDir(dir, true); err != nil {
 		return err
 	}
 	if entries, err := os.ReadDir(newDir); err == nil && len(entries) > 0 {
-		return usagef("%s is not empty: salvage copies into a new directory", newDir)
+		return usagef("%s is not empty: salvage writes a new store", newDir)
 	}
 	e.progress.now("reading %s ...", dir)
 	files, err := filelog.Inspect(persist.OS, dir)
@@ -102,55 +60,138 @@ func salvage(e *env, dir, newDir string) error {
 	if len(files) == 0 {
 		return fmt.Errorf("%s holds no segment or snapshot: nothing to salvage", dir)
 	}
-	p := planSalvage(files)
-	if err := os.MkdirAll(newDir, 0o755); err != nil {
-		return err
+	base := newestSound(files)
+	var left []string
+	for _, f := range files {
+		switch {
+		case f.Snapshot == nil && f.Segment == nil:
+		case f.Snapshot != nil && f.Err != nil:
+			left = append(left, fmt.Sprintf("snapshot %s: %s", f.Name, message(f.Err)))
+		case f.Segment != nil && f.Err == nil && f.Segment.TornAt >= 0:
+			left = append(left, fmt.Sprintf("the torn tail of %s from offset %d: a write a crash cut short, never reported durable", f.Name, f.Segment.TornAt))
+		}
 	}
-	for _, c := range p.copies {
-		e.progress.update("copying %s", c.name)
-		if err := copyPrefix(filepath.Join(dir, c.name), filepath.Join(newDir, c.name), c.size); err != nil {
+	if base.file != "" {
+		if err := restoreFrom(e, filepath.Join(dir, base.file), newDir); err != nil {
 			return err
 		}
 	}
-	e.progress.done()
-	// A read-write open cuts a torn tail the copy ends with and checks
-	// that the copy recovers; then it is a store like any other.
+	last, damage, err := replayLog(e, dir, newDir, base)
+	if err != nil {
+		return err
+	}
+	if damage != nil {
+		lost := fmt.Sprintf("revisions after %d", last)
+		if hi := highestRev(files); hi > last {
+			lost = fmt.Sprintf("revisions %d to at least %d", last+1, hi)
+		}
+		left = append(left, fmt.Sprintf("the log from %s offset %d on (%s): %s",
+			filepath.Base(damage.File), damage.Offset, lost, message(damage.Err)))
+	}
+
+	// The new directory opens like any store: that checks it.
 	s, err := openStore(storeSpec{dir: newDir, progress: e.progress})
 	if err != nil {
-		return fmt.Errorf("the copy in %s does not open (it is left there for a look): %w", newDir, err)
+		return fmt.Errorf("the salvaged store in %s does not open (it is left there for a look): %w", newDir, err)
 	}
 	rev := s.Rev()
 	if err := s.Close(); err != nil {
 		return err
 	}
 	if e.json() {
-		return e.emit(map[string]any{"dir": newDir, "revision": rev, "left_behind": p.left}, "")
+		return e.emit(map[string]any{"dir": newDir, "revision": rev, "left_behind": left}, "")
 	}
-	fmt.Fprintf(e.out, "salvaged %s into %s: a store at revision %d\n", dir, newDir, rev)
-	if len(p.left) == 0 {
+	from := "an empty store"
+	if base.file != "" {
+		from = fmt.Sprintf("snapshot %s (revision %d)", base.file, base.rev)
+	}
+	fmt.Fprintf(e.out, "salvaged %s into %s: a store at revision %d, from %s and the log after it\n", dir, newDir, rev, from)
+	if len(left) == 0 {
 		fmt.Fprintln(e.out, "nothing was left behind")
 	}
-	for _, l := range p.left {
+	for _, l := range left {
 		fmt.Fprintf(e.out, "left behind: %s\n", l)
 	}
 	return nil
 }
 
-// copyPrefix copies the first n bytes of the file src into a new file
-// dst, synced.
-func copyPrefix(src, dst string, n int64) error {
-	in, err := os.Open(src)
+// restoreFrom makes newDir a store holding the snapshot file.
+func restoreFrom(e *env, file, newDir string) error {
+	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	defer f.Close()
+	err = restoreStore(newDir, bufio.NewReaderSize(progressReader(e, f, "restoring "+filepath.Base(file)), 1<<20))
+	e.progress.done()
+	return err
+}
+
+// replayLog appends to the store in newDir every batch of dir's log that
+// base does not hold, up to the log's first damage. It returns the last
+// revision appended (base's if none), and the damage that ended the log,
+// if any.
+func replayLog(e *env, dir, newDir string, base salvageBase) (last int64, damage *filelog.DamageError, err error) {
+	l, err := openLog(newDir)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	_, err = io.CopyN(out, in, n)
-	if err == nil {
-		err = out.Sync()
+	defer func() { err = errors.Join(err, l.Close()) }()
+	if err := l.Recover(discardTarget{}); err != nil {
+		return 0, nil, err
 	}
-	return errors.Join(err, out.Close())
+	last = base.rev
+	dumpErr := filelog.Dump(persist.OS, dir, func(file string, off int64, b *persist.Batch) error {
+		if b.Covered(base.rev, base.compactRev, base.index) {
+			return nil
+		}
+		e.progress.update("salvaging: %s, revision %d", file, b.Rev)
+		// Append encodes the batch before it returns, so Dump may reuse
+		// the batch's buffers afterwards.
+		if _, err := l.Append(b); err != nil {
+			return err
+		}
+		last = b.Rev
+		return nil
+	})
+	e.progress.done()
+	if errors.As(dumpErr, &damage) {
+		dumpErr = nil
+	}
+	if dumpErr != nil {
+		return 0, nil, dumpErr
+	}
+	return last, damage, l.Sync()
+}
+
+// discardTarget stands in for an engine while a salvage writes a log: the
+// new directory holds at most the base snapshot, which salvage has
+// checked already, and the final open reads it all again.
+type discardTarget struct{}
+
+var _ persist.Target = discardTarget{}
+
+func (discardTarget) LoadSnapshot(r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
+
+func (discardTarget) Apply(*persist.Batch) error { return nil }
+
+func (discardTarget) Snapshot() (persist.Snapshot, error) {
+	return nil, errors.New("salvage: no snapshots while salvaging")
+}
+
+// highestRev is the highest revision any file reached.
+func highestRev(files []filelog.File) int64 {
+	var rev int64
+	for _, f := range files {
+		switch {
+		case f.Segment != nil:
+			rev = max(rev, f.Segment.LastRev)
+		case f.Snapshot != nil:
+			rev = max(rev, f.Snapshot.Rev)
+		}
+	}
+	return rev
 }

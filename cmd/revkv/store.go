@@ -61,6 +61,13 @@ func restoreStore(dir string, r io.Reader) error {
 	return filelog.FromSnapshot(persist.OS, dir, r)
 }
 
+// openLog opens the log in dir without an engine, for salvage to append
+// batches to as they were: no syncs but the last (salvage calls Sync), and
+// no snapshots of its own, since there is no engine to take them from.
+func openLog(dir string) (*filelog.Log, error) {
+	return filelog.Open(dir, filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1, SnapshotBytes: -1})
+}
+
 // checkDir explains a --dir that cannot hold a store before the library
 // reports it in its own terms (lock D: open D/LOCK: ...).
 func checkDir(dir string, mustExist bool) error {

@@ -3,14 +3,17 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/persist/filelog"
 )
 
@@ -234,11 +237,11 @@ func TestSalvage(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("salvage: %d %s %s", code, out, errOut)
 	}
-	m := regexp.MustCompile(`salvaged \S+ into \S+: a store at revision (\d+)\nleft behind: 00000000000000000001.log from offset \d+ to its end`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`salvaged \S+ into \S+: a store at revision (\d+), from an empty store and the log after it\nleft behind: the log from 00000000000000000001.log offset \d+ on \(revisions after (\d+)\): frame`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("salvage said: %s", out)
 	}
-	if m[1] == "41" || m[1] == "1" {
+	if m[1] != m[2] || m[1] == "41" || m[1] == "1" {
 		t.Fatalf("salvaged revision %s: want some but not all of 41", m[1])
 	}
 	if out := mustCLI(t, "", "verify", saved); strings.Contains(out, "DAMAGED") {
@@ -269,5 +272,66 @@ func TestProgress(t *testing.T) {
 	}
 	if newProgress(&buf).on() {
 		t.Fatal("progress on for a stderr that is not a terminal")
+	}
+}
+
+// TestSalvageFromSnapshot: with snapshots, salvage starts from the newest
+// sound one and replays the log after it up to the damage; every key it
+// brings back has the value it had.
+func TestSalvageFromSnapshot(t *testing.T) {
+	tmp := t.TempDir()
+	dir, saved := filepath.Join(tmp, "d"), filepath.Join(tmp, "saved")
+	l, err := filelog.Open(dir, filelog.Options{SnapshotRevs: 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if _, err := s.Put([]byte(fmt.Sprintf("key%02d", i)), []byte(fmt.Sprint("v", i))); err != nil {
+			t.Fatal(err)
+		}
+		if i == 29 { // wait for the snapshotter to write one
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if snaps, _ := filepath.Glob(filepath.Join(dir, "*.snap")); len(snaps) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no snapshot after 30 revisions with SnapshotRevs 15")
+				}
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, "00000000000000000001.log")
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-40] ^= 0x40 // in the last batches, after every snapshot
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustCLI(t, "", "salvage", dir, saved)
+	m := regexp.MustCompile(`a store at revision (\d+), from snapshot snap-\d+\.snap \(revision (\d+)\)`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "left behind: the log from 00000000000000000001.log") {
+		t.Fatalf("salvage said: %s", out)
+	}
+	rev, _ := strconv.Atoi(m[1])
+	snapRev, _ := strconv.Atoi(m[2])
+	if rev <= snapRev || rev >= 61 {
+		t.Fatalf("salvaged revision %d from a snapshot at %d: want the log after it, and not all of it", rev, snapRev)
+	}
+	got := mustCLI(t, "", "get", "--dir", saved, "key", "--prefix")
+	var want strings.Builder
+	for i := range rev - 1 {
+		fmt.Fprintf(&want, "key%02d\tv%d\n", i, i)
+	}
+	if got != want.String() {
+		t.Fatalf("salvaged keys:\n%s\nwant:\n%s", got, want.String())
 	}
 }
