@@ -16,7 +16,7 @@ import (
 // package reports them.
 var (
 	// ErrLocked: another process (or FS user) holds the lock.
-	ErrLocked = errors.New("revkv/persist: locked by another process or another open store")
+	ErrLocked = errors.New("revkv/persist: locked by another user")
 )
 
 // FS is the filesystem persisters use. Names are slash-separated paths.

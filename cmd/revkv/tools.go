@@ -32,10 +32,11 @@ func toolCommands() {
 		about: "Print every batch of DIR's log, in order, one per line: file@offset, revision,\n" +
 			"and its puts and deletes. Changes no file.",
 		minArgs: 1, maxArgs: 1, globals: takesOutput, run: func(_ context.Context, e *env) error { return dump(e, e.args[0]) }})
-	add(&command{name: "salvage", args: "DIR NEWDIR", summary: "copy what is readable of a damaged store",
-		about: "Copy into the new directory NEWDIR everything of DIR that reads back whole: the\n" +
-			"snapshots whose checksums hold, and the log up to its first damage. Say what\n" +
-			"was left behind. DIR is not changed; NEWDIR must not exist or be empty.",
+	add(&command{name: "salvage", args: "DIR NEWDIR", summary: "a new store from what is readable of a damaged one",
+		about: "Make a new store in NEWDIR from what of DIR reads back whole: the newest\n" +
+			"snapshot whose checksums hold, and the log after it up to the log's first\n" +
+			"damage. Say what was left behind. DIR is not changed; NEWDIR must not exist\n" +
+			"or be empty.",
 		minArgs: 2, maxArgs: 2, globals: takesOutput, run: func(_ context.Context, e *env) error { return salvage(e, e.args[0], e.args[1]) }})
 	add(&command{name: "snapshot", args: "save FILE [--dir D] | status FILE | restore FILE --dir D", summary: "save, describe or restore a snapshot",
 		about: "save writes a snapshot of the store to FILE (through a temporary file, renamed\n" +
