@@ -328,9 +328,10 @@ func (e *env) parseTxnOp(line string) (txnOp, error) {
 	return op, err
 }
 
-// checkOps refuses ops the engine would refuse, before any is applied:
-// the engine's txns have no abort, so an op refused halfway would leave
-// the ones before it applied.
+// checkOps refuses ops the engine would refuse, before the txn begins:
+// whether an op refused halfway leaves the ones before it applied is the
+// engine's rule (on an engine without abort, it does), and a txn's lines
+// are all or nothing either way.
 func checkOps(ops []txnOp) error {
 	if len(ops) == 0 {
 		return usagef("empty txn: nothing to apply")
@@ -369,6 +370,7 @@ func applyTxn(e *env, ops []txnOp) error {
 	if err := checkOps(ops); err != nil {
 		return err
 	}
+	before := e.s.Rev()
 	id, err := e.s.TxnBegin()
 	if err != nil {
 		return err
@@ -381,9 +383,15 @@ func applyTxn(e *env, ops []txnOp) error {
 			rev, err = e.s.TxnPut(id, op.key, op.value)
 		}
 		if err != nil {
-			// checkOps rules out what it can; what is left (a store that
-			// stopped) ends the txn with the ops so far, and says so.
-			return errors.Join(fmt.Errorf("txn stopped at op %d of %d (%s), the ones before it applied: %w", i+1, len(ops), opName(op), err), e.s.TxnEnd(id))
+			// checkOps rules out what it can. What is left (a store that
+			// stopped) ends the txn; whether the ops before the failed one
+			// were applied is the engine's rule, so the revision says.
+			endErr := e.s.TxnEnd(id)
+			applied := "nothing applied"
+			if now := e.s.Rev(); now != before {
+				applied = fmt.Sprintf("the ops before it applied at revision %d", now)
+			}
+			return errors.Join(fmt.Errorf("txn stopped at op %d of %d (%s), %s: %w", i+1, len(ops), opName(op), applied, err), endErr)
 		}
 	}
 	if err := e.s.TxnEnd(id); err != nil {
