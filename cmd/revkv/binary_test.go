@@ -157,3 +157,37 @@ func TestLongLines(t *testing.T) {
 		t.Fatalf("an over-long line: exit %d, %q %q", code, out, errOut)
 	}
 }
+
+// TestParseArgs: flags among arguments, as typed, in every spelling.
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		pos  string // positional arguments, joined by |
+		o    opts
+		err  string
+	}{
+		{args: []string{"k", "--rev", "3", "--prefix"}, pos: "k", o: opts{rev: 3, prefix: true}},
+		{args: []string{"-rev=3", "k", "--prefix=false"}, pos: "k", o: opts{rev: 3}},
+		{args: []string{"k", "--end", ""}, pos: "k", o: opts{end: optString{set: true}}},
+		{args: []string{"k", "--end="}, pos: "k", o: opts{end: optString{set: true}}},
+		{args: []string{"-1", "-", "-.5"}, pos: "-1|-|-.5"},
+		{args: []string{"a", "--", "--rev", "-x"}, pos: "a|--rev|-x"},
+		{args: []string{"--rev"}, err: "flag --rev needs a value"},
+		{args: []string{"--rev=x"}, err: `--rev "x": want an integer`},
+		{args: []string{"-rev", "x"}, err: `-rev "x": want an integer`},
+		{args: []string{"--nope=1"}, err: "unknown flag --nope"},
+	} {
+		fs := newFlagSet("t")
+		var o opts
+		commands["get"].flags(fs, &o)
+		pos, err := parseArgs(fs, tc.args, true)
+		switch {
+		case tc.err != "":
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
+			}
+		case err != nil || strings.Join(pos, "|") != tc.pos || o != tc.o:
+			t.Errorf("%q: %q %+v %v; want %q %+v", tc.args, pos, o, err, tc.pos, tc.o)
+		}
+	}
+}
