@@ -264,7 +264,9 @@ func runShell(ctx context.Context, g *global, s *engine.Store, src lineSource, s
 			fmt.Fprintf(errOut, "error: %s\n", shellMessage(err))
 			failed = true
 		}
-		sh.poll(stdout, errOut)
+		if !sh.poll(stdout, errOut) {
+			failed = true
+		}
 	}
 	return failed, nil
 }
@@ -422,32 +424,35 @@ func (sh *shellState) addWatch(e *env, key, end []byte, from int64) error {
 	return e.emit(map[string]any{"watch": w.id, "from": w.next}, "watch %d from revision %d\n", w.id, w.next)
 }
 
-// poll prints what each watch has not printed yet.
-func (sh *shellState) poll(out, errOut io.Writer) {
+// poll prints what each watch has not printed yet. It reports false if a
+// watch ended with an error.
+func (sh *shellState) poll(out, errOut io.Writer) (ok bool) {
 	v, err := sh.s.View()
 	if err != nil {
-		return
+		return true // a closed store: the command that closed it said so
 	}
 	e := &env{g: sh.g, out: out}
 	kept := sh.watches[:0]
+	ok = true
 	for _, w := range sh.watches {
-		ok := true
+		live := true
 		for ev, err := range v.Events(w.next) {
 			if err != nil {
 				fmt.Fprintf(errOut, "error: watch %d ends: %s\n", w.id, compactedMessage(err, w.next, v.CompactRev()))
-				ok = false
+				live, ok = false, false
 				break
 			}
 			if w.matches(ev.KV.Key) {
 				fmt.Fprintf(out, "watch %d: %s\n", w.id, e.formatEvent(ev))
 			}
 		}
-		if ok {
+		if live {
 			w.next = max(w.next, v.Rev()+1)
 			kept = append(kept, w)
 		}
 	}
 	sh.watches = kept
+	return ok
 }
 
 // compactedMessage explains a watch that compaction overtook.

@@ -173,9 +173,9 @@ func TestHelp(t *testing.T) {
 // TestWatchCompacted: a watch that compaction overtakes says the
 // compacted revision and how to watch again.
 func TestWatchCompacted(t *testing.T) {
-	code, _, errOut := cli(t, "put k 1\nput k 2\nwatch k --from 2\ncompact 3\nput k 3\n", "--mem")
-	if code != 0 && !strings.Contains(errOut, "watch") {
-		t.Fatalf("exit %d: %s", code, errOut)
+	code, _, errOut := cli(t, "put k 1\nput k 2\ncompact 2\nwatch k --from 1\nput k 3\n", "--mem")
+	if code != 1 || errOut != "error: watch 1 ends: its next revision 1 was compacted (the store is compacted to 2); watch again with --from 3\n" {
+		t.Fatalf("shell watch below the compacted revision: exit %d, %q", code, errOut)
 	}
 	dir := t.TempDir()
 	mustCLI(t, "put k 1\nput k 2\nput k 3\ncompact 3\n", "--dir", dir)
