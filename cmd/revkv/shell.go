@@ -64,13 +64,18 @@ func (p pipeSource) close() error                { return nil }
 
 // termSource reads lines from a terminal with readline: arrows move and
 // recall, Tab completes, history is kept in a file between runs.
-type termSource struct{ rl *readline.Instance }
+type termSource struct {
+	rl      *readline.Instance
+	history string // the history file, or ""
+}
 
 func newTermSource(stdin io.Reader, stdout, stderr io.Writer) (*termSource, error) {
 	in, _ := stdin.(io.ReadCloser)
+	history := historyFile()
+	privateFile(history)
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt:            "revkv> ",
-		HistoryFile:       historyFile(),
+		HistoryFile:       history,
 		HistoryLimit:      1000,
 		HistorySearchFold: true,
 		AutoComplete:      completer(),
@@ -83,7 +88,21 @@ func newTermSource(stdin io.Reader, stdout, stderr io.Writer) (*termSource, erro
 	if err != nil {
 		return nil, err
 	}
-	return &termSource{rl: rl}, nil
+	return &termSource{rl: rl, history: history}, nil
+}
+
+// privateFile makes the file name, if any, readable by its owner only,
+// creating it if need be: a history holds the keys and values typed,
+// which readline would leave readable by everyone (it creates files 0666,
+// before the umask, and rewrites them so when it trims them).
+func privateFile(name string) {
+	if name == "" {
+		return
+	}
+	if f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		f.Close()
+	}
+	os.Chmod(name, 0o600)
 }
 
 func (t *termSource) next(prompt string) (string, error) {
@@ -95,7 +114,11 @@ func (t *termSource) next(prompt string) (string, error) {
 	return line, err
 }
 
-func (t *termSource) close() error { return t.rl.Close() }
+func (t *termSource) close() error {
+	err := t.rl.Close()
+	privateFile(t.history)
+	return err
+}
 
 // historyFile is where the shell keeps its history: $REVKV_HISTORY, or
 // .revkv_history in the home directory; "" (no file) if neither.

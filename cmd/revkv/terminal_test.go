@@ -133,6 +133,13 @@ func TestShellTerminal(t *testing.T) {
 	}
 	_ = at
 
+	fi, err := os.Stat(history)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("history file mode %v; want 0600 (it holds what was typed)", fi.Mode())
+	}
 	data, err := os.ReadFile(history)
 	if err != nil {
 		t.Fatal(err)
