@@ -10,8 +10,8 @@ import (
 	"github.com/revkv/revkv/kv"
 )
 
-// Each test here checks sentences of CONTRACT.md's Revisions, Range, Put /
-// DeleteRange, Transactions, Compact, Hash and Bad input sections.
+// Each test here checks sentences of docs/SEMANTICS.md's Revisions, Range,
+// Put and DeleteRange, Transactions, Compact, Hash and Bad input sections.
 
 func TestRevisions(t *testing.T) {
 	s := NewMemory(Options{})

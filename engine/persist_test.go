@@ -184,9 +184,8 @@ func TestFailStop(t *testing.T) {
 // replayPersister is a persister whose Recover replays what it is given.
 type replayPersister struct {
 	fakePersister
-	snap    []byte
-	replay  []persist.Batch
-	replErr error
+	snap   []byte
+	replay []persist.Batch
 }
 
 func (r *replayPersister) Recover(t persist.Target) error {

@@ -398,8 +398,9 @@ func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 // Close returns, and stops the lease expiry timer (leases stop expiring).
 // It returns the error of that last commit, or the stop error if the store
 // had stopped (see Err). Every later call returns kv.ErrClosed; views and
-// snapshots taken before Close keep working until they are dropped. Close is
-// idempotent; calls after the first return kv.ErrClosed.
+// snapshots taken before Close keep working until they are dropped. Calling
+// Close again is safe but not silent: it changes nothing and returns
+// kv.ErrClosed.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return kv.ErrClosed

@@ -34,8 +34,8 @@ func (v version) deleted() bool { return v.ver == 0 }
 // the versions they can see.
 //
 // Reading a key costs one cache miss after the tree node for a key with one
-// version (the record, whose 128 bytes the hardware fetches as a pair of
-// lines), and two or three for others (the record, its list, the slot of
+// version (the record: 112 bytes, pinned by TestLayoutSizes, which the
+// hardware fetches with its adjacent line), and two or three for others (the record, its list, the slot of
 // the version).
 type keyRecord struct {
 	vers  atomic.Pointer[versionList]

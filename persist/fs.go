@@ -1,8 +1,9 @@
-// Package persist is where revkv's engine meets durable storage. This file
-// holds the filesystem it uses: a small interface, in the spirit of
-// pebble's vfs.FS, with an implementation on the operating system's files
-// (OS) and, in persist/memfs, an in-memory one for tests that models
-// crashes and injects faults.
+// Package persist is where revkv's engine meets durable storage: the
+// persister plug-in point (Persister, Target, Batch), and the filesystem
+// persisters use, a small interface (FS) in the spirit of pebble's vfs.FS
+// with an implementation on the operating system's files (OS). The
+// in-memory filesystem in persist/memfs models crashes and injects faults
+// for tests; persist/fstest checks any FS against the contract.
 package persist
 
 import (

@@ -13,7 +13,7 @@ import (
 // copy of the key space in a plain map, and every range is a sort of the
 // matching keys. It is meant for the small key spaces of generated tests.
 //
-// Model follows the contract in revkv's CONTRACT.md (etcd parity). Its
+// Model follows the semantics in revkv's docs/SEMANTICS.md (etcd parity). Its
 // methods mirror KV's, with the same errors.
 type Model struct {
 	states  []map[string]kv.KeyValue // states[r]: the key space at revision r

@@ -96,8 +96,9 @@ func (w *watch) wants(ev kv.Event) bool {
 // one behind it keeps the history it still needs (see the package doc).
 //
 // Memory: a Watcher costs its goroutine (a few KiB of stack) and its
-// channel; a watch costs about 200 bytes plus its range's keys, and up to
-// 4x MaxEvents pending events while it keeps up.
+// channel; a watch costs its range's keys and a few hundred bytes (measured
+// in the package doc), and up to 4x MaxEvents pending events while it
+// keeps up.
 type Watcher struct {
 	h    *hub
 	ch   chan Response

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/watch"
 )
@@ -23,12 +21,9 @@ type benchConfig struct {
 	keys, keySize, valueSize   int
 	duration                   time.Duration
 	sync                       string
-	dirSet                     bool
-	fs                         *flag.FlagSet
 }
 
-func (b *benchConfig) register(fs *flag.FlagSet) {
-	b.fs = fs
+func (b *benchConfig) register(fs *flag.FlagSet, o *opts) {
 	fs.IntVar(&b.writers, "writers", 4, "goroutines doing puts")
 	fs.IntVar(&b.readers, "readers", 4, "goroutines doing point reads")
 	fs.IntVar(&b.watchers, "watchers", 0, "watchers, each on a share of the key space")
@@ -36,7 +31,8 @@ func (b *benchConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&b.keySize, "key-size", 16, "bytes per key (at least 8)")
 	fs.IntVar(&b.valueSize, "value-size", 128, "bytes per value")
 	fs.DurationVar(&b.duration, "duration", 5*time.Second, "how long to run")
-	fs.StringVar(&b.sync, "sync", "always", "sync policy: always, interval or none")
+	fs.StringVar(&b.sync, "sync", "always", "sync `POLICY`: always, interval or none")
+	fs.BoolVar(&o.force, "force", false, "run on a --dir that holds a store (bench writes many keys into it)")
 }
 
 func (b *benchConfig) policy() (filelog.SyncPolicy, error) {
@@ -45,7 +41,7 @@ func (b *benchConfig) policy() (filelog.SyncPolicy, error) {
 			return p, nil
 		}
 	}
-	return 0, fmt.Errorf("%w: --sync %q: want always, interval or none", errUsage, b.sync)
+	return 0, usagef("--sync %q: want always, interval or none", b.sync)
 }
 
 // latencies collects one goroutine's operation times.
@@ -60,37 +56,38 @@ func percentile(all []time.Duration, p float64) time.Duration {
 
 const maxSamples = 1 << 20 // per goroutine: enough for the 99.9th percentile
 
-func runBench(ctx context.Context, e *env, g *global, b benchConfig, stderr io.Writer) error {
-	b.fs.Visit(func(f *flag.Flag) { b.dirSet = b.dirSet || f.Name == "dir" })
+func runBench(ctx context.Context, e *env) error {
+	b := e.o.bench
 	policy, err := b.policy()
 	if err != nil {
 		return err
 	}
-	if b.keySize < 8 || b.keys < 1 || b.valueSize < 0 || b.writers < 0 || b.readers < 0 || b.watchers < 0 {
-		return fmt.Errorf("%w: bench: --key-size >= 8, --keys >= 1, counts >= 0", errUsage)
-	}
-	where := "memory"
-	var s *engine.Store
 	switch {
-	case g.mem:
-		s = engine.NewMemory(engine.Options{})
-	default:
-		dir := g.dir
-		if !b.dirSet {
-			if dir, err = os.MkdirTemp("", "revkv-bench-"); err != nil {
+	case b.keySize < 8 || b.keys < 1 || b.valueSize < 0 || b.writers < 0 || b.readers < 0 || b.watchers < 0:
+		return usagef("want --key-size >= 8, --keys >= 1, and no count below 0")
+	case b.watchers > b.keys:
+		return usagef("--watchers %d is more than --keys %d: each watcher watches its own share of the keys", b.watchers, b.keys)
+	}
+	g := e.g
+	where := "memory"
+	spec := storeSpec{mem: g.mem, sync: policy, progress: e.progress}
+	if !g.mem {
+		spec.dir = g.dir.v
+		if !g.dir.set {
+			if spec.dir, err = os.MkdirTemp("", "revkv-bench-"); err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
-		}
-		where = dir + " (sync " + b.sync + ")"
-		l, err := filelog.Open(dir, filelog.Options{Sync: policy})
-		if err != nil {
+			defer os.RemoveAll(spec.dir)
+		} else if err := benchDirOK(spec.dir, e.o.force); err != nil {
 			return err
 		}
-		if s, err = engine.Open(l, engine.Options{}); err != nil {
-			return err
-		}
+		where = spec.dir + " (sync " + b.sync + ")"
 	}
+	s, err := openStore(spec)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	ws := watch.New(s, watch.Options{})
 	defer ws.Close()
 
@@ -174,6 +171,7 @@ func runBench(ctx context.Context, e *env, g *global, b benchConfig, stderr io.W
 		}, &reads, &rlat)
 	}
 
+	stderr := e.errOut
 	fmt.Fprintf(stderr, "revkv bench: %d writers, %d readers, %d watchers, %d keys of %d bytes, values of %d bytes, on %s, for %v\n",
 		b.writers, b.readers, b.watchers, b.keys, b.keySize, b.valueSize, where, b.duration)
 	start := time.Now()
@@ -209,7 +207,7 @@ func runBench(ctx context.Context, e *env, g *global, b benchConfig, stderr io.W
 		"write_p50_us": us(percentile(wlat, .5)), "write_p99_us": us(percentile(wlat, .99)), "write_p999_us": us(percentile(wlat, .999)),
 		"read_p50_us": us(percentile(rlat, .5)), "read_p99_us": us(percentile(rlat, .99)), "read_p999_us": us(percentile(rlat, .999)),
 	}
-	if e.json {
+	if e.json() {
 		return e.emit(sum, "")
 	}
 	fmt.Fprintf(e.out, "%.1fs, revision %d\n", elapsed.Seconds(), s.Rev())
@@ -224,3 +222,13 @@ func runBench(ctx context.Context, e *env, g *global, b benchConfig, stderr io.W
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+// benchDirOK refuses a --dir that holds anything, unless force: bench
+// writes thousands of keys, which do not belong in a store someone uses.
+func benchDirOK(dir string, force bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 || force {
+		return nil
+	}
+	return usagef("--dir %s is not empty: bench would write thousands of keys into it; use a new directory, or --force", dir)
+}

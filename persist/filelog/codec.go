@@ -27,9 +27,6 @@ const (
 	frameHdrSize = 24
 	// FrameSize is the most raw bytes one frame holds.
 	FrameSize = 1 << 20
-	// maxStored bounds a frame's stored bytes: compression is kept only
-	// when it saves space, so stored <= raw.
-	maxStored = FrameSize
 
 	flagCompressed = 1
 	flagContinued  = 2
