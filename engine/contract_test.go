@@ -496,8 +496,20 @@ func TestHash(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	s := NewMemory(Options{})
-	id, _ := s.TxnBegin()
 	big := make([]byte, MaxValueSize+1)
+	// A Txn* call runs in a txn of its own: a failed write poisons its
+	// txn, which TxnEnd then aborts (kv.ErrTxnFailed); a failed read
+	// does not.
+	inTxn := func(write bool, f func(id int64) error) func() error {
+		return func() error {
+			id, _ := s.TxnBegin()
+			err := f(id)
+			if end := s.TxnEnd(id); write != errors.Is(end, kv.ErrTxnFailed) || write && !errors.Is(end, err) {
+				t.Errorf("TxnEnd after %v: %v", err, end)
+			}
+			return err
+		}
+	}
 	calls := []struct {
 		name string
 		err  error
@@ -509,15 +521,14 @@ func TestBadInput(t *testing.T) {
 		{"Put huge value", kv.ErrTooLarge, func() error { _, err := s.Put(b("k"), big); return err }},
 		{"Range nil key", kv.ErrEmptyKey, func() error { _, _, err := s.Range(nil, nil, 0, 0); return err }},
 		{"DeleteRange nil key", kv.ErrEmptyKey, func() error { _, _, err := s.DeleteRange(nil, nil); return err }},
-		{"TxnPut empty key", kv.ErrEmptyKey, func() error { _, err := s.TxnPut(id, nil, nil); return err }},
-		{"TxnPut huge value", kv.ErrTooLarge, func() error { _, err := s.TxnPut(id, b("k"), big); return err }},
-		{"TxnDeleteRange nil key", kv.ErrEmptyKey, func() error { _, _, err := s.TxnDeleteRange(id, nil, nil); return err }},
-		{"TxnRange future", ErrFutureRev, func() error { _, _, err := s.TxnRange(id, b("k"), nil, 0, 5); return err }},
+		{"TxnPut empty key", kv.ErrEmptyKey, inTxn(true, func(id int64) error { _, err := s.TxnPut(id, nil, nil); return err })},
+		{"TxnPut huge value", kv.ErrTooLarge, inTxn(true, func(id int64) error { _, err := s.TxnPut(id, b("k"), big); return err })},
+		{"TxnDeleteRange nil key", kv.ErrEmptyKey, inTxn(true, func(id int64) error { _, _, err := s.TxnDeleteRange(id, nil, nil); return err })},
+		{"TxnRange future", ErrFutureRev, inTxn(false, func(id int64) error { _, _, err := s.TxnRange(id, b("k"), nil, 0, 5); return err })},
 	}
 	for _, c := range calls {
 		wantErr(t, c.name, c.call(), c.err)
 	}
-	s.TxnEnd(id)
 	if s.Rev() != 1 {
 		t.Fatalf("rejected calls moved the revision to %d", s.Rev())
 	}

@@ -278,15 +278,25 @@ func TestMaxBatchSize(t *testing.T) {
 	if err := mustTxnPut("y"); !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("txn put over MaxBatchSize: %v", err)
 	}
+	// The failed put poisoned the txn: TxnEnd aborts it, x included.
+	if err := s.TxnEnd(id); !errors.Is(err, kv.ErrTxnFailed) || !errors.Is(err, kv.ErrTooLarge) {
+		t.Fatalf("TxnEnd after a failed put: %v, want ErrTxnFailed wrapping ErrTooLarge", err)
+	}
+	if kvs, _, _ := s.Range(nil, []byte{}, 0, 0); len(kvs) != 10 {
+		t.Fatalf("after the aborted txn: %d keys, want the 10", len(kvs))
+	}
+	id, _ = s.TxnBegin()
+	s.txnMu.Lock()
+	s.txn.size = MaxBatchSize - 5*changeSize(b(keyN(0)), nil)
+	s.txnMu.Unlock()
 	if _, _, err := s.TxnDeleteRange(id, nil, []byte{}); !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("txn delete over MaxBatchSize: %v", err)
 	}
-	if err := s.TxnEnd(id); err != nil {
-		t.Fatal(err)
+	if err := s.TxnEnd(id); !errors.Is(err, kv.ErrTxnFailed) {
+		t.Fatalf("TxnEnd after a failed delete: %v", err)
 	}
-	kvs, _, _ := s.Range(nil, []byte{}, 0, 0)
-	if len(kvs) != 11 {
-		t.Fatalf("after the txn: %d keys, want the 10 and x", len(kvs))
+	if kvs, _, _ := s.Range(nil, []byte{}, 0, 0); len(kvs) != 10 {
+		t.Fatalf("after the aborted txn: %d keys, want the 10", len(kvs))
 	}
 }
 

@@ -211,7 +211,7 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 	if end == nil {
 		return st.get(key, rev, opts, res), nil
 	}
-	if opts.CountOnly || !opts.LimitFirst() {
+	if opts.CountOnly || opts.Sorted() || !opts.LimitFirst() {
 		return st.rangeAll(key, end, rev, opts, res), nil
 	}
 	// Key order, no filter: the walk stops one key past the limit (or
@@ -246,13 +246,23 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 	return res, nil
 }
 
-// rangeAll is rangeKeys for a count, or for options that need every key of
-// the range before the limit applies: revision filters, or an order other
-// than by key.
+// rangeAll is rangeKeys for a count, or for options that sort or filter:
+// it gathers the filtered keys in key order (for a limit that applies
+// before the sort, one past the limit, as etcd does), then sorts and cuts
+// them.
 func (st *state) rangeAll(key, end []byte, rev int64, opts RangeOptions, res RangeResult) RangeResult {
+	gather := int64(-1) // no cap
+	if opts.CountOnly {
+		gather = 0
+	} else if opts.LimitFirst() && opts.Limit > 0 {
+		gather = opts.Limit + 1
+	}
 	st.each(key, end, rev, 0, func(kv KeyValue) bool {
 		res.Count++
-		if !opts.CountOnly && opts.Keep(&kv) {
+		if gather >= 0 && int64(len(res.KVs)) >= gather {
+			return opts.TotalCount || opts.CountOnly
+		}
+		if opts.Keep(&kv) {
 			res.KVs = append(res.KVs, kv)
 		}
 		return true

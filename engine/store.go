@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
@@ -57,7 +58,23 @@ type Options struct {
 
 	// Logger receives debug and error records. nil means no logging.
 	Logger *slog.Logger
+
+	// MaxTxnOps bounds the compares, and the ops of each branch, of a
+	// Store.Txn request (kv.ErrTooManyOps); 0 means DefaultMaxTxnOps.
+	MaxTxnOps int
+
+	// TxnTimeout is how long a txn opened by TxnBegin may stay open: then
+	// it is aborted, so that a forgotten TxnEnd cannot block writers
+	// forever. 0 means DefaultTxnTimeout; below 0, no limit. (A txn from
+	// Begin ends with its context instead.)
+	TxnTimeout time.Duration
 }
+
+// Defaults for Options.
+const (
+	DefaultMaxTxnOps  = 128 // etcd's default
+	DefaultTxnTimeout = time.Minute
+)
 
 // state is what readers see: an immutable view of the store at one revision.
 // The writer publishes a new one after every write; readers load it with one
@@ -80,8 +97,10 @@ type state struct {
 // All methods are safe for concurrent use. Reads (Range, View, Hash,
 // Snapshot) never block and are never blocked: they work on the last
 // published state. Writes (Put, DeleteRange, txns, Compact) are serialized;
-// while a txn is open, other writes wait for it to end, so a goroutine that
-// holds a txn must not call the non-txn write methods.
+// while a txn is open, other writes wait for it to end. A goroutine that
+// holds a txn and calls a non-txn write method therefore waits until the
+// txn's context ends it (for TxnBegin, Options.TxnTimeout): the txn is
+// aborted, and the write goes through. Close ends an open txn.
 type Store struct {
 	opts Options
 	p    persist.Persister // nil: pure memory
@@ -104,6 +123,9 @@ type Store struct {
 	txnMu sync.Mutex
 	txn   *txnState // guarded by txnMu; nil when no txn is open
 	txnID int64     // guarded by txnMu; last txn ID handed out
+	// aborted is the last txn that ended without TxnEnd or Commit (by
+	// its context, Close or Abort), so that its ID gets the reason.
+	aborted *txnState // guarded by txnMu
 
 	// compactMu serializes compactions, which release mu between steps.
 	compactMu    sync.Mutex
@@ -143,6 +165,11 @@ type writerState struct {
 	keyPage []byte
 	// batch is handed to the persister for each write, and reused.
 	batch persist.Batch
+	// undo is the open txn's record of what its writes changed, so that
+	// an abort can take them back; nil outside txns (see undo.go).
+	undo *undoLog
+	// exec is the state of the txns Store.Txn runs, reused.
+	exec txnState
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with
@@ -332,22 +359,23 @@ func (s *Store) CompactRev() int64 { return s.cur.Load().compactRev }
 // ConsistentIndex returns the consistent index recorded with the last write.
 func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 
-// Close releases the store. It waits for an open txn and an in-progress
-// compaction step to end, makes every write durable (as Commit) and closes
+// Close releases the store. It aborts an open txn (whose later calls
+// return kv.ErrTxnEnded wrapping kv.ErrClosed), waits for a write or
+// compaction step in progress to end, makes every write durable (as Commit) and closes
 // the persister, whose goroutines and files are gone when Close returns.
 // It returns the error of that last commit, or the stop error if the store
 // had stopped (see Err). Every later call returns kv.ErrClosed; views and
 // snapshots taken before Close keep working until they are dropped. Close is
 // idempotent; calls after the first return kv.ErrClosed.
 func (s *Store) Close() error {
-	if s.closed.Load() {
-		return kv.ErrClosed
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed.Swap(true) {
 		return kv.ErrClosed
 	}
+	// A txn opened before the flag was set ends here; Begin checks the flag
+	// under txnMu, so none opens after.
+	s.abortOpenTxn(fmt.Errorf("%w: %w", kv.ErrTxnEnded, kv.ErrClosed))
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	err := s.closePersister()
 	s.notifyArmed.Store(true)
 	s.wake()

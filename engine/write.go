@@ -6,34 +6,8 @@ import (
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
-
 	"github.com/tidwall/btree"
 )
-
-// txnState is an open write txn: the revision it began at and the changes it
-// made so far. The changes are applied to the writer's index as they are made
-// (with revision beginRev+1, which no reader can see until TxnEnd publishes
-// it), so reads inside the txn see them.
-type txnState struct {
-	id       int64
-	beginRev int64
-	changes  []change
-	// skipped is true when the consistent index said this txn's entry was
-	// already applied: every operation in it is a no-op.
-	skipped bool
-	// oldIndex is the consistent index before the txn, restored if the
-	// persister refuses it.
-	oldIndex uint64
-	size     int64 // of the changes, against MaxBatchSize
-}
-
-// rev is the revision the txn's reads see and its writes get.
-func (t *txnState) rev() int64 {
-	if len(t.changes) > 0 {
-		return t.beginRev + 1
-	}
-	return t.beginRev
-}
 
 // checkIndexLocked reports whether a write should be skipped because the
 // consistent index says its entry was applied before, and records the index
@@ -149,11 +123,13 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	if rec == nil {
 		rec = newRecord(key, v)
 		s.insertLocked(rec, &hint)
+		s.w.undo.created(rec)
 		return change{key: rec.key(), v: v}
 	}
 	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
 	}
+	s.w.undo.touched(rec)
 	rec.append(v)
 	return change{key: s.historyKeyLocked(rec.key()), v: v}
 }
@@ -220,6 +196,7 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change,
 	for _, rec := range live {
 		v := version{main: rev, sub: sub}
 		sub++
+		s.w.undo.touched(rec)
 		rec.append(v)
 		cs = append(cs, change{key: s.historyKeyLocked(rec.key()), v: v})
 	}
@@ -247,129 +224,15 @@ func (s *Store) endWriteLocked(rev int64, cs []change, oldIndex uint64) error {
 		s.mu.Unlock()
 		return err
 	}
-	if len(cs) > 0 {
+	switch {
+	case len(cs) == 1:
+		// addOne keeps no reference to cs, which a txn may reuse.
+		s.w.hist = s.w.hist.addOne(rev, cs[0])
+		s.w.rev = rev
+	case len(cs) > 1:
 		s.w.hist = s.w.hist.add(rev, cs)
 		s.w.rev = rev
 	}
 	s.publishLocked()
 	return nil
-}
-
-// TxnBegin opens a write txn and returns its ID. It waits until no other txn
-// or write is in progress; until TxnEnd, other writers wait. All writes of
-// the txn share one main revision, with sub-revisions in operation order;
-// its reads see its own earlier writes. A txn that changes nothing does not
-// move the revision.
-//
-// After Close, TxnBegin returns kv.ErrClosed.
-func (s *Store) TxnBegin() (int64, error) {
-	if err := s.lockWriter(); err != nil {
-		return 0, err
-	}
-	oldIndex := s.w.cindex
-	skip := s.checkIndexLocked()
-	s.txnMu.Lock()
-	defer s.txnMu.Unlock()
-	s.txnID++
-	s.txn = &txnState{id: s.txnID, beginRev: s.w.rev, skipped: skip, oldIndex: oldIndex}
-	return s.txnID, nil
-}
-
-// openTxn returns the open txn if id names it. txnMu is held.
-func (s *Store) openTxn(id int64) (*txnState, error) {
-	if s.txn == nil || s.txn.id != id {
-		return nil, fmt.Errorf("txn %d: %w", id, ErrTxnIDMismatch)
-	}
-	return s.txn, nil
-}
-
-// TxnEnd commits the txn's changes as one revision, publishes it, and lets
-// other writers in. A wrong ID is ErrTxnIDMismatch and leaves the txn open.
-func (s *Store) TxnEnd(txnID int64) error {
-	s.txnMu.Lock()
-	t, err := s.openTxn(txnID)
-	if err != nil {
-		s.txnMu.Unlock()
-		return err
-	}
-	s.txn = nil
-	s.txnMu.Unlock()
-
-	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
-		return err
-	}
-	return s.unlockAndWait()
-}
-
-// TxnRange is Range inside the txn: it reads the txn's own writes, and the
-// returned revision is the txn's (begin revision, plus one if it has
-// written).
-func (s *Store) TxnRange(txnID int64, key, end []byte, limit, rangeRev int64) ([]KeyValue, int64, error) {
-	s.txnMu.Lock()
-	defer s.txnMu.Unlock()
-	t, err := s.openTxn(txnID)
-	if err != nil {
-		return nil, 0, err
-	}
-	if t.skipped {
-		return nil, t.beginRev, nil
-	}
-	// The writer's tree is private to mu's holder, which is this txn.
-	st := state{keys: s.w.keys, rev: t.rev(), compactRev: s.w.compactRev}
-	res, err := st.rangeKeys(key, end, RangeOptions{Limit: limit, Rev: rangeRev})
-	return res.KVs, res.Rev, err
-}
-
-// TxnPut is Put inside the txn. It returns the txn's revision.
-func (s *Store) TxnPut(txnID int64, key, value []byte) (rev int64, err error) {
-	return s.TxnPutLease(txnID, key, value, 0)
-}
-
-// TxnPutLease is PutLease inside the txn.
-func (s *Store) TxnPutLease(txnID int64, key, value []byte, lease int64) (rev int64, err error) {
-	s.txnMu.Lock()
-	defer s.txnMu.Unlock()
-	t, err := s.openTxn(txnID)
-	if err != nil {
-		return 0, err
-	}
-	if err := checkPut(key, value); err != nil {
-		return 0, err
-	}
-	if t.skipped {
-		return t.beginRev, nil
-	}
-	if size := t.size + changeSize(key, value); size > MaxBatchSize {
-		return 0, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, kv.ErrTooLarge)
-	}
-	rev = t.beginRev + 1
-	t.changes = append(t.changes, s.putLocked(key, value, lease, rev, int64(len(t.changes))))
-	t.size += changeSize(key, value)
-	return rev, nil
-}
-
-// TxnDeleteRange is DeleteRange inside the txn. It returns how many keys it
-// deleted and the txn's revision.
-func (s *Store) TxnDeleteRange(txnID int64, key, end []byte) (n, rev int64, err error) {
-	s.txnMu.Lock()
-	defer s.txnMu.Unlock()
-	t, err := s.openTxn(txnID)
-	if err != nil {
-		return 0, 0, err
-	}
-	if err := checkRange(key, end); err != nil {
-		return 0, 0, err
-	}
-	if t.skipped {
-		return 0, t.beginRev, nil
-	}
-	cs, err := s.deleteLocked(key, end, t.beginRev+1, int64(len(t.changes)), MaxBatchSize-t.size)
-	if err != nil {
-		return 0, 0, err
-	}
-	t.changes = append(t.changes, cs...)
-	for _, c := range cs {
-		t.size += changeSize(c.key, nil)
-	}
-	return int64(len(cs)), t.rev(), nil
 }

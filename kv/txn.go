@@ -88,19 +88,14 @@ type Op struct {
 	// be a revision the store holds.
 	Range RangeOptions
 
-	// Put writes Value with Lease. IgnoreValue keeps the key's current
-	// value and IgnoreLease its current lease (the key must exist, and
-	// Value or Lease must then be empty). PrevKV returns the key's value
-	// before the put.
-	Value       []byte
-	Lease       int64
-	IgnoreValue bool
-	IgnoreLease bool
-	// PrevKV (Put and DeleteRange) returns the values before the write.
-	PrevKV bool
+	// Put writes Value (with Put's options).
+	Value []byte
+	Put   PutOptions
+	// Delete holds DeleteRange's options.
+	Delete DeleteOptions
 
-	// Txn is a nested txn (OpTxn): its compares see the writes of the ops
-	// before it.
+	// Txn is a nested txn (OpTxn). Its compares, like the outer ones, read
+	// the store as it was before the txn.
 	Txn *TxnRequest
 }
 
@@ -117,6 +112,37 @@ func DeleteOp(key, end []byte) Op { return Op{Type: OpDeleteRange, Key: key, End
 
 // TxnOp returns an Op that runs a nested txn.
 func TxnOp(r *TxnRequest) Op { return Op{Type: OpTxn, Txn: r} }
+
+// PutOptions are a put's options beyond key and value.
+type PutOptions struct {
+	// Lease is the lease ID recorded on the new KeyValue (0: none).
+	Lease int64
+	// IgnoreValue keeps the key's current value and IgnoreLease its
+	// current lease: the key must exist (ErrKeyNotFound), and the put's
+	// value or lease must then be empty (ErrValueProvided,
+	// ErrLeaseProvided).
+	IgnoreValue bool
+	IgnoreLease bool
+	// PrevKV returns the key's value before the put.
+	PrevKV bool
+}
+
+// Check returns the error for options that contradict the value given.
+func (o *PutOptions) Check(value []byte) error {
+	switch {
+	case o.IgnoreValue && len(value) != 0:
+		return ErrValueProvided
+	case o.IgnoreLease && o.Lease != 0:
+		return ErrLeaseProvided
+	}
+	return nil
+}
+
+// DeleteOptions are a DeleteRange's options beyond its range.
+type DeleteOptions struct {
+	// PrevKV returns the deleted keys' values.
+	PrevKV bool
+}
 
 // TxnRequest is a conditional txn: if every Compare holds (an empty list
 // holds), Then runs, otherwise Else.
@@ -135,8 +161,9 @@ func TxnOp(r *TxnRequest) Op { return Op{Type: OpTxn, Txn: r} }
 //     key, since only one of them runs (ErrDuplicateKey). As in etcd, a
 //     delete whose End is "\x00" counts as deleting no key here.
 //
-// Then the compares choose the branches (a nested txn's compares see the
-// writes before it), and the chosen ops are checked against the store:
+// Then the compares choose the branches (all of them, nested txns' too, read
+// the store as it was before the txn, as etcd evaluates them), and the
+// chosen ops are checked against the store:
 // range revisions (ErrFutureRev, ErrCompacted), IgnoreValue and
 // IgnoreLease puts of missing keys (ErrKeyNotFound), sizes (ErrTooLarge).
 type TxnRequest struct {

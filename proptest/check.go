@@ -51,7 +51,8 @@ type Stats struct {
 // result, an error or a revision, with a minimal sequence of actions that
 // shows it. Actions: puts (with leases), single-key, range and from-key
 // deletes, ranges at current and historical revisions with random limits,
-// txns mixing reads and writes (and calls with a wrong txn ID), compactions
+// txns mixing reads and writes (and calls with a wrong txn ID; a failed
+// write makes TxnEnd abort the txn), compactions
 // at valid and invalid revisions, HashByRev compared between the two KVs,
 // views held across later writes and compactions, and history reads
 // (Events). At the end of each run both KVs are closed, and every call must
@@ -302,10 +303,10 @@ func (m *machine) txn(t *rapid.T) {
 			}
 		}
 	}
-	m.m.TxnEnd()
+	wantErr := m.m.TxnEnd()
 	for i, s := range []KV{m.a, m.b} {
-		if err := s.TxnEnd(ids[i]); err != nil {
-			t.Fatalf("KV %d: TxnEnd: %v", i, err)
+		if err := s.TxnEnd(ids[i]); !sameErr(err, wantErr) {
+			t.Fatalf("KV %d: TxnEnd: %v; model %v", i, err, wantErr)
 		}
 		if err := s.TxnEnd(ids[i]); !errors.Is(err, kv.ErrTxnIDMismatch) {
 			t.Fatalf("KV %d: second TxnEnd: %v, want ErrTxnIDMismatch", i, err)

@@ -27,6 +27,9 @@ type modelTxn struct {
 	begin   int64
 	working map[string]kv.KeyValue
 	changes []kv.Event
+	// failed is the txn's first failed write: later calls fail with
+	// kv.ErrTxnFailed, and TxnEnd aborts.
+	failed error
 }
 
 // NewModel returns the model of a new store: revision 1, compacted -1.
@@ -216,6 +219,9 @@ func (t *modelTxn) rev() int64 {
 // TxnRange reads inside the open txn.
 func (m *Model) TxnRange(key, end []byte, limit, rangeRev int64) ([]kv.KeyValue, int64, error) {
 	t := m.txn
+	if t.failed != nil {
+		return nil, 0, kv.ErrTxnFailed
+	}
 	cur := t.rev()
 	if rangeRev == cur || rangeRev <= 0 {
 		// The txn's own revision: its working copy (which also holds the
@@ -227,30 +233,47 @@ func (m *Model) TxnRange(key, end []byte, limit, rangeRev int64) ([]kv.KeyValue,
 
 // TxnPut puts inside the open txn.
 func (m *Model) TxnPut(key, value []byte, lease int64) (int64, error) {
-	if len(key) == 0 {
+	t := m.txn
+	switch {
+	case t.failed != nil:
+		return 0, kv.ErrTxnFailed
+	case len(key) == 0:
+		t.failed = kv.ErrEmptyKey
 		return 0, kv.ErrEmptyKey
 	}
-	t := m.txn
 	t.changes = append(t.changes, put(t.working, key, value, lease, t.begin+1, int64(len(t.changes))))
 	return t.begin + 1, nil
 }
 
 // TxnDeleteRange deletes inside the open txn.
 func (m *Model) TxnDeleteRange(key, end []byte) (n, rev int64, err error) {
-	if end == nil && len(key) == 0 {
+	t := m.txn
+	switch {
+	case t.failed != nil:
+		return 0, 0, kv.ErrTxnFailed
+	case end == nil && len(key) == 0:
+		t.failed = kv.ErrEmptyKey
 		return 0, 0, kv.ErrEmptyKey
 	}
-	t := m.txn
 	evs := del(t.working, key, end, t.begin+1, int64(len(t.changes)))
 	t.changes = append(t.changes, evs...)
 	return int64(len(evs)), t.rev(), nil
 }
 
-// TxnEnd commits the open txn; a txn that changed nothing makes no revision.
-func (m *Model) TxnEnd() {
+// TxnEnd commits the open txn; a txn that changed nothing makes no
+// revision. A txn in which a write failed is aborted instead, with
+// kv.ErrTxnFailed.
+func (m *Model) TxnEnd() error {
 	t := m.txn
 	m.txn = nil
+	if t.failed != nil {
+		return kv.ErrTxnFailed
+	}
 	if len(t.changes) > 0 {
 		m.commit(t.working, t.changes)
 	}
+	return nil
 }
+
+// TxnAbort ends the open txn without applying anything.
+func (m *Model) TxnAbort() { m.txn = nil }

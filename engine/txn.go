@@ -1,0 +1,362 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/revkv/revkv/kv"
+)
+
+// txnState is an open write txn: the revision it began at and the changes it
+// made so far. The changes are applied to the writer's index as they are made
+// (with revision beginRev+1, which no reader can see until the commit
+// publishes it), so reads inside the txn see them; undo can take them back.
+//
+// While a txn is open it holds mu (the writer lock) on behalf of whoever
+// ends it: the caller's Commit or Abort, or the context callback, or Close.
+// Whoever takes it out of Store.txn (under txnMu) ends it.
+type txnState struct {
+	id       int64
+	beginRev int64
+	changes  []change
+	undo     undoLog
+	// skipped is true when the consistent index said this txn's entry was
+	// already applied: every operation in it is a no-op.
+	skipped bool
+	// oldIndex is the consistent index before the txn, restored if it
+	// aborts or the persister refuses it.
+	oldIndex uint64
+	size     int64 // of the changes, against MaxBatchSize
+
+	// failed is the first error of a write in the txn: from then on the
+	// txn can only abort. Guarded by txnMu.
+	failed error
+	// ended says why the txn ended, once it has. Guarded by txnMu.
+	ended error
+	// stop unregisters the context callback; cancel releases the context
+	// TxnBegin made. Either may be nil.
+	stop   func() bool
+	cancel context.CancelFunc
+}
+
+// rev is the revision the txn's reads see and its writes get.
+func (t *txnState) rev() int64 {
+	if len(t.changes) > 0 {
+		return t.beginRev + 1
+	}
+	return t.beginRev
+}
+
+// fail records err, if it is the txn's first failure, and returns it.
+// txnMu is held.
+func (t *txnState) fail(err error) error {
+	if err != nil && t.failed == nil {
+		t.failed = err
+	}
+	return err
+}
+
+// Txn is an open write txn (see Store.Begin). Its methods are safe for
+// concurrent use, but a txn is meant to be used by one goroutine.
+type Txn struct {
+	s *Store
+	t *txnState
+}
+
+// Begin opens a write txn. It waits until no other txn or write is in
+// progress (ctx does not bound that wait; the other txn's own context
+// does); until the txn ends, other writers wait. All writes of the txn
+// share one main revision, with sub-revisions in operation order; its
+// reads see its own earlier writes. A txn that changes nothing does not
+// move the revision when it commits.
+//
+// The txn ends with Commit or Abort, or is aborted when ctx is done (its
+// later calls then return kv.ErrTxnEnded wrapping context.Cause(ctx)) or
+// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). A
+// failed Put or DeleteRange poisons the txn: every later operation fails
+// with kv.ErrTxnFailed, and Commit aborts it. An aborted txn changes
+// nothing: no revision, no event, no key, not even the consistent index.
+//
+// After Close, Begin returns kv.ErrClosed.
+func (s *Store) Begin(ctx context.Context) (*Txn, error) {
+	t, err := s.begin(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Txn{s: s, t: t}, nil
+}
+
+// begin opens a txn that ctx can end; cancel, if not nil, is called when
+// it ends.
+func (s *Store) begin(ctx context.Context, cancel context.CancelFunc) (*txnState, error) {
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.lockWriter(); err != nil {
+		return nil, err
+	}
+	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex}
+	t.skipped = s.checkIndexLocked()
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	if s.closed.Load() {
+		// Close set the flag and looked for an open txn before this one
+		// was registered.
+		s.w.cindex = t.oldIndex
+		s.mu.Unlock()
+		return nil, kv.ErrClosed
+	}
+	s.txnID++
+	t.id, t.cancel = s.txnID, cancel
+	s.txn = t
+	s.w.undo = &t.undo
+	if ctx.Done() != nil {
+		// The callback runs at once if ctx is already done, and waits for
+		// txnMu: the txn is registered by then.
+		t.stop = context.AfterFunc(ctx, func() {
+			s.abortTxn(t, fmt.Errorf("%w: %w", kv.ErrTxnEnded, context.Cause(ctx)))
+		})
+	}
+	return t, nil
+}
+
+// endLocked takes t out of the store: from now on its caller owns mu.
+// txnMu is held.
+func (s *Store) endLocked(t *txnState, why error) {
+	s.txn = nil
+	s.w.undo = nil
+	t.ended = why
+	if t.stop != nil {
+		t.stop()
+	}
+	if t.cancel != nil {
+		t.cancel()
+	}
+}
+
+// abortTxn aborts t if it is still open, and reports whether it did.
+func (s *Store) abortTxn(t *txnState, why error) bool {
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	if s.txn != t {
+		return false
+	}
+	s.endLocked(t, why)
+	s.aborted = t
+	s.rollbackLocked(t)
+	s.mu.Unlock()
+	return true
+}
+
+// abortOpenTxn aborts the open txn, if there is one.
+func (s *Store) abortOpenTxn(why error) {
+	s.txnMu.Lock()
+	t := s.txn
+	s.txnMu.Unlock()
+	if t != nil {
+		s.abortTxn(t, why)
+	}
+}
+
+// rollbackLocked takes back everything t wrote. mu is held by t's ender.
+func (s *Store) rollbackLocked(t *txnState) {
+	s.undoLocked(&t.undo)
+	s.w.cindex = t.oldIndex
+}
+
+// commitTxn ends t: it applies t's changes as one revision, or aborts t if
+// a write in it failed.
+func (s *Store) commitTxn(t *txnState) (rev int64, err error) {
+	s.txnMu.Lock()
+	if s.txn != t {
+		err := t.endedErr()
+		s.txnMu.Unlock()
+		return 0, err
+	}
+	s.endLocked(t, kv.ErrTxnEnded)
+	if t.failed != nil {
+		s.rollbackLocked(t)
+		s.txnMu.Unlock()
+		s.mu.Unlock()
+		return 0, fmt.Errorf("%w: %w", kv.ErrTxnFailed, t.failed)
+	}
+	s.txnMu.Unlock()
+	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
+		return 0, err
+	}
+	rev = s.w.rev // read before the unlock
+	return rev, s.unlockAndWait()
+}
+
+// endedErr is the error of a call on t after it ended. txnMu is held.
+func (t *txnState) endedErr() error {
+	if t.ended == nil {
+		return kv.ErrTxnEnded
+	}
+	return t.ended
+}
+
+// usable returns the error an operation on t gets, if any. txnMu is held.
+func (s *Store) usable(t *txnState) error {
+	switch {
+	case s.txn != t:
+		return t.endedErr()
+	case t.failed != nil:
+		return fmt.Errorf("%w: %w", kv.ErrTxnFailed, t.failed)
+	}
+	return nil
+}
+
+// Rev returns the revision the txn's reads see: its begin revision, plus
+// one once it has written.
+func (x *Txn) Rev() int64 {
+	x.s.txnMu.Lock()
+	defer x.s.txnMu.Unlock()
+	return x.t.rev()
+}
+
+// Range reads a range as Store.RangeWithOptions does, inside the txn: it
+// sees the txn's own writes, and its result's Rev is the txn's Rev. A
+// failed Range does not poison the txn.
+func (x *Txn) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	s := x.s
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	if err := s.usable(x.t); err != nil {
+		return RangeResult{Rev: x.t.rev()}, err
+	}
+	return s.txnRangeLocked(x.t, key, end, opts)
+}
+
+// Put sets key to value inside the txn (see kv.PutOptions). Its result's
+// Rev is the txn's revision.
+func (x *Txn) Put(key, value []byte, opts kv.PutOptions) (kv.PutResult, error) {
+	s := x.s
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	if err := s.usable(x.t); err != nil {
+		return kv.PutResult{}, err
+	}
+	res, err := s.txnPutLocked(x.t, key, value, opts)
+	return res, x.t.fail(err)
+}
+
+// DeleteRange deletes the keys in a range (selected as in Store.Range)
+// inside the txn.
+func (x *Txn) DeleteRange(key, end []byte, opts kv.DeleteOptions) (kv.DeleteResult, error) {
+	s := x.s
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	if err := s.usable(x.t); err != nil {
+		return kv.DeleteResult{}, err
+	}
+	res, err := s.txnDeleteLocked(x.t, key, end, opts)
+	return res, x.t.fail(err)
+}
+
+// Commit ends the txn: it applies its writes as one revision (made durable
+// and published as a Put's), lets other writers in, and returns the
+// store's revision. If a write in the txn failed, Commit aborts it instead
+// and returns kv.ErrTxnFailed wrapping that failure. After the txn ended,
+// Commit returns kv.ErrTxnEnded (wrapping why, if it was aborted).
+func (x *Txn) Commit() (rev int64, err error) { return x.s.commitTxn(x.t) }
+
+// Abort ends the txn and takes back everything it wrote. It returns
+// kv.ErrTxnEnded if the txn had ended already, so a deferred Abort after
+// Commit is harmless.
+func (x *Txn) Abort() error {
+	if x.s.abortTxn(x.t, kv.ErrTxnEnded) {
+		return nil
+	}
+	x.s.txnMu.Lock()
+	defer x.s.txnMu.Unlock()
+	return x.t.endedErr()
+}
+
+// txnView is the state a txn's reads see: the writer's index (private to
+// the txn while it holds mu) at the txn's revision.
+func (s *Store) txnView(t *txnState) state {
+	return state{keys: s.w.keys, rev: t.rev(), compactRev: s.w.compactRev}
+}
+
+// txnRangeLocked is a range read inside t. mu is held by t.
+func (s *Store) txnRangeLocked(t *txnState, key, end []byte, opts RangeOptions) (RangeResult, error) {
+	if t.skipped {
+		return RangeResult{Rev: t.beginRev}, nil
+	}
+	st := s.txnView(t)
+	return st.rangeKeys(key, end, opts)
+}
+
+// txnPutLocked is a put inside t. mu is held by t.
+func (s *Store) txnPutLocked(t *txnState, key, value []byte, opts kv.PutOptions) (kv.PutResult, error) {
+	if err := checkPut(key, value); err != nil {
+		return kv.PutResult{}, err
+	}
+	if err := opts.Check(value); err != nil {
+		return kv.PutResult{}, err
+	}
+	if t.skipped {
+		return kv.PutResult{Rev: t.beginRev}, nil
+	}
+	var res kv.PutResult
+	if opts.PrevKV || opts.IgnoreValue || opts.IgnoreLease {
+		prev, ok := s.liveLocked(key, t.rev())
+		if !ok && (opts.IgnoreValue || opts.IgnoreLease) {
+			return kv.PutResult{}, fmt.Errorf("put of %q keeping its value or lease: %w", key, kv.ErrKeyNotFound)
+		}
+		if opts.IgnoreValue {
+			value = prev.Value
+		}
+		if opts.IgnoreLease {
+			opts.Lease = prev.Lease
+		}
+		if ok && opts.PrevKV {
+			res.PrevKV = &prev
+		}
+	}
+	size := t.size + changeSize(key, value)
+	if size > MaxBatchSize {
+		return kv.PutResult{}, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, kv.ErrTooLarge)
+	}
+	res.Rev = t.beginRev + 1
+	t.changes = append(t.changes, s.putLocked(key, value, opts.Lease, res.Rev, int64(len(t.changes))))
+	t.size = size
+	return res, nil
+}
+
+// liveLocked returns key's value at rev in the writer's index. mu is held.
+func (s *Store) liveLocked(key []byte, rev int64) (kv.KeyValue, bool) {
+	rec := s.w.keys.lookup(key)
+	if rec == nil {
+		return kv.KeyValue{}, false
+	}
+	return rec.live(rev)
+}
+
+// txnDeleteLocked is a DeleteRange inside t. mu is held by t.
+func (s *Store) txnDeleteLocked(t *txnState, key, end []byte, opts kv.DeleteOptions) (kv.DeleteResult, error) {
+	if err := checkRange(key, end); err != nil {
+		return kv.DeleteResult{}, err
+	}
+	if t.skipped {
+		return kv.DeleteResult{Rev: t.beginRev}, nil
+	}
+	var prev []kv.KeyValue
+	if opts.PrevKV {
+		st := s.txnView(t)
+		st.each(key, end, st.rev, 0, func(kv KeyValue) bool {
+			prev = append(prev, kv)
+			return true
+		})
+	}
+	cs, err := s.deleteLocked(key, end, t.beginRev+1, int64(len(t.changes)), MaxBatchSize-t.size)
+	if err != nil {
+		return kv.DeleteResult{}, err
+	}
+	t.changes = append(t.changes, cs...)
+	for _, c := range cs {
+		t.size += changeSize(c.key, nil)
+	}
+	return kv.DeleteResult{Deleted: int64(len(cs)), Rev: t.rev(), PrevKVs: prev}, nil
+}
