@@ -1,6 +1,7 @@
 package revkv_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"runtime"
@@ -25,8 +26,9 @@ func openFiles(t *testing.T) int {
 	return len(des)
 }
 
-// Close of a DB that has watchers (keeping up and catching up) and a file
-// log leaves no goroutine and no open file.
+// Close of a DB that has watchers (keeping up and catching up), a lease
+// waiting to expire, an open txn and a file log leaves no goroutine and no
+// open file, and ends the txn.
 func TestCloseLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	runtime.GC()
@@ -40,6 +42,13 @@ func TestCloseLeavesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	lease, err := db.Grant(0, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Put([]byte("leased"), nil, revkv.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
 	var ws []*revkv.Watcher
 	for i := range 3 {
 		w := db.NewWatcher()
@@ -47,8 +56,18 @@ func TestCloseLeavesNothing(t *testing.T) {
 		ws = append(ws, w)
 	}
 	db.Put([]byte("k"), []byte("v"))
+	tx, err := db.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Put([]byte("k"), []byte("never"), kv.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := tx.Commit(); !errors.Is(err, kv.ErrTxnEnded) || !errors.Is(err, kv.ErrClosed) {
+		t.Errorf("Commit after Close: %v", err)
 	}
 	for _, w := range ws {
 		for range w.Chan() {
@@ -65,6 +84,14 @@ func TestCloseLeavesNothing(t *testing.T) {
 	}
 	if _, err := db.Put([]byte("k"), nil); !errors.Is(err, kv.ErrClosed) {
 		t.Errorf("Put after Close: %v", err)
+	}
+	db, err = revkv.Open(dir, revkv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, _, _ := db.Get([]byte("k")); string(got.Value) != "v" || db.Rev() != 103 {
+		t.Errorf("reopened: k=%q at revision %d, want v at 103 (the txn aborted)", got.Value, db.Rev())
 	}
 }
 

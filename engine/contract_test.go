@@ -27,7 +27,13 @@ func TestRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPut(t, s, "a", "3")
-	s.PutLease(b("a"), b("4"), 42)
+	if _, err := s.Grant(42, 3600); err != nil { // no revision
+		t.Fatal(err)
+	}
+	if _, err := s.PutLease(b("a"), b("4"), 42); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 
 	tests := []struct {
 		rev  int64
@@ -445,8 +451,11 @@ func itoa(i int) string {
 
 func TestHash(t *testing.T) {
 	build := func(lease int64, value string) *Store {
-		s := NewMemory(Options{})
+		s := NewMemory(Options{ManualLeaseExpiry: true})
 		mustPut(t, s, "a", "1")
+		if lease != 0 {
+			s.Grant(lease, 60) // no revision
+		}
 		s.PutLease(b("b"), b(value), lease)
 		s.DeleteRange(b("a"), nil)
 		return s

@@ -49,6 +49,7 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 	}
 	s.p = p
 	s.publishLocked()
+	s.kickExpiryLocked()
 	s.logger().Debug("revkv: recovered", "rev", s.w.rev, "compactRev", s.w.compactRev, "index", s.w.cindex)
 	return s, nil
 }
@@ -56,12 +57,18 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 // logChangesLocked hands the changes of revision rev to the persister.
 // mu is held.
 func (s *Store) logChangesLocked(rev int64, cs []change) error {
+	return s.logLeasesLocked(rev, cs, nil)
+}
+
+// logLeasesLocked hands the changes cs and lease changes lcs to the
+// persister as one batch at revision rev. mu is held.
+func (s *Store) logLeasesLocked(rev int64, cs []change, lcs []persist.LeaseChange) error {
 	if s.p == nil {
 		return nil
 	}
 	// The batch is reused: a persister does not keep it past Append.
 	b := &s.w.batch
-	*b = persist.Batch{Rev: rev, Index: s.w.cindex, Changes: b.Changes[:0]}
+	*b = persist.Batch{Rev: rev, Index: s.w.cindex, Changes: b.Changes[:0], Leases: lcs}
 	for _, c := range cs {
 		b.Changes = append(b.Changes, persist.Change{Key: c.key, Value: c.v.value, Lease: c.v.lease, Delete: c.v.deleted()})
 	}
@@ -218,7 +225,9 @@ func (s *Store) Restore() error {
 			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, kv.ErrCorrupt))
 	}
 	pos := s.w.pos
+	s.leaseMu.Lock() // the expiry timer and TimeToLive read s.w.lt under it
 	s.w = fresh.w
+	s.leaseMu.Unlock()
 	s.w.pos = pos
 	s.w.full = true
 	s.pubq.mu.Lock()
@@ -226,6 +235,7 @@ func (s *Store) Restore() error {
 	s.pubq.durable = max(s.pubq.durable, pos)
 	s.pubq.mu.Unlock()
 	s.publishLocked()
+	s.kickExpiryLocked()
 	return nil
 }
 
@@ -235,7 +245,7 @@ func (s *Store) Restore() error {
 type target struct{ s *Store }
 
 func (t target) LoadSnapshot(r io.Reader) error {
-	loaded, err := Load(r, t.s.opts)
+	loaded, err := load(r, t.s.opts)
 	if err != nil {
 		return err
 	}
@@ -274,8 +284,13 @@ func (t target) Apply(b *persist.Batch) error {
 		w.hist = w.hist.add(b.Rev, cs)
 		w.rev = b.Rev
 		w.cindex = max(w.cindex, b.Index)
+		s.attachLocked(cs)
+		s.applyLeaseChangesLocked(b.Leases)
 	case b.Rev != w.rev:
 		return fmt.Errorf("batch at revision %d after revision %d: %w", b.Rev, w.rev, kv.ErrCorrupt)
+	case len(b.Leases) > 0:
+		s.applyLeaseChangesLocked(b.Leases)
+		w.cindex = max(w.cindex, b.Index)
 	case b.Compaction:
 		if b.Compact > w.rev || b.Compact < 0 {
 			return fmt.Errorf("compaction to %d at revision %d: %w", b.Compact, w.rev, kv.ErrCorrupt)

@@ -71,7 +71,12 @@ func openFake(t *testing.T) (*Store, *fakePersister) {
 // TestBatches: each kind of write hands the persister the batch that
 // replays it.
 func TestBatches(t *testing.T) {
-	s, f := openFake(t)
+	f := &fakePersister{}
+	s, err := Open(f, Options{Clock: NewManualClock(time.Unix(100, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Grant(7, 60) // no revision
 	mustPut(t, s, "a", "1")
 	id, _ := s.TxnBegin()
 	s.TxnPutLease(id, b("b"), b("2"), 7)
@@ -79,10 +84,13 @@ func TestBatches(t *testing.T) {
 	s.TxnEnd(id)
 	s.DeleteRange(b("zzz"), nil) // nothing: no batch
 	s.Compact(2)
+	s.Revoke(7) // deletes b
 	want := []persist.Batch{
+		{Rev: 1, Leases: []persist.LeaseChange{{ID: 7, TTL: 60, Deadline: 160e9}}},
 		{Rev: 2, Changes: []persist.Change{{Key: b("a"), Value: b("1")}}},
 		{Rev: 3, Changes: []persist.Change{{Key: b("b"), Value: b("2"), Lease: 7}, {Key: b("a"), Delete: true}}},
 		{Rev: 3, Compaction: true, Compact: 2},
+		{Rev: 4, Changes: []persist.Change{{Key: b("b"), Delete: true}}, Leases: []persist.LeaseChange{{ID: 7, Revoke: true}}},
 	}
 	if got, w := fmt.Sprintf("%+v", f.batches), fmt.Sprintf("%+v", want); got != w {
 		t.Fatalf("batches\n got %s\nwant %s", got, w)

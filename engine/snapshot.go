@@ -123,7 +123,8 @@ func (v version) entry(key []byte, e *snapshot.Entry) *snapshot.Entry {
 // writeSnapshot writes the state's retained history: the keys live at the
 // compacted revision, then every change from it on (those at the compacted
 // revision too, so that a restored store replays them to a watcher starting
-// there), then the number of keys live at the state's revision.
+// there), then the live leases, then the number of keys live at the
+// state's revision.
 func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
 	sw, err := snapshot.NewWriter(cw, snapshot.Header{Rev: st.rev, CompactRev: st.compactRev, ConsistentIndex: st.cindex})
@@ -140,6 +141,12 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 		err = sw.Event(c.v.entry(c.key, &e))
 		return err == nil
 	})
+	if st.leases != nil && err == nil {
+		st.leases.Scan(func(it leaseItem) bool {
+			err = sw.Lease(&snapshot.Lease{ID: it.id, TTL: it.ttl, Deadline: it.deadline})
+			return err == nil
+		})
+	}
 	if err != nil {
 		return cw.n, err
 	}
@@ -165,7 +172,21 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 // well, for a gap in the history) with the offset, and no store is
 // returned. Memory beyond what the store holds is one block of the format
 // and one entry.
+//
+// The leases come back with their deadlines (a snapshot of version 1 has
+// none), and the loaded store's expiry timer starts as Open's does.
 func Load(r io.Reader, opts Options) (*Store, error) {
+	s, err := load(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.kickExpiryLocked() // the store is private yet: no mu needed
+	return s, nil
+}
+
+// load is Load without starting the expiry timer: for a store whose state
+// moves into another (Open's recovery, Restore).
+func load(r io.Reader, opts Options) (*Store, error) {
 	sr, err := snapshot.NewReader(r)
 	if err != nil {
 		return nil, err
@@ -177,6 +198,9 @@ func Load(r io.Reader, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.w.rev, s.w.compactRev, s.w.cindex = h.Rev, h.CompactRev, h.ConsistentIndex
+	if err := s.loadLeases(sr.Leases()); err != nil {
+		return nil, err
+	}
 	s.publishLocked()
 	return s, nil
 }

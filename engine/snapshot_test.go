@@ -15,7 +15,12 @@ import (
 
 // randomStore applies a random sequence of writes, txns and compactions.
 func randomStore(t *rapid.T) *Store {
-	s := NewMemory(Options{})
+	s := NewMemory(Options{ManualLeaseExpiry: true})
+	for id := range int64(3) {
+		if id > 0 && rapid.Bool().Draw(t, "grant") {
+			s.Grant(id, 60) // no revision
+		}
+	}
 	keys := []string{"a", "ab", "b", "c", "d\x00", "e"}
 	n := rapid.IntRange(0, 60).Draw(t, "ops")
 	for range n {

@@ -59,6 +59,17 @@ type Options struct {
 	// Logger receives debug and error records. nil means no logging.
 	Logger *slog.Logger
 
+	// Clock is where leases get the time (deadlines, remaining TTLs, the
+	// expiry timer). nil means the system's wall clock; a ManualClock
+	// makes runs with leases deterministic.
+	Clock Clock
+	// ManualLeaseExpiry turns off the store's lease expiry timer: leases
+	// then expire only when the caller runs ExpireLeases, or revokes what
+	// ExpiredLeases lists. A store with a ConsistentIndex never runs the
+	// timer: in a replicated deployment, expiry is decided by the leader
+	// and applied from the log.
+	ManualLeaseExpiry bool
+
 	// MaxTxnOps bounds the compares, and the ops of each branch, of a
 	// Store.Txn request (kv.ErrTooManyOps); 0 means DefaultMaxTxnOps.
 	MaxTxnOps int
@@ -90,6 +101,9 @@ type state struct {
 	compactRev int64
 	cindex     uint64
 	pos        uint64 // the persister's position of the last batch in it
+	// leases are the live leases (a copy of the writer's tree; never
+	// written), nil before the first one.
+	leases *leaseTree
 }
 
 // Store is an in-memory MVCC key-value store.
@@ -143,6 +157,12 @@ type Store struct {
 	// hashes lets HashByRev hash only what was written since its last call.
 	hashes hashCache
 
+	// leaseMu guards the parts of w.lt that readers and the expiry timer
+	// use without mu (see leaseTable). Lock order: mu, then leaseMu.
+	leaseMu sync.Mutex
+	// exp is the lease expiry goroutine; nil until the first lease. mu.
+	exp *expiry
+
 	closed atomic.Bool
 }
 
@@ -165,6 +185,8 @@ type writerState struct {
 	keyPage []byte
 	// batch is handed to the persister for each write, and reused.
 	batch persist.Batch
+	// lt is the lease table.
+	lt leaseTable
 	// undo is the open txn's record of what its writes changed, so that
 	// an abort can take them back; nil outside txns (see undo.go).
 	undo *undoLog
@@ -204,6 +226,7 @@ func (s *Store) publishLocked() {
 		compactRev: s.w.compactRev,
 		cindex:     s.w.cindex,
 		pos:        s.w.pos,
+		leases:     s.w.lt.publish(),
 	}
 	if s.p != nil {
 		s.queueLocked(st)
@@ -361,8 +384,9 @@ func (s *Store) ConsistentIndex() uint64 { return s.cur.Load().cindex }
 
 // Close releases the store. It aborts an open txn (whose later calls
 // return kv.ErrTxnEnded wrapping kv.ErrClosed), waits for a write or
-// compaction step in progress to end, makes every write durable (as Commit) and closes
-// the persister, whose goroutines and files are gone when Close returns.
+// compaction step in progress to end, makes every write durable (as
+// Commit), closes the persister, whose goroutines and files are gone when
+// Close returns, and stops the lease expiry timer (leases stop expiring).
 // It returns the error of that last commit, or the stop error if the store
 // had stopped (see Err). Every later call returns kv.ErrClosed; views and
 // snapshots taken before Close keep working until they are dropped. Close is
@@ -375,10 +399,12 @@ func (s *Store) Close() error {
 	// under txnMu, so none opens after.
 	s.abortOpenTxn(fmt.Errorf("%w: %w", kv.ErrTxnEnded, kv.ErrClosed))
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	err := s.closePersister()
 	s.notifyArmed.Store(true)
 	s.wake()
+	exp := s.exp
+	s.mu.Unlock()
+	exp.stopAndWait() // after Unlock: the timer may be waiting for mu
 	return err
 }
 

@@ -315,6 +315,9 @@ func (s *Store) txnPutLocked(t *txnState, key, value []byte, opts kv.PutOptions)
 			res.PrevKV = &prev
 		}
 	}
+	if err := s.checkLeaseLocked(opts.Lease); err != nil {
+		return kv.PutResult{}, err
+	}
 	size := t.size + changeSize(key, value)
 	if size > MaxBatchSize {
 		return kv.PutResult{}, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, kv.ErrTooLarge)

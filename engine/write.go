@@ -31,7 +31,10 @@ func (s *Store) Put(key, value []byte) (rev int64, err error) {
 	return s.PutLease(key, value, 0)
 }
 
-// PutLease is Put with a lease ID recorded on the new KeyValue.
+// PutLease is Put with a lease ID recorded on the new KeyValue, which
+// attaches the key to that lease (and detaches it from the lease it had):
+// the lease's revoke or expiry deletes it. A lease that is not live is
+// ErrLeaseNotFound, and nothing is written. lease 0 is no lease.
 func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) {
 	if err := checkPut(key, value); err != nil {
 		return 0, err
@@ -44,6 +47,11 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 		rev = s.w.rev                 // read before the unlock
 		return rev, s.unlockAndWait() // already applied: nothing changes
 	}
+	if err := s.checkLeaseLocked(lease); err != nil {
+		s.w.cindex = oldIndex
+		s.mu.Unlock()
+		return 0, err
+	}
 	rev = s.w.rev + 1
 	c := s.putLocked(key, value, lease, rev, 0)
 	if err := s.logChangesLocked(rev, []change{c}); err != nil {
@@ -53,6 +61,9 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 	}
 	s.w.hist = s.w.hist.addOne(rev, c)
 	s.w.rev = rev
+	if s.w.lt.active() {
+		s.attachLocked([]change{c})
+	}
 	s.publishLocked()
 	return rev, s.unlockAndWait()
 }
@@ -233,6 +244,7 @@ func (s *Store) endWriteLocked(rev int64, cs []change, oldIndex uint64) error {
 		s.w.hist = s.w.hist.add(rev, cs)
 		s.w.rev = rev
 	}
+	s.attachLocked(cs) // keeps no reference to cs either
 	s.publishLocked()
 	return nil
 }

@@ -1,69 +1,101 @@
-// Command quickstart shows revkv's engine in a few lines: puts, a read of an
-// older revision, a txn, a compaction, and a snapshot restored into a new
-// store.
+// Command quickstart shows revkv's DB in a few lines: puts, a read of an
+// older revision, a compare-and-swap, an interactive txn, a lease, a
+// watch, a compaction, and a restart from a directory.
 package main
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log"
+	"os"
 
-	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv"
+	"github.com/revkv/revkv/kv"
 )
 
 func main() {
-	s := engine.NewMemory(engine.Options{})
-	defer s.Close()
+	dir, err := os.MkdirTemp("", "revkv-quickstart")
+	check(err)
+	defer os.RemoveAll(dir)
+
+	db, err := revkv.Open(dir, revkv.Options{}) // "" would be in memory
+	check(err)
 
 	// Every write makes a new revision; old revisions stay readable.
-	first, err := s.Put([]byte("config/mode"), []byte("safe"))
+	first, err := db.Put([]byte("config/mode"), []byte("safe"))
 	check(err)
-	_, err = s.Put([]byte("config/mode"), []byte("fast"))
+	_, err = db.Put([]byte("config/mode"), []byte("fast"))
 	check(err)
-	show(s, "config/mode now", 0)
-	show(s, fmt.Sprintf("config/mode at revision %d", first), first)
+	show(db, "config/mode now", 0)
+	show(db, fmt.Sprintf("config/mode at revision %d", first.Rev), first.Rev)
 
-	// A txn: all its writes share one revision; readers see all or none.
-	id, err := s.TxnBegin()
-	check(err)
-	s.TxnPut(id, []byte("config/replicas"), []byte("3"))
-	s.TxnPut(id, []byte("config/zone"), []byte("eu-1"))
-	check(s.TxnEnd(id))
+	// Watch config/ from the first revision: history, then new writes.
+	w := db.NewWatcher()
+	defer w.Close()
+	w.Watch([]byte("config/"), true, first.Rev)
 
-	kvs, rev, err := s.Range([]byte("config/"), []byte("config0"), 0, 0)
+	// Compare-and-swap: only if config/mode is still at the revision seen.
+	cur, _, err := db.Get([]byte("config/mode"))
 	check(err)
-	fmt.Printf("%d keys under config/ at revision %d:\n", len(kvs), rev)
-	for _, kv := range kvs {
+	resp, err := db.Txn(context.Background(), &revkv.TxnRequest{
+		Compare: []revkv.Compare{{Key: []byte("config/mode"), Target: kv.CompareMod, Result: kv.CompareEqual, ModRevision: cur.ModRevision}},
+		Then:    []revkv.Op{kv.PutOp([]byte("config/mode"), []byte("balanced"))},
+	})
+	check(err)
+	fmt.Printf("compare-and-swap succeeded: %v, at revision %d\n", resp.Succeeded, resp.Rev)
+
+	// An interactive txn: all its writes at one revision, or none.
+	tx, err := db.Begin(context.Background())
+	check(err)
+	tx.Put([]byte("config/replicas"), []byte("3"), kv.PutOptions{})
+	tx.Put([]byte("config/zone"), []byte("eu-1"), kv.PutOptions{})
+	rev, err := tx.Commit()
+	check(err)
+
+	// A lease: its keys go when it is revoked or expires.
+	lease, err := db.Grant(0, 60)
+	check(err)
+	_, err = db.Put([]byte("config/leader"), []byte("node-1"), revkv.WithLease(lease.ID))
+	check(err)
+	_, err = db.Revoke(lease.ID)
+	check(err)
+
+	res, err := db.Range([]byte("config/"), []byte("config0"), revkv.RangeOptions{})
+	check(err)
+	fmt.Printf("%d keys under config/ at revision %d:\n", len(res.KVs), res.Rev)
+	for _, kv := range res.KVs {
 		fmt.Printf("  %s = %s (created %d, modified %d, version %d)\n",
 			kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version)
 	}
+	for n := 0; n < 7; {
+		r := <-w.Chan()
+		for _, ev := range r.Events {
+			fmt.Printf("  watched: %s %s at %d\n", ev.Type, ev.KV.Key, ev.KV.ModRevision)
+			n++
+		}
+	}
 
 	// Compaction drops history below a revision.
-	check(s.Compact(rev))
-	_, _, err = s.Range([]byte("config/mode"), nil, 0, first)
-	fmt.Printf("read at revision %d after compacting to %d: %v (ErrCompacted: %v)\n",
-		first, rev, err, errors.Is(err, engine.ErrCompacted))
+	check(db.Compact(rev))
+	_, err = db.Range([]byte("config/mode"), nil, revkv.RangeOptions{Rev: first.Rev})
+	fmt.Printf("read at revision %d after compacting to %d: ErrCompacted: %v\n",
+		first.Rev, rev, errors.Is(err, kv.ErrCompacted))
 
-	// A snapshot of the whole store, loaded into a new one.
-	snap, err := s.Snapshot()
+	// Close and open again: the directory holds everything.
+	h1, _ := db.Hash()
+	check(db.Close())
+	db, err = revkv.Open(dir, revkv.Options{})
 	check(err)
-	var buf bytes.Buffer
-	n, err := snap.WriteTo(&buf)
-	check(err)
-	snap.Close()
-	restored, err := engine.Load(&buf, engine.Options{})
-	check(err)
-	defer restored.Close()
-	h1, _ := s.Hash()
-	h2, _ := restored.Hash()
-	fmt.Printf("snapshot of %d bytes restored at revision %d; hashes equal: %v\n", n, restored.Rev(), h1 == h2)
+	defer db.Close()
+	h2, _ := db.Hash()
+	fmt.Printf("reopened at revision %d; hashes equal: %v\n", db.Rev(), h1 == h2)
 }
 
-func show(s *engine.Store, what string, rev int64) {
-	kvs, _, err := s.Range([]byte("config/mode"), nil, 0, rev)
+func show(db *revkv.DB, what string, rev int64) {
+	res, err := db.Range([]byte("config/mode"), nil, revkv.RangeOptions{Rev: rev})
 	check(err)
-	fmt.Printf("%s: %s\n", what, kvs[0].Value)
+	fmt.Printf("%s: %s\n", what, res.KVs[0].Value)
 }
 
 func check(err error) {
