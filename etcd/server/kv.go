@@ -1,0 +1,150 @@
+package server
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/revkv/revkv/kv"
+)
+
+// kvServer is etcd's KV service.
+type kvServer struct {
+	pb.UnimplementedKVServer
+	s *Server
+}
+
+// Range reads keys. Its header's revision is the store's revision when
+// the read was made, whatever revision it read at, as in etcd.
+func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := checkRange(r); err != nil {
+		return nil, err
+	}
+	res, err := k.s.b.Range(r.Key, end(r.RangeEnd), rangeOptions(r))
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	resp := rangeResponse(&res)
+	k.s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+// rangeStreamChunk is how many keys one RangeStream message carries.
+const rangeStreamChunk = 1000
+
+// RangeStream is Range in chunks: each message carries a slice of the
+// keys; the last one also the header, More and Count. As etcd's, it takes
+// only the default order and no revision filters.
+func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingServer[pb.RangeStreamResponse]) error {
+	if err := checkRange(r); err != nil {
+		return err
+	}
+	o := rangeOptions(r)
+	if o.Sorted() && !(o.SortTarget == kv.SortByKey && o.SortOrder == kv.SortAscend) {
+		return status.Errorf(codes.Unimplemented, "RangeStream does not support custom sort orders")
+	}
+	if o.Filtered() {
+		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
+	}
+	res, err := k.s.b.Range(r.Key, end(r.RangeEnd), o)
+	if err != nil {
+		return toGRPC(err)
+	}
+	kvs := res.KVs
+	for len(kvs) > rangeStreamChunk {
+		chunk := &pb.RangeResponse{Kvs: keyValues(kvs[:rangeStreamChunk])}
+		if err := stream.Send(&pb.RangeStreamResponse{RangeResponse: chunk}); err != nil {
+			return err
+		}
+		kvs = kvs[rangeStreamChunk:]
+	}
+	res.KVs = kvs
+	last := rangeResponse(&res)
+	k.s.hdr.fill(last.Header)
+	return stream.Send(&pb.RangeStreamResponse{RangeResponse: last})
+}
+
+// Put writes one key, as a txn of one op (so prev_kv, ignore_value and
+// ignore_lease are applied at the put's revision, atomically).
+func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := checkPut(r); err != nil {
+		return nil, err
+	}
+	if err := k.s.maintenance.noSpace(); err != nil {
+		return nil, err
+	}
+	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{putOp(r)}})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	resp := putResponse(&res.Responses[0].Put)
+	k.s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+// DeleteRange deletes keys, as a txn of one op.
+func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := checkDelete(r); err != nil {
+		return nil, err
+	}
+	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{deleteOp(r)}})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	resp := deleteResponse(&res.Responses[0].Delete)
+	k.s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+// Txn runs a conditional txn, validated first as etcd validates it.
+func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := checkTxn(r, k.s.opts.MaxTxnOps); err != nil {
+		return nil, err
+	}
+	if _, _, err := checkWrites(r.Success); err != nil {
+		return nil, err
+	}
+	if _, _, err := checkWrites(r.Failure); err != nil {
+		return nil, err
+	}
+	if hasPut(r) {
+		if err := k.s.maintenance.noSpace(); err != nil {
+			return nil, err
+		}
+	}
+	res, err := k.s.b.Txn(ctx, txnRequest(r))
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	resp := txnResponse(res, res.Rev)
+	k.s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+// Compact compacts the history below r.Revision. It is done when it
+// returns, so Physical is always honoured.
+func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := k.s.b.Compact(r.Revision); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
+}
+
+// hasPut reports whether a txn has a put in any branch, nested or not: what
+// a NOSPACE alarm refuses.
+func hasPut(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if op.GetRequestPut() != nil {
+				return true
+			}
+			if t := op.GetRequestTxn(); t != nil && hasPut(t) {
+				return true
+			}
+		}
+	}
+	return false
+}

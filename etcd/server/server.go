@@ -1,0 +1,228 @@
+// Package server serves etcd's v3 gRPC API (go.etcd.io/etcd/api/v3,
+// v3.7.3) on a revkv store, so that etcd's own clients (clientv3,
+// etcdctl, Kubernetes' storage layer) use revkv unchanged.
+//
+// The server is a single-member cluster: every response header carries a
+// fixed cluster ID, member ID and raft term, the member is always the
+// leader, and the revision in each header is the store's. Requests are
+// validated as etcd validates them, and every error is the rpctypes error
+// etcd returns, because clientv3 maps errors by their text.
+//
+//	db, _ := revkv.Open("", revkv.Options{})
+//	srv := server.New(db, server.Options{})
+//	g := grpc.NewServer()
+//	srv.Register(g)
+//	go g.Serve(lis)
+//	...
+//	g.GracefulStop(); srv.Close(); db.Close()
+//
+// A Server holds no goroutine of its own: each stream (watch, keep-alive)
+// runs in the goroutines gRPC gives it, plus one sender goroutine per watch
+// stream, all of which end with the stream.
+package server
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/watch"
+)
+
+// Backend is what a Server needs of a store. A *revkv.DB has every
+// method (see the package etcd/server's DB adapter for what it lacks).
+type Backend interface {
+	// Rev is the current revision, CompactRev the compacted one.
+	Rev() int64
+	CompactRev() int64
+	// Range reads keys at a revision (see revkv.DB.Range).
+	Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, error)
+	// Txn runs a conditional txn at one revision, or nothing.
+	Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error)
+	// Compact drops history below rev.
+	Compact(rev int64) error
+	// HashByRev hashes the retained history up to rev (<= 0: current).
+	HashByRev(rev int64) (kv.KeyValueHash, error)
+	// NewWatcher returns a stream of watches.
+	NewWatcher() *watch.Watcher
+	// Snapshot returns a point-in-time copy that can be written out.
+	Snapshot() (*engine.Snapshot, error)
+}
+
+// Options configure a Server. The zero value serves a single member named
+// "default" with etcd's defaults.
+type Options struct {
+	// Name is the member's name (MemberList, Status); "" means "default".
+	Name string
+	// ClientURLs are the member's advertised client URLs (MemberList).
+	ClientURLs []string
+	// ClusterID and MemberID are the IDs in every response header; 0
+	// derives stable ones from Name.
+	ClusterID, MemberID uint64
+	// RaftTerm is the term in every header; 0 means 2, what a fresh
+	// single-member etcd reports once it has elected itself.
+	RaftTerm uint64
+	// MaxTxnOps bounds the compares and the ops of each branch of a txn;
+	// 0 means 128 (etcd's default).
+	MaxTxnOps int
+	// MaxRequestBytes caps a watch response before it is fragmented (for
+	// watches that ask for fragments); 0 means 2 MiB, etcd's default
+	// (its 1.5 MiB request limit plus its 512 KiB allowance for gRPC).
+	MaxRequestBytes int
+	// ProgressInterval is how often a watch that asked for progress
+	// notifications and got no event gets one; 0 means 10 minutes.
+	ProgressInterval time.Duration
+	// MinLeaseTTL is the shortest TTL a lease is granted (a shorter one is
+	// raised to it, as etcd does); 0 means 2 seconds, etcd's default with
+	// its default election timeout.
+	MinLeaseTTL int64
+	// Logger receives the server's records; nil discards them.
+	Logger *slog.Logger
+}
+
+// Version is the etcd version the server reports (Status, and the
+// etcdserver/etcdcluster versions a client may check).
+const Version = "3.7.3"
+
+// Server serves etcd's v3 API on a Backend. Its methods are safe for
+// concurrent use. Register it on a grpc.Server; stop that server before
+// calling Close.
+type Server struct {
+	b     Backend
+	lease Lessor // nil if the backend has no leases
+	opts  Options
+	log   *slog.Logger
+	hdr   header
+	start time.Time
+
+	mu      sync.Mutex
+	streams map[*watchStream]struct{}
+	closed  bool
+
+	kv          kvServer
+	watch       watchServer
+	leases      leaseServer
+	maintenance maintenanceServer
+	cluster     clusterServer
+	auth        authServer
+}
+
+// New returns a Server on b. If b also implements Lessor, the Lease
+// service serves its leases; otherwise every lease call fails as for an
+// unknown lease.
+func New(b Backend, opts Options) *Server {
+	if opts.Name == "" {
+		opts.Name = "default"
+	}
+	if opts.ClusterID == 0 {
+		opts.ClusterID = hashID("cluster/" + opts.Name)
+	}
+	if opts.MemberID == 0 {
+		opts.MemberID = hashID("member/" + opts.Name)
+	}
+	if opts.RaftTerm == 0 {
+		opts.RaftTerm = 2
+	}
+	if opts.MaxTxnOps <= 0 {
+		opts.MaxTxnOps = 128
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 2 << 20
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = 10 * time.Minute
+	}
+	if opts.MinLeaseTTL <= 0 {
+		opts.MinLeaseTTL = 2
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		b:       b,
+		opts:    opts,
+		log:     log,
+		start:   time.Now(),
+		streams: map[*watchStream]struct{}{},
+		hdr:     header{cluster: opts.ClusterID, member: opts.MemberID, term: opts.RaftTerm, rev: b.Rev},
+	}
+	s.lease, _ = b.(Lessor)
+	s.kv.s = s
+	s.watch.s = s
+	s.leases.s = s
+	s.maintenance.s = s
+	s.cluster.s = s
+	s.auth.s = s
+	return s
+}
+
+// hashID derives a stable non-zero ID from a name.
+func hashID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	if id := h.Sum64(); id != 0 {
+		return id
+	}
+	return 1
+}
+
+// Register registers the server's services (KV, Watch, Lease, Maintenance,
+// Cluster, Auth) on g.
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	pb.RegisterKVServer(g, &s.kv)
+	pb.RegisterWatchServer(g, &s.watch)
+	pb.RegisterLeaseServer(g, &s.leases)
+	pb.RegisterMaintenanceServer(g, &s.maintenance)
+	pb.RegisterClusterServer(g, &s.cluster)
+	pb.RegisterAuthServer(g, &s.auth)
+}
+
+// Close ends every open watch stream (each returns to its client with
+// etcd's "server stopped" error) and waits for their goroutines. It does
+// not close the Backend. Call it after the grpc.Server has stopped taking
+// new streams (GracefulStop waits for streams, so end them with Close
+// first, from another goroutine, or use Stop).
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	streams := make([]*watchStream, 0, len(s.streams))
+	for ws := range s.streams {
+		streams = append(streams, ws)
+	}
+	s.mu.Unlock()
+	for _, ws := range streams {
+		ws.stop()
+	}
+}
+
+// header fills response headers.
+type header struct {
+	cluster, member, term uint64
+	rev                   func() int64
+}
+
+// fill sets the cluster's fields of h and, if it has none, the store's
+// current revision.
+func (h *header) fill(rh *pb.ResponseHeader) *pb.ResponseHeader {
+	rh.ClusterId, rh.MemberId, rh.RaftTerm = h.cluster, h.member, h.term
+	if rh.Revision == 0 {
+		rh.Revision = h.rev()
+	}
+	return rh
+}
+
+// at returns a filled header at revision rev.
+func (h *header) at(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: h.cluster, MemberId: h.member, RaftTerm: h.term, Revision: rev}
+}
+
+// now returns a filled header at the current revision.
+func (h *header) now() *pb.ResponseHeader { return h.at(h.rev()) }
