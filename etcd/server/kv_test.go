@@ -30,7 +30,6 @@ func mustPut(t *testing.T, cli *clientv3.Client, k, v string, opts ...clientv3.O
 	return r
 }
 
-
 func kvKeys(r *clientv3.GetResponse) string {
 	var ks []string
 	for _, kv := range r.Kvs {
