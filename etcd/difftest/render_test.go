@@ -213,3 +213,14 @@ func withoutLeases(kvs []*mvccpb.KeyValue) []*mvccpb.KeyValue {
 	}
 	return out
 }
+
+type pbPut = pb.PutResponse
+
+func itoa(n int64) string { return fmt.Sprint(n) }
+
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
