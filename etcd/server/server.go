@@ -103,7 +103,7 @@ type Server struct {
 	start time.Time
 
 	mu      sync.Mutex
-	streams map[*watchStream]struct{}
+	streams map[chan struct{}]struct{} // stop channels of open streams
 	closed  bool
 
 	kv          kvServer
@@ -151,7 +151,7 @@ func New(b Backend, opts Options) *Server {
 		opts:    opts,
 		log:     log,
 		start:   time.Now(),
-		streams: map[*watchStream]struct{}{},
+		streams: map[chan struct{}]struct{}{},
 		hdr:     header{cluster: opts.ClusterID, member: opts.MemberID, term: opts.RaftTerm, rev: b.Rev},
 	}
 	s.lease, _ = b.(Lessor)
@@ -185,22 +185,40 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	pb.RegisterAuthServer(g, &s.auth)
 }
 
-// Close ends every open watch stream (each returns to its client with
-// etcd's "server stopped" error) and waits for their goroutines. It does
-// not close the Backend. Call it after the grpc.Server has stopped taking
-// new streams (GracefulStop waits for streams, so end them with Close
-// first, from another goroutine, or use Stop).
+// Close ends every open stream (watches and lease keep-alives; each
+// returns to its client with etcd's "server stopped" error, on which
+// clientv3 retries elsewhere or reports it), and refuses new ones. It does
+// not close the Backend, and does not wait: the streams' goroutines end as
+// their handlers return. grpc.Server.GracefulStop waits for every stream,
+// so call Close before it.
 func (s *Server) Close() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	streams := make([]*watchStream, 0, len(s.streams))
-	for ws := range s.streams {
-		streams = append(streams, ws)
+	for stop := range s.streams {
+		close(stop)
 	}
-	s.mu.Unlock()
-	for _, ws := range streams {
-		ws.stop()
+	clear(s.streams)
+}
+
+// track registers a stream: its stop channel is closed by Close. It
+// returns false if the server is closed; otherwise call untrack when the
+// stream ends.
+func (s *Server) track() (stop chan struct{}, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false
 	}
+	stop = make(chan struct{})
+	s.streams[stop] = struct{}{}
+	return stop, true
+}
+
+func (s *Server) untrack(stop chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.streams, stop) // Close may have removed (and closed) it
 }
 
 // header fills response headers.
