@@ -60,7 +60,7 @@ type Fake struct {
 
 // bufSize is the in-memory connection's buffer: big enough that a client
 // writing a large request does not wait for the server to read it.
-const bufSize = 1 << 20
+const bufSize = 64 << 10
 
 // Start starts a Fake on an in-memory connection. The test's Cleanup stops
 // it and closes every client it made.

@@ -37,7 +37,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 
 // RangeStream is Range in chunks, as etcd's: every chunk reads at the
 // revision of the first (the store's revision when the stream began, unless
-// the request names one), carries about Options.MaxRequestBytes/2 of keys,
+// the request names one), carries about Options.MaxRequestBytes of keys,
 // and the last chunk also has the header, More and Count. Like etcd's, it
 // takes only key order and no revision filters.
 func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingServer[pb.RangeStreamResponse]) error {
@@ -71,7 +71,7 @@ func (k *kvServer) rangeChunks(key, end []byte, o kv.RangeOptions, stream grpc.S
 	if total <= 0 {
 		total = math.MaxInt64
 	}
-	target := k.s.opts.MaxRequestBytes / 2
+	target := k.s.opts.MaxRequestBytes
 	var headerRev, count, sent int64
 	o.Limit = min(firstChunk, total)
 	o.TotalCount = true // the first read counts the whole range, once
@@ -119,6 +119,9 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err := checkPut(r); err != nil {
 		return nil, err
 	}
+	if err := k.s.checkSize(r); err != nil {
+		return nil, err
+	}
 	if err := k.s.maintenance.noSpace(); err != nil {
 		return nil, err
 	}
@@ -134,6 +137,9 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 // DeleteRange deletes keys, as a txn of one op.
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	if err := checkDelete(r); err != nil {
+		return nil, err
+	}
+	if err := k.s.checkSize(r); err != nil {
 		return nil, err
 	}
 	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{deleteOp(r)}})
@@ -156,7 +162,12 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if _, _, err := checkWrites(r.Failure); err != nil {
 		return nil, err
 	}
-	if hasPut(r) {
+	if hasWrite(r, false) {
+		if err := k.s.checkSize(r); err != nil {
+			return nil, err
+		}
+	}
+	if hasWrite(r, true) {
 		if err := k.s.maintenance.noSpace(); err != nil {
 			return nil, err
 		}
@@ -179,15 +190,17 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
 }
 
-// hasPut reports whether a txn has a put in any branch, nested or not: what
-// a NOSPACE alarm refuses.
-func hasPut(r *pb.TxnRequest) bool {
+// hasWrite reports whether a txn has a put (or, unless putsOnly, a
+// delete) in any branch, nested or not. etcd checks the size only of txns
+// that write (others are not proposed to raft), and a NOSPACE alarm
+// refuses only txns that put.
+func hasWrite(r *pb.TxnRequest, putsOnly bool) bool {
 	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
 		for _, op := range ops {
-			if op.GetRequestPut() != nil {
+			if op.GetRequestPut() != nil || !putsOnly && op.GetRequestDeleteRange() != nil {
 				return true
 			}
-			if t := op.GetRequestTxn(); t != nil && hasPut(t) {
+			if t := op.GetRequestTxn(); t != nil && hasWrite(t, putsOnly) {
 				return true
 			}
 		}

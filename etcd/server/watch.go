@@ -282,7 +282,7 @@ func (ws *watchStream) deliver(r watch.Response) error {
 	}
 	resp := &pb.WatchResponse{Header: ws.s.hdr.at(r.Revision), WatchId: sw.id, Events: events(r.Events)}
 	if sw.fragment {
-		return sendFragments(resp, ws.s.opts.MaxRequestBytes, ws.stream.Send)
+		return sendFragments(resp, ws.s.maxMessage(), ws.stream.Send)
 	}
 	return ws.stream.Send(resp)
 }
