@@ -73,12 +73,16 @@ func Start(tb testing.TB, cfg Config) *Fake {
 }
 
 // StartEndpoint starts a Fake listening on a loopback TCP port; Endpoint
-// returns its address.
+// returns its address, which MemberList advertises (so clients that sync
+// their endpoints keep it).
 func StartEndpoint(tb testing.TB, cfg Config) *Fake {
 	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("etcdtest: listen: %v", err)
+	}
+	if cfg.Server.ClientURLs == nil {
+		cfg.Server.ClientURLs = []string{"http://" + lis.Addr().String()}
 	}
 	f := start(tb, cfg, lis)
 	f.addr = lis.Addr().String()

@@ -78,13 +78,18 @@ func TestNewEndpoint(t *testing.T) {
 	if !strings.HasPrefix(addr, "127.0.0.1:") {
 		t.Fatalf("endpoint %q", addr)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: 5 * time.Second})
+	// RejectOldCluster checks the server's version; Sync reads its client
+	// URLs from MemberList.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: 5 * time.Second, RejectOldCluster: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
 	if _, err := cli.Put(context.Background(), "a", "b"); err != nil {
 		t.Fatal(err)
+	}
+	if err := cli.Sync(context.Background()); err != nil || len(cli.Endpoints()) != 1 || cli.Endpoints()[0] != "http://"+addr {
+		t.Fatalf("sync: %v, endpoints %v", err, cli.Endpoints())
 	}
 }
 
