@@ -16,6 +16,7 @@ package etcdtest
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,15 +47,20 @@ type Fake struct {
 	// Server is the etcd API server.
 	Server *server.Server
 
-	tb   testing.TB
-	g    *grpc.Server
-	buf  *bufconn.Listener // nil for a TCP fake
-	addr string            // "" for an in-memory fake
+	tb     testing.TB
+	g      *grpc.Server
+	buf    *bufconn.Listener // nil for a TCP fake
+	addr   string            // "" for an in-memory fake
+	served chan struct{}     // closed when Serve returns
+
+	mu      sync.Mutex
+	clients []*clientv3.Client
+	closed  bool
 }
 
 // bufSize is the in-memory connection's buffer: big enough that a client
 // writing a large request does not wait for the server to read it.
-const bufSize = 1 << 20
+const bufSize = 64 << 10
 
 // Start starts a Fake on an in-memory connection. The test's Cleanup stops
 // it and closes every client it made.
@@ -67,12 +73,16 @@ func Start(tb testing.TB, cfg Config) *Fake {
 }
 
 // StartEndpoint starts a Fake listening on a loopback TCP port; Endpoint
-// returns its address.
+// returns its address, which MemberList advertises (so clients that sync
+// their endpoints keep it).
 func StartEndpoint(tb testing.TB, cfg Config) *Fake {
 	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("etcdtest: listen: %v", err)
+	}
+	if cfg.Server.ClientURLs == nil {
+		cfg.Server.ClientURLs = []string{"http://" + lis.Addr().String()}
 	}
 	f := start(tb, cfg, lis)
 	f.addr = lis.Addr().String()
@@ -88,28 +98,45 @@ func start(tb testing.TB, cfg Config, lis net.Listener) *Fake {
 	srv := server.New(server.DB(db), cfg.Server)
 	g := grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(g)
-	served := make(chan struct{})
+	f := &Fake{DB: db, Server: srv, tb: tb, g: g, served: make(chan struct{})}
 	go func() {
-		defer close(served)
+		defer close(f.served)
 		g.Serve(lis)
 	}()
-	f := &Fake{DB: db, Server: srv, tb: tb, g: g}
-	tb.Cleanup(func() {
-		srv.Close() // ends watch streams, which GracefulStop would wait for
-		g.GracefulStop()
-		<-served
-		db.Close()
-	})
+	tb.Cleanup(f.Close)
 	return f
+}
+
+// Close stops the fake now: it closes the clients it made, ends watch
+// streams, stops the server and closes the DB. The test's Cleanup calls
+// it; calling it earlier (to stop many fakes in one test, or in a
+// benchmark loop) is fine, and later calls do nothing.
+func (f *Fake) Close() {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	clients := f.clients
+	f.clients = nil
+	f.mu.Unlock()
+	for _, c := range clients {
+		c.Close()
+	}
+	f.Server.Close() // ends watch streams, which GracefulStop would wait for
+	f.g.GracefulStop()
+	<-f.served
+	f.DB.Close()
 }
 
 // Endpoint returns the address of a Fake started by StartEndpoint, and ""
 // for one on an in-memory connection.
 func (f *Fake) Endpoint() string { return f.addr }
 
-// Client returns a new client of the fake, closed by the test's Cleanup
-// (before the fake stops). cfg may set timeouts and other client options;
-// its Endpoints and dialer are the fake's.
+// Client returns a new client of the fake, closed when the fake is (by
+// the test's Cleanup, or Close). cfg may set timeouts and other client
+// options; its Endpoints and dialer are the fake's.
 func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 	f.tb.Helper()
 	if cfg.Logger == nil {
@@ -131,7 +158,13 @@ func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 	if err != nil {
 		f.tb.Fatalf("etcdtest: client: %v", err)
 	}
-	f.tb.Cleanup(func() { cli.Close() })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		cli.Close()
+		f.tb.Fatalf("etcdtest: Client of a closed fake")
+	}
+	f.clients = append(f.clients, cli)
 	return cli
 }
 

@@ -15,12 +15,13 @@ func DB(db *revkv.DB) Backend { return dbBackend{db} }
 // dbBackend is a *revkv.DB, with the adapters the Server needs.
 type dbBackend struct{ *revkv.DB }
 
-// GRPCOptions returns the grpc.ServerOptions etcd serves with: requests up
-// to Options.MaxRequestBytes, responses of any size, and no limit on
-// concurrent streams per connection (each watch and keep-alive is one).
+// GRPCOptions returns the grpc.ServerOptions etcd serves with: messages up
+// to Options.MaxRequestBytes plus 512 KiB, responses of any size, and no
+// limit on concurrent streams per connection (each watch and keep-alive is
+// one).
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes),
+		grpc.MaxRecvMsgSize(s.maxMessage()),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 	}

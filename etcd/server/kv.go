@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/revkv/revkv/kv"
 )
@@ -32,12 +35,11 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	return resp, nil
 }
 
-// rangeStreamChunk is how many keys one RangeStream message carries.
-const rangeStreamChunk = 1000
-
-// RangeStream is Range in chunks: each message carries a slice of the
-// keys; the last one also the header, More and Count. As etcd's, it takes
-// only the default order and no revision filters.
+// RangeStream is Range in chunks, as etcd's: every chunk reads at the
+// revision of the first (the store's revision when the stream began, unless
+// the request names one), carries about Options.MaxRequestBytes of keys,
+// and the last chunk also has the header, More and Count. Like etcd's, it
+// takes only key order and no revision filters.
 func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingServer[pb.RangeStreamResponse]) error {
 	if err := checkRange(r); err != nil {
 		return err
@@ -49,28 +51,75 @@ func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingSe
 	if o.Filtered() {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
-	res, err := k.s.b.Range(r.Key, end(r.RangeEnd), o)
-	if err != nil {
-		return toGRPC(err)
+	if r.CountOnly {
+		res, err := k.s.b.Range(r.Key, end(r.RangeEnd), o)
+		if err != nil {
+			return toGRPC(err)
+		}
+		out := &pb.RangeResponse{Header: k.s.hdr.at(res.Rev), Count: res.Count}
+		return stream.Send(&pb.RangeStreamResponse{RangeResponse: out})
 	}
-	kvs := res.KVs
-	for len(kvs) > rangeStreamChunk {
-		chunk := &pb.RangeResponse{Kvs: keyValues(kvs[:rangeStreamChunk])}
-		if err := stream.Send(&pb.RangeStreamResponse{RangeResponse: chunk}); err != nil {
+	return k.rangeChunks(r.Key, end(r.RangeEnd), o, stream)
+}
+
+// firstChunk is the key limit of a stream's first chunk; later chunks
+// double or halve it to land near the target size, as etcd's do.
+const firstChunk = 10
+
+func (k *kvServer) rangeChunks(key, end []byte, o kv.RangeOptions, stream grpc.ServerStreamingServer[pb.RangeStreamResponse]) error {
+	total := o.Limit
+	if total <= 0 {
+		total = math.MaxInt64
+	}
+	target := k.s.opts.MaxRequestBytes
+	var headerRev, count, sent int64
+	o.Limit = min(firstChunk, total)
+	o.TotalCount = true // the first read counts the whole range, once
+	for {
+		res, err := k.s.b.Range(key, end, o)
+		if err != nil {
+			return toGRPC(err)
+		}
+		if headerRev == 0 {
+			headerRev, count = res.Rev, res.Count
+			if o.Rev <= 0 {
+				o.Rev = headerRev
+			}
+			o.TotalCount = false
+		}
+		sent += int64(len(res.KVs))
+		out := &pb.RangeResponse{Kvs: keyValues(res.KVs)}
+		done := !res.More || sent == total || end == nil
+		if done {
+			out.Header = k.s.hdr.at(headerRev)
+			out.More = res.More
+			out.Count = count
+		}
+		if err := stream.Send(&pb.RangeStreamResponse{RangeResponse: out}); err != nil {
 			return err
 		}
-		kvs = kvs[rangeStreamChunk:]
+		if done {
+			return nil
+		}
+		key = append(bytes.Clone(res.KVs[len(res.KVs)-1].Key), 0)
+		size := proto.Size(out)
+		switch {
+		case size < target/2:
+			o.Limit *= 2
+		case size > target*2:
+			o.Limit = max(o.Limit/2, 1)
+		}
+		o.Limit = min(o.Limit, total-sent)
 	}
-	res.KVs = kvs
-	last := rangeResponse(&res)
-	k.s.hdr.fill(last.Header)
-	return stream.Send(&pb.RangeStreamResponse{RangeResponse: last})
 }
 
 // Put writes one key, as a txn of one op (so prev_kv, ignore_value and
 // ignore_lease are applied at the put's revision, atomically).
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := checkPut(r); err != nil {
+		return nil, err
+	}
+	if err := k.s.checkSize(r); err != nil {
 		return nil, err
 	}
 	if err := k.s.maintenance.noSpace(); err != nil {
@@ -88,6 +137,9 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 // DeleteRange deletes keys, as a txn of one op.
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	if err := checkDelete(r); err != nil {
+		return nil, err
+	}
+	if err := k.s.checkSize(r); err != nil {
 		return nil, err
 	}
 	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{deleteOp(r)}})
@@ -110,7 +162,12 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if _, _, err := checkWrites(r.Failure); err != nil {
 		return nil, err
 	}
-	if hasPut(r) {
+	if hasWrite(r, false) {
+		if err := k.s.checkSize(r); err != nil {
+			return nil, err
+		}
+	}
+	if hasWrite(r, true) {
 		if err := k.s.maintenance.noSpace(); err != nil {
 			return nil, err
 		}
@@ -133,15 +190,17 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
 }
 
-// hasPut reports whether a txn has a put in any branch, nested or not: what
-// a NOSPACE alarm refuses.
-func hasPut(r *pb.TxnRequest) bool {
+// hasWrite reports whether a txn has a put (or, unless putsOnly, a
+// delete) in any branch, nested or not. etcd checks the size only of txns
+// that write (others are not proposed to raft), and a NOSPACE alarm
+// refuses only txns that put.
+func hasWrite(r *pb.TxnRequest, putsOnly bool) bool {
 	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
 		for _, op := range ops {
-			if op.GetRequestPut() != nil {
+			if op.GetRequestPut() != nil || !putsOnly && op.GetRequestDeleteRange() != nil {
 				return true
 			}
-			if t := op.GetRequestTxn(); t != nil && hasPut(t) {
+			if t := op.GetRequestTxn(); t != nil && hasWrite(t, putsOnly) {
 				return true
 			}
 		}

@@ -113,12 +113,34 @@ func (l *leaseServer) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest)
 }
 
 // LeaseKeepAlive renews leases as the client asks, one response per
-// request; an unknown lease gets TTL 0, as etcd answers.
+// request; an unknown lease gets TTL 0, as etcd answers. The stream ends
+// with its context, or with Server.Close.
 func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	le, err := l.lessor()
 	if err != nil {
 		return err
 	}
+	stop, ok := l.s.track()
+	if !ok {
+		return rpctypes.ErrGRPCStopped
+	}
+	defer l.s.untrack(stop)
+	// The loop runs apart, so that Close ends the stream while it waits
+	// for a request; it ends when the stream's context does, which is
+	// when this returns.
+	errc := make(chan error, 1)
+	go func() { errc <- l.keepAlive(le, stream) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-stop:
+		return rpctypes.ErrGRPCStopped
+	case <-stream.Context().Done():
+		return stream.Context().Err()
+	}
+}
+
+func (l *leaseServer) keepAlive(le Lessor, stream pb.Lease_LeaseKeepAliveServer) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {

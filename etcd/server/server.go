@@ -29,7 +29,9 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
@@ -72,9 +74,11 @@ type Options struct {
 	// MaxTxnOps bounds the compares and the ops of each branch of a txn;
 	// 0 means 128 (etcd's default).
 	MaxTxnOps int
-	// MaxRequestBytes caps a watch response before it is fragmented (for
-	// watches that ask for fragments); 0 means 2 MiB, etcd's default
-	// (its 1.5 MiB request limit plus its 512 KiB allowance for gRPC).
+	// MaxRequestBytes is etcd's --max-request-bytes: a write request
+	// (put, delete, txn with a write) larger than it fails with "request
+	// is too large"; 0 means 1.5 MiB, etcd's default. As in etcd, gRPC
+	// takes messages up to it plus 512 KiB (GRPCOptions), and the
+	// responses of watches that ask for fragments are split at that size.
 	MaxRequestBytes int
 	// ProgressInterval is how often a watch that asked for progress
 	// notifications and got no event gets one; 0 means 10 minutes.
@@ -103,7 +107,7 @@ type Server struct {
 	start time.Time
 
 	mu      sync.Mutex
-	streams map[*watchStream]struct{}
+	streams map[chan struct{}]struct{} // stop channels of open streams
 	closed  bool
 
 	kv          kvServer
@@ -134,7 +138,7 @@ func New(b Backend, opts Options) *Server {
 		opts.MaxTxnOps = 128
 	}
 	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = 2 << 20
+		opts.MaxRequestBytes = 3 << 19
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 10 * time.Minute
@@ -151,7 +155,7 @@ func New(b Backend, opts Options) *Server {
 		opts:    opts,
 		log:     log,
 		start:   time.Now(),
-		streams: map[*watchStream]struct{}{},
+		streams: map[chan struct{}]struct{}{},
 		hdr:     header{cluster: opts.ClusterID, member: opts.MemberID, term: opts.RaftTerm, rev: b.Rev},
 	}
 	s.lease, _ = b.(Lessor)
@@ -162,6 +166,22 @@ func New(b Backend, opts Options) *Server {
 	s.cluster.s = s
 	s.auth.s = s
 	return s
+}
+
+// grpcOverhead is what etcd allows a gRPC message above MaxRequestBytes.
+const grpcOverhead = 512 << 10
+
+// maxMessage is the largest gRPC message the server takes, and the size
+// at which fragmenting watches split their responses.
+func (s *Server) maxMessage() int { return s.opts.MaxRequestBytes + grpcOverhead }
+
+// checkSize refuses a write request above MaxRequestBytes, as etcd
+// refuses to propose one.
+func (s *Server) checkSize(m proto.Message) error {
+	if proto.Size(m) > s.opts.MaxRequestBytes {
+		return rpctypes.ErrGRPCRequestTooLarge
+	}
+	return nil
 }
 
 // hashID derives a stable non-zero ID from a name.
@@ -185,22 +205,40 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	pb.RegisterAuthServer(g, &s.auth)
 }
 
-// Close ends every open watch stream (each returns to its client with
-// etcd's "server stopped" error) and waits for their goroutines. It does
-// not close the Backend. Call it after the grpc.Server has stopped taking
-// new streams (GracefulStop waits for streams, so end them with Close
-// first, from another goroutine, or use Stop).
+// Close ends every open stream (watches and lease keep-alives; each
+// returns to its client with etcd's "server stopped" error, on which
+// clientv3 retries elsewhere or reports it), and refuses new ones. It does
+// not close the Backend, and does not wait: the streams' goroutines end as
+// their handlers return. grpc.Server.GracefulStop waits for every stream,
+// so call Close before it.
 func (s *Server) Close() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	streams := make([]*watchStream, 0, len(s.streams))
-	for ws := range s.streams {
-		streams = append(streams, ws)
+	for stop := range s.streams {
+		close(stop)
 	}
-	s.mu.Unlock()
-	for _, ws := range streams {
-		ws.stop()
+	clear(s.streams)
+}
+
+// track registers a stream: its stop channel is closed by Close. It
+// returns false if the server is closed; otherwise call untrack when the
+// stream ends.
+func (s *Server) track() (stop chan struct{}, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false
 	}
+	stop = make(chan struct{})
+	s.streams[stop] = struct{}{}
+	return stop, true
+}
+
+func (s *Server) untrack(stop chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.streams, stop) // Close may have removed (and closed) it
 }
 
 // header fills response headers.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -41,41 +40,26 @@ type watchServer struct {
 // store's writers never wait for it.
 func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	s := w.s
+	stop, ok := s.track()
+	if !ok {
+		return rpctypes.ErrGRPCStopped
+	}
+	defer s.untrack(stop)
 	ws := &watchStream{
 		s:       s,
 		stream:  stream,
 		w:       s.b.NewWatcher(),
 		reqs:    make(chan *pb.WatchRequest, 16),
 		recvErr: make(chan error, 1),
-		stopc:   make(chan struct{}),
+		stopc:   stop,
 		done:    make(chan struct{}),
 		byPkg:   map[int64]*streamWatch{},
 		byID:    map[int64]*streamWatch{},
 	}
 	defer ws.w.Close()
-	if !s.addStream(ws) {
-		return rpctypes.ErrGRPCStopped
-	}
-	defer s.removeStream(ws)
 	defer close(ws.done)
 	go ws.recvLoop()
 	return ws.sendLoop()
-}
-
-func (s *Server) addStream(ws *watchStream) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.streams[ws] = struct{}{}
-	return true
-}
-
-func (s *Server) removeStream(ws *watchStream) {
-	s.mu.Lock()
-	delete(s.streams, ws)
-	s.mu.Unlock()
 }
 
 // streamWatch is one watch of a stream.
@@ -97,8 +81,7 @@ type watchStream struct {
 
 	reqs    chan *pb.WatchRequest
 	recvErr chan error
-	stopc   chan struct{} // closed by stop: the server is closing
-	stopped sync.Once
+	stopc   chan struct{} // closed by Server.Close
 	done    chan struct{} // closed when Watch returns
 
 	byPkg  map[int64]*streamWatch
@@ -111,8 +94,6 @@ type watchStream struct {
 	// per idle watch that asked for notifications).
 	clientProgress, tickProgress bool
 }
-
-func (ws *watchStream) stop() { ws.stopped.Do(func() { close(ws.stopc) }) }
 
 // recvLoop hands the client's requests to sendLoop until the stream ends.
 // A client that closes its sending side keeps its watches (as in etcd).
@@ -301,7 +282,7 @@ func (ws *watchStream) deliver(r watch.Response) error {
 	}
 	resp := &pb.WatchResponse{Header: ws.s.hdr.at(r.Revision), WatchId: sw.id, Events: events(r.Events)}
 	if sw.fragment {
-		return sendFragments(resp, ws.s.opts.MaxRequestBytes, ws.stream.Send)
+		return sendFragments(resp, ws.s.maxMessage(), ws.stream.Send)
 	}
 	return ws.stream.Send(resp)
 }

@@ -216,33 +216,37 @@ func TestWatchFragment(t *testing.T) {
 	f := etcdtest.Start(t, etcdtest.Config{Server: server.Options{MaxRequestBytes: 1024}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
-	// Written directly: the 1 KiB limit caps requests too.
-	for i := range 20 {
-		if _, err := f.DB.Put([]byte(fmt.Sprintf("k%02d", i)), []byte(strings.Repeat("v", 200))); err != nil {
+	// Written directly: the 1 KiB limit caps requests too. Fragments are
+	// cut at the limit plus etcd's 512 KiB allowance.
+	const n = 300
+	for i := range n {
+		if _, err := f.DB.Put([]byte(fmt.Sprintf("k%03d", i)), []byte(strings.Repeat("v", 4<<10))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ws := rawWatch(t, cli)
 	send(t, ws, create(&pb.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l"), StartRevision: 2, Fragment: true}))
 	recv(t, ws)
-	n, frags := 0, 0
-	for n < 20 {
+	got, frags := 0, 0
+	for got < n {
 		r := recv(t, ws)
-		n += len(r.Events)
+		got += len(r.Events)
 		if r.Fragment {
 			frags++
 		}
 	}
-	if frags < 3 {
-		t.Fatalf("%d fragments for 20 events of 200 bytes at a 1 KiB limit", frags)
+	if frags < 1 {
+		t.Fatalf("%d fragments for 1.2 MiB of events at a 1 KiB limit", frags)
 	}
+	_, err := cli.Put(ctx, "big", strings.Repeat("v", 2<<10))
+	wantErr(t, err, rpctypes.ErrRequestTooLarge)
 	// clientv3 reassembles them.
 	wc := cli.Watch(ctx, "k", clientv3.WithPrefix(), clientv3.WithRev(2), clientv3.WithFragment())
-	for n := 0; n < 20; {
+	for got := 0; got < n; {
 		r := <-wc
 		if r.Err() != nil || r.Canceled {
 			t.Fatalf("clientv3 fragmented watch: %v", r.Err())
 		}
-		n += len(r.Events)
+		got += len(r.Events)
 	}
 }
