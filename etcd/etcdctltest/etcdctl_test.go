@@ -229,27 +229,17 @@ func TestEtcdctl(t *testing.T) {
 
 	t.Run("watch", func(t *testing.T) {
 		c := ctl{t: t, bin: c.bin, endpoint: c.endpoint}
-		lines := c.stream("watch", "w", "--prefix", "--prev-kv")
-		// The watch is ready when the first put, repeated until it
-		// shows, comes through.
-		deadline := time.Now().Add(10 * time.Second)
-		for first := true; ; first = false {
-			c.run("", "put", "w1", "a")
-			select {
-			case l := <-lines:
-				if l != "PUT" {
-					t.Fatalf("watch: %q", l)
-				}
-				first = false
-			case <-time.After(200 * time.Millisecond):
-				if time.Now().After(deadline) {
-					t.Fatal("watch shows no put")
-				}
-				continue
-			}
-			_ = first
-			break
+		// From the next revision on, so that the watch sees the puts
+		// below however late etcdctl starts.
+		var resp struct {
+			Header struct{ Revision int64 } `json:"header"`
 		}
+		if err := json.Unmarshal([]byte(c.run("", "get", "w", "-w", "json")), &resp); err != nil {
+			t.Fatal(err)
+		}
+		lines := c.stream("watch", "w", "--prefix", "--prev-kv", fmt.Sprintf("--rev=%d", resp.Header.Revision+1))
+		c.run("", "put", "w1", "a")
+		next(t, lines, "PUT")
 		next(t, lines, "w1")
 		next(t, lines, "a")
 		c.run("", "put", "w1", "b")
