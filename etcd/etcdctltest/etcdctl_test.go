@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revkv/revkv/etcd/internal/etcdctlbuild"
 )
 
 // build returns paths of etcdctl v3.7.3 and of revkv-etcd.
@@ -31,29 +33,15 @@ func build(t *testing.T) (etcdctl, server string) {
 		t.Skip("builds etcdctl v3.7.3 from the module proxy: run with REVKV_ETCDCTL=1")
 	}
 	bin := t.TempDir()
-	// etcdctl's go.mod has replace directives, so `go install
-	// etcdctl@v3.7.3` refuses it; a throwaway module that requires it
-	// builds it as a dependency, replaces ignored.
-	mod := t.TempDir()
-	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module etcdctlbuild\n\ngo 1.26.0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	for _, args := range [][]string{
-		{"get", "go.etcd.io/etcd/etcdctl/v3@v3.7.3"},
-		{"build", "-o", filepath.Join(bin, "etcdctl"), "go.etcd.io/etcd/etcdctl/v3"},
-	} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir, cmd.Env = mod, env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Skipf("cannot build etcdctl v3.7.3 from the module proxy (no network?): go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+	etcdctl, err := etcdctlbuild.Build(bin)
+	if err != nil {
+		t.Skipf("cannot build etcdctl v3.7.3 from the module proxy (no network?): %v", err)
 	}
 	cmd := exec.Command("go", "build", "-o", filepath.Join(bin, "revkv-etcd"), "github.com/revkv/revkv/etcd/cmd/revkv-etcd")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build revkv-etcd: %v\n%s", err, out)
 	}
-	return filepath.Join(bin, "etcdctl"), filepath.Join(bin, "revkv-etcd")
+	return etcdctl, filepath.Join(bin, "revkv-etcd")
 }
 
 // ctl runs etcdctl against one endpoint.
