@@ -34,9 +34,8 @@ import (
 const suite = `^Test(KV|Txn|Watch|Lease|Compact|VerifyHashKV|Status|Defrag|Alarm|Endpoint)`
 
 // minPass is how many of the suite's tests (top-level and subtests) pass
-// against revkv (2026-12-01, of 183 results: 21 fail, 31 skip; see
-// /work/notes/etcd-tests.md): the test fails if fewer do, so the figure
-// cannot silently shrink.
+// against revkv (of 183 results, 21 fail and 31 skip: the README lists
+// why): the test fails if fewer do, so the figure cannot silently shrink.
 const minPass = 131
 
 func TestEtcdCommon(t *testing.T) {

@@ -33,40 +33,43 @@ func TestEdgeRequests(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		do   func(s *side, ctx context.Context) string
+		// known is the number of a known difference (README; 0: none):
+		// without -difftest.strict it is logged, not failed.
+		known int
+		do    func(s *side, ctx context.Context) string
 	}{
-		{"put empty key", func(s *side, ctx context.Context) string {
+		{"put empty key", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Put(ctx, "", "v")
 			return resp(s, r, err)
 		}},
-		{"get empty key", func(s *side, ctx context.Context) string {
+		{"get empty key", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Get(ctx, "")
 			return resp(s, r, err)
 		}},
-		{"delete empty key", func(s *side, ctx context.Context) string {
+		{"delete empty key", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Delete(ctx, "")
 			return resp(s, r, err)
 		}},
-		{"get all from \\x00", func(s *side, ctx context.Context) string {
+		{"get all from \\x00", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithKeysOnly())
 			return resp(s, r, err)
 		}},
-		{"range end before key", func(s *side, ctx context.Context) string {
+		{"range end before key", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Get(ctx, "b", clientv3.WithRange("a"))
 			return resp(s, r, err)
 		}},
-		{"txn of 128 ops", func(s *side, ctx context.Context) string {
+		{"txn of 128 ops", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Txn(ctx).Then(many(128)...).Commit()
 			if err != nil {
 				return errText(err)
 			}
 			return fmt.Sprintf("ok %s responses=%d", s.header(r.Header), len(r.Responses))
 		}},
-		{"txn of 129 ops", func(s *side, ctx context.Context) string {
+		{"txn of 129 ops", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Txn(ctx).Then(many(129)...).Commit()
 			return resp(s, r, err)
 		}},
-		{"txn of 129 compares", func(s *side, ctx context.Context) string {
+		{"txn of 129 compares", 0, func(s *side, ctx context.Context) string {
 			cmps := make([]clientv3.Cmp, 129)
 			for i := range cmps {
 				cmps[i] = clientv3.Compare(clientv3.Version("k"), "=", 0)
@@ -74,54 +77,54 @@ func TestEdgeRequests(t *testing.T) {
 			r, err := s.c.Txn(ctx).If(cmps...).Commit()
 			return resp(s, r, err)
 		}},
-		{"put twice in a txn", func(s *side, ctx context.Context) string {
+		{"put twice in a txn", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Txn(ctx).Then(clientv3.OpPut("d", "1"), clientv3.OpPut("d", "2")).Commit()
 			return resp(s, r, err)
 		}},
-		{"put in both branches", func(s *side, ctx context.Context) string {
+		{"put in both branches", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Txn(ctx).Then(clientv3.OpPut("d", "1")).Else(clientv3.OpPut("d", "2")).Commit()
 			return resp(s, r, err)
 		}},
-		{"put inside a deleted range", func(s *side, ctx context.Context) string {
+		{"put inside a deleted range", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Txn(ctx).Then(clientv3.OpDelete("a", clientv3.WithRange("z")), clientv3.OpPut("d", "1")).Commit()
 			return resp(s, r, err)
 		}},
-		{"put in nested txn and outer", func(s *side, ctx context.Context) string {
+		{"put in nested txn and outer", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Txn(ctx).Then(clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpPut("d", "1")}, nil), clientv3.OpPut("d", "2")).Commit()
 			return resp(s, r, err)
 		}},
-		{"request too large", func(s *side, ctx context.Context) string {
+		{"request too large", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Put(ctx, "big", big)
 			return resp(s, r, err)
 		}},
-		{"ignore_value with a value", func(s *side, ctx context.Context) string {
+		{"ignore_value with a value", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Put(ctx, "k", "v", clientv3.WithIgnoreValue())
 			return resp(s, r, err)
 		}},
-		{"ignore_lease with a lease", func(s *side, ctx context.Context) string {
+		{"ignore_lease with a lease", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Put(ctx, "k", "v", clientv3.WithIgnoreLease(), clientv3.WithLease(5))
 			return resp(s, r, err)
 		}},
-		{"ignore_value on a missing key", func(s *side, ctx context.Context) string {
+		{"ignore_value on a missing key", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Put(ctx, "missing", "", clientv3.WithIgnoreValue())
 			return resp(s, r, err)
 		}},
-		{"compact future", func(s *side, ctx context.Context) string {
+		{"compact future", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Compact(ctx, 1000)
 			return resp(s, r, err)
 		}},
-		{"compact 0", func(s *side, ctx context.Context) string {
+		{"compact 0", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Compact(ctx, 0)
 			return resp(s, r, err)
 		}},
-		{"grant TTL too large", func(s *side, ctx context.Context) string {
+		{"grant TTL too large", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.Grant(ctx, 9_000_000_001)
 			if err != nil {
 				return errText(err)
 			}
 			return fmt.Sprint("granted ttl=", r.TTL)
 		}},
-		{"grant TTL 0 and negative", func(s *side, ctx context.Context) string {
+		{"grant TTL 0 and negative", 0, func(s *side, ctx context.Context) string {
 			out := ""
 			for _, ttl := range []int64{0, -1} {
 				r, err := s.c.Grant(ctx, ttl)
@@ -133,7 +136,7 @@ func TestEdgeRequests(t *testing.T) {
 			}
 			return out
 		}},
-		{"grant explicit ID twice", func(s *side, ctx context.Context) string {
+		{"grant explicit ID twice", 0, func(s *side, ctx context.Context) string {
 			lc := pb.NewLeaseClient(s.c.ActiveConnection())
 			out := ""
 			for range 2 {
@@ -146,38 +149,86 @@ func TestEdgeRequests(t *testing.T) {
 			}
 			return out
 		}},
-		{"revoke missing lease", func(s *side, ctx context.Context) string {
+		{"revoke missing lease", 0, func(s *side, ctx context.Context) string {
 			_, err := s.c.Revoke(ctx, 0x4321)
 			return errString(err)
 		}},
-		{"time to live of missing lease", func(s *side, ctx context.Context) string {
+		{"time to live of missing lease", 0, func(s *side, ctx context.Context) string {
 			r, err := s.c.TimeToLive(ctx, 0x4321)
 			if err != nil {
 				return errText(err)
 			}
 			return fmt.Sprint("ttl=", r.TTL, " granted=", r.GrantedTTL)
 		}},
-		{"raw range with empty key", func(s *side, ctx context.Context) string {
+		{"raw range with empty key", 0, func(s *side, ctx context.Context) string {
 			kc := pb.NewKVClient(s.c.ActiveConnection())
 			_, err := kc.Range(ctx, &pb.RangeRequest{})
 			return errString(err)
 		}},
-		{"raw range with bad sort", func(s *side, ctx context.Context) string {
+		{"raw range with bad sort", 0, func(s *side, ctx context.Context) string {
 			kc := pb.NewKVClient(s.c.ActiveConnection())
 			_, err := kc.Range(ctx, &pb.RangeRequest{Key: []byte("a"), SortOrder: 7})
 			return errString(err)
 		}},
-		{"raw compare with bad target", func(s *side, ctx context.Context) string {
+		{"raw compare with bad target", 0, func(s *side, ctx context.Context) string {
 			kc := pb.NewKVClient(s.c.ActiveConnection())
 			_, err := kc.Txn(ctx, &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: 9}}})
 			return errString(err)
 		}},
-		{"raw txn op with no request", func(s *side, ctx context.Context) string {
+		{"raw txn op with no request", 0, func(s *side, ctx context.Context) string {
 			kc := pb.NewKVClient(s.c.ActiveConnection())
 			_, err := kc.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{{}}})
 			return errString(err)
 		}},
-		{"raw delete with empty key", func(s *side, ctx context.Context) string {
+		{"range stream sorted by create revision, order unspecified", 5, func(s *side, ctx context.Context) string {
+			for _, k := range []string{"s/b", "s/a"} {
+				if _, err := s.c.Put(ctx, k, "v"); err != nil {
+					return errText(err)
+				}
+			}
+			ch, err := s.c.GetStream(ctx, "s/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortNone))
+			if err != nil {
+				return errText(err)
+			}
+			r, err := clientv3.GetStreamToGetResponse(ch)
+			return resp(s, r, err)
+		}},
+		{"range stream sorted by create revision, ascending", 0, func(s *side, ctx context.Context) string {
+			ch, err := s.c.GetStream(ctx, "s/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+			if err != nil {
+				return errText(err)
+			}
+			r, err := clientv3.GetStreamToGetResponse(ch)
+			return resp(s, r, err)
+		}},
+		{"range stream with a revision filter", 0, func(s *side, ctx context.Context) string {
+			ch, err := s.c.GetStream(ctx, "s/", clientv3.WithPrefix(), clientv3.WithMinModRev(2))
+			if err != nil {
+				return errText(err)
+			}
+			r, err := clientv3.GetStreamToGetResponse(ch)
+			return resp(s, r, err)
+		}},
+		{"keys-only range of a leased key", 1, func(s *side, ctx context.Context) string {
+			g, err := s.c.Grant(ctx, 600)
+			if err != nil {
+				return errText(err)
+			}
+			s.leases = append(s.leases, g.ID)
+			if _, err := s.c.Put(ctx, "leased", "v", clientv3.WithLease(g.ID)); err != nil {
+				return errText(err)
+			}
+			r, err := s.c.Get(ctx, "leased", clientv3.WithKeysOnly())
+			if err != nil {
+				return errText(err)
+			}
+			return s.kvs(r.Kvs)
+		}},
+		{"put with a missing lease and ignore_value on a missing key", 3, func(s *side, ctx context.Context) string {
+			r, err := s.c.Put(ctx, "nokey", "", clientv3.WithLease(missingLease), clientv3.WithIgnoreValue())
+			return resp(s, r, err)
+		}},
+		{"raw delete with empty key", 0, func(s *side, ctx context.Context) string {
 			kc := pb.NewKVClient(s.c.ActiveConnection())
 			_, err := kc.DeleteRange(ctx, &pb.DeleteRangeRequest{})
 			return errString(err)
@@ -197,7 +248,14 @@ func TestEdgeRequests(t *testing.T) {
 			out[i] = c.do(s, ctx)
 			cancel()
 		}
-		if out[0] != out[1] {
+		switch {
+		case out[0] == out[1]:
+			if c.known != 0 && !*strict {
+				t.Logf("%s: known difference %d no longer differs: drop its mark", c.name, c.known)
+			}
+		case c.known != 0 && !*strict:
+			t.Logf("%s (known difference %d):\n  etcd:  %s\n  revkv: %s", c.name, c.known, out[0], out[1])
+		default:
 			t.Errorf("%s:\n  etcd:  %s\n  revkv: %s", c.name, out[0], out[1])
 		}
 	}
