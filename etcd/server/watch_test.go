@@ -22,7 +22,7 @@ func rawWatch(t *testing.T, cli *clientv3.Client) pb.Watch_WatchClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ws, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
+	ws, err := pb.NewWatchClient(etcdtest.Conn(cli)).Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func evString(evs []*mvccpb.Event) string {
 }
 
 func TestWatchCreatedFirstAndPinned(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	mustPut(t, cli, "a", "1")
 	ws := rawWatch(t, cli)
 	// Writes race with the create: every event after the created header's
@@ -89,7 +89,7 @@ func TestWatchCreatedFirstAndPinned(t *testing.T) {
 }
 
 func TestWatchHistoryPrevKVFilters(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	mustPut(t, cli, "k1", "a") // 2
 	mustPut(t, cli, "k2", "b") // 3
@@ -142,7 +142,7 @@ func TestWatchHistoryPrevKVFilters(t *testing.T) {
 }
 
 func TestWatchIDsCancelAndRefusals(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ws := rawWatch(t, cli)
 	send(t, ws, create(&pb.WatchCreateRequest{Key: []byte("a"), WatchId: 7}))
 	if r := recv(t, ws); !r.Created || r.WatchId != 7 {
@@ -175,7 +175,7 @@ func TestWatchIDsCancelAndRefusals(t *testing.T) {
 }
 
 func TestWatchCompacted(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	for i := range 5 {
 		mustPut(t, cli, "k", fmt.Sprint(i))
@@ -203,7 +203,7 @@ func TestWatchCompacted(t *testing.T) {
 }
 
 func TestWatchProgress(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{Server: server.Options{ProgressInterval: 50 * time.Millisecond}})
+	f := startFake(t, etcdtest.Config{Server: server.Options{ProgressInterval: 50 * time.Millisecond}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	mustPut(t, cli, "x", "1")
@@ -224,7 +224,7 @@ func TestWatchProgress(t *testing.T) {
 }
 
 func TestWatchFragment(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{Server: server.Options{MaxRequestBytes: 1024}})
+	f := startFake(t, etcdtest.Config{Server: server.Options{MaxRequestBytes: 1024}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	// Written directly: the 1 KiB limit caps requests too. Fragments are
