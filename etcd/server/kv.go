@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -127,11 +128,25 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	}
 	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{putOp(r)}})
 	if err != nil {
-		return nil, toGRPC(err)
+		return nil, toGRPC(k.putError(r, err))
 	}
 	resp := putResponse(&res.Responses[0].Put)
 	k.s.hdr.fill(resp.Header)
 	return resp, nil
+}
+
+// putError orders a failed put's errors as etcd checks them: the lease
+// before the key. The store reports a missing key first for a put that
+// keeps the key's value (ignore_value) and also names a lease that is not
+// live; etcd reports the lease.
+func (k *kvServer) putError(r *pb.PutRequest, err error) error {
+	if r.Lease == 0 || !errors.Is(err, kv.ErrKeyNotFound) || k.s.lease == nil {
+		return err
+	}
+	if _, _, _, lerr := k.s.lease.LeaseTimeToLive(r.Lease, false); errors.Is(lerr, kv.ErrLeaseNotFound) {
+		return lerr
+	}
+	return err
 }
 
 // DeleteRange deletes keys, as a txn of one op.

@@ -36,6 +36,9 @@ func TestLeases(t *testing.T) {
 	mustPut(t, cli, "b", "1", clientv3.WithLease(g2.ID))
 	_, err = cli.Put(ctx, "c", "1", clientv3.WithLease(12345))
 	wantErr(t, err, rpctypes.ErrLeaseNotFound)
+	// etcd checks the lease before the key.
+	_, err = cli.Put(ctx, "nokey", "", clientv3.WithLease(12345), clientv3.WithIgnoreValue())
+	wantErr(t, err, rpctypes.ErrLeaseNotFound)
 	// ignore_lease keeps the key's lease.
 	mustPut(t, cli, "a", "2", clientv3.WithIgnoreLease())
 	if r, _ := cli.Get(ctx, "a"); r.Kvs[0].Lease != int64(g2.ID) {
