@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -25,12 +26,20 @@ type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	s *Server
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards alarms, read by every write
 	alarms []*pb.AlarmMember
-	// sizeRev and size cache the snapshot size Status reports as DbSize,
-	// which costs a pass over the store to compute.
+
+	sizeMu sync.Mutex // guards the size fields; held while computing it
+	// size is the snapshot size Status reports as DbSize, which costs a
+	// pass over the store to compute: it is recomputed only when the
+	// revision moved and sizeTTL has passed since (sizeAt).
 	sizeRev, size int64
+	sizeAt        time.Time
 }
+
+// sizeTTL bounds how often Status recomputes DbSize on a store being
+// written.
+const sizeTTL = 5 * time.Second
 
 // Status reports the single member: always the leader, with the store's
 // revision standing in for raft's indexes.
@@ -56,12 +65,12 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 	return resp, nil
 }
 
-// dbSize returns the size of a snapshot of the store, computed at most once
-// per revision.
+// dbSize returns the size of a snapshot of the store, recomputed at most
+// once per revision and once per sizeTTL.
 func (m *maintenanceServer) dbSize(rev int64) int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sizeRev == rev && m.size > 0 {
+	m.sizeMu.Lock()
+	defer m.sizeMu.Unlock()
+	if m.size > 0 && (m.sizeRev == rev || time.Since(m.sizeAt) < sizeTTL) {
 		return m.size
 	}
 	sn, err := m.s.b.Snapshot()
@@ -69,7 +78,7 @@ func (m *maintenanceServer) dbSize(rev int64) int64 {
 		return m.size
 	}
 	defer sn.Close()
-	m.sizeRev, m.size = rev, sn.Size()
+	m.sizeRev, m.size, m.sizeAt = rev, sn.Size(), time.Now()
 	return m.size
 }
 
