@@ -168,7 +168,16 @@ func TestLargeRangeAndRangeStream(t *testing.T) {
 	if got != n-1 || chunks < 3 || last.Header == nil || last.Header.Revision != n+1 || !last.More || last.Count != n {
 		t.Fatalf("range stream: %d kvs in %d chunks, last %+v", got, chunks, last.GetHeader())
 	}
-	rs, err = pb.NewKVClient(etcdtest.Conn(cli)).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r"), RangeEnd: []byte("s"), SortTarget: pb.RangeRequest_VALUE})
+	// A target with no order is accepted, as etcd accepts it; an order is
+	// not.
+	rs, err = pb.NewKVClient(etcdtest.Conn(cli)).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r00000"), RangeEnd: []byte("r00005"), SortTarget: pb.RangeRequest_CREATE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := rs.Recv(); err != nil || len(m.RangeResponse.Kvs) != 5 {
+		t.Fatalf("range stream by create revision: %v", err)
+	}
+	rs, err = pb.NewKVClient(etcdtest.Conn(cli)).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r"), RangeEnd: []byte("s"), SortTarget: pb.RangeRequest_VALUE, SortOrder: pb.RangeRequest_ASCEND})
 	if err == nil {
 		_, err = rs.Recv()
 	}

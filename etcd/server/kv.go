@@ -46,7 +46,10 @@ func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingSe
 		return err
 	}
 	o := rangeOptions(r)
-	if o.Sorted() && !(o.SortTarget == kv.SortByKey && o.SortOrder == kv.SortAscend) {
+	// etcd's test of the request's fields, before it reads an unspecified
+	// order with another target as ascending: each chunk is then sorted
+	// on its own, as etcd's are.
+	if o.SortOrder != kv.SortNone && !(o.SortTarget == kv.SortByKey && o.SortOrder == kv.SortAscend) {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support custom sort orders")
 	}
 	if o.Filtered() {
@@ -198,9 +201,17 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 
 // Compact compacts the history below r.Revision. It is done when it
 // returns, so Physical is always honoured.
+//
+// As etcd does, it first hashes the history up to r.Revision, and HashKV
+// at that revision answers that hash from then on: a compaction does not
+// change the hash of the revision it compacts at.
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	h, herr := k.s.b.HashByRev(r.Revision)
 	if err := k.s.b.Compact(r.Revision); err != nil {
 		return nil, toGRPC(err)
+	}
+	if herr == nil {
+		k.s.maintenance.keepHash(h)
 	}
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
 }

@@ -73,6 +73,15 @@ func TestHashKV(t *testing.T) {
 	}
 	_, err = cli.HashKV(ctx, endpoint(cli), 100)
 	wantErr(t, err, rpctypes.ErrFutureRev)
+	// Compacting at a revision does not change its hash (etcd keeps the
+	// hash it took before the compaction).
+	if _, err := cli.Compact(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	h4, err := cli.HashKV(ctx, endpoint(cli), 3)
+	if err != nil || h4.Hash != h1.Hash || h4.CompactRevision != -1 {
+		t.Fatalf("hash at 3 after compacting there: %+v, before %+v (%v)", h4, h1, err)
+	}
 	hr, err := pb.NewMaintenanceClient(etcdtest.Conn(cli)).Hash(ctx, &pb.HashRequest{})
 	if err != nil || hr.Header.Revision != 4 {
 		t.Fatalf("hash: %+v %v", hr, err)
