@@ -1,7 +1,6 @@
 package revkv
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/revkv/revkv/engine"
@@ -30,9 +29,6 @@ type Options struct {
 	Watch watch.Options
 }
 
-// ErrPersisterAndDir: Open was given both a directory and a Persister.
-var ErrPersisterAndDir = errors.New("revkv: both a directory and a persister given")
-
 // DB is an MVCC key-value store: every method is safe for concurrent use.
 // Reads never block and are never blocked; writes are serialized.
 type DB struct {
@@ -45,7 +41,8 @@ type DB struct {
 // With a directory, the DB is persisted there by a file log (created if the
 // directory holds none, recovered if it does); a second Open of the same
 // directory, in this or another process, fails while the first is open.
-// With Options.Persister, that persister is used.
+// With Options.Persister, that persister is used (dir must then be "",
+// else kv.ErrInvalidOptions).
 //
 // Close the DB when done with it: Close stops its goroutines and closes its
 // files.
@@ -54,7 +51,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	switch {
 	case p != nil && dir != "":
 		p.Close()
-		return nil, fmt.Errorf("open %s: %w", dir, ErrPersisterAndDir)
+		return nil, fmt.Errorf("open %s with a Persister as well: %w", dir, kv.ErrInvalidOptions)
 	case dir != "":
 		l, err := filelog.Open(dir, opts.Log)
 		if err != nil {

@@ -134,7 +134,7 @@ func TestOpenErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := revkv.Open(dir, revkv.Options{Persister: l}); !errors.Is(err, revkv.ErrPersisterAndDir) {
+	if _, err := revkv.Open(dir, revkv.Options{Persister: l}); !errors.Is(err, kv.ErrInvalidOptions) {
 		t.Fatalf("dir and persister: %v", err)
 	}
 	db, err := revkv.Open(dir, revkv.Options{})

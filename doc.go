@@ -13,12 +13,13 @@
 // own: engine (the in-memory store), watch (watchers), persist and
 // persist/filelog (persistence), snapshot (the snapshot format), kv (the
 // shared types and errors) and proptest (a reference model and rapid
-// state machines). A DB user needs none of them but kv's types, which this
-// package re-exports.
+// state machines). A DB user needs none of them but kv: its error values,
+// its constants (sort orders, compare targets) and its op builders
+// (kv.PutOp...); the types in DB's signatures are aliased here.
 //
 // # Errors
 //
-// Every error wraps one of the values of package kv (re-exported here by
-// the same names): test them with errors.Is. Bad input is an error, never
-// a panic, and never changes the store.
+// Every error wraps one of the values of package kv: test them with
+// errors.Is. Bad input is an error, never a panic, and never changes the
+// store.
 package revkv

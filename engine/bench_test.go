@@ -1,13 +1,18 @@
 package engine
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // Benchmarks use 16-byte random keys and 128-byte values, in stores of 100k
@@ -361,5 +366,73 @@ func BenchmarkHashAgain(b *testing.B) {
 			hashing += time.Since(t0)
 		}
 		b.ReportMetric(float64(hashing.Nanoseconds())/float64(b.N), "hash-ns/op")
+	})
+}
+
+// BenchmarkTxnCAS is a compare-and-swap with Store.Txn: one compare, one
+// put. "new" creates a key if it does not exist (compare create revision =
+// 0), as BenchmarkPut puts new keys; "hot" swaps one of 1000 hot keys if
+// its mod revision is the one last seen, as BenchmarkPutHot puts them.
+func BenchmarkTxnCAS(b *testing.B) {
+	ctx := context.Background()
+	b.Run("new", func(b *testing.B) {
+		_, s := readStore(sizes[0], 1)
+		key := make([]byte, keySize)
+		req := &kv.TxnRequest{
+			Compare: []kv.Compare{{Key: key, Target: kv.CompareCreate, Result: kv.CompareEqual}},
+			Then:    []kv.Op{kv.PutOp(key, value)},
+		}
+		b.ReportAllocs()
+		i := uint64(0)
+		for b.Loop() {
+			i++
+			binary.BigEndian.PutUint64(key, mix(i))
+			binary.BigEndian.PutUint64(key[8:], mix(i^0x9e3779b97f4a7c15))
+			resp, err := s.Txn(ctx, req)
+			if err != nil || !resp.Succeeded {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("hot", func(b *testing.B) {
+		keys, s := readStore(sizes[0], 1)
+		hot := keys[:1000]
+		mods := make([]int64, len(hot))
+		for i, k := range hot {
+			kvs, _, _ := s.Range(k, nil, 0, 0)
+			mods[i] = kvs[0].ModRevision
+		}
+		req := &kv.TxnRequest{
+			Compare: []kv.Compare{{Target: kv.CompareMod, Result: kv.CompareEqual}},
+			Then:    []kv.Op{kv.PutOp(nil, value)},
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			j := i % len(hot)
+			req.Compare[0].Key, req.Compare[0].ModRevision, req.Then[0].Key = hot[j], mods[j], hot[j]
+			resp, err := s.Txn(ctx, req)
+			if err != nil || !resp.Succeeded {
+				b.Fatal(err, resp)
+			}
+			mods[j] = resp.Rev
+			i++
+		}
+	})
+}
+
+// BenchmarkRangeSorted100 reads a range of 100 consecutive keys sorted by
+// mod revision, descending.
+func BenchmarkRangeSorted100(b *testing.B) {
+	eachSize(b, 1, 8, func(b *testing.B, keys [][]byte, s *Store, r *rand.Rand) {
+		sorted := slices.SortedFunc(slices.Values(keys), bytes.Compare)
+		opts := RangeOptions{SortOrder: kv.SortDescend, SortTarget: kv.SortByMod}
+		for b.Loop() {
+			i := r.IntN(len(sorted) - 100)
+			res, err := s.RangeWithOptions(sorted[i], sorted[i+100], opts)
+			if err != nil || len(res.KVs) != 100 {
+				b.Fatal(err, len(res.KVs))
+			}
+		}
 	})
 }

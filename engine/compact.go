@@ -40,9 +40,24 @@ func (s *Store) Compact(rev int64) error {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 
-	if err := s.beforeCompact(rev); err != nil {
+	after, err := s.beforeCompact(rev)
+	if err != nil {
 		return err
 	}
+	err = s.markCompacted(rev)
+	for _, fn := range after {
+		fn()
+	}
+	if err != nil {
+		return err
+	}
+	s.freeCompacted(rev)
+	return nil
+}
+
+// markCompacted makes rev the compacted revision, durably, and publishes
+// it: from then on reads below rev fail. compactMu is held.
+func (s *Store) markCompacted(rev int64) error {
 	if err := s.lockWriter(); err != nil {
 		return err
 	}
@@ -61,10 +76,13 @@ func (s *Store) Compact(rev int64) error {
 	}
 	s.w.compactRev = rev
 	s.publishLocked()
-	if err := s.unlockAndWait(); err != nil {
-		return err
-	}
+	return s.unlockAndWait()
+}
 
+// freeCompacted frees the memory of the history below rev, the compacted
+// revision, in steps that release the writer lock between them.
+// compactMu is held.
+func (s *Store) freeCompacted(rev int64) {
 	start := time.Now()
 	var from []byte
 	var longest time.Duration
@@ -73,7 +91,7 @@ func (s *Store) Compact(rev int64) error {
 		if err := s.lockWriter(); err != nil {
 			// Closed or stopped mid-way: the compaction is in effect (and
 			// durable), only its memory was not all freed.
-			return nil
+			return
 		}
 		t0 := time.Now()
 		next, n := s.compactStepLocked(rev, from)
@@ -94,40 +112,44 @@ func (s *Store) Compact(rev int64) error {
 	s.lastCompactStep.Store(int64(longest))
 	s.logger().Debug("revkv: compacted", "rev", rev, "steps", steps, "keysChanged", freed,
 		"took", time.Since(start), "longestStep", longest)
-	return nil
 }
 
-// OnCompact registers fn to run at the start of every later compaction:
-// Compact(rev) calls fn(rev) once it has checked rev, and before the new
-// compacted revision takes effect, so that fn can keep what it still
-// needs of the history below rev (package watch keeps it for watches that
-// are catching up; a View taken in fn keeps all of it). Compactions are
-// serialized, so fn runs for one at a time, in order; fn must not call
-// Compact. Writes and reads go on while fn runs.
-func (s *Store) OnCompact(fn func(rev int64)) {
+// OnCompact registers before to run at the start of every later
+// compaction: Compact(rev) calls before(rev) once it has checked rev, and
+// before the new compacted revision takes effect, so that it can keep what
+// it still needs of the history below rev (a View taken then keeps all of
+// it; package watch keeps it for watches that are reading it). The
+// function before returns, if not nil, is called once the compaction has
+// taken effect (reads below rev fail), or has failed. Compactions are
+// serialized, so the hooks run for one at a time, in order; they must not
+// call Compact. Writes and reads go on while they run.
+func (s *Store) OnCompact(before func(rev int64) (after func())) {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
-	s.compactHooks = append(s.compactHooks, fn)
+	s.compactHooks = append(s.compactHooks, before)
 }
 
 // beforeCompact checks rev against the published state and runs the
-// OnCompact hooks. compactMu is held, so the compacted revision cannot
-// move until Compact does it; the revision only grows.
-func (s *Store) beforeCompact(rev int64) error {
+// OnCompact hooks, returning what they want run afterwards. compactMu is
+// held, so the compacted revision cannot move until Compact moves it; the
+// revision only grows.
+func (s *Store) beforeCompact(rev int64) (after []func(), err error) {
 	if s.closed.Load() {
-		return kv.ErrClosed
+		return nil, kv.ErrClosed
 	}
 	st := s.cur.Load()
 	if rev <= st.compactRev {
-		return fmt.Errorf("compact to %d, compacted %d: %w", rev, st.compactRev, ErrCompacted)
+		return nil, fmt.Errorf("compact to %d, compacted %d: %w", rev, st.compactRev, ErrCompacted)
 	}
 	if rev > st.rev {
-		return fmt.Errorf("compact to %d, current %d: %w", rev, st.rev, ErrFutureRev)
+		return nil, fmt.Errorf("compact to %d, current %d: %w", rev, st.rev, ErrFutureRev)
 	}
-	for _, fn := range s.compactHooks {
-		fn(rev)
+	for _, before := range s.compactHooks {
+		if fn := before(rev); fn != nil {
+			after = append(after, fn)
+		}
 	}
-	return nil
+	return after, nil
 }
 
 // compactAllLocked frees the memory of a compaction to rev at once, for

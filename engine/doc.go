@@ -15,6 +15,20 @@
 // blocked; writes are serialized. See Store for the details, and the
 // Example functions for txns, views, compaction and snapshots.
 //
+// # Txns
+//
+// Store.Txn runs etcd's conditional txns (kv.TxnRequest: compares, Then and
+// Else branches of ranges, puts, deletes and nested txns, with etcd's
+// validation) at one revision, or, if anything fails, not at all. Begin
+// opens an interactive txn (reads see its own writes) that ends with
+// Commit or Abort, or when its context ends or the store closes; the seed
+// API's TxnBegin/TxnEnd are the same txns named by an ID. A failed write
+// poisons a txn: it can then only abort. An abort takes back every write
+// of the txn in the writer's index; readers never saw them.
+//
+// Reads take kv.RangeOptions (sort, revision filters, limit with More,
+// counts) in RangeWithOptions, View.Range and Txn.Range alike.
+//
 // # Persistence
 //
 // NewMemory is a pure in-memory store: nothing touches a disk, Close leaves
@@ -87,6 +101,18 @@
 // max-step-ns), however large the store. Compaction builds new records for the keys it
 // trims and swaps them into the writer's tree, so views taken before it keep
 // every version they can see.
+//
+// # Leases
+//
+// Grant gives a lease with a TTL; PutLease attaches a key to it; Revoke,
+// or its expiry when no KeepAlive came in time, deletes all its keys at
+// one revision. Leases are persisted with their deadlines, so a restart
+// keeps what is left of each one's time. Time comes from Options.Clock
+// (a ManualClock in tests); a store expires its leases from a timer
+// goroutine that starts with its first lease and stops at Close, or, with
+// Options.ManualLeaseExpiry (and always with a ConsistentIndex), only when
+// the caller runs ExpireLeases or revokes what ExpiredLeases lists. See
+// lease.go.
 //
 // # Errors
 //

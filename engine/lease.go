@@ -13,14 +13,6 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// Lease errors, with the names the engine's other errors have. They are
-// the values defined in package kv.
-var (
-	ErrLeaseNotFound    = kv.ErrLeaseNotFound
-	ErrLeaseExists      = kv.ErrLeaseExists
-	ErrLeaseTTLTooLarge = kv.ErrLeaseTTLTooLarge
-)
-
 // MaxLeaseTTL is the largest TTL, in seconds, Grant takes (kv.MaxLeaseTTL).
 const MaxLeaseTTL = kv.MaxLeaseTTL
 
@@ -103,7 +95,10 @@ type leaseTable struct {
 	// ID of a lease in byID. leaseMu.
 	keys    map[int64]map[string]struct{}
 	leaseOf map[string]int64
-	// lastID is the highest lease ID seen: server-chosen IDs go on above it.
+	// lastID is the highest lease ID granted, live or not: server-chosen
+	// IDs go on above it, so that an ID is not handed out twice (a client
+	// still holding a revoked lease's ID must not renew another's lease).
+	// Snapshots record it; the log's grants give it back.
 	lastID int64
 }
 
@@ -146,16 +141,16 @@ func deadlineAfter(now time.Time, ttl int64) int64 {
 
 // Grant grants a lease of ttl seconds, due ttl seconds from now on the
 // store's clock. id 0 lets the store choose a new positive ID; another
-// positive id is used as given, and is ErrLeaseExists if a live lease has
+// positive id is used as given, and is kv.ErrLeaseExists if a live lease has
 // it. A ttl below 1 is taken as 1; one above kv.MaxLeaseTTL is
-// ErrLeaseTTLTooLarge. Granting does not move the revision. The grant is
+// kv.ErrLeaseTTLTooLarge. Granting does not move the revision. The grant is
 // durable when Grant returns, as a write is.
 func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	switch {
 	case id < 0:
-		return Lease{}, fmt.Errorf("negative lease ID %d: %w", id, ErrLeaseNotFound)
+		return Lease{}, fmt.Errorf("negative lease ID %d: %w", id, kv.ErrLeaseNotFound)
 	case ttl > MaxLeaseTTL:
-		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, MaxLeaseTTL, ErrLeaseTTLTooLarge)
+		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, MaxLeaseTTL, kv.ErrLeaseTTLTooLarge)
 	}
 	ttl = max(ttl, 1)
 	if err := s.lockWriter(); err != nil {
@@ -171,7 +166,7 @@ func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	} else if _, ok := s.w.lt.get(id); ok {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return Lease{}, fmt.Errorf("lease %d: %w", id, ErrLeaseExists)
+		return Lease{}, fmt.Errorf("lease %d: %w", id, kv.ErrLeaseExists)
 	}
 	lc := persist.LeaseChange{ID: id, TTL: ttl, Deadline: deadlineAfter(s.clock().Now(), ttl)}
 	if err := s.commitLeaseLocked(lc, oldIndex); err != nil {
@@ -193,7 +188,7 @@ func (s *Store) newLeaseIDLocked() int64 {
 
 // KeepAlive renews a lease: it is due its granted TTL from now. It
 // returns that TTL. A lease that is not live, or whose deadline has
-// passed (it is about to be revoked), is ErrLeaseNotFound. Renewing does
+// passed (it is about to be revoked), is kv.ErrLeaseNotFound. Renewing does
 // not move the revision; it is durable when KeepAlive returns.
 func (s *Store) KeepAlive(id int64) (ttl int64, err error) {
 	if err := s.lockWriter(); err != nil {
@@ -208,7 +203,7 @@ func (s *Store) KeepAlive(id int64) (ttl int64, err error) {
 	if !ok || it.deadline <= now.UnixNano() {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return 0, fmt.Errorf("keep-alive of lease %d: %w", id, ErrLeaseNotFound)
+		return 0, fmt.Errorf("keep-alive of lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	lc := persist.LeaseChange{ID: id, TTL: it.ttl, Deadline: deadlineAfter(now, it.ttl)}
 	if err := s.commitLeaseLocked(lc, oldIndex); err != nil {
@@ -236,7 +231,7 @@ func (s *Store) commitLeaseLocked(lc persist.LeaseChange, oldIndex uint64) error
 // Revoke removes a lease and deletes every key attached to it, all at one
 // new revision, in one durable step; it returns the store's revision
 // after (unchanged if the lease had no keys). A lease that is not live is
-// ErrLeaseNotFound. If the deletes are above MaxBatchSize it is
+// kv.ErrLeaseNotFound. If the deletes are above MaxBatchSize it is
 // kv.ErrTooLarge and nothing changes.
 func (s *Store) Revoke(id int64) (rev int64, err error) {
 	if err := s.lockWriter(); err != nil {
@@ -250,7 +245,7 @@ func (s *Store) Revoke(id int64) (rev int64, err error) {
 	if _, ok := s.w.lt.get(id); !ok {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
-		return 0, fmt.Errorf("revoke of lease %d: %w", id, ErrLeaseNotFound)
+		return 0, fmt.Errorf("revoke of lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	if rev, err = s.revokeLocked(id, oldIndex); err != nil {
 		return 0, err
@@ -313,7 +308,7 @@ func (s *Store) leaseKeysLocked(id int64) [][]byte {
 
 // TimeToLive reports a live lease's remaining and granted TTL, and with
 // keys the keys attached to it. A lease that is not live is
-// ErrLeaseNotFound. It never waits for writers.
+// kv.ErrLeaseNotFound. It never waits for writers.
 func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 	if s.closed.Load() {
 		return LeaseStatus{}, kv.ErrClosed
@@ -325,7 +320,7 @@ func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 		it, ok = st.leases.Get(leaseItem{id: id})
 	}
 	if !ok {
-		return LeaseStatus{}, fmt.Errorf("lease %d: %w", id, ErrLeaseNotFound)
+		return LeaseStatus{}, fmt.Errorf("lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	left := max(it.deadline-s.clock().Now().UnixNano(), 0)
 	ls := LeaseStatus{ID: id, TTL: left / int64(time.Second), GrantedTTL: it.ttl}
@@ -363,7 +358,7 @@ func (s *Store) checkLeaseLocked(id int64) error {
 		return nil
 	}
 	if _, ok := s.w.lt.get(id); !ok {
-		return fmt.Errorf("put with lease %d: %w", id, ErrLeaseNotFound)
+		return fmt.Errorf("put with lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
 	return nil
 }
@@ -387,6 +382,7 @@ func (s *Store) applyLeaseChangesLocked(lcs []persist.LeaseChange) {
 			lt.byExpiry.Delete(old)
 		}
 		lt.dirty = true
+		lt.lastID = max(lt.lastID, lc.ID)
 		if lc.Revoke {
 			lt.byID.Delete(leaseItem{id: lc.ID})
 			for k := range lt.keys[lc.ID] {
@@ -398,7 +394,6 @@ func (s *Store) applyLeaseChangesLocked(lcs []persist.LeaseChange) {
 		it := leaseItem{id: lc.ID, ttl: lc.TTL, deadline: lc.Deadline}
 		lt.byID.Set(it)
 		lt.byExpiry.Set(it)
-		lt.lastID = max(lt.lastID, lc.ID)
 	}
 }
 
@@ -531,7 +526,7 @@ func (s *Store) expireLease(id int64, now time.Time) (bool, error) {
 
 // loadLeases installs a snapshot's lease section in a store being loaded
 // and attaches the live keys to them. The store is private.
-func (s *Store) loadLeases(ls []snapshot.Lease) error {
+func (s *Store) loadLeases(ls []snapshot.Lease, lastID int64) error {
 	lcs := make([]persist.LeaseChange, 0, len(ls))
 	for _, l := range ls {
 		if l.TTL > kv.MaxLeaseTTL {
@@ -540,6 +535,7 @@ func (s *Store) loadLeases(ls []snapshot.Lease) error {
 		lcs = append(lcs, persist.LeaseChange{ID: l.ID, TTL: l.TTL, Deadline: l.Deadline})
 	}
 	s.applyLeaseChangesLocked(lcs)
+	s.w.lt.lastID = max(s.w.lt.lastID, lastID)
 	s.attachAllLocked()
 	return nil
 }

@@ -49,7 +49,7 @@ func mustPutLease(t tb, s *Store, key string, lease int64) int64 {
 func leaseKeys(t tb, s *Store, id int64) string {
 	t.Helper()
 	st, err := s.TimeToLive(id, true)
-	if errors.Is(err, ErrLeaseNotFound) {
+	if errors.Is(err, kv.ErrLeaseNotFound) {
 		return "not found"
 	}
 	if err != nil {
@@ -73,12 +73,12 @@ func TestLeaseGrant(t *testing.T) {
 		{"server-chosen", 0, 10, 1, 10, nil, 10 * time.Second},
 		{"server-chosen again", 0, 5, 2, 5, nil, 5 * time.Second},
 		{"caller-chosen", 100, 7, 100, 7, nil, 7 * time.Second},
-		{"caller-chosen, taken", 100, 7, 0, 0, ErrLeaseExists, 0},
+		{"caller-chosen, taken", 100, 7, 0, 0, kv.ErrLeaseExists, 0},
 		{"server-chosen after a caller's", 0, 3, 101, 3, nil, 3 * time.Second},
 		{"TTL 0 is 1 s", 5, 0, 5, 1, nil, time.Second},
 		{"negative TTL is 1 s", 6, -4, 6, 1, nil, time.Second},
-		{"negative ID", -1, 10, 0, 0, ErrLeaseNotFound, 0},
-		{"TTL too large", 7, MaxLeaseTTL + 1, 0, 0, ErrLeaseTTLTooLarge, 0},
+		{"negative ID", -1, 10, 0, 0, kv.ErrLeaseNotFound, 0},
+		{"TTL too large", 7, MaxLeaseTTL + 1, 0, 0, kv.ErrLeaseTTLTooLarge, 0},
 		{"largest TTL", 8, MaxLeaseTTL, 8, MaxLeaseTTL, nil, -1},
 	}
 	for _, tt := range tests {
@@ -116,7 +116,7 @@ func TestLeaseUnknown(t *testing.T) {
 	s, _ := leaseStore(t)
 	mustPut(t, s, "a", "1")
 	_, err := s.PutLease(b("a"), b("2"), 5)
-	wantErr(t, "PutLease with lease 5", err, ErrLeaseNotFound)
+	wantErr(t, "PutLease with lease 5", err, kv.ErrLeaseNotFound)
 	if kvs, rev, _ := s.Range(b("a"), nil, 0, 0); rev != 2 || string(kvs[0].Value) != "1" {
 		t.Fatalf("refused put wrote: %v at %d", keysOf(kvs), rev)
 	}
@@ -127,19 +127,19 @@ func TestLeaseUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.TxnPutLease(id, b("b"), b("1"), 5)
-	wantErr(t, "TxnPutLease with lease 5", err, ErrLeaseNotFound)
+	wantErr(t, "TxnPutLease with lease 5", err, kv.ErrLeaseNotFound)
 	wantErr(t, "TxnEnd after a refused put", s.TxnEnd(id), kv.ErrTxnFailed)
 	if kvs, rev, _ := s.Range(b("a"), []byte{}, 0, 0); rev != 2 || len(kvs) != 1 {
 		t.Fatalf("after the aborted txn: %v at %d, want a at 2", keysOf(kvs), rev)
 	}
 	_, err = s.KeepAlive(5)
-	wantErr(t, "KeepAlive(5)", err, ErrLeaseNotFound)
+	wantErr(t, "KeepAlive(5)", err, kv.ErrLeaseNotFound)
 	_, err = s.Revoke(5)
-	wantErr(t, "Revoke(5)", err, ErrLeaseNotFound)
+	wantErr(t, "Revoke(5)", err, kv.ErrLeaseNotFound)
 	_, err = s.TimeToLive(5, false)
-	wantErr(t, "TimeToLive(5)", err, ErrLeaseNotFound)
+	wantErr(t, "TimeToLive(5)", err, kv.ErrLeaseNotFound)
 	_, err = s.PutLease(b("a"), b("2"), -3)
-	wantErr(t, "PutLease with lease -3", err, ErrLeaseNotFound)
+	wantErr(t, "PutLease with lease -3", err, kv.ErrLeaseNotFound)
 }
 
 // TestLeaseAttach: a put attaches its key to its lease, a put to another
@@ -216,9 +216,9 @@ func TestLeaseRevoke(t *testing.T) {
 		t.Fatalf("revoked lease: %s", got)
 	}
 	_, err = s.Revoke(l)
-	wantErr(t, "second revoke", err, ErrLeaseNotFound)
+	wantErr(t, "second revoke", err, kv.ErrLeaseNotFound)
 	_, err = s.PutLease(b("a"), nil, l)
-	wantErr(t, "put with a revoked lease", err, ErrLeaseNotFound)
+	wantErr(t, "put with a revoked lease", err, kv.ErrLeaseNotFound)
 }
 
 // TestLeaseKeepAlive: TimeToLive counts down on the clock; KeepAlive
@@ -267,7 +267,7 @@ func TestLeaseKeepAlive(t *testing.T) {
 		t.Fatalf("due lease: TTL %d", got)
 	}
 	_, err := s.KeepAlive(l)
-	wantErr(t, "KeepAlive of a due lease", err, ErrLeaseNotFound)
+	wantErr(t, "KeepAlive of a due lease", err, kv.ErrLeaseNotFound)
 	if s.Rev() != rev {
 		t.Fatalf("keep-alives moved the revision from %d to %d", rev, s.Rev())
 	}
@@ -451,7 +451,7 @@ func TestLeasePersist(t *testing.T) {
 				t.Fatalf("%s: lease %d: %+v, %v; want TTL %d keys %s", when, tt.id, st, err, tt.ttl, tt.keys)
 			}
 		}
-		if _, err := s.TimeToLive(l3, false); !errors.Is(err, ErrLeaseNotFound) {
+		if _, err := s.TimeToLive(l3, false); !errors.Is(err, kv.ErrLeaseNotFound) {
 			t.Fatalf("%s: revoked lease: %v", when, err)
 		}
 	}
@@ -475,6 +475,11 @@ func TestLeasePersist(t *testing.T) {
 	defer s.Close()
 	if s.Rev() != rev || leaseKeys(t, s, l1) != "not found" {
 		t.Fatalf("expiry did not survive a reopen: rev %d (want %d), lease 1 %s", s.Rev(), rev, leaseKeys(t, s, l1))
+	}
+	// Lease 3, the highest ever granted, was revoked: its ID is not
+	// handed out again after the restarts.
+	if id := mustGrant(t, s, 0, 5); id != l3+1 {
+		t.Fatalf("new lease after reopen got ID %d, want %d", id, l3+1)
 	}
 }
 
@@ -538,6 +543,79 @@ func TestLeaseRace(t *testing.T) {
 			default:
 				t.Fatal("the expiry goroutine outlived Close")
 			}
+		}
+	}
+}
+
+// leaseSnapshot is a FuzzLoad seed: a snapshot with leases, keys attached
+// to them, a key whose lease was revoked, and a compaction.
+func leaseSnapshot(t tb) []byte {
+	c := NewManualClock(epoch)
+	s := NewMemory(Options{Clock: c, ManualLeaseExpiry: true})
+	defer s.Close()
+	l1, _ := s.Grant(0, 10)
+	l2, _ := s.Grant(9, 20)
+	s.PutLease(b("a"), b("1"), l1.ID)
+	s.PutLease(b("b"), b("2"), l2.ID)
+	s.PutLease(b("c"), b("3"), l2.ID)
+	s.Compact(s.Rev())
+	s.Revoke(l1.ID)
+	s.Grant(0, 5)
+	return snapshotBytes(t, s)
+}
+
+// checkLoadedLeases checks a loaded store's leases are usable: each can be
+// asked about, renewed and revoked, and the revoke takes its keys.
+func checkLoadedLeases(t *testing.T, s *Store) {
+	ls, err := s.Leases()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		st, err := s.TimeToLive(l.ID, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Revoke(l.ID); err != nil && !errors.Is(err, kv.ErrTooLarge) {
+			t.Fatal(err)
+		}
+		for _, k := range st.Keys {
+			if kvs, _, _ := s.Range(k, nil, 0, 0); len(kvs) != 0 {
+				t.Fatalf("key %q of revoked lease %d is still there", k, l.ID)
+			}
+		}
+	}
+}
+
+// BenchmarkLease: one lease's life: a grant, a put of one key attached to
+// it, and its expiry (the key's delete at a revision of its own), on a
+// store of 10k other keys and 1k other live leases, in memory.
+func BenchmarkLease(b *testing.B) {
+	c := NewManualClock(epoch)
+	s := NewMemory(Options{Clock: c, ManualLeaseExpiry: true})
+	defer s.Close()
+	for i, k := range randomKeys(10_000, 3) {
+		if _, err := s.Put(k, value); err != nil {
+			b.Fatal(err)
+		}
+		if i%10 == 0 {
+			l, _ := s.Grant(0, MaxLeaseTTL)
+			s.PutLease(k, value, l.ID)
+		}
+	}
+	key := []byte("lease/key")
+	b.ReportAllocs()
+	for b.Loop() {
+		l, err := s.Grant(0, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.PutLease(key, value, l.ID); err != nil {
+			b.Fatal(err)
+		}
+		c.Advance(time.Second)
+		if n, err := s.ExpireLeases(c.Now()); err != nil || n != 1 {
+			b.Fatalf("ExpireLeases = %d, %v", n, err)
 		}
 	}
 }

@@ -147,6 +147,9 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 			return err == nil
 		})
 	}
+	if st.lastLeaseID > 0 && err == nil {
+		err = sw.LastLeaseID(st.lastLeaseID)
+	}
 	if err != nil {
 		return cw.n, err
 	}
@@ -198,7 +201,7 @@ func load(r io.Reader, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.w.rev, s.w.compactRev, s.w.cindex = h.Rev, h.CompactRev, h.ConsistentIndex
-	if err := s.loadLeases(sr.Leases()); err != nil {
+	if err := s.loadLeases(sr.Leases(), sr.LastLeaseID()); err != nil {
 		return nil, err
 	}
 	s.publishLocked()

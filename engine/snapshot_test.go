@@ -309,8 +309,9 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("revkvsnp"))
 	s := NewMemory(Options{})
 	f.Add(snapshotBytes(f, s))
+	f.Add(leaseSnapshot(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := Load(bytes.NewReader(data), Options{})
+		got, err := Load(bytes.NewReader(data), Options{ManualLeaseExpiry: true})
 		if err != nil {
 			if !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
 				t.Fatalf("Load error %v wraps neither kv.ErrCorrupt nor ErrVersion", err)
@@ -324,5 +325,7 @@ func FuzzLoad(f *testing.F) {
 		if _, err := got.Put([]byte("k"), nil); err != nil {
 			t.Fatal(err)
 		}
+		checkLoadedLeases(t, got)
+		got.Close()
 	})
 }

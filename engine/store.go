@@ -51,9 +51,10 @@ type Options struct {
 	// write belongs to. The store records the index with the revision it
 	// makes, and skips (with an empty result and no error) any write whose
 	// index is not larger than the one recorded: replaying an entry that was
-	// already applied is a no-op. A txn is one entry: the check is made at
-	// TxnBegin. Writes with no changes (a delete of nothing) still record the
-	// index.
+	// already applied is a no-op. A txn is one entry: the check is made
+	// when it begins (TxnBegin, Begin, Txn; a skipped Txn returns a
+	// response with only Rev). Writes with no changes (a delete of nothing)
+	// still record the index; an aborted txn does not.
 	ConsistentIndex ConsistentIndexGetter
 
 	// Logger receives debug and error records. nil means no logging.
@@ -74,10 +75,10 @@ type Options struct {
 	// Store.Txn request (kv.ErrTooManyOps); 0 means DefaultMaxTxnOps.
 	MaxTxnOps int
 
-	// TxnTimeout is how long a txn opened by TxnBegin may stay open: then
-	// it is aborted, so that a forgotten TxnEnd cannot block writers
-	// forever. 0 means DefaultTxnTimeout; below 0, no limit. (A txn from
-	// Begin ends with its context instead.)
+	// TxnTimeout is how long a txn opened by TxnBegin, or by Begin with a
+	// context that has no deadline, may stay open: then it is aborted, so
+	// that a forgotten TxnEnd or Commit cannot block writers forever. 0
+	// means DefaultTxnTimeout; below 0, no limit.
 	TxnTimeout time.Duration
 }
 
@@ -104,6 +105,8 @@ type state struct {
 	// leases are the live leases (a copy of the writer's tree; never
 	// written), nil before the first one.
 	leases *leaseTree
+	// lastLeaseID is the highest lease ID granted (see leaseTable).
+	lastLeaseID int64
 }
 
 // Store is an in-memory MVCC key-value store.
@@ -143,7 +146,7 @@ type Store struct {
 
 	// compactMu serializes compactions, which release mu between steps.
 	compactMu    sync.Mutex
-	compactHooks []func(rev int64) // guarded by compactMu; see OnCompact
+	compactHooks []func(rev int64) func() // guarded by compactMu; see OnCompact
 	// waiting counts writers blocked on mu, so compaction can step aside.
 	waiting atomic.Int32
 	// lastCompactStep is the longest time (ns) the last compaction held mu
@@ -190,8 +193,12 @@ type writerState struct {
 	// undo is the open txn's record of what its writes changed, so that
 	// an abort can take them back; nil outside txns (see undo.go).
 	undo *undoLog
+	// undoBuf is the undo log every txn uses in turn, reused.
+	undoBuf undoLog
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
+	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
+	memo lookupMemo
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with
@@ -227,6 +234,8 @@ func (s *Store) publishLocked() {
 		cindex:     s.w.cindex,
 		pos:        s.w.pos,
 		leases:     s.w.lt.publish(),
+
+		lastLeaseID: s.w.lt.lastID,
 	}
 	if s.p != nil {
 		s.queueLocked(st)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
-	"github.com/tidwall/btree"
 )
 
 // checkIndexLocked reports whether a write should be skipped because the
@@ -34,7 +33,7 @@ func (s *Store) Put(key, value []byte) (rev int64, err error) {
 // PutLease is Put with a lease ID recorded on the new KeyValue, which
 // attaches the key to that lease (and detaches it from the lease it had):
 // the lease's revoke or expiry deletes it. A lease that is not live is
-// ErrLeaseNotFound, and nothing is written. lease 0 is no lease.
+// kv.ErrLeaseNotFound, and nothing is written. lease 0 is no lease.
 func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) {
 	if err := checkPut(key, value); err != nil {
 		return 0, err
@@ -129,8 +128,10 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	if len(value) > 0 {
 		v.value = value
 	}
-	var hint btree.PathHint
-	rec := s.w.keys.lookupHint(key, &hint)
+	rec, hint, ok := s.w.memo.take(key)
+	if !ok {
+		rec = s.w.keys.lookupHint(key, &hint)
+	}
 	if rec == nil {
 		rec = newRecord(key, v)
 		s.insertLocked(rec, &hint)
@@ -181,6 +182,7 @@ const keyPage = 4096
 // range and returns the changes. If their size (see changeSize) would be
 // above budget it changes nothing and returns kv.ErrTooLarge. mu is held.
 func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change, error) {
+	s.w.memo = lookupMemo{}
 	var recs []*keyRecord
 	if end == nil {
 		if rec := s.w.keys.lookup(key); rec != nil {

@@ -60,6 +60,9 @@ var (
 	// ErrStopped: the engine stopped accepting writes after its persister
 	// failed (fail-stop); the error also wraps the cause.
 	ErrStopped = errors.New("revkv: stopped after a persistence failure")
+	// ErrInvalidOptions: options that contradict each other (revkv.Open
+	// given both a directory and a persister).
+	ErrInvalidOptions = errors.New("revkv: invalid options")
 
 	// ErrTxnEnded: an operation on a txn that has ended: committed,
 	// aborted, or ended by its context or by Close. When the txn was ended

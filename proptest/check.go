@@ -55,8 +55,12 @@ type Stats struct {
 // write makes TxnEnd abort the txn), compactions
 // at valid and invalid revisions, HashByRev compared between the two KVs,
 // views held across later writes and compactions, and history reads
-// (Events). At the end of each run both KVs are closed, and every call must
-// then fail with kv.ErrClosed.
+// (Events). If both KVs are TxnKVs, also: conditional txns (every compare
+// target and result, ranges, nested txns, invalid requests), range options
+// (sorts, filters, limits with More, counts), puts and deletes with their
+// options (prevKV, ignore value or lease), and interactive txns ended by
+// Commit or Abort. At the end of each run both KVs are closed, and every
+// call must then fail with kv.ErrClosed.
 //
 // The number of runs and their length come from rapid's flags:
 // -rapid.checks (runs, default 100) and -rapid.steps (average actions per
@@ -81,6 +85,9 @@ func Check(t *testing.T, open func() (KV, error)) Stats {
 			m.keys = prefixedKeys
 		}
 		acts := m.actions()
+		for name, f := range m.txnActions() {
+			acts[name] = f
+		}
 		for name, f := range acts {
 			if name == "" {
 				continue

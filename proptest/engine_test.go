@@ -1,6 +1,7 @@
 package proptest_test
 
 import (
+	"context"
 	"flag"
 	"os"
 	"testing"
@@ -23,6 +24,17 @@ func (s store) View() (proptest.View, error) {
 	}
 	return view{v}, nil
 }
+
+// BeginTxn makes the store a proptest.TxnKV.
+func (s store) BeginTxn(ctx context.Context) (proptest.Txn, error) {
+	tx, err := s.Store.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tx, nil
+}
+
+var _ proptest.TxnKV = store{}
 
 type view struct{ *engine.View }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
+	"time"
 
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
@@ -26,23 +28,23 @@ func tinyLog(fs *memfs.FS) filelog.Options {
 	return filelog.Options{FS: fs, SegmentSize: 200, SnapshotRevs: 3}
 }
 
-func openLog(t *rapid.T, fs *memfs.FS) *engine.Store {
+func openLog(t *rapid.T, fs *memfs.FS, opts engine.Options) *engine.Store {
 	l, err := filelog.Open("db", tinyLog(fs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := engine.Open(l, engine.Options{})
+	s, err := engine.Open(l, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func variants(t *rapid.T) []*variant {
+func variants(t *rapid.T, opts engine.Options) []*variant {
 	fsA, fsB := memfs.New(memfs.Options{}), memfs.New(memfs.Options{})
 	return []*variant{
-		{name: "memory", s: engine.NewMemory(engine.Options{}), restart: func(*rapid.T, *variant) {}},
-		{name: "memory, snapshot and load", s: engine.NewMemory(engine.Options{}), restart: func(t *rapid.T, v *variant) {
+		{name: "memory", s: engine.NewMemory(opts), restart: func(*rapid.T, *variant) {}},
+		{name: "memory, snapshot and load", s: engine.NewMemory(opts), restart: func(t *rapid.T, v *variant) {
 			sn, err := v.s.Snapshot()
 			if err != nil {
 				t.Fatal(err)
@@ -52,23 +54,23 @@ func variants(t *rapid.T) []*variant {
 				t.Fatal(err)
 			}
 			v.s.Close()
-			if v.s, err = engine.Load(&buf, engine.Options{}); err != nil {
+			if v.s, err = engine.Load(&buf, opts); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "filelog", s: openLog(t, fsA), restart: func(t *rapid.T, v *variant) {
+		{name: "filelog", s: openLog(t, fsA, opts), restart: func(t *rapid.T, v *variant) {
 			if err := v.s.Restore(); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "filelog, close and reopen", s: openLog(t, fsB), restart: func(t *rapid.T, v *variant) {
+		{name: "filelog, close and reopen", s: openLog(t, fsB, opts), restart: func(t *rapid.T, v *variant) {
 			if err := v.s.Close(); err != nil {
 				t.Fatal(err)
 			}
 			if rapid.Bool().Draw(t, "crash") {
 				fsB.Crash() // everything was synced: nothing is lost
 			}
-			v.s = openLog(t, fsB)
+			v.s = openLog(t, fsB, opts)
 		}},
 	}
 }
@@ -77,11 +79,13 @@ func variants(t *rapid.T) []*variant {
 // in memory, on filelog (tiny segments, a snapshot every 3 revisions), and
 // on both with restarts (snapshot and load, Restore, close and reopen, a
 // crash) at random points: every result and HashByRev must be the same in
-// all of them, at every step.
+// all of them, at every step. Leases are among the operations, on one
+// manual clock (see leaseSteps): a restart keeps each lease's deadline.
 func TestMetamorphic(t *testing.T) {
 	steps := 0
 	rapid.Check(t, func(t *rapid.T) {
-		vs := variants(t)
+		clock := engine.NewManualClock(time.Unix(1_800_000_000, 0))
+		vs := variants(t, engine.Options{Clock: clock, ManualLeaseExpiry: true})
 		defer func() {
 			for _, v := range vs {
 				v.s.Close()
@@ -103,7 +107,7 @@ func TestMetamorphic(t *testing.T) {
 			}
 			steps++
 		}
-		t.Repeat(map[string]func(*rapid.T){
+		acts := map[string]func(*rapid.T){
 			"put": func(t *rapid.T) {
 				k, val, lease := key("key"), []byte(rapid.StringN(0, 8, -1).Draw(t, "value")), rapid.Int64Range(0, 3).Draw(t, "lease")
 				each("put", func(s *engine.Store) (string, error) {
@@ -193,7 +197,9 @@ func TestMetamorphic(t *testing.T) {
 					return fmt.Sprint(h, s.Rev(), s.CompactRev()), err
 				})
 			},
-		})
+		}
+		maps.Copy(acts, leaseSteps(clock, each, key))
+		t.Repeat(acts)
 	})
 	t.Logf("%d steps, each on %d variants", steps, 4)
 }

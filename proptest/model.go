@@ -21,6 +21,8 @@ type Model struct {
 	compact int64
 
 	txn *modelTxn
+
+	leases *modelLeases // nil until used; see lease.go
 }
 
 type modelTxn struct {
@@ -167,10 +169,14 @@ func (m *Model) commit(space map[string]kv.KeyValue, evs []kv.Event) {
 	m.events = append(m.events, evs)
 }
 
-// Put sets key to value in a new revision.
+// Put sets key to value in a new revision. A lease that is not live is
+// kv.ErrLeaseNotFound.
 func (m *Model) Put(key, value []byte, lease int64) (int64, error) {
 	if len(key) == 0 {
 		return 0, kv.ErrEmptyKey
+	}
+	if err := m.checkLease(lease); err != nil {
+		return 0, err
 	}
 	space := maps.Clone(m.states[m.Rev()])
 	rev := m.Rev() + 1
@@ -240,6 +246,10 @@ func (m *Model) TxnPut(key, value []byte, lease int64) (int64, error) {
 	case len(key) == 0:
 		t.failed = kv.ErrEmptyKey
 		return 0, kv.ErrEmptyKey
+	}
+	if err := m.checkLease(lease); err != nil {
+		t.failed = err
+		return 0, err
 	}
 	t.changes = append(t.changes, put(t.working, key, value, lease, t.begin+1, int64(len(t.changes))))
 	return t.begin + 1, nil

@@ -29,6 +29,8 @@
 //	    revision then sub-revision order
 //	'L' leases (version 2): each lease live at rev, in increasing ID
 //	    order (AppendLease), after every base entry and event
+//	'M' the highest lease ID ever granted (version 2): varint, at most
+//	    once, after every base entry and event, and at least every 'L' ID
 //
 // Version 1 is version 2 without leases: a reader of this version reads
 // it (its store has no leases); a version 1 reader refuses a version 2
@@ -72,6 +74,8 @@ const (
 	tagBase  = 'B'
 	tagEvent = 'E'
 	tagLease = 'L'
+	// tagLastLease is the highest lease ID granted (version 2).
+	tagLastLease = 'M'
 )
 
 // Header describes the store a snapshot was taken of.

@@ -39,9 +39,53 @@ func (sw *Writer) Lease(l *Lease) error {
 	return sw.err
 }
 
+// LastLeaseID records the highest lease ID the store has granted, live or
+// not (0: none), so that a loaded store does not hand out an ID again. It
+// is written once, after every base entry and event, and must be at
+// least every lease's ID.
+func (sw *Writer) LastLeaseID(id int64) error {
+	if sw.done || sw.lastLeaseID != 0 || id <= 0 {
+		return errors.New("revkv/snapshot: LastLeaseID after Finish, twice, or not positive")
+	}
+	sw.lastLeaseID = id
+	sw.leases = true
+	sw.scratch = binary.AppendVarint(append(sw.scratch[:0], tagLastLease), id)
+	sw.appendBody(sw.scratch)
+	return sw.err
+}
+
 // Leases returns the snapshot's lease section. It is whole (and checked)
 // only once Next has returned io.EOF; a version 1 snapshot has none.
 func (sr *Reader) Leases() []Lease { return sr.leases }
+
+// LastLeaseID returns the highest lease ID the store had granted (see
+// Writer.LastLeaseID), or 0; known once Next has returned io.EOF.
+func (sr *Reader) LastLeaseID() int64 { return sr.lastLeaseID }
+
+// lastLease reads a last-lease-ID entry's body.
+func (sr *Reader) lastLease() error {
+	if sr.version < 2 {
+		return sr.bodyCorrupt("lease entry in a version %d snapshot", sr.version)
+	}
+	id, err := sr.varint()
+	if err != nil {
+		return err
+	}
+	if id <= 0 || sr.lastLeaseID != 0 {
+		return sr.bodyCorrupt("last lease ID %d (one before: %d)", id, sr.lastLeaseID)
+	}
+	sr.lastLeaseID = id
+	return nil
+}
+
+// checkLeases checks, at the end of the body, that no lease has an ID
+// above the last lease ID.
+func (sr *Reader) checkLeases() error {
+	if n := len(sr.leases); n > 0 && sr.leases[n-1].ID > sr.lastLeaseID {
+		return sr.bodyCorrupt("lease %d above the last lease ID %d", sr.leases[n-1].ID, sr.lastLeaseID)
+	}
+	return nil
+}
 
 // lease reads a lease entry's body (its tag read) and adds it to the
 // section.

@@ -34,6 +34,11 @@ func leaseSample(t testing.TB, leases []Lease) []byte {
 			t.Fatal(err)
 		}
 	}
+	if n := len(leases); n > 0 {
+		if err := w.LastLeaseID(leases[n-1].ID + 5); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := w.Finish(1); err != nil {
 		t.Fatal(err)
 	}
@@ -41,18 +46,23 @@ func leaseSample(t testing.TB, leases []Lease) []byte {
 }
 
 func readLeases(data []byte) ([]Entry, []Lease, error) {
+	es, ls, _, err := readLeaseSection(data)
+	return es, ls, err
+}
+
+func readLeaseSection(data []byte) ([]Entry, []Lease, int64, error) {
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	var got []Entry
 	for {
 		e, _, err := r.Next()
 		if err != nil {
 			if err == io.EOF {
-				return got, r.Leases(), nil
+				return got, r.Leases(), r.LastLeaseID(), nil
 			}
-			return got, nil, err
+			return got, nil, 0, err
 		}
 		got = append(got, *e)
 	}
@@ -62,12 +72,12 @@ func readLeases(data []byte) ([]Entry, []Lease, error) {
 // and do not count as entries.
 func TestLeaseSection(t *testing.T) {
 	want := []Lease{{ID: 1, TTL: 5, Deadline: 1e18}, {ID: 7, TTL: 60, Deadline: -3}, {ID: 1 << 40, TTL: 9e9, Deadline: 1<<63 - 1}}
-	es, ls, err := readLeases(leaseSample(t, want))
+	es, ls, last, err := readLeaseSection(leaseSample(t, want))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(es) != 1 || len(ls) != len(want) {
-		t.Fatalf("read %d entries and leases %v", len(es), ls)
+	if len(es) != 1 || len(ls) != len(want) || last != 1<<40+5 {
+		t.Fatalf("read %d entries, leases %v, last lease ID %d", len(es), ls, last)
 	}
 	for i := range want {
 		if ls[i] != want[i] {
@@ -102,8 +112,17 @@ func TestLeaseVersions(t *testing.T) {
 func TestLeaseRejects(t *testing.T) {
 	h := Header{Rev: 5, CompactRev: -1}
 	ev := AppendEntry([]byte{tagEvent}, &Entry{Key: []byte("k"), Main: 2, Create: 2, Version: 1})
-	lease := func(id, ttl int64) []byte { return AppendLease([]byte{tagLease}, &Lease{ID: id, TTL: ttl, Deadline: 1}) }
+	lease := func(id, ttl int64) []byte {
+		return AppendLease([]byte{tagLease}, &Lease{ID: id, TTL: ttl, Deadline: 1})
+	}
+	mark := func(id int64) []byte { return binary.AppendVarint([]byte{tagLastLease}, id) }
 	for name, body := range map[string][]byte{
+		"no last lease ID": lease(1, 5),
+		"lease above mark": append(mark(3), lease(4, 5)...),
+		"mark twice":       append(mark(3), mark(3)...),
+		"mark 0":           mark(0),
+		"event after mark": append(mark(1), ev...),
+		"mark, cut":        mark(300)[:2],
 		"zero ID":          lease(0, 5),
 		"negative ID":      lease(-1, 5),
 		"no TTL":           lease(1, 0),
@@ -112,7 +131,7 @@ func TestLeaseRejects(t *testing.T) {
 		"cut":              lease(1, 5)[:3],
 	} {
 		c := Counts{}
-		if name == "event after" {
+		if name == "event after" || name == "event after mark" {
 			c.Events, c.Revisions = 1, 1
 		}
 		if _, _, err := readLeases(rawStream(h, [][]byte{body}, c)); !errors.Is(err, ErrCorrupt) {

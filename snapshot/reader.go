@@ -37,7 +37,9 @@ type Reader struct {
 	lastRev int64
 	events  bool
 	leases  []Lease // the lease section as read so far
-	err     error   // sticky
+	// lastLeaseID is the highest lease ID granted, as read.
+	lastLeaseID int64
+	err         error // sticky
 }
 
 // NewReader reads and checks the header of the snapshot stream r.
@@ -117,18 +119,26 @@ func (sr *Reader) Next() (e *Entry, event bool, err error) {
 func (sr *Reader) next() (*Entry, bool, error) {
 	tag, err := sr.ReadByte()
 	// Lease entries are gathered for Leases, not returned.
-	for err == nil && tag == tagLease {
-		if err = sr.lease(); err == nil {
+	for err == nil && (tag == tagLease || tag == tagLastLease) {
+		if tag == tagLease {
+			err = sr.lease()
+		} else {
+			err = sr.lastLease()
+		}
+		if err == nil {
 			tag, err = sr.ReadByte()
 		}
 	}
 	if err == io.EOF {
+		if err := sr.checkLeases(); err != nil {
+			return nil, false, err
+		}
 		return nil, false, sr.finish()
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	if len(sr.leases) > 0 {
+	if len(sr.leases) > 0 || sr.lastLeaseID != 0 {
 		return nil, false, sr.bodyCorrupt("entry after leases")
 	}
 	var event bool

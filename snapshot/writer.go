@@ -25,9 +25,10 @@ type Writer struct {
 	lastRev int64 // main revision of the last event
 	events  bool  // an event was added: no more base entries
 	// leases says a lease was added: no more base entries or events.
-	leases    bool
-	lastLease int64 // ID of the last lease added
-	done      bool
+	leases      bool
+	lastLease   int64 // ID of the last lease added
+	lastLeaseID int64 // as given to LastLeaseID
+	done        bool
 }
 
 // NewWriter writes the header for h to w and returns a Writer for the

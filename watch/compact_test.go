@@ -1,9 +1,11 @@
 package watch
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 )
 
 // readAll reads Responses until it has at least n events, checks that they
@@ -123,4 +125,42 @@ func TestEngineCompactionKeepsWatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, w, 2, n)
+}
+
+// A watch that starts below a compaction's revision after the watchers
+// prepared for it, but before it took effect, started before the
+// compaction: it gets every event too. One started after it took effect
+// starts below the compacted revision and ends with kv.ErrCompacted.
+func TestWatchStartedDuringCompaction(t *testing.T) {
+	e := engine.NewMemory(engine.Options{})
+	s := New(e, Options{MaxEvents: 100, ChanSize: 1})
+	defer s.Close()
+	const n = 1000
+	for range n {
+		s.Put(b("k"), nil)
+	}
+	early := s.NewWatcher()
+	defer early.Close()
+	ran := false
+	// Hooks run in order: the watchers' first, then this one, before the
+	// compaction takes effect.
+	e.OnCompact(func(int64) func() {
+		ran = true
+		early.Watch(b("k"), false, 2)
+		return nil
+	})
+	if err := s.Compact(s.Rev()); err != nil {
+		t.Fatal(err)
+	}
+	if !ran {
+		t.Fatal("the hook did not run")
+	}
+	readAll(t, early, 2, n)
+
+	late := s.NewWatcher()
+	defer late.Close()
+	late.Watch(b("k"), false, 2)
+	if r := recv(t, late); !r.Canceled || !errors.Is(r.Err, kv.ErrCompacted) || r.CompactRevision != n+1 {
+		t.Fatalf("a watch started after the compaction: %+v", r)
+	}
 }

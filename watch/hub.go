@@ -38,6 +38,10 @@ type hub struct {
 	// dispatched, if not nil, is closed when nextRev next moves: made only
 	// when someone waits (waitDispatched).
 	dispatched chan struct{}
+	// inflight is the view beforeCompact took for a compaction to
+	// inflightRev that has not yet taken effect; nil otherwise.
+	inflight    *engine.View
+	inflightRev int64
 
 	kick chan struct{} // wakes an idle run loop: a watch became synced
 	stop chan struct{}
@@ -223,24 +227,35 @@ func (h *hub) waitDispatched(rev int64) {
 // is handed to the synced watches (they then need nothing below rev), and
 // then every watch that will read history below rev keeps a view taken
 // now, before the compaction, which holds that history for it until it
-// has read it.
-func (h *hub) beforeCompact(rev int64) {
+// has read it. A watch started before the compaction takes effect gets
+// the view too (inflight); the returned function, run once it has taken
+// effect, drops it from the hub.
+func (h *hub) beforeCompact(rev int64) func() {
 	h.waitDispatched(rev)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return
+		return nil
 	}
 	v, err := h.store.View()
 	if err != nil {
-		return
+		return nil
 	}
 	for s := range h.watchers {
 		for _, w := range s.watches {
-			if !w.synced && w.needs() < rev {
-				w.pins = append(w.pins, v)
+			if !w.synced {
+				w.pin(v, rev)
 			}
 		}
+	}
+	h.inflight = v
+	h.inflightRev = rev
+	return func() {
+		h.mu.Lock()
+		if h.inflight == v {
+			h.inflight = nil
+		}
+		h.mu.Unlock()
 	}
 }
 

@@ -57,13 +57,17 @@ type watch struct {
 
 func (w *watch) single() bool { return w.one }
 
-// needs returns the first revision an unsynced watch will read that no pin
-// holds for it. hub.mu is held.
-func (w *watch) needs() int64 {
+// pin gives an unsynced watch v, a view taken before a compaction to rev,
+// if it will read history below rev that no view it has holds. hub.mu is
+// held.
+func (w *watch) pin(v *engine.View, rev int64) {
+	needs := w.next.Main
 	if n := len(w.pins); n > 0 {
-		return max(w.next.Main, w.pins[n-1].Rev()+1)
+		needs = max(needs, w.pins[n-1].Rev()+1)
 	}
-	return w.next.Main
+	if needs < rev {
+		w.pins = append(w.pins, v)
+	}
 }
 
 func (w *watch) maxPending() int { return 4 * w.max }
@@ -212,6 +216,11 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 		h.addSynced(w, start)
 	} else {
 		w.next = kv.Revision{Main: start}
+		if h.inflight != nil {
+			// A compaction has not taken effect yet: this watch started
+			// before it, so it keeps the history it needs too.
+			w.pin(h.inflight, h.inflightRev)
+		}
 		s.unsynced = append(s.unsynced, w)
 		s.poke()
 	}

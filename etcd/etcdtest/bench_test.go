@@ -10,8 +10,10 @@ import (
 	"github.com/revkv/revkv/etcd/etcdtest"
 )
 
-// The cost of one operation through each fake: the in-memory connection
-// (Start, NewClient) and a loopback TCP port (StartEndpoint, NewEndpoint).
+// The cost of one operation through each fake: in-process, with no
+// connection (StartInProcess, NewInProcessClient), over an in-memory
+// connection (Start, NewClient) and over a loopback TCP port
+// (StartEndpoint, NewEndpoint).
 //
 //	go test -run '^$' -bench . -benchtime 2000x ./etcdtest/
 
@@ -19,6 +21,7 @@ var fakes = []struct {
 	name  string
 	start func(testing.TB, etcdtest.Config) *etcdtest.Fake
 }{
+	{"inproc", etcdtest.StartInProcess},
 	{"bufconn", etcdtest.Start},
 	{"loopback", etcdtest.StartEndpoint},
 }

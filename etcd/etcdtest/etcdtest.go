@@ -7,9 +7,14 @@
 //		...
 //	}
 //
-// NewClient connects over an in-memory gRPC connection (no port, no
-// disk); NewEndpoint listens on a loopback port, for code that builds its
-// own client from an address. Everything a fake starts is stopped by the
+// Three fakes, one server: NewClient connects over an in-memory gRPC
+// connection (no port, no disk); NewInProcessClient calls the server with
+// no connection at all (the cheapest, for tests that make many clients or
+// requests; every message is still encoded and decoded, so client and
+// server see what they would over gRPC); NewEndpoint listens on a loopback
+// port, for code that builds its own client from an address. Start,
+// StartInProcess and StartEndpoint return the Fake, to configure it, reach
+// its DB, or make more clients. Everything a fake starts is stopped by the
 // test's Cleanup: no goroutine, connection or file is left behind.
 package etcdtest
 
@@ -48,10 +53,11 @@ type Fake struct {
 	Server *server.Server
 
 	tb     testing.TB
-	g      *grpc.Server
-	buf    *bufconn.Listener // nil for a TCP fake
-	addr   string            // "" for an in-memory fake
+	g      *grpc.Server      // nil for an in-process fake
+	buf    *bufconn.Listener // nil but for an in-memory fake
+	addr   string            // "" but for a TCP fake
 	served chan struct{}     // closed when Serve returns
+	inproc *conn             // nil but for an in-process fake
 
 	mu      sync.Mutex
 	clients []*clientv3.Client
@@ -89,19 +95,23 @@ func StartEndpoint(tb testing.TB, cfg Config) *Fake {
 	return f
 }
 
-func start(tb testing.TB, cfg Config, lis net.Listener) *Fake {
+// newFake opens the DB and makes the server.
+func newFake(tb testing.TB, cfg Config) *Fake {
 	db, err := revkv.Open("", cfg.DB)
 	if err != nil {
-		lis.Close()
 		tb.Fatalf("etcdtest: open: %v", err)
 	}
-	srv := server.New(server.DB(db), cfg.Server)
-	g := grpc.NewServer(srv.GRPCOptions()...)
-	srv.Register(g)
-	f := &Fake{DB: db, Server: srv, tb: tb, g: g, served: make(chan struct{})}
+	return &Fake{DB: db, Server: server.New(server.DB(db), cfg.Server), tb: tb}
+}
+
+func start(tb testing.TB, cfg Config, lis net.Listener) *Fake {
+	f := newFake(tb, cfg)
+	f.g = grpc.NewServer(f.Server.GRPCOptions()...)
+	f.Server.Register(f.g)
+	f.served = make(chan struct{})
 	go func() {
 		defer close(f.served)
-		g.Serve(lis)
+		f.g.Serve(lis)
 	}()
 	tb.Cleanup(f.Close)
 	return f
@@ -123,10 +133,16 @@ func (f *Fake) Close() {
 	f.mu.Unlock()
 	for _, c := range clients {
 		c.Close()
+		inProcess.Delete(c)
 	}
-	f.Server.Close() // ends watch streams, which GracefulStop would wait for
-	f.g.GracefulStop()
-	<-f.served
+	f.Server.Close() // ends streams, which GracefulStop would wait for
+	if f.g != nil {
+		f.g.GracefulStop()
+		<-f.served
+	}
+	if f.inproc != nil {
+		f.inproc.wait()
+	}
 	f.DB.Close()
 }
 
@@ -136,7 +152,9 @@ func (f *Fake) Endpoint() string { return f.addr }
 
 // Client returns a new client of the fake, closed when the fake is (by
 // the test's Cleanup, or Close). cfg may set timeouts and other client
-// options; its Endpoints and dialer are the fake's.
+// options; its Endpoints and dialer are the fake's. A client of an
+// in-process fake (StartInProcess) ignores cfg, and has no connection
+// (ActiveConnection is nil).
 func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 	f.tb.Helper()
 	if cfg.Logger == nil {
@@ -144,6 +162,9 @@ func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 5 * time.Second
+	}
+	if f.inproc != nil {
+		return f.track(inProcessClient(context.Background(), f.inproc))
 	}
 	if f.buf != nil {
 		lis := f.buf
@@ -158,6 +179,11 @@ func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 	if err != nil {
 		f.tb.Fatalf("etcdtest: client: %v", err)
 	}
+	return f.track(cli)
+}
+
+// track registers a client for Close.
+func (f *Fake) track(cli *clientv3.Client) *clientv3.Client {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -173,6 +199,14 @@ func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 func NewClient(tb testing.TB) *clientv3.Client {
 	tb.Helper()
 	return Start(tb, Config{}).Client(clientv3.Config{})
+}
+
+// NewInProcessClient starts an in-process Fake (see StartInProcess) and
+// returns a client of it: the cheapest etcd for a test, with no connection
+// at all. The test's Cleanup closes both.
+func NewInProcessClient(tb testing.TB) *clientv3.Client {
+	tb.Helper()
+	return StartInProcess(tb, Config{}).Client(clientv3.Config{})
 }
 
 // NewEndpoint starts a Fake on a loopback port and returns its address

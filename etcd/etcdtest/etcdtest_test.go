@@ -52,10 +52,14 @@ func exercise(t *testing.T, cli *clientv3.Client) {
 // goroutine behind.
 func TestNoGoroutineLeft(t *testing.T) {
 	// A first run starts the goroutines gRPC keeps for the process.
-	t.Run("warm", func(t *testing.T) { exercise(t, etcdtest.NewClient(t)) })
+	t.Run("warm", func(t *testing.T) {
+		exercise(t, etcdtest.NewClient(t))
+		exercise(t, etcdtest.NewInProcessClient(t))
+	})
 	before := runtime.NumGoroutine()
 	for i := range 3 {
 		t.Run(fmt.Sprint("bufconn", i), func(t *testing.T) { exercise(t, etcdtest.NewClient(t)) })
+		t.Run(fmt.Sprint("inproc", i), func(t *testing.T) { exercise(t, etcdtest.NewInProcessClient(t)) })
 		t.Run(fmt.Sprint("endpoint", i), func(t *testing.T) {
 			f := etcdtest.StartEndpoint(t, etcdtest.Config{})
 			exercise(t, f.Client(clientv3.Config{}))

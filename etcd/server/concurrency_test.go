@@ -17,17 +17,21 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/revkv/revkv"
 	"github.com/revkv/revkv/etcd/etcdtest"
+	"github.com/revkv/revkv/watch"
 )
 
 // TestSlowWatcherDoesNotBlockWriters: a watch stream whose client does
-// not read, on every key, while 12 MiB are written; the writes finish, and
+// not read, on every key, while 6 MiB are written; the writes finish, and
 // the watch still gets every event once its client reads.
 func TestSlowWatcherDoesNotBlockWriters(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{})
+	// A watch holds up to 4x its MaxEvents events while it keeps up: a
+	// small cap makes it fall behind within a few thousand puts.
+	f := startFake(t, etcdtest.Config{DB: revkv.Options{Watch: watch.Options{MaxEvents: 100}}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
-	ws, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx, grpc.MaxCallRecvMsgSize(math.MaxInt32))
+	ws, err := pb.NewWatchClient(etcdtest.Conn(cli)).Watch(ctx, grpc.MaxCallRecvMsgSize(math.MaxInt32))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +39,7 @@ func TestSlowWatcherDoesNotBlockWriters(t *testing.T) {
 	created := recv(t, ws)
 	val := strings.Repeat("v", 2<<10)
 	start := time.Now()
-	const n = 6000
+	const n = 3000
 	for i := range n {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%04d", i), val); err != nil {
 			t.Fatal(err)
@@ -61,7 +65,7 @@ func TestSlowWatcherDoesNotBlockWriters(t *testing.T) {
 // TestConcurrentClients: clients writing, reading, watching and running
 // txns at once; every watch sees every revision in order.
 func TestConcurrentClients(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{})
+	f := startFake(t, etcdtest.Config{})
 	ctx := ctxT(t)
 	const writers, perWriter = 4, 100
 	watchers := make([]clientv3.WatchChan, 3)
@@ -121,7 +125,7 @@ func TestConcurrentClients(t *testing.T) {
 // TestLargeRangeAndRangeStream: a 24 MiB range in one response, and the
 // same keys streamed in chunks.
 func TestLargeRangeAndRangeStream(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{})
+	f := startFake(t, etcdtest.Config{})
 	cli := f.Client(clientv3.Config{})
 	ctx := context.Background()
 	val := []byte(strings.Repeat("x", 8<<10))
@@ -135,7 +139,7 @@ func TestLargeRangeAndRangeStream(t *testing.T) {
 	if err != nil || len(r.Kvs) != n || r.Count != n {
 		t.Fatalf("large range: %d kvs, %v", len(r.Kvs), err)
 	}
-	rs, err := pb.NewKVClient(cli.ActiveConnection()).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r"), RangeEnd: []byte("s"), Limit: n - 1})
+	rs, err := pb.NewKVClient(etcdtest.Conn(cli)).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r"), RangeEnd: []byte("s"), Limit: n - 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +168,16 @@ func TestLargeRangeAndRangeStream(t *testing.T) {
 	if got != n-1 || chunks < 3 || last.Header == nil || last.Header.Revision != n+1 || !last.More || last.Count != n {
 		t.Fatalf("range stream: %d kvs in %d chunks, last %+v", got, chunks, last.GetHeader())
 	}
-	rs, err = pb.NewKVClient(cli.ActiveConnection()).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r"), RangeEnd: []byte("s"), SortTarget: pb.RangeRequest_VALUE})
+	// A target with no order is accepted, as etcd accepts it; an order is
+	// not.
+	rs, err = pb.NewKVClient(etcdtest.Conn(cli)).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r00000"), RangeEnd: []byte("r00005"), SortTarget: pb.RangeRequest_CREATE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := rs.Recv(); err != nil || len(m.RangeResponse.Kvs) != 5 {
+		t.Fatalf("range stream by create revision: %v", err)
+	}
+	rs, err = pb.NewKVClient(etcdtest.Conn(cli)).RangeStream(ctx, &pb.RangeRequest{Key: []byte("r"), RangeEnd: []byte("s"), SortTarget: pb.RangeRequest_VALUE, SortOrder: pb.RangeRequest_ASCEND})
 	if err == nil {
 		_, err = rs.Recv()
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -45,7 +46,10 @@ func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingSe
 		return err
 	}
 	o := rangeOptions(r)
-	if o.Sorted() && !(o.SortTarget == kv.SortByKey && o.SortOrder == kv.SortAscend) {
+	// etcd's test of the request's fields, before it reads an unspecified
+	// order with another target as ascending: each chunk is then sorted
+	// on its own, as etcd's are.
+	if o.SortOrder != kv.SortNone && !(o.SortTarget == kv.SortByKey && o.SortOrder == kv.SortAscend) {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support custom sort orders")
 	}
 	if o.Filtered() {
@@ -127,11 +131,25 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	}
 	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{putOp(r)}})
 	if err != nil {
-		return nil, toGRPC(err)
+		return nil, toGRPC(k.putError(r, err))
 	}
 	resp := putResponse(&res.Responses[0].Put)
 	k.s.hdr.fill(resp.Header)
 	return resp, nil
+}
+
+// putError orders a failed put's errors as etcd checks them: the lease
+// before the key. The store reports a missing key first for a put that
+// keeps the key's value (ignore_value) and also names a lease that is not
+// live; etcd reports the lease.
+func (k *kvServer) putError(r *pb.PutRequest, err error) error {
+	if r.Lease == 0 || !errors.Is(err, kv.ErrKeyNotFound) || k.s.lease == nil {
+		return err
+	}
+	if _, _, _, lerr := k.s.lease.LeaseTimeToLive(r.Lease, false); errors.Is(lerr, kv.ErrLeaseNotFound) {
+		return lerr
+	}
+	return err
 }
 
 // DeleteRange deletes keys, as a txn of one op.
@@ -183,9 +201,17 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 
 // Compact compacts the history below r.Revision. It is done when it
 // returns, so Physical is always honoured.
+//
+// As etcd does, it first hashes the history up to r.Revision, and HashKV
+// at that revision answers that hash from then on: a compaction does not
+// change the hash of the revision it compacts at.
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	h, herr := k.s.b.HashByRev(r.Revision)
 	if err := k.s.b.Compact(r.Revision); err != nil {
 		return nil, toGRPC(err)
+	}
+	if herr == nil {
+		k.s.maintenance.keepHash(h)
 	}
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
 }

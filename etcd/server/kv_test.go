@@ -49,7 +49,7 @@ func wantErr(t *testing.T, err, want error) {
 }
 
 func TestPutGetHeaders(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{})
+	f := startFake(t, etcdtest.Config{})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	p := mustPut(t, cli, "a", "1")
@@ -73,7 +73,7 @@ func TestPutGetHeaders(t *testing.T) {
 }
 
 func TestRangeOptions(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	for i, k := range []string{"b", "a", "d", "c", "e"} {
 		mustPut(t, cli, k, fmt.Sprint(5-i))
@@ -120,7 +120,7 @@ func TestRangeOptions(t *testing.T) {
 }
 
 func TestPutOptionsAndErrors(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{})
+	f := startFake(t, etcdtest.Config{})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	_, err := cli.Put(ctx, "k", "", clientv3.WithIgnoreValue())
@@ -145,7 +145,7 @@ func TestPutOptionsAndErrors(t *testing.T) {
 	_, err = cli.Delete(ctx, "")
 	wantErr(t, err, rpctypes.ErrEmptyKey)
 	// An invalid sort option, sent raw (clientv3 cannot make one).
-	_, err = pb.NewKVClient(cli.ActiveConnection()).Range(ctx, &pb.RangeRequest{Key: []byte("k"), SortOrder: 7})
+	_, err = pb.NewKVClient(etcdtest.Conn(cli)).Range(ctx, &pb.RangeRequest{Key: []byte("k"), SortOrder: 7})
 	wantErr(t, err, rpctypes.ErrGRPCInvalidSortOption)
 	// Above etcd's 1.5 MiB request limit, within gRPC's 2 MiB.
 	_, err = cli.Put(ctx, "k", strings.Repeat("x", 1600<<10))
@@ -162,7 +162,7 @@ func TestPutOptionsAndErrors(t *testing.T) {
 }
 
 func TestDeleteRange(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	for _, k := range []string{"a", "b", "c", "d"} {
 		mustPut(t, cli, k, k)
@@ -182,7 +182,7 @@ func TestDeleteRange(t *testing.T) {
 }
 
 func TestTxn(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	mustPut(t, cli, "a", "1")
 	mustPut(t, cli, "b", "2")
@@ -228,7 +228,7 @@ func TestTxn(t *testing.T) {
 }
 
 func TestTxnValidation(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	many := make([]clientv3.Op, 129)
 	for i := range many {
@@ -258,12 +258,12 @@ func TestTxnValidation(t *testing.T) {
 	_, err = cli.Txn(ctx).Then(clientv3.OpGet("k", clientv3.WithRev(100))).Commit()
 	wantErr(t, err, rpctypes.ErrFutureRev)
 	// An op with no request.
-	_, err = pb.NewKVClient(cli.ActiveConnection()).Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{{}}})
+	_, err = pb.NewKVClient(etcdtest.Conn(cli)).Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{{}}})
 	wantErr(t, err, rpctypes.ErrGRPCKeyNotFound)
 }
 
 func TestCompact(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	for i := range 5 {
 		mustPut(t, cli, "k", fmt.Sprint(i))

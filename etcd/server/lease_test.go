@@ -15,7 +15,7 @@ import (
 
 func TestLeases(t *testing.T) {
 	clock := engine.NewManualClock(time.Unix(1000, 0))
-	f := etcdtest.Start(t, etcdtest.Config{DB: revkv.Options{Engine: engine.Options{Clock: clock}}})
+	f := startFake(t, etcdtest.Config{DB: revkv.Options{Engine: engine.Options{Clock: clock}}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 
@@ -36,6 +36,9 @@ func TestLeases(t *testing.T) {
 	mustPut(t, cli, "b", "1", clientv3.WithLease(g2.ID))
 	_, err = cli.Put(ctx, "c", "1", clientv3.WithLease(12345))
 	wantErr(t, err, rpctypes.ErrLeaseNotFound)
+	// etcd checks the lease before the key.
+	_, err = cli.Put(ctx, "nokey", "", clientv3.WithLease(12345), clientv3.WithIgnoreValue())
+	wantErr(t, err, rpctypes.ErrLeaseNotFound)
 	// ignore_lease keeps the key's lease.
 	mustPut(t, cli, "a", "2", clientv3.WithIgnoreLease())
 	if r, _ := cli.Get(ctx, "a"); r.Kvs[0].Lease != int64(g2.ID) {
@@ -51,8 +54,13 @@ func TestLeases(t *testing.T) {
 	if err != nil || ka.TTL != 30 {
 		t.Fatalf("keep alive: %+v %v", ka, err)
 	}
+	// g expired at the advance; the store's expiry timer revokes it soon.
 	ls, err := cli.Leases(ctx)
-	if err != nil || len(ls.Leases) != 1 || ls.Leases[0].ID != g2.ID { // g expired
+	for deadline := time.Now().Add(5 * time.Second); err == nil && len(ls.Leases) > 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		ls, err = cli.Leases(ctx)
+	}
+	if err != nil || len(ls.Leases) != 1 || ls.Leases[0].ID != g2.ID {
 		t.Fatalf("leases: %+v %v", ls, err)
 	}
 
@@ -93,7 +101,7 @@ func TestLeases(t *testing.T) {
 }
 
 func TestKeepAliveStream(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
 	g, err := cli.Grant(ctx, 5)

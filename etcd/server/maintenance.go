@@ -5,11 +5,14 @@ import (
 	"crypto/sha256"
 	"io"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // StorageVersion is the storage version the server reports (Status, and
@@ -25,12 +28,23 @@ type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	s *Server
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards alarms, read by every write, and hashes
 	alarms []*pb.AlarmMember
-	// sizeRev and size cache the snapshot size Status reports as DbSize,
-	// which costs a pass over the store to compute.
+	// hashes are the hashes taken before the last compactions, at their
+	// revisions, newest last.
+	hashes []kv.KeyValueHash
+
+	sizeMu sync.Mutex // guards the size fields; held while computing it
+	// size is the snapshot size Status reports as DbSize, which costs a
+	// pass over the store to compute: it is recomputed only when the
+	// revision moved and sizeTTL has passed since (sizeAt).
 	sizeRev, size int64
+	sizeAt        time.Time
 }
+
+// sizeTTL bounds how often Status recomputes DbSize on a store being
+// written.
+const sizeTTL = 5 * time.Second
 
 // Status reports the single member: always the leader, with the store's
 // revision standing in for raft's indexes.
@@ -56,12 +70,12 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 	return resp, nil
 }
 
-// dbSize returns the size of a snapshot of the store, computed at most once
-// per revision.
+// dbSize returns the size of a snapshot of the store, recomputed at most
+// once per revision and once per sizeTTL.
 func (m *maintenanceServer) dbSize(rev int64) int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sizeRev == rev && m.size > 0 {
+	m.sizeMu.Lock()
+	defer m.sizeMu.Unlock()
+	if m.size > 0 && (m.sizeRev == rev || time.Since(m.sizeAt) < sizeTTL) {
 		return m.size
 	}
 	sn, err := m.s.b.Snapshot()
@@ -69,7 +83,7 @@ func (m *maintenanceServer) dbSize(rev int64) int64 {
 		return m.size
 	}
 	defer sn.Close()
-	m.sizeRev, m.size = rev, sn.Size()
+	m.sizeRev, m.size, m.sizeAt = rev, sn.Size(), time.Now()
 	return m.size
 }
 
@@ -145,13 +159,43 @@ func (m *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.Ha
 	return &pb.HashResponse{Header: m.s.hdr.at(h.Rev), Hash: h.Hash}, nil
 }
 
+// keptHashes is how many compactions' hashes are kept (etcd's number).
+const keptHashes = 10
+
+// keepHash keeps the hash a compaction took of its revision.
+func (m *maintenanceServer) keepHash(h kv.KeyValueHash) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hashes = append(m.hashes, h)
+	if len(m.hashes) > keptHashes {
+		m.hashes = m.hashes[len(m.hashes)-keptHashes:]
+	}
+}
+
+func (m *maintenanceServer) keptHash(rev int64) (kv.KeyValueHash, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.hashes {
+		if h.Rev == rev {
+			return h, true
+		}
+	}
+	return kv.KeyValueHash{}, false
+}
+
 // HashKV returns the hash of the retained history up to r.Revision (0: the
-// current revision), with the compacted revision it covers.
+// current revision), with the compacted revision it covers. For the
+// revision of one of the last compactions, it is the hash taken just
+// before that compaction (as etcd answers), so compacting does not change
+// it.
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
 	rev := m.s.b.Rev()
-	h, err := m.s.b.HashByRev(r.Revision)
-	if err != nil {
-		return nil, toGRPC(err)
+	h, ok := m.keptHash(r.Revision)
+	if !ok {
+		var err error
+		if h, err = m.s.b.HashByRev(r.Revision); err != nil {
+			return nil, toGRPC(err)
+		}
 	}
 	return &pb.HashKVResponse{
 		Header:          m.s.hdr.at(max(rev, h.Rev)),

@@ -18,11 +18,11 @@ import (
 )
 
 func TestStatusMemberListAuth(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{Server: server.Options{Name: "n1", ClientURLs: []string{"http://x:2379"}}})
+	f := startFake(t, etcdtest.Config{Server: server.Options{Name: "n1", ClientURLs: []string{"http://x:2379"}}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	mustPut(t, cli, "a", "1")
-	st, err := cli.Status(ctx, "revkv-fake")
+	st, err := cli.Status(ctx, endpoint(cli))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestStatusMemberListAuth(t *testing.T) {
 		t.Fatalf("member list: %+v %v", ml, err)
 	}
 	// Stable IDs: the same name gives the same IDs in another server.
-	g := etcdtest.Start(t, etcdtest.Config{Server: server.Options{Name: "n1"}}).Client(clientv3.Config{})
+	g := startFake(t, etcdtest.Config{Server: server.Options{Name: "n1"}}).Client(clientv3.Config{})
 	ml2, err := g.MemberList(ctx)
 	if err != nil || ml2.Members[0].ID != ml.Members[0].ID || ml2.Header.ClusterId != ml.Header.ClusterId {
 		t.Fatalf("IDs not stable: %+v %+v", ml.Header, ml2.Header)
@@ -47,46 +47,55 @@ func TestStatusMemberListAuth(t *testing.T) {
 	}
 	_, err = cli.AuthEnable(ctx)
 	wantErr(t, err, rpctypes.ErrRootUserNotExist)
-	if _, err = cli.Defragment(ctx, "revkv-fake"); err != nil {
+	if _, err = cli.Defragment(ctx, endpoint(cli)); err != nil {
 		t.Fatalf("defragment: %v", err)
 	}
 }
 
 func TestHashKV(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{})
+	f := startFake(t, etcdtest.Config{})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	mustPut(t, cli, "a", "1")
 	mustPut(t, cli, "a", "2")
-	h1, err := cli.HashKV(ctx, "revkv-fake", 0)
+	h1, err := cli.HashKV(ctx, endpoint(cli), 0)
 	if err != nil || h1.HashRevision != 3 || h1.CompactRevision != -1 || h1.Header.Revision != 3 {
 		t.Fatalf("hashkv: %+v %v", h1, err)
 	}
-	h2, err := cli.HashKV(ctx, "revkv-fake", 2)
+	h2, err := cli.HashKV(ctx, endpoint(cli), 2)
 	if err != nil || h2.HashRevision != 2 || h2.Hash == h1.Hash {
 		t.Fatalf("hashkv at 2: %+v %v", h2, err)
 	}
 	mustPut(t, cli, "b", "1")
-	h3, _ := cli.HashKV(ctx, "revkv-fake", 3)
+	h3, _ := cli.HashKV(ctx, endpoint(cli), 3)
 	if h3.Hash != h1.Hash || h3.Header.Revision != 4 {
 		t.Fatalf("hash at 3 changed after a later write: %+v vs %+v", h3, h1)
 	}
-	_, err = cli.HashKV(ctx, "revkv-fake", 100)
+	_, err = cli.HashKV(ctx, endpoint(cli), 100)
 	wantErr(t, err, rpctypes.ErrFutureRev)
-	hr, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Hash(ctx, &pb.HashRequest{})
+	// Compacting at a revision does not change its hash (etcd keeps the
+	// hash it took before the compaction).
+	if _, err := cli.Compact(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	h4, err := cli.HashKV(ctx, endpoint(cli), 3)
+	if err != nil || h4.Hash != h1.Hash || h4.CompactRevision != -1 {
+		t.Fatalf("hash at 3 after compacting there: %+v, before %+v (%v)", h4, h1, err)
+	}
+	hr, err := pb.NewMaintenanceClient(etcdtest.Conn(cli)).Hash(ctx, &pb.HashRequest{})
 	if err != nil || hr.Header.Revision != 4 {
 		t.Fatalf("hash: %+v %v", hr, err)
 	}
 }
 
 func TestAlarmNoSpace(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	a, err := cli.AlarmList(ctx)
 	if err != nil || len(a.Alarms) != 0 {
 		t.Fatalf("alarms: %+v %v", a, err)
 	}
-	mc := pb.NewMaintenanceClient(cli.ActiveConnection())
+	mc := pb.NewMaintenanceClient(etcdtest.Conn(cli))
 	if _, err := mc.Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: 1, Alarm: pb.AlarmType_NOSPACE}); err != nil {
 		t.Fatal(err)
 	}

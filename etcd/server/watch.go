@@ -336,7 +336,9 @@ func events(evs []kv.Event) []*mvccpb.Event {
 		if e.Type == kv.Delete {
 			pe.Type = mvccpb.Event_DELETE
 		}
-		if e.PrevKV != nil {
+		// As etcd, a put that creates its key has no previous value, even
+		// when the same revision deleted an earlier one.
+		if e.PrevKV != nil && !(e.Type == kv.Put && e.KV.CreateRevision == e.KV.ModRevision) {
 			pe.PrevKv = keyValue(e.PrevKV)
 		}
 		out[i] = pe

@@ -22,7 +22,7 @@ func rawWatch(t *testing.T, cli *clientv3.Client) pb.Watch_WatchClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ws, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
+	ws, err := pb.NewWatchClient(etcdtest.Conn(cli)).Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func evString(evs []*mvccpb.Event) string {
 }
 
 func TestWatchCreatedFirstAndPinned(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	mustPut(t, cli, "a", "1")
 	ws := rawWatch(t, cli)
 	// Writes race with the create: every event after the created header's
@@ -89,7 +89,7 @@ func TestWatchCreatedFirstAndPinned(t *testing.T) {
 }
 
 func TestWatchHistoryPrevKVFilters(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	mustPut(t, cli, "k1", "a") // 2
 	mustPut(t, cli, "k2", "b") // 3
@@ -110,17 +110,28 @@ func TestWatchHistoryPrevKVFilters(t *testing.T) {
 	if got[2].PrevKv == nil || string(got[2].PrevKv.Value) != "a" || got[3].PrevKv == nil || string(got[3].PrevKv.Value) != "b" || got[0].PrevKv != nil {
 		t.Fatalf("prev kvs: %v %v %v", got[0].PrevKv, got[2].PrevKv, got[3].PrevKv)
 	}
+	// A delete and a put of one key in one txn (a from-key delete is not
+	// a duplicate write to etcd): the put creates the key, and (as in
+	// etcd) has no previous value.
+	wp := cli.Watch(ctx, "k1", clientv3.WithPrevKV())
+	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("k1", clientv3.WithFromKey()), clientv3.OpPut("k1", "new")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-wp
+	if len(r.Events) != 2 || r.Events[0].PrevKv == nil || r.Events[1].PrevKv != nil {
+		t.Fatalf("delete and re-create in one txn: %s, prev %v, %v", evString(r.Events), r.Events[0].PrevKv, r.Events[1].PrevKv)
+	}
 	nodel := cli.Watch(ctx, "k", clientv3.WithPrefix(), clientv3.WithRev(2), clientv3.WithFilterDelete())
 	noput := cli.Watch(ctx, "k", clientv3.WithPrefix(), clientv3.WithRev(2), clientv3.WithFilterPut())
-	mustPut(t, cli, "k3", "d") // 6
+	mustPut(t, cli, "k3", "d") // 7
 	for _, c := range []struct {
 		ch   clientv3.WatchChan
 		want string
-	}{{nodel, "PUT k1=a@2; PUT k2=b@3; PUT k1=c@4; PUT k3=d@6"}, {noput, "DELETE k2=@5"}} {
+	}{{nodel, "PUT k1=a@2; PUT k2=b@3; PUT k1=c@4; PUT k1=new@6; PUT k3=d@7"}, {noput, "DELETE k2=@5; DELETE k1=@6"}} {
 		var evs []*mvccpb.Event
 		for r := range c.ch {
 			evs = append(evs, r.Events...)
-			if len(evs) > 0 && evs[len(evs)-1].Kv.ModRevision >= 5 && (c.want == "DELETE k2=@5" || evs[len(evs)-1].Kv.ModRevision == 6) {
+			if n := len(evs); n > 0 && evs[n-1].Kv.ModRevision >= 6 && (c.want[0] == 'D' || evs[n-1].Kv.ModRevision == 7) {
 				break
 			}
 		}
@@ -131,7 +142,7 @@ func TestWatchHistoryPrevKVFilters(t *testing.T) {
 }
 
 func TestWatchIDsCancelAndRefusals(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ws := rawWatch(t, cli)
 	send(t, ws, create(&pb.WatchCreateRequest{Key: []byte("a"), WatchId: 7}))
 	if r := recv(t, ws); !r.Created || r.WatchId != 7 {
@@ -164,7 +175,7 @@ func TestWatchIDsCancelAndRefusals(t *testing.T) {
 }
 
 func TestWatchCompacted(t *testing.T) {
-	cli := etcdtest.NewClient(t)
+	cli := newClient(t)
 	ctx := ctxT(t)
 	for i := range 5 {
 		mustPut(t, cli, "k", fmt.Sprint(i))
@@ -192,7 +203,7 @@ func TestWatchCompacted(t *testing.T) {
 }
 
 func TestWatchProgress(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{Server: server.Options{ProgressInterval: 50 * time.Millisecond}})
+	f := startFake(t, etcdtest.Config{Server: server.Options{ProgressInterval: 50 * time.Millisecond}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	mustPut(t, cli, "x", "1")
@@ -213,7 +224,7 @@ func TestWatchProgress(t *testing.T) {
 }
 
 func TestWatchFragment(t *testing.T) {
-	f := etcdtest.Start(t, etcdtest.Config{Server: server.Options{MaxRequestBytes: 1024}})
+	f := startFake(t, etcdtest.Config{Server: server.Options{MaxRequestBytes: 1024}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	// Written directly: the 1 KiB limit caps requests too. Fragments are

@@ -12,12 +12,12 @@ import (
 )
 
 const (
-	segMagic   = "revkvlog"
+	segMagic = "revkvlog"
 	// segVersion 2 adds batches of kind 'L' (leases); a version 1
 	// segment, which has none, is read as it is.
 	segVersion    = 2
 	minSegVersion = 1
-	segHdrSize = 32
+	segHdrSize    = 32
 
 	frameHdrSize = 24
 	// FrameSize is the most raw bytes one frame holds.

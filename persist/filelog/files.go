@@ -16,6 +16,11 @@ type coverage struct {
 	compact   int64 // meaningful only if compacted
 	compacted bool  // the run holds a compaction
 	index     uint64
+	// leaseRev is the highest revision of a batch of lease changes alone
+	// (0: none). Such a batch does not move the revision, so a snapshot
+	// at its revision may have been taken before it: only a snapshot past
+	// it holds it (see persist.Batch.Covered).
+	leaseRev int64
 }
 
 func (c *coverage) add(b *persist.Batch) {
@@ -25,6 +30,9 @@ func (c *coverage) add(b *persist.Batch) {
 		c.compacted = true
 	}
 	c.index = max(c.index, b.Index)
+	if len(b.Leases) > 0 && len(b.Changes) == 0 {
+		c.leaseRev = max(c.leaseRev, b.Rev)
+	}
 }
 
 func (c *coverage) merge(o coverage) {
@@ -34,11 +42,13 @@ func (c *coverage) merge(o coverage) {
 		c.compacted = true
 	}
 	c.index = max(c.index, o.index)
+	c.leaseRev = max(c.leaseRev, o.leaseRev)
 }
 
 // coveredBy reports whether a snapshot's state holds every batch c covers.
 func (c coverage) coveredBy(s snapInfo) bool {
-	return c.rev <= s.rev && (!c.compacted || c.compact <= s.compact) && c.index <= s.index
+	return c.rev <= s.rev && (!c.compacted || c.compact <= s.compact) && c.index <= s.index &&
+		(c.leaseRev == 0 || c.leaseRev < s.rev)
 }
 
 type segInfo struct {

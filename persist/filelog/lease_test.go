@@ -78,3 +78,29 @@ func TestSegmentVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseCoverage: a segment whose last batch is a lease change alone at
+// revision r is not held by a snapshot at r (which may have been taken
+// before it), so retention keeps it; a snapshot past r holds it.
+func TestLeaseCoverage(t *testing.T) {
+	var c coverage
+	c.add(&persist.Batch{Rev: 5, Changes: []persist.Change{{Key: []byte("a")}}})
+	if !c.coveredBy(snapInfo{rev: 5}) {
+		t.Fatal("changes of revision 5 not held by a snapshot at 5")
+	}
+	c.add(&persist.Batch{Rev: 5, Leases: []persist.LeaseChange{{ID: 1, TTL: 1}}})
+	if c.coveredBy(snapInfo{rev: 5}) {
+		t.Fatal("a lease change at revision 5 held by a snapshot at 5")
+	}
+	var m coverage
+	m.merge(c)
+	if m.coveredBy(snapInfo{rev: 5}) || !m.coveredBy(snapInfo{rev: 6}) {
+		t.Fatal("merged coverage lost the lease change")
+	}
+	// A revoke with deletes makes its revision: a snapshot there holds it.
+	var r coverage
+	r.add(&persist.Batch{Rev: 6, Changes: []persist.Change{{Key: []byte("a"), Delete: true}}, Leases: []persist.LeaseChange{{ID: 1, Revoke: true}}})
+	if !r.coveredBy(snapInfo{rev: 6}) {
+		t.Fatal("a revoke with deletes at 6 not held by a snapshot at 6")
+	}
+}
