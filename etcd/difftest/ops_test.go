@@ -146,13 +146,6 @@ func drawPut(t *rapid.T, leases int) kvOp {
 	case 1:
 		op.ignoreLease = true
 	}
-	if op.lease >= 0 && !*strict {
-		// Difference 3 (reported): for a put naming a missing (or
-		// revoked) lease with ignore_value on a missing key, etcd
-		// reports the lease ("requested lease not found") and revkv
-		// the key ("key not found").
-		op.ignoreValue = false
-	}
 	return op
 }
 
