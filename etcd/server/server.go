@@ -8,13 +8,15 @@
 // validated as etcd validates them, and every error is the rpctypes error
 // etcd returns, because clientv3 maps errors by their text.
 //
-//	db, _ := revkv.Open("", revkv.Options{})
-//	srv := server.New(db, server.Options{})
-//	g := grpc.NewServer()
+//	srv := server.New(server.DB(db), server.Options{})
+//	g := grpc.NewServer(srv.GRPCOptions()...)
 //	srv.Register(g)
 //	go g.Serve(lis)
 //	...
-//	g.GracefulStop(); srv.Close(); db.Close()
+//	srv.Close(); g.GracefulStop(); db.Close()
+//
+// (see Example). The etcdtest package wraps this for tests, and the
+// revkv-etcd command for a standalone server.
 //
 // A Server holds no goroutine of its own but a short-lived one that
 // measures the store for the quota (at start, and after compactions; Close
@@ -40,8 +42,8 @@ import (
 	"github.com/revkv/revkv/watch"
 )
 
-// Backend is what a Server needs of a store. A *revkv.DB has every
-// method (see the package etcd/server's DB adapter for what it lacks).
+// Backend is what a Server needs of a store: DB(db) makes one of a
+// *revkv.DB.
 type Backend interface {
 	// Rev is the current revision, CompactRev the compacted one.
 	Rev() int64
