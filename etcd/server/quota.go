@@ -88,6 +88,7 @@ func (s *Server) remeasure() {
 
 // waitMeasured waits for a measurement that runs.
 func (q *quota) waitMeasured() { q.wg.Wait() }
+
 // storeSize is the size of a snapshot of the store.
 func (s *Server) storeSize() int64 {
 	sn, err := s.b.Snapshot()
