@@ -18,21 +18,21 @@ func TestAbortedTxnNotWatched(t *testing.T) {
 	defer w.Close()
 	w.Watch(b("k"), true, 0)
 
-	tx, err := s.Begin(context.Background())
+	tx, err := s.kv.Begin(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	tx.Put(b("k1"), b("aborted"), kv.PutOptions{})
 	tx.DeleteRange(b("k"), b("l"), kv.DeleteOptions{})
 	tx.Abort()
-	_, err = s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{
+	_, err = s.kv.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{
 		kv.PutOp(b("k2"), b("failed")),
 		kv.RangeOp(b("k"), nil, kv.RangeOptions{Rev: 99}),
 	}})
 	if err == nil {
 		t.Fatal("txn with a range at a future revision went through")
 	}
-	if _, err := s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{kv.PutOp(b("k3"), b("ok"))}}); err != nil {
+	if _, err := s.kv.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{kv.PutOp(b("k3"), b("ok"))}}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := events(t, w, 1), []string{"PUT k3@2"}; !slices.Equal(got, want) {

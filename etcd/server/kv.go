@@ -120,6 +120,10 @@ func (k *kvServer) rangeChunks(key, end []byte, o kv.RangeOptions, stream grpc.S
 // Put writes one key, as a txn of one op (so prev_kv, ignore_value and
 // ignore_lease are applied at the put's revision, atomically).
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	cost := costPut(r)
+	if err := k.s.checkQuota(cost); err != nil {
+		return nil, err
+	}
 	if err := checkPut(r); err != nil {
 		return nil, err
 	}
@@ -133,6 +137,7 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, toGRPC(k.putError(r, err))
 	}
+	k.s.charge(cost)
 	resp := putResponse(&res.Responses[0].Put)
 	k.s.hdr.fill(resp.Header)
 	return resp, nil
@@ -171,6 +176,10 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 
 // Txn runs a conditional txn, validated first as etcd validates it.
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	cost := costTxn(r)
+	if err := k.s.checkQuota(cost); err != nil {
+		return nil, err
+	}
 	if err := checkTxn(r, k.s.opts.MaxTxnOps); err != nil {
 		return nil, err
 	}
@@ -194,6 +203,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	k.s.charge(cost)
 	resp := txnResponse(res, res.Rev)
 	k.s.hdr.fill(resp.Header)
 	return resp, nil
@@ -213,6 +223,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	if herr == nil {
 		k.s.maintenance.keepHash(h)
 	}
+	k.s.remeasure()
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
 }
 

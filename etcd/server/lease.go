@@ -53,6 +53,9 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if err := l.s.checkQuota(leaseOverhead); err != nil {
+		return nil, err
+	}
 	if err := l.s.maintenance.noSpace(); err != nil {
 		return nil, err
 	}
@@ -63,6 +66,7 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	l.s.charge(leaseOverhead)
 	return &pb.LeaseGrantResponse{Header: l.s.hdr.now(), ID: id, TTL: ttl}, nil
 }
 

@@ -60,7 +60,7 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 		RaftIndex:        uint64(hdr.Revision),
 		RaftTerm:         m.s.opts.RaftTerm,
 		RaftAppliedIndex: uint64(hdr.Revision),
-		DbSizeQuota:      defaultQuotaBytes,
+		DbSizeQuota:      max(m.s.opts.QuotaBackendBytes, 0),
 		StorageVersion:   StorageVersion,
 		DowngradeInfo:    &pb.DowngradeInfo{},
 	}
@@ -78,12 +78,7 @@ func (m *maintenanceServer) dbSize(rev int64) int64 {
 	if m.size > 0 && (m.sizeRev == rev || time.Since(m.sizeAt) < sizeTTL) {
 		return m.size
 	}
-	sn, err := m.s.b.Snapshot()
-	if err != nil {
-		return m.size
-	}
-	defer sn.Close()
-	m.sizeRev, m.size, m.sizeAt = rev, sn.Size(), time.Now()
+	m.sizeRev, m.size, m.sizeAt = rev, m.s.storeSize(), time.Now()
 	return m.size
 }
 
@@ -104,12 +99,7 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 		if r.Alarm == pb.AlarmType_NONE {
 			break
 		}
-		a := m.find(r.MemberID, r.Alarm)
-		if a < 0 {
-			m.alarms = append(m.alarms, &pb.AlarmMember{MemberID: r.MemberID, Alarm: r.Alarm})
-			a = len(m.alarms) - 1
-		}
-		resp.Alarms = append(resp.Alarms, m.alarms[a])
+		resp.Alarms = append(resp.Alarms, m.raiseLocked(r.MemberID, r.Alarm))
 	case pb.AlarmRequest_DEACTIVATE:
 		if a := m.find(r.MemberID, r.Alarm); a >= 0 {
 			resp.Alarms = append(resp.Alarms, m.alarms[a])
@@ -119,6 +109,22 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	m.mu.Unlock()
 	resp.Header = m.s.hdr.now()
 	return resp, nil
+}
+
+// raise raises an alarm (once: raising a raised alarm does nothing).
+func (m *maintenanceServer) raise(member uint64, t pb.AlarmType) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.raiseLocked(member, t)
+}
+
+func (m *maintenanceServer) raiseLocked(member uint64, t pb.AlarmType) *pb.AlarmMember {
+	if a := m.find(member, t); a >= 0 {
+		return m.alarms[a]
+	}
+	a := &pb.AlarmMember{MemberID: member, Alarm: t}
+	m.alarms = append(m.alarms, a)
+	return a
 }
 
 func (m *maintenanceServer) find(member uint64, t pb.AlarmType) int {
@@ -247,8 +253,11 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 	return stream.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: StorageVersion})
 }
 
-// Defragment has nothing to do: revkv keeps no free pages.
+// Defragment has nothing to do, revkv keeping no free pages, but to
+// measure the store again for the quota; it returns once measured.
 func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	m.s.remeasure()
+	m.s.quota.waitMeasured()
 	return &pb.DefragmentResponse{Header: m.s.hdr.now()}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -141,4 +142,44 @@ func TestSnapshotSave(t *testing.T) {
 	if !bytes.Equal(body[:want.Len()], want.Bytes()) || len(bytes.Trim(body[want.Len():], "\x00")) != 0 {
 		t.Fatal("payload is not the DB's snapshot")
 	}
+}
+
+// TestQuota follows etcd's own alarm test: writes fill a small quota, the
+// NOSPACE alarm goes up and puts fail; compaction, defragmentation and a
+// disarm make room again.
+func TestQuota(t *testing.T) {
+	f := startFake(t, etcdtest.Config{Server: server.Options{QuotaBackendBytes: 13 * 4096}})
+	cli := f.Client(clientv3.Config{})
+	ctx := ctxT(t)
+	mustPut(t, cli, "1st", strings.Repeat("a", 64))
+	var err error
+	for i := 0; err == nil; i++ {
+		if i > 100 {
+			t.Fatal("100 puts of 4 KiB fit a 52 KiB quota")
+		}
+		_, err = cli.Put(ctx, "2nd", strings.Repeat("b", 4096))
+	}
+	wantErr(t, err, rpctypes.ErrNoSpace)
+	alarms, err := cli.AlarmList(ctx)
+	if err != nil || len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Fatalf("alarms: %+v %v", alarms, err)
+	}
+	_, err = cli.Put(ctx, "3rd", "small")
+	wantErr(t, err, rpctypes.ErrNoSpace)
+	st, err := cli.Status(ctx, endpoint(cli))
+	if err != nil || st.DbSizeQuota != 13*4096 || len(st.Errors) != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if _, err := cli.Compact(ctx, st.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Defragment(ctx, endpoint(cli)); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alarms.Alarms {
+		if _, err := cli.AlarmDisarm(ctx, (*clientv3.AlarmMember)(a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut(t, cli, "4th", "small")
 }

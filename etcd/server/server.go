@@ -8,17 +8,21 @@
 // validated as etcd validates them, and every error is the rpctypes error
 // etcd returns, because clientv3 maps errors by their text.
 //
-//	db, _ := revkv.Open("", revkv.Options{})
-//	srv := server.New(db, server.Options{})
-//	g := grpc.NewServer()
+//	srv := server.New(server.DB(db), server.Options{})
+//	g := grpc.NewServer(srv.GRPCOptions()...)
 //	srv.Register(g)
 //	go g.Serve(lis)
 //	...
-//	g.GracefulStop(); srv.Close(); db.Close()
+//	srv.Close(); g.GracefulStop(); db.Close()
 //
-// A Server holds no goroutine of its own: each stream (watch, keep-alive)
-// runs in the goroutines gRPC gives it, plus one sender goroutine per watch
-// stream, all of which end with the stream.
+// (see Example). The etcdtest package wraps this for tests, and the
+// revkv-etcd command for a standalone server.
+//
+// A Server holds no goroutine of its own but a short-lived one that
+// measures the store for the quota (at start, and after compactions; Close
+// waits for it): each stream (watch, keep-alive) runs in the goroutines
+// gRPC gives it, plus one receiving goroutine per stream, all of which end
+// with the stream.
 package server
 
 import (
@@ -38,8 +42,8 @@ import (
 	"github.com/revkv/revkv/watch"
 )
 
-// Backend is what a Server needs of a store. A *revkv.DB has every
-// method (see the package etcd/server's DB adapter for what it lacks).
+// Backend is what a Server needs of a store: DB(db) makes one of a
+// *revkv.DB.
 type Backend interface {
 	// Rev is the current revision, CompactRev the compacted one.
 	Rev() int64
@@ -83,6 +87,10 @@ type Options struct {
 	// ProgressInterval is how often a watch that asked for progress
 	// notifications and got no event gets one; 0 means 10 minutes.
 	ProgressInterval time.Duration
+	// QuotaBackendBytes is etcd's --quota-backend-bytes: a write that
+	// would take the store past it raises the NOSPACE alarm (see
+	// quota.go); 0 means 2 GiB, etcd's default, and below 0 no quota.
+	QuotaBackendBytes int64
 	// MinLeaseTTL is the shortest TTL a lease is granted (a shorter one is
 	// raised to it, as etcd does); 0 means 2 seconds, etcd's default with
 	// its default election timeout.
@@ -105,6 +113,8 @@ type Server struct {
 	log   *slog.Logger
 	hdr   header
 	start time.Time
+
+	quota quota
 
 	mu      sync.Mutex
 	streams map[chan struct{}]struct{} // stop channels of open streams
@@ -143,6 +153,9 @@ func New(b Backend, opts Options) *Server {
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 10 * time.Minute
 	}
+	if opts.QuotaBackendBytes == 0 {
+		opts.QuotaBackendBytes = defaultQuotaBytes
+	}
 	if opts.MinLeaseTTL <= 0 {
 		opts.MinLeaseTTL = 2
 	}
@@ -158,6 +171,8 @@ func New(b Backend, opts Options) *Server {
 		streams: map[chan struct{}]struct{}{},
 		hdr:     header{cluster: opts.ClusterID, member: opts.MemberID, term: opts.RaftTerm, rev: b.Rev},
 	}
+	s.quota.limit = opts.QuotaBackendBytes
+	s.remeasure()
 	s.lease, _ = b.(Lessor)
 	s.kv.s = s
 	s.watch.s = s
@@ -207,18 +222,20 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 
 // Close ends every open stream (watches and lease keep-alives; each
 // returns to its client with etcd's "server stopped" error, on which
-// clientv3 retries elsewhere or reports it), and refuses new ones. It does
-// not close the Backend, and does not wait: the streams' goroutines end as
-// their handlers return. grpc.Server.GracefulStop waits for every stream,
-// so call Close before it.
+// clientv3 retries elsewhere or reports it), refuses new ones, and waits
+// for a measurement of the store's size (for the quota) that runs. It
+// does not close the Backend, and does not wait for the streams: their
+// goroutines end as their handlers return. grpc.Server.GracefulStop waits
+// for every stream, so call Close before it; close the Backend after.
 func (s *Server) Close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
 	for stop := range s.streams {
 		close(stop)
 	}
 	clear(s.streams)
+	s.mu.Unlock()
+	s.quota.waitMeasured()
 }
 
 // track registers a stream: its stop channel is closed by Close. It

@@ -48,6 +48,7 @@ type config struct {
 	dir, listen, name, advertise, logLevel string
 	shutdownTimeout                        time.Duration
 	progressInterval                       time.Duration
+	quota                                  int64
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -61,6 +62,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long requests in flight may take to finish at shutdown")
 	fs.DurationVar(&c.progressInterval, "watch-progress-notify-interval", 10*time.Minute, "how often idle watches that ask for it get a progress notification")
+	fs.Int64Var(&c.quota, "quota-backend-bytes", 0, "storage quota: writes past it raise the NOSPACE alarm (0: 2 GiB, as etcd; -1: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -106,10 +108,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	urls := clientURLs(c.advertise, lis)
 	srv := server.New(server.DB(db), server.Options{
-		Name:             c.name,
-		ClientURLs:       urls,
-		ProgressInterval: c.progressInterval,
-		Logger:           log,
+		Name:              c.name,
+		ClientURLs:        urls,
+		ProgressInterval:  c.progressInterval,
+		QuotaBackendBytes: c.quota,
+		Logger:            log,
 	})
 	opts := append(srv.GRPCOptions(), grpc.ChainUnaryInterceptor(logUnary(log)))
 	g := grpc.NewServer(opts...)
