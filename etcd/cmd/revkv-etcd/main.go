@@ -1,0 +1,190 @@
+// Command revkv-etcd serves etcd's v3 API on a revkv store: a single-member
+// etcd that etcdctl, clientv3 and other etcd clients use unchanged.
+//
+//	revkv-etcd -dir /var/lib/app -listen 127.0.0.1:2379
+//	revkv-etcd -listen unix:///run/app/etcd.sock   # in memory
+//
+// With -dir the store is persisted there (revkv's file log); without it,
+// the store lives in memory and is gone when the command exits. SIGINT or
+// SIGTERM stop it gracefully: no new requests are taken, watch streams are
+// ended, requests in flight finish (for up to -shutdown-timeout), and the
+// store is closed, every acknowledged write durable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/revkv/revkv"
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/etcd/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "revkv-etcd:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the command line.
+type config struct {
+	dir, listen, name, advertise, logLevel string
+	shutdownTimeout                        time.Duration
+	progressInterval                       time.Duration
+	quota                                  int64
+}
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("revkv-etcd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.dir, "dir", "", "directory to persist the store in (empty: in memory)")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:2379", "address to serve on: host:port, or unix:///path/to/socket")
+	fs.StringVar(&c.name, "name", "default", "member name (IDs are derived from it)")
+	fs.StringVar(&c.advertise, "advertise-client-urls", "", "comma-separated client URLs reported by MemberList (default: from -listen)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long requests in flight may take to finish at shutdown")
+	fs.DurationVar(&c.progressInterval, "watch-progress-notify-interval", 10*time.Minute, "how often idle watches that ask for it get a progress notification")
+	fs.Int64Var(&c.quota, "quota-backend-bytes", 0, "storage quota: writes past it raise the NOSPACE alarm (0: 2 GiB, as etcd; -1: none)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, nil
+}
+
+// listen opens the listener for an address: "unix://" and "unix:" name a
+// socket path, anything else is a TCP host:port.
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		return net.Listen("unix", path)
+	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// run serves until ctx is done, then shuts down gracefully. If ready is
+// not nil, it receives the listening address once the server serves.
+func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
+	c, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	db, err := revkv.Open(c.dir, revkv.Options{Engine: engineOptions(log)})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	lis, err := listen(c.listen)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	urls := clientURLs(c.advertise, lis)
+	srv := server.New(server.DB(db), server.Options{
+		Name:              c.name,
+		ClientURLs:        urls,
+		ProgressInterval:  c.progressInterval,
+		QuotaBackendBytes: c.quota,
+		Logger:            log,
+	})
+	opts := append(srv.GRPCOptions(), grpc.ChainUnaryInterceptor(logUnary(log)))
+	g := grpc.NewServer(opts...)
+	srv.Register(g)
+	healthpb.RegisterHealthServer(g, health.NewServer())
+
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	log.Info("serving etcd v3 API", "addr", lis.Addr().String(), "dir", c.dir, "name", c.name, "version", server.Version, "rev", db.Rev())
+	if ready != nil {
+		ready <- lis.Addr().String()
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-served:
+		log.Error("serve failed", "err", err)
+	}
+	shutdown(g, srv, c.shutdownTimeout, log)
+	if cerr := db.Close(); cerr != nil {
+		log.Error("close store", "err", cerr)
+		err = errors.Join(err, cerr)
+	} else {
+		log.Info("stopped", "rev", db.Rev())
+	}
+	return err
+}
+
+// shutdown stops taking requests, ends watch streams, lets requests in
+// flight finish for up to timeout, then cuts what is left.
+func shutdown(g *grpc.Server, srv *server.Server, timeout time.Duration, log *slog.Logger) {
+	srv.Close()
+	done := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		log.Warn("requests still running at the shutdown timeout; stopping them")
+		g.Stop()
+		<-done
+	}
+}
+
+// clientURLs returns the advertised client URLs: the flag's, or one made
+// from the listener.
+func clientURLs(flagValue string, lis net.Listener) []string {
+	if flagValue != "" {
+		return strings.Split(flagValue, ",")
+	}
+	if lis.Addr().Network() == "unix" {
+		return []string{"unix://" + lis.Addr().String()}
+	}
+	return []string{"http://" + lis.Addr().String()}
+}
+
+// logUnary logs each unary call at debug level, and failed ones at info.
+func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		if err != nil {
+			log.Info("request failed", "method", info.FullMethod, "took", time.Since(start), "err", err)
+		} else if log.Enabled(ctx, slog.LevelDebug) {
+			log.Debug("request", "method", info.FullMethod, "took", time.Since(start))
+		}
+		return resp, err
+	}
+}
+
+// engineOptions gives the store the command's logger.
+func engineOptions(log *slog.Logger) engine.Options { return engine.Options{Logger: log} }
