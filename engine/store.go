@@ -447,7 +447,7 @@ func (s *Store) Close() error {
 	}
 	// A txn opened before the flag was set ends here; Begin checks the flag
 	// under txnMu, so none opens after.
-	s.abortOpenTxn(fmt.Errorf("%w: %w", kv.ErrTxnEnded, kv.ErrClosed))
+	s.abortOpenTxn(errEndedByClose)
 	s.mu.Lock()
 	err := s.closePersister()
 	s.notifyArmed.Store(true)
@@ -457,6 +457,10 @@ func (s *Store) Close() error {
 	exp.stopAndWait() // after Unlock: the timer may be waiting for mu
 	return err
 }
+
+// errEndedByClose is why Close ends an open txn; made once, as most stores
+// close with none open.
+var errEndedByClose = fmt.Errorf("%w: %w", kv.ErrTxnEnded, kv.ErrClosed)
 
 func (s *Store) logger() *slog.Logger {
 	if s.opts.Logger == nil {
