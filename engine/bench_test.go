@@ -436,3 +436,86 @@ func BenchmarkRangeSorted100(b *testing.B) {
 		}
 	})
 }
+
+// numberedKeys returns n keys "k" and 15 digits (16 bytes, as in bench/'s
+// comparison), in key order, or shuffled if random: keys that agree on
+// their first 10 bytes and differ only in their last digits.
+func numberedKeys(n int, random bool) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "k%015d", i)
+	}
+	if random {
+		r := rand.New(rand.NewPCG(9, 9))
+		r.Shuffle(n, func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	}
+	return keys
+}
+
+// BenchmarkGetNumbered is a point Range of a random existing key at 1M
+// numbered keys, put in key order or in random order: the index must tell
+// keys apart whatever order they came in.
+func BenchmarkGetNumbered(b *testing.B) {
+	for _, order := range []string{"key", "random"} {
+		b.Run("order="+order, func(b *testing.B) {
+			const n = 1_000_000
+			keys := numberedKeys(n, order == "random")
+			s := build(keys, 1)
+			runtime.GC()
+			r := rand.New(rand.NewPCG(7, 7))
+			b.ReportAllocs()
+			for b.Loop() {
+				kvs, _, err := s.Range(keys[r.IntN(n)], nil, 0, 0)
+				if err != nil || len(kvs) != 1 {
+					b.Fatal(err, len(kvs))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkNewStore is a new in-memory store, one put, and Close: what a
+// test that makes a store of its own pays.
+func BenchmarkNewStore(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		s := NewMemory(Options{})
+		if _, err := s.Put([]byte("key"), value); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+// BenchmarkLoad restores a store of 200k keys (numbered, written once in
+// key order) from its snapshot in memory: with its history (every key an
+// event), and compacted (every key a base entry, in key order).
+func BenchmarkLoad(b *testing.B) {
+	for _, compacted := range []bool{false, true} {
+		b.Run(fmt.Sprintf("compacted=%v", compacted), func(b *testing.B) {
+			s := build(numberedKeys(200_000, false), 1)
+			if compacted {
+				if err := s.Compact(s.Rev()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sn, _ := s.Snapshot()
+			var buf bytes.Buffer
+			if _, err := sn.WriteTo(&buf); err != nil {
+				b.Fatal(err)
+			}
+			sn.Close()
+			s.Close()
+			runtime.GC()
+			b.SetBytes(int64(buf.Len()))
+			b.ReportAllocs()
+			for b.Loop() {
+				l, err := Load(bytes.NewReader(buf.Bytes()), Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				l.Close()
+			}
+		})
+	}
+}

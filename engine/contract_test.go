@@ -427,7 +427,7 @@ func TestCompactFreesMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := s.cur.Load()
-	if got := st.keys.tree.Len(); got != 0 {
+	if got := st.keys.len(); got != 0 {
 		t.Errorf("%d key records left after compacting away every key", got)
 	}
 	if first := st.hist.first; first < s.Rev()-chunkSize {

@@ -52,15 +52,20 @@
 // The store keeps two structures, both shared between the single writer and
 // any number of readers without locks:
 //
-//   - The key index: a copy-on-write B-tree (github.com/tidwall/btree) of
-//     key records, ordered by key. Each tree item carries 8 bytes of its
-//     key inline: those after the prefix every key shares (up to 32 bytes,
-//     such as "/registry/"), so a descent rarely leaves the tree's nodes
-//     even when keys look alike. A key that shares less of that prefix
-//     shortens it, rebuilding the tree, while the tree has at most 32k
-//     keys; in a bigger one such a key goes to one of two side trees (keys
-//     before, and after, all the others), so no Put pays for a rebuild of
-//     a big tree. A record
+//   - The key index: copy-on-write B-trees (github.com/tidwall/btree) of
+//     key records, ordered by key, each holding one range of keys (most
+//     stores have one). Each tree item carries 8 bytes of its key inline:
+//     those after the prefix every key of its tree shares (up to 32
+//     bytes, such as "/registry/"), so that most comparisons of a descent
+//     stay in the tree's nodes even when keys look alike. A key that
+//     shares less of that prefix shortens it, rebuilding the tree, while
+//     the tree has at most 32k keys; next to a bigger one, such a key
+//     starts a tree of its own, so no Put pays for a rebuild of a big
+//     tree, and keys loaded in key order (which share less and less with
+//     the first ones) still get inline bytes that tell them apart. (Keys
+//     that agree on the 8 bytes after their tree's prefix, such as keys
+//     that share more than 40 bytes, are told apart by loading their
+//     records.) A record
 //     holds the key (inline when short) and its versions: a key written
 //     once keeps that version in the record itself; later, an atomic
 //     pointer to a list of its versions: full 128-version blocks and a

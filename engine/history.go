@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"sync/atomic"
 	"unsafe"
 )
@@ -17,18 +18,30 @@ type change struct {
 // can index it without a lock.
 const chunkSize = 256
 
-// chunk holds the changes of main revisions first .. first+chunkSize-1.
+// chunk holds the changes of main revisions first .. first+len(one)-1.
 // Most revisions are one change (a Put): that change is stored packed in
 // one, with no allocation of its own; a revision of several changes has
 // them in many, which a chunk gets at its first such revision (most chunks
 // of a store written by single puts never do).
 //
+// Every chunk holds chunkSize revisions but a history's first one, which
+// starts with firstChunkSize and is replaced by one twice its size when it
+// fills (see slot): a store that sees a few writes, as most stores in
+// tests do, does not pay for 12 KB of entries it never fills.
+//
 // The writer fills a revision's entry before it publishes the revision;
 // readers only read entries at or below the revision of their view.
 type chunk struct {
 	first int64
-	one   [chunkSize]packed
-	many  atomic.Pointer[[chunkSize][]change]
+	one   []packed // len is the chunk's size; never resliced
+	many  atomic.Pointer[[][]change]
+}
+
+// firstChunkSize is the size of a history's first chunk.
+const firstChunkSize = 4
+
+func newChunk(first int64, size int) *chunk {
+	return &chunk{first: first, one: make([]packed, size)}
 }
 
 // packed is the change of a revision that has only that one: its main
@@ -90,8 +103,11 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 	}
 	c := h.chunks[i]
 	j := rev - c.first
-	if m := c.many.Load(); m != nil && m[j] != nil {
-		for _, ch := range m[j] {
+	if j >= int64(len(c.one)) {
+		return true // past the first chunk's revisions so far
+	}
+	if m := c.many.Load(); m != nil && (*m)[j] != nil {
+		for _, ch := range (*m)[j] {
 			if !fn(ch) {
 				return false
 			}
@@ -112,10 +128,11 @@ func (h history) add(rev int64, cs []change) history {
 	}
 	m := c.many.Load()
 	if m == nil {
-		m = new([chunkSize][]change)
+		ms := make([][]change, len(c.one))
+		m = &ms
 		c.many.Store(m)
 	}
-	m[j] = cs
+	(*m)[j] = cs
 	return h
 }
 
@@ -131,17 +148,46 @@ func (h history) addOne(rev int64, ch change) history {
 }
 
 // slot returns the chunk and index where revision rev goes, adding a chunk
-// if it is the first revision past the last one.
+// if it is the first revision past the last one, and growing the first
+// chunk if rev is past its size.
 func (h history) slot(rev int64) (history, *chunk, int64) {
 	if len(h.chunks) == 0 {
 		h.first = rev
+		h.chunks = []*chunk{newChunk(rev, firstChunkSize)}
 	}
 	i := (rev - h.first) / chunkSize
 	if i == int64(len(h.chunks)) {
-		h.chunks = append(h.chunks, &chunk{first: h.first + i*chunkSize})
+		h.chunks = append(h.chunks, newChunk(h.first+i*chunkSize, chunkSize))
 	}
 	c := h.chunks[i]
-	return h, c, rev - c.first
+	j := rev - c.first
+	if j >= int64(len(c.one)) {
+		c = c.grown(j)
+		// Views hold the old chunk and the slice that has it: the
+		// grown one goes into a copy (of one chunk: only a history's
+		// first chunk is ever small).
+		h.chunks = slices.Clone(h.chunks)
+		h.chunks[i] = c
+	}
+	return h, c, j
+}
+
+// grown returns a copy of c, which must be a history's only chunk, with
+// room for index j: its size doubled until j fits, up to chunkSize. Views
+// keep reading c, whose entries they need are already written.
+func (c *chunk) grown(j int64) *chunk {
+	n := len(c.one)
+	for int64(n) <= j {
+		n *= 2
+	}
+	g := newChunk(c.first, min(n, chunkSize))
+	copy(g.one, c.one)
+	if m := c.many.Load(); m != nil {
+		ms := make([][]change, len(g.one))
+		copy(ms, *m)
+		g.many.Store(&ms)
+	}
+	return g
 }
 
 // dropBefore forgets whole chunks whose revisions are all below rev. The

@@ -59,6 +59,14 @@ func TestKeyIndexSides(t *testing.T) {
 			}
 		}
 		for range rapid.IntRange(1, 80).Draw(t, "steps") {
+			s.mu.Lock()
+			if err := checkParts(&s.w.keys); err != nil {
+				t.Fatalf("writer's index: %v", err)
+			}
+			s.mu.Unlock()
+			if err := checkParts(&s.cur.Load().keys); err != nil {
+				t.Fatalf("published index: %v", err)
+			}
 			switch rapid.IntRange(0, 9).Draw(t, "op") {
 			case 0, 1, 2, 3:
 				k, v := draw("key"), fmt.Appendf(nil, "v%d", m.Rev())
@@ -114,6 +122,88 @@ func TestKeyIndexSides(t *testing.T) {
 			return true
 		})
 	})
+}
+
+// checkParts checks the invariants of an index's parts: every key of a
+// part starts with its prefix and falls in its range, and so does its lower
+// bound; items are in key order, and their inline bytes are the ones after
+// the prefix.
+func checkParts(x *keyIndex) error {
+	if len(x.parts) == 0 {
+		return fmt.Errorf("no parts")
+	}
+	var last []byte
+	for i, p := range x.parts {
+		if i > 0 && !bytes.HasPrefix(p.lo, p.common) {
+			return fmt.Errorf("part %d: lower bound %q without its prefix %q", i, p.lo, p.common)
+		}
+		if i > 1 && bytes.Compare(x.parts[i-1].lo, p.lo) >= 0 {
+			return fmt.Errorf("part %d: lower bound %q not above %q", i, p.lo, x.parts[i-1].lo)
+		}
+		var err error
+		p.tree.Scan(func(it keyItem) bool {
+			k := it.rec.key()
+			switch {
+			case !bytes.HasPrefix(k, p.common):
+				err = fmt.Errorf("part %d: key %q without its prefix %q", i, k, p.common)
+			case i > 0 && bytes.Compare(k, p.lo) < 0:
+				err = fmt.Errorf("part %d: key %q below its lower bound %q", i, k, p.lo)
+			case i+1 < len(x.parts) && bytes.Compare(k, x.parts[i+1].lo) >= 0:
+				err = fmt.Errorf("part %d: key %q at or above the next part's bound %q", i, k, x.parts[i+1].lo)
+			case last != nil && bytes.Compare(last, k) >= 0:
+				err = fmt.Errorf("part %d: key %q after %q", i, k, last)
+			case it.prefix != keyPrefix(k, len(p.common)):
+				err = fmt.Errorf("part %d: key %q with inline bytes %x", i, k, it.prefix)
+			}
+			last = k
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestKeyIndexInOrder loads numbered keys in key order, as a restore or a
+// bulk import does, past the size at which parts stop being rebuilt: the
+// inline bytes must still tell almost every two neighbours apart (with one
+// shared prefix for the whole index, keys past the first part's range all
+// had the same ones, and every comparison loaded the records).
+func TestKeyIndexInOrder(t *testing.T) {
+	defer func(n int) { rebuildLimit = n }(rebuildLimit)
+	rebuildLimit = 100
+	for _, format := range []string{"k%015d", "/registry/pods/ns-%d/pod-%06d"} {
+		s := NewMemory(Options{})
+		for i := range 20_000 {
+			k := fmt.Sprintf(format, i)
+			if format != "k%015d" {
+				k = fmt.Sprintf(format, i/1000, i)
+			}
+			mustPut(t, s, k, "v")
+		}
+		x := &s.w.keys // every key: the published trees lack the fresh ones
+		if err := checkParts(x); err != nil {
+			t.Fatal(err)
+		}
+		same, n := 0, 0
+		for _, p := range x.parts {
+			var last uint64
+			first := true
+			p.tree.Scan(func(it keyItem) bool {
+				if !first && it.prefix == last {
+					same++
+				}
+				first, last = false, it.prefix
+				n++
+				return true
+			})
+		}
+		if n != 20_000 || same > n/100 {
+			t.Errorf("%s: %d keys in %d parts, %d with the inline bytes of the key before", format, n, len(x.parts), same)
+		}
+		s.Close()
+	}
 }
 
 // TestLayoutSizes pins the sizes that the memory per key depends on: a

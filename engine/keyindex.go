@@ -14,11 +14,10 @@ import (
 // the node, not the record: at a million keys a lookup is dominated by cache
 // misses.
 //
-// In the index's main tree the 8 bytes are those after the prefix that all
-// its keys share (see keyIndex): keys like "/registry/pods/..." or
-// "user:000123" agree on their first bytes, and an inline copy of those
-// would tell no two keys apart, so that every comparison loaded both
-// records.
+// The 8 bytes are those after the prefix that all the keys of the item's
+// tree share (see keyPart): keys like "/registry/pods/..." or "user:000123"
+// agree on their first bytes, and an inline copy of those would tell no two
+// keys apart, so that every comparison loaded both records.
 type keyItem struct {
 	prefix uint64
 	rec    *keyRecord
@@ -51,36 +50,62 @@ func newKeyTree() *keyTree {
 	return btree.NewBTreeGOptions(lessItem, btree.Options{NoLocks: true})
 }
 
-// keyIndex is the key index: a main tree of the keys that start with a
-// common prefix, whose items hold the bytes after it, and, for keys that
-// came once the main tree was too big to rebuild for a shorter prefix, a
-// tree of those before every main key (low) and one of those after (high),
-// whose items hold the keys' first bytes. Readers get it by value, with
-// trees no one writes.
+// keyIndex is the key index: one tree or more (parts), each of the keys in
+// one range, whose items hold the bytes after the prefix the part's keys
+// share. Readers get it by value, with parts no one writes.
+//
+// A part's prefix is what its keys share, shortened (and the part rebuilt)
+// when a key that does not share it arrives while the part is small
+// (rebuildLimit keys). A key that would shorten a bigger part's prefix
+// starts a part of its own instead, so no Put pays for a rebuild of a big
+// tree, and keys loaded in key order, which share less and less with the
+// first ones, still get inline bytes that tell them apart: "k000000000100000"
+// and the keys after it start a new part beside the one that skips
+// "k0000000000", and skip "k000000000" themselves.
 type keyIndex struct {
-	tree      *keyTree
-	common    []byte   // never written; a prefix of every key in tree
-	low, high *keyTree // nil until they get a key
+	parts []keyPart // at least one; in key order
 }
 
-// maxCommon bounds the shared prefix an index skips.
+// keyPart is one range of the index: the keys k with lo <= k < the next
+// part's lo (the first part has no lower bound). Every key in tree starts
+// with common, and so does lo.
+type keyPart struct {
+	tree   *keyTree
+	common []byte // never written
+	lo     []byte // never written; unused in the first part
+}
+
+// maxCommon bounds the shared prefix a part skips.
 const maxCommon = 32
 
-// rebuildLimit is the largest main tree that a key without its common
-// prefix rebuilds (for a shorter prefix: O(n), about 1 ms per 10k keys);
-// in a bigger one, such keys go to low or high.
+// rebuildLimit is the largest part that a key without its common prefix
+// rebuilds (for a shorter prefix: O(n), about 1 ms per 10k keys); next to
+// bigger ones, such keys start a part of their own.
 var rebuildLimit = 1 << 15 // a var: tests lower it
+
+// find returns the index of the part whose range holds key.
+func (x *keyIndex) find(key []byte) int {
+	n := len(x.parts)
+	if n == 1 {
+		return 0
+	}
+	return sort.Search(n-1, func(i int) bool { return bytes.Compare(x.parts[i+1].lo, key) > 0 })
+}
+
+// len returns the number of keys in the index.
+func (x *keyIndex) len() int {
+	n := 0
+	for _, p := range x.parts {
+		n += p.tree.Len()
+	}
+	return n
+}
 
 // side returns the tree that holds key if it is in the index, and how many
 // bytes its items skip.
 func (x *keyIndex) side(key []byte) (*keyTree, int) {
-	if bytes.HasPrefix(key, x.common) {
-		return x.tree, len(x.common)
-	}
-	if position(key, x.common) < 0 {
-		return x.low, 0
-	}
-	return x.high, 0
+	p := &x.parts[x.find(key)]
+	return p.tree, len(p.common)
 }
 
 // position tells where k falls against keys that all start with common:
@@ -98,17 +123,17 @@ func position(k, common []byte) int {
 }
 
 // bounds maps a range [key, end) (end nil: no end) to one whose bounds
-// start with the common prefix, selecting the same keys of the main tree;
-// ok false means it selects none.
-func (x *keyIndex) bounds(key, end []byte) (k, e []byte, ok bool) {
-	switch position(key, x.common) {
+// start with the part's common prefix, selecting the same keys of its
+// tree; ok false means it selects none.
+func (p *keyPart) bounds(key, end []byte) (k, e []byte, ok bool) {
+	switch position(key, p.common) {
 	case 1:
 		return nil, nil, false
 	case -1:
-		key = x.common // every key is at or after its common prefix
+		key = p.common // every key is at or after its common prefix
 	}
 	if end != nil {
-		switch position(end, x.common) {
+		switch position(end, p.common) {
 		case -1:
 			return nil, nil, false
 		case 1:
@@ -140,12 +165,12 @@ func (x *keyIndex) lookup(key []byte) *keyRecord { return x.lookupHint(key, nil)
 // lookupHint is lookup that leaves in hint the path it took, so that an
 // insert of the same key right after (SetHint) skips the searches.
 func (x *keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
-	t, l := x.side(key)
-	if t == nil {
+	pt := &x.parts[x.find(key)]
+	if !bytes.HasPrefix(key, pt.common) {
 		return nil
 	}
-	p := probe(key, l)
-	it, ok := t.GetHint(p, hint)
+	p := probe(key, len(pt.common))
+	it, ok := pt.tree.GetHint(p, hint)
 	p.release()
 	if !ok {
 		return nil
@@ -158,9 +183,10 @@ func (x *keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
 // looks at the inline prefix first, so the walk itself touches only tree
 // nodes: fn decides when to load the records.
 func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	if x.low == nil && x.high == nil {
-		if k, e, ok := x.bounds(key, end); ok {
-			ascendTree(x.tree, len(x.common), k, e, fn)
+	if len(x.parts) == 1 {
+		p := &x.parts[0]
+		if k, e, ok := p.bounds(key, end); ok {
+			ascendTree(p.tree, len(p.common), k, e, fn)
 		}
 		return
 	}
@@ -169,14 +195,14 @@ func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
 		goOn = fn(r)
 		return goOn
 	}
-	if x.low != nil {
-		ascendTree(x.low, 0, key, end, f)
-	}
-	if k, e, ok := x.bounds(key, end); ok && goOn {
-		ascendTree(x.tree, len(x.common), k, e, f)
-	}
-	if x.high != nil && goOn {
-		ascendTree(x.high, 0, key, end, f)
+	for i := x.find(key); i < len(x.parts) && goOn; i++ {
+		p := &x.parts[i]
+		if end != nil && i > 0 && bytes.Compare(p.lo, end) >= 0 {
+			return // this part and the ones after hold keys at or past end
+		}
+		if k, e, ok := p.bounds(key, end); ok {
+			ascendTree(p.tree, len(p.common), k, e, f)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,7 +207,7 @@ type writerState struct {
 // nothing behind.
 func NewMemory(opts Options) *Store {
 	s := &Store{opts: opts}
-	s.w = writerState{keys: keyIndex{tree: newKeyTree()}, rev: 1, compactRev: -1}
+	s.w = writerState{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, rev: 1, compactRev: -1}
 	s.publishLocked()
 	return s
 }
@@ -219,9 +220,9 @@ const maxFresh = 64
 
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
-	if s.w.full || s.w.pub.tree == nil {
-		x := s.w.keys
-		s.w.pub = keyIndex{tree: x.tree.Copy(), common: x.common, low: copyTree(x.low), high: copyTree(x.high)}
+	if s.w.full || s.w.pub.parts == nil {
+		s.w.keys.dropEmpty()
+		s.w.pub = s.w.keys.copy()
 		s.w.fresh = nil
 		s.w.full = false
 	}
@@ -245,11 +246,27 @@ func (s *Store) publishLocked() {
 	s.wake()
 }
 
-func copyTree(t *keyTree) *keyTree {
-	if t == nil {
-		return nil
+// copy returns a copy of x for readers: its trees copied (O(1) each), in a
+// slice of its own.
+func (x *keyIndex) copy() keyIndex {
+	ps := make([]keyPart, len(x.parts))
+	for i, p := range x.parts {
+		ps[i] = keyPart{tree: p.tree.Copy(), common: p.common, lo: p.lo}
 	}
-	return t.Copy()
+	return keyIndex{parts: ps}
+}
+
+// dropEmpty removes the parts that compaction or an abort emptied (but
+// one): the part before each takes over its range.
+func (x *keyIndex) dropEmpty() {
+	if len(x.parts) == 1 {
+		return
+	}
+	x.parts = slices.DeleteFunc(x.parts, func(p keyPart) bool { return p.tree.Len() == 0 })
+	if len(x.parts) == 0 {
+		x.parts = []keyPart{{tree: newKeyTree()}}
+	}
+	x.parts[0].lo = nil
 }
 
 // insertLocked adds a record for a key the writer's index does not have.
@@ -288,56 +305,85 @@ func (s *Store) loadLocked(rec *keyRecord) {
 // many bytes its items skip, and whether that tree is the one a lookup of
 // the key searched (so its path hint holds).
 //
-// The first key of an empty index sets the main tree's common prefix (up
-// to maxCommon bytes). A key that does not start with it shortens it to
-// what they share, and the main tree is rebuilt, in order, for the new
-// prefix: O(n), so only while the tree has at most rebuildLimit keys; in a
-// bigger one the key goes to low or high instead. mu is held.
+// The key goes to the part whose range holds it if it starts with that
+// part's prefix. If not, it falls after all the part's keys (or, in the
+// first part, maybe before them all), and goes, in this order of
+// preference: to the next part, if it starts with that one's prefix (whose
+// range then starts at the key); into the part, with a prefix shortened to
+// what they share, if the part has at most rebuildLimit keys; into the
+// next part shortened likewise; or into a new part of its own. An empty
+// part takes the key's prefix. mu is held.
 func (s *Store) placeLocked(key []byte) (t *keyTree, l int, same bool) {
 	x := &s.w.keys
-	pos := position(key, x.common)
-	switch {
-	case x.tree.Len() == 0 && x.low == nil && x.high == nil:
-		if c := key[:min(len(key), maxCommon)]; !bytes.Equal(c, x.common) {
-			x.common = bytes.Clone(c)
+	i := x.find(key)
+	p := &x.parts[i]
+	pos := position(key, p.common)
+	if p.tree.Len() == 0 {
+		if c := key[:min(len(key), maxCommon)]; !bytes.Equal(c, p.common) {
+			p.common = bytes.Clone(c)
+			if i > 0 {
+				p.lo = bytes.Clone(key) // up from the old lo: no key is in between
+			}
 			s.changedKeysLocked()
 		}
-		return x.tree, len(x.common), pos == 0
-	case pos == 0:
-		return x.tree, len(x.common), true
-	case x.tree.Len() <= rebuildLimit && x.low == nil && x.high == nil:
-		s.shortenCommonLocked(key)
-		return x.tree, len(x.common), false
-	case pos < 0:
-		same = x.low != nil
-		if !same {
-			x.low = newKeyTree()
-		}
-		return x.low, 0, same
+		return p.tree, len(p.common), pos == 0
 	}
-	same = x.high != nil
-	if !same {
-		x.high = newKeyTree()
+	if pos == 0 {
+		return p.tree, len(p.common), true
 	}
-	return x.high, 0, same
+	var next *keyPart // where the key may go instead, if it is after p's keys
+	if pos > 0 && i+1 < len(x.parts) {
+		next = &x.parts[i+1]
+	}
+	switch {
+	case next != nil && bytes.HasPrefix(key, next.common):
+		next.lo = bytes.Clone(key)
+		return next.tree, len(next.common), false
+	case p.tree.Len() <= rebuildLimit:
+		s.shortenCommonLocked(p, key)
+		return p.tree, len(p.common), false
+	case next != nil && next.tree.Len() <= rebuildLimit:
+		s.shortenCommonLocked(next, key)
+		next.lo = bytes.Clone(key)
+		return next.tree, len(next.common), false
+	}
+	return s.newPartLocked(i, pos, key)
 }
 
-// shortenCommonLocked rebuilds the main tree for the prefix that its keys
-// and key share. mu is held.
-func (s *Store) shortenCommonLocked(key []byte) {
+// newPartLocked adds a part for key, which falls after the keys of part i
+// (pos 1) or before them (pos -1, i 0), and returns its tree. mu is held.
+func (s *Store) newPartLocked(i, pos int, key []byte) (t *keyTree, l int, same bool) {
 	x := &s.w.keys
+	np := keyPart{tree: newKeyTree(), common: bytes.Clone(key[:min(len(key), maxCommon)])}
+	if pos > 0 {
+		np.lo = bytes.Clone(key)
+		i++
+	} else {
+		// The old first part now starts at its prefix, which sorts
+		// before its keys and after key.
+		x.parts[0].lo = x.parts[0].common
+	}
+	x.parts = slices.Insert(x.parts, i, np)
+	s.logger().Debug("revkv: key index part added", "parts", len(x.parts), "prefix", len(np.common))
+	s.changedKeysLocked()
+	return np.tree, len(np.common), false
+}
+
+// shortenCommonLocked rebuilds part p for the prefix that its keys and key
+// share. mu is held.
+func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 	n := 0
-	for n < len(x.common) && n < len(key) && key[n] == x.common[n] {
+	for n < len(p.common) && n < len(key) && key[n] == p.common[n] {
 		n++
 	}
 	nt := newKeyTree()
 	// The new inline bytes are the old ones moved right by the bytes the
 	// prefix lost, which come in front: no record is read.
-	shift := len(x.common) - n
+	shift := len(p.common) - n
 	var lost [8]byte
-	copy(lost[:], x.common[n:])
+	copy(lost[:], p.common[n:])
 	front := binary.BigEndian.Uint64(lost[:])
-	x.tree.Scan(func(it keyItem) bool {
+	p.tree.Scan(func(it keyItem) bool {
 		if shift < 8 {
 			it.prefix = front | it.prefix>>(8*shift)
 		} else {
@@ -346,8 +392,8 @@ func (s *Store) shortenCommonLocked(key []byte) {
 		nt.Load(it)
 		return true
 	})
-	s.logger().Debug("revkv: key index rebuilt for a shorter common prefix", "keys", nt.Len(), "prefix", len(x.common), "now", n)
-	x.tree, x.common = nt, x.common[:n:n]
+	s.logger().Debug("revkv: key index part rebuilt for a shorter common prefix", "keys", nt.Len(), "prefix", len(p.common), "now", n)
+	p.tree, p.common = nt, p.common[:n:n]
 	s.changedKeysLocked()
 }
 
@@ -407,7 +453,7 @@ func (s *Store) Close() error {
 	}
 	// A txn opened before the flag was set ends here; Begin checks the flag
 	// under txnMu, so none opens after.
-	s.abortOpenTxn(fmt.Errorf("%w: %w", kv.ErrTxnEnded, kv.ErrClosed))
+	s.abortOpenTxn(errEndedByClose)
 	s.mu.Lock()
 	err := s.closePersister()
 	s.notifyArmed.Store(true)
@@ -417,6 +463,10 @@ func (s *Store) Close() error {
 	exp.stopAndWait() // after Unlock: the timer may be waiting for mu
 	return err
 }
+
+// errEndedByClose is why Close ends an open txn; made once, as most stores
+// close with none open.
+var errEndedByClose = fmt.Errorf("%w: %w", kv.ErrTxnEnded, kv.ErrClosed)
 
 func (s *Store) logger() *slog.Logger {
 	if s.opts.Logger == nil {

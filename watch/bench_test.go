@@ -134,3 +134,44 @@ func BenchmarkIdleWatchMemory(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkPrefixWatches: 10,000 watches on one prefix, on 100 Watchers;
+// one op is a put under the prefix and its delivery to every watch.
+// B/event is the heap allocated per event delivered.
+func BenchmarkPrefixWatches(b *testing.B) {
+	const watchers, perWatcher = 100, 100
+	s := New(engine.NewMemory(engine.Options{}), Options{})
+	defer s.Close()
+	var received atomic.Int64
+	var wg sync.WaitGroup
+	for range watchers {
+		w := s.NewWatcher()
+		for range perWatcher {
+			w.WatchRange(Request{Key: []byte("key-"), End: []byte("key.")})
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range w.Chan() {
+				received.Add(int64(len(r.Events)))
+			}
+		}()
+	}
+	const watches = watchers * perWatcher
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.ReportAllocs()
+	n := int64(0)
+	for b.Loop() {
+		s.Put(key(int(n%1000)), value)
+		n++
+		for received.Load() < n*watches {
+			runtime.Gosched()
+		}
+	}
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(n*watches)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(n*watches), "B/event")
+	s.Close()
+	wg.Wait()
+}

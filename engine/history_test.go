@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// TestHistoryFirstChunkGrows writes revisions of one change and of
+// several through the growth of a history's first chunk and past it,
+// keeping the history as of every revision: each must still read every
+// revision up to its own, as a view does after the writer grew the chunk
+// it holds.
+func TestHistoryFirstChunkGrows(t *testing.T) {
+	const first, last = 2, 2 + 2*chunkSize + 10
+	want := func(rev int64) []change {
+		k := fmt.Appendf(nil, "k%d", rev)
+		if rev%3 == 0 { // a revision of two changes
+			return []change{{key: k, v: version{main: rev, ver: 1}}, {key: k, v: version{main: rev, sub: 1, ver: 2}}}
+		}
+		return []change{{key: k, v: version{main: rev, ver: 1}}}
+	}
+	var h history
+	held := map[int64]history{}
+	for rev := int64(first); rev <= last; rev++ {
+		if cs := want(rev); len(cs) == 1 {
+			h = h.addOne(rev, cs[0])
+		} else {
+			h = h.add(rev, cs)
+		}
+		held[rev] = h
+	}
+	if n := len(held[first].chunks[0].one); n != firstChunkSize {
+		t.Errorf("first chunk of %d entries, want %d", n, firstChunkSize)
+	}
+	if n := len(h.chunks[0].one); n != chunkSize {
+		t.Errorf("first chunk grew to %d entries, want %d", n, chunkSize)
+	}
+	for at, h := range held {
+		for rev := int64(first); rev <= at; rev++ {
+			var got []change
+			h.each(rev, func(c change) bool { got = append(got, c); return true })
+			w := want(rev)
+			if len(got) != len(w) {
+				t.Fatalf("history at %d: revision %d has %d changes, want %d", at, rev, len(got), len(w))
+			}
+			for i := range w {
+				if string(got[i].key) != string(w[i].key) || got[i].v.main != rev || got[i].v.sub != w[i].v.sub {
+					t.Fatalf("history at %d: revision %d change %d is %q %d.%d", at, rev, i, got[i].key, got[i].v.main, got[i].v.sub)
+				}
+			}
+		}
+	}
+}
+
+// TestHistoryGrowConcurrentReads reads every revision of published
+// states while the writer grows the first chunk (run with -race).
+func TestHistoryGrowConcurrentReads(t *testing.T) {
+	s := NewMemory(Options{})
+	defer s.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st := s.cur.Load()
+			for rev := int64(2); rev <= st.rev; rev++ {
+				n := 0
+				st.hist.each(rev, func(change) bool { n++; return true })
+				if n == 0 {
+					t.Errorf("revision %d of %d: no changes", rev, st.rev)
+					return
+				}
+			}
+		}
+	}()
+	for i := range 300 {
+		mustPut(t, s, fmt.Sprintf("k%d", i%7), "v")
+	}
+	close(stop)
+	wg.Wait()
+}
