@@ -1,0 +1,472 @@
+package engine
+
+// Review of issue 12's txn, undo and lease work (see /work/notes/review12.md).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/revkv/revkv/kv"
+)
+
+// reviewPair drives two stores: a, which also runs txns that abort (by
+// Abort, by ctx, by a failing op of Store.Txn), and b, which runs only what
+// commits. Every observable thing must stay the same.
+type reviewPair struct {
+	t        *testing.T
+	r        *rand.Rand
+	a, b     *Store
+	fa, fb   *fakePersister
+	keys     []string
+	views    []*View // views of a, taken before aborted txns
+	viewsRef []*View // b's views at the same revisions
+}
+
+func (p *reviewPair) key() string {
+	// The hot key gets about half the writes: long version lists,
+	// crossing block boundaries.
+	if p.r.IntN(2) == 0 {
+		return "hot"
+	}
+	return p.keys[p.r.IntN(len(p.keys))]
+}
+
+// ops draws a txn's ops: puts, deletes and range deletes, re-creates.
+func (p *reviewPair) ops() []kv.Op {
+	n := 1 + p.r.IntN(6)
+	var ops []kv.Op
+	for range n {
+		k := p.key()
+		switch p.r.IntN(5) {
+		case 0:
+			ops = append(ops, kv.DeleteOp(b(k), nil))
+		case 1:
+			ops = append(ops, kv.DeleteOp(b(k), b(k+"\xff")))
+		default:
+			ops = append(ops, kv.PutOp(b(k), b(fmt.Sprint(p.r.IntN(1000)))))
+		}
+	}
+	return ops
+}
+
+// runTxn runs ops as an interactive txn on s and returns it open.
+func runTxn(t *testing.T, s *Store, ctx context.Context, ops []kv.Op) *Txn {
+	t.Helper()
+	x, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		switch op.Type {
+		case kv.OpPut:
+			_, err = x.Put(op.Key, op.Value, kv.PutOptions{})
+		case kv.OpDeleteRange:
+			_, err = x.DeleteRange(op.Key, op.End, kv.DeleteOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.Range(op.Key, nil, RangeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return x
+}
+
+func (p *reviewPair) step() {
+	t := p.t
+	switch p.r.IntN(10) {
+	case 0, 1: // a plain put to both
+		k, v := p.key(), fmt.Sprint(p.r.IntN(1000))
+		mustPut(t, p.a, k, v)
+		mustPut(t, p.b, k, v)
+	case 2: // an interactive txn that commits on both
+		ops := p.ops()
+		for _, s := range []*Store{p.a, p.b} {
+			if _, err := runTxn(t, s, context.Background(), ops).Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	case 3, 4: // an interactive txn that a aborts
+		p.keepView()
+		x := runTxn(t, p.a, context.Background(), p.ops())
+		if err := x.Abort(); err != nil {
+			t.Fatal(err)
+		}
+	case 5: // aborted by its context
+		p.keepView()
+		ctx, cancel := context.WithCancel(context.Background())
+		x := runTxn(t, p.a, ctx, p.ops())
+		cancel()
+		for {
+			p.a.txnMu.Lock()
+			ended := x.t.ended
+			p.a.txnMu.Unlock()
+			if ended != nil {
+				break
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+		if _, err := x.Commit(); !errors.Is(err, kv.ErrTxnEnded) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("commit after cancel: %v", err)
+		}
+	case 6: // a conditional txn whose last op fails: rolled back
+		p.keepView()
+		ops := append(p.ops(), kv.Op{Type: kv.OpPut, Key: b("missing"), Put: kv.PutOptions{IgnoreValue: true}})
+		req := &kv.TxnRequest{Then: dedupe(ops)}
+		if _, err := p.a.Txn(context.Background(), req); !errors.Is(err, kv.ErrKeyNotFound) {
+			t.Fatalf("failing txn: %v", err)
+		}
+	case 7: // a conditional txn that applies
+		req := &kv.TxnRequest{Then: dedupe(p.ops())}
+		ra, errA := p.a.Txn(context.Background(), req)
+		rb, errB := p.b.Txn(context.Background(), req)
+		if errA != nil || errB != nil || ra.Rev != rb.Rev {
+			t.Fatalf("txn: %v %v", errA, errB)
+		}
+	case 8: // compaction, now and then
+		if p.r.IntN(30) == 0 {
+			rev := p.a.Rev() - int64(p.r.IntN(5))
+			if rev > p.a.CompactRev() {
+				errA, errB := p.a.Compact(rev), p.b.Compact(rev)
+				if errA != nil || errB != nil {
+					t.Fatalf("compact: %v %v", errA, errB)
+				}
+			}
+		}
+	case 9: // a new key, to grow fresh and the side trees
+		k := fmt.Sprintf("%c-%d", 'a'+rune(p.r.IntN(26)), p.r.IntN(50))
+		p.keys = append(p.keys, k)
+		mustPut(t, p.a, k, "new")
+		mustPut(t, p.b, k, "new")
+	}
+}
+
+// dedupe drops the writes of ops that etcd's rule would refuse (a key
+// written twice in one branch), keeping the first of each key.
+func dedupe(ops []kv.Op) []kv.Op {
+	var out []kv.Op
+	for _, op := range ops {
+		if checkTxnWrites(&kv.TxnRequest{Then: append(slices.Clone(out), op)}) == nil {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+func (p *reviewPair) keepView() {
+	va, _ := p.a.View()
+	vb, _ := p.b.View()
+	p.views = append(p.views, va)
+	p.viewsRef = append(p.viewsRef, vb)
+}
+
+var everything = RangeOptions{}
+
+func (p *reviewPair) check(when string) {
+	t := p.t
+	t.Helper()
+	if p.a.Rev() != p.b.Rev() || p.a.CompactRev() != p.b.CompactRev() {
+		t.Fatalf("%s: rev %d/%d compacted %d/%d", when, p.a.Rev(), p.b.Rev(), p.a.CompactRev(), p.b.CompactRev())
+	}
+	lo := max(p.a.CompactRev(), 1)
+	revs := []int64{0, p.a.Rev() - 1, lo}
+	for range 3 {
+		revs = append(revs, lo+p.r.Int64N(p.a.Rev()-lo+1))
+	}
+	for _, rev := range revs {
+		if rev < lo {
+			continue
+		}
+		opts := everything
+		opts.Rev = rev
+		ra, errA := p.a.RangeWithOptions(b("\x00"), []byte{}, opts)
+		rb, errB := p.b.RangeWithOptions(b("\x00"), []byte{}, opts)
+		if !reflect.DeepEqual(ra, rb) || (errA == nil) != (errB == nil) {
+			t.Fatalf("%s: range at %d:\n a %v %v\n b %v %v", when, rev, ra, errA, rb, errB)
+		}
+		// Keys one by one: the lookup path, not the scan.
+		for _, k := range p.keys {
+			ka, _ := p.a.RangeWithOptions(b(k), nil, opts)
+			kb, _ := p.b.RangeWithOptions(b(k), nil, opts)
+			if !reflect.DeepEqual(ka, kb) {
+				t.Fatalf("%s: get %q at %d:\n a %v\n b %v", when, k, rev, ka, kb)
+			}
+		}
+	}
+	for i, va := range p.views {
+		vb := p.viewsRef[i]
+		ra, errA := va.Range(b("\x00"), []byte{}, everything)
+		rb, errB := vb.Range(b("\x00"), []byte{}, everything)
+		if !reflect.DeepEqual(ra, rb) || (errA == nil) != (errB == nil) {
+			t.Fatalf("%s: view %d at %d:\n a %v %v\n b %v %v", when, i, va.Rev(), ra, errA, rb, errB)
+		}
+	}
+	if len(p.views) > 8 {
+		p.views, p.viewsRef = p.views[1:], p.viewsRef[1:]
+	}
+	ha, errA := p.a.Hash()
+	hb, errB := p.b.Hash()
+	if ha != hb || errA != nil || errB != nil {
+		t.Fatalf("%s: hash %x %v, want %x %v", when, ha, errA, hb, errB)
+	}
+}
+
+// TestReviewAbortDifferential: a store that runs and aborts txns (new keys,
+// keys with hundreds of versions, deletes, re-creates in the same txn,
+// failing conditional txns, context cancels) between committed writes and
+// compactions reads, hashes and logs exactly as one that never ran them;
+// views taken before each abort keep reading what they read. The long run:
+// REVKV_REVIEW_LONG=1 go test -run TestReviewAbortDifferential ./engine
+func TestReviewAbortDifferential(t *testing.T) {
+	defer func(n int) { rebuildLimit = n }(rebuildLimit)
+	rebuildLimit = 6 // side trees after a few keys
+	seeds, steps := uint64(2), 300
+	if os.Getenv("REVKV_REVIEW_LONG") != "" {
+		seeds, steps = 24, 3000
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			p := &reviewPair{t: t, r: rand.New(rand.NewPCG(seed, 12)), fa: &fakePersister{}, fb: &fakePersister{}}
+			var err error
+			if p.a, err = Open(p.fa, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if p.b, err = Open(p.fb, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			p.keys = []string{"hot", "m1", "m2", "m3"}
+			for i := range blockSize - 6 { // near a block boundary from the start
+				mustPut(t, p.a, "hot", fmt.Sprint(i))
+				mustPut(t, p.b, "hot", fmt.Sprint(i))
+			}
+			maxVers := 0
+			for i := range steps {
+				p.step()
+				if r := p.a.w.keys.lookup(b("hot")); r != nil && r.vers.Load() != nil {
+					maxVers = max(maxVers, r.vers.Load().len())
+				}
+				p.check(fmt.Sprintf("step %d", i))
+			}
+			if maxVers <= blockSize {
+				t.Errorf("the hot key had at most %d versions: no block boundary crossed", maxVers)
+			}
+			p.fa.mu.Lock()
+			p.fb.mu.Lock()
+			if !reflect.DeepEqual(p.fa.batches, p.fb.batches) {
+				t.Errorf("the log of aborts differs: %d batches, want %d", len(p.fa.batches), len(p.fb.batches))
+			}
+			p.fa.mu.Unlock()
+			p.fb.mu.Unlock()
+			p.a.Close()
+			p.b.Close()
+		})
+	}
+}
+
+// TestReviewTxnRaces: txns whose contexts are cancelled while they run and
+// commit, Aborts racing the cancel, plain writers, and a Close at a random
+// moment. Every txn is all or nothing in the log: a Commit that returned a
+// revision has exactly its batch there, one that failed has none.
+func TestReviewTxnRaces(t *testing.T) {
+	for round := range 20 {
+		f := &fakePersister{}
+		s, err := Open(f, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type outcome struct {
+			rev   int64
+			value string
+		}
+		results := make(chan outcome, 1000)
+		done := make(chan struct{})
+		const workers = 4
+		for g := range workers {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				r := rand.New(rand.NewPCG(uint64(round), uint64(g)))
+				for i := 0; ; i++ {
+					ctx, cancel := context.WithCancel(context.Background())
+					x, err := s.Begin(ctx)
+					if err != nil {
+						cancel()
+						if !errors.Is(err, kv.ErrClosed) {
+							t.Errorf("Begin: %v", err)
+						}
+						return
+					}
+					v := fmt.Sprintf("%d-%d", g, i)
+					var putErr error
+					for _, k := range []string{"shared", "w" + fmt.Sprint(g), "z"} {
+						if _, err := x.Put(b(k), b(v), kv.PutOptions{}); err != nil {
+							putErr = err
+							break
+						}
+					}
+					mode := r.IntN(4)
+					if mode == 0 {
+						go cancel()
+					}
+					var rev int64
+					if mode == 1 {
+						err = x.Abort()
+						if err == nil {
+							err = errors.New("aborted")
+						}
+					} else {
+						rev, err = x.Commit()
+					}
+					cancel()
+					switch {
+					case err == nil:
+						if putErr != nil {
+							t.Errorf("commit after a failed put: %v", putErr)
+						}
+						results <- outcome{rev, v}
+					case errors.Is(err, kv.ErrTxnEnded), errors.Is(err, kv.ErrTxnFailed), err.Error() == "aborted":
+					default:
+						t.Errorf("commit: %v", err)
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+		s.Close()
+		for range workers {
+			<-done
+		}
+		close(results)
+		committed := map[int64]string{}
+		for o := range results {
+			committed[o.rev] = o.value
+		}
+		f.mu.Lock()
+		logged := map[int64]string{}
+		for _, bt := range f.batches {
+			if len(bt.Changes) != 3 {
+				t.Fatalf("batch at %d has %d changes", bt.Rev, len(bt.Changes))
+			}
+			v := string(bt.Changes[0].Value)
+			for _, c := range bt.Changes {
+				if string(c.Value) != v {
+					t.Fatalf("batch at %d mixes txns: %v", bt.Rev, bt.Changes)
+				}
+			}
+			logged[bt.Rev] = v
+		}
+		f.mu.Unlock()
+		if !reflect.DeepEqual(committed, logged) {
+			t.Fatalf("round %d: committed %v, logged %v", round, committed, logged)
+		}
+	}
+}
+
+// TestReviewLeaseAttachAbort: a txn that puts keys with leases and aborts
+// (Abort, its context, a failing op of Store.Txn) attaches nothing and
+// detaches nothing: revoking the lease it named deletes nothing of it,
+// and the lease the key had still owns it.
+func TestReviewLeaseAttachAbort(t *testing.T) {
+	s := NewMemory(Options{Clock: NewManualClock(time.Unix(1000, 0)), ManualLeaseExpiry: true})
+	defer s.Close()
+	for _, id := range []int64{1, 2} {
+		if _, err := s.Grant(id, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutLease(b("k"), b("old"), 1); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "plain", "p")
+
+	// Abort.
+	x, err := s.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"k", "plain", "new"} {
+		if _, err := x.Put(b(k), b("txn"), kv.PutOptions{Lease: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := x.DeleteRange(b("k"), nil, kv.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	// A failing conditional txn.
+	req := &kv.TxnRequest{Then: []kv.Op{
+		{Type: kv.OpPut, Key: b("plain"), Value: b("txn"), Put: kv.PutOptions{Lease: 2}},
+		{Type: kv.OpDeleteRange, Key: b("k")},
+		{Type: kv.OpPut, Key: b("missing"), Put: kv.PutOptions{IgnoreLease: true}},
+	}}
+	if _, err := s.Txn(context.Background(), req); !errors.Is(err, kv.ErrKeyNotFound) {
+		t.Fatalf("failing txn: %v", err)
+	}
+	// A failing PutWithOptions with a lease.
+	if _, err := s.PutWithOptions(b("plain"), nil, kv.PutOptions{Lease: 2, IgnoreValue: true, IgnoreLease: true}); !errors.Is(err, kv.ErrLeaseProvided) {
+		t.Fatalf("put with lease and IgnoreLease: %v", err)
+	}
+
+	st, err := s.TimeToLive(2, true)
+	if err != nil || len(st.Keys) != 0 {
+		t.Fatalf("lease 2 after aborts: %v %q", err, st.Keys)
+	}
+	st, err = s.TimeToLive(1, true)
+	if err != nil || len(st.Keys) != 1 || string(st.Keys[0]) != "k" {
+		t.Fatalf("lease 1 after aborts: %v %q", err, st.Keys)
+	}
+	rev := s.Rev()
+	if r, err := s.Revoke(2); err != nil || r != rev {
+		t.Fatalf("revoke of lease 2: rev %d %v, want %d (nothing attached)", r, err, rev)
+	}
+	if r, err := s.Revoke(1); err != nil || r != rev+1 {
+		t.Fatalf("revoke of lease 1: rev %d %v, want %d", r, err, rev+1)
+	}
+	kvs, _, _ := s.Range(b("\x00"), []byte{}, 0, 0)
+	if got := keysOf(kvs); !reflect.DeepEqual(got, []string{"plain=p"}) {
+		t.Fatalf("keys after revokes: %v", got)
+	}
+}
+
+// TestReviewLeaseDuePut: a put naming a lease that is due but not yet
+// expired is accepted (as etcd's lessor still has it), and the expiry
+// then deletes the key with the lease; a keep-alive of the due lease is
+// refused and does not save it.
+func TestReviewLeaseDuePut(t *testing.T) {
+	clk := NewManualClock(time.Unix(1000, 0))
+	s := NewMemory(Options{Clock: clk, ManualLeaseExpiry: true})
+	defer s.Close()
+	if _, err := s.Grant(9, 5); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(5 * time.Second)
+	if _, err := s.KeepAlive(9); !errors.Is(err, kv.ErrLeaseNotFound) {
+		t.Fatalf("keep-alive of a due lease: %v", err)
+	}
+	if _, err := s.PutLease(b("a"), b("1"), 9); err != nil {
+		t.Fatalf("put with a due lease: %v", err)
+	}
+	n, err := s.ExpireLeases(clk.Now())
+	if n != 1 || err != nil {
+		t.Fatalf("expire: %d %v", n, err)
+	}
+	if kvs, _, _ := s.Range(b("a"), nil, 0, 0); len(kvs) != 0 {
+		t.Fatalf("a outlived its lease: %v", kvs)
+	}
+	if _, err := s.PutLease(b("a"), b("1"), 9); !errors.Is(err, kv.ErrLeaseNotFound) {
+		t.Fatalf("put with an expired lease: %v", err)
+	}
+	l, err := s.Grant(0, 5)
+	if err != nil || l.ID != 10 {
+		t.Fatalf("next chosen ID %d %v, want 10", l.ID, err)
+	}
+}
