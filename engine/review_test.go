@@ -470,3 +470,115 @@ func TestReviewLeaseDuePut(t *testing.T) {
 		t.Fatalf("next chosen ID %d %v, want 10", l.ID, err)
 	}
 }
+
+// TestReviewAbortKeepsIndex: with a consistent index, an aborted txn (by
+// Abort, by a failed write, by a failing Store.Txn) records no index: the
+// entry, replayed, applies; nothing of it reaches the log.
+func TestReviewAbortKeepsIndex(t *testing.T) {
+	ci := &index{i: 5}
+	f := &fakePersister{}
+	s, err := Open(f, Options{ConsistentIndex: ci})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustPut(t, s, "a", "1")
+	ends := map[string]func(){
+		"Abort": func() {
+			x, err := s.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.Put(b("a"), b("aborted"), kv.PutOptions{})
+			if err := x.Abort(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"poisoned Commit": func() {
+			x, err := s.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.Put(b("a"), b("aborted"), kv.PutOptions{})
+			x.Put(b("b"), nil, kv.PutOptions{Lease: 99})
+			if _, err := x.Commit(); !errors.Is(err, kv.ErrTxnFailed) {
+				t.Fatalf("commit of a poisoned txn: %v", err)
+			}
+		},
+		"failing Txn": func() {
+			req := &kv.TxnRequest{Then: []kv.Op{kv.PutOp(b("a"), b("aborted")), {Type: kv.OpPut, Key: b("x"), Put: kv.PutOptions{IgnoreValue: true}}}}
+			if _, err := s.Txn(context.Background(), req); !errors.Is(err, kv.ErrKeyNotFound) {
+				t.Fatalf("failing txn: %v", err)
+			}
+		},
+		"failing PutWithOptions": func() {
+			if _, err := s.PutWithOptions(b("x"), nil, kv.PutOptions{IgnoreLease: true}); !errors.Is(err, kv.ErrKeyNotFound) {
+				t.Fatalf("failing put: %v", err)
+			}
+		},
+	}
+	for _, name := range []string{"Abort", "poisoned Commit", "failing Txn", "failing PutWithOptions"} {
+		before := s.ConsistentIndex()
+		f.mu.Lock()
+		nb := len(f.batches)
+		f.mu.Unlock()
+		ci.i++
+		ends[name]()
+		f.mu.Lock()
+		logged := len(f.batches) - nb
+		f.mu.Unlock()
+		if got := s.ConsistentIndex(); got != before || logged != 0 {
+			t.Fatalf("%s: index %d (want %d), %d batches logged", name, got, before, logged)
+		}
+		// The same entry, applied again, is not skipped.
+		rev := s.Rev()
+		if r := mustPut(t, s, "a", name); r != rev+1 || s.ConsistentIndex() != ci.i {
+			t.Fatalf("%s: the entry's retry: rev %d (want %d), index %d (want %d)", name, r, rev+1, s.ConsistentIndex(), ci.i)
+		}
+	}
+}
+
+// TestReviewBeginWithoutDeadline: a txn from Begin whose context has no
+// deadline, forgotten by its caller, must not block writers forever
+// (issue 12: "No caller mistake can leave writers blocked forever"; the
+// db-txn note: "Begin without a deadline ... get Options.TxnTimeout").
+func TestReviewBeginWithoutDeadline(t *testing.T) {
+	t.Skip("bug: Begin(context.Background()) never times out, a forgotten txn blocks every writer until Close; see /work/notes/review12.md")
+	s := NewMemory(Options{TxnTimeout: 20 * time.Millisecond})
+	defer s.Close()
+	x, err := s.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Put(b("a"), b("forgotten"), kv.PutOptions{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Put(b("b"), b("1"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Put waited 5 s behind a forgotten txn (TxnTimeout 20 ms)")
+	}
+	if _, err := x.Commit(); !errors.Is(err, kv.ErrTxnEnded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("commit of the timed-out txn: %v", err)
+	}
+	if kvs, _, _ := s.Range(b("a"), nil, 0, 0); len(kvs) != 0 {
+		t.Fatalf("the timed-out txn's put is visible: %v", keysOf(kvs))
+	}
+	// A context with its own deadline is left alone.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	x, err = s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if _, err := x.Commit(); err != nil {
+		t.Fatalf("a txn with a deadline of its own: %v", err)
+	}
+}
