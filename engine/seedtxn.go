@@ -21,13 +21,7 @@ import (
 //
 // After Close, TxnBegin returns kv.ErrClosed.
 func (s *Store) TxnBegin() (int64, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(nil)
-	switch d := s.opts.TxnTimeout; {
-	case d == 0:
-		ctx, cancel = context.WithTimeout(ctx, DefaultTxnTimeout)
-	case d > 0:
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
+	ctx, cancel := s.txnTimeout(context.Background())
 	t, err := s.begin(ctx, cancel)
 	if err != nil {
 		if cancel != nil {
@@ -52,6 +46,18 @@ func (s *Store) seedTxn(id int64) (*txnState, error) {
 		return nil, fmt.Errorf("txn %d: %w", id, s.aborted.ended)
 	}
 	return nil, fmt.Errorf("txn %d: %w", id, ErrTxnIDMismatch)
+}
+
+// txnTimeout returns ctx bounded by Options.TxnTimeout, and its cancel
+// func (nil if there is no limit).
+func (s *Store) txnTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	switch d := s.opts.TxnTimeout; {
+	case d == 0:
+		return context.WithTimeout(ctx, DefaultTxnTimeout)
+	case d > 0:
+		return context.WithTimeout(ctx, d)
+	}
+	return ctx, nil
 }
 
 // TxnEnd commits the txn's changes as one revision, publishes it, and lets

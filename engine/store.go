@@ -74,10 +74,11 @@ type Options struct {
 	// Store.Txn request (kv.ErrTooManyOps); 0 means DefaultMaxTxnOps.
 	MaxTxnOps int
 
-	// TxnTimeout is how long a txn opened by TxnBegin may stay open: then
-	// it is aborted, so that a forgotten TxnEnd cannot block writers
+	// TxnTimeout is how long a txn opened by TxnBegin, or by Begin with
+	// a context without a deadline, may stay open: then it is aborted, so
+	// that a forgotten TxnEnd, Commit or Abort cannot block writers
 	// forever. 0 means DefaultTxnTimeout; below 0, no limit. (A txn from
-	// Begin ends with its context instead.)
+	// Begin whose context has a deadline ends with its context.)
 	TxnTimeout time.Duration
 }
 
@@ -115,7 +116,7 @@ type state struct {
 // published state. Writes (Put, DeleteRange, txns, Compact) are serialized;
 // while a txn is open, other writes wait for it to end. A goroutine that
 // holds a txn and calls a non-txn write method therefore waits until the
-// txn's context ends it (for TxnBegin, Options.TxnTimeout): the txn is
+// txn's context (or Options.TxnTimeout) ends it: the txn is
 // aborted, and the write goes through. Close ends an open txn.
 type Store struct {
 	opts Options

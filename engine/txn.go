@@ -72,15 +72,25 @@ type Txn struct {
 //
 // The txn ends with Commit or Abort, or is aborted when ctx is done (its
 // later calls then return kv.ErrTxnEnded wrapping context.Cause(ctx)) or
-// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). A
+// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). If ctx
+// has no deadline, the txn also gets Options.TxnTimeout (as TxnBegin's
+// do): a txn its caller forgot to end, with context.Background(), would
+// otherwise block every writer until Close. A
 // failed Put or DeleteRange poisons the txn: every later operation fails
 // with kv.ErrTxnFailed, and Commit aborts it. An aborted txn changes
 // nothing: no revision, no event, no key, not even the consistent index.
 //
 // After Close, Begin returns kv.ErrClosed.
 func (s *Store) Begin(ctx context.Context) (*Txn, error) {
-	t, err := s.begin(ctx, nil)
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = s.txnTimeout(ctx)
+	}
+	t, err := s.begin(ctx, cancel)
 	if err != nil {
+		if cancel != nil {
+			cancel()
+		}
 		return nil, err
 	}
 	return &Txn{s: s, t: t}, nil
