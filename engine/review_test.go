@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist/memfs"
 )
 
 // reviewPair drives two stores: a, which also runs txns that abort (by
@@ -579,5 +580,96 @@ func TestReviewBeginWithoutDeadline(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	if _, err := x.Commit(); err != nil {
 		t.Fatalf("a txn with a deadline of its own: %v", err)
+	}
+}
+
+// TestReviewTxnLeasesReopen: one txn that puts a key with a lease, deletes
+// it, puts it again with another lease, and puts and deletes a second key,
+// then an aborted txn and a failing Store.Txn naming the leases; after a
+// reopen (log and snapshots) the keys, their leases' attachments and the
+// revision are what the committed txn left, and revoking each lease
+// deletes exactly its keys.
+func TestReviewTxnLeasesReopen(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	c := NewManualClock(epoch)
+	s := openLeaseLog(t, fs, c)
+	l1, l2 := mustGrant(t, s, 0, 100), mustGrant(t, s, 0, 100)
+	mustPut(t, s, "pad", "x")
+	x, err := s.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []func() error{
+		func() error { _, err := x.Put(b("k"), b("1"), kv.PutOptions{Lease: l1}); return err },
+		func() error { _, err := x.DeleteRange(b("k"), nil, kv.DeleteOptions{}); return err },
+		func() error { _, err := x.Put(b("k"), b("2"), kv.PutOptions{Lease: l2}); return err },
+		func() error { _, err := x.Put(b("j"), b("1"), kv.PutOptions{Lease: l1}); return err },
+		func() error { _, err := x.DeleteRange(b("j"), nil, kv.DeleteOptions{}); return err },
+		func() error { _, err := x.Put(b("m"), b("1"), kv.PutOptions{Lease: l1}); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	rev, err := x.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := s.Begin(context.Background())
+	y.Put(b("k"), b("aborted"), kv.PutOptions{Lease: l1})
+	y.Put(b("n"), b("aborted"), kv.PutOptions{Lease: l2})
+	y.Abort()
+	s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{
+		{Type: kv.OpPut, Key: b("m"), Value: b("failed"), Put: kv.PutOptions{Lease: l2}},
+		{Type: kv.OpPut, Key: b("none"), Put: kv.PutOptions{IgnoreValue: true}},
+	}})
+	check := func(s *Store, when string) {
+		t.Helper()
+		if s.Rev() != rev {
+			t.Fatalf("%s: rev %d, want %d", when, s.Rev(), rev)
+		}
+		kvs, _, _ := s.Range(b("a"), []byte{}, 0, 0)
+		got := ""
+		for _, kv := range kvs {
+			got += fmt.Sprintf("%s=%s@%d/%d/%d/L%d ", kv.Key, kv.Value, kv.ModRevision, kv.CreateRevision, kv.Version, kv.Lease)
+		}
+		want := fmt.Sprintf("k=2@%d/%d/1/L%d m=1@%d/%d/1/L%d pad=x@%d/%d/1/L0 ", rev, rev, l2, rev, rev, l1, rev-1, rev-1)
+		if got != want {
+			t.Fatalf("%s: keys %s, want %s", when, got, want)
+		}
+		if k1, k2 := leaseKeys(t, s, l1), leaseKeys(t, s, l2); k1 != `["m"]` || k2 != `["k"]` {
+			t.Fatalf("%s: lease keys %s %s", when, k1, k2)
+		}
+	}
+	check(s, "before reopen")
+	for i := range 6 { // enough writes for a snapshot and new segments
+		mustPut(t, s, "pad", fmt.Sprint(i))
+	}
+	rev = s.Rev()
+	check2 := func(s *Store, when string) {
+		t.Helper()
+		if k1, k2 := leaseKeys(t, s, l1), leaseKeys(t, s, l2); k1 != `["m"]` || k2 != `["k"]` {
+			t.Fatalf("%s: lease keys %s %s", when, k1, k2)
+		}
+		if s.Rev() != rev {
+			t.Fatalf("%s: rev %d, want %d", when, s.Rev(), rev)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openLeaseLog(t, fs, c)
+	defer s.Close()
+	check2(s, "after reopen")
+	if r, err := s.Revoke(l2); err != nil || r != rev+1 {
+		t.Fatalf("revoke l2: %d %v", r, err)
+	}
+	if r, err := s.Revoke(l1); err != nil || r != rev+2 {
+		t.Fatalf("revoke l1: %d %v", r, err)
+	}
+	kvs, _, _ := s.Range(b("a"), []byte{}, 0, 0)
+	if len(kvs) != 1 || string(kvs[0].Key) != "pad" {
+		t.Fatalf("after revokes: %v", keysOf(kvs))
 	}
 }
