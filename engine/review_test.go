@@ -213,10 +213,12 @@ func (p *reviewPair) check(when string) {
 	if len(p.views) > 8 {
 		p.views, p.viewsRef = p.views[1:], p.viewsRef[1:]
 	}
-	ha, errA := p.a.Hash()
-	hb, errB := p.b.Hash()
-	if ha != hb || errA != nil || errB != nil {
-		t.Fatalf("%s: hash %x %v, want %x %v", when, ha, errA, hb, errB)
+	for _, rev := range []int64{0, revs[len(revs)-1]} {
+		ha, errA := p.a.HashByRev(rev)
+		hb, errB := p.b.HashByRev(rev)
+		if ha != hb || errA != nil || errB != nil {
+			t.Fatalf("%s: hash at %d %v %v, want %v %v", when, rev, ha, errA, hb, errB)
+		}
 	}
 }
 
