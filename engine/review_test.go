@@ -33,8 +33,13 @@ type reviewPair struct {
 func (p *reviewPair) key() string {
 	// The hot key gets about half the writes: long version lists,
 	// crossing block boundaries.
-	if p.r.IntN(2) == 0 {
-		return "hot"
+	switch p.r.IntN(8) {
+	case 0, 1, 2, 3:
+		return "m/hot"
+	case 4:
+		// A key that may be new: outside the main tree's common prefix
+		// "m/", so in the side trees (rebuildLimit is low).
+		return fmt.Sprintf("%c-%d", 'a'+rune(p.r.IntN(26)), p.r.IntN(50))
 	}
 	return p.keys[p.r.IntN(len(p.keys))]
 }
@@ -245,18 +250,27 @@ func TestReviewAbortDifferential(t *testing.T) {
 			if p.b, err = Open(p.fb, Options{}); err != nil {
 				t.Fatal(err)
 			}
-			p.keys = []string{"hot", "m1", "m2", "m3"}
+			// Eight keys with a common prefix, so that later keys without
+			// it go to the side trees.
+			p.keys = []string{"m/hot", "m/1", "m/2", "m/3", "m/4", "m/5", "m/6", "m/7"}
+			for _, k := range p.keys[1:] {
+				mustPut(t, p.a, k, "0")
+				mustPut(t, p.b, k, "0")
+			}
 			for i := range blockSize - 6 { // near a block boundary from the start
-				mustPut(t, p.a, "hot", fmt.Sprint(i))
-				mustPut(t, p.b, "hot", fmt.Sprint(i))
+				mustPut(t, p.a, "m/hot", fmt.Sprint(i))
+				mustPut(t, p.b, "m/hot", fmt.Sprint(i))
 			}
 			maxVers := 0
 			for i := range steps {
 				p.step()
-				if r := p.a.w.keys.lookup(b("hot")); r != nil && r.vers.Load() != nil {
+				if r := p.a.w.keys.lookup(b("m/hot")); r != nil && r.vers.Load() != nil {
 					maxVers = max(maxVers, r.vers.Load().len())
 				}
 				p.check(fmt.Sprintf("step %d", i))
+			}
+			if x := p.a.w.keys; x.low == nil || x.high == nil || len(x.common) != 2 {
+				t.Errorf("the side trees were not used: common %q, low %v, high %v", x.common, x.low != nil, x.high != nil)
 			}
 			if maxVers <= blockSize {
 				t.Errorf("the hot key had at most %d versions: no block boundary crossed", maxVers)
