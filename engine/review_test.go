@@ -238,7 +238,7 @@ func TestReviewAbortDifferential(t *testing.T) {
 	rebuildLimit = 6 // side trees after a few keys
 	seeds, steps := uint64(2), 300
 	if os.Getenv("REVKV_REVIEW_LONG") != "" {
-		seeds, steps = 24, 3000
+		seeds, steps = 8, 2000
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
