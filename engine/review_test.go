@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -729,5 +730,83 @@ func TestReviewExpireKeylessWithIndex(t *testing.T) {
 	defer s.Close()
 	if got := leaseKeys(t, s, l1); got != "not found" {
 		t.Fatalf("lease %d, expired before the reopen, is back after it: keys %s", l1, got)
+	}
+}
+
+// TestReviewAbortDuringCompaction: compaction releases the writer lock
+// between steps, so txns run, and abort, between them. The result must be
+// the store that compacted first and ran only the committed txns.
+func TestReviewAbortDuringCompaction(t *testing.T) {
+	a, bs := NewMemory(Options{}), NewMemory(Options{})
+	defer a.Close()
+	defer bs.Close()
+	const keys = 16 * compactStep
+	for v := range 3 {
+		for i := range keys {
+			k, val := fmt.Sprintf("k%04d", i), fmt.Sprint(v)
+			mustPut(t, a, k, val)
+			mustPut(t, bs, k, val)
+		}
+	}
+	base := a.Rev()
+	r := rand.New(rand.NewPCG(7, 7))
+	var committed [][]kv.Op
+	compacted := make(chan error, 1)
+	go func() { compacted <- a.Compact(base) }()
+	for a.CompactRev() != base { // it took effect: now it frees, step by step
+		runtime.Gosched()
+	}
+	during := 0
+	for i := 0; i < 300; i++ {
+		var ops []kv.Op
+		for range 1 + r.IntN(4) {
+			k := fmt.Sprintf("k%04d", r.IntN(keys+50)) // some new keys
+			if r.IntN(3) == 0 {
+				ops = append(ops, kv.DeleteOp(b(k), nil))
+			} else {
+				ops = append(ops, kv.PutOp(b(k), fmt.Appendf(nil, "t%d", i)))
+			}
+		}
+		x := runTxn(t, a, context.Background(), ops)
+		if a.CompactRev() == base && len(compacted) == 0 {
+			during++ // the compaction took effect and is still freeing
+		}
+		if r.IntN(2) == 0 {
+			if err := x.Abort(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if _, err := x.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		committed = append(committed, ops)
+	}
+	if err := <-compacted; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d of 300 txns ran while the compaction was freeing", during)
+	if err := bs.Compact(base); err != nil {
+		t.Fatal(err)
+	}
+	for _, ops := range committed {
+		if _, err := runTxn(t, bs, context.Background(), ops).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Rev() != bs.Rev() {
+		t.Fatalf("rev %d, want %d", a.Rev(), bs.Rev())
+	}
+	for rev := base; rev <= a.Rev(); rev += 1 + int64(r.IntN(8)) {
+		ra, errA := a.RangeWithOptions(b("k"), []byte{}, RangeOptions{Rev: rev})
+		rb, errB := bs.RangeWithOptions(b("k"), []byte{}, RangeOptions{Rev: rev})
+		if errA != nil || errB != nil || !reflect.DeepEqual(ra, rb) {
+			t.Fatalf("range at %d differs (%v %v): %d keys, want %d", rev, errA, errB, len(ra.KVs), len(rb.KVs))
+		}
+	}
+	ha, _ := a.HashByRev(0)
+	hb, _ := bs.HashByRev(0)
+	if ha != hb {
+		t.Fatalf("hash %v, want %v", ha, hb)
 	}
 }
