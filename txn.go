@@ -32,7 +32,9 @@ func (db *DB) Txn(ctx context.Context, req *TxnRequest) (*TxnResponse, error) {
 // its own writes, Commit applies them all at one revision, and Abort takes
 // them all back. Until it ends, other writers wait; so it ends also when
 // ctx is done (aborted, its later calls returning kv.ErrTxnEnded wrapping
-// the context's cause) and when the DB is closed. A failed write poisons
+// the context's cause; a ctx without a deadline gets the engine's
+// TxnTimeout, a minute by default) and when the DB is closed. A failed
+// write poisons
 // it: Commit then aborts it and returns kv.ErrTxnFailed. Always end a txn:
 // defer tx.Abort() is harmless after Commit.
 func (db *DB) Begin(ctx context.Context) (*Txn, error) { return db.e.Begin(ctx) }

@@ -140,7 +140,9 @@ func deadlineAfter(now time.Time, ttl int64) int64 {
 }
 
 // Grant grants a lease of ttl seconds, due ttl seconds from now on the
-// store's clock. id 0 lets the store choose a new positive ID; another
+// store's clock. id 0 lets the store choose a new positive ID, above
+// every ID granted so far (kv.ErrLeaseExists if a caller took
+// math.MaxInt64, so that none is left); another
 // positive id is used as given, and is kv.ErrLeaseExists if a live lease has
 // it. A ttl below 1 is taken as 1; one above kv.MaxLeaseTTL is
 // kv.ErrLeaseTTLTooLarge. Granting does not move the revision. The grant is
@@ -162,7 +164,11 @@ func (s *Store) Grant(id, ttl int64) (Lease, error) {
 		return it.lease(), s.unlockAndWait() // already applied
 	}
 	if id == 0 {
-		id = s.newLeaseIDLocked()
+		if id = s.newLeaseIDLocked(); id == 0 {
+			s.w.cindex = oldIndex
+			s.mu.Unlock()
+			return Lease{}, fmt.Errorf("no lease ID above %d, the highest granted, is left: %w", s.w.lt.lastID, kv.ErrLeaseExists)
+		}
 	} else if _, ok := s.w.lt.get(id); ok {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
@@ -175,15 +181,17 @@ func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	return leaseItem{id: id, ttl: ttl, deadline: lc.Deadline}.lease(), s.unlockAndWait()
 }
 
-// newLeaseIDLocked returns an ID above every lease ID seen. mu is held.
+// newLeaseIDLocked returns an ID above every lease ID seen, or 0 if
+// there is none (a caller chose math.MaxInt64: the next would wrap to a
+// negative ID). mu is held.
 func (s *Store) newLeaseIDLocked() int64 {
-	id := s.w.lt.lastID + 1
-	for {
+	for id := s.w.lt.lastID; id < math.MaxInt64; {
+		id++
 		if _, ok := s.w.lt.get(id); !ok {
 			return id
 		}
-		id++
 	}
+	return 0
 }
 
 // KeepAlive renews a lease: it is due its granted TTL from now. It
