@@ -1,0 +1,388 @@
+package filelog_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/persist/memfs"
+)
+
+// verifyDir is what `revkv verify` does, in-package: a read-only open
+// through the engine (the open's own checks and message), then Inspect
+// (every checksum). It returns the first problem found.
+func verifyDir(fsys persist.FS) error {
+	l, err := filelog.Open("db", filelog.Options{FS: fsys, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	s, err := engine.Open(l, engine.Options{})
+	if err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	files, err := filelog.Inspect(fsys, "db")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if f.Err != nil {
+			return f.Err
+		}
+	}
+	return nil
+}
+
+// openHash opens the store read-write and returns the hash of its state.
+func openHash(fsys persist.FS) (kv.KeyValueHash, error) {
+	s, err := openStore(fsys, filelog.Options{SnapshotRevs: -1})
+	if err != nil {
+		return kv.KeyValueHash{}, err
+	}
+	defer s.Close()
+	return s.HashByRev(0)
+}
+
+// lastSegment returns the path of the newest segment in db.
+func lastSegment(t *testing.T, fsys *memfs.FS) string {
+	t.Helper()
+	names, err := fsys.List("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ""
+	for _, n := range names {
+		if strings.HasSuffix(n, ".log") {
+			last = n
+		}
+	}
+	return "db/" + last
+}
+
+// TestReviewTornNewSegmentVerify: a crash while the flusher creates the
+// next segment (after Create, before its header's Sync) leaves an unlisted
+// segment with a torn header. The open removes it as a leftover; verify
+// must agree that the directory is fine.
+func TestReviewTornNewSegmentVerify(t *testing.T) {
+	t.Skip("bug: verify reports a torn leftover segment (crash at rotation) as damage, though the open removes it; see /work/notes/review11.md")
+	for _, hdr := range []int{0, 10, 39} {
+		t.Run(fmt.Sprint(hdr), func(t *testing.T) {
+			fs, want := flipDir(t)
+			last := lastSegment(t, fs)
+			var num uint64
+			fmt.Sscanf(strings.TrimPrefix(last, "db/"), "%d.log", &num)
+			next := fmt.Sprintf("db/%020d.log", num+1)
+			f, err := fs.Create(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write(make([]byte, hdr))
+			f.Close()
+			verr := verifyDir(fs)
+			got, oerr := openHash(fs.Clone())
+			if oerr != nil || got != want {
+				t.Fatalf("open: %v (hash %v, want %v)", oerr, got, want)
+			}
+			if verr != nil {
+				t.Fatalf("verify fails a directory that opens with the same state: %v", verr)
+			}
+		})
+	}
+}
+
+// reviewImage builds the directory the damage sweep alters: w's ops on
+// 300-byte segments with snapshots after ops 15 and 30, then closed
+// cleanly, or crashed (SyncAlways: every op acknowledged is durable, and
+// the manifest's mark of the last segment is below its end).
+func reviewImage(t *testing.T, w *workload, crashed bool) *memfs.FS {
+	t.Helper()
+	fs := memfs.New(memfs.Options{})
+	s, l := mustOpen(t, "db", filelog.Options{SegmentSize: 300, SnapshotRevs: -1, FS: fs})
+	for i, o := range w.ops {
+		if err := apply(s, o); err != nil {
+			t.Fatal(err)
+		}
+		if i == 15 || i == 30 {
+			if err := l.WriteSnapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if crashed {
+		crashNow(fs, s)
+		return fs
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// damageCase is one alteration of one file of a sweep image.
+type damageCase struct {
+	file  string
+	off   int64
+	trunc bool // truncate the file to off bytes; else flip the byte at off
+}
+
+func (c damageCase) String() string {
+	if c.trunc {
+		return fmt.Sprintf("%s cut to %d bytes", c.file, c.off)
+	}
+	return fmt.Sprintf("%s byte %d flipped", c.file, c.off)
+}
+
+func (c damageCase) apply(t *testing.T, fs *memfs.FS) {
+	t.Helper()
+	if !c.trunc {
+		if err := fs.FlipByte("db/"+c.file, c.off); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	cutFile(t, fs, "db/"+c.file, c.off)
+}
+
+// judgeDamage alters a clone of img as c says, runs verify on one clone and
+// a read-write open (then a second open) on another, and classifies the
+// outcome; it returns an error for an outcome the package doc does not
+// allow: a wrong state, a cut of acknowledged data where no torn tail can
+// be (a clean close, or not the last segment), a refusal that is not a
+// DamageError, verify passing a directory that does not open, or a
+// second open that differs from the first.
+func judgeDamage(t *testing.T, img *memfs.FS, w *workload, c damageCase, crashed bool, lastSeg string) (string, error) {
+	all := len(w.ops)
+	vfs := img.Clone()
+	c.apply(t, vfs)
+	verr := verifyDir(vfs)
+	ofs := img.Clone()
+	c.apply(t, ofs)
+	s, oerr := openStore(ofs, filelog.Options{SnapshotRevs: -1})
+	if oerr != nil {
+		if !errors.Is(oerr, kv.ErrCorrupt) {
+			return "", fmt.Errorf("%v: refused with %v, not ErrCorrupt", c, oerr)
+		}
+		if verr == nil {
+			return "", fmt.Errorf("%v: verify passes, open fails: %v", c, oerr)
+		}
+		if !strings.Contains(oerr.Error(), c.file) {
+			return "refused (naming another file)", nil
+		}
+		return "refused", nil
+	}
+	i, err := w.matchState(s, 0, all)
+	s.Close()
+	if err != nil {
+		return "", fmt.Errorf("%v: opened a wrong state: %v", c, err)
+	}
+	outcome := "same state"
+	if i < all {
+		if !crashed || "db/"+c.file != lastSeg {
+			return "", fmt.Errorf("%v: opened state %d of %d, without a torn tail to explain it (verify: %v)", c, i, all, verr)
+		}
+		outcome = "torn-tail cut"
+	}
+	s, err = openStore(ofs, filelog.Options{SnapshotRevs: -1})
+	if err != nil {
+		return "", fmt.Errorf("%v: opened, then the second open failed: %v", c, err)
+	}
+	j, err := w.matchState(s, 0, all)
+	s.Close()
+	if err != nil || j != i {
+		return "", fmt.Errorf("%v: first open state %d, second %d (%v)", c, i, j, err)
+	}
+	if verr != nil {
+		outcome += ", verify reports damage the open skips"
+	}
+	return outcome, nil
+}
+
+// TestReviewDamageSweep flips each byte and cuts each file at each offset
+// of a small store (segments, snapshots, manifest), closed cleanly and
+// crashed, and checks every outcome against the package doc, and verify
+// against the open. The default run takes every 29th offset;
+// REVKV_REVIEW_SWEEP=1 takes every one.
+func TestReviewDamageSweep(t *testing.T) {
+	stride := int64(29)
+	if os.Getenv("REVKV_REVIEW_SWEEP") != "" {
+		stride = 1
+	}
+	for _, tc := range []struct {
+		name    string
+		w       *workload
+		crashed bool
+	}{
+		{"clean", genWorkload(t, 3, 40), false},
+		{"crashed", genWorkload(t, 3, 40), true},
+		// Without compactions the two snapshots are not twins, and more
+		// segments stay.
+		{"clean-nocompact", withoutCompactions(t, genWorkload(t, 3, 40)), false},
+		{"crashed-nocompact", withoutCompactions(t, genWorkload(t, 3, 40)), true},
+	} {
+		w, crashed := tc.w, tc.crashed
+		t.Run(tc.name, func(t *testing.T) {
+			img := reviewImage(t, w, crashed)
+			lastSeg := lastSegment(t, img)
+			names, err := img.List("db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			outcomes := map[string]int{}
+			fails := 0
+			for _, name := range names {
+				if name == "LOCK" {
+					continue
+				}
+				f, err := img.Open("db/" + name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				size, _ := f.Size()
+				f.Close()
+				for off := int64(0); off < size; off++ {
+					for _, trunc := range []bool{false, true} {
+						if off%stride != 0 {
+							continue
+						}
+						c := damageCase{file: name, off: off, trunc: trunc}
+						kind := map[bool]string{false: "flip", true: "cut"}[trunc]
+						outcome, err := judgeDamage(t, img, w, c, crashed, lastSeg)
+						if err != nil {
+							outcomes[kind+": FAIL"]++
+							if fails++; fails <= 10 {
+								t.Error(err)
+							}
+							continue
+						}
+						outcomes[kind+": "+outcome]++
+					}
+				}
+			}
+			t.Logf("%v: %v", names, outcomes)
+		})
+	}
+}
+
+// withoutCompactions is w with each compaction replaced by a commit, and
+// its reference states recomputed.
+func withoutCompactions(t *testing.T, w *workload) *workload {
+	ref := engine.NewMemory(engine.Options{})
+	out := &workload{}
+	record := func() {
+		h, err := ref.HashByRev(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := ref.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.hashes = append(out.hashes, h)
+		out.views = append(out.views, v)
+	}
+	record()
+	for _, o := range w.ops {
+		if o.kind == "compact" {
+			o = op{kind: "commit"}
+		}
+		if err := apply(ref, o); err != nil {
+			t.Fatal(err)
+		}
+		out.ops = append(out.ops, o)
+		record()
+	}
+	return out
+}
+
+// TestReviewHoleInUnsyncedTail: under SyncNone (or SyncInterval), many
+// writes sit unsynced in the page cache, and a power loss may persist a
+// later page of them and not an earlier one (writeback order is not
+// write order; ext4 and XFS then read the missing page as zeros). The
+// state holds every committed write, then zeros, then frames that check;
+// all of it past the manifest's mark. The open should cut at the hole
+// (nothing past the last sync was promised) but refuses it as damage,
+// because the torn-tail rule wants only zeros after the fault.
+func TestReviewHoleInUnsyncedTail(t *testing.T) {
+	t.Skip("bug: a hole of zeros followed by frames in the unsynced tail (out-of-order writeback) is refused, not cut; see /work/notes/review11.md")
+	fs := memfs.New(memfs.Options{})
+	opts := filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1}
+	s, err := openStore(fs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := s.Put([]byte(fmt.Sprintf("c%02d", i)), []byte("committed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	seg := lastSegment(t, fs)
+	synced := fileSize(t, fs, seg)
+	for i := range 20 { // each its own write: the flusher writes at once, unsynced
+		before := fileSize(t, fs, seg)
+		if _, err := s.Put([]byte(fmt.Sprintf("u%02d", i)), benchValue(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); fileSize(t, fs, seg) == before; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the flusher did not write the put")
+			}
+		}
+	}
+	img := fs.Clone() // what the page cache holds: the power goes now
+	s.Close()
+	zero(t, img, seg, synced+100, 200) // a page of the unsynced tail never written
+	s, err = openStore(img, opts)
+	if err != nil {
+		t.Fatalf("a crash state refused: %v", err)
+	}
+	defer s.Close()
+	for i := range 10 {
+		kvs, _, err := s.Range([]byte(fmt.Sprintf("c%02d", i)), nil, 0, 0)
+		if err != nil || len(kvs) != 1 {
+			t.Fatalf("committed key c%02d: %v %v", i, kvs, err)
+		}
+	}
+}
+
+func fileSize(t *testing.T, fsys persist.FS, name string) int64 {
+	t.Helper()
+	f, err := fsys.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := f.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// zero overwrites n bytes of name at off with zeros.
+func zero(t *testing.T, fsys persist.FS, name string, off, n int64) {
+	t.Helper()
+	f, err := fsys.OpenReadWrite(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+}
