@@ -620,3 +620,57 @@ func snapshotFiles(t *testing.T, fsys persist.FS) map[string]string {
 	}
 	return m
 }
+
+// TestReviewCrashDuringFromSnapshot crashes FromSnapshot at each of its
+// file operations. A crash before it returns may leave no store, or the
+// store, but never a directory that neither opens nor takes FromSnapshot
+// again. (The snapshot it renames into place carries the new store's
+// identity, so without the manifest, written last, the open calls the
+// manifest lost; FromSnapshot used to say the directory held a store.)
+func TestReviewCrashDuringFromSnapshot(t *testing.T) {
+	t.Skip("bug: a crash in FromSnapshot after the snapshot's rename, before the manifest, leaves a directory that neither opens nor takes FromSnapshot again; see /work/notes/review11.md")
+	src := engine.NewMemory(engine.Options{})
+	for i := range 20 {
+		if _, err := src.Put([]byte(fmt.Sprintf("k%02d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _ := src.HashByRev(0)
+	snapBytes := func() io.Reader {
+		sn, err := src.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sn.Close()
+		var b strings.Builder
+		if _, err := sn.WriteTo(&b); err != nil {
+			t.Fatal(err)
+		}
+		return strings.NewReader(b.String())
+	}
+	points := 0
+	for k := int64(1); ; k++ {
+		fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)})
+		fs.CrashAfter(k)
+		if err := filelog.FromSnapshot(fs, "db", snapBytes()); err == nil {
+			break // finished before the crash point
+		}
+		points++
+		fs.Crash()
+		s, err := openStore(fs, filelog.Options{})
+		if err == nil {
+			h, _ := s.HashByRev(0)
+			rev := s.Rev()
+			s.Close()
+			if h == want || rev <= 1 {
+				continue // the store, or none
+			}
+			t.Fatalf("crash at op %d: opened a state that is neither the snapshot nor empty (rev %d)", k, rev)
+		}
+		ferr := filelog.FromSnapshot(fs, "db", snapBytes())
+		if ferr != nil {
+			t.Fatalf("crash at op %d: open: %v; FromSnapshot again: %v", k, err, ferr)
+		}
+	}
+	t.Logf("%d crash points", points)
+}
