@@ -163,7 +163,7 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 	if fsys == nil {
 		fsys = persist.OS
 	}
-	lock, ls, err := lockAndList(fsys, dir)
+	lock, _, err := lockAndList(fsys, dir)
 	if err != nil {
 		return err
 	}
@@ -172,9 +172,11 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 	if err != nil {
 		return err
 	}
-	for i, num := range ls.segs {
+	// The segments the open reads: a crash's leftovers are not the log.
+	for i, s := range d.segs {
+		num := s.num
 		name := segFile(num)
-		rule := tailRule{last: i == len(ls.segs)-1, durable: d.durable}
+		rule := tailRule{last: i == len(d.segs)-1, durable: d.durable}
 		_, err := scanSegment(fsys, dir, num, rule, func(b *persist.Batch, off int64) error {
 			return fn(name, off, b)
 		})

@@ -752,7 +752,7 @@ func TestReviewFsyncFaultAtMarkMove(t *testing.T) {
 // a crash's torn leftover segment (see TestReviewTornNewSegmentVerify)
 // is not the log, and made Dump fail.
 func TestReviewDumpSkipsLeftovers(t *testing.T) {
-	t.Skip("bug: Dump reads a crash's leftover segment (torn: a DamageError) as part of the log; see /work/notes/review11.md")
+
 	fs, _ := flipDir(t)
 	count := func() (int, error) {
 		n := 0
