@@ -752,7 +752,6 @@ func TestReviewFsyncFaultAtMarkMove(t *testing.T) {
 // a crash's torn leftover segment (see TestReviewTornNewSegmentVerify)
 // is not the log, and made Dump fail.
 func TestReviewDumpSkipsLeftovers(t *testing.T) {
-
 	fs, _ := flipDir(t)
 	count := func() (int, error) {
 		n := 0
