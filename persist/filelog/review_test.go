@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -773,5 +774,41 @@ func TestReviewDumpSkipsLeftovers(t *testing.T) {
 	f.Close()
 	if got, err := count(); err != nil || got != want {
 		t.Fatalf("Dump with a torn leftover segment: %d batches, %v; want %d, nil", got, err, want)
+	}
+}
+
+// TestReviewLegacyDamagedSnapshot: a directory from before manifests whose
+// only snapshot is damaged in its body opens from the log (it reaches
+// back to the first write) with a warning, and its first read-write open
+// writes a manifest without that snapshot. The second open must not then
+// refuse the snapshot as a file of another store: it is the same
+// pre-identity file the first open saw.
+func TestReviewLegacyDamagedSnapshot(t *testing.T) {
+	t.Skip("bug: after the first open of a legacy directory with a damaged snapshot, the next open refuses that snapshot as foreign (ErrForeign, store 0); see /work/notes/review11.md")
+	dir := copyLegacy(t)
+	snap := filepath.Join(dir, "snap-00000000000000000001.snap")
+	b, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-20] ^= 0x10 // in the body: the header still reads
+	if err := os.WriteFile(snap, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var revs []int64
+	for i := range 2 {
+		l, err := filelog.Open(dir, filelog.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := engine.Open(l, engine.Options{})
+		if err != nil {
+			t.Fatalf("open %d: %v", i+1, err)
+		}
+		revs = append(revs, s.Rev())
+		s.Close()
+	}
+	if revs[0] != revs[1] || revs[0] != 51 {
+		t.Fatalf("revisions %v, want 51 twice", revs)
 	}
 }
