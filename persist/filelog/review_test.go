@@ -812,3 +812,73 @@ func TestReviewLegacyDamagedSnapshot(t *testing.T) {
 		t.Fatalf("revisions %v, want 51 twice", revs)
 	}
 }
+
+// legacyMem is testdata/legacy-v1 (written before manifests) in a memfs,
+// synced.
+func legacyMem(t *testing.T, fsopts memfs.Options) *memfs.FS {
+	t.Helper()
+	fs := memfs.New(fsopts)
+	if err := fs.MkdirAll("db"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("testdata/legacy-v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata/legacy-v1", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := fs.Create("db/" + e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(b)
+		f.Sync()
+		f.Close()
+	}
+	if err := fs.SyncDir("db"); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// TestReviewCrashDuringLegacyUpgrade crashes the first read-write open of
+// a directory from before manifests (it writes the first manifest and
+// rewrites the tail), then a put, at each file operation: the next open
+// must find the old store whole (revision 51, the old code's hash), or
+// with the put, and take writes.
+func TestReviewCrashDuringLegacyUpgrade(t *testing.T) {
+	points := 0
+	for _, model := range crashModels {
+		for k := int64(1); ; k++ {
+			fs := legacyMem(t, memfs.Options{Crash: model, LinuxSyncFailures: true, Seed: uint64(k)})
+			fs.CrashAfter(k)
+			s, err := openStore(fs, filelog.Options{SegmentSize: 400})
+			if err == nil {
+				_, err = s.Put([]byte("new"), []byte("v"))
+				s.Close()
+			}
+			if err == nil {
+				break
+			}
+			points++
+			fs.Crash()
+			s, err = openStore(fs, filelog.Options{SegmentSize: 400})
+			if err != nil {
+				t.Fatalf("%v, crash at op %d: reopen: %v", model, k, err)
+			}
+			h, herr := s.HashByRev(51)
+			rev := s.Rev()
+			if herr != nil || h.Hash != 3701410136 || (rev != 51 && rev != 52) {
+				s.Close()
+				t.Fatalf("%v, crash at op %d: revision %d, hash at 51 %+v (%v)", model, k, rev, h, herr)
+			}
+			if err := writeAndReopen(fs, filelog.Options{SegmentSize: 400}, s); err != nil {
+				t.Fatalf("%v, crash at op %d: %v", model, k, err)
+			}
+		}
+	}
+	t.Logf("%d crash points", points)
+}
