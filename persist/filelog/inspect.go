@@ -45,7 +45,9 @@ type SegmentInfo struct {
 // It checks the directory against its manifest as an open does (missing
 // and cut files, files of another store: reported as a File named after
 // the file the damage names), and also what an open skips (segments a
-// snapshot covers, older snapshots read whole). It takes a reader's lock
+// snapshot covers, older snapshots read whole). A leftover of a crash
+// that the open removes unread (a file the manifest does not list) is
+// described, but its damage is not reported: it may be torn. It takes a reader's lock
 // (ErrLocked if a store has the directory open) and changes nothing.
 // Damage is reported per file in File.Err; the error is for what stopped
 // the whole inspection (no such directory, an I/O error, the lock).
@@ -60,6 +62,15 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 	defer lock.Close()
 	var files []File
 	var durable int64 // of the last segment, as the manifest says
+	// lastSeg is the segment a torn tail may end: the newest one the
+	// manifest lists (the newest in the directory if none does).
+	var lastSeg uint64
+	if n := len(ls.segs); n > 0 {
+		lastSeg = ls.segs[n-1]
+	}
+	// leftover: files the open removes unread (a crash's leftovers, which
+	// may be torn): not damage.
+	leftover := map[string]bool{}
 	d, err := survey(fsys, dir)
 	var de *DamageError
 	switch {
@@ -69,6 +80,12 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		return nil, err
 	default:
 		durable = d.durable
+		if n := len(d.segs); n > 0 {
+			lastSeg = d.segs[n-1].num
+		}
+		for _, name := range d.garbage {
+			leftover[path.Base(name)] = true
+		}
 		for _, num := range d.snaps {
 			if !slices.Contains(ls.snaps, num) {
 				name := path.Join(dir, snapFile(num))
@@ -76,14 +93,16 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 			}
 		}
 	}
-	for i, num := range ls.segs {
+	for _, num := range ls.segs {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
-		rule := tailRule{last: i == len(ls.segs)-1, durable: durable}
+		rule := tailRule{last: num == lastSeg, durable: durable}
 		res, err := scanSegment(fsys, dir, num, rule, func(*persist.Batch, int64) error { return nil })
 		if err != nil && !errors.Is(err, ErrCorrupt) {
 			return files, err
 		}
-		f.Err = err
+		if !leftover[f.Name] {
+			f.Err = err
+		}
 		si := f.Segment
 		si.Frames, si.Batches, si.RawBytes, si.FirstRev = res.frames, res.batches, res.raw, res.firstRev
 		si.LastRev, si.Compacted, si.StoreID = res.cover.rev, -1, res.id
@@ -111,7 +130,9 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
 				return files, fmt.Errorf("revkv/filelog: %s: %w", name, err)
 			}
-			f.Err = fmt.Errorf("%s: %w", name, err)
+			if !leftover[f.Name] {
+				f.Err = fmt.Errorf("%s: %w", name, err)
+			}
 		} else {
 			f.Snapshot = &st
 		}
@@ -142,7 +163,7 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 	if fsys == nil {
 		fsys = persist.OS
 	}
-	lock, ls, err := lockAndList(fsys, dir)
+	lock, _, err := lockAndList(fsys, dir)
 	if err != nil {
 		return err
 	}
@@ -151,9 +172,11 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 	if err != nil {
 		return err
 	}
-	for i, num := range ls.segs {
+	// The segments the open reads: a crash's leftovers are not the log.
+	for i, s := range d.segs {
+		num := s.num
 		name := segFile(num)
-		rule := tailRule{last: i == len(ls.segs)-1, durable: d.durable}
+		rule := tailRule{last: i == len(d.segs)-1, durable: d.durable}
 		_, err := scanSegment(fsys, dir, num, rule, func(b *persist.Batch, off int64) error {
 			return fn(name, off, b)
 		})

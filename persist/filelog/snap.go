@@ -281,11 +281,34 @@ func (l *Log) retainLocked() (garbage []string) {
 	return garbage
 }
 
+// holdsStore reports whether the directory listed in ls holds a store,
+// not only what a crash in FromSnapshot leaves: its snapshot, carrying
+// the new store's identity, renamed into place before the manifest that
+// would have listed it. FromSnapshot replaces that.
+func holdsStore(fsys persist.FS, dir string, ls listing) (bool, error) {
+	if ls.manifest || len(ls.segs) > 0 {
+		return true, nil
+	}
+	if len(ls.snaps) == 0 {
+		return false, nil
+	}
+	if len(ls.snaps) > 1 || ls.snaps[0] != 1 {
+		return true, nil
+	}
+	ids, err := readIDs(fsys, dir, ls, map[uint64]int64{})
+	if err != nil {
+		return false, err
+	}
+	return ids[snapFile(1)] == 0, nil // none: a store from before identities
+}
+
 // FromSnapshot makes a new log directory dir (which must not exist, or be
 // empty) whose state is the snapshot read from r: Open on it then recovers
 // that state, and writes go on from its revision. The snapshot is checked
 // whole (every checksum) before it is put in place; a damaged one is an
-// error wrapping ErrCorrupt and leaves no store behind.
+// error wrapping ErrCorrupt and leaves no store behind. A crash during
+// FromSnapshot may leave its snapshot without the manifest that lists it:
+// Open refuses that directory, and FromSnapshot may be run on it again.
 func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if fsys == nil {
 		fsys = persist.OS
@@ -302,8 +325,8 @@ func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("revkv/filelog: %w", err)
 	}
-	if len(ls.segs)+len(ls.snaps) > 0 || ls.manifest {
-		return fmt.Errorf("revkv/filelog: %s already holds a store", dir)
+	if holds, err := holdsStore(fsys, dir, ls); err != nil || holds {
+		return errors.Join(err, fmt.Errorf("revkv/filelog: %s already holds a store", dir))
 	}
 	// The snapshot becomes this new store's, under a new identity; the
 	// manifest that lists it is written last, so a failure leaves no
