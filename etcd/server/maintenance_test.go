@@ -3,8 +3,8 @@ package server_test
 import (
 	"bytes"
 	"crypto/sha256"
-	"os"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
