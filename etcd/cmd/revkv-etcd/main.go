@@ -113,12 +113,26 @@ func tlsOption(c config) (grpc.ServerOption, error) {
 // socket path, anything else is a TCP host:port.
 func listen(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
-		return net.Listen("unix", path)
+		return listenUnix(path)
 	}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return net.Listen("unix", path)
+		return listenUnix(path)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// listenUnix listens on a socket path. A socket file left by a process
+// that died (no one answers on it) is removed first; a live one is an
+// error, as is any other file.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen %s: a server is already serving there", path)
+		}
+		os.Remove(path)
+	}
+	return net.Listen("unix", path)
 }
 
 // run serves until ctx is done, then shuts down gracefully. If ready is
