@@ -179,10 +179,14 @@ func judgeDamage(t *testing.T, img *memfs.FS, w *workload, c damageCase, crashed
 		if verr == nil {
 			return "", fmt.Errorf("%v: verify passes, open fails: %v", c, oerr)
 		}
+		outcome := "refused"
 		if !strings.Contains(oerr.Error(), c.file) {
-			return "refused (naming another file)", nil
+			outcome += " (naming another file)"
 		}
-		return "refused", nil
+		if verr.Error() != oerr.Error() {
+			outcome += " (verify's message differs)"
+		}
+		return outcome, nil
 	}
 	i, err := w.matchState(s, 0, all)
 	s.Close()
