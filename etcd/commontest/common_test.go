@@ -34,9 +34,12 @@ import (
 const suite = `^Test(KV|Txn|Watch|Lease|Compact|VerifyHashKV|Status|Defrag|Alarm|Endpoint)`
 
 // minPass is how many of the suite's tests (top-level and subtests) pass
-// against revkv (of 183 results, 21 fail and 31 skip: the README lists
-// why): the test fails if fewer do, so the figure cannot silently shrink.
-const minPass = 131
+// against revkv (of 183 results, 11 fail: 8 need auth with users and
+// roles, 3 need three members; 31 are the suite's own skips): the test
+// fails if fewer pass, so the figure cannot silently shrink. With
+// REVKV_ETCD_COMMON_RUN set to another pattern (".", say, for the whole
+// suite) it reports and checks no floor.
+const minPass = 141
 
 func TestEtcdCommon(t *testing.T) {
 	if os.Getenv("REVKV_ETCD_COMMON") == "" {
@@ -58,6 +61,7 @@ go 1.26.0
 require (
 	github.com/revkv/revkv v0.0.0
 	github.com/revkv/revkv/etcd v0.0.0
+	google.golang.org/grpc v1.83.2
 	go.etcd.io/etcd/tests/v3 v3.7.3
 )
 
@@ -96,7 +100,11 @@ replace (
 	// panics the whole binary and would hide every test after it.
 	bin := filepath.Join(mod, "common.test")
 	run("test", "-c", "-o", bin, "go.etcd.io/etcd/tests/v3/common")
-	list := exec.Command(bin, "-test.list", suite)
+	pattern := suite
+	if p := os.Getenv("REVKV_ETCD_COMMON_RUN"); p != "" {
+		pattern = p
+	}
+	list := exec.Command(bin, "-test.list", pattern)
 	list.Dir, list.Env = filepath.Join(mod, "tests", "common"), env
 	names, err := list.Output()
 	if err != nil {
@@ -131,11 +139,11 @@ replace (
 		}
 	}
 	sort.Strings(failed)
-	t.Logf("tests/common v3.7.3 against revkv (%s): %d pass, %d fail, %d skip of %d (full output: %s)", suite, counts["PASS"], counts["FAIL"], counts["SKIP"], len(res), logFile)
+	t.Logf("tests/common v3.7.3 against revkv (%s): %d pass, %d fail, %d skip of %d (full output: %s)", pattern, counts["PASS"], counts["FAIL"], counts["SKIP"], len(res), logFile)
 	for _, f := range failed {
 		t.Logf("FAIL %s", f)
 	}
-	if counts["PASS"] < minPass {
+	if pattern == suite && counts["PASS"] < minPass {
 		t.Errorf("%d pass, fewer than the %d that passed when this was written", counts["PASS"], minPass)
 	}
 }

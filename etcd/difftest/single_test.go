@@ -74,9 +74,9 @@ func expire(t *testing.T, s *side) []string {
 			break
 		}
 	}
-	// etcd checks for expired leases twice a second: the key goes
-	// within TTL + 1 s.
-	if d := time.Since(begin); d > time.Duration(g.TTL+2)*time.Second {
+	// etcd checks for expired leases twice a second, so the key goes
+	// within TTL + 1 s; the bound is generous for loaded CI machines.
+	if d := time.Since(begin); d > time.Duration(g.TTL+10)*time.Second {
 		out = append(out, "expired late: "+d.String())
 	}
 	ttl, err := s.c.TimeToLive(ctx, g.ID)

@@ -254,6 +254,9 @@ func TestEtcdctl(t *testing.T) {
 		c.expect("OK\n", "put", "leased", "v", "--lease="+id)
 		c.expect(`lease `+id+` granted with TTL\(60s\), remaining\((59|60)s\), attached keys\(\[leased\]\)\n`, "lease", "timetolive", id, "--keys")
 		c.expect(`lease `+id+` keepalived with TTL\(60\)\n`, "lease", "keep-alive", "--once", id)
+		// The streaming keep-alive renews until it is stopped.
+		ka := c.stream("lease", "keep-alive", id)
+		next(t, ka, `lease `+id+` keepalived with TTL\(60\)`)
 		c.expect(`(?s)found 1 leases\n`+id+`\n`, "lease", "list")
 		c.expect(`lease `+id+` revoked\n`, "lease", "revoke", id)
 		c.expect("", "get", "leased")

@@ -244,7 +244,8 @@ func (e serverEnd) Context() context.Context     { return e.p.ctx }
 // through protobuf encoding, so what client and server see is what they
 // would over gRPC; what it skips is the transport (no HTTP/2, no gRPC
 // message size limit, no flow control but a stream's own). Client
-// returns the same kind of client.
+// returns the same kind of client; as clientv3 closes a client that has no
+// connection, its Close returns context.Canceled.
 func StartInProcess(tb testing.TB, cfg Config) *Fake {
 	tb.Helper()
 	f := newFake(tb, cfg)

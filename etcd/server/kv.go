@@ -224,6 +224,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 		k.s.maintenance.keepHash(h)
 	}
 	k.s.remeasure()
+	k.s.log.Debug("compacted", "rev", r.Revision)
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
 }
 

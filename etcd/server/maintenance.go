@@ -102,6 +102,7 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 		resp.Alarms = append(resp.Alarms, m.raiseLocked(r.MemberID, r.Alarm))
 	case pb.AlarmRequest_DEACTIVATE:
 		if a := m.find(r.MemberID, r.Alarm); a >= 0 {
+			m.s.log.Info("alarm disarmed", "member", r.MemberID, "alarm", r.Alarm.String())
 			resp.Alarms = append(resp.Alarms, m.alarms[a])
 			m.alarms = append(m.alarms[:a], m.alarms[a+1:]...)
 		}
@@ -111,11 +112,13 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	return resp, nil
 }
 
-// raise raises an alarm (once: raising a raised alarm does nothing).
-func (m *maintenanceServer) raise(member uint64, t pb.AlarmType) {
+// raise raises an alarm, and reports whether it was not raised already.
+func (m *maintenanceServer) raise(member uint64, t pb.AlarmType) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	n := len(m.alarms)
 	m.raiseLocked(member, t)
+	return len(m.alarms) > n
 }
 
 func (m *maintenanceServer) raiseLocked(member uint64, t pb.AlarmType) *pb.AlarmMember {
@@ -250,7 +253,11 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 			return err
 		}
 	}
-	return stream.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: StorageVersion})
+	if err := stream.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: StorageVersion}); err != nil {
+		return err
+	}
+	m.s.log.Info("sent snapshot", "rev", sn.Rev(), "bytes", total)
+	return nil
 }
 
 // Defragment has nothing to do, revkv keeping no free pages, but to

@@ -3,9 +3,11 @@ package server_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -148,7 +150,14 @@ func TestSnapshotSave(t *testing.T) {
 // NOSPACE alarm goes up and puts fail; compaction, defragmentation and a
 // disarm make room again.
 func TestQuota(t *testing.T) {
-	f := startFake(t, etcdtest.Config{Server: server.Options{QuotaBackendBytes: 13 * 4096}})
+	var logs strings.Builder
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	f := startFake(t, etcdtest.Config{Server: server.Options{QuotaBackendBytes: 13 * 4096, Logger: log}})
 	cli := f.Client(clientv3.Config{})
 	ctx := ctxT(t)
 	mustPut(t, cli, "1st", strings.Repeat("a", 64))
@@ -182,4 +191,13 @@ func TestQuota(t *testing.T) {
 		}
 	}
 	mustPut(t, cli, "4th", "small")
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), "NOSPACE alarm raised") || !strings.Contains(logs.String(), "alarm disarmed") {
+		t.Fatalf("the alarm was not logged:\n%s", logs.String())
+	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

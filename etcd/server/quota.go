@@ -48,7 +48,10 @@ func (s *Server) checkQuota(cost int64) error {
 	if fits {
 		return nil
 	}
-	s.maintenance.raise(s.opts.MemberID, pb.AlarmType_NOSPACE)
+	if s.maintenance.raise(s.opts.MemberID, pb.AlarmType_NOSPACE) {
+		s.log.Warn("storage quota exceeded: NOSPACE alarm raised; writes fail until it is disarmed",
+			"quota", q.limit, "cost", cost)
+	}
 	return rpctypes.ErrGRPCNoSpace
 }
 

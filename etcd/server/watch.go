@@ -59,7 +59,9 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	defer ws.w.Close()
 	defer close(ws.done)
 	go ws.recvLoop()
-	return ws.sendLoop()
+	err := ws.sendLoop()
+	s.log.Debug("watch stream ended", "watches", len(ws.byID), "err", err)
+	return err
 }
 
 // streamWatch is one watch of a stream.

@@ -5,7 +5,9 @@
 //	revkv-etcd -listen unix:///run/app/etcd.sock   # in memory
 //
 // With -dir the store is persisted there (revkv's file log); without it,
-// the store lives in memory and is gone when the command exits. SIGINT or
+// the store lives in memory and is gone when the command exits. With
+// -cert-file and -key-file it serves TLS, and with -trusted-ca-file also
+// requires client certificates. SIGINT or
 // SIGTERM stop it gracefully: no new requests are taken, watch streams are
 // ended, requests in flight finish (for up to -shutdown-timeout), and the
 // store is closed, every acknowledged write durable.
@@ -13,6 +15,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +30,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -49,6 +54,7 @@ type config struct {
 	shutdownTimeout                        time.Duration
 	progressInterval                       time.Duration
 	quota                                  int64
+	certFile, keyFile, trustedCAFile       string
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -62,6 +68,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long requests in flight may take to finish at shutdown")
 	fs.DurationVar(&c.progressInterval, "watch-progress-notify-interval", 10*time.Minute, "how often idle watches that ask for it get a progress notification")
+	fs.StringVar(&c.certFile, "cert-file", "", "TLS certificate to serve with (with -key-file)")
+	fs.StringVar(&c.keyFile, "key-file", "", "TLS key of -cert-file")
+	fs.StringVar(&c.trustedCAFile, "trusted-ca-file", "", "with TLS, require client certificates signed by this CA")
 	fs.Int64Var(&c.quota, "quota-backend-bytes", 0, "storage quota: writes past it raise the NOSPACE alarm (0: 2 GiB, as etcd; -1: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -69,19 +78,61 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	if (c.certFile == "") != (c.keyFile == "") || c.trustedCAFile != "" && c.certFile == "" {
+		return c, errors.New("-cert-file and -key-file go together, and -trusted-ca-file needs them")
+	}
 	return c, nil
+}
+
+// tlsOption returns the gRPC option that serves TLS as the flags ask, or
+// nil without TLS.
+func tlsOption(c config) (grpc.ServerOption, error) {
+	if c.certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.trustedCAFile != "" {
+		pem, err := os.ReadFile(c.trustedCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS: no certificate in %s", c.trustedCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return grpc.Creds(credentials.NewTLS(cfg)), nil
 }
 
 // listen opens the listener for an address: "unix://" and "unix:" name a
 // socket path, anything else is a TCP host:port.
 func listen(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
-		return net.Listen("unix", path)
+		return listenUnix(path)
 	}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return net.Listen("unix", path)
+		return listenUnix(path)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// listenUnix listens on a socket path. A socket file left by a process
+// that died (no one answers on it) is removed first; a live one is an
+// error, as is any other file.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen %s: a server is already serving there", path)
+		}
+		os.Remove(path)
+	}
+	return net.Listen("unix", path)
 }
 
 // run serves until ctx is done, then shuts down gracefully. If ready is
@@ -97,6 +148,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	creds, err := tlsOption(c)
+	if err != nil {
+		return err
+	}
 	db, err := revkv.Open(c.dir, revkv.Options{Engine: engineOptions(log)})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -106,7 +161,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		db.Close()
 		return err
 	}
-	urls := clientURLs(c.advertise, lis)
+	urls := clientURLs(c.advertise, lis, creds != nil)
 	srv := server.New(server.DB(db), server.Options{
 		Name:              c.name,
 		ClientURLs:        urls,
@@ -115,6 +170,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		Logger:            log,
 	})
 	opts := append(srv.GRPCOptions(), grpc.ChainUnaryInterceptor(logUnary(log)))
+	if creds != nil {
+		opts = append(opts, creds)
+	}
 	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	healthpb.RegisterHealthServer(g, health.NewServer())
@@ -162,12 +220,15 @@ func shutdown(g *grpc.Server, srv *server.Server, timeout time.Duration, log *sl
 
 // clientURLs returns the advertised client URLs: the flag's, or one made
 // from the listener.
-func clientURLs(flagValue string, lis net.Listener) []string {
+func clientURLs(flagValue string, lis net.Listener, tls bool) []string {
 	if flagValue != "" {
 		return strings.Split(flagValue, ",")
 	}
 	if lis.Addr().Network() == "unix" {
 		return []string{"unix://" + lis.Addr().String()}
+	}
+	if tls {
+		return []string{"https://" + lis.Addr().String()}
 	}
 	return []string{"http://" + lis.Addr().String()}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -113,5 +114,27 @@ func TestBadFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"extra"}, &out, nil); err == nil {
 		t.Fatal("an extra argument was accepted")
+	}
+}
+
+// TestStaleSocket: a socket file left by a dead server is replaced; a live
+// server's is not.
+func TestStaleSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "etcd.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // the file stays, as after a crash
+	addr, _, _ := start(t, "-listen", "unix://"+sock)
+	var out syncBuffer
+	if err := run(context.Background(), []string{"-listen", "unix://" + sock}, &out, nil); err == nil {
+		t.Fatal("a second server took the live socket")
+	}
+	cli := client(t, "unix://"+sock)
+	defer cli.Close()
+	if _, err := cli.Put(context.Background(), "k", "v"); err != nil {
+		t.Fatalf("serving on %s: %v", addr, err)
 	}
 }

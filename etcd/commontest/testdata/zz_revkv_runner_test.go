@@ -1,20 +1,24 @@
-// This file is not built with revkv: TestEtcdCommon lays it, through go
-// test -overlay, into the package go.etcd.io/etcd/tests/v3/common of the
-// module cache, where it replaces the package's test runner (the unit
-// runner its build tags would pick) with one that serves every cluster
-// from revkv's etcd server and drives it with etcd's own etcdctl client
-// of the e2e framework. Its name sorts last, so its init runs after the
-// package's.
+// This file is not built with revkv: TestEtcdCommon adds it to a
+// temporary copy of go.etcd.io/etcd/tests/v3's common package, where it
+// replaces the package's test runner (the unit runner its build tags
+// would pick) with one that serves every cluster from revkv's etcd server
+// and drives it with etcd's own etcdctl client of the e2e framework. Its
+// name sorts last, so its init runs after the package's.
 
 package common
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"net"
 	"os"
+	"sync"
 	"testing"
 
-	"github.com/revkv/revkv/etcd/etcdtest"
+	"google.golang.org/grpc"
+
+	"github.com/revkv/revkv"
+	"github.com/revkv/revkv/etcd/server"
 	"go.etcd.io/etcd/tests/v3/framework/config"
 	"go.etcd.io/etcd/tests/v3/framework/e2e"
 	intf "go.etcd.io/etcd/tests/v3/framework/interfaces"
@@ -36,27 +40,32 @@ func (revkvRunner) TestMain(m *testing.M) {
 
 func (revkvRunner) BeforeTest(testing.TB) {}
 
-// NewCluster serves one revkv member whatever the configuration asks for:
-// a cluster of one is what revkv is. TLS and quotas are not served.
+// NewCluster serves one revkv member whatever size the configuration
+// asks for: a cluster of one is what revkv is. The member keeps its data
+// in a directory, so that Stop and Start restart it on its data at the
+// same address. The backend quota is passed on; TLS is not served.
 func (revkvRunner) NewCluster(ctx context.Context, tb testing.TB, opts ...config.ClusterOption) intf.Cluster {
-	f := etcdtest.StartEndpoint(tb, etcdtest.Config{})
-	return &revkvCluster{tb: tb, f: f}
-}
-
-type revkvCluster struct {
-	tb testing.TB
-	f  *etcdtest.Fake
-}
-
-func (c *revkvCluster) client() intf.Client {
-	ctl, err := e2e.NewEtcdctl(e2e.ClientConfig{}, c.Endpoints())
+	cfg := config.NewClusterConfig(opts...)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		c.tb.Fatal(err)
+		tb.Fatal(err)
 	}
-	return ctl
+	addr := l.Addr().String()
+	l.Close()
+	m := &revkvMember{dir: tb.TempDir(), addr: addr, opts: server.Options{
+		ClientURLs:        []string{"http://" + addr},
+		QuotaBackendBytes: cfg.QuotaBackendBytes,
+	}}
+	if err := m.Start(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.Stop)
+	return &revkvCluster{m: m}
 }
 
-func (c *revkvCluster) Members() []intf.Member { return []intf.Member{revkvMember{c}} }
+type revkvCluster struct{ m *revkvMember }
+
+func (c *revkvCluster) Members() []intf.Member { return []intf.Member{c.m} }
 
 func (c *revkvCluster) Client(opts ...config.ClientOption) (intf.Client, error) {
 	return e2e.NewEtcdctl(e2e.ClientConfig{}, c.Endpoints(), opts...)
@@ -65,20 +74,67 @@ func (c *revkvCluster) Client(opts ...config.ClientOption) (intf.Client, error) 
 func (c *revkvCluster) WaitLeader(testing.TB) int { return 0 }
 
 func (c *revkvCluster) Close() error {
-	c.f.Close()
+	c.m.Stop()
 	return nil
 }
 
-func (c *revkvCluster) Endpoints() []string { return []string{c.f.Endpoint()} }
+func (c *revkvCluster) Endpoints() []string { return []string{c.m.addr} }
 
-type revkvMember struct{ c *revkvCluster }
+// revkvMember is a revkv DB on a directory served on a fixed address.
+type revkvMember struct {
+	dir, addr string
+	opts      server.Options
 
-func (m revkvMember) Client() intf.Client { return m.c.client() }
-
-// Start and Stop would restart the member on its data: the in-memory fake
-// has none to restart on.
-func (m revkvMember) Start(context.Context) error {
-	return errors.New("revkv runner: member restart not supported")
+	mu     sync.Mutex
+	db     *revkv.DB
+	srv    *server.Server
+	g      *grpc.Server
+	served chan struct{}
 }
 
-func (m revkvMember) Stop() {}
+func (m *revkvMember) Client() intf.Client {
+	ctl, err := e2e.NewEtcdctl(e2e.ClientConfig{}, []string{m.addr})
+	if err != nil {
+		panic(err) // NewEtcdctl fails only with auth options, given none here
+	}
+	return ctl
+}
+
+func (m *revkvMember) Start(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.g != nil {
+		return nil
+	}
+	db, err := revkv.Open(m.dir, revkv.Options{})
+	if err != nil {
+		return fmt.Errorf("revkv runner: open: %w", err)
+	}
+	lis, err := net.Listen("tcp", m.addr)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("revkv runner: %w", err)
+	}
+	m.db, m.srv = db, server.New(server.DB(db), m.opts)
+	m.g = grpc.NewServer(m.srv.GRPCOptions()...)
+	m.srv.Register(m.g)
+	m.served = make(chan struct{})
+	go func(g *grpc.Server, served chan struct{}) {
+		defer close(served)
+		g.Serve(lis)
+	}(m.g, m.served)
+	return nil
+}
+
+func (m *revkvMember) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.g == nil {
+		return
+	}
+	m.srv.Close() // ends watch streams, which GracefulStop waits for
+	m.g.GracefulStop()
+	<-m.served
+	m.db.Close()
+	m.g = nil
+}
