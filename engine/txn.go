@@ -325,6 +325,13 @@ func (s *Store) txnPutLocked(t *txnState, key, value []byte, opts kv.PutOptions)
 	if t.skipped {
 		return kv.PutResult{Rev: t.beginRev}, nil
 	}
+	if !opts.IgnoreLease {
+		// A lease the put names is checked before the key it may keep the
+		// value of, so that the error is etcd's.
+		if err := s.checkLeaseLocked(opts.Lease); err != nil {
+			return kv.PutResult{}, err
+		}
+	}
 	var res kv.PutResult
 	if opts.PrevKV || opts.IgnoreValue || opts.IgnoreLease {
 		prev, ok := s.liveLocked(key, t.rev())
@@ -341,8 +348,10 @@ func (s *Store) txnPutLocked(t *txnState, key, value []byte, opts kv.PutOptions)
 			res.PrevKV = &prev
 		}
 	}
-	if err := s.checkLeaseLocked(opts.Lease); err != nil {
-		return kv.PutResult{}, err
+	if opts.IgnoreLease {
+		if err := s.checkLeaseLocked(opts.Lease); err != nil {
+			return kv.PutResult{}, err
+		}
 	}
 	size := t.size + changeSize(key, value)
 	if size > MaxBatchSize {

@@ -188,13 +188,6 @@ func drawTxn(t *rapid.T, cur int64, leases, depth int) kvOp {
 	}
 	op.then = drawBranch(t, cur, leases, depth)
 	op.els = drawBranch(t, cur, leases, depth)
-	if !*strict {
-		// Difference 3, in txns only (plain puts are fixed): for a
-		// put naming a missing lease with ignore_value on a missing
-		// key, etcd reports the lease ("requested lease not found"),
-		// revkv's txn executor the key ("key not found").
-		op.clearLeasedIgnoreValue()
-	}
 	if depth == 0 && op.has(isOpenDelete) {
 		// etcd v3.7.3 panics (and the member dies) on a txn that
 		// deletes an open-ended range ("from key") and puts with
@@ -205,6 +198,10 @@ func drawTxn(t *rapid.T, cur int64, leases, depth int) kvOp {
 	}
 	return op
 }
+
+func isDelete(op *kvOp) bool { return op.kind == opDel }
+
+func isPut(op *kvOp) bool { return op.kind == opPut }
 
 func isOpenDelete(op *kvOp) bool {
 	return op.kind == opDel && (op.mode == fromKey || op.mode == allKeys)
@@ -223,17 +220,6 @@ func (op *kvOp) has(f func(*kvOp) bool) bool {
 		}
 	}
 	return false
-}
-
-func (op *kvOp) clearLeasedIgnoreValue() {
-	if op.kind == opPut && op.lease >= 0 {
-		op.ignoreValue = false
-	}
-	for _, br := range [][]kvOp{op.then, op.els} {
-		for i := range br {
-			br[i].clearLeasedIgnoreValue()
-		}
-	}
 }
 
 func (op *kvOp) clearIgnores() {

@@ -59,6 +59,13 @@ func (w *watchPair) close() {
 }
 
 func (p *pair) watch(t *rapid.T, spec watchSpec) {
+	if !*strict && spec.start != 0 && spec.start == p.compacted {
+		// Known difference (etcd/README.md): a watch from exactly the
+		// compacted revision gets every change of that revision from
+		// revkv, and only each key's last one from etcd, whose
+		// compaction drops the changes a txn superseded.
+		spec.start++
+	}
 	wp := &watchPair{spec: spec}
 	p.watches = append(p.watches, wp)
 	p.do(t, fmt.Sprintf("Watch(%+v) as W%d", spec, len(p.watches)-1), func(s *side, _ context.Context) string {
