@@ -394,7 +394,7 @@ func TestReviewTxnRaces(t *testing.T) {
 // detaches nothing: revoking the lease it named deletes nothing of it,
 // and the lease the key had still owns it.
 func TestReviewLeaseAttachAbort(t *testing.T) {
-	s := NewMemory(Options{Clock: NewManualClock(time.Unix(1000, 0)), ManualLeaseExpiry: true})
+	s := newStore(Options{Clock: NewManualClock(time.Unix(1000, 0)), ManualLeaseExpiry: true})
 	defer s.Close()
 	for _, id := range []int64{1, 2} {
 		if _, err := s.Grant(id, 60); err != nil {
@@ -463,7 +463,7 @@ func TestReviewLeaseAttachAbort(t *testing.T) {
 // refused and does not save it.
 func TestReviewLeaseDuePut(t *testing.T) {
 	clk := NewManualClock(time.Unix(1000, 0))
-	s := NewMemory(Options{Clock: clk, ManualLeaseExpiry: true})
+	s := newStore(Options{Clock: clk, ManualLeaseExpiry: true})
 	defer s.Close()
 	if _, err := s.Grant(9, 5); err != nil {
 		t.Fatal(err)
@@ -563,7 +563,7 @@ func TestReviewAbortKeepsIndex(t *testing.T) {
 // (issue 12: "No caller mistake can leave writers blocked forever"; the
 // db-txn note: "Begin without a deadline ... get Options.TxnTimeout").
 func TestReviewBeginWithoutDeadline(t *testing.T) {
-	s := NewMemory(Options{TxnTimeout: 20 * time.Millisecond})
+	s := newStore(Options{TxnTimeout: 20 * time.Millisecond})
 	defer s.Close()
 	x, err := s.Begin(context.Background())
 	if err != nil {
@@ -738,7 +738,7 @@ func TestReviewExpireKeylessWithIndex(t *testing.T) {
 // between steps, so txns run, and abort, between them. The result must be
 // the store that compacted first and ran only the committed txns.
 func TestReviewAbortDuringCompaction(t *testing.T) {
-	a, bs := NewMemory(Options{}), NewMemory(Options{})
+	a, bs := newStore(Options{}), newStore(Options{})
 	defer a.Close()
 	defer bs.Close()
 	const keys = 16 * compactStep
@@ -817,7 +817,7 @@ func TestReviewAbortDuringCompaction(t *testing.T) {
 // than hand out a negative ID (which wraps, and which a caller-chosen
 // Grant would refuse).
 func TestReviewLeaseIDOverflow(t *testing.T) {
-	s := NewMemory(Options{ManualLeaseExpiry: true})
+	s := newStore(Options{ManualLeaseExpiry: true})
 	defer s.Close()
 	if _, err := s.Grant(math.MaxInt64, 10); err != nil {
 		t.Fatal(err)

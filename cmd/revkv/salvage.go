@@ -13,12 +13,12 @@ import (
 )
 
 // Salvage rebuilds a store from what reads back whole, through filelog's
-// own reading and writing (Inspect, Dump, FromSnapshot, a Log's Append):
+// own reading and writing (Inspect, Dump, LoadSnapshot, a Log's Append):
 // it never copies files, so the new directory is a store of this build's
 // format whatever extra files (a manifest, a lock) the old one had.
 //
 //  1. The base is the newest snapshot whose checksums hold
-//     (FromSnapshot), or an empty store if there is none.
+//     (LoadSnapshot), or an empty store if there is none.
 //  2. Every batch of the log up to its first damage that the base does not
 //     already hold (Batch.Covered) is appended, in order, as it was.
 //  3. The new directory is opened like any store, which checks it.

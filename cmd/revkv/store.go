@@ -33,7 +33,7 @@ func (g *global) spec(readOnly bool, p *progress) storeSpec {
 // (recovered if it holds one, created if not, unless read-only).
 func openStore(sp storeSpec) (*engine.Store, error) {
 	if sp.mem {
-		return engine.NewMemory(engine.Options{}), nil
+		return engine.Open(nil, engine.Options{}) // no persister: never fails
 	}
 	if err := checkDir(sp.dir, sp.readOnly); err != nil {
 		return nil, err
@@ -58,7 +58,7 @@ func restoreStore(dir string, r io.Reader) error {
 	if err := checkDir(dir, false); err != nil {
 		return err
 	}
-	return filelog.FromSnapshot(persist.OS, dir, r)
+	return filelog.LoadSnapshot(persist.OS, dir, r)
 }
 
 // openLog opens the log in dir without an engine, for salvage to append

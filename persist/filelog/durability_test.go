@@ -211,7 +211,7 @@ func TestRevisionLimit(t *testing.T) {
 		}
 		pw.CloseWithError(err)
 	}()
-	if err := filelog.FromSnapshot(fs, "db", pr); err != nil {
+	if err := filelog.LoadSnapshot(fs, "db", pr); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {

@@ -296,7 +296,7 @@ func withoutCompactions(t *testing.T, w *workload) *workload {
 // refWorkload is the workload of ops, with the states a reference store
 // reaches.
 func refWorkload(t *testing.T, ops []op) *workload {
-	ref := engine.NewMemory(engine.Options{})
+	ref, _ := engine.Open(nil, engine.Options{}) // no persister: never fails
 	out := &workload{}
 	record := func() {
 		h, err := ref.HashByRev(0)
@@ -626,14 +626,14 @@ func snapshotFiles(t *testing.T, fsys persist.FS) map[string]string {
 	return m
 }
 
-// TestReviewCrashDuringFromSnapshot crashes FromSnapshot at each of its
+// TestReviewCrashDuringLoadSnapshot crashes LoadSnapshot at each of its
 // file operations. A crash before it returns may leave no store, or the
-// store, but never a directory that neither opens nor takes FromSnapshot
+// store, but never a directory that neither opens nor takes LoadSnapshot
 // again. (The snapshot it renames into place carries the new store's
 // identity, so without the manifest, written last, the open calls the
-// manifest lost; FromSnapshot used to say the directory held a store.)
-func TestReviewCrashDuringFromSnapshot(t *testing.T) {
-	src := engine.NewMemory(engine.Options{})
+// manifest lost; LoadSnapshot used to say the directory held a store.)
+func TestReviewCrashDuringLoadSnapshot(t *testing.T) {
+	src, _ := engine.Open(nil, engine.Options{}) // no persister: never fails
 	for i := range 20 {
 		if _, err := src.Put([]byte(fmt.Sprintf("k%02d", i)), []byte("v")); err != nil {
 			t.Fatal(err)
@@ -656,7 +656,7 @@ func TestReviewCrashDuringFromSnapshot(t *testing.T) {
 	for k := int64(1); ; k++ {
 		fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)})
 		fs.CrashAfter(k)
-		if err := filelog.FromSnapshot(fs, "db", snapBytes()); err == nil {
+		if err := filelog.LoadSnapshot(fs, "db", snapBytes()); err == nil {
 			break // finished before the crash point
 		}
 		points++
@@ -671,9 +671,9 @@ func TestReviewCrashDuringFromSnapshot(t *testing.T) {
 			}
 			t.Fatalf("crash at op %d: opened a state that is neither the snapshot nor empty (rev %d)", k, rev)
 		}
-		ferr := filelog.FromSnapshot(fs, "db", snapBytes())
+		ferr := filelog.LoadSnapshot(fs, "db", snapBytes())
 		if ferr != nil {
-			t.Fatalf("crash at op %d: open: %v; FromSnapshot again: %v", k, err, ferr)
+			t.Fatalf("crash at op %d: open: %v; LoadSnapshot again: %v", k, err, ferr)
 		}
 	}
 	t.Logf("%d crash points", points)

@@ -282,9 +282,9 @@ func (l *Log) retainLocked() (garbage []string) {
 }
 
 // holdsStore reports whether the directory listed in ls holds a store,
-// not only what a crash in FromSnapshot leaves: its snapshot, carrying
+// not only what a crash in LoadSnapshot leaves: its snapshot, carrying
 // the new store's identity, renamed into place before the manifest that
-// would have listed it. FromSnapshot replaces that.
+// would have listed it. LoadSnapshot replaces that.
 func holdsStore(fsys persist.FS, dir string, ls listing) (bool, error) {
 	if ls.manifest || len(ls.segs) > 0 {
 		return true, nil
@@ -302,14 +302,14 @@ func holdsStore(fsys persist.FS, dir string, ls listing) (bool, error) {
 	return ids[snapFile(1)] == 0, nil // none: a store from before identities
 }
 
-// FromSnapshot makes a new log directory dir (which must not exist, or be
+// LoadSnapshot makes a new log directory dir (which must not exist, or be
 // empty) whose state is the snapshot read from r: Open on it then recovers
 // that state, and writes go on from its revision. The snapshot is checked
 // whole (every checksum) before it is put in place; a damaged one is an
 // error wrapping ErrCorrupt and leaves no store behind. A crash during
-// FromSnapshot may leave its snapshot without the manifest that lists it:
-// Open refuses that directory, and FromSnapshot may be run on it again.
-func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
+// LoadSnapshot may leave its snapshot without the manifest that lists it:
+// Open refuses that directory, and LoadSnapshot may be run on it again.
+func LoadSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if fsys == nil {
 		fsys = persist.OS
 	}
