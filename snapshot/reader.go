@@ -31,9 +31,9 @@ type Reader struct {
 	pos    int    // next unread byte of body
 	end    bool   // the end mark was read: no more blocks
 
-	e       Entry // returned by Next
+	e Entry // returned by Next
 	// keyBuf holds the last entry's key after ReuseKeys; nil before.
-	keyBuf []byte
+	keyBuf  []byte
 	sum     *xxhash.Digest
 	counts  Counts // as read
 	trailer Counts
