@@ -487,7 +487,8 @@ func (s *Watcher) historyView(w *watch) (*engine.View, error) {
 
 // cut splits pending events into a Response's worth, ending at a revision
 // boundary unless the first revision alone has more than max events. The
-// batch is a copy: the receiver owns it.
+// batch is not a copy: its capacity ends where rest starts, so the hub's
+// appends to rest never write into it.
 func cut(evs []kv.Event, max int) (batch, rest []kv.Event) {
 	n := len(evs)
 	if n > max {
@@ -499,7 +500,7 @@ func cut(evs []kv.Event, max int) (batch, rest []kv.Event) {
 			n = max
 		}
 	}
-	batch = append([]kv.Event(nil), evs[:n]...)
+	batch = evs[:n:n]
 	if n == len(evs) {
 		return batch, nil
 	}
