@@ -113,6 +113,9 @@ type Watcher struct {
 	control     []Response
 	progressReq int64 // RequestProgress's target revision; 0 if none
 	closed      bool
+	// inWake is true while the Watcher is in the list of Watchers a
+	// dispatch will deliver to (see deliver), so it is put there once.
+	inWake bool
 	// sending is true from when the sender goroutine picks work (a Response
 	// or a history read) until it has sent it: the hub only delivers to
 	// the channel itself while it is false, so each watch's events stay in
