@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/revkv/revkv/kv"
+	"github.com/tidwall/btree"
 )
 
 // Txn runs a conditional txn with etcd's semantics (see kv.TxnRequest):
@@ -17,7 +18,8 @@ import (
 // at all. The response's Rev is the store's revision after the txn.
 //
 // A txn with no write in any branch runs on the published state, like
-// Range, without waiting for writers. ctx is checked before the txn starts;
+// Range, without waiting for writers (unless Options.ConsistentIndex is
+// set: it is then an entry whose index is recorded). ctx is checked before the txn starts;
 // a txn is not interrupted once it runs. On error, the response holds only
 // the store's revision. After Close, Txn returns kv.ErrClosed.
 func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
@@ -30,7 +32,9 @@ func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, e
 	if err := context.Cause(ctx); err != nil {
 		return &kv.TxnResponse{Rev: s.Rev()}, err
 	}
-	if readOnly(req) {
+	if readOnly(req) && s.opts.ConsistentIndex == nil {
+		// (With a consistent index, a txn is an entry that records its
+		// index, so it takes the writer's path.)
 		return s.readTxn(req)
 	}
 	if err := s.lockWriter(); err != nil {
@@ -44,7 +48,7 @@ func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, e
 	} else {
 		var buf [8]bool
 		view := s.txnView(t)
-		path := choose(buf[:0], req, &view)
+		path := choose(buf[:0], req, &view, &s.w.memo)
 		resp = newTxnResponse(req, path[0])
 		x := executor{s: s, t: t}
 		_, err = x.run(req, path, resp)
@@ -83,7 +87,7 @@ func (s *Store) readTxn(req *kv.TxnRequest) (*kv.TxnResponse, error) {
 	}
 	st := s.cur.Load()
 	var buf [8]bool
-	path := choose(buf[:0], req, st)
+	path := choose(buf[:0], req, st, nil)
 	resp := newTxnResponse(req, path[0])
 	x := executor{s: s, st: st}
 	if _, err := x.run(req, path, resp); err != nil {
@@ -104,9 +108,10 @@ func (s *Store) maxTxnOps() int {
 // write that runs start to end under mu. mu is held.
 func (s *Store) startExecLocked() *txnState {
 	t := &s.w.exec
-	*t = txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, changes: t.changes[:0], undo: t.undo}
+	*t = txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, changes: t.changes[:0], undo: &s.w.undoBuf}
+	s.w.memo = lookupMemo{}
 	t.skipped = s.checkIndexLocked()
-	s.w.undo = &t.undo
+	s.w.undo = t.undo
 	return t
 }
 
@@ -115,6 +120,7 @@ func (s *Store) startExecLocked() *txnState {
 // mu is held.
 func (s *Store) finishExecLocked(t *txnState, failed error) (rev int64, err error) {
 	s.w.undo = nil
+	s.w.memo = lookupMemo{}
 	if failed != nil {
 		s.rollbackLocked(t)
 		rev = s.w.rev
@@ -250,9 +256,10 @@ func fromKey(end []byte) []byte {
 
 // choose appends to path the outcome of req's compares and then, in
 // order, those of the nested txns in the branch it chose: every compare
-// reads st, the store before the txn.
-func choose(path []bool, req *kv.TxnRequest, st *state) []bool {
-	ok := comparesHold(req.Compare, st)
+// reads st, the store before the txn. memo, if not nil, keeps the last
+// single-key lookup (see lookupMemo).
+func choose(path []bool, req *kv.TxnRequest, st *state, memo *lookupMemo) []bool {
+	ok := comparesHold(req.Compare, st, memo)
 	path = append(path, ok)
 	ops := req.Then
 	if !ok {
@@ -260,15 +267,15 @@ func choose(path []bool, req *kv.TxnRequest, st *state) []bool {
 	}
 	for i := range ops {
 		if ops[i].Type == kv.OpTxn {
-			path = choose(path, nested(&ops[i]), st)
+			path = choose(path, nested(&ops[i]), st, memo)
 		}
 	}
 	return path
 }
 
-func comparesHold(cs []kv.Compare, st *state) bool {
+func comparesHold(cs []kv.Compare, st *state, memo *lookupMemo) bool {
 	for i := range cs {
-		if !compareHolds(&cs[i], st) {
+		if !compareHolds(&cs[i], st, memo) {
 			return false
 		}
 	}
@@ -277,13 +284,21 @@ func comparesHold(cs []kv.Compare, st *state) bool {
 
 // compareHolds reports whether every key live in c's range satisfies c. No
 // key compares as a KeyValue of zeros, except on value, which fails.
-func compareHolds(c *kv.Compare, st *state) bool {
+func compareHolds(c *kv.Compare, st *state, memo *lookupMemo) bool {
 	found, holds := false, true
-	st.each(c.Key, fromKey(c.End), st.rev, 0, func(kv KeyValue) bool {
-		found = true
-		holds = compareKV(c, &kv)
-		return holds
-	})
+	if c.End == nil && memo != nil {
+		var v KeyValue
+		if rec := memo.lookup(st, c.Key); rec != nil {
+			v, found = rec.live(st.rev)
+		}
+		holds = !found || compareKV(c, &v)
+	} else {
+		st.each(c.Key, fromKey(c.End), st.rev, 0, func(kv KeyValue) bool {
+			found = true
+			holds = compareKV(c, &kv)
+			return holds
+		})
+	}
 	switch {
 	case found:
 		return holds
@@ -340,4 +355,32 @@ func readOnlyOps(ops []kv.Op) bool {
 		}
 	}
 	return true
+}
+
+// lookupMemo keeps the writer's last lookup of a key for a compare, so that
+// a compare-and-swap's put of the same key does not look it up again: rec
+// (nil: the key has no record) and the path to it. It is good only until
+// the next write: a put or delete takes it (whatever its key), and a txn
+// clears it at its start and end.
+type lookupMemo struct {
+	key  []byte
+	rec  *keyRecord
+	hint btree.PathHint
+	set  bool
+}
+
+// lookup looks key up in the writer's index st.keys and remembers it.
+func (m *lookupMemo) lookup(st *state, key []byte) *keyRecord {
+	*m = lookupMemo{key: key, rec: st.keys.lookupHint(key, &m.hint), set: true}
+	return m.rec
+}
+
+// take returns the remembered lookup if it is of key, and forgets it.
+func (m *lookupMemo) take(key []byte) (rec *keyRecord, hint btree.PathHint, ok bool) {
+	if !m.set {
+		return nil, hint, false
+	}
+	rec, hint, ok = m.rec, m.hint, bytes.Equal(m.key, key)
+	*m = lookupMemo{}
+	return rec, hint, ok
 }

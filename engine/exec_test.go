@@ -355,12 +355,15 @@ func TestTxnRefused(t *testing.T) {
 	// What etcd lets through: the Then and Else of one nested txn put the
 	// same key; a put beside a delete whose end is "\x00" (etcd's check
 	// counts that delete as deleting nothing).
-	for name, req := range map[string]*kv.TxnRequest{
-		"then and else": {Then: []kv.Op{nest([]kv.Op{put(b("a"), nil)}, []kv.Op{put(b("a"), nil)})}},
-		"\\x00 end":     {Then: []kv.Op{del(b("a"), b("\x00")), put(b("b"), b("again"))}},
+	for _, c := range []struct {
+		name string
+		req  *kv.TxnRequest
+	}{
+		{"then and else", &kv.TxnRequest{Then: []kv.Op{nest([]kv.Op{put(b("a"), nil)}, []kv.Op{put(b("a"), nil)})}}},
+		{"\\x00 end", &kv.TxnRequest{Then: []kv.Op{del(b("a"), b("\x00")), put(b("b"), b("again"))}}},
 	} {
-		if _, err := s.Txn(context.Background(), req); err != nil {
-			t.Errorf("%s: %v", name, err)
+		if _, err := s.Txn(context.Background(), c.req); err != nil {
+			t.Errorf("%s: %v", c.name, err)
 		}
 	}
 	if kvs, _, _ := s.Range(b("a"), []byte{}, 0, 0); len(kvs) != 1 || string(kvs[0].Value) != "again" {

@@ -308,7 +308,9 @@ func (s *Store) leaseKeysLocked(id int64) [][]byte {
 
 // TimeToLive reports a live lease's remaining and granted TTL, and with
 // keys the keys attached to it. A lease that is not live is
-// kv.ErrLeaseNotFound. It never waits for writers.
+// kv.ErrLeaseNotFound. It never waits for writers: the lease comes from the
+// published (durable) state, its keys from the writer's table, which may
+// already hold a put that is still waiting to be durable.
 func (s *Store) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 	if s.closed.Load() {
 		return LeaseStatus{}, kv.ErrClosed
@@ -537,5 +539,23 @@ func (s *Store) loadLeases(ls []snapshot.Lease, lastID int64) error {
 	s.applyLeaseChangesLocked(lcs)
 	s.w.lt.lastID = max(s.w.lt.lastID, lastID)
 	s.attachAllLocked()
+	return nil
+}
+
+// sameAs reports how lt's leases differ from o's (nil if they do not):
+// Restore's check that the durable copy holds the leases the store has.
+func (lt *leaseTable) sameAs(o *leaseTable) error {
+	var a, b []leaseItem
+	for _, t := range []struct {
+		lt  *leaseTable
+		out *[]leaseItem
+	}{{lt, &a}, {o, &b}} {
+		if t.lt.byID != nil {
+			t.lt.byID.Scan(func(it leaseItem) bool { *t.out = append(*t.out, it); return true })
+		}
+	}
+	if !slices.Equal(a, b) || lt.lastID != o.lastID {
+		return fmt.Errorf("leases %v (last ID %d), the store has %v (last ID %d)", a, lt.lastID, b, o.lastID)
+	}
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/revkv/revkv/internal/leaktest"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
@@ -486,6 +488,7 @@ func TestLeasePersist(t *testing.T) {
 // TestLeaseRace runs the expiry timer, puts to leases, grants, renewals
 // and revokes against each other and against Close (go test -race).
 func TestLeaseRace(t *testing.T) {
+	before := runtime.NumGoroutine()
 	for round := range 20 {
 		c := NewManualClock(epoch)
 		s := NewMemory(Options{Clock: c})
@@ -544,6 +547,9 @@ func TestLeaseRace(t *testing.T) {
 				t.Fatal("the expiry goroutine outlived Close")
 			}
 		}
+	}
+	if n := leaktest.Settle(before); n > before {
+		t.Fatalf("%d goroutines after the stores closed, %d before", n, before)
 	}
 }
 
@@ -617,5 +623,74 @@ func BenchmarkLease(b *testing.B) {
 		if n, err := s.ExpireLeases(c.Now()); err != nil || n != 1 {
 			b.Fatalf("ExpireLeases = %d, %v", n, err)
 		}
+	}
+}
+
+// TestLeaseConsistentIndex: as a consensus log drives a store, lease
+// grants, renewals and revokes record their entry's index, a replayed
+// entry is a no-op, a failed one leaves the index as it was, and the
+// store runs no expiry timer: expiry is what ExpiredLeases lists, applied
+// as revokes. The index survives a reopen with the leases.
+func TestLeaseConsistentIndex(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	c := NewManualClock(epoch)
+	ci := &index{}
+	open := func() *Store {
+		l, err := filelog.Open("db", filelog.Options{FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(l, Options{Clock: c, ConsistentIndex: ci})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	ci.i = 1
+	mustGrant(t, s, 7, 5)
+	ci.i = 2
+	mustPutLease(t, s, "k", 7)
+	steps := []struct {
+		name  string
+		index uint64
+		do    func() error
+		want  error
+		after uint64 // the index after
+	}{
+		{"replayed grant", 1, func() error { _, err := s.Grant(7, 5); return err }, nil, 2},
+		{"grant of a taken ID", 3, func() error { _, err := s.Grant(7, 5); return err }, kv.ErrLeaseExists, 2},
+		{"keep-alive", 3, func() error { _, err := s.KeepAlive(7); return err }, nil, 3},
+		{"replayed keep-alive", 3, func() error { _, err := s.KeepAlive(7); return err }, nil, 3},
+		{"keep-alive of no lease", 4, func() error { _, err := s.KeepAlive(8); return err }, kv.ErrLeaseNotFound, 3},
+	}
+	for _, st := range steps {
+		ci.i = st.index
+		wantErr(t, st.name, st.do(), st.want)
+		if got := s.ConsistentIndex(); got != st.after {
+			t.Fatalf("%s: index %d, want %d", st.name, got, st.after)
+		}
+	}
+	c.Advance(10 * time.Second)
+	if s.exp != nil {
+		t.Fatal("a store with a consistent index runs an expiry timer")
+	}
+	due := s.ExpiredLeases(c.Now())
+	if !slices.Equal(due, []int64{7}) {
+		t.Fatalf("ExpiredLeases = %v", due)
+	}
+	ci.i = 4
+	rev, err := s.Revoke(due[0])
+	if err != nil || s.ConsistentIndex() != 4 {
+		t.Fatalf("revoke as entry 4: %d, %v, index %d", rev, err, s.ConsistentIndex())
+	}
+	s.Close()
+	s = open()
+	defer s.Close()
+	if s.ConsistentIndex() != 4 || s.Rev() != rev || leaseKeys(t, s, 7) != "not found" {
+		t.Fatalf("after reopen: index %d, rev %d (want %d), lease 7 %s", s.ConsistentIndex(), s.Rev(), rev, leaseKeys(t, s, 7))
+	}
+	if _, err := s.Revoke(7); err != nil { // entry 4 replayed: a no-op
+		t.Fatalf("replayed revoke: %v", err)
 	}
 }

@@ -224,6 +224,9 @@ func (s *Store) Restore() error {
 		return s.stop(fmt.Errorf("restore: durable copy is at revision %d (compacted %d, index %d), the store at %d (compacted %d, index %d): %w",
 			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, kv.ErrCorrupt))
 	}
+	if err := fresh.w.lt.sameAs(&s.w.lt); err != nil {
+		return s.stop(fmt.Errorf("restore: durable copy: %w: %w", err, kv.ErrCorrupt))
+	}
 	pos := s.w.pos
 	s.leaseMu.Lock() // the expiry timer and TimeToLive read s.w.lt under it
 	s.w = fresh.w

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"iter"
+	"slices"
+	"sync"
 
 	"github.com/revkv/revkv/kv"
 )
@@ -249,7 +251,8 @@ func (st *state) rangeKeys(key, end []byte, opts RangeOptions) (RangeResult, err
 // rangeAll is rangeKeys for a count, or for options that sort or filter:
 // it gathers the filtered keys in key order (for a limit that applies
 // before the sort, one past the limit, as etcd does), then sorts and cuts
-// them.
+// them. It gathers into a pooled buffer and returns an exact copy of what
+// it keeps: one allocation, however the result grew.
 func (st *state) rangeAll(key, end []byte, rev int64, opts RangeOptions, res RangeResult) RangeResult {
 	gather := int64(-1) // no cap
 	if opts.CountOnly {
@@ -257,18 +260,38 @@ func (st *state) rangeAll(key, end []byte, rev int64, opts RangeOptions, res Ran
 	} else if opts.LimitFirst() && opts.Limit > 0 {
 		gather = opts.Limit + 1
 	}
+	buf := gatherPool.Get().(*[]KeyValue)
+	kvs := (*buf)[:0]
 	st.each(key, end, rev, 0, func(kv KeyValue) bool {
 		res.Count++
-		if gather >= 0 && int64(len(res.KVs)) >= gather {
+		if gather >= 0 && int64(len(kvs)) >= gather {
 			return opts.TotalCount || opts.CountOnly
 		}
 		if opts.Keep(&kv) {
-			res.KVs = append(res.KVs, kv)
+			kvs = append(kvs, kv)
 		}
 		return true
 	})
-	return finishRange(res, &opts)
+	res.KVs = kvs
+	res = finishRange(res, &opts)
+	if len(res.KVs) == 0 {
+		res.KVs = nil
+	} else {
+		res.KVs = slices.Clone(res.KVs)
+	}
+	clear(kvs) // keep no key or value alive
+	if cap(kvs) <= maxPooledGather {
+		*buf = kvs[:0]
+		gatherPool.Put(buf)
+	}
+	return res
 }
+
+// gatherPool holds rangeAll's buffers; one above maxPooledGather entries
+// is left to the collector.
+var gatherPool = sync.Pool{New: func() any { return new([]KeyValue) }}
+
+const maxPooledGather = 4096
 
 // finishRange sorts, limits and strips a range's result, whose KVs are the
 // filtered keys in key order and whose Count is the number of keys in the

@@ -21,18 +21,8 @@ import (
 //
 // After Close, TxnBegin returns kv.ErrClosed.
 func (s *Store) TxnBegin() (int64, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(nil)
-	switch d := s.opts.TxnTimeout; {
-	case d == 0:
-		ctx, cancel = context.WithTimeout(ctx, DefaultTxnTimeout)
-	case d > 0:
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
-	t, err := s.begin(ctx, cancel)
+	t, err := s.begin(context.Background(), s.txnTimeout())
 	if err != nil {
-		if cancel != nil {
-			cancel()
-		}
 		return 0, err
 	}
 	return t.id, nil

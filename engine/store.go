@@ -52,9 +52,10 @@ type Options struct {
 	// write belongs to. The store records the index with the revision it
 	// makes, and skips (with an empty result and no error) any write whose
 	// index is not larger than the one recorded: replaying an entry that was
-	// already applied is a no-op. A txn is one entry: the check is made at
-	// TxnBegin. Writes with no changes (a delete of nothing) still record the
-	// index.
+	// already applied is a no-op. A txn is one entry: the check is made
+	// when it begins (TxnBegin, Begin, Txn; a skipped Txn returns a
+	// response with only Rev). Writes with no changes (a delete of nothing)
+	// still record the index; an aborted txn does not.
 	ConsistentIndex ConsistentIndexGetter
 
 	// Logger receives debug and error records. nil means no logging.
@@ -75,10 +76,10 @@ type Options struct {
 	// Store.Txn request (kv.ErrTooManyOps); 0 means DefaultMaxTxnOps.
 	MaxTxnOps int
 
-	// TxnTimeout is how long a txn opened by TxnBegin may stay open: then
-	// it is aborted, so that a forgotten TxnEnd cannot block writers
-	// forever. 0 means DefaultTxnTimeout; below 0, no limit. (A txn from
-	// Begin ends with its context instead.)
+	// TxnTimeout is how long a txn opened by TxnBegin, or by Begin with a
+	// context that has no deadline, may stay open: then it is aborted, so
+	// that a forgotten TxnEnd or Commit cannot block writers forever. 0
+	// means DefaultTxnTimeout; below 0, no limit.
 	TxnTimeout time.Duration
 }
 
@@ -193,8 +194,12 @@ type writerState struct {
 	// undo is the open txn's record of what its writes changed, so that
 	// an abort can take them back; nil outside txns (see undo.go).
 	undo *undoLog
+	// undoBuf is the undo log every txn uses in turn, reused.
+	undoBuf undoLog
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
+	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
+	memo lookupMemo
 }
 
 // NewMemory returns an empty pure in-memory store at revision 1, with

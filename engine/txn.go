@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/revkv/revkv/kv"
 )
@@ -19,7 +20,7 @@ type txnState struct {
 	id       int64
 	beginRev int64
 	changes  []change
-	undo     undoLog
+	undo     *undoLog // the writer's (one txn at a time)
 	// skipped is true when the consistent index said this txn's entry was
 	// already applied: every operation in it is a no-op.
 	skipped bool
@@ -33,10 +34,10 @@ type txnState struct {
 	failed error
 	// ended says why the txn ended, once it has. Guarded by txnMu.
 	ended error
-	// stop unregisters the context callback; cancel releases the context
-	// TxnBegin made. Either may be nil.
-	stop   func() bool
-	cancel context.CancelFunc
+	// stop unregisters the context callback, timer is the timeout's.
+	// Either may be nil.
+	stop  func() bool
+	timer *time.Timer
 }
 
 // rev is the revision the txn's reads see and its writes get.
@@ -72,30 +73,47 @@ type Txn struct {
 //
 // The txn ends with Commit or Abort, or is aborted when ctx is done (its
 // later calls then return kv.ErrTxnEnded wrapping context.Cause(ctx)) or
-// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). A
+// when the store is closed (kv.ErrTxnEnded wrapping kv.ErrClosed). A ctx
+// without a deadline gets Options.TxnTimeout's, so that a forgotten
+// Commit cannot block writers forever. A
 // failed Put or DeleteRange poisons the txn: every later operation fails
 // with kv.ErrTxnFailed, and Commit aborts it. An aborted txn changes
 // nothing: no revision, no event, no key, not even the consistent index.
 //
 // After Close, Begin returns kv.ErrClosed.
 func (s *Store) Begin(ctx context.Context) (*Txn, error) {
-	t, err := s.begin(ctx, nil)
+	var timeout time.Duration
+	if _, ok := ctx.Deadline(); !ok {
+		timeout = s.txnTimeout()
+	}
+	t, err := s.begin(ctx, timeout)
 	if err != nil {
 		return nil, err
 	}
 	return &Txn{s: s, t: t}, nil
 }
 
-// begin opens a txn that ctx can end; cancel, if not nil, is called when
-// it ends.
-func (s *Store) begin(ctx context.Context, cancel context.CancelFunc) (*txnState, error) {
+// txnTimeout is Options.TxnTimeout resolved: 0 for no limit.
+func (s *Store) txnTimeout() time.Duration {
+	switch d := s.opts.TxnTimeout; {
+	case d == 0:
+		return DefaultTxnTimeout
+	case d > 0:
+		return d
+	}
+	return 0
+}
+
+// begin opens a txn that ctx ends, and that a timer ends after timeout
+// if it is above 0 (a timer costs less than a context with a deadline).
+func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.lockWriter(); err != nil {
 		return nil, err
 	}
-	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex}
+	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf}
 	t.skipped = s.checkIndexLocked()
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
@@ -107,14 +125,19 @@ func (s *Store) begin(ctx context.Context, cancel context.CancelFunc) (*txnState
 		return nil, kv.ErrClosed
 	}
 	s.txnID++
-	t.id, t.cancel = s.txnID, cancel
+	t.id = s.txnID
 	s.txn = t
-	s.w.undo = &t.undo
+	s.w.undo = t.undo
+	// The callbacks run at once if ctx is already done, and wait for
+	// txnMu: the txn is registered by then.
 	if ctx.Done() != nil {
-		// The callback runs at once if ctx is already done, and waits for
-		// txnMu: the txn is registered by then.
 		t.stop = context.AfterFunc(ctx, func() {
 			s.abortTxn(t, fmt.Errorf("%w: %w", kv.ErrTxnEnded, context.Cause(ctx)))
+		})
+	}
+	if timeout > 0 {
+		t.timer = time.AfterFunc(timeout, func() {
+			s.abortTxn(t, fmt.Errorf("%w: open longer than %v: %w", kv.ErrTxnEnded, timeout, context.DeadlineExceeded))
 		})
 	}
 	return t, nil
@@ -129,8 +152,8 @@ func (s *Store) endLocked(t *txnState, why error) {
 	if t.stop != nil {
 		t.stop()
 	}
-	if t.cancel != nil {
-		t.cancel()
+	if t.timer != nil {
+		t.timer.Stop()
 	}
 }
 
@@ -160,8 +183,10 @@ func (s *Store) abortOpenTxn(why error) {
 
 // rollbackLocked takes back everything t wrote. mu is held by t's ender.
 func (s *Store) rollbackLocked(t *txnState) {
-	s.undoLocked(&t.undo)
+	s.undoLocked(t.undo)
 	s.w.cindex = t.oldIndex
+	clear(t.changes) // an ended txn keeps no key or value alive
+	t.changes = t.changes[:0]
 }
 
 // commitTxn ends t: it applies t's changes as one revision, or aborts t if
@@ -181,6 +206,7 @@ func (s *Store) commitTxn(t *txnState) (rev int64, err error) {
 		return 0, fmt.Errorf("%w: %w", kv.ErrTxnFailed, t.failed)
 	}
 	s.txnMu.Unlock()
+	t.undo.reset()
 	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
 		return 0, err
 	}

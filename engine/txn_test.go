@@ -203,6 +203,13 @@ func TestTxnBeginTimeout(t *testing.T) {
 	if kvs, _, _ := s.Range(b("a"), []byte{}, 0, 0); !slices.Equal(keysOf(kvs), []string{"b=1"}) {
 		t.Fatalf("keys %v", keysOf(kvs))
 	}
+	// Begin with a context without a deadline gets the same bound.
+	tx, _ := s.Begin(context.Background())
+	tx.Put(b("c"), nil, kv.PutOptions{})
+	mustPut(t, s, "d", "1")
+	if _, err := tx.Commit(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Commit after the timeout: %v", err)
+	}
 }
 
 // TestCloseEndsTxn: Close with a txn open aborts it rather than waiting
@@ -281,5 +288,50 @@ func TestTxnCloseRace(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Wait()
+	}
+}
+
+// TestTxnConsistentIndex: Store.Txn and Begin are one entry each: a
+// replayed entry is skipped, and an aborted txn records no index.
+func TestTxnConsistentIndex(t *testing.T) {
+	ci := &index{i: 5}
+	s := NewMemory(Options{ConsistentIndex: ci})
+	req := &kv.TxnRequest{Then: []kv.Op{kv.PutOp(b("a"), b("1"))}}
+	if resp, err := s.Txn(context.Background(), req); err != nil || resp.Rev != 2 || !resp.Succeeded {
+		t.Fatalf("entry 5: %+v, %v", resp, err)
+	}
+	resp, err := s.Txn(context.Background(), req)
+	if err != nil || resp.Rev != 2 || resp.Succeeded || len(resp.Responses) != 0 {
+		t.Fatalf("replayed entry 5: %+v, %v; want a skipped response at 2", resp, err)
+	}
+	ci.i = 6
+	tx, _ := s.Begin(context.Background())
+	tx.Put(b("b"), nil, kv.PutOptions{})
+	tx.Abort()
+	if s.ConsistentIndex() != 5 {
+		t.Fatalf("index %d after an aborted txn, want 5", s.ConsistentIndex())
+	}
+	// A failed Txn records none either; entry 6 then applies.
+	if _, err := s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{kv.PutOp(b("c"), nil), kv.RangeOp(b("a"), nil, kv.RangeOptions{Rev: 9})}}); err == nil {
+		t.Fatal("txn with a future range went through")
+	}
+	if s.ConsistentIndex() != 5 {
+		t.Fatalf("index %d after a failed txn, want 5", s.ConsistentIndex())
+	}
+	if resp, err := s.Txn(context.Background(), req); err != nil || resp.Rev != 3 || s.ConsistentIndex() != 6 {
+		t.Fatalf("entry 6: %+v, %v, index %d", resp, err, s.ConsistentIndex())
+	}
+}
+
+// TestReadOnlyTxnRecordsIndex: with a consistent index, a txn that only
+// reads is still an entry, and records its index as TxnBegin's do.
+func TestReadOnlyTxnRecordsIndex(t *testing.T) {
+	ci := &index{i: 3}
+	s := NewMemory(Options{ConsistentIndex: ci})
+	if _, err := s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{kv.RangeOp(b("a"), nil, kv.RangeOptions{})}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.ConsistentIndex() != 3 || s.Rev() != 1 {
+		t.Fatalf("index %d, rev %d; want 3, 1", s.ConsistentIndex(), s.Rev())
 	}
 }

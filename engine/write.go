@@ -6,7 +6,6 @@ import (
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
-	"github.com/tidwall/btree"
 )
 
 // checkIndexLocked reports whether a write should be skipped because the
@@ -129,8 +128,10 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	if len(value) > 0 {
 		v.value = value
 	}
-	var hint btree.PathHint
-	rec := s.w.keys.lookupHint(key, &hint)
+	rec, hint, ok := s.w.memo.take(key)
+	if !ok {
+		rec = s.w.keys.lookupHint(key, &hint)
+	}
 	if rec == nil {
 		rec = newRecord(key, v)
 		s.insertLocked(rec, &hint)
@@ -181,6 +182,7 @@ const keyPage = 4096
 // range and returns the changes. If their size (see changeSize) would be
 // above budget it changes nothing and returns kv.ErrTooLarge. mu is held.
 func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change, error) {
+	s.w.memo = lookupMemo{}
 	var recs []*keyRecord
 	if end == nil {
 		if rec := s.w.keys.lookup(key); rec != nil {

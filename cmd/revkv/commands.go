@@ -327,8 +327,8 @@ func applyTxn(e *env, ops []txnOp) error {
 			rev, err = e.s.TxnPut(id, op.key, op.value)
 		}
 		if err != nil {
-			// The failed op poisoned the txn: TxnEnd aborts it (and says
-			// so, kv.ErrTxnFailed), so nothing of it is applied.
+			// Ops so far are applied (the engine's txns do not roll back);
+			// say so rather than pretend otherwise.
 			return errors.Join(fmt.Errorf("txn stopped at %q: %w", op.key, err), e.s.TxnEnd(id))
 		}
 	}
