@@ -53,7 +53,7 @@ func randomKeys(n int, seed uint64) [][]byte {
 // once, then all keys again, ...). It writes through the same code as Put but
 // publishes once at the end, so that a 1M-key store builds in seconds.
 func build(keys [][]byte, versions int) *Store {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range versions {
@@ -484,7 +484,10 @@ func BenchmarkGetNumbered(b *testing.B) {
 func BenchmarkNewStore(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		s := NewMemory(Options{})
+		s, err := Open(nil, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
 		if _, err := s.Put([]byte("key"), value); err != nil {
 			b.Fatal(err)
 		}
@@ -515,7 +518,7 @@ func BenchmarkLoad(b *testing.B) {
 			b.SetBytes(int64(buf.Len()))
 			b.ReportAllocs()
 			for b.Loop() {
-				l, err := Load(bytes.NewReader(buf.Bytes()), Options{})
+				l, err := loadStore(bytes.NewReader(buf.Bytes()), Options{})
 				if err != nil {
 					b.Fatal(err)
 				}

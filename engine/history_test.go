@@ -56,7 +56,7 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 // TestHistoryGrowConcurrentReads reads every revision of published
 // states while the writer grows the first chunk (run with -race).
 func TestHistoryGrowConcurrentReads(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	defer s.Close()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -22,7 +22,7 @@ func TestKeyIndexSides(t *testing.T) {
 	defer func(n int) { rebuildLimit = n }(rebuildLimit)
 	rapid.Check(t, func(t *rapid.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
-		s := NewMemory(Options{})
+		s := newStore(Options{})
 		defer s.Close()
 		m := proptest.NewModel()
 		often := []string{"reg/pods/a", "reg/pods/ab", "reg/pods/b", "reg/pods/b\x00", "reg/pods/c", "reg/pods/d",
@@ -174,7 +174,7 @@ func TestKeyIndexInOrder(t *testing.T) {
 	defer func(n int) { rebuildLimit = n }(rebuildLimit)
 	rebuildLimit = 100
 	for _, format := range []string{"k%015d", "/registry/pods/ns-%d/pod-%06d"} {
-		s := NewMemory(Options{})
+		s := newStore(Options{})
 		for i := range 20_000 {
 			k := fmt.Sprintf(format, i)
 			if format != "k%015d" {
