@@ -141,6 +141,7 @@ func Workloads() []Workload {
 			}},
 		pointReads("range-1", 100_000, 3),
 		pointReads("range-1-1m", 1_000_000, 1),
+		pointReadsRandomLoad("range-1-1m-random-load", 1_000_000, 1),
 		{Name: "range-100", What: "ranges of 100 keys from random keys of a 100k-key store",
 			Run: func(env *Env) (Result, error) {
 				s, sc := env.Store, env.Scale
@@ -384,13 +385,34 @@ func Workloads() []Workload {
 }
 
 func pointReads(name string, keys, rounds int) Workload {
-	return Workload{Name: name, What: fmt.Sprintf("point reads of random keys in a %s-key store", short(keys)),
+	return pointReadsLoaded(name, fmt.Sprintf("point reads of random keys in a %s-key store (keys put in key order)", short(keys)), keys, rounds, false)
+}
+
+// pointReadsRandomLoad is pointReads with the keys put in random order:
+// an index that depends on the order keys came in shows it here.
+func pointReadsRandomLoad(name string, keys, rounds int) Workload {
+	return pointReadsLoaded(name, fmt.Sprintf("point reads of random keys in a %s-key store (keys put in random order)", short(keys)), keys, rounds, true)
+}
+
+func pointReadsLoaded(name, what string, keys, rounds int, random bool) Workload {
+	return Workload{Name: name, What: what,
 		MaxRounds: rounds,
 		Run: func(env *Env) (Result, error) {
 			s, sc := env.Store, env.Scale
 			k := scaled(keys, sc)
-			if err := load(s, k); err != nil {
-				return Result{}, err
+			if !random {
+				if err := load(s, k); err != nil {
+					return Result{}, err
+				}
+			} else {
+				for _, i := range perm(k, 3) {
+					if err := s.Put(keyOf(i), value); err != nil {
+						return Result{}, err
+					}
+				}
+				if err := s.Sync(); err != nil {
+					return Result{}, err
+				}
 			}
 			n := scaled(200_000, sc)
 			order := perm(k, 2)
