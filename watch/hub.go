@@ -43,6 +43,11 @@ type hub struct {
 	inflight    *engine.View
 	inflightRev int64
 
+	// wakeBuf is dispatchNew's list of Watchers to deliver to, reused:
+	// with many Watchers it is most of what a dispatch allocates.
+	// Only the hub's goroutine uses it.
+	wakeBuf []*Watcher
+
 	kick chan struct{} // wakes an idle run loop: a watch became synced
 	stop chan struct{}
 	done chan struct{}
@@ -107,7 +112,7 @@ func (h *hub) dispatchNew() bool {
 	if from > v.Rev() {
 		return true
 	}
-	var wake []*Watcher
+	wake := h.wakeBuf[:0] // only the hub's goroutine dispatches
 	var overflow []*watch
 	h.mu.Lock()
 	n := 0
@@ -186,6 +191,8 @@ func (h *hub) dispatchNew() bool {
 	wake = deliver(wake)
 	h.mu.Unlock()
 	wakeAll(wake)
+	clear(wake)
+	h.wakeBuf = wake[:0]
 	return true
 }
 

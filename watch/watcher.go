@@ -379,9 +379,22 @@ func (s *Watcher) firstReady() *watch {
 			return w
 		}
 		w.ready = false
-		s.ready = s.ready[1:]
+		s.popReady()
 	}
 	return nil
+}
+
+// popReady drops the first of s.ready. Dropping the only one keeps the
+// list at the start of its array, so a Watcher that has one ready watch
+// at a time reuses one array instead of growing a new one each time.
+// hub.mu is held.
+func (s *Watcher) popReady() {
+	s.ready[0] = nil
+	if len(s.ready) == 1 {
+		s.ready = s.ready[:0]
+		return
+	}
+	s.ready = s.ready[1:]
 }
 
 // readyResponse makes a Response of w's pending events, up to its cap; rest
@@ -399,7 +412,7 @@ func (s *Watcher) took(w *watch, r Response, rest []kv.Event) {
 	w.lastSent = time.Now()
 	if len(rest) == 0 {
 		w.ready = false
-		s.ready = s.ready[1:]
+		s.popReady()
 	}
 }
 
