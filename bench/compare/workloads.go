@@ -237,6 +237,35 @@ func Workloads() []Workload {
 				res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
 				return res, err
 			}},
+		{Name: "watch-prefix", What: "10,000 watchers on one prefix; 100 puts under it, until every watcher has every event (ns per event)",
+			Primary: "ns/op", MaxRounds: 3,
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				w, ok := s.(Watchable)
+				if !ok {
+					return Result{}, ErrUnsupported
+				}
+				watchers := scaled(10_000, sc)
+				var got atomic.Int64
+				stop := make(chan struct{})
+				defer close(stop)
+				for range watchers {
+					if err := w.Watch([]byte("k"), []byte("l"), 0, func(n int) { got.Add(int64(n)) }, stop); err != nil {
+						return Result{}, err
+					}
+				}
+				const puts = 100
+				res, err := measure(puts*watchers, func() error {
+					for i := range puts {
+						if err := s.Put(keyOf(i), value); err != nil {
+							return err
+						}
+					}
+					return waitFor(&got, int64(puts*watchers))
+				})
+				res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
+				return res, err
+			}},
 		{Name: "watch-catchup", What: "a prefix watcher from revision 1 over 100k revisions (ns per event)",
 			MaxRounds: 3,
 			Run: func(env *Env) (Result, error) {
