@@ -266,35 +266,8 @@ func Workloads() []Workload {
 				res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
 				return res, err
 			}},
-		{Name: "watch-catchup", What: "a prefix watcher from revision 1 over 100k revisions (ns per event)",
-			MaxRounds: 3,
-			Run: func(env *Env) (Result, error) {
-				s, sc := env.Store, env.Scale
-				w, ok := s.(Watchable)
-				if !ok {
-					return Result{}, ErrUnsupported
-				}
-				n := scaled(100_000, sc)
-				for i := range n {
-					if err := s.Put(keyOf(i%1000), value); err != nil {
-						return Result{}, err
-					}
-				}
-				if err := s.Sync(); err != nil {
-					return Result{}, err
-				}
-				var got atomic.Int64
-				stop := make(chan struct{})
-				defer close(stop)
-				res, err := measure(n, func() error {
-					if err := w.Watch([]byte("k"), []byte("l"), 1, func(k int) { got.Add(int64(k)) }, stop); err != nil {
-						return err
-					}
-					return waitFor(&got, int64(n))
-				})
-				res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
-				return res, err
-			}},
+		watchCatchUp("watch-catchup", "a prefix watcher from revision 1 over 100k revisions of 1,000 keys (ns per event)", 1000),
+		watchCatchUp("watch-catchup-1key", "a prefix watcher from revision 1 over 100k revisions of one key (ns per event)", 1),
 		{Name: "compact", What: "Compact(rev-1000) after 200k updates of 1,000 keys: total time, and the longest Put of a writer running beside it",
 			Primary: "ns/op", MaxRounds: 2,
 			Run: func(env *Env) (Result, error) {
@@ -462,6 +435,41 @@ func pointReadsLoaded(name, what string, keys, rounds int, random bool) Workload
 				}
 				return nil
 			})
+		}}
+}
+
+// watchCatchUp is a prefix watch from revision 1 over 100k revisions, each
+// a put of one of keys keys, round robin: the shape (many keys or one)
+// moves the etcd/revkv ratio by 2x, so the table has both.
+func watchCatchUp(name, what string, keys int) Workload {
+	return Workload{Name: name, What: what,
+		MaxRounds: 3,
+		Run: func(env *Env) (Result, error) {
+			s, sc := env.Store, env.Scale
+			w, ok := s.(Watchable)
+			if !ok {
+				return Result{}, ErrUnsupported
+			}
+			n := scaled(100_000, sc)
+			for i := range n {
+				if err := s.Put(keyOf(i%keys), value); err != nil {
+					return Result{}, err
+				}
+			}
+			if err := s.Sync(); err != nil {
+				return Result{}, err
+			}
+			var got atomic.Int64
+			stop := make(chan struct{})
+			defer close(stop)
+			res, err := measure(n, func() error {
+				if err := w.Watch([]byte("k"), []byte("l"), 1, func(k int) { got.Add(int64(k)) }, stop); err != nil {
+					return err
+				}
+				return waitFor(&got, int64(n))
+			})
+			res.Extra = map[string]float64{"events/s": float64(res.Ops) / res.Elapsed.Seconds()}
+			return res, err
 		}}
 }
 
