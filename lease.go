@@ -1,6 +1,10 @@
 package revkv
 
-import "github.com/revkv/revkv/engine"
+import (
+	"time"
+
+	"github.com/revkv/revkv/engine"
+)
 
 // Lease and LeaseStatus describe leases; see engine.Lease.
 type (
@@ -39,3 +43,15 @@ func (db *DB) TimeToLive(id int64, keys bool) (LeaseStatus, error) {
 
 // Leases returns the live leases in ID order.
 func (db *DB) Leases() ([]Lease, error) { return db.e.Leases() }
+
+// ExpiredLeases returns the IDs of the live leases due at or before now,
+// soonest first. It only reads. With Options.Engine.ManualLeaseExpiry (or
+// a consistent index), leases expire only when the caller says so: a
+// replicated deployment's leader lists them here and applies a Revoke for
+// each from its log.
+func (db *DB) ExpiredLeases(now time.Time) []int64 { return db.e.ExpiredLeases(now) }
+
+// ExpireLeases revokes every lease due at or before now, each at a
+// revision of its own, and returns how many it revoked: what the DB's own
+// expiry timer does, for a DB opened with Options.Engine.ManualLeaseExpiry.
+func (db *DB) ExpireLeases(now time.Time) (int, error) { return db.e.ExpireLeases(now) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/revkv/revkv"
 	"github.com/revkv/revkv/kv"
@@ -139,6 +140,38 @@ func TestDB(t *testing.T) {
 	st := proptest.Check(t, func() (proptest.KV, error) {
 		h, err := revkv.Open("", revkv.Options{})
 		return &db{DB: h}, err
+	})
+	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
+}
+
+// dbLeases adapts the DB handle to proptest.LeaseKV.
+type dbLeases struct{ *db }
+
+func (d dbLeases) Grant(id, ttl int64) (int64, error) {
+	l, err := d.DB.Grant(id, ttl)
+	return l.ID, err
+}
+
+func (d dbLeases) TimeToLive(id int64) (proptest.LeaseStatus, error) {
+	st, err := d.DB.TimeToLive(id, true)
+	return proptest.LeaseStatus{ID: st.ID, TTL: st.TTL, GrantedTTL: st.GrantedTTL, Keys: st.Keys}, err
+}
+
+func (d dbLeases) Leases() ([]int64, error) {
+	ls, err := d.DB.Leases()
+	var ids []int64
+	for _, l := range ls {
+		ids = append(ids, l.ID)
+	}
+	return ids, err
+}
+
+// TestDBLeases holds the handle's leases to the model, as TestEngineLeases
+// does the engine's.
+func TestDBLeases(t *testing.T) {
+	st := proptest.CheckLeases(t, func(clock func() time.Time) (proptest.LeaseKV, error) {
+		h, err := revkv.Open("", revkv.Options{Engine: leaseOptions(clock)})
+		return dbLeases{&db{DB: h}}, err
 	})
 	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
 }
