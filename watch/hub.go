@@ -163,7 +163,7 @@ func (h *hub) dispatchNew() bool {
 			}
 			if len(w.pending) == 0 && !w.ready {
 				w.ready = true
-				w.s.ready = append(w.s.ready, w)
+				w.s.pushReady(w)
 				if !w.s.inWake {
 					// Once per Watcher: it has many watches on the key.
 					w.s.inWake = true

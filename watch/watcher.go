@@ -109,6 +109,7 @@ type Watcher struct {
 	watches     map[int64]*watch
 	lastID      int64
 	ready       []*watch // synced watches with pending events
+	readyArr    []*watch // the array ready is in, from its front (pushReady)
 	unsynced    []*watch // watches reading history
 	control     []Response
 	progressReq int64 // RequestProgress's target revision; 0 if none
@@ -384,16 +385,23 @@ func (s *Watcher) firstReady() *watch {
 	return nil
 }
 
-// popReady drops the first of s.ready. Dropping the only one keeps the
-// list at the start of its array, so a Watcher that has one ready watch
-// at a time reuses one array instead of growing a new one each time.
-// hub.mu is held.
+// pushReady appends w to s.ready. An empty list starts again at the
+// front of its array, so the Watcher reuses one array however many watches
+// it takes from the front (popReady). hub.mu is held.
+func (s *Watcher) pushReady(w *watch) {
+	if len(s.ready) == 0 {
+		s.ready = s.readyArr[:0]
+	}
+	c := cap(s.ready)
+	s.ready = append(s.ready, w)
+	if cap(s.ready) != c {
+		s.readyArr = s.ready[:0] // a new array: remember its front
+	}
+}
+
+// popReady drops the first of s.ready. hub.mu is held.
 func (s *Watcher) popReady() {
 	s.ready[0] = nil
-	if len(s.ready) == 1 {
-		s.ready = s.ready[:0]
-		return
-	}
 	s.ready = s.ready[1:]
 }
 
