@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/revkv/revkv/kv"
@@ -284,7 +285,12 @@ func (t target) Apply(b *persist.Batch) error {
 		if b.Rev != w.rev+1 {
 			return fmt.Errorf("batch of revision %d after revision %d: %w: %w", b.Rev, w.rev, ErrRevisionNotFound, kv.ErrCorrupt)
 		}
-		cs := make([]change, 0, len(b.Changes))
+		// A batch of one change (a Put) is packed into the history: its
+		// slice is the writer's, reused.
+		cs := w.applyBuf[:0]
+		if len(b.Changes) > 1 {
+			cs = make([]change, 0, len(b.Changes))
+		}
 		for i, c := range b.Changes {
 			if err := checkPut(c.Key, c.Value); err != nil {
 				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, kv.ErrCorrupt)
@@ -299,7 +305,15 @@ func (t target) Apply(b *persist.Batch) error {
 			}
 			cs = append(cs, d[0])
 		}
-		w.hist = w.hist.add(b.Rev, cs)
+		if len(cs) == 1 && packable(cs[0], b.Rev) {
+			w.hist = w.hist.addOne(b.Rev, cs[0])
+			w.applyBuf = cs
+		} else {
+			if len(b.Changes) == 1 {
+				cs = slices.Clone(cs) // the history keeps it: not the buffer
+			}
+			w.hist = w.hist.add(b.Rev, cs)
+		}
 		w.rev = b.Rev
 		w.cindex = max(w.cindex, b.Index)
 		s.attachLocked(cs)

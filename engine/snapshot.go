@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/revkv/revkv/kv"
@@ -210,8 +211,13 @@ func load(r io.Reader, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	sr.ReuseKeys() // the store copies every key it keeps
 	h := sr.Header()
 	s := newStore(opts)
+	// The store is private until it is returned, and publishes once at
+	// the end: new keys need not wait in the fresh slice, which would be
+	// copied for every one of them.
+	s.changedKeysLocked()
 	l := loader{s: s, sr: sr, rev: h.Rev, compactRev: h.CompactRev, next: max(h.CompactRev, 2)}
 	if err := l.run(); err != nil {
 		return nil, err
@@ -280,11 +286,9 @@ func (l *loader) base(e *snapshot.Entry) error {
 	case e.Create < 2 || e.Create > e.Main || e.Version < 1:
 		return l.corrupt("base entry of %q with create %d, version %d", e.Key, e.Create, e.Version)
 	}
-	l.lastKey = e.Key
+	l.lastKey = append(l.lastKey[:0], e.Key...)
 	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
-	rec := newRecord(e.Key, v)
-	l.s.loadLocked(rec)
-	l.s.changedKeysLocked()
+	l.s.loadLocked(newRecord(e.Key, v)) // copies the key
 	return nil
 }
 
@@ -306,7 +310,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 	if e.Main == l.compactRev {
 		// Already reflected in the base: kept only for Events.
 		v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
-		l.group = append(l.group, change{key: e.Key, v: v})
+		l.group = append(l.group, change{key: bytes.Clone(e.Key), v: v})
 		return nil
 	}
 	var c change
@@ -335,6 +339,12 @@ func (l *loader) flush() {
 	if len(l.group) == 0 {
 		return
 	}
-	l.s.w.hist = l.s.w.hist.add(l.groupRev, l.group)
+	if len(l.group) == 1 && packable(l.group[0], l.groupRev) {
+		// Packed into the history: the group's slice is free again.
+		l.s.w.hist = l.s.w.hist.addOne(l.groupRev, l.group[0])
+		l.group = l.group[:0]
+		return
+	}
+	l.s.w.hist = l.s.w.hist.add(l.groupRev, slices.Clip(l.group))
 	l.group = nil
 }

@@ -196,6 +196,9 @@ type writerState struct {
 	undo *undoLog
 	// undoBuf is the undo log every txn uses in turn, reused.
 	undoBuf undoLog
+	// applyBuf holds the change of a one-change batch a persister
+	// replays (target.Apply), reused.
+	applyBuf []change
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).

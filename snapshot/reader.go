@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/revkv/revkv/internal/zcodec"
@@ -30,7 +31,9 @@ type Reader struct {
 	pos    int    // next unread byte of body
 	end    bool   // the end mark was read: no more blocks
 
-	e       Entry // returned by Next
+	e Entry // returned by Next
+	// keyBuf holds the last entry's key after ReuseKeys; nil before.
+	keyBuf  []byte
 	sum     *xxhash.Digest
 	counts  Counts // as read
 	trailer Counts
@@ -144,10 +147,12 @@ func (sr *Reader) readFull(b []byte, what string) error {
 
 // Next returns the next entry and whether it is an event (else a base
 // entry). The Entry is reused by the next call, but its Key and Value are
-// new each time: the caller may keep them. At the end of a stream whose
+// new each time: the caller may keep them (the Key only until the next
+// call, after ReuseKeys). At the end of a stream whose
 // trailer and checksums hold, Next returns io.EOF; any damage is an error
 // wrapping ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
+
 	if sr.err != nil {
 		return nil, false, sr.err
 	}
@@ -156,6 +161,17 @@ func (sr *Reader) Next() (e *Entry, event bool, err error) {
 		sr.err = err
 	}
 	return e, event, err
+}
+
+// ReuseKeys makes the Key of every Entry that Next returns from now on
+// valid only until the next call to Next, which reads the next key into
+// the same buffer: for a caller that copies the keys it keeps (or keeps
+// them in a form of its own), one allocation per entry less. Values stay
+// the caller's.
+func (sr *Reader) ReuseKeys() {
+	if sr.keyBuf == nil {
+		sr.keyBuf = make([]byte, 0, 64)
+	}
 }
 
 func (sr *Reader) next() (*Entry, bool, error) {
@@ -326,6 +342,19 @@ func (sr *Reader) bytes(limit int) ([]byte, error) {
 	return b, sr.readBody(b)
 }
 
+// bytesInto is bytes into buf's spare room, grown as needed.
+func (sr *Reader) bytesInto(buf []byte, limit int) ([]byte, error) {
+	n, err := sr.uvarint()
+	if err != nil {
+		return buf, err
+	}
+	if n > uint64(limit) {
+		return buf, sr.bodyCorrupt("length %d over limit %d", n, limit)
+	}
+	buf = slices.Grow(buf, int(n))[:n]
+	return buf, sr.readBody(buf)
+}
+
 func (sr *Reader) entry() (*Entry, error) {
 	flags, err := sr.ReadByte()
 	if err != nil {
@@ -336,7 +365,13 @@ func (sr *Reader) entry() (*Entry, error) {
 	}
 	e := &sr.e
 	*e = Entry{Delete: flags == 1}
-	if e.Key, err = sr.bytes(kv.MaxKeySize); err != nil {
+	if sr.keyBuf != nil {
+		sr.keyBuf, err = sr.bytesInto(sr.keyBuf[:0], kv.MaxKeySize)
+		e.Key = sr.keyBuf
+	} else {
+		e.Key, err = sr.bytes(kv.MaxKeySize)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if len(e.Key) == 0 {

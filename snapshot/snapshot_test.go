@@ -51,10 +51,17 @@ func sample(t testing.TB, n, m, maxValue int) ([]byte, []Entry) {
 	return buf.Bytes(), all
 }
 
-func readAll(data []byte) (Header, []Entry, Counts, error) {
+func readAll(data []byte) (Header, []Entry, Counts, error) { return readAllKeys(data, false) }
+
+// readAllKeys is readAll, with the reader reusing its key buffer if
+// reuse (the entries it returns have keys of their own).
+func readAllKeys(data []byte, reuse bool) (Header, []Entry, Counts, error) {
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
 		return Header{}, nil, Counts{}, err
+	}
+	if reuse {
+		r.ReuseKeys()
 	}
 	var got []Entry
 	for {
@@ -65,7 +72,37 @@ func readAll(data []byte) (Header, []Entry, Counts, error) {
 		if err != nil {
 			return r.Header(), got, Counts{}, err
 		}
-		got = append(got, *e)
+		c := *e
+		if reuse {
+			c.Key = bytes.Clone(c.Key)
+		}
+		got = append(got, c)
+	}
+}
+
+// TestReuseKeys: a reader reusing its key buffer reads the same entries,
+// and hands out one buffer for every key.
+func TestReuseKeys(t *testing.T) {
+	data, want := sample(t, 3000, 2000, 100)
+	_, got, _, err := readAllKeys(data, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d entries, wrote %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(AppendEntry(nil, &got[i]), AppendEntry(nil, &want[i])) {
+			t.Fatalf("entry %d: %+v, wrote %+v", i, got[i], want[i])
+		}
+	}
+	r, _ := NewReader(bytes.NewReader(data))
+	r.ReuseKeys()
+	e1, _, _ := r.Next()
+	k1 := e1.Key
+	e2, _, _ := r.Next()
+	if &k1[0] != &e2.Key[0] {
+		t.Error("the second key is not in the first one's buffer")
 	}
 }
 
@@ -263,9 +300,19 @@ func FuzzReader(f *testing.F) {
 		f.Add(d)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, _, err := readAll(data)
+		_, got, _, err := readAll(data)
 		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
 			t.Fatalf("error %v wraps neither ErrCorrupt nor ErrVersion", err)
+		}
+		// Reusing the key buffer changes nothing read.
+		_, got2, _, err2 := readAllKeys(data, true)
+		if (err == nil) != (err2 == nil) || len(got) != len(got2) {
+			t.Fatalf("with ReuseKeys: %d entries (%v), without %d (%v)", len(got2), err2, len(got), err)
+		}
+		for i := range got {
+			if !bytes.Equal(AppendEntry(nil, &got[i]), AppendEntry(nil, &got2[i])) {
+				t.Fatalf("entry %d with ReuseKeys: %+v, without %+v", i, got2[i], got[i])
+			}
 		}
 	})
 }

@@ -133,11 +133,19 @@ func BenchmarkIdleWatchMemory(b *testing.B) {
 	}
 }
 
-// BenchmarkPrefixWatches: 10,000 watches on one prefix, on 100 Watchers;
-// one op is a put under the prefix and its delivery to every watch.
-// B/event is the heap allocated per event delivered.
+// BenchmarkPrefixWatches: 10,000 watches on one prefix, 100 on each of
+// 100 Watchers, or each on a Watcher of its own; one op is a put under the
+// prefix and its delivery to every watch. B/event is the heap allocated per
+// event delivered.
 func BenchmarkPrefixWatches(b *testing.B) {
-	const watchers, perWatcher = 100, 100
+	for _, shape := range [][2]int{{100, 100}, {10_000, 1}} {
+		b.Run(fmt.Sprintf("watchers=%d/each=%d", shape[0], shape[1]), func(b *testing.B) {
+			prefixWatches(b, shape[0], shape[1])
+		})
+	}
+}
+
+func prefixWatches(b *testing.B, watchers, perWatcher int) {
 	s := New(memory(), Options{})
 	defer s.Close()
 	var received atomic.Int64
@@ -155,7 +163,7 @@ func BenchmarkPrefixWatches(b *testing.B) {
 			}
 		}()
 	}
-	const watches = watchers * perWatcher
+	watches := int64(watchers * perWatcher)
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	b.ReportAllocs()

@@ -43,6 +43,11 @@ type hub struct {
 	inflight    *engine.View
 	inflightRev int64
 
+	// wakeBuf is dispatchNew's list of Watchers to deliver to, reused:
+	// with many Watchers it is most of what a dispatch allocates.
+	// Only the hub's goroutine uses it.
+	wakeBuf []*Watcher
+
 	kick chan struct{} // wakes an idle run loop: a watch became synced
 	stop chan struct{}
 	done chan struct{}
@@ -107,7 +112,7 @@ func (h *hub) dispatchNew() bool {
 	if from > v.Rev() {
 		return true
 	}
-	var wake []*Watcher
+	wake := h.wakeBuf[:0] // only the hub's goroutine dispatches
 	var overflow []*watch
 	h.mu.Lock()
 	n := 0
@@ -136,25 +141,40 @@ func (h *hub) dispatchNew() bool {
 			prev = rev
 		}
 		n++
-		var prevKV *kv.KeyValue
-		havePrev := false
+		// The event, without and with its previous KV, made at most once
+		// for all the watches that get it: a watch with nothing pending
+		// gets the shared copy itself (one event, capacity 1, so that its
+		// next append copies), not one of its own.
+		var plain, withPrev []kv.Event
 		h.idx.stab(ev.KV.Key, func(w *watch) {
 			if ev.KV.ModRevision < w.minRev || !w.wants(ev) {
 				return
 			}
-			e := ev
+			shared := &plain
 			if w.prevKV {
-				if !havePrev {
-					prevKV, havePrev = previous(v, ev), true
+				shared = &withPrev
+			}
+			if *shared == nil {
+				e := ev
+				if w.prevKV {
+					e.PrevKV = previous(v, ev)
 				}
-				e.PrevKV = prevKV
+				*shared = []kv.Event{e}
 			}
 			if len(w.pending) == 0 && !w.ready {
 				w.ready = true
-				w.s.ready = append(w.s.ready, w)
-				wake = append(wake, w.s)
+				w.s.pushReady(w)
+				if !w.s.inWake {
+					// Once per Watcher: it has many watches on the key.
+					w.s.inWake = true
+					wake = append(wake, w.s)
+				}
 			}
-			w.pending = append(w.pending, e)
+			if len(w.pending) == 0 {
+				w.pending = *shared
+			} else {
+				w.pending = append(w.pending, (*shared)[0])
+			}
 			h.pending++
 			if len(w.pending) == w.maxPending() {
 				overflow = append(overflow, w)
@@ -171,6 +191,8 @@ func (h *hub) dispatchNew() bool {
 	wake = deliver(wake)
 	h.mu.Unlock()
 	wakeAll(wake)
+	clear(wake)
+	h.wakeBuf = wake[:0]
 	return true
 }
 
@@ -313,8 +335,9 @@ func (h *hub) trimPending(w *watch) kv.Revision {
 		n--
 	}
 	h.pending -= len(w.pending) - n
-	clear(w.pending[n:])
-	w.pending = w.pending[:n]
+	// Not cleared: the dropped events may be shared (see dispatchNew).
+	// Clipped, so that the next append does not write over them.
+	w.pending = w.pending[:n:n]
 	return kv.Revision{Main: last}
 }
 
@@ -335,6 +358,7 @@ func (h *hub) desyncAll(from kv.Revision) {
 func deliver(ws []*Watcher) []*Watcher {
 	wake := ws[:0]
 	for _, s := range ws {
+		s.inWake = false
 		if !s.deliverDirect() {
 			wake = append(wake, s)
 		}

@@ -213,7 +213,9 @@ type Response struct {
 	// for with RequestProgress, which covers every watch of the Watcher.
 	WatchID int64
 	// Events are whole revisions, in order, unless one revision alone has
-	// more events than the watch's cap.
+	// more events than the watch's cap. They may share memory with the
+	// Responses of other watches that got the same events (one copy of
+	// an event serves them all): read them, and copy before changing one.
 	Events []kv.Event
 	// Revision is the store's revision this Response is current to: the
 	// watch has been sent every event up to it.

@@ -398,3 +398,68 @@ func TestPrefixEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedEvents: watches that get the same events share one copy of
+// each (with or without its PrevKV): every watch still gets every event,
+// in order, with its own options, whether its receiver keeps up (its
+// pending events are the shared copies) or lets events pile up (shared
+// copies then appended to its own).
+func TestSharedEvents(t *testing.T) {
+	s := newStore(t, Options{})
+	const puts = 300
+	reqs := []Request{{Key: b("k"), End: b("l")}, {Key: b("k"), End: b("l"), PrevKV: true}, {Key: b("k3")}}
+	want := []int{puts, puts, puts / 5}
+	total := puts*2 + puts/5
+	fast, slow := s.NewWatcher(), s.NewWatcher()
+	ids := map[*Watcher][]int64{}
+	for _, w := range []*Watcher{fast, slow} {
+		for _, r := range reqs {
+			id, err := w.WatchRange(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[w] = append(ids[w], id)
+		}
+	}
+	collect := func(w *Watcher) map[int64][]kv.Event {
+		got := map[int64][]kv.Event{}
+		for n := 0; n < total; {
+			r := recv(t, w)
+			n += len(r.Events)
+			got[r.WatchID] = append(got[r.WatchID], r.Events...)
+		}
+		return got
+	}
+	fastGot := make(chan map[int64][]kv.Event)
+	go func() { fastGot <- collect(fast) }()
+	for i := range puts {
+		if _, err := s.Put(b(fmt.Sprintf("k%d", i%5)), b(fmt.Sprintf("v%d", i))); err != nil {
+			t.Error(err)
+		}
+	}
+	check := func(name string, w *Watcher, got map[int64][]kv.Event) {
+		for x, id := range ids[w] {
+			evs := got[id]
+			if len(evs) != want[x] {
+				t.Fatalf("%s: watch %d got %d events, want %d", name, x, len(evs), want[x])
+			}
+			for j, ev := range evs {
+				i := j
+				if x == 2 {
+					i = 3 + 5*j
+				}
+				if string(ev.KV.Key) != fmt.Sprintf("k%d", i%5) || string(ev.KV.Value) != fmt.Sprintf("v%d", i) {
+					t.Fatalf("%s: watch %d event %d is %s=%s", name, x, j, ev.KV.Key, ev.KV.Value)
+				}
+				if hasPrev := ev.PrevKV != nil; hasPrev != (x == 1 && i >= 5) {
+					t.Fatalf("%s: watch %d event %d: PrevKV %v", name, x, j, ev.PrevKV)
+				}
+				if x == 1 && i >= 5 && string(ev.PrevKV.Value) != fmt.Sprintf("v%d", i-5) {
+					t.Fatalf("%s: watch %d event %d: PrevKV %s", name, x, j, ev.PrevKV.Value)
+				}
+			}
+		}
+	}
+	check("slow", slow, collect(slow))
+	check("fast", fast, <-fastGot)
+}

@@ -110,10 +110,14 @@ type Watcher struct {
 	watches     map[int64]*watch
 	lastID      int64
 	ready       []*watch // synced watches with pending events
+	readyArr    []*watch // the array ready is in, from its front (pushReady)
 	unsynced    []*watch // watches reading history
 	control     []Response
 	progressReq int64 // RequestProgress's target revision; 0 if none
 	closed      bool
+	// inWake is true while the Watcher is in the list of Watchers a
+	// dispatch will deliver to (see deliver), so it is put there once.
+	inWake bool
 	// sending is true from when the sender goroutine picks work (a Response
 	// or a history read) until it has sent it: the hub only delivers to
 	// the channel itself while it is false, so each watch's events stay in
@@ -377,9 +381,29 @@ func (s *Watcher) firstReady() *watch {
 			return w
 		}
 		w.ready = false
-		s.ready = s.ready[1:]
+		s.popReady()
 	}
 	return nil
+}
+
+// pushReady appends w to s.ready. An empty list starts again at the
+// front of its array, so the Watcher reuses one array however many watches
+// it takes from the front (popReady). hub.mu is held.
+func (s *Watcher) pushReady(w *watch) {
+	if len(s.ready) == 0 {
+		s.ready = s.readyArr[:0]
+	}
+	c := cap(s.ready)
+	s.ready = append(s.ready, w)
+	if cap(s.ready) != c {
+		s.readyArr = s.ready[:0] // a new array: remember its front
+	}
+}
+
+// popReady drops the first of s.ready. hub.mu is held.
+func (s *Watcher) popReady() {
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
 }
 
 // readyResponse makes a Response of w's pending events, up to its cap; rest
@@ -397,7 +421,7 @@ func (s *Watcher) took(w *watch, r Response, rest []kv.Event) {
 	w.lastSent = time.Now()
 	if len(rest) == 0 {
 		w.ready = false
-		s.ready = s.ready[1:]
+		s.popReady()
 	}
 }
 
@@ -488,7 +512,8 @@ func (s *Watcher) historyView(w *watch) (*engine.View, error) {
 
 // cut splits pending events into a Response's worth, ending at a revision
 // boundary unless the first revision alone has more than max events. The
-// batch is a copy: the receiver owns it.
+// batch is not a copy: its capacity ends where rest starts, so the hub's
+// appends to rest never write into it.
 func cut(evs []kv.Event, max int) (batch, rest []kv.Event) {
 	n := len(evs)
 	if n > max {
@@ -500,7 +525,7 @@ func cut(evs []kv.Event, max int) (batch, rest []kv.Event) {
 			n = max
 		}
 	}
-	batch = append([]kv.Event(nil), evs[:n]...)
+	batch = evs[:n:n]
 	if n == len(evs) {
 		return batch, nil
 	}
