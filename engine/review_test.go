@@ -239,7 +239,7 @@ func (p *reviewPair) check(when string) {
 func TestReviewAbortDifferential(t *testing.T) {
 	defer func(n int) { rebuildLimit = n }(rebuildLimit)
 	rebuildLimit = 6 // side trees after a few keys
-	seeds, steps := uint64(2), 300
+	seeds, steps := uint64(2), 150
 	if os.Getenv("REVKV_REVIEW_LONG") != "" {
 		seeds, steps = 8, 2000
 	}
@@ -741,7 +741,7 @@ func TestReviewAbortDuringCompaction(t *testing.T) {
 	a, bs := newStore(Options{}), newStore(Options{})
 	defer a.Close()
 	defer bs.Close()
-	const keys = 16 * compactStep
+	const keys = 6 * compactStep
 	for v := range 3 {
 		for i := range keys {
 			k, val := fmt.Sprintf("k%04d", i), fmt.Sprint(v)
@@ -758,7 +758,7 @@ func TestReviewAbortDuringCompaction(t *testing.T) {
 		runtime.Gosched()
 	}
 	during := 0
-	for i := 0; i < 300; i++ {
+	for i := 0; i < 150; i++ {
 		var ops []kv.Op
 		for range 1 + r.IntN(4) {
 			k := fmt.Sprintf("k%04d", r.IntN(keys+50)) // some new keys
@@ -786,7 +786,7 @@ func TestReviewAbortDuringCompaction(t *testing.T) {
 	if err := <-compacted; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d of 300 txns ran while the compaction was freeing", during)
+	t.Logf("%d of 150 txns ran while the compaction was freeing", during)
 	if err := bs.Compact(base); err != nil {
 		t.Fatal(err)
 	}
