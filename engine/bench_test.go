@@ -53,7 +53,7 @@ func randomKeys(n int, seed uint64) [][]byte {
 // once, then all keys again, ...). It writes through the same code as Put but
 // publishes once at the end, so that a 1M-key store builds in seconds.
 func build(keys [][]byte, versions int) *Store {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range versions {

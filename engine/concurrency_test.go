@@ -18,7 +18,7 @@ import (
 // the revisions a reader sees must never go back.
 func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	const writes = 2000
 	var wg, writers sync.WaitGroup
 	errc := make(chan error, 16)
@@ -144,7 +144,7 @@ func TestConcurrentReadersSeeWholeTxns(t *testing.T) {
 // TestCloseWhileWriting closes the store under running writers and readers:
 // every call after Close fails with kv.ErrClosed, none panics or hangs.
 func TestCloseWhileWriting(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for w := range 4 {

@@ -14,7 +14,7 @@ import (
 // DeleteRange, Transactions, Compact, Hash and Bad input sections.
 
 func TestRevisions(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	if got := s.Rev(); got != 1 {
 		t.Fatalf("new store Rev() = %d, want 1", got)
 	}
@@ -69,7 +69,7 @@ func TestRevisions(t *testing.T) {
 }
 
 func rangeStore(t *testing.T) *Store {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	for _, k := range []string{"a", "a\x00", "ab", "b", "c", "d"} {
 		mustPut(t, s, k, k)
 	}
@@ -134,7 +134,7 @@ func TestRangeOptions(t *testing.T) {
 }
 
 func TestRangeRevisions(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	mustPut(t, s, "a", "1") // 2
 	mustPut(t, s, "a", "2") // 3
 	mustPut(t, s, "a", "3") // 4
@@ -164,7 +164,7 @@ func TestRangeRevisions(t *testing.T) {
 }
 
 func TestPutAndDeleteRange(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	for i, k := range []string{"a", "b", "c", "d"} {
 		if rev := mustPut(t, s, k, "v"); rev != int64(i+2) {
 			t.Fatalf("Put %q at %d, want %d: each put is one new revision", k, rev, i+2)
@@ -202,7 +202,7 @@ func TestPutAndDeleteRange(t *testing.T) {
 }
 
 func TestTxn(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	mustPut(t, s, "a", "0") // 2
 	id, err := s.TxnBegin()
 	if err != nil {
@@ -276,7 +276,7 @@ func TestTxn(t *testing.T) {
 }
 
 func TestTxnWithoutChangesKeepsRevision(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	mustPut(t, s, "a", "0")
 	id, _ := s.TxnBegin()
 	s.TxnRange(id, b("a"), nil, 0, 0)
@@ -292,7 +292,7 @@ func TestTxnWithoutChangesKeepsRevision(t *testing.T) {
 }
 
 func TestTxnExcludesWriters(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	id, _ := s.TxnBegin()
 	done := make(chan int64)
 	go func() {
@@ -324,7 +324,7 @@ func TestTxnExcludesWriters(t *testing.T) {
 }
 
 func TestCompact(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	if err := s.Compact(-1); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("Compact(-1) on a new store = %v, want ErrCompacted (compacted is -1)", err)
 	}
@@ -414,7 +414,7 @@ func firstErr(seq func(func(Event, error) bool)) (int, error) {
 // TestCompactFreesMemory checks that compaction really drops records (and
 // does so in more than one step on a large store).
 func TestCompactFreesMemory(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	const n = 3*compactStep + 17
 	for i := range n {
 		mustPut(t, s, keyN(i), "v1")
@@ -451,7 +451,7 @@ func itoa(i int) string {
 
 func TestHash(t *testing.T) {
 	build := func(lease int64, value string) *Store {
-		s := NewMemory(Options{ManualLeaseExpiry: true})
+		s := newStore(Options{ManualLeaseExpiry: true})
 		mustPut(t, s, "a", "1")
 		if lease != 0 {
 			s.Grant(lease, 60) // no revision
@@ -504,7 +504,7 @@ func TestHash(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	big := make([]byte, MaxValueSize+1)
 	// A Txn* call runs in a txn of its own: a failed write poisons its
 	// txn, which TxnEnd then aborts (kv.ErrTxnFailed); a failed read
@@ -544,7 +544,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	mustPut(t, s, "a", "1")
 	v, _ := s.View()
 	sn, _ := s.Snapshot()
@@ -593,7 +593,7 @@ func (x *index) ConsistentIndex() uint64 { return x.i }
 
 func TestConsistentIndex(t *testing.T) {
 	ci := &index{}
-	s := NewMemory(Options{ConsistentIndex: ci})
+	s := newStore(Options{ConsistentIndex: ci})
 	ci.i = 5
 	if rev, _ := s.Put(b("a"), b("1")); rev != 2 {
 		t.Fatalf("entry 5: rev %d", rev)
@@ -671,7 +671,7 @@ func firstErrKV(seq func(func(KeyValue, error) bool)) (int, error) {
 }
 
 func TestNotify(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	ch := s.Notify(1)
 	select {
 	case <-ch:
@@ -705,7 +705,7 @@ func TestNotify(t *testing.T) {
 // beside the tree and a new copy of the tree is (maxFresh), many times, with
 // reads of every key, ranges and held views checked after each put.
 func TestManyNewKeys(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	var views []*View
 	var want []string
 	for i := range 5*maxFresh + 7 {

@@ -5,7 +5,7 @@
 //
 // # Using it
 //
-//	s := engine.NewMemory(engine.Options{})
+//	s, _ := engine.Open(nil, engine.Options{}) // nil persister: in memory
 //	defer s.Close()
 //	rev, _ := s.Put([]byte("k"), []byte("v1"))
 //	s.Put([]byte("k"), []byte("v2"))
@@ -31,10 +31,19 @@
 //
 // # Persistence
 //
-// NewMemory is a pure in-memory store: nothing touches a disk, Close leaves
-// nothing behind. For a store that survives restarts, New(dir, ig) opens
-// (or creates) one persisted by package persist/filelog with its defaults,
-// and Open takes any persist.Persister with Options.
+// Open is the one constructor. With a nil persist.Persister the store is
+// purely in memory: nothing touches a disk, Close leaves nothing behind.
+// With any other persister (package persist/filelog is the file one; the
+// root package revkv wires it for a directory) the store recovers what the
+// persister holds and makes every write durable through it. The engine
+// imports no concrete persister.
+//
+// State comes back three ways, each with one verb: a persister's Recover
+// (called by Open) replays its snapshot and log into the store; Restore
+// (the seed API's) rebuilds a running store from its persister, as a
+// restart would; LoadSnapshot fills a new in-memory store from a snapshot
+// stream (the step Recover takes for a snapshot; filelog.LoadSnapshot
+// makes a new log directory from one).
 //
 // With a persister, a write is handed to it (as a persist.Batch) before it
 // is published, and is published only once the persister says it is

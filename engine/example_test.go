@@ -9,7 +9,7 @@ import (
 )
 
 func Example() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 
 	rev, _ := s.Put([]byte("greeting"), []byte("hello"))
@@ -32,7 +32,7 @@ func Example() {
 }
 
 func ExampleStore_TxnBegin() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 
 	// Move 10 from a to b in one revision: readers see both writes or none.
@@ -47,7 +47,7 @@ func ExampleStore_TxnBegin() {
 }
 
 func ExampleView_Scan() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	for _, k := range []string{"app/a", "app/b", "sys/x"} {
 		s.Put([]byte(k), []byte("1"))
@@ -69,7 +69,7 @@ func ExampleView_Scan() {
 }
 
 func ExampleView_Events() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	s.Put([]byte("k"), []byte("1"))
 	s.Put([]byte("k"), []byte("2"))
@@ -87,8 +87,11 @@ func ExampleView_Events() {
 	// DELETE k 4.0
 }
 
-func ExampleLoad() {
-	s := engine.NewMemory(engine.Options{})
+// A snapshot streamed out of one store fills a new one: same revisions,
+// same hash.
+func ExampleStore_LoadSnapshot() {
+	s, _ := engine.Open(nil, engine.Options{})
+	defer s.Close()
 	s.Put([]byte("k"), []byte("v"))
 
 	snap, _ := s.Snapshot()
@@ -96,8 +99,9 @@ func ExampleLoad() {
 	snap.WriteTo(&buf)
 	snap.Close()
 
-	restored, err := engine.Load(&buf, engine.Options{})
-	if err != nil {
+	restored, _ := engine.Open(nil, engine.Options{})
+	defer restored.Close()
+	if err := restored.LoadSnapshot(&buf); err != nil {
 		panic(err)
 	}
 	h1, _ := s.Hash()
@@ -115,7 +119,7 @@ func (g *ig) ConsistentIndex() uint64 { return g.index }
 // an entry applied before (replayed after a restart) is skipped.
 func ExampleOptions_consistentIndex() {
 	entry := &ig{}
-	s := engine.NewMemory(engine.Options{ConsistentIndex: entry})
+	s, _ := engine.Open(nil, engine.Options{ConsistentIndex: entry})
 	defer s.Close()
 
 	entry.index = 1

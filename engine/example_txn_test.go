@@ -12,7 +12,7 @@ import (
 // A compare-and-swap: set the config only if nobody changed it since it
 // was read (its mod revision is the one seen), else read what is there.
 func ExampleStore_Txn() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	ctx := context.Background()
 	seen, _ := s.Put([]byte("config"), []byte("v1"))
@@ -36,7 +36,7 @@ func ExampleStore_Txn() {
 // An interactive txn that gives up: nothing it wrote is applied, and its
 // context bounds how long it can keep other writers waiting.
 func ExampleStore_Begin() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -57,7 +57,7 @@ func ExampleStore_Begin() {
 
 // A range sorted by mod revision, newest first, cut to two keys.
 func ExampleStore_RangeWithOptions() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	for _, k := range []string{"b", "a", "c"} {
 		s.Put([]byte(k), nil)

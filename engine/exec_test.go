@@ -15,7 +15,7 @@ import (
 // 3), at revision 5.
 func txnFixture(t *testing.T) *Store {
 	t.Helper()
-	s := NewMemory(Options{ManualLeaseExpiry: true})
+	s := newStore(Options{ManualLeaseExpiry: true})
 	mustPut(t, s, "a", "1")
 	mustPut(t, s, "b", "2")
 	if _, err := s.Grant(5, 3600); err != nil { // does not move the revision
@@ -291,7 +291,7 @@ func (u unchanged) check(t *testing.T, what string, s *Store) {
 }
 
 func TestTxnRefused(t *testing.T) {
-	s := NewMemory(Options{MaxTxnOps: 3})
+	s := newStore(Options{MaxTxnOps: 3})
 	mustPut(t, s, "a", "1")
 	mustPut(t, s, "b", "2")
 	mustPut(t, s, "c", "3")
@@ -388,7 +388,7 @@ func TestTxnRefused(t *testing.T) {
 // versions of a key (growing its list past a block) and creating keys
 // leaves every held view, later writes and compaction as if it never ran.
 func TestTxnRollbackKeepsViews(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	for i := range blockSize + 3 {
 		mustPut(t, s, "hot", fmt.Sprint(i))
 	}

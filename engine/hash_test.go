@@ -14,7 +14,7 @@ import (
 // its base and bursts of writes between calls.
 func TestHashCache(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		s := NewMemory(Options{})
+		s := newStore(Options{})
 		defer s.Close()
 		keys := rapid.IntRange(1, 40).Draw(t, "keys")
 		for range rapid.IntRange(1, 40).Draw(t, "steps") {
@@ -56,7 +56,7 @@ func TestHashCache(t *testing.T) {
 // cache starts empty, hashes like the store it was taken of after both go
 // on with the same writes.
 func TestHashAfterRestart(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	defer s.Close()
 	for i := range 1000 {
 		mustPut(t, s, fmt.Sprintf("k%d", i%97), fmt.Sprint(i))
@@ -68,7 +68,7 @@ func TestHashAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.HashByRev(0)
-	loaded, err := Load(bytes.NewReader(snapshotBytes(t, s)), Options{})
+	loaded, err := loadStore(bytes.NewReader(snapshotBytes(t, s)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

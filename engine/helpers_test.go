@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"io"
 )
 
 func b(s string) []byte { return []byte(s) }
@@ -41,4 +42,18 @@ func wantErr(t tb, what string, got, want error) {
 func sameKV(a, b KeyValue) bool {
 	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
 		a.ModRevision == b.ModRevision && a.Version == b.Version && a.Lease == b.Lease
+}
+
+// loadStore returns a new in-memory store filled from the snapshot in r
+// (Open with no persister, then LoadSnapshot).
+func loadStore(r io.Reader, opts Options) (*Store, error) {
+	s, err := Open(nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.LoadSnapshot(r); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }

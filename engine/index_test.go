@@ -22,7 +22,7 @@ func TestKeyIndexSides(t *testing.T) {
 	defer func(n int) { rebuildLimit = n }(rebuildLimit)
 	rapid.Check(t, func(t *rapid.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
-		s := NewMemory(Options{})
+		s := newStore(Options{})
 		defer s.Close()
 		m := proptest.NewModel()
 		often := []string{"reg/pods/a", "reg/pods/ab", "reg/pods/b", "reg/pods/b\x00", "reg/pods/c", "reg/pods/d",

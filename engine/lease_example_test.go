@@ -11,7 +11,7 @@ import (
 // out, its keys are deleted, all at one revision.
 func ExampleStore_Grant() {
 	clock := engine.NewManualClock(time.Unix(1_800_000_000, 0))
-	s := engine.NewMemory(engine.Options{Clock: clock, ManualLeaseExpiry: true})
+	s, _ := engine.Open(nil, engine.Options{Clock: clock, ManualLeaseExpiry: true})
 	defer s.Close()
 
 	l, _ := s.Grant(0, 10) // 10 s

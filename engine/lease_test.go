@@ -23,7 +23,7 @@ var epoch = time.Unix(1_800_000_000, 0)
 func leaseStore(t *testing.T) (*Store, *ManualClock) {
 	t.Helper()
 	c := NewManualClock(epoch)
-	s := NewMemory(Options{Clock: c, ManualLeaseExpiry: true})
+	s := newStore(Options{Clock: c, ManualLeaseExpiry: true})
 	t.Cleanup(func() { s.Close() })
 	return s, c
 }
@@ -334,7 +334,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // expires leases as its clock passes their deadlines; Close stops it.
 func TestLeaseExpiryTimer(t *testing.T) {
 	c := NewManualClock(epoch)
-	s := NewMemory(Options{Clock: c})
+	s := newStore(Options{Clock: c})
 	if s.exp != nil {
 		t.Fatal("a store without leases runs a timer")
 	}
@@ -382,7 +382,7 @@ func TestLeaseSnapshotLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Advance(2 * time.Second) // time passes while the store is down
-	got, err := Load(&buf, Options{Clock: c, ManualLeaseExpiry: true})
+	got, err := loadStore(&buf, Options{Clock: c, ManualLeaseExpiry: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestLeaseRace(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for round := range 20 {
 		c := NewManualClock(epoch)
-		s := NewMemory(Options{Clock: c})
+		s := newStore(Options{Clock: c})
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
 		wg.Add(4)
@@ -557,7 +557,7 @@ func TestLeaseRace(t *testing.T) {
 // to them, a key whose lease was revoked, and a compaction.
 func leaseSnapshot(t tb) []byte {
 	c := NewManualClock(epoch)
-	s := NewMemory(Options{Clock: c, ManualLeaseExpiry: true})
+	s := newStore(Options{Clock: c, ManualLeaseExpiry: true})
 	defer s.Close()
 	l1, _ := s.Grant(0, 10)
 	l2, _ := s.Grant(9, 20)
@@ -598,7 +598,7 @@ func checkLoadedLeases(t *testing.T, s *Store) {
 // store of 10k other keys and 1k other live leases, in memory.
 func BenchmarkLease(b *testing.B) {
 	c := NewManualClock(epoch)
-	s := NewMemory(Options{Clock: c, ManualLeaseExpiry: true})
+	s := newStore(Options{Clock: c, ManualLeaseExpiry: true})
 	defer s.Close()
 	for i, k := range randomKeys(10_000, 3) {
 		if _, err := s.Put(k, value); err != nil {

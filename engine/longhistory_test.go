@@ -20,7 +20,7 @@ func TestLongHistories(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, seed))
-			s := engine.NewMemory(engine.Options{})
+			s, _ := engine.Open(nil, engine.Options{})
 			m := proptest.NewModel()
 			keys := [][]byte{[]byte("hot"), []byte("hot2"), []byte("warm")}
 			type held struct {
@@ -107,7 +107,7 @@ func TestLongHistories(t *testing.T) {
 // compacted revision must not keep the records that compaction replaced
 // (and their versions) alive.
 func TestCompactionFreesMemory(t *testing.T) {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	value := make([]byte, 128)
 	start := heapInUse()

@@ -33,13 +33,20 @@ type pubQueue struct {
 	durable uint64   // guarded by mu; every position <= durable is durable
 }
 
-// Open returns a store whose writes p makes durable. It first has p
-// recover the state p holds (snapshot and log), so the store starts where
-// the last one using p's storage stopped. p nil is a pure in-memory store,
-// as NewMemory gives. The store owns p from then on: Close closes it, and
-// so does a failed Open.
+// Open returns a store: the one constructor, for every persister.
+//
+// With p nil, the store is purely in memory: empty, at revision 1, with
+// compacted revision -1; nothing is written anywhere, Close leaves nothing
+// behind, and Open never fails. (LoadSnapshot fills such a store from a
+// snapshot.)
+//
+// Otherwise p makes the store's writes durable. Open first has p recover
+// the state it holds (snapshot and log), so the store starts where the
+// last one using p's storage stopped. The store owns p from then on: Close
+// closes it, and so does a failed Open. Package persist/filelog is the
+// file persister (revkv.Open wires it for a directory).
 func Open(p persist.Persister, opts Options) (*Store, error) {
-	s := NewMemory(opts)
+	s := newStore(opts)
 	if p == nil {
 		return s, nil
 	}
@@ -201,7 +208,7 @@ func (s *Store) Commit() error {
 // one. The revision, history and hash stay the same (Restore is how to
 // check that the durable copy is whole); views and watchers keep working.
 // A pure in-memory store's state is its only copy, so Restore leaves it as
-// it is; to rebuild a store from a snapshot stream, use Load.
+// it is; to fill a new store from a snapshot stream, use LoadSnapshot.
 //
 // If the durable copy cannot be read, Restore returns the error and the
 // store keeps its state but takes no more writes (see Err).
@@ -216,7 +223,7 @@ func (s *Store) Restore() error {
 	if err := s.p.Sync(); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
-	fresh := NewMemory(s.opts)
+	fresh := newStore(s.opts)
 	if err := s.p.Recover(target{fresh}); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}

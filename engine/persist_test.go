@@ -219,7 +219,7 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 // TestApplyChecks: replay skips what the snapshot holds and refuses
 // batches that do not follow the state.
 func TestApplyChecks(t *testing.T) {
-	src := NewMemory(Options{})
+	src := newStore(Options{})
 	mustPut(t, src, "a", "1")
 	mustPut(t, src, "b", "2")
 	snap := snapshotBytes(t, src) // at revision 3
@@ -262,7 +262,7 @@ func TestApplyChecks(t *testing.T) {
 }
 
 func TestMaxBatchSize(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	for i := range 10 {
 		mustPut(t, s, keyN(i), "v")
 	}
@@ -312,7 +312,7 @@ func TestMaxBatchSize(t *testing.T) {
 // txn, then compacted at exactly that revision, keeps its value, in
 // memory and through a snapshot (etcd v3.7.3 loses it: etcd issue 22376).
 func TestRecreatedKeySurvivesCompaction(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	mustPut(t, s, "k", "old")
 	id, _ := s.TxnBegin()
 	s.TxnDeleteRange(id, b("k"), nil)
@@ -321,7 +321,7 @@ func TestRecreatedKeySurvivesCompaction(t *testing.T) {
 	if err := s.Compact(s.Rev()); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := Load(bytesReader(snapshotBytes(t, s)), Options{})
+	loaded, err := loadStore(bytesReader(snapshotBytes(t, s)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 //	k4 = "b"  create 5  mod 5  version 1
 //	k5 = "a"  create 6  mod 6  version 1
 func rangeFixture(t *testing.T) *Store {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	for _, kvs := range [][2]string{{"k1", "x"}, {"k2", "a"}, {"k3", "x"}, {"k4", "b"}, {"k5", "a"}, {"k1", "y"}, {"k3", "e"}, {"k1", "c"}} {
 		mustPut(t, s, kvs[0], kvs[1])
 	}
@@ -164,7 +164,7 @@ func cmpInt(a, b int64) int {
 }
 
 func TestPutDeleteOptions(t *testing.T) {
-	s := NewMemory(Options{ManualLeaseExpiry: true})
+	s := newStore(Options{ManualLeaseExpiry: true})
 	for _, id := range []int64{7, 9} {
 		if _, err := s.Grant(id, 3600); err != nil {
 			t.Fatal(err)

@@ -164,38 +164,54 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
-// Load reads a snapshot written by Snapshot.WriteTo (the format of package
-// snapshot) and returns a new in-memory store holding the same retained
-// history: the same revision, compacted revision, consistent index, reads,
-// events and hash.
+// LoadSnapshot fills a new in-memory store with a snapshot written by
+// Snapshot.WriteTo (the format of package snapshot): afterwards it holds
+// the same retained history as the store the snapshot was taken of: the
+// same revision, compacted revision, consistent index, reads, events and
+// hash, and the leases with their deadlines (a snapshot of version 1 has
+// none), which start expiring as Open's do. It is the same step a
+// persister takes when it recovers a store (persist.Target.LoadSnapshot).
+//
+// The store must be new: from Open with a nil persister, never written
+// (revision 1, no lease); otherwise kv.ErrNotEmpty, and nothing changes.
+// Fill it before anyone else uses it.
 //
 // Every entry is checked as it is replayed (order, revisions, versions),
 // and the stream's checksums as they come; any damage, truncation or
-// inconsistency is an error wrapping kv.ErrCorrupt (or ErrRevisionNotFound as
-// well, for a gap in the history) with the offset, and no store is
-// returned. Memory beyond what the store holds is one block of the format
+// inconsistency is an error wrapping kv.ErrCorrupt (or ErrRevisionNotFound
+// as well, for a gap in the history) with the offset, and the store stays
+// empty. Memory beyond what the store holds is one block of the format
 // and one entry.
-//
-// The leases come back with their deadlines (a snapshot of version 1 has
-// none), and the loaded store's expiry timer starts as Open's does.
-func Load(r io.Reader, opts Options) (*Store, error) {
-	s, err := load(r, opts)
-	if err != nil {
-		return nil, err
+func (s *Store) LoadSnapshot(r io.Reader) error {
+	if err := s.lockWriter(); err != nil {
+		return err
 	}
-	s.kickExpiryLocked() // the store is private yet: no mu needed
-	return s, nil
+	defer s.mu.Unlock()
+	if s.p != nil || s.w.rev != 1 || s.w.compactRev != -1 || s.w.lt.byID != nil {
+		return fmt.Errorf("load a snapshot into a store at revision %d: %w", s.w.rev, kv.ErrNotEmpty)
+	}
+	loaded, err := load(r, s.opts)
+	if err != nil {
+		return err
+	}
+	s.leaseMu.Lock() // the expiry timer and TimeToLive read s.w.lt under it
+	s.w = loaded.w
+	s.leaseMu.Unlock()
+	s.w.full = true
+	s.publishLocked()
+	s.kickExpiryLocked()
+	return nil
 }
 
-// load is Load without starting the expiry timer: for a store whose state
-// moves into another (Open's recovery, Restore).
+// load reads a snapshot into a new private store, whose state the caller
+// moves into another (LoadSnapshot, and a persister's recovery).
 func load(r io.Reader, opts Options) (*Store, error) {
 	sr, err := snapshot.NewReader(r)
 	if err != nil {
 		return nil, err
 	}
 	h := sr.Header()
-	s := NewMemory(opts)
+	s := newStore(opts)
 	l := loader{s: s, sr: sr, rev: h.Rev, compactRev: h.CompactRev, next: max(h.CompactRev, 2)}
 	if err := l.run(); err != nil {
 		return nil, err

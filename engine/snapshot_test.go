@@ -9,13 +9,15 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/persist/memfs"
 	"github.com/revkv/revkv/snapshot"
 	"pgregory.net/rapid"
 )
 
 // randomStore applies a random sequence of writes, txns and compactions.
 func randomStore(t *rapid.T) *Store {
-	s := NewMemory(Options{ManualLeaseExpiry: true})
+	s := newStore(Options{ManualLeaseExpiry: true})
 	for id := range int64(3) {
 		if id > 0 && rapid.Bool().Draw(t, "grant") {
 			s.Grant(id, 60) // no revision
@@ -133,16 +135,16 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := randomStore(t)
 		data := snapshotBytes(t, s)
-		got, err := Load(bytes.NewReader(data), Options{})
+		got, err := loadStore(bytes.NewReader(data), Options{})
 		if err != nil {
-			t.Fatalf("Load: %v", err)
+			t.Fatalf("LoadSnapshot: %v", err)
 		}
 		sameStore(t, s, got)
 		// The restored store goes on like the original.
 		r1, _ := s.Put([]byte("after"), []byte("x"))
 		r2, _ := got.Put([]byte("after"), []byte("x"))
 		if r1 != r2 {
-			t.Fatalf("Put after Load at %d, original at %d", r2, r1)
+			t.Fatalf("Put after LoadSnapshot at %d, original at %d", r2, r1)
 		}
 		sameStore(t, s, got)
 		if again := snapshotBytes(t, got); !bytes.Equal(again, snapshotBytes(t, s)) {
@@ -153,9 +155,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 func TestSnapshotConsistentIndex(t *testing.T) {
 	ci := &index{i: 41}
-	s := NewMemory(Options{ConsistentIndex: ci})
+	s := newStore(Options{ConsistentIndex: ci})
 	mustPut(t, s, "a", "1")
-	got, err := Load(bytes.NewReader(snapshotBytes(t, s)), Options{ConsistentIndex: ci})
+	got, err := loadStore(bytes.NewReader(snapshotBytes(t, s)), Options{ConsistentIndex: ci})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestSnapshotConsistentIndex(t *testing.T) {
 }
 
 func damageStore(t tb) []byte {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	mustPut(t, s, "a", "1")
 	mustPut(t, s, "b", "2")
 	id, _ := s.TxnBegin()
@@ -186,7 +188,7 @@ func damageStore(t tb) []byte {
 func TestLoadDamage(t *testing.T) {
 	data := damageStore(t)
 	for n := 0; n < len(data); n++ {
-		if _, err := Load(bytes.NewReader(data[:n]), Options{}); !errors.Is(err, kv.ErrCorrupt) {
+		if _, err := loadStore(bytes.NewReader(data[:n]), Options{}); !errors.Is(err, kv.ErrCorrupt) {
 			t.Fatalf("truncated to %d of %d bytes: %v, want kv.ErrCorrupt", n, len(data), err)
 		}
 	}
@@ -194,12 +196,12 @@ func TestLoadDamage(t *testing.T) {
 		for bit := range 8 {
 			bad := bytes.Clone(data)
 			bad[i] ^= 1 << bit
-			if _, err := Load(bytes.NewReader(bad), Options{}); !errors.Is(err, kv.ErrCorrupt) {
+			if _, err := loadStore(bytes.NewReader(bad), Options{}); !errors.Is(err, kv.ErrCorrupt) {
 				t.Fatalf("bit %d of byte %d flipped: %v, want kv.ErrCorrupt", bit, i, err)
 			}
 		}
 	}
-	if _, err := Load(bytes.NewReader(data), Options{}); err != nil {
+	if _, err := loadStore(bytes.NewReader(data), Options{}); err != nil {
 		t.Fatalf("undamaged: %v", err)
 	}
 }
@@ -254,14 +256,14 @@ func TestLoadRejects(t *testing.T) {
 		{"base above compacted", craft(t, h(4, 2), []snapshot.Entry{put("a", 3, 0, 3, 1)}, nil), kv.ErrCorrupt},
 	}
 	for _, tt := range tests {
-		if _, err := Load(bytes.NewReader(tt.data), Options{}); !errors.Is(err, tt.want) {
+		if _, err := loadStore(bytes.NewReader(tt.data), Options{}); !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
 		}
 	}
 }
 
 func TestSnapshotClose(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	sn, _ := s.Snapshot()
 	if err := sn.Close(); err != nil {
 		t.Fatal(err)
@@ -292,7 +294,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestSnapshotWriteError(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	for i := range 5000 {
 		mustPut(t, s, keyN(i), "0123456789abcdef")
 	}
@@ -307,14 +309,14 @@ func TestSnapshotWriteError(t *testing.T) {
 func FuzzLoad(f *testing.F) {
 	f.Add(damageStore(f))
 	f.Add([]byte("revkvsnp"))
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	f.Add(snapshotBytes(f, s))
 	f.Add(leaseSnapshot(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := Load(bytes.NewReader(data), Options{ManualLeaseExpiry: true})
+		got, err := loadStore(bytes.NewReader(data), Options{ManualLeaseExpiry: true})
 		if err != nil {
 			if !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
-				t.Fatalf("Load error %v wraps neither kv.ErrCorrupt nor ErrVersion", err)
+				t.Fatalf("LoadSnapshot error %v wraps neither kv.ErrCorrupt nor ErrVersion", err)
 			}
 			return
 		}
@@ -328,4 +330,44 @@ func FuzzLoad(f *testing.F) {
 		checkLoadedLeases(t, got)
 		got.Close()
 	})
+}
+
+// LoadSnapshot fills only a new in-memory store; any other is
+// kv.ErrNotEmpty and keeps its state. A damaged stream leaves a new store
+// empty and usable.
+func TestLoadSnapshotIntoUsedStore(t *testing.T) {
+	src := newStore(Options{})
+	mustPut(t, src, "k", "v")
+	data := snapshotBytes(t, src)
+
+	used := newStore(Options{})
+	mustPut(t, used, "other", "1")
+	wantErr(t, "LoadSnapshot into a written store", used.LoadSnapshot(bytes.NewReader(data)), kv.ErrNotEmpty)
+	if kvs, rev, _ := used.Range([]byte("other"), nil, 0, 0); rev != 2 || len(kvs) != 1 {
+		t.Fatalf("refused load changed the store: %v at %d", kvs, rev)
+	}
+
+	l, err := filelog.Open("db", filelog.Options{FS: memfs.New(memfs.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	persisted, err := Open(l, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer persisted.Close()
+	wantErr(t, "LoadSnapshot into a persisted store", persisted.LoadSnapshot(bytes.NewReader(data)), kv.ErrNotEmpty)
+
+	fresh := newStore(Options{})
+	wantErr(t, "LoadSnapshot of a cut stream", fresh.LoadSnapshot(bytes.NewReader(data[:len(data)/2])), kv.ErrCorrupt)
+	if fresh.Rev() != 1 {
+		t.Fatalf("a failed load left the store at %d", fresh.Rev())
+	}
+	if err := fresh.LoadSnapshot(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if kvs, rev, _ := fresh.Range([]byte("k"), nil, 0, 0); rev != 2 || len(kvs) != 1 {
+		t.Fatalf("loaded: %v at %d", kvs, rev)
+	}
+	wantErr(t, "a second LoadSnapshot", fresh.LoadSnapshot(bytes.NewReader(data)), kv.ErrNotEmpty)
 }

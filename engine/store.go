@@ -201,10 +201,9 @@ type writerState struct {
 	memo lookupMemo
 }
 
-// NewMemory returns an empty pure in-memory store at revision 1, with
-// compacted revision -1: nothing is written anywhere, and Close leaves
-// nothing behind.
-func NewMemory(opts Options) *Store {
+// newStore returns an empty store at revision 1, with compacted revision
+// -1, and no persister.
+func newStore(opts Options) *Store {
 	s := &Store{opts: opts}
 	s.w = writerState{keys: keyIndex{tree: newKeyTree()}, rev: 1, compactRev: -1}
 	s.publishLocked()

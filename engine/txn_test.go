@@ -79,7 +79,7 @@ func TestTxnCommitAndAbort(t *testing.T) {
 // TestSeedTxnFailedWrite: the seed API's txn with a failed write is not
 // half applied (issue 12: TxnPut(a), TxnPut(nil), TxnEnd committed a).
 func TestSeedTxnFailedWrite(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	id, _ := s.TxnBegin()
 	s.TxnPut(id, b("a"), b("1"))
 	if _, err := s.TxnPut(id, nil, b("2")); !errors.Is(err, kv.ErrEmptyKey) {
@@ -103,7 +103,7 @@ func TestSeedTxnFailedWrite(t *testing.T) {
 // TestTxnContextEnds: a txn abandoned by its owner is aborted when its
 // context ends, and the writers waiting behind it go on.
 func TestTxnContextEnds(t *testing.T) {
-	s := NewMemory(Options{})
+	s := newStore(Options{})
 	defer s.Close()
 	mustPut(t, s, "a", "0")
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -189,7 +189,7 @@ func TestTxnContextEnds(t *testing.T) {
 // TestTxnBeginTimeout: the seed API's txn is aborted after TxnTimeout, and
 // its ID then says why.
 func TestTxnBeginTimeout(t *testing.T) {
-	s := NewMemory(Options{TxnTimeout: 5 * time.Millisecond})
+	s := newStore(Options{TxnTimeout: 5 * time.Millisecond})
 	defer s.Close()
 	id, _ := s.TxnBegin()
 	s.TxnPut(id, b("a"), nil)
@@ -216,7 +216,7 @@ func TestTxnBeginTimeout(t *testing.T) {
 // forever, and the txn's owner learns it.
 func TestCloseEndsTxn(t *testing.T) {
 	for _, seed := range []bool{false, true} {
-		s := NewMemory(Options{TxnTimeout: -1})
+		s := newStore(Options{TxnTimeout: -1})
 		mustPut(t, s, "a", "0")
 		var tx *Txn
 		var id int64
@@ -260,7 +260,7 @@ func TestCloseEndsTxn(t *testing.T) {
 // committed, under the race detector: every txn ends, and Close returns.
 func TestTxnCloseRace(t *testing.T) {
 	for range 20 {
-		s := NewMemory(Options{})
+		s := newStore(Options{})
 		var wg sync.WaitGroup
 		for g := range 3 {
 			wg.Add(1)
@@ -295,7 +295,7 @@ func TestTxnCloseRace(t *testing.T) {
 // replayed entry is skipped, and an aborted txn records no index.
 func TestTxnConsistentIndex(t *testing.T) {
 	ci := &index{i: 5}
-	s := NewMemory(Options{ConsistentIndex: ci})
+	s := newStore(Options{ConsistentIndex: ci})
 	req := &kv.TxnRequest{Then: []kv.Op{kv.PutOp(b("a"), b("1"))}}
 	if resp, err := s.Txn(context.Background(), req); err != nil || resp.Rev != 2 || !resp.Succeeded {
 		t.Fatalf("entry 5: %+v, %v", resp, err)
@@ -327,7 +327,7 @@ func TestTxnConsistentIndex(t *testing.T) {
 // reads is still an entry, and records its index as TxnBegin's do.
 func TestReadOnlyTxnRecordsIndex(t *testing.T) {
 	ci := &index{i: 3}
-	s := NewMemory(Options{ConsistentIndex: ci})
+	s := newStore(Options{ConsistentIndex: ci})
 	if _, err := s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{kv.RangeOp(b("a"), nil, kv.RangeOptions{})}}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 // Events carry their position in the history; errors from any revkv
 // package are tested against kv's values.
 func Example() {
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	defer s.Close()
 	s.Put([]byte("a"), []byte("1"))
 	s.DeleteRange([]byte("a"), nil)

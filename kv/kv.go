@@ -63,6 +63,8 @@ var (
 	// ErrInvalidOptions: options that contradict each other (revkv.Open
 	// given both a directory and a persister).
 	ErrInvalidOptions = errors.New("revkv: invalid options")
+	// ErrNotEmpty: a snapshot loaded into a store that is not new.
+	ErrNotEmpty = errors.New("revkv: store is not empty")
 
 	// ErrTxnEnded: an operation on a txn that has ended: committed,
 	// aborted, or ended by its context or by Close. When the txn was ended

@@ -54,6 +54,15 @@ func (v view) Events(from int64) ([]kv.Event, error) {
 	return evs, nil
 }
 
+// memory returns a new in-memory engine store.
+func memory(opts engine.Options) *engine.Store {
+	s, err := engine.Open(nil, opts)
+	if err != nil {
+		panic(err) // Open with no persister does not fail
+	}
+	return s
+}
+
 // minActions is how many state machine actions one default run of this
 // package's tests must execute.
 const minActions = 10_000
@@ -75,7 +84,8 @@ func TestMain(m *testing.M) {
 
 func TestEngine(t *testing.T) {
 	st := proptest.Check(t, func() (proptest.KV, error) {
-		return store{engine.NewMemory(engine.Options{})}, nil
+		s, err := engine.Open(nil, engine.Options{})
+		return store{s}, err
 	})
 	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
 	if rapidChecks() == "150" && st.Actions < minActions {

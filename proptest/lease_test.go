@@ -46,7 +46,7 @@ func leaseOptions(clock func() time.Time) engine.Options {
 
 func TestEngineLeases(t *testing.T) {
 	st := proptest.CheckLeases(t, func(clock func() time.Time) (proptest.LeaseKV, error) {
-		return leaseStore{store{engine.NewMemory(leaseOptions(clock))}}, nil
+		return leaseStore{store{memory(leaseOptions(clock))}}, nil
 	})
 	t.Logf("%d runs, %d actions", st.Runs, st.Actions)
 	if rapidChecks() == "150" && st.Actions < minActions {

@@ -43,8 +43,8 @@ func openLog(t *rapid.T, fs *memfs.FS, opts engine.Options) *engine.Store {
 func variants(t *rapid.T, opts engine.Options) []*variant {
 	fsA, fsB := memfs.New(memfs.Options{}), memfs.New(memfs.Options{})
 	return []*variant{
-		{name: "memory", s: engine.NewMemory(opts), restart: func(*rapid.T, *variant) {}},
-		{name: "memory, snapshot and load", s: engine.NewMemory(opts), restart: func(t *rapid.T, v *variant) {
+		{name: "memory", s: memory(opts), restart: func(*rapid.T, *variant) {}},
+		{name: "memory, snapshot and load", s: memory(opts), restart: func(t *rapid.T, v *variant) {
 			sn, err := v.s.Snapshot()
 			if err != nil {
 				t.Fatal(err)
@@ -54,7 +54,8 @@ func variants(t *rapid.T, opts engine.Options) []*variant {
 				t.Fatal(err)
 			}
 			v.s.Close()
-			if v.s, err = engine.Load(&buf, opts); err != nil {
+			v.s = memory(opts)
+			if err := v.s.LoadSnapshot(&buf); err != nil {
 				t.Fatal(err)
 			}
 		}},

@@ -32,7 +32,7 @@ func TestWatch(t *testing.T) {
 			MaxEvents: rapid.IntRange(1, 4).Draw(rt, "maxEvents"),
 			ChanSize:  rapid.IntRange(1, 2).Draw(rt, "chanSize"),
 		}
-		ws := watch.New(engine.NewMemory(engine.Options{}), opts)
+		ws := watch.New(memory(engine.Options{}), opts)
 		defer ws.Close()
 		m := &watchMachine{s: ws, m: proptest.NewModel(), maxEvents: opts.MaxEvents}
 		// Start with watchers and watches, so that most steps have

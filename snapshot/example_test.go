@@ -10,7 +10,7 @@ import (
 )
 
 // Writing a snapshot by hand and reading it back; the engine's
-// Snapshot.WriteTo and Load do the same for a whole store.
+// Snapshot.WriteTo and Store.LoadSnapshot do the same for a whole store.
 func Example() {
 	var buf bytes.Buffer
 	w, err := snapshot.NewWriter(&buf, snapshot.Header{Rev: 3, CompactRev: -1})

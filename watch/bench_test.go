@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"github.com/revkv/revkv/engine"
 )
 
 // Benchmarks (run with -race off):
@@ -27,7 +25,7 @@ func key(i int) []byte { return []byte(fmt.Sprintf("key-%012d", i)) }
 func BenchmarkPutOtherWatchers(b *testing.B) {
 	for _, w := range []int{1, 1000, 100_000} {
 		b.Run(fmt.Sprintf("watchers=%d", w), func(b *testing.B) {
-			s := New(engine.NewMemory(engine.Options{}), Options{})
+			s := New(memory(), Options{})
 			defer s.Close()
 			streams := make([]*Watcher, min(w, 100))
 			for i := range streams {
@@ -53,7 +51,7 @@ func BenchmarkPutOtherWatchers(b *testing.B) {
 // delivery to all 1,000 receivers.
 func BenchmarkFanout(b *testing.B) {
 	const watchers = 1000
-	s := New(engine.NewMemory(engine.Options{}), Options{})
+	s := New(memory(), Options{})
 	defer s.Close()
 	var received atomic.Int64
 	var wg sync.WaitGroup
@@ -86,7 +84,7 @@ func BenchmarkFanout(b *testing.B) {
 // from history.
 func BenchmarkCatchUp(b *testing.B) {
 	const events = 1_000_000
-	s := New(engine.NewMemory(engine.Options{}), Options{})
+	s := New(memory(), Options{})
 	defer s.Close()
 	for i := range events {
 		s.Put(key(i%1000), value)
@@ -115,7 +113,7 @@ func BenchmarkIdleWatchMemory(b *testing.B) {
 		return m.HeapAlloc + m.StackInuse
 	}
 	for b.Loop() {
-		s := New(engine.NewMemory(engine.Options{}), Options{})
+		s := New(memory(), Options{})
 		base := heap()
 		w := s.NewWatcher()
 		const watches = 100_000

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -111,7 +110,7 @@ func TestCompactionInsideCatchUpRead(t *testing.T) {
 // Compacting the engine itself, not through the watch Store, is just as
 // safe: the engine tells the watchers before the compaction takes effect.
 func TestEngineCompactionKeepsWatches(t *testing.T) {
-	e := engine.NewMemory(engine.Options{})
+	e := memory()
 	s := New(e, Options{MaxEvents: 100, ChanSize: 1})
 	defer s.Close()
 	w := s.NewWatcher()
@@ -132,7 +131,7 @@ func TestEngineCompactionKeepsWatches(t *testing.T) {
 // compaction: it gets every event too. One started after it took effect
 // starts below the compacted revision and ends with kv.ErrCompacted.
 func TestWatchStartedDuringCompaction(t *testing.T) {
-	e := engine.NewMemory(engine.Options{})
+	e := memory()
 	s := New(e, Options{MaxEvents: 100, ChanSize: 1})
 	defer s.Close()
 	const n = 1000

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -18,7 +17,7 @@ import (
 // and reads fast must see every event; no goroutine may remain.
 func TestConcurrentWatchers(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s := New(engine.NewMemory(engine.Options{}), Options{MaxEvents: 8, ChanSize: 2})
+	s := New(memory(), Options{MaxEvents: 8, ChanSize: 2})
 	const writers, writes = 3, 1500
 
 	all := s.NewWatcher()

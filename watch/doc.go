@@ -2,7 +2,8 @@
 // history from any retained revision and then follow new writes, and never
 // lose or repeat an event.
 //
-//	s := watch.New(engine.NewMemory(engine.Options{}), watch.Options{})
+//	e, _ := engine.Open(nil, engine.Options{}) // or with a persister
+//	s := watch.New(e, watch.Options{})
 //	defer s.Close()
 //	w := s.NewWatcher()
 //	w.Watch([]byte("config/"), true, 0) // every key under config/, from now on

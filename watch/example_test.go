@@ -8,7 +8,8 @@ import (
 )
 
 func Example() {
-	s := watch.New(engine.NewMemory(engine.Options{}), watch.Options{})
+	e, _ := engine.Open(nil, engine.Options{}) // no persister: in memory
+	s := watch.New(e, watch.Options{})
 	defer s.Close()
 	s.Put([]byte("config/mode"), []byte("safe")) // revision 2
 
@@ -34,7 +35,8 @@ func Example() {
 }
 
 func ExampleWatcher_WatchRange() {
-	s := watch.New(engine.NewMemory(engine.Options{}), watch.Options{})
+	e, _ := engine.Open(nil, engine.Options{}) // no persister: in memory
+	s := watch.New(e, watch.Options{})
 	defer s.Close()
 	w := s.NewWatcher()
 	defer w.Close()

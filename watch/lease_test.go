@@ -14,7 +14,7 @@ import (
 // all at one revision, after the puts that attached them.
 func TestWatchLeaseExpiry(t *testing.T) {
 	c := engine.NewManualClock(time.Unix(1_800_000_000, 0))
-	es := engine.NewMemory(engine.Options{Clock: c})
+	es, _ := engine.Open(nil, engine.Options{Clock: c})
 	s := New(es, Options{})
 	t.Cleanup(func() { s.Close() })
 	w := s.NewWatcher()

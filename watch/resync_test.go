@@ -3,8 +3,6 @@ package watch
 import (
 	"slices"
 	"testing"
-
-	"github.com/revkv/revkv/engine"
 )
 
 // TestCatchUpDoesNotRejoinBehindTheHub forces the race a catching-up watch
@@ -16,7 +14,7 @@ import (
 // revisions 2..4 of key "k" have been dispatched, so that a new watch of k
 // from revision 2 starts behind the hub and has to catch up.
 func behindTheHub(t *testing.T) *Store {
-	s := New(engine.NewMemory(engine.Options{}), Options{})
+	s := New(memory(), Options{})
 	t.Cleanup(func() { s.Close() })
 	other := s.NewWatcher()
 	t.Cleanup(other.Close)
@@ -93,7 +91,7 @@ func TestRejoinedWatchKeepsOrder(t *testing.T) {
 // hub to dispatch must be answered even if the last keeping-up watch goes
 // away (the hub then idles) before the hub gets there.
 func TestProgressWhenLastWatchLeaves(t *testing.T) {
-	s := New(engine.NewMemory(engine.Options{}), Options{})
+	s := New(memory(), Options{})
 	defer s.Close()
 	quiet := s.NewWatcher()
 	defer quiet.Close()

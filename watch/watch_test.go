@@ -15,9 +15,18 @@ import (
 
 func b(s string) []byte { return []byte(s) }
 
+// memory returns a new in-memory engine store.
+func memory() *engine.Store {
+	s, err := engine.Open(nil, engine.Options{})
+	if err != nil {
+		panic(err) // Open with no persister does not fail
+	}
+	return s
+}
+
 func newStore(t *testing.T, opts Options) *Store {
 	t.Helper()
-	s := New(engine.NewMemory(engine.Options{}), opts)
+	s := New(memory(), opts)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -333,7 +342,7 @@ func TestCompactionKeepsLaggingWatch(t *testing.T) {
 
 func TestCloseStopsGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s := New(engine.NewMemory(engine.Options{}), Options{ProgressInterval: time.Millisecond})
+	s := New(memory(), Options{ProgressInterval: time.Millisecond})
 	var ws []*Watcher
 	for range 10 {
 		w := s.NewWatcher()

@@ -14,7 +14,11 @@ func (Revkv) Name() string { return "revkv" }
 
 // Open implements Engine.
 func (Revkv) Open(string) (Store, error) {
-	return &revkvStore{s: watch.New(engine.NewMemory(engine.Options{}), watch.Options{})}, nil
+	s, err := engine.Open(nil, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &revkvStore{s: watch.New(s, watch.Options{})}, nil
 }
 
 // RevkvFile is revkv with file persistence (persist/filelog) at its

@@ -118,7 +118,7 @@ func newPair(t *rapid.T, dir string) *pair {
 	// etcd's mvcc layer takes any lease ID (its server checks them); revkv
 	// refuses a put with a lease that is not live. Grants do not move the
 	// revision, so granting the IDs the test draws keeps the two aligned.
-	mine := engine.NewMemory(engine.Options{ManualLeaseExpiry: true})
+	mine, _ := engine.Open(nil, engine.Options{ManualLeaseExpiry: true})
 	for id := int64(1); id <= 3; id++ {
 		if _, err := mine.Grant(id, engine.MaxLeaseTTL); err != nil {
 			t.Fatal(err)

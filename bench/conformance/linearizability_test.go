@@ -10,6 +10,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/kv"
+	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/watch"
 )
 
@@ -158,6 +159,15 @@ func history(s *engine.Store, clients, ops int, seed uint64) []porcupine.Operati
 	return hist
 }
 
+// memory returns a new in-memory engine store.
+func memory() *engine.Store {
+	s, err := engine.Open(nil, engine.Options{})
+	if err != nil {
+		panic(err) // Open with no persister does not fail
+	}
+	return s
+}
+
 // TestLinearizable: concurrent clients' histories of puts, gets, deletes
 // and txns on one store are linearizable, in memory and with filelog's
 // group commit (where a write is published only once durable).
@@ -166,9 +176,13 @@ func TestLinearizable(t *testing.T) {
 		name string
 		open func(t *testing.T) *engine.Store
 	}{
-		{"memory", func(*testing.T) *engine.Store { return engine.NewMemory(engine.Options{}) }},
+		{"memory", func(*testing.T) *engine.Store { return memory() }},
 		{"filelog", func(t *testing.T) *engine.Store {
-			s, err := engine.New(t.TempDir(), nil)
+			l, err := filelog.Open(t.TempDir(), filelog.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := engine.Open(l, engine.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +227,7 @@ func TestModelCatchesStaleReads(t *testing.T) {
 // revision per response, and without gaps: exactly the store's history
 // for their range, from their start.
 func TestWatchHistories(t *testing.T) {
-	e := engine.NewMemory(engine.Options{})
+	e := memory()
 	ws := watch.New(e, watch.Options{ChanSize: 4})
 	defer ws.Close()
 	type rec struct {

@@ -73,7 +73,7 @@ func runBench(ctx context.Context, e *env, g *global, b benchConfig, stderr io.W
 	var s *engine.Store
 	switch {
 	case g.mem:
-		s = engine.NewMemory(engine.Options{})
+		s, _ = engine.Open(nil, engine.Options{}) // no persister: never fails
 	default:
 		dir := g.dir
 		if !b.dirSet {

@@ -82,7 +82,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // directory changes no file and fails if there is no store there.
 func (g *global) open(readOnly bool) (*engine.Store, error) {
 	if g.mem {
-		return engine.NewMemory(engine.Options{}), nil
+		return engine.Open(nil, engine.Options{})
 	}
 	if readOnly {
 		if _, err := os.Stat(g.dir); err != nil {

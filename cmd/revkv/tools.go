@@ -300,10 +300,10 @@ func snapshotCommand(e *env, g *global, verb, file string) error {
 			return err
 		}
 		defer f.Close()
-		if err := filelog.FromSnapshot(persist.OS, g.dir, bufio.NewReaderSize(f, 1<<20)); err != nil {
+		if err := filelog.LoadSnapshot(persist.OS, g.dir, bufio.NewReaderSize(f, 1<<20)); err != nil {
 			return err
 		}
-		s, err := engine.New(g.dir, nil)
+		s, err := g.open(false)
 		if err != nil {
 			return err
 		}

@@ -188,7 +188,7 @@ func samplePeak(stop chan uint64) uint64 {
 // compression included); MB/s is of the snapshot's bytes.
 func BenchmarkSnapshotWrite(b *testing.B) {
 	const n = 1_000_000
-	s := engine.NewMemory(engine.Options{})
+	s, _ := engine.Open(nil, engine.Options{})
 	for i := range n {
 		s.Put(benchKey(uint64(i)), benchValue(uint64(i)))
 	}

@@ -1,7 +1,7 @@
 // Package filelog is revkv's file persister: an append-only log of write
 // batches in numbered segment files, plus periodic snapshots, in one
-// directory. Hand it to engine.Open (engine.New(path, ig) does that with the
-// default Options).
+// directory. Hand it to engine.Open (revkv.Open(dir, opts) does that for
+// a directory).
 //
 // # Directory
 //

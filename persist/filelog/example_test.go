@@ -18,18 +18,23 @@ func Example() {
 	}
 	defer os.RemoveAll(dir)
 
-	s, err := engine.New(dir, nil)
-	if err != nil {
-		log.Fatal(err)
+	open := func() *engine.Store {
+		l, err := filelog.Open(dir, filelog.Options{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		s, err := engine.Open(l, engine.Options{}) // the store owns l
+		if err != nil {
+			log.Fatal(err)
+		}
+		return s
 	}
+	s := open()
 	s.Put([]byte("greeting"), []byte("hello"))
 	s.Close()
 
 	// Reopening recovers what was written.
-	s, err = engine.New(dir, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
+	s = open()
 	defer s.Close()
 	kvs, rev, _ := s.Range([]byte("greeting"), nil, 0, 0)
 	fmt.Printf("%s=%s at revision %d\n", kvs[0].Key, kvs[0].Value, rev)

@@ -72,7 +72,7 @@ func openLeaseStore(fsys *memfs.FS, opts filelog.Options, c engine.Clock) (*engi
 func genLeaseWorkload(t testing.TB, seed uint64, n int) (ops []leaseOp, initial string) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x1ea5e))
 	c := engine.NewManualClock(leaseEpoch)
-	ref := engine.NewMemory(engine.Options{Clock: c, ManualLeaseExpiry: true})
+	ref, _ := engine.Open(nil, engine.Options{Clock: c, ManualLeaseExpiry: true})
 	defer ref.Close()
 	initial, _ = leaseState(ref)
 	live := func() []int64 {

@@ -48,23 +48,32 @@ func (f slowFile) Sync() error {
 	return f.File.Sync()
 }
 
+// openDir opens a store on a Log in dir with the default options.
+func openDir(dir string) (*engine.Store, error) {
+	l, err := filelog.Open(dir, filelog.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return engine.Open(l, engine.Options{})
+}
+
 func TestOpenOnOSDirectory(t *testing.T) {
 	dir := t.TempDir()
-	s, err := engine.New(dir, nil)
+	s, err := openDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Put([]byte("k"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.New(dir, nil); !errors.Is(err, filelog.ErrLocked) || !errors.Is(err, persist.ErrLocked) {
+	if _, err := openDir(dir); !errors.Is(err, filelog.ErrLocked) || !errors.Is(err, persist.ErrLocked) {
 		t.Fatalf("second open of a directory in use: %v, want ErrLocked", err)
 	}
 	want, _ := s.HashByRev(0)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = engine.New(dir, nil)
+	s, err = openDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -176,12 +176,12 @@ func (l *Log) retainLocked() (garbage []string) {
 	return garbage
 }
 
-// FromSnapshot makes a new log directory dir (which must not exist, or be
+// LoadSnapshot makes a new log directory dir (which must not exist, or be
 // empty) whose state is the snapshot read from r: Open on it then recovers
 // that state, and writes go on from its revision. The snapshot is checked
 // whole (every checksum) before it is put in place; a damaged one is an
 // error wrapping ErrCorrupt and leaves no store behind.
-func FromSnapshot(fsys persist.FS, dir string, r io.Reader) error {
+func LoadSnapshot(fsys persist.FS, dir string, r io.Reader) error {
 	if fsys == nil {
 		fsys = persist.OS
 	}

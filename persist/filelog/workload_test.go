@@ -37,7 +37,7 @@ type workload struct {
 // small key space so keys are updated, deleted and revived.
 func genWorkload(t testing.TB, seed uint64, n int) *workload {
 	rng := rand.New(rand.NewPCG(seed, seed*7+1))
-	ref := engine.NewMemory(engine.Options{})
+	ref, _ := engine.Open(nil, engine.Options{})
 	w := &workload{}
 	key := func() []byte { return []byte(fmt.Sprintf("k%02d", rng.IntN(24))) }
 	value := func() []byte {
