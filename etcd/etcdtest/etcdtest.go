@@ -64,6 +64,10 @@ type Fake struct {
 	closed  bool
 }
 
+// bufconnEndpoint is the endpoint clients of an in-memory fake dial (the
+// dialer ignores it).
+const bufconnEndpoint = "revkv-fake"
+
 // bufSize is the in-memory connection's buffer: big enough that a client
 // writing a large request does not wait for the server to read it.
 const bufSize = 64 << 10
@@ -72,6 +76,11 @@ const bufSize = 64 << 10
 // it and closes every client it made.
 func Start(tb testing.TB, cfg Config) *Fake {
 	tb.Helper()
+	if cfg.Server.ClientURLs == nil {
+		// What MemberList advertises: the name clients dial (so a client
+		// that syncs its endpoints keeps dialing the fake).
+		cfg.Server.ClientURLs = []string{bufconnEndpoint}
+	}
 	lis := bufconn.Listen(bufSize)
 	f := start(tb, cfg, lis)
 	f.buf = lis
@@ -168,7 +177,7 @@ func (f *Fake) Client(cfg clientv3.Config) *clientv3.Client {
 	}
 	if f.buf != nil {
 		lis := f.buf
-		cfg.Endpoints = []string{"revkv-fake"}
+		cfg.Endpoints = []string{bufconnEndpoint}
 		cfg.DialOptions = append(cfg.DialOptions, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return lis.DialContext(ctx)
 		}))

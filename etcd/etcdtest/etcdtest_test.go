@@ -97,6 +97,19 @@ func TestNewEndpoint(t *testing.T) {
 	}
 }
 
+// TestSyncKeepsFake: a client of an in-memory fake that syncs its
+// endpoints from MemberList keeps reaching the fake.
+func TestSyncKeepsFake(t *testing.T) {
+	cli := etcdtest.Start(t, etcdtest.Config{}).Client(clientv3.Config{})
+	ctx := context.Background()
+	if err := cli.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "a", "b"); err != nil {
+		t.Fatalf("put after sync (endpoints %v): %v", cli.Endpoints(), err)
+	}
+}
+
 // TestFakeDBIsShared: the DB a fake serves is the test's to use too.
 func TestFakeDBIsShared(t *testing.T) {
 	f := etcdtest.Start(t, etcdtest.Config{})

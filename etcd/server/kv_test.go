@@ -236,6 +236,17 @@ func TestTxnValidation(t *testing.T) {
 	}
 	_, err := cli.Txn(ctx).Then(many...).Commit()
 	wantErr(t, err, rpctypes.ErrTooManyOps)
+	// A nested txn's limit is the limit less the outer txn's longest list:
+	// 128 - 101 = 27 ops.
+	nestedOps := func(n int) []clientv3.Op {
+		outer := append([]clientv3.Op(nil), many[:100]...)
+		return append(outer, clientv3.OpTxn(nil, many[:n], nil))
+	}
+	if _, err = cli.Txn(ctx).Then(nestedOps(27)...).Commit(); err != nil {
+		t.Fatalf("nested txn at its limit: %v", err)
+	}
+	_, err = cli.Txn(ctx).Then(nestedOps(28)...).Commit()
+	wantErr(t, err, rpctypes.ErrTooManyOps)
 	_, err = cli.Txn(ctx).Then(clientv3.OpPut("a", "1"), clientv3.OpPut("a", "2")).Commit()
 	wantErr(t, err, rpctypes.ErrDuplicateKey)
 	_, err = cli.Txn(ctx).Then(clientv3.OpDelete("a", clientv3.WithPrefix()), clientv3.OpPut("ab", "2")).Commit()

@@ -42,11 +42,11 @@ func checkDelete(r *pb.DeleteRangeRequest) error {
 }
 
 // checkTxn checks a txn's sizes and keys: no list (compares, success,
-// failure) longer than max, no empty key, and each op valid; a nested
-// txn's limit is max less the longest list of the txn around it.
-func checkTxn(r *pb.TxnRequest, max int) error {
-	n := max3(len(r.Compare), len(r.Success), len(r.Failure))
-	if n > max {
+// failure) longer than limit, no empty key, and each op valid; a nested
+// txn's limit is limit less the longest list of the txn around it.
+func checkTxn(r *pb.TxnRequest, limit int) error {
+	n := max(len(r.Compare), len(r.Success), len(r.Failure))
+	if n > limit {
 		return rpctypes.ErrGRPCTooManyOps
 	}
 	for _, c := range r.Compare {
@@ -56,7 +56,7 @@ func checkTxn(r *pb.TxnRequest, max int) error {
 	}
 	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
 		for _, op := range ops {
-			if err := checkOp(op, max-n); err != nil {
+			if err := checkOp(op, limit-n); err != nil {
 				return err
 			}
 		}
@@ -64,9 +64,7 @@ func checkTxn(r *pb.TxnRequest, max int) error {
 	return nil
 }
 
-func max3(a, b, c int) int { return max(a, b, c) }
-
-func checkOp(op *pb.RequestOp, max int) error {
+func checkOp(op *pb.RequestOp, limit int) error {
 	switch r := op.GetRequest().(type) {
 	case *pb.RequestOp_RequestRange:
 		return checkRange(r.RequestRange)
@@ -75,7 +73,7 @@ func checkOp(op *pb.RequestOp, max int) error {
 	case *pb.RequestOp_RequestDeleteRange:
 		return checkDelete(r.RequestDeleteRange)
 	case *pb.RequestOp_RequestTxn:
-		return checkTxn(r.RequestTxn, max)
+		return checkTxn(r.RequestTxn, limit)
 	}
 	// An op with no request: etcd answers "key not found".
 	return rpctypes.ErrGRPCKeyNotFound
