@@ -120,6 +120,13 @@ func (m *Model) putOpts(space map[string]kv.KeyValue, key, value []byte, o kv.Pu
 	case o.IgnoreLease && o.Lease != 0:
 		return kv.PutResult{}, kv.Event{}, kv.ErrLeaseProvided
 	}
+	if !o.IgnoreLease {
+		// A lease the put names is checked before the key whose value
+		// it may keep, as etcd does.
+		if err := m.checkLease(o.Lease); err != nil {
+			return kv.PutResult{}, kv.Event{}, err
+		}
+	}
 	prev, ok := space[string(key)]
 	if !ok && (o.IgnoreValue || o.IgnoreLease) {
 		return kv.PutResult{}, kv.Event{}, kv.ErrKeyNotFound
@@ -129,9 +136,9 @@ func (m *Model) putOpts(space map[string]kv.KeyValue, key, value []byte, o kv.Pu
 	}
 	if o.IgnoreLease {
 		o.Lease = prev.Lease
-	}
-	if err := m.checkLease(o.Lease); err != nil {
-		return kv.PutResult{}, kv.Event{}, err
+		if err := m.checkLease(o.Lease); err != nil {
+			return kv.PutResult{}, kv.Event{}, err
+		}
 	}
 	res := kv.PutResult{Rev: rev}
 	if ok && o.PrevKV {
