@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -504,7 +505,16 @@ func (s *Store) ExpiredLeases(now time.Time) []int64 {
 // revoked. A lease renewed or revoked meanwhile is left alone. It is what
 // the store's expiry timer runs; with Options.ManualLeaseExpiry it is the
 // caller's to run.
+//
+// A store driven by a consensus log (Options.ConsistentIndex) refuses it
+// with an error wrapping errors.ErrUnsupported: there every change must be
+// an entry of the log, so the leader proposes a Revoke for each of
+// ExpiredLeases instead (an expiry here would carry no index of its own,
+// and a replay after a restart would skip it).
 func (s *Store) ExpireLeases(now time.Time) (int, error) {
+	if s.opts.ConsistentIndex != nil {
+		return 0, fmt.Errorf("revkv/engine: ExpireLeases on a store with a ConsistentIndex (revoke through the log): %w", errors.ErrUnsupported)
+	}
 	n := 0
 	for _, id := range s.ExpiredLeases(now) {
 		done, err := s.expireLease(id, now)

@@ -61,7 +61,6 @@ import (
 // impossible lengths or orderings) wraps kv.ErrCorrupt; a format version
 // this package does not know wraps ErrVersion.
 var (
-	ErrCorrupt = kv.ErrCorrupt
 	ErrVersion = errors.New("revkv/snapshot: unsupported format version")
 )
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // TestStoreID: a stream rewritten by WithStoreID, written in pieces of
@@ -39,14 +41,14 @@ func TestStoreID(t *testing.T) {
 	// A header that does not check is refused, not passed on.
 	bad := bytes.Clone(plain)
 	bad[20] ^= 1
-	if _, err := WithStoreID(&bytes.Buffer{}, 1).Write(bad); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("damaged header: %v, want ErrCorrupt", err)
+	if _, err := WithStoreID(&bytes.Buffer{}, 1).Write(bad); !errors.Is(err, kv.ErrCorrupt) {
+		t.Fatalf("damaged header: %v, want kv.ErrCorrupt", err)
 	}
 	// Flag 1 with identity 0 is damage.
 	h := Header{Rev: 5, CompactRev: -1, StoreID: 1}
 	b := appendHeader(nil, h)
 	b[40] = 0
-	if _, _, err := parseHeader(b); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("identity 0 with the flag: %v, want ErrCorrupt", err)
+	if _, _, err := parseHeader(b); !errors.Is(err, kv.ErrCorrupt) {
+		t.Fatalf("identity 0 with the flag: %v, want kv.ErrCorrupt", err)
 	}
 }

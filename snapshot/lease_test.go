@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/revkv/revkv/kv"
 )
 
 // withVersion returns stream with its header's version set to v (and the
@@ -99,8 +100,8 @@ func TestLeaseVersions(t *testing.T) {
 		t.Fatalf("version 1: leases %v, %v", ls, err)
 	}
 	withLease := leaseSample(t, []Lease{{ID: 7, TTL: 5, Deadline: 9}})
-	if _, _, err := readLeases(withVersion(withLease, 1)); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("lease in a version 1 stream: %v, want ErrCorrupt", err)
+	if _, _, err := readLeases(withVersion(withLease, 1)); !errors.Is(err, kv.ErrCorrupt) {
+		t.Fatalf("lease in a version 1 stream: %v, want kv.ErrCorrupt", err)
 	}
 	if _, _, err := readLeases(withVersion(withLease, version+1)); !errors.Is(err, ErrVersion) {
 		t.Fatalf("future version: %v, want ErrVersion", err)
@@ -134,8 +135,8 @@ func TestLeaseRejects(t *testing.T) {
 		if name == "event after" || name == "event after mark" {
 			c.Events, c.Revisions = 1, 1
 		}
-		if _, _, err := readLeases(rawStream(h, [][]byte{body}, c)); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		if _, _, err := readLeases(rawStream(h, [][]byte{body}, c)); !errors.Is(err, kv.ErrCorrupt) {
+			t.Errorf("%s: %v, want kv.ErrCorrupt", name, err)
 		}
 	}
 	var buf bytes.Buffer

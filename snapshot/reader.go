@@ -76,7 +76,7 @@ var errShortHeader = errors.New("revkv/snapshot: short header")
 // how much the header takes, if b tells that already).
 func parseHeader(b []byte) (h Header, size int, err error) {
 	corrupt := func(off int64, format string, args ...any) error {
-		return fmt.Errorf("revkv/snapshot: offset %d: %s: %w", off, fmt.Sprintf(format, args...), ErrCorrupt)
+		return fmt.Errorf("revkv/snapshot: offset %d: %s: %w", off, fmt.Sprintf(format, args...), kv.ErrCorrupt)
 	}
 	if len(b) < 16 {
 		return h, headerSize, errShortHeader
@@ -129,7 +129,7 @@ func (sr *Reader) Counts() Counts { return sr.trailer }
 func (sr *Reader) Offset() int64 { return sr.off }
 
 func (sr *Reader) corrupt(off int64, format string, args ...any) error {
-	return fmt.Errorf("revkv/snapshot: offset %d: %s: %w", off, fmt.Sprintf(format, args...), ErrCorrupt)
+	return fmt.Errorf("revkv/snapshot: offset %d: %s: %w", off, fmt.Sprintf(format, args...), kv.ErrCorrupt)
 }
 
 func (sr *Reader) readFull(b []byte, what string) error {
@@ -150,7 +150,7 @@ func (sr *Reader) readFull(b []byte, what string) error {
 // new each time: the caller may keep them (the Key only until the next
 // call, after ReuseKeys). At the end of a stream whose
 // trailer and checksums hold, Next returns io.EOF; any damage is an error
-// wrapping ErrCorrupt.
+// wrapping kv.ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
 
 	if sr.err != nil {
@@ -314,7 +314,7 @@ func (sr *Reader) uvarint() (uint64, error) {
 	switch {
 	case err == io.EOF:
 		return 0, sr.bodyCorrupt("entry cut by the end of the body")
-	case err != nil && errors.Is(err, ErrCorrupt):
+	case err != nil && errors.Is(err, kv.ErrCorrupt):
 		return 0, err
 	case err != nil:
 		return 0, sr.bodyCorrupt("bad varint")

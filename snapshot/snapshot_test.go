@@ -150,12 +150,12 @@ func TestCompresses(t *testing.T) {
 }
 
 // TestDamage: every truncation and every flipped byte is an error
-// wrapping ErrCorrupt (or ErrVersion for the version field), never a
+// wrapping kv.ErrCorrupt (or ErrVersion for the version field), never a
 // panic and never a clean end of stream.
 func TestDamage(t *testing.T) {
 	data, _ := sample(t, 200, 100, 300)
 	for n := range len(data) {
-		if _, _, _, err := readAll(data[:n]); !errors.Is(err, ErrCorrupt) {
+		if _, _, _, err := readAll(data[:n]); !errors.Is(err, kv.ErrCorrupt) {
 			t.Fatalf("truncated to %d of %d bytes: %v", n, len(data), err)
 		}
 	}
@@ -163,7 +163,7 @@ func TestDamage(t *testing.T) {
 		bad := bytes.Clone(data)
 		bad[i] ^= 0x5a
 		_, _, _, err := readAll(bad)
-		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
+		if !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, ErrVersion) {
 			t.Fatalf("byte %d flipped: %v", i, err)
 		}
 	}
@@ -217,8 +217,8 @@ func TestRejects(t *testing.T) {
 		{"put with version 0", [][]byte{AppendEntry([]byte{tagEvent}, &Entry{Key: []byte("a"), Main: 2})}, Counts{Events: 1, Revisions: 1}},
 	}
 	for _, tt := range tests {
-		if _, _, _, err := readAll(rawStream(h, tt.blocks, tt.c)); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: %v, want ErrCorrupt", tt.name, err)
+		if _, _, _, err := readAll(rawStream(h, tt.blocks, tt.c)); !errors.Is(err, kv.ErrCorrupt) {
+			t.Errorf("%s: %v, want kv.ErrCorrupt", tt.name, err)
 		}
 	}
 	// The same machinery makes a valid stream, so the cases above fail
@@ -288,7 +288,7 @@ func TestWriteErrorSticks(t *testing.T) {
 }
 
 // FuzzReader: any bytes give entries and io.EOF, or an error wrapping
-// ErrCorrupt or ErrVersion; never a panic, never an allocation beyond
+// kv.ErrCorrupt or ErrVersion; never a panic, never an allocation beyond
 // the format's bounds.
 func FuzzReader(f *testing.F) {
 	for _, tc := range []struct{ n, m, v int }{{0, 0, 0}, {2, 3, 5}, {40, 20, 200}} {
@@ -301,8 +301,8 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, got, _, err := readAll(data)
-		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
-			t.Fatalf("error %v wraps neither ErrCorrupt nor ErrVersion", err)
+		if err != nil && !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, ErrVersion) {
+			t.Fatalf("error %v wraps neither kv.ErrCorrupt nor ErrVersion", err)
 		}
 		// Reusing the key buffer changes nothing read.
 		_, got2, _, err2 := readAllKeys(data, true)

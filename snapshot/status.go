@@ -62,7 +62,7 @@ type Status struct {
 
 // ReadStatus reads the whole snapshot stream r, checking every checksum,
 // and describes it. It holds one block and one entry in memory at a time.
-// Damage is an error wrapping ErrCorrupt.
+// Damage is an error wrapping kv.ErrCorrupt.
 func ReadStatus(r io.Reader) (Status, error) {
 	sr, err := NewReader(r)
 	if err != nil {

@@ -68,7 +68,7 @@ func appendHeader(b []byte, h Header) []byte {
 // had; 0 removes it), and everything after the header unchanged: the
 // blocks' and trailer's checksums do not cover the header, so the stream
 // stays valid. A stream whose header does not check is an error wrapping
-// ErrCorrupt (or ErrVersion) from Write. File persisters write their
+// kv.ErrCorrupt (or ErrVersion) from Write. File persisters write their
 // snapshots (and snapshots they import) through it.
 func WithStoreID(w io.Writer, id uint64) io.Writer {
 	return &idWriter{w: w, id: id}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/filelog"
 )
@@ -92,7 +93,7 @@ func openError(dir string, err error) error {
 		return &explained{msg: fmt.Sprintf("%s is in use by another process (or another store open in this one); close that first", dir), err: err}
 	case errors.Is(err, syscall.ENOTDIR):
 		return &explained{msg: fmt.Sprintf("%s (or a directory above it) is not a directory", dir), err: err}
-	case errors.Is(err, filelog.ErrCorrupt):
+	case errors.Is(err, kv.ErrCorrupt):
 		return &explained{msg: message(err) + fmt.Sprintf(" ('revkv verify %s' lists the damage; 'revkv salvage %s NEWDIR' copies what is readable)", dir, dir), err: err}
 	}
 	return err

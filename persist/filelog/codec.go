@@ -44,9 +44,6 @@ const (
 	maxPending = kv.MaxBatchSize + 64
 )
 
-// ErrCorrupt is kv.ErrCorrupt: every damage this package reports wraps it.
-var ErrCorrupt = kv.ErrCorrupt
-
 // errShort says a batch is not whole yet: its bytes go on in the next frame.
 var errShort = errors.New("short batch")
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/memfs"
 )
@@ -113,8 +114,8 @@ func TestScanSegment(t *testing.T) {
 		if whole {
 			continue
 		}
-		if _, _, err := scanBytes(t, two[:n], false); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("middle segment cut at %d: %v, want ErrCorrupt", n, err)
+		if _, _, err := scanBytes(t, two[:n], false); !errors.Is(err, kv.ErrCorrupt) {
+			t.Fatalf("middle segment cut at %d: %v, want kv.ErrCorrupt", n, err)
 		}
 	}
 
@@ -132,7 +133,7 @@ func TestScanSegment(t *testing.T) {
 		bad[off] ^= 1
 		_, _, err := scanRule(t, bad, tailRule{last: true, durable: int64(len(small))})
 		var de *DamageError
-		if !errors.As(err, &de) || !errors.Is(err, ErrCorrupt) {
+		if !errors.As(err, &de) || !errors.Is(err, kv.ErrCorrupt) {
 			t.Fatalf("byte %d flipped: %v, want a DamageError", off, err)
 		}
 	}
@@ -177,8 +178,8 @@ func TestTornTailRule(t *testing.T) {
 		// Before the durable mark, or in a segment that is not the last,
 		// the same bytes are damage.
 		for _, rule := range []tailRule{{last: true, durable: int64(len(data))}, {last: false}} {
-			if _, _, err := scanRule(t, data, rule); !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s under %+v: %v, want ErrCorrupt", tc.name, rule, err)
+			if _, _, err := scanRule(t, data, rule); !errors.Is(err, kv.ErrCorrupt) {
+				t.Errorf("%s under %+v: %v, want kv.ErrCorrupt", tc.name, rule, err)
 			}
 		}
 	}
@@ -196,8 +197,8 @@ func FuzzSegment(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, last := range []bool{false, true} {
 			res, _, err := scanBytes(t, data, last)
-			if err != nil && !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error %v is not ErrCorrupt", err)
+			if err != nil && !errors.Is(err, kv.ErrCorrupt) {
+				t.Fatalf("error %v is not kv.ErrCorrupt", err)
 			}
 			if err == nil && res.end > int64(len(data)) {
 				t.Fatalf("end %d past %d bytes", res.end, len(data))

@@ -131,7 +131,7 @@ func flipDir(t *testing.T) (*memfs.FS, kv.KeyValueHash) {
 
 // TestFlipEveryByte flips each byte of each file of a small data
 // directory, one at a time, and opens it: the open must fail with an error
-// naming the file (and wrapping ErrCorrupt), or recover the very same
+// naming the file (and wrapping kv.ErrCorrupt), or recover the very same
 // state (a damaged newest snapshot falls back to the older one). A wrong
 // value is never served.
 func TestFlipEveryByte(t *testing.T) {
@@ -165,7 +165,7 @@ func TestFlipEveryByte(t *testing.T) {
 			s, err := openStore(fs, filelog.Options{SnapshotRevs: -1})
 			if err != nil {
 				if !errors.Is(err, kv.ErrCorrupt) || !strings.Contains(err.Error(), name) {
-					t.Fatalf("%s byte %d flipped: %v: want ErrCorrupt naming the file", name, off, err)
+					t.Fatalf("%s byte %d flipped: %v: want kv.ErrCorrupt naming the file", name, off, err)
 				}
 				outcomes["detected"]++
 				continue

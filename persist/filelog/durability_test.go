@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
@@ -116,7 +117,7 @@ func TestManifestFindsMissingFiles(t *testing.T) {
 			for _, ro := range []bool{true, false} {
 				_, err := openStore(fs, filelog.Options{SegmentSize: 300, SnapshotRevs: -1, ReadOnly: ro})
 				var de *filelog.DamageError
-				if !errors.As(err, &de) || !errors.Is(err, filelog.ErrCorrupt) {
+				if !errors.As(err, &de) || !errors.Is(err, kv.ErrCorrupt) {
 					t.Fatalf("read-only %v: open: %v, want a DamageError", ro, err)
 				}
 				if de.File != tc.file {
@@ -264,8 +265,8 @@ func TestOneStorePerLog(t *testing.T) {
 	go func() { done <- l2.Wait(1) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, filelog.ErrClosed) {
-			t.Fatalf("Wait after Close: %v, want ErrClosed", err)
+		if !errors.Is(err, kv.ErrClosed) {
+			t.Fatalf("Wait after Close: %v, want kv.ErrClosed", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Wait on a Log closed before Recover did not return")

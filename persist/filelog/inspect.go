@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/snapshot"
 )
@@ -20,7 +21,7 @@ type File struct {
 	Segment  *SegmentInfo
 	Snapshot *snapshot.Status
 	// Err is the damage found, if any: a *DamageError or a snapshot error,
-	// both wrapping ErrCorrupt (or snapshot.ErrVersion).
+	// both wrapping kv.ErrCorrupt (or snapshot.ErrVersion).
 	Err error
 }
 
@@ -97,7 +98,7 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
 		rule := tailRule{last: num == lastSeg, durable: durable}
 		res, err := scanSegment(fsys, dir, num, rule, func(*persist.Batch, int64) error { return nil })
-		if err != nil && !errors.Is(err, ErrCorrupt) {
+		if err != nil && !errors.Is(err, kv.ErrCorrupt) {
 			return files, err
 		}
 		if !leftover[f.Name] {
@@ -127,7 +128,7 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		st, err := snapshot.ReadStatus(bufio.NewReaderSize(r, 1<<20))
 		r.Close()
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+			if !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
 				return files, fmt.Errorf("revkv/filelog: %s: %w", name, err)
 			}
 			if !leftover[f.Name] {

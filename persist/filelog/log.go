@@ -96,8 +96,6 @@ func (o Options) withDefaults() Options {
 
 // Errors.
 var (
-	// ErrClosed: the Log was closed.
-	ErrClosed = errors.New("revkv/filelog: closed")
 	// ErrReadOnly: a write to a Log opened with Options.ReadOnly.
 	ErrReadOnly = errors.New("revkv/filelog: opened read-only")
 	// ErrLocked: another Log (in this or another process) has the
@@ -234,7 +232,7 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 	case l.err != nil:
 		return 0, l.err
 	case l.closing || !l.running:
-		return 0, ErrClosed
+		return 0, kv.ErrClosed
 	case l.opts.ReadOnly:
 		return 0, ErrReadOnly
 	case b.Rev < 1 || b.Rev < l.maxRev:
@@ -263,7 +261,7 @@ func (l *Log) Wait(pos uint64) error {
 	defer l.mu.Unlock()
 	if !l.running {
 		if l.closing {
-			return ErrClosed
+			return kv.ErrClosed
 		}
 		return ErrNotRecovered
 	}
@@ -279,7 +277,7 @@ func (l *Log) Wait(pos uint64) error {
 	case l.err != nil:
 		return l.err
 	}
-	return ErrClosed
+	return kv.ErrClosed
 }
 
 // Sync makes every batch appended so far durable, whatever the policy.
@@ -288,7 +286,7 @@ func (l *Log) Sync() error {
 	defer l.mu.Unlock()
 	switch {
 	case l.closing:
-		return ErrClosed
+		return kv.ErrClosed
 	case !l.running:
 		return ErrNotRecovered
 	case l.opts.ReadOnly:
@@ -309,7 +307,7 @@ func (l *Log) Sync() error {
 	case l.err != nil:
 		return l.err
 	}
-	return ErrClosed
+	return kv.ErrClosed
 }
 
 // Close makes everything appended durable, stops the log's goroutines,
@@ -321,7 +319,7 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
-		return ErrClosed
+		return kv.ErrClosed
 	}
 	l.closing = true
 	running := l.running

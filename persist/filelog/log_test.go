@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"runtime"
+
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/internal/leaktest"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/filelog"
 	"github.com/revkv/revkv/persist/memfs"
-	"runtime"
 )
 
 // slowFS counts file syncs and makes each take a while, like a disk.
@@ -529,7 +530,7 @@ func TestCloseDuringSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Whether the snapshot finished, was abandoned, or had not started
-	// (then it fails with ErrClosed), nothing touches the directory after
+	// (then it fails with kv.ErrClosed), nothing touches the directory after
 	// Close.
 	before, _ := mem.List("db")
 	<-done
@@ -559,19 +560,19 @@ func TestCallsAfterClose(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := l.Sync(); !errors.Is(err, filelog.ErrClosed) {
+		if err := l.Sync(); !errors.Is(err, kv.ErrClosed) {
 			t.Errorf("Sync after Close: %v", err)
 		}
-		if err := l.Wait(99); !errors.Is(err, filelog.ErrClosed) {
+		if err := l.Wait(99); !errors.Is(err, kv.ErrClosed) {
 			t.Errorf("Wait after Close: %v", err)
 		}
-		if _, err := l.Append(&persist.Batch{Rev: 3}); !errors.Is(err, filelog.ErrClosed) {
+		if _, err := l.Append(&persist.Batch{Rev: 3}); !errors.Is(err, kv.ErrClosed) {
 			t.Errorf("Append after Close: %v", err)
 		}
-		if err := l.WriteSnapshot(); !errors.Is(err, filelog.ErrClosed) {
+		if err := l.WriteSnapshot(); !errors.Is(err, kv.ErrClosed) {
 			t.Errorf("WriteSnapshot after Close: %v", err)
 		}
-		if err := l.Close(); !errors.Is(err, filelog.ErrClosed) {
+		if err := l.Close(); !errors.Is(err, kv.ErrClosed) {
 			t.Errorf("second Close: %v", err)
 		}
 	}()

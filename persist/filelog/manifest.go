@@ -39,7 +39,7 @@ const (
 	maxManifestFiles = 1 << 20
 )
 
-// ErrForeign is the error (wrapped in a *DamageError, so also ErrCorrupt)
+// ErrForeign is the error (wrapped in a *DamageError, so also kv.ErrCorrupt)
 // for a segment or snapshot that belongs to another store, or that a
 // store's manifest does not know.
 var ErrForeign = errors.New("revkv/filelog: file of another store")

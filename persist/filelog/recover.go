@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/snapshot"
 )
@@ -29,7 +30,7 @@ import (
 // of another store is ErrInUse.
 //
 // Damage is an error naming the file and offset (a *DamageError, which
-// wraps ErrCorrupt); a damaged snapshot is only an error if no older one,
+// wraps kv.ErrCorrupt); a damaged snapshot is only an error if no older one,
 // nor the log from the start, can stand in for it.
 func (l *Log) Recover(t persist.Target) error {
 	first, err := l.claim(t)
@@ -73,7 +74,7 @@ func (l *Log) claim(t persist.Target) (first bool, err error) {
 	defer l.mu.Unlock()
 	switch {
 	case l.closing:
-		return false, ErrClosed
+		return false, kv.ErrClosed
 	case !l.running:
 		l.owner = ownerOf(t)
 		return true, nil
@@ -358,7 +359,7 @@ func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *recovered
 			}
 			return nil, nil, fmt.Errorf("revkv/filelog: snapshot %d loaded but its header did not read", num)
 		}
-		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
+		if !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
 			return nil, nil, err
 		}
 		l.log.Warn("revkv/filelog: damaged or missing snapshot; trying an older one", "err", err)

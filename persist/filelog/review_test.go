@@ -174,7 +174,7 @@ func judgeDamage(t *testing.T, img *memfs.FS, w *workload, c damageCase, crashed
 	s, oerr := openStore(ofs, filelog.Options{SnapshotRevs: -1})
 	if oerr != nil {
 		if !errors.Is(oerr, kv.ErrCorrupt) {
-			return "", fmt.Errorf("%v: refused with %v, not ErrCorrupt", c, oerr)
+			return "", fmt.Errorf("%v: refused with %v, not kv.ErrCorrupt", c, oerr)
 		}
 		if verr == nil {
 			return "", fmt.Errorf("%v: verify passes, open fails: %v", c, oerr)

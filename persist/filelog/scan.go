@@ -7,12 +7,13 @@ import (
 	"io"
 	"path"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
 
 // DamageError is the error for a damaged log segment or snapshot: it names
 // the file and the offset of the damaged frame (or block), and wraps
-// ErrCorrupt.
+// kv.ErrCorrupt.
 type DamageError struct {
 	File   string
 	Offset int64
@@ -24,8 +25,8 @@ func (e *DamageError) Error() string {
 	return fmt.Sprintf("revkv/filelog: %s at offset %d: %v", e.File, e.Offset, e.Err)
 }
 
-// Unwrap returns ErrCorrupt and the cause.
-func (e *DamageError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+// Unwrap returns kv.ErrCorrupt and the cause.
+func (e *DamageError) Unwrap() []error { return []error{kv.ErrCorrupt, e.Err} }
 
 // scanResult is what scanning a segment found.
 type scanResult struct {

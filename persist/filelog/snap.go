@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/snapshot"
 )
@@ -162,7 +163,7 @@ func (l *Log) beginSnapshot() error {
 	defer l.mu.Unlock()
 	switch {
 	case l.closing:
-		return ErrClosed
+		return kv.ErrClosed
 	case !l.running:
 		return ErrNotRecovered
 	case l.opts.ReadOnly:
@@ -306,7 +307,7 @@ func holdsStore(fsys persist.FS, dir string, ls listing) (bool, error) {
 // empty) whose state is the snapshot read from r: Open on it then recovers
 // that state, and writes go on from its revision. The snapshot is checked
 // whole (every checksum) before it is put in place; a damaged one is an
-// error wrapping ErrCorrupt and leaves no store behind. A crash during
+// error wrapping kv.ErrCorrupt and leaves no store behind. A crash during
 // LoadSnapshot may leave its snapshot without the manifest that lists it:
 // Open refuses that directory, and LoadSnapshot may be run on it again.
 func LoadSnapshot(fsys persist.FS, dir string, r io.Reader) error {
