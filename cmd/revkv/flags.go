@@ -332,7 +332,7 @@ func cmdVersion(_ context.Context, e *env) error {
 			}
 		}
 	}
-	formats := "reads log segment format 1 and snapshot format 1 (see CHANGELOG.md)"
+	formats := "writes log segment format 2, snapshot format 2 and manifest format 1; reads segments 1-2, snapshots 1-2, manifest 1 (see CHANGELOG.md)"
 	return e.emit(map[string]any{"version": version, "go": runtime.Version(), "formats": formats},
 		"revkv %s%s, %s, %s/%s\n%s\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH, formats)
 }
