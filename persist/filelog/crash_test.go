@@ -17,7 +17,7 @@ import (
 // that failed). It returns whether the crash point was reached.
 func crashRun(t *testing.T, w *workload, opts filelog.Options, k int64) bool {
 	t.Helper()
-	fs := memfs.New(memfs.Options{TornWrites: true, Seed: uint64(k)})
+	fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)})
 	if k > 0 {
 		fs.CrashAfter(k)
 	}
@@ -110,7 +110,7 @@ func TestCrashConcurrentWriters(t *testing.T) {
 	const writers = 4
 	points := 0
 	for k := int64(1); k <= 300; k++ {
-		fs := memfs.New(memfs.Options{TornWrites: true, Seed: uint64(k)})
+		fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)})
 		s, err := openStore(fs, tiny)
 		if err != nil {
 			t.Fatal(err)

@@ -60,7 +60,7 @@ func (f *failures) add(err error) {
 // on a fresh FS that crashes at its k-th operation; the store must reopen
 // in a state the reference reached at or after the last durable op, and
 // then take a write and reopen with it. It returns whether the crash point
-// was reached. (crashRun could be this with TornWrites and t.Fatal.)
+// was reached. (crashRun could be this with CrashTorn and t.Fatal.)
 func crashRunIn(t *testing.T, w *workload, opts filelog.Options, fsopts memfs.Options, k int64) (bool, error) {
 	t.Helper()
 	fs := memfs.New(fsopts)

@@ -22,7 +22,7 @@ func TestFaults(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	counts := map[string]int{}
 	for trial := range 300 {
-		fs := memfs.New(memfs.Options{TornWrites: true, Seed: uint64(trial)})
+		fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(trial)})
 		kind := []string{"write", "sync", "disk"}[trial%3]
 		s, err := openStore(fs, tiny)
 		if err != nil {

@@ -172,7 +172,7 @@ func applyLease(s *engine.Store, o leaseOp) error {
 // whether the crash point was reached.
 func leaseCrashRun(t *testing.T, ops []leaseOp, initial string, opts filelog.Options, k int64) bool {
 	t.Helper()
-	fs := memfs.New(memfs.Options{TornWrites: true, Seed: uint64(k)})
+	fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)})
 	if k > 0 {
 		fs.CrashAfter(k)
 	}

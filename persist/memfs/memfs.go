@@ -63,9 +63,6 @@ var (
 type Options struct {
 	// Crash is the crash model: what Crash keeps of unsynced appends.
 	Crash CrashModel
-	// TornWrites is the older spelling of Crash: CrashTorn; it selects
-	// CrashTorn when Crash is CrashDrop (the zero value).
-	TornWrites bool
 	// LinuxSyncFailures makes a failed Sync behave as Linux's fsync: what
 	// reads return is unchanged, but nothing written to that file since
 	// its last successful Sync becomes durable, not even through a later
@@ -115,13 +112,6 @@ func (c CrashModel) String() string {
 		return "grow-first"
 	}
 	return fmt.Sprintf("CrashModel(%d)", int(c))
-}
-
-func (o Options) crashModel() CrashModel {
-	if o.Crash == CrashDrop && o.TornWrites {
-		return CrashTorn
-	}
-	return o.Crash
 }
 
 // FS is an in-memory persist.FS. It is safe for concurrent use.
@@ -429,7 +419,7 @@ func (f *FS) survivor(n *node) []byte {
 		return keep // not an append: dropped whole
 	}
 	tail := img[len(keep):]
-	switch f.opts.crashModel() {
+	switch f.opts.Crash {
 	case CrashTorn:
 		keep = append(keep, tail[:f.rng.IntN(len(tail)+1)]...)
 	case CrashGrowFirst:

@@ -83,7 +83,7 @@ func TestCrashKeepsOnlyWhatWasSynced(t *testing.T) {
 // data followed by a prefix of what it had unsynced, never anything else.
 func TestTornWrites(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		m := New(Options{TornWrites: true, Seed: rapid.Uint64().Draw(t, "seed")})
+		m := New(Options{Crash: CrashTorn, Seed: rapid.Uint64().Draw(t, "seed")})
 		f, _ := m.Create("log")
 		m.SyncDir(".")
 		var synced, all []byte

@@ -202,24 +202,6 @@ func TestCrashGrowFirst(t *testing.T) {
 	}
 }
 
-// TestCrashModelSelection: TornWrites is CrashTorn, and Crash set
-// explicitly wins over it.
-func TestCrashModelSelection(t *testing.T) {
-	for _, tc := range []struct {
-		opts Options
-		want CrashModel
-	}{
-		{Options{}, CrashDrop},
-		{Options{TornWrites: true}, CrashTorn},
-		{Options{Crash: CrashTorn}, CrashTorn},
-		{Options{Crash: CrashGrowFirst, TornWrites: true}, CrashGrowFirst},
-	} {
-		if got := tc.opts.crashModel(); got != tc.want {
-			t.Errorf("%+v: crash model %v, want %v", tc.opts, got, tc.want)
-		}
-	}
-}
-
 // TestFailedSyncDir: under both sync failure models, a failed SyncDir
 // makes no entry durable, and the next successful one makes them all
 // durable.
