@@ -11,6 +11,10 @@
 //	snap-<n>.snap        snapshots (package snapshot's format), n likewise
 //	<one of those>.tmp   files being written; removed on open (no other
 //	                     .tmp file is touched)
+//	snap-<n>.snap.damaged a snapshot that a directory from before
+//	                     manifests could not load, set aside (with a
+//	                     warning) by its first read-write open, which
+//	                     fell back to an older one or the log; never read
 //
 // # Segment
 //

@@ -423,6 +423,9 @@ func (l *Log) repair(d *dirState, st *recovered) error {
 	} else if n > 0 {
 		l.files.synced = max(st.last.hdr, d.durable)
 	}
+	if err := l.setAsideFallenBack(d, st); err != nil {
+		return err
+	}
 	if err := l.adoptManifest(d); err != nil {
 		return err
 	}
@@ -430,6 +433,41 @@ func (l *Log) repair(d *dirState, st *recovered) error {
 		return l.startSegment(d.nextSeg)
 	}
 	return l.continueLast(d, st)
+}
+
+// damagedSuffix marks a snapshot a legacy directory's first open fell
+// back from: the name parser ignores it, so the file stays for the user
+// to look at and no later open takes it for a file of another store.
+const damagedSuffix = ".damaged"
+
+// setAsideFallenBack renames aside, in a directory from before manifests,
+// every snapshot the load did not use because it was damaged or missing
+// its header. Its first manifest will not list them, and such a file
+// carries no identity: left in place, one numbered above the newest
+// listed snapshot would make every later open refuse it as a file of
+// another store. A managed directory needs none of this: there the
+// damaged snapshot carries the store's identity and is removed as a
+// leftover. The manifest's SyncDir makes the renames durable with it; a
+// crash before leaves a directory the next open surveys the same way.
+func (l *Log) setAsideFallenBack(d *dirState, st *recovered) error {
+	if d.man != nil {
+		return nil
+	}
+	used := map[uint64]bool{}
+	for _, s := range st.snaps {
+		used[s.num] = true
+	}
+	for _, num := range d.snaps {
+		if used[num] {
+			continue
+		}
+		name := path.Join(l.dir, snapFile(num))
+		l.log.Warn("revkv/filelog: setting aside a damaged snapshot the open fell back from", "file", name, "to", name+damagedSuffix)
+		if err := l.fs.Rename(name, name+damagedSuffix); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // adoptManifest takes the store's identity from its manifest; a new
