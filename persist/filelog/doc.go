@@ -106,6 +106,13 @@
 //   - a snapshot that fails to load when the log does not reach back to
 //     the first write (rather than opening an empty store).
 //
+// A manifest, segment or snapshot of a newer format than this build reads
+// (its checksum good) is not damage: it is refused with an error naming
+// the file and both versions that wraps snapshot.ErrVersion (revkv's one
+// version error) and not kv.ErrCorrupt, and a refused open changes no
+// file. (A newer snapshot is fallen back from like a damaged one; if the
+// log then does not load without it, the error is still ErrVersion.)
+//
 // It cannot find, because nothing records them at a cost a put can bear:
 // the last segment cut, or its tail damaged and then zeroed, between the
 // manifest's mark and the last sync, at most a quarter segment (16 MiB by

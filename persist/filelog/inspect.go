@@ -21,7 +21,8 @@ type File struct {
 	Segment  *SegmentInfo
 	Snapshot *snapshot.Status
 	// Err is the damage found, if any: a *DamageError or a snapshot error,
-	// both wrapping kv.ErrCorrupt (or snapshot.ErrVersion).
+	// both wrapping kv.ErrCorrupt; or, for a segment or snapshot of a
+	// newer format, an error wrapping snapshot.ErrVersion.
 	Err error
 }
 
@@ -98,7 +99,7 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
 		rule := tailRule{last: num == lastSeg, durable: durable}
 		res, err := scanSegment(fsys, dir, num, rule, func(*persist.Batch, int64) error { return nil })
-		if err != nil && !errors.Is(err, kv.ErrCorrupt) {
+		if err != nil && !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
 			return files, err
 		}
 		if !leftover[f.Name] {

@@ -31,7 +31,9 @@ import (
 //
 // Damage is an error naming the file and offset (a *DamageError, which
 // wraps kv.ErrCorrupt); a damaged snapshot is only an error if no older one,
-// nor the log from the start, can stand in for it.
+// nor the log from the start, can stand in for it. A manifest, segment or
+// snapshot of a newer format is an error naming the file and both versions
+// that wraps snapshot.ErrVersion, not kv.ErrCorrupt.
 func (l *Log) Recover(t persist.Target) error {
 	first, err := l.claim(t)
 	if err != nil {
@@ -316,10 +318,7 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 			return t.Apply(b)
 		})
 		if err != nil {
-			if snapErr != nil {
-				err = fmt.Errorf("%w (after falling back from damaged or missing snapshots: %w)", err, snapErr)
-			}
-			return nil, err
+			return nil, fallbackError(err, snapErr)
 		}
 		if i == 0 {
 			firstRev = res.firstRev
@@ -336,6 +335,21 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 		return nil, fmt.Errorf("revkv/filelog: no snapshot loads, and the log does not start at the first revision: %w", snapErr)
 	}
 	return st, nil
+}
+
+// fallbackError is the error of a log that failed to load after the open
+// fell back from the snapshots of snapErr (if any). When one of them is
+// of a newer format, a newer build wrote the store, and that is what the
+// user must hear (snapshot.ErrVersion, not damage): the log's error then
+// only comes from reading it without the snapshot it needs.
+func fallbackError(err, snapErr error) error {
+	switch {
+	case snapErr == nil:
+		return err
+	case errors.Is(snapErr, snapshot.ErrVersion):
+		return fmt.Errorf("revkv/filelog: a snapshot is of a newer format: %w (without it, the log says: %v)", snapErr, err)
+	}
+	return fmt.Errorf("%w (after falling back from damaged or missing snapshots: %w)", err, snapErr)
 }
 
 // loadNewestSnapshot loads the newest of snaps that reads back whole into
