@@ -113,6 +113,11 @@
 // file. (A newer snapshot is fallen back from like a damaged one; if the
 // log then does not load without it, the error is still ErrVersion.)
 //
+// A damaged or missing manifest stops every open; the segments and
+// snapshots are then read without it (DumpWithoutManifest, which revkv
+// salvage uses), where a crash's leftover segment, or a missing one, cannot
+// be told from the log but by the revisions of the batches.
+//
 // It cannot find, because nothing records them at a cost a put can bear:
 // the last segment cut, or its tail damaged and then zeroed, between the
 // manifest's mark and the last sync, at most a quarter segment (16 MiB by
