@@ -61,7 +61,11 @@ import (
 // impossible lengths or orderings) wraps kv.ErrCorrupt; a format version
 // this package does not know wraps ErrVersion.
 var (
-	ErrVersion = errors.New("revkv/snapshot: unsupported format version")
+	// ErrVersion is revkv's one error for a file of a format version this
+	// build does not read (written by a newer release): a snapshot here,
+	// and in package filelog also a manifest or log segment, so that one
+	// errors.Is tells a downgrade from damage.
+	ErrVersion = errors.New("revkv: format version unsupported by this build")
 )
 
 const (

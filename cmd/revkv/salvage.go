@@ -22,6 +22,11 @@ import (
 //  2. Every batch of the log up to its first damage that the base does not
 //     already hold (Batch.Covered) is appended, in order, as it was.
 //  3. The new directory is opened like any store, which checks it.
+//
+// A damaged or missing manifest (the files carry an identity) does not
+// stop it: the log is then every segment in the directory, in number
+// order (filelog.DumpWithoutManifest), and step 3's open refuses a log
+// whose revisions do not follow on.
 
 // salvageBase is the snapshot a salvage starts from.
 type salvageBase struct {
@@ -62,8 +67,12 @@ func salvage(e *env, dir, newDir string) error {
 	}
 	base := newestSound(files)
 	var left []string
+	noManifest := false
 	for _, f := range files {
 		switch {
+		case f.Name == "MANIFEST" && f.Err != nil:
+			noManifest = true
+			left = append(left, fmt.Sprintf("the manifest: %s; the log was read without it, as every segment in the directory in number order", message(f.Err)))
 		case f.Snapshot == nil && f.Segment == nil:
 		case f.Snapshot != nil && f.Err != nil:
 			left = append(left, fmt.Sprintf("snapshot %s: %s", f.Name, message(f.Err)))
@@ -76,7 +85,7 @@ func salvage(e *env, dir, newDir string) error {
 			return err
 		}
 	}
-	last, damage, err := replayLog(e, dir, newDir, base)
+	last, damage, err := replayLog(e, dir, newDir, base, noManifest)
 	if err != nil {
 		return err
 	}
@@ -130,8 +139,8 @@ func restoreFrom(e *env, file, newDir string) error {
 // replayLog appends to the store in newDir every batch of dir's log that
 // base does not hold, up to the log's first damage. It returns the last
 // revision appended (base's if none), and the damage that ended the log,
-// if any.
-func replayLog(e *env, dir, newDir string, base salvageBase) (last int64, damage *filelog.DamageError, err error) {
+// if any. Without a manifest it reads every segment of dir.
+func replayLog(e *env, dir, newDir string, base salvageBase, noManifest bool) (last int64, damage *filelog.DamageError, err error) {
 	l, err := openLog(newDir)
 	if err != nil {
 		return 0, nil, err
@@ -141,7 +150,11 @@ func replayLog(e *env, dir, newDir string, base salvageBase) (last int64, damage
 		return 0, nil, err
 	}
 	last = base.rev
-	dumpErr := filelog.Dump(persist.OS, dir, func(file string, off int64, b *persist.Batch) error {
+	dump := filelog.Dump
+	if noManifest {
+		dump = filelog.DumpWithoutManifest
+	}
+	dumpErr := dump(persist.OS, dir, func(file string, off int64, b *persist.Batch) error {
 		if b.Covered(base.rev, base.compactRev, base.index) {
 			return nil
 		}

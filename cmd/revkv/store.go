@@ -12,6 +12,7 @@ import (
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/filelog"
+	"github.com/revkv/revkv/snapshot"
 )
 
 // This file is the only place the command opens or creates a store, so
@@ -93,6 +94,8 @@ func openError(dir string, err error) error {
 		return &explained{msg: fmt.Sprintf("%s is in use by another process (or another store open in this one); close that first", dir), err: err}
 	case errors.Is(err, syscall.ENOTDIR):
 		return &explained{msg: fmt.Sprintf("%s (or a directory above it) is not a directory", dir), err: err}
+	case errors.Is(err, snapshot.ErrVersion):
+		return &explained{msg: message(err) + " (a newer revkv wrote it: open it with that release)", err: err}
 	case errors.Is(err, kv.ErrCorrupt):
 		return &explained{msg: message(err) + fmt.Sprintf(" ('revkv verify %s' lists the damage; 'revkv salvage %s NEWDIR' copies what is readable)", dir, dir), err: err}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/snapshot"
 )
 
 const (
@@ -96,7 +97,7 @@ func parseSegHeader(b []byte) (segHeader, error) {
 		return segHeader{}, fmt.Errorf("segment header checksum %016x, computed %016x", got, want)
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v < minSegVersion || v > segVersion {
-		return segHeader{}, fmt.Errorf("segment format version %d, this build reads %d to %d", v, minSegVersion, segVersion)
+		return segHeader{}, fmt.Errorf("segment format version %d, this build reads %d to %d: %w", v, minSegVersion, segVersion, snapshot.ErrVersion)
 	}
 	if flags&^segFlagStoreID != 0 {
 		return segHeader{}, fmt.Errorf("unknown segment flags %#x", flags)

@@ -11,6 +11,10 @@
 //	snap-<n>.snap        snapshots (package snapshot's format), n likewise
 //	<one of those>.tmp   files being written; removed on open (no other
 //	                     .tmp file is touched)
+//	snap-<n>.snap.damaged a snapshot that a directory from before
+//	                     manifests could not load, set aside (with a
+//	                     warning) by its first read-write open, which
+//	                     fell back to an older one or the log; never read
 //
 // # Segment
 //
@@ -101,6 +105,18 @@
 //   - a segment or snapshot of another store (ErrForeign);
 //   - a snapshot that fails to load when the log does not reach back to
 //     the first write (rather than opening an empty store).
+//
+// A manifest, segment or snapshot of a newer format than this build reads
+// (its checksum good) is not damage: it is refused with an error naming
+// the file and both versions that wraps snapshot.ErrVersion (revkv's one
+// version error) and not kv.ErrCorrupt, and a refused open changes no
+// file. (A newer snapshot is fallen back from like a damaged one; if the
+// log then does not load without it, the error is still ErrVersion.)
+//
+// A damaged or missing manifest stops every open; the segments and
+// snapshots are then read without it (DumpWithoutManifest, which revkv
+// salvage uses), where a crash's leftover segment, or a missing one, cannot
+// be told from the log but by the revisions of the batches.
 //
 // It cannot find, because nothing records them at a cost a put can bear:
 // the last segment cut, or its tail damaged and then zeroed, between the

@@ -21,7 +21,8 @@ type File struct {
 	Segment  *SegmentInfo
 	Snapshot *snapshot.Status
 	// Err is the damage found, if any: a *DamageError or a snapshot error,
-	// both wrapping kv.ErrCorrupt (or snapshot.ErrVersion).
+	// both wrapping kv.ErrCorrupt; or, for a segment or snapshot of a
+	// newer format, an error wrapping snapshot.ErrVersion.
 	Err error
 }
 
@@ -98,7 +99,7 @@ func Inspect(fsys persist.FS, dir string) ([]File, error) {
 		f := File{Name: segFile(num), Segment: &SegmentInfo{Number: num, TornAt: -1}}
 		rule := tailRule{last: num == lastSeg, durable: durable}
 		res, err := scanSegment(fsys, dir, num, rule, func(*persist.Batch, int64) error { return nil })
-		if err != nil && !errors.Is(err, kv.ErrCorrupt) {
+		if err != nil && !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, snapshot.ErrVersion) {
 			return files, err
 		}
 		if !leftover[f.Name] {
@@ -174,10 +175,38 @@ func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persis
 		return err
 	}
 	// The segments the open reads: a crash's leftovers are not the log.
+	nums := make([]uint64, len(d.segs))
 	for i, s := range d.segs {
-		num := s.num
+		nums[i] = s.num
+	}
+	return dumpSegments(fsys, dir, nums, d.durable, fn)
+}
+
+// DumpWithoutManifest is Dump for a directory whose manifest is damaged or
+// missing (what salvage reads then): it reads every segment in the
+// directory in number order, the newest under the torn-tail rule with
+// nothing known synced. Without the manifest it cannot tell a crash's
+// leftover segment, nor a cut or missing one, from the log: the batches
+// it passes are only as good as the checks of whoever applies them (an
+// engine's replay refuses a revision out of order).
+func DumpWithoutManifest(fsys persist.FS, dir string, fn func(file string, off int64, b *persist.Batch) error) error {
+	if fsys == nil {
+		fsys = persist.OS
+	}
+	lock, ls, err := lockAndList(fsys, dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	return dumpSegments(fsys, dir, ls.segs, 0, fn)
+}
+
+// dumpSegments calls fn for each batch of the segments nums, in order;
+// the last may end in a torn tail past durable.
+func dumpSegments(fsys persist.FS, dir string, nums []uint64, durable int64, fn func(file string, off int64, b *persist.Batch) error) error {
+	for i, num := range nums {
 		name := segFile(num)
-		rule := tailRule{last: i == len(d.segs)-1, durable: d.durable}
+		rule := tailRule{last: i == len(nums)-1, durable: durable}
 		_, err := scanSegment(fsys, dir, num, rule, func(b *persist.Batch, off int64) error {
 			return fn(name, off, b)
 		})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/snapshot"
 )
 
 // manifest is the record of which files make up the store and how much of
@@ -79,7 +80,7 @@ func parseManifest(b []byte) (*manifest, error) {
 		return nil, fmt.Errorf("not a revkv manifest (magic %q)", b[:8])
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v != manVersion {
-		return nil, fmt.Errorf("manifest format version %d, this build reads %d", v, manVersion)
+		return nil, fmt.Errorf("manifest format version %d, this build reads %d: %w", v, manVersion, snapshot.ErrVersion)
 	}
 	flags := binary.LittleEndian.Uint32(b[12:])
 	if flags&^manClean != 0 {
@@ -137,6 +138,10 @@ func readManifest(fsys persist.FS, dir string) (*manifest, error) {
 		return nil, fmt.Errorf("revkv/filelog: %s: %w", name, err)
 	}
 	m, err := parseManifest(b)
+	if errors.Is(err, snapshot.ErrVersion) {
+		// Written by a newer build: not damage, and nothing to repair.
+		return nil, fmt.Errorf("revkv/filelog: %s: %w", name, err)
+	}
 	if err != nil {
 		return nil, &DamageError{File: name, Err: err}
 	}

@@ -31,7 +31,9 @@ import (
 //
 // Damage is an error naming the file and offset (a *DamageError, which
 // wraps kv.ErrCorrupt); a damaged snapshot is only an error if no older one,
-// nor the log from the start, can stand in for it.
+// nor the log from the start, can stand in for it. A manifest, segment or
+// snapshot of a newer format is an error naming the file and both versions
+// that wraps snapshot.ErrVersion, not kv.ErrCorrupt.
 func (l *Log) Recover(t persist.Target) error {
 	first, err := l.claim(t)
 	if err != nil {
@@ -316,10 +318,7 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 			return t.Apply(b)
 		})
 		if err != nil {
-			if snapErr != nil {
-				err = fmt.Errorf("%w (after falling back from damaged or missing snapshots: %w)", err, snapErr)
-			}
-			return nil, err
+			return nil, fallbackError(err, snapErr)
 		}
 		if i == 0 {
 			firstRev = res.firstRev
@@ -336,6 +335,21 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 		return nil, fmt.Errorf("revkv/filelog: no snapshot loads, and the log does not start at the first revision: %w", snapErr)
 	}
 	return st, nil
+}
+
+// fallbackError is the error of a log that failed to load after the open
+// fell back from the snapshots of snapErr (if any). When one of them is
+// of a newer format, a newer build wrote the store, and that is what the
+// user must hear (snapshot.ErrVersion, not damage): the log's error then
+// only comes from reading it without the snapshot it needs.
+func fallbackError(err, snapErr error) error {
+	switch {
+	case snapErr == nil:
+		return err
+	case errors.Is(snapErr, snapshot.ErrVersion):
+		return fmt.Errorf("revkv/filelog: a snapshot is of a newer format: %w (without it, the log says: %v)", snapErr, err)
+	}
+	return fmt.Errorf("%w (after falling back from damaged or missing snapshots: %w)", err, snapErr)
 }
 
 // loadNewestSnapshot loads the newest of snaps that reads back whole into
@@ -423,6 +437,9 @@ func (l *Log) repair(d *dirState, st *recovered) error {
 	} else if n > 0 {
 		l.files.synced = max(st.last.hdr, d.durable)
 	}
+	if err := l.setAsideFallenBack(d, st); err != nil {
+		return err
+	}
 	if err := l.adoptManifest(d); err != nil {
 		return err
 	}
@@ -430,6 +447,41 @@ func (l *Log) repair(d *dirState, st *recovered) error {
 		return l.startSegment(d.nextSeg)
 	}
 	return l.continueLast(d, st)
+}
+
+// damagedSuffix marks a snapshot a legacy directory's first open fell
+// back from: the name parser ignores it, so the file stays for the user
+// to look at and no later open takes it for a file of another store.
+const damagedSuffix = ".damaged"
+
+// setAsideFallenBack renames aside, in a directory from before manifests,
+// every snapshot the load did not use because it was damaged or missing
+// its header. Its first manifest will not list them, and such a file
+// carries no identity: left in place, one numbered above the newest
+// listed snapshot would make every later open refuse it as a file of
+// another store. A managed directory needs none of this: there the
+// damaged snapshot carries the store's identity and is removed as a
+// leftover. The manifest's SyncDir makes the renames durable with it; a
+// crash before leaves a directory the next open surveys the same way.
+func (l *Log) setAsideFallenBack(d *dirState, st *recovered) error {
+	if d.man != nil {
+		return nil
+	}
+	used := map[uint64]bool{}
+	for _, s := range st.snaps {
+		used[s.num] = true
+	}
+	for _, num := range d.snaps {
+		if used[num] {
+			continue
+		}
+		name := path.Join(l.dir, snapFile(num))
+		l.log.Warn("revkv/filelog: setting aside a damaged snapshot the open fell back from", "file", name, "to", name+damagedSuffix)
+		if err := l.fs.Rename(name, name+damagedSuffix); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // adoptManifest takes the store's identity from its manifest; a new

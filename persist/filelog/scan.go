@@ -9,6 +9,7 @@ import (
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
+	"github.com/revkv/revkv/snapshot"
 )
 
 // DamageError is the error for a damaged log segment or snapshot: it names
@@ -232,6 +233,11 @@ func (fr *frameReader) header() (segHeader, *fault, error) {
 	h, err := parseSegHeader(b)
 	if errors.Is(err, errShortHeader) {
 		return h, &fault{end: fr.size, err: fmt.Errorf("segment of %d bytes, shorter than its header", fr.size)}, nil
+	}
+	if errors.Is(err, snapshot.ErrVersion) {
+		// Its checksum holds: written by a newer build, not damage, and
+		// never a torn tail to cut.
+		return h, nil, fmt.Errorf("revkv/filelog: %s: %w", fr.name, err)
 	}
 	if err != nil {
 		return h, &fault{end: int64(len(b)), err: err}, nil
