@@ -152,6 +152,8 @@ func TestTornTailRule(t *testing.T) {
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	flipped := bytes.Clone(second) // its last byte: in its last frame
 	flipped[len(flipped)-1] ^= 0xff
+	hdrFlipped := bytes.Clone(second) // a byte of its first frame's header
+	hdrFlipped[3] ^= 0x10
 	for _, tc := range []struct {
 		name string
 		tail []byte
@@ -164,7 +166,12 @@ func TestTornTailRule(t *testing.T) {
 		{"cut short", second[:len(second)-3], true},
 		{"a flipped payload byte at the end", flipped, true},
 		{"a flipped payload byte, then more", cat(flipped, second), false},
-		{"zeros then data", cat(zeros(frameHdrSize), second), false},
+		// A hole: a frame header of zeros past the mark is torn, whatever
+		// follows (out-of-order writeback).
+		{"zeros then data", cat(zeros(frameHdrSize), second), true},
+		{"a zeroed frame header, then more", cat(zeros(frameHdrSize), flipped[frameHdrSize:], second), true},
+		{"a flipped header byte, then more", cat(hdrFlipped, second), false},
+		{"a header zeroed but one byte, then more", cat(zeros(frameHdrSize-1), second[frameHdrSize-1:], second), false},
 	} {
 		data := cat(first, tc.tail)
 		res, got, err := scanRule(t, data, tailRule{last: true, durable: durable})

@@ -81,8 +81,11 @@
 //
 // Damage confined to the part of the last segment past what the manifest
 // records as synced, followed only by zeros or the end of the file, is a
-// torn tail and is cut (with a warning naming the file and offset);
-// damage anywhere else is a *DamageError naming the file and offset.
+// torn tail and is cut (with a warning naming the file and offset), and
+// so is, past that mark, a frame whose header is all zeros (a hole that
+// out-of-order writeback left), whatever follows it; damage anywhere else
+// (past the mark too: bytes not zeros followed by frames that check) is a
+// *DamageError naming the file and offset.
 // "Damage" there is a frame whose header or stored bytes fail their
 // checksum, or that the end of the file cuts; zeros are what a filesystem
 // that grows a file before writing its data leaves after a power loss. A

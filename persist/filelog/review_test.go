@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -327,52 +328,143 @@ func refWorkload(t *testing.T, ops []op) *workload {
 // later page of them and not an earlier one (writeback order is not
 // write order; ext4 and XFS then read the missing page as zeros). The
 // state holds every committed write, then zeros, then frames that check;
-// all of it past the manifest's mark. The open should cut at the hole
-// (nothing past the last sync was promised) but refuses it as damage,
-// because the torn-tail rule wants only zeros after the fault.
+// all of it past the manifest's mark. Past the mark a frame whose header
+// is all zeros is a torn tail, whatever follows: the open cuts there
+// (with the warning) and keeps every committed write, and verify agrees.
+// A byte flipped to anything but a hole, followed by frames that check,
+// stays damage.
 func TestReviewHoleInUnsyncedTail(t *testing.T) {
-	t.Skip("bug: a hole of zeros followed by frames in the unsynced tail (out-of-order writeback) is refused, not cut; see /work/notes/review11.md")
-	fs := memfs.New(memfs.Options{})
-	opts := filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1}
-	s, err := openStore(fs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		if _, err := s.Put([]byte(fmt.Sprintf("c%02d", i)), []byte("committed")); err != nil {
+	const holeAt = 5 // the unsynced put whose frame the hole starts at
+	build := func(t *testing.T) (img *memfs.FS, seg string, frames []int64) {
+		fs := memfs.New(memfs.Options{})
+		opts := filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1}
+		s, err := openStore(fs, opts)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := s.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	seg := lastSegment(t, fs)
-	synced := fileSize(t, fs, seg)
-	for i := range 20 { // each its own write: the flusher writes at once, unsynced
-		before := fileSize(t, fs, seg)
-		if _, err := s.Put([]byte(fmt.Sprintf("u%02d", i)), benchValue(uint64(i))); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(5 * time.Second); fileSize(t, fs, seg) == before; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the flusher did not write the put")
+		for i := range 10 {
+			if _, err := s.Put([]byte(fmt.Sprintf("c%02d", i)), []byte("committed")); err != nil {
+				t.Fatal(err)
 			}
 		}
-	}
-	img := fs.Clone() // what the page cache holds: the power goes now
-	s.Close()
-	zero(t, img, seg, synced+100, 200) // a page of the unsynced tail never written
-	s, err = openStore(img, opts)
-	if err != nil {
-		t.Fatalf("a crash state refused: %v", err)
-	}
-	defer s.Close()
-	for i := range 10 {
-		kvs, _, err := s.Range([]byte(fmt.Sprintf("c%02d", i)), nil, 0, 0)
-		if err != nil || len(kvs) != 1 {
-			t.Fatalf("committed key c%02d: %v %v", i, kvs, err)
+		if err := s.Commit(); err != nil {
+			t.Fatal(err)
 		}
+		seg = lastSegment(t, fs)
+		for i := range 20 { // each its own write: the flusher writes at once, unsynced
+			before := fileSize(t, fs, seg)
+			frames = append(frames, before)
+			if _, err := s.Put([]byte(fmt.Sprintf("u%02d", i)), benchValue(uint64(i))); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); fileSize(t, fs, seg) == before; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the flusher did not write the put")
+				}
+			}
+		}
+		img = fs.Clone() // what the page cache holds: the power goes now
+		s.Close()
+		return img, seg, frames
 	}
+	// keys returns which of the unsynced keys the store holds, after
+	// checking it holds every committed one.
+	keys := func(t *testing.T, s *engine.Store) (got []int) {
+		t.Helper()
+		for i := range 10 {
+			kvs, _, err := s.Range([]byte(fmt.Sprintf("c%02d", i)), nil, 0, 0)
+			if err != nil || len(kvs) != 1 {
+				t.Fatalf("committed key c%02d: %v %v", i, kvs, err)
+			}
+		}
+		for i := range 20 {
+			kvs, _, err := s.Range([]byte(fmt.Sprintf("u%02d", i)), nil, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(kvs) == 1 {
+				got = append(got, i)
+			}
+		}
+		return got
+	}
+
+	t.Run("hole is cut", func(t *testing.T) {
+		img, seg, frames := build(t)
+		// A hole from the start of put holeAt's frame through part of the
+		// next: frames that check follow it.
+		cut := frames[holeAt]
+		zero(t, img, seg, cut, frames[holeAt+1]-cut+10)
+		if err := verifyDir(img.Clone()); err != nil {
+			t.Fatalf("verify refuses a state the open cuts: %v", err)
+		}
+		files, err := filelog.Inspect(img, "db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := files[len(files)-1]; f.Segment == nil || "db/"+f.Name != seg || f.Segment.TornAt != cut {
+			t.Fatalf("inspect of %s: %+v, want TornAt %d", seg, f, cut)
+		}
+		var logs strings.Builder
+		opts := filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		s, err := openStore(img, opts)
+		if err != nil {
+			t.Fatalf("a crash state refused: %v", err)
+		}
+		got := keys(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{0, 1, 2, 3, 4}; !slices.Equal(got, want) {
+			t.Fatalf("unsynced keys after the cut: %v, want %v", got, want)
+		}
+		warn := fmt.Sprintf("offset=%d", cut)
+		if !strings.Contains(logs.String(), "cutting a torn tail") || !strings.Contains(logs.String(), warn) ||
+			!strings.Contains(logs.String(), strings.TrimPrefix(seg, "db/")) {
+			t.Fatalf("no warning naming %s and %s: %q", seg, warn, logs.String())
+		}
+		if n := fileSize(t, img, seg); n != cut {
+			t.Fatalf("%s is %d bytes after the cut, want %d", seg, n, cut)
+		}
+		s, err = openStore(img, opts) // and the cut store opens again, the same
+		if err != nil {
+			t.Fatalf("reopen after the cut: %v", err)
+		}
+		defer s.Close()
+		if got := keys(t, s); !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
+			t.Fatalf("unsynced keys after reopening: %v", got)
+		}
+	})
+
+	t.Run("flip is damage", func(t *testing.T) {
+		img, seg, frames := build(t)
+		off := frames[holeAt] + 30 // inside the frame, not a whole zero header
+		f, err := img.OpenReadWrite(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0x5a
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		var de *filelog.DamageError
+		if err := verifyDir(img.Clone()); !errors.As(err, &de) || de.Offset != frames[holeAt] {
+			t.Fatalf("verify: %v, want a DamageError at %d", err, frames[holeAt])
+		}
+		_, err = openStore(img, filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1})
+		if !errors.As(err, &de) || !errors.Is(err, kv.ErrCorrupt) || de.Offset != frames[holeAt] || de.File != seg {
+			t.Fatalf("open: %v, want a DamageError in %s at %d", err, seg, frames[holeAt])
+		}
+	})
 }
 
 func fileSize(t *testing.T, fsys persist.FS, name string) int64 {

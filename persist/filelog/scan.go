@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
@@ -68,15 +69,19 @@ type fault struct {
 	// checked: its checksums held, so it was written whole and a torn
 	// write cannot explain it.
 	checked bool
-	err     error
+	// hole: its frame header is all zeros, a page the filesystem never
+	// got (writeback is not in write order) rather than a flipped byte.
+	hole bool
+	err  error
 }
 
 // torn reports whether a fault at the first byte after cut (the end of the
 // last whole group) is a torn tail: in the last segment, past what is
-// known durable, a write that did not finish, and nothing but zeros after
-// it.
+// known durable, a write that did not finish, and either a hole (whatever
+// follows it: nothing past the mark was promised by a sync that
+// completed) or nothing but zeros after it.
 func (r tailRule) torn(cut int64, flt fault, zerosFrom func(int64) bool) bool {
-	return r.last && cut >= r.durable && !flt.checked && zerosFrom(flt.end)
+	return r.last && cut >= r.durable && !flt.checked && (flt.hole || zerosFrom(flt.end))
 }
 
 // scanSegment reads segment num of dir and calls fn for each batch of each
@@ -262,7 +267,8 @@ func (fr *frameReader) next() (frameHeader, []byte, *fault, error) {
 	}
 	h, err := parseFrameHeader(fr.fh)
 	if err != nil {
-		return h, nil, &fault{off: off, end: off + frameHdrSize, err: err}, nil
+		hole := !slices.ContainsFunc(fr.fh, func(c byte) bool { return c != 0 })
+		return h, nil, &fault{off: off, end: off + frameHdrSize, hole: hole, err: err}, nil
 	}
 	end := off + frameHdrSize + int64(h.stored)
 	if end > fr.size {
