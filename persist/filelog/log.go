@@ -246,10 +246,7 @@ func (l *Log) Append(b *persist.Batch) (uint64, error) {
 	l.queue = appendBatch(l.queue, b)
 	l.queueMeta.add(b)
 	l.appended++
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	l.kickFlusher()
 	return l.appended, nil
 }
 
@@ -268,16 +265,31 @@ func (l *Log) Wait(pos uint64) error {
 	if l.opts.Sync != SyncAlways {
 		return l.err
 	}
-	for l.err == nil && l.synced < pos && !l.flushed {
+	return l.await(func() bool { return l.synced >= pos }, kv.ErrClosed)
+}
+
+// kickFlusher wakes the flusher if it is idle. mu is held.
+func (l *Log) kickFlusher() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// await waits until reached holds, the log fails, or the flusher has
+// exited, and returns nil, the failure, or gone (in that order of
+// precedence: a goal reached before a failure counts). mu is held.
+func (l *Log) await(reached func() bool, gone error) error {
+	for l.err == nil && !reached() && !l.flushed {
 		l.cond.Wait()
 	}
 	switch {
-	case l.synced >= pos:
+	case reached():
 		return nil
 	case l.err != nil:
 		return l.err
 	}
-	return kv.ErrClosed
+	return gone
 }
 
 // Sync makes every batch appended so far durable, whatever the policy.
@@ -294,20 +306,8 @@ func (l *Log) Sync() error {
 	}
 	want := l.appended
 	l.syncWant = max(l.syncWant, want)
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-	for l.err == nil && l.synced < want && !l.flushed {
-		l.cond.Wait()
-	}
-	switch {
-	case l.synced >= want:
-		return nil
-	case l.err != nil:
-		return l.err
-	}
-	return kv.ErrClosed
+	l.kickFlusher()
+	return l.await(func() bool { return l.synced >= want }, kv.ErrClosed)
 }
 
 // Close makes everything appended durable, stops the log's goroutines,

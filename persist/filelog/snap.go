@@ -190,20 +190,8 @@ func (l *Log) rotateNow() error {
 	defer l.mu.Unlock()
 	want := l.rotations + 1
 	l.rotateWant = true
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-	for l.err == nil && l.rotations < want && !l.flushed {
-		l.cond.Wait()
-	}
-	switch {
-	case l.rotations >= want:
-		return nil
-	case l.err != nil:
-		return l.err
-	}
-	return errStopping
+	l.kickFlusher()
+	return l.await(func() bool { return l.rotations >= want }, errStopping)
 }
 
 // writeSnapFile writes snapshot file num with write: to a temporary file,
