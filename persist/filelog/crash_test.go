@@ -17,55 +17,11 @@ import (
 // that failed). It returns whether the crash point was reached.
 func crashRun(t *testing.T, w *workload, opts filelog.Options, k int64) bool {
 	t.Helper()
-	fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)})
-	if k > 0 {
-		fs.CrashAfter(k)
-	}
-	durable, attempted := 0, 0
-	s, err := openStore(fs, opts)
-	if err == nil {
-		for i, o := range w.ops {
-			attempted = i + 1
-			if err = apply(s, o); err != nil {
-				break
-			}
-			if opts.Sync == filelog.SyncAlways || o.kind == "commit" {
-				durable = i + 1
-			}
-		}
-		s.Close() // fails after the crash point; must still release all
-	}
-	crashed := err != nil
-	if k > 0 && !crashed {
-		return false
-	}
-	fs.Crash()
-	s, err = openStore(fs, opts)
+	reached, err := crashRunIn(t, w, opts, memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(k)}, k)
 	if err != nil {
-		t.Fatalf("crash at op %d: reopen: %v", k, err)
+		t.Fatalf("crash at op %d: %v", k, err)
 	}
-	if _, err := w.matchState(s, durable, attempted); err != nil {
-		t.Fatalf("crash at op %d (after %d ops durable, %d attempted): %v", k, durable, attempted, err)
-	}
-	// The recovered store takes writes again, and opens again with them:
-	// recovery left the directory whole (a torn tail cut, not left behind
-	// in what is now an older segment).
-	rev, err := s.Put([]byte("after"), []byte("crash"))
-	if err != nil {
-		t.Fatalf("crash at op %d: write after recovery: %v", k, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("crash at op %d: close after recovery: %v", k, err)
-	}
-	s, err = openStore(fs, opts)
-	if err != nil {
-		t.Fatalf("crash at op %d: second reopen: %v", k, err)
-	}
-	defer s.Close()
-	if got := s.Rev(); got != rev {
-		t.Fatalf("crash at op %d: second reopen at revision %d, want %d", k, got, rev)
-	}
-	return true
+	return reached
 }
 
 // TestCrashSweep crashes a workload at every file operation, with torn

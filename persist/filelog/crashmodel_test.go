@@ -60,11 +60,13 @@ func (f *failures) add(err error) {
 // on a fresh FS that crashes at its k-th operation; the store must reopen
 // in a state the reference reached at or after the last durable op, and
 // then take a write and reopen with it. It returns whether the crash point
-// was reached. (crashRun could be this with CrashTorn and t.Fatal.)
+// was reached. k 0 crashes after the whole workload instead.
 func crashRunIn(t *testing.T, w *workload, opts filelog.Options, fsopts memfs.Options, k int64) (bool, error) {
 	t.Helper()
 	fs := memfs.New(fsopts)
-	fs.CrashAfter(k)
+	if k > 0 {
+		fs.CrashAfter(k)
+	}
 	durable, attempted := 0, 0
 	s, err := openStore(fs, opts)
 	if err == nil {
@@ -79,7 +81,7 @@ func crashRunIn(t *testing.T, w *workload, opts filelog.Options, fsopts memfs.Op
 		}
 		s.Close()
 	}
-	if err == nil {
+	if k > 0 && err == nil {
 		return false, nil
 	}
 	fs.Crash()
@@ -402,7 +404,7 @@ func crashRecovery(w *workload, img *memfs.FS, k int64, durable, attempted int) 
 	if err == nil {
 		err = s.Close()
 	}
-	if err == nil {
+	if k > 0 && err == nil {
 		return false, nil
 	}
 	fs.Crash()
