@@ -134,18 +134,20 @@ func BenchmarkIdleWatchMemory(b *testing.B) {
 }
 
 // BenchmarkPrefixWatches: 10,000 watches on one prefix, 100 on each of
-// 100 Watchers, or each on a Watcher of its own; one op is a put under the
-// prefix and its delivery to every watch. B/event is the heap allocated per
-// event delivered.
+// 100 Watchers, or each on a Watcher of its own; one op is burst puts under
+// the prefix and their delivery to every watch (burst 1: each put is
+// delivered before the next is written; burst 100: the puts come faster
+// than the receivers take them, so events pile up in the watches). B/event
+// is the heap allocated per event delivered.
 func BenchmarkPrefixWatches(b *testing.B) {
-	for _, shape := range [][2]int{{100, 100}, {10_000, 1}} {
-		b.Run(fmt.Sprintf("watchers=%d/each=%d", shape[0], shape[1]), func(b *testing.B) {
-			prefixWatches(b, shape[0], shape[1])
+	for _, shape := range [][3]int{{100, 100, 1}, {10_000, 1, 1}, {10_000, 1, 100}} {
+		b.Run(fmt.Sprintf("watchers=%d/each=%d/burst=%d", shape[0], shape[1], shape[2]), func(b *testing.B) {
+			prefixWatches(b, shape[0], shape[1], shape[2])
 		})
 	}
 }
 
-func prefixWatches(b *testing.B, watchers, perWatcher int) {
+func prefixWatches(b *testing.B, watchers, perWatcher, burst int) {
 	s := New(memory(), Options{})
 	defer s.Close()
 	var received atomic.Int64
@@ -169,8 +171,10 @@ func prefixWatches(b *testing.B, watchers, perWatcher int) {
 	b.ReportAllocs()
 	n := int64(0)
 	for b.Loop() {
-		s.Put(key(int(n%1000)), value)
-		n++
+		for range burst {
+			s.Put(key(int(n%1000)), value)
+			n++
+		}
 		for received.Load() < n*watches {
 			runtime.Gosched()
 		}

@@ -43,6 +43,11 @@ type hub struct {
 	inflight    *engine.View
 	inflightRev int64
 
+	// plain and withPrev hold the events dispatched to watches, without
+	// and with their previous KV (see arena). Only the hub's goroutine
+	// uses them.
+	plain, withPrev arena
+
 	// wakeBuf is dispatchNew's list of Watchers to deliver to, reused:
 	// with many Watchers it is most of what a dispatch allocates.
 	// Only the hub's goroutine uses it.
@@ -141,25 +146,23 @@ func (h *hub) dispatchNew() bool {
 			prev = rev
 		}
 		n++
-		// The event, without and with its previous KV, made at most once
-		// for all the watches that get it: a watch with nothing pending
-		// gets the shared copy itself (one event, capacity 1, so that its
-		// next append copies), not one of its own.
-		var plain, withPrev []kv.Event
+		// The event, without and with its previous KV, is stored at most
+		// once (in h.plain or h.withPrev) for all the watches that get it.
+		plain, withPrev := -1, -1
 		h.idx.stab(ev.KV.Key, func(w *watch) {
 			if ev.KV.ModRevision < w.minRev || !w.wants(ev) {
 				return
 			}
-			shared := &plain
+			a, at := &h.plain, &plain
 			if w.prevKV {
-				shared = &withPrev
+				a, at = &h.withPrev, &withPrev
 			}
-			if *shared == nil {
+			if *at < 0 {
 				e := ev
 				if w.prevKV {
 					e.PrevKV = previous(v, ev)
 				}
-				*shared = []kv.Event{e}
+				*at = a.add(e)
 			}
 			if len(w.pending) == 0 && !w.ready {
 				w.ready = true
@@ -170,11 +173,7 @@ func (h *hub) dispatchNew() bool {
 					wake = append(wake, w.s)
 				}
 			}
-			if len(w.pending) == 0 {
-				w.pending = *shared
-			} else {
-				w.pending = append(w.pending, (*shared)[0])
-			}
+			w.pending = a.extend(w.pending, *at)
 			h.pending++
 			if len(w.pending) == w.maxPending() {
 				overflow = append(overflow, w)
@@ -443,4 +442,46 @@ func (h *hub) stats() Stats {
 	}
 	st.CatchingUp -= st.Synced
 	return st
+}
+
+// arenaChunk is how many events an arena's chunk holds. A chunk stays in
+// memory while any watch or Response still holds one of its events: a
+// larger chunk means fewer copies for a watch that falls behind across a
+// chunk's end, but more memory kept by a slow receiver.
+const arenaChunk = 1024
+
+// arena stores dispatched events once for every watch that gets them. Its
+// current chunk is append-only: an event, once added, is never written
+// again, so watches' pending lists and the Responses made of them (which
+// receivers read without the hub's lock) can be slices of the chunk. A
+// watch that got every event since its pending list was last emptied (a
+// prefix watch on a busy prefix, say) has a pending list that is one run
+// of the chunk, and extend grows it in place: many watches on one prefix
+// then share one copy of each event, and a burst of events costs them no
+// allocation at all. Only the hub's goroutine uses an arena.
+type arena struct{ chunk []kv.Event }
+
+// add appends ev to the current chunk, starting a new one when it is full,
+// and returns its index in the chunk.
+func (a *arena) add(ev kv.Event) int {
+	if len(a.chunk) == cap(a.chunk) {
+		// The first chunks are small, so a store with few events (a
+		// fake in a test) does not pay for a full one.
+		a.chunk = make([]kv.Event, 0, min(max(2*cap(a.chunk), 64), arenaChunk))
+	}
+	a.chunk = append(a.chunk, ev)
+	return len(a.chunk) - 1
+}
+
+// extend returns pending with the event at index i of the current chunk
+// appended. If pending is empty, or is the run of the chunk that ends just
+// before i, the result is a run of the chunk, capacity clipped at its end
+// so that no append through it writes into the chunk; otherwise the event
+// is appended to pending (its own array, or a new one).
+func (a *arena) extend(pending []kv.Event, i int) []kv.Event {
+	n := len(pending)
+	if n == 0 || (i >= n && &a.chunk[i-n] == &pending[0]) {
+		return a.chunk[i-n : i+1 : i+1]
+	}
+	return append(pending, a.chunk[i])
 }
