@@ -185,3 +185,39 @@ func prefixWatches(b *testing.B, watchers, perWatcher, burst int) {
 	s.Close()
 	wg.Wait()
 }
+
+// BenchmarkFanoutDistinct: 1,000 Watchers, each watching a key of its own
+// (bench/compare's watch-fanout); one op is a put to each of the 1,000
+// keys and the delivery of every event.
+func BenchmarkFanoutDistinct(b *testing.B) {
+	const watchers = 1000
+	s := New(memory(), Options{})
+	defer s.Close()
+	var received atomic.Int64
+	var wg sync.WaitGroup
+	for i := range watchers {
+		w := s.NewWatcher()
+		w.WatchRange(Request{Key: key(i)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range w.Chan() {
+				received.Add(int64(len(r.Events)))
+			}
+		}()
+	}
+	b.ReportAllocs()
+	n := int64(0)
+	for b.Loop() {
+		for i := range watchers {
+			s.Put(key(i), value)
+		}
+		n += watchers
+		for received.Load() < n {
+			runtime.Gosched()
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	s.Close()
+	wg.Wait()
+}
