@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -631,6 +632,21 @@ func TestConsistentIndex(t *testing.T) {
 	s.DeleteRange(b("zz"), nil)
 	if s.ConsistentIndex() != 7 {
 		t.Fatalf("index after an empty delete = %d, want 7", s.ConsistentIndex())
+	}
+	// A read-only Txn is no entry: at any index it reads the store as it
+	// is, and records nothing.
+	for _, i := range []uint64{3, 7, 9} {
+		ci.i = i
+		resp, err := s.Txn(context.Background(), &kv.TxnRequest{
+			Compare: []kv.Compare{{Key: b("a"), Target: kv.CompareValue, Result: kv.CompareEqual, Value: b("2")}},
+			Then:    []kv.Op{{Type: kv.OpRange, Key: b("a")}},
+		})
+		if err != nil || !resp.Succeeded || len(resp.Responses) != 1 || len(resp.Responses[0].Range.KVs) != 1 || resp.Rev != 3 {
+			t.Fatalf("read-only txn at index %d: %+v, %v", i, resp, err)
+		}
+		if s.ConsistentIndex() != 7 {
+			t.Fatalf("read-only txn at index %d moved the index to %d", i, s.ConsistentIndex())
+		}
 	}
 }
 

@@ -17,9 +17,10 @@ import (
 // wrote is taken back and the error returned: a txn applies whole or not
 // at all. The response's Rev is the store's revision after the txn.
 //
-// A txn with no write in any branch runs on the published state, like
-// Range, without waiting for writers (unless Options.ConsistentIndex is
-// set: it is then an entry whose index is recorded). ctx is checked before the txn starts;
+// A txn with no write in any branch (req.ReadOnly) runs on the published
+// state, like Range, without waiting for writers; under
+// Options.ConsistentIndex it records no index, since it changes nothing
+// that a replay could repeat. ctx is checked before the txn starts;
 // a txn is not interrupted once it runs. On error, the response holds only
 // the store's revision. After Close, Txn returns kv.ErrClosed.
 func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
@@ -32,9 +33,7 @@ func (s *Store) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, e
 	if err := context.Cause(ctx); err != nil {
 		return &kv.TxnResponse{Rev: s.Rev()}, err
 	}
-	if readOnly(req) && s.opts.ConsistentIndex == nil {
-		// (With a consistent index, a txn is an entry that records its
-		// index, so it takes the writer's path.)
+	if req.ReadOnly() {
 		return s.readTxn(req)
 	}
 	if err := s.lockWriter(); err != nil {
@@ -333,26 +332,6 @@ func compareKV(c *kv.Compare, v *kv.KeyValue) bool {
 		return r > 0
 	case kv.CompareLess:
 		return r < 0
-	}
-	return true
-}
-
-// readOnly reports whether no branch of req, nested ones included, writes.
-func readOnly(req *kv.TxnRequest) bool {
-	return readOnlyOps(req.Then) && readOnlyOps(req.Else)
-}
-
-func readOnlyOps(ops []kv.Op) bool {
-	for i := range ops {
-		switch ops[i].Type {
-		case kv.OpRange:
-		case kv.OpTxn:
-			if ops[i].Txn != nil && !readOnly(ops[i].Txn) {
-				return false
-			}
-		default:
-			return false
-		}
 	}
 	return true
 }

@@ -322,16 +322,3 @@ func TestTxnConsistentIndex(t *testing.T) {
 		t.Fatalf("entry 6: %+v, %v, index %d", resp, err, s.ConsistentIndex())
 	}
 }
-
-// TestReadOnlyTxnRecordsIndex: with a consistent index, a txn that only
-// reads is still an entry, and records its index as TxnBegin's do.
-func TestReadOnlyTxnRecordsIndex(t *testing.T) {
-	ci := &index{i: 3}
-	s := newStore(Options{ConsistentIndex: ci})
-	if _, err := s.Txn(context.Background(), &kv.TxnRequest{Then: []kv.Op{kv.RangeOp(b("a"), nil, kv.RangeOptions{})}}); err != nil {
-		t.Fatal(err)
-	}
-	if s.ConsistentIndex() != 3 || s.Rev() != 1 {
-		t.Fatalf("index %d, rev %d; want 3, 1", s.ConsistentIndex(), s.Rev())
-	}
-}

@@ -172,6 +172,27 @@ type TxnRequest struct {
 	Else    []Op
 }
 
+// ReadOnly reports whether no op of either branch, nested txns included,
+// writes: such a txn changes nothing whichever branch runs, so a store
+// serves it like a range, and a replicated store need not put it in its
+// log.
+func (r *TxnRequest) ReadOnly() bool { return readOnlyOps(r.Then) && readOnlyOps(r.Else) }
+
+func readOnlyOps(ops []Op) bool {
+	for i := range ops {
+		switch ops[i].Type {
+		case OpRange:
+		case OpTxn:
+			if ops[i].Txn != nil && !ops[i].Txn.ReadOnly() {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // TxnResponse is the outcome of a TxnRequest.
 type TxnResponse struct {
 	// Succeeded reports whether the compares held (Then ran).
