@@ -54,9 +54,10 @@ type Options struct {
 	// index is not larger than the one recorded: replaying an entry that was
 	// already applied is a no-op. A txn is one entry: the check is made
 	// when it begins (TxnBegin, Begin, Txn; a skipped Txn returns a
-	// response with only Rev). A Txn that only reads (kv.TxnRequest.ReadOnly)
-	// is no entry: it reads the store as it is and records nothing. Writes with no changes (a delete of nothing)
-	// still record the index; an aborted txn does not.
+	// response with only Rev). A Txn that only reads
+	// (kv.TxnRequest.ReadOnly) is no entry: it reads the store as it is and
+	// records nothing. Writes with no changes (a delete of nothing) still
+	// record the index; an aborted txn does not.
 	ConsistentIndex ConsistentIndexGetter
 
 	// Logger receives debug and error records. nil means no logging.
