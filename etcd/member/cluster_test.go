@@ -208,7 +208,7 @@ func (c *testCluster) converged() {
 	c.t.Helper()
 	c.deliver()
 	var want kv.KeyValueHash
-	var wantApplied uint64
+	var wantApplied, wantCI uint64
 	for i, id := range c.ids() {
 		m := c.members[id]
 		if m.Status().Removed {
@@ -219,12 +219,21 @@ func (c *testCluster) converged() {
 			c.t.Fatalf("member %d: hash: %v", id, err)
 		}
 		applied := m.Status().Applied
+		sn, err := m.DB().Snapshot()
+		if err != nil {
+			c.t.Fatalf("member %d: %v", id, err)
+		}
+		ci := sn.ConsistentIndex()
+		sn.Close()
+		if ci > applied {
+			c.t.Fatalf("member %d: consistent index %d above applied %d", id, ci, applied)
+		}
 		if i == 0 {
-			want, wantApplied = h, applied
+			want, wantApplied, wantCI = h, applied, ci
 			continue
 		}
-		if h != want || applied != wantApplied {
-			c.t.Fatalf("member %d: hash %+v applied %d, member %d: %+v applied %d", id, h, applied, c.ids()[0], want, wantApplied)
+		if h != want || applied != wantApplied || ci != wantCI {
+			c.t.Fatalf("member %d: hash %+v applied %d index %d, member %d: %+v applied %d index %d", id, h, applied, ci, c.ids()[0], want, wantApplied, wantCI)
 		}
 	}
 }
