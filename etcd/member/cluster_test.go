@@ -202,11 +202,32 @@ func (c *testCluster) follower(lead uint64) uint64 {
 	return 0
 }
 
+// catchUp ticks until every live member has applied what the leader
+// committed (at most 200 ticks).
+func (c *testCluster) catchUp() {
+	c.t.Helper()
+	for range 200 {
+		c.deliver()
+		var lo, hi uint64 = ^uint64(0), 0
+		for _, id := range c.ids() {
+			st := c.members[id].Status()
+			if st.Removed {
+				continue
+			}
+			lo, hi = min(lo, st.Applied), max(hi, st.Committed, st.Applied)
+		}
+		if lo == hi {
+			return
+		}
+		c.tick()
+	}
+}
+
 // converged checks that every member applied the same: the same applied
 // index, revision and hash.
 func (c *testCluster) converged() {
 	c.t.Helper()
-	c.deliver()
+	c.catchUp()
 	var want kv.KeyValueHash
 	var wantApplied, wantCI uint64
 	for i, id := range c.ids() {
