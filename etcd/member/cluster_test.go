@@ -84,7 +84,7 @@ func (c *testCluster) ids() []uint64 {
 // is left.
 func (c *testCluster) deliver() {
 	c.t.Helper()
-	for range 1000 {
+	for round := range 1000 {
 		var msgs []*raftpb.Message
 		for _, id := range c.ids() {
 			out, err := c.members[id].Ready()
@@ -98,6 +98,9 @@ func (c *testCluster) deliver() {
 		}
 		for _, msg := range msgs {
 			to, from := msg.GetTo(), msg.GetFrom()
+			if round > 990 {
+				c.t.Logf("round %d: %v %d->%d term %d index %d logterm %d reject %v hint %d", round, msg.GetType(), from, to, msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetReject(), msg.GetRejectHint())
+			}
 			r, ok := c.members[to]
 			if !ok || (c.cut != nil && c.cut(from, to)) {
 				if msg.GetType() == raftpb.MessageType_MsgSnap {
@@ -292,3 +295,5 @@ func TestThreeMembersPutAndReadIndex(t *testing.T) {
 		t.Fatalf("%d members", got)
 	}
 }
+
+var revkvCount = kv.RangeOptions{CountOnly: true, TotalCount: true}
