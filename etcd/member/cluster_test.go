@@ -23,6 +23,9 @@ type testCluster struct {
 	cfg     func(id uint64) Config // the config a member (re)opens with
 	// cut, if it reports true, drops the message from -> to.
 	cut func(from, to uint64) bool
+	// onFail, if set, is told of a member whose Ready failed; if it
+	// returns true the test goes on (it took the member down).
+	onFail func(id uint64, err error) bool
 }
 
 func peerOf(id uint64) Peer {
@@ -88,10 +91,10 @@ func (c *testCluster) deliver() {
 		var msgs []*raftpb.Message
 		for _, id := range c.ids() {
 			out, err := c.members[id].Ready()
-			if err != nil {
+			msgs = append(msgs, out...) // made durable before the failure
+			if err != nil && (c.onFail == nil || !c.onFail(id, err)) {
 				c.t.Fatalf("member %d: Ready: %v", id, err)
 			}
-			msgs = append(msgs, out...)
 		}
 		if len(msgs) == 0 {
 			return
@@ -103,16 +106,16 @@ func (c *testCluster) deliver() {
 			}
 			r, ok := c.members[to]
 			if !ok || (c.cut != nil && c.cut(from, to)) {
-				if msg.GetType() == raftpb.MessageType_MsgSnap {
-					c.members[from].ReportSnapshot(to, true)
+				if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
+					s.ReportSnapshot(to, true)
 				}
 				continue
 			}
 			if err := r.Step(msg); err != nil {
 				c.t.Logf("member %d: step %v from %d: %v", to, msg.GetType(), from, err)
 			}
-			if msg.GetType() == raftpb.MessageType_MsgSnap {
-				c.members[from].ReportSnapshot(to, false)
+			if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
+				s.ReportSnapshot(to, false)
 			}
 		}
 	}

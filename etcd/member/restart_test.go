@@ -2,6 +2,8 @@ package member
 
 import (
 	"testing"
+
+	"github.com/revkv/revkv/persist/memfs"
 )
 
 func (c *testCluster) restart(id uint64) *Member {
@@ -45,7 +47,21 @@ func TestRestartFollower(t *testing.T) {
 // TestRestartAll: every member closes and reopens; the state is the same,
 // and the cluster takes writes again.
 func TestRestartAll(t *testing.T) {
-	c := newTestCluster(t, 3, smallSnapshots)
+	t.Run("memory", func(t *testing.T) { testRestartAll(t, smallSnapshots) })
+	t.Run("raftstore", func(t *testing.T) {
+		fss := map[uint64]*memfs.FS{}
+		testRestartAll(t, func(cfg *Config) {
+			smallSnapshots(cfg)
+			if fss[cfg.ID] == nil {
+				fss[cfg.ID] = memfs.New(memfs.Options{})
+			}
+			cfg.Storage, cfg.FS, cfg.Dir = nil, fss[cfg.ID], "/m"
+		})
+	})
+}
+
+func testRestartAll(t *testing.T, tune func(*Config)) {
+	c := newTestCluster(t, 3, tune)
 	lead := c.leader()
 	c.grant(lead, 5, 100)
 	c.putMany(lead, "a", 45)
