@@ -300,3 +300,18 @@ func TestThreeMembersPutAndReadIndex(t *testing.T) {
 }
 
 var revkvCount = kv.RangeOptions{CountOnly: true, TotalCount: true}
+
+func TestSingleMember(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	if lead := c.leader(); lead != 1 {
+		t.Fatalf("leader %d", lead)
+	}
+	rev := c.mustPut(1, "k", "v")
+	res, err := c.wait(c.members[1].ReadIndex())
+	if err != nil || res.(uint64) < c.members[1].Status().Committed {
+		t.Fatalf("read index %v %v", res, err)
+	}
+	if got, ok, _ := c.members[1].DB().Get([]byte("k")); !ok || got.ModRevision != rev {
+		t.Fatalf("get: %+v %v", got, ok)
+	}
+}

@@ -623,7 +623,7 @@ func (m *Member) applyConfChange(cc *raftpb.ConfChange) error {
 		}
 	}
 	if ctx.id.Member == m.cfg.ID && ctx.id.Epoch == m.epoch {
-		if p, ok := m.proposals[ctx.id.Seq]; ok {
+		if p, ok := m.proposals[ctx.id.Seq]; ok && bytes.Equal(p.data, cc.GetContext()) {
 			var res any
 			if verr == nil {
 				res = m.table.list()
@@ -839,6 +839,7 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 		Context: encodeConfContext(confContext{id: rid, promote: promote, peer: peer}),
 	}
 	p := newPending(m.ticks)
+	p.data = cc.Context
 	if err := m.rn.ProposeConfChange(cc); err != nil {
 		return failed(m.proposeError(err))
 	}
