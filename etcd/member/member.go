@@ -371,9 +371,6 @@ func (m *Member) stop(err error) {
 
 // handle processes one Ready. mu is held.
 func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
-	if rd.SoftState != nil {
-		m.softState(rd.SoftState)
-	}
 	if err := m.persist(rd); err != nil {
 		return nil, err
 	}
@@ -388,6 +385,12 @@ func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
 		}
 	}
 	m.readStates(rd.ReadStates)
+	// Leadership after what was applied: an entry committed under the old
+	// leader resolves its Pending before a change fails the rest, and a
+	// read index the old leader gave stays good.
+	if rd.SoftState != nil {
+		m.softState(rd.SoftState)
+	}
 	m.rn.Advance(*rd)
 	m.resolveReads()
 	if err := m.maybeSnapshot(); err != nil {
@@ -478,7 +481,7 @@ func (m *Member) softState(ss *raft.SoftState) {
 	oldLead, wasLeader := m.lead, m.state == raft.StateLeader
 	m.lead, m.state = ss.Lead, ss.RaftState
 	if ss.Lead != oldLead {
-		m.failRequests(fmt.Errorf("leader %x -> %x: %w", oldLead, ss.Lead, ErrLeaderChanged))
+		m.failInFlight(ss.Lead, fmt.Errorf("leader %x -> %x: %w", oldLead, ss.Lead, ErrLeaderChanged))
 	}
 	switch isLeader := ss.RaftState == raft.StateLeader; {
 	case isLeader && !wasLeader:
@@ -489,6 +492,24 @@ func (m *Member) softState(ss *raft.SoftState) {
 		m.leases.promote(leases, m.clock.Now())
 	case !isLeader && wasLeader:
 		m.leases.demote()
+	}
+}
+
+// failInFlight fails the proposals and reads made under another leader
+// than lead (all of them for lead 0) whose outcome is not known yet: a
+// read whose index is known is good whoever leads now.
+func (m *Member) failInFlight(lead uint64, err error) {
+	for seq, p := range m.proposals {
+		if p.lead != lead || lead == raft.None {
+			p.resolve(nil, err)
+			delete(m.proposals, seq)
+		}
+	}
+	for seq, p := range m.reads {
+		if p.lead != lead || lead == raft.None {
+			p.resolve(nil, err)
+			delete(m.reads, seq)
+		}
 	}
 }
 
@@ -515,7 +536,7 @@ func (m *Member) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := m.loadSnapshot(snap); err != nil {
 		return err
 	}
-	m.failRequests(fmt.Errorf("snapshot at index %d installed: %w", m.applied, ErrLeaderChanged))
+	m.failInFlight(raft.None, fmt.Errorf("snapshot at index %d installed: %w", m.applied, ErrLeaderChanged))
 	m.log.Info("snapshot installed", "index", m.applied)
 	return nil
 }
@@ -720,11 +741,12 @@ func (m *Member) Propose(req Request) (*Pending, error) {
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
-	if m.lead == raft.None {
+	lead := m.rn.BasicStatus().Lead
+	if lead == raft.None {
 		return nil, fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader)
 	}
 	id := m.nextID()
-	p := newPending(m.ticks)
+	p := newPending(m.ticks, lead)
 	p.data = encodeEntry(id, &req, k)
 	if err := m.rn.Propose(p.data); err != nil {
 		return nil, m.proposeError(err)
@@ -751,13 +773,14 @@ func (m *Member) ReadIndex() *Pending {
 	if err := m.usable(); err != nil {
 		return failed(err)
 	}
-	if m.lead == raft.None {
+	lead := m.rn.BasicStatus().Lead
+	if lead == raft.None {
 		return failed(fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader))
 	}
 	id := m.nextID()
 	e := &encoder{}
 	e.id(id)
-	p := newPending(m.ticks)
+	p := newPending(m.ticks, lead)
 	m.reads[id.Seq] = p
 	m.rn.ReadIndex(e.b)
 	return p
@@ -829,7 +852,8 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 	if err := m.table.validate(typ, id, &peer, promote); err != nil {
 		return failed(err)
 	}
-	if m.lead == raft.None {
+	lead := m.rn.BasicStatus().Lead
+	if lead == raft.None {
 		return failed(fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader))
 	}
 	rid := m.nextID()
@@ -838,7 +862,7 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 		NodeId:  proto.Uint64(id),
 		Context: encodeConfContext(confContext{id: rid, promote: promote, peer: peer}),
 	}
-	p := newPending(m.ticks)
+	p := newPending(m.ticks, lead)
 	p.data = cc.Context
 	if err := m.rn.ProposeConfChange(cc); err != nil {
 		return failed(m.proposeError(err))
