@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -606,6 +607,11 @@ func (m *Member) execute(req *Request) (any, error) {
 		return m.db.Txn(context.Background(), req.Txn)
 	case req.Compact != nil:
 		return nil, m.db.Compact(*req.Compact)
+	case req.attrs != nil:
+		if err := m.table.publish(req.attrs); err != nil {
+			return nil, err
+		}
+		return m.table.list(), nil
 	case req.LeaseGrant != nil:
 		l, err := m.db.Grant(req.LeaseGrant.ID, req.LeaseGrant.TTL)
 		if err == nil {
@@ -868,6 +874,25 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 		return failed(m.proposeError(err))
 	}
 	m.proposals[rid.Seq] = p
+	return p
+}
+
+// Publish proposes the name and client URLs of member id (a member
+// publishes its own when it starts: AddMember records only what the
+// adder knew). The Pending's result is the member list after it; it
+// fails with ErrMemberNotFound, or the errors of Propose.
+func (m *Member) Publish(id uint64, name string, clientURLs []string) *Pending {
+	attrs := &Peer{ID: id, Name: name, ClientURLs: slices.Clone(clientURLs)}
+	m.mu.Lock()
+	_, ok := m.table.members[id]
+	m.mu.Unlock()
+	if !ok {
+		return failed(fmt.Errorf("publish member %x: %w", id, ErrMemberNotFound))
+	}
+	p, err := m.Propose(Request{attrs: attrs})
+	if err != nil {
+		return failed(err)
+	}
 	return p
 }
 

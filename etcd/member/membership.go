@@ -116,6 +116,17 @@ func (t *membership) checkURLs(id uint64, urls []string) error {
 	return nil
 }
 
+// publish sets a member's name and client URLs.
+func (t *membership) publish(attrs *Peer) error {
+	p, ok := t.members[attrs.ID]
+	if !ok {
+		return t.notFound(attrs.ID)
+	}
+	p.Name, p.ClientURLs = attrs.Name, slices.Clone(attrs.ClientURLs)
+	t.members[attrs.ID] = p
+	return nil
+}
+
 // apply applies a change validate accepted. A promotion is an AddNode of
 // an existing learner (promote tells it from an add).
 func (t *membership) apply(typ raftpb.ConfChangeType, id uint64, p *Peer, promote bool) {

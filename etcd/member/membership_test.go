@@ -63,6 +63,17 @@ func TestMembershipChanges(t *testing.T) {
 		t.Fatalf("learner's table %+v", got)
 	}
 
+	// The new member publishes its name and client URLs (proposed on the
+	// learner itself: it forwards to the leader).
+	ps, err = c.memberOp(c.members[4].Publish(4, "four", []string{"http://m4:2379", "http://m4:4001"}))
+	if err != nil || ps[3].Name != "four" || len(ps[3].ClientURLs) != 2 || !ps[3].IsLearner || !slices.Equal(ps[3].PeerURLs, learner.PeerURLs) {
+		t.Fatalf("publish: %+v %v", ps, err)
+	}
+	c.converged()
+	if got := c.members[1].Members(); !slices.EqualFunc(got, ps, peerEqual) {
+		t.Fatalf("member 1's table after publish: %+v", got)
+	}
+
 	// Refusals, decided before proposing.
 	for _, tc := range []struct {
 		name string
@@ -76,6 +87,7 @@ func TestMembershipChanges(t *testing.T) {
 		{"promote voter", c.members[lead].PromoteMember(2), ErrNotLearner},
 		{"promote on follower", c.members[fol].PromoteMember(4), ErrNotLeader},
 		{"add ID 0", c.members[lead].AddMember(Peer{}), ErrInvalidRequest},
+		{"publish unknown", c.members[lead].Publish(99, "x", nil), ErrMemberNotFound},
 	} {
 		if _, err := c.wait(tc.p); !errors.Is(err, tc.want) {
 			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
@@ -88,7 +100,7 @@ func TestMembershipChanges(t *testing.T) {
 		t.Fatalf("promote: %+v %v", ps, err)
 	}
 	ps, err = c.memberOp(c.members[fol].UpdateMember(4, []string{"http://m4b:2380"}))
-	if err != nil || !slices.Equal(ps[3].PeerURLs, []string{"http://m4b:2380"}) || !slices.Equal(ps[3].ClientURLs, learner.ClientURLs) {
+	if err != nil || !slices.Equal(ps[3].PeerURLs, []string{"http://m4b:2380"}) || !slices.Equal(ps[3].ClientURLs, []string{"http://m4:2379", "http://m4:4001"}) {
 		t.Fatalf("update: %+v %v", ps, err)
 	}
 	victim := fol

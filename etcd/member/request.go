@@ -26,6 +26,11 @@ type Request struct {
 	// LeaseRevoke revokes the lease with this ID (the leader proposes one
 	// for each lease that expires).
 	LeaseRevoke int64
+
+	// attrs publishes a member's name and client URLs (Member.Publish):
+	// logged as a request, not a ConfChange, as raft takes one ConfChange
+	// at a time and every member publishes when it starts.
+	attrs *Peer
 }
 
 // LeaseGrant is a lease grant request.
@@ -42,6 +47,7 @@ const (
 	kindCompact
 	kindLeaseGrant
 	kindLeaseRevoke
+	kindAttrs
 )
 
 // kind returns the one field req sets, or ErrInvalidRequest.
@@ -59,6 +65,9 @@ func (req *Request) kind() (requestKind, error) {
 	}
 	if req.LeaseRevoke != 0 {
 		k, n = kindLeaseRevoke, n+1
+	}
+	if req.attrs != nil {
+		k, n = kindAttrs, n+1
 	}
 	if n != 1 {
 		return 0, fmt.Errorf("request sets %d fields, not one: %w", n, ErrInvalidRequest)
