@@ -56,6 +56,10 @@ type Member struct {
 	reads     map[uint64]*Pending // by seq, until raft gives the read index
 	readWait  []readWait          // read index known, waiting for apply
 	leases    leaderLeases
+	// confPending is this member's last membership change proposal: raft
+	// silently drops a ConfChange while another is uncommitted, so the
+	// member proposes one at a time.
+	confPending *Pending
 
 	removed bool
 	closed  bool
@@ -862,6 +866,9 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 	if lead == raft.None {
 		return failed(fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader))
 	}
+	if q := m.confPending; q != nil && !q.resolved() {
+		return failed(fmt.Errorf("member %x: a membership change it proposed is in flight: %w", m.cfg.ID, ErrProposalDropped))
+	}
 	rid := m.nextID()
 	cc := &raftpb.ConfChange{
 		Type:    typ.Enum(),
@@ -874,6 +881,7 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 		return failed(m.proposeError(err))
 	}
 	m.proposals[rid.Seq] = p
+	m.confPending = p
 	return p
 }
 

@@ -156,3 +156,21 @@ func TestRemoveLeader(t *testing.T) {
 	c.mustPut(next, "k", "v")
 	c.converged()
 }
+
+// TestOneConfChangeAtATime: a second membership change proposed on the
+// same member while the first is in flight is refused at once (raft would
+// drop it silently); once the first is applied, the next goes through.
+func TestOneConfChangeAtATime(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	first := c.members[lead].AddMember(Peer{ID: 4, IsLearner: true})
+	if _, err := c.members[lead].AddMember(Peer{ID: 5, IsLearner: true}).Result(); !errors.Is(err, ErrProposalDropped) {
+		t.Fatalf("second change in flight: %v", err)
+	}
+	if _, err := c.memberOp(first); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 5, IsLearner: true})); err != nil || len(ps) != 5 {
+		t.Fatalf("second change after the first: %+v %v", ps, err)
+	}
+}

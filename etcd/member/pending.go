@@ -43,6 +43,15 @@ func (p *Pending) Result() (any, error) {
 	}
 }
 
+func (p *Pending) resolved() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // resolve is called once, by the member's Ready (under its lock).
 func (p *Pending) resolve(res any, err error) {
 	p.res, p.err = res, err
