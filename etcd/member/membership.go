@@ -101,15 +101,16 @@ func (t *membership) notFound(id uint64) error {
 	return fmt.Errorf("member %x: %w", id, ErrMemberNotFound)
 }
 
-// checkURLs refuses peer URLs another member has.
+// checkURLs refuses peer URLs another member has (naming the first such
+// member in ID order, so that every member reports the same).
 func (t *membership) checkURLs(id uint64, urls []string) error {
-	for oid, o := range t.members {
-		if oid == id {
+	for _, o := range t.list() {
+		if o.ID == id {
 			continue
 		}
 		for _, u := range urls {
 			if slices.Contains(o.PeerURLs, u) {
-				return fmt.Errorf("peer URL %s is member %x's: %w", u, oid, ErrMemberExists)
+				return fmt.Errorf("peer URL %s is member %x's: %w", u, o.ID, ErrMemberExists)
 			}
 		}
 	}
