@@ -19,9 +19,11 @@ func (m *Member) nextID() requestID {
 	return requestID{Member: m.cfg.ID, Epoch: m.epoch, Seq: m.seq}
 }
 
-// Propose proposes a change. It never blocks: the returned Pending is
-// resolved by the Ready that applies the entry on this member (or fails
-// with ErrLeaderChanged, ErrTimeout or ErrStopped). Propose itself fails
+// Propose proposes a change. It does not wait for the log (only for the
+// member's lock, which Ready holds while it writes): the returned Pending
+// is resolved by the Ready that applies the entry on this member, or fails
+// with ErrLeaderChanged, ErrTimeout or ErrStopped, after which the
+// request's fate is unknown (it may still commit). Propose itself fails
 // with ErrInvalidRequest, ErrNoLeader, ErrProposalDropped or ErrStopped;
 // then nothing was proposed.
 func (m *Member) Propose(req Request) (*Pending, error) {
