@@ -174,3 +174,39 @@ func TestOneConfChangeAtATime(t *testing.T) {
 		t.Fatalf("second change after the first: %+v %v", ps, err)
 	}
 }
+
+// TestPromoteLaggingLearner: a learner far behind the leader is not
+// promoted (ErrLearnerNotReady); once caught up, it is. A learner serves
+// read indexes and forwards proposals.
+func TestPromoteLaggingLearner(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 4, IsLearner: true})); err != nil {
+		t.Fatal(err)
+	}
+	c.join(4, nil)
+	c.cut = func(from, to uint64) bool { return from == 4 || to == 4 }
+	c.putMany(lead, "k", 30)
+	if _, err := c.wait(c.members[lead].PromoteMember(4)); !errors.Is(err, ErrLearnerNotReady) {
+		t.Fatalf("promote a lagging learner: %v", err)
+	}
+	c.cut = nil
+	c.converged()
+	if _, err := c.propose(4, putReq("from-learner", "1")); err != nil {
+		t.Fatalf("proposal forwarded by the learner: %v", err)
+	}
+	res, err := c.wait(c.members[4].ReadIndex())
+	if err != nil || c.members[4].Status().Applied < res.(uint64) {
+		t.Fatalf("read index on the learner: %v %v", res, err)
+	}
+	if _, ok, _ := c.members[4].DB().Get([]byte("from-learner")); !ok {
+		t.Fatal("the learner's read index does not cover its own put")
+	}
+	if _, err := c.memberOp(c.members[lead].PromoteMember(4)); err != nil {
+		t.Fatalf("promote a caught-up learner: %v", err)
+	}
+	c.converged()
+	if c.members[4].Status().IsLearner {
+		t.Fatal("still a learner")
+	}
+}
