@@ -1,6 +1,8 @@
 package member
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 
 	"go.etcd.io/raft/v3"
@@ -70,7 +72,7 @@ func open(c Config, st Storage) (*Member, error) {
 	if !restart && len(c.Peers) == 0 && !c.Join {
 		return nil, fmt.Errorf("open member %x: empty log and neither Peers nor Join: %w", c.ID, ErrInvalidConfig)
 	}
-	m.epoch = last
+	m.epoch = newEpoch()
 	m.confState = cs
 	if err := m.loadSnapshot(snap); err != nil {
 		return nil, fmt.Errorf("open member %x: %w", c.ID, err)
@@ -105,6 +107,17 @@ func open(c Config, st Storage) (*Member, error) {
 		}
 	}
 	return m, nil
+}
+
+// newEpoch returns the request ID epoch of a new incarnation: random, so
+// that an entry a previous incarnation proposed (which may commit after a
+// restart) never resolves a new Pending. Determinism: it comes from
+// crypto/rand, as raft's election timeouts do, which tests seed with
+// testing/cryptotest.SetGlobalRandom; it reaches the log, never the state.
+func newEpoch() uint64 {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // loadSnapshot makes the member's state snap's (or an empty DB for an

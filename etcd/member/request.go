@@ -76,9 +76,9 @@ func (req *Request) kind() (requestKind, error) {
 }
 
 // requestID names a proposal: the proposing member, the incarnation of it
-// that proposed (its last log index when it opened, which only grows), and
-// a counter. Only the proposer reads it: it resolves its Pending when it
-// applies the entry; the others ignore it.
+// that proposed (a random number drawn at Open), and a counter. Only the
+// proposer reads it: it resolves its Pending when it applies the entry
+// (if the bytes are the ones it proposed); the others ignore it.
 type requestID struct {
 	Member, Epoch, Seq uint64
 }
