@@ -113,8 +113,9 @@ func (s *Store) load() error {
 	last := &segs[len(segs)-1]
 	if s.unbackedReset(last) {
 		rec := last.recs[len(last.recs)-1]
-		s.log.Warn("raftstore: cutting the record of a snapshot whose file never became durable", "file", s.path(last.name), "offset", rec.off)
 		last.recs, last.cut = last.recs[:len(last.recs)-1], rec.off
+		last.cutWhy = "the record of a snapshot whose file never became durable"
+
 	}
 	if err := s.replay(segs); err != nil {
 		return err
@@ -176,8 +177,10 @@ type segment struct {
 	hdr  segHeader
 	base base
 	recs []record // after the base
-	// cut is where a torn tail starts (the last segment only), -1 if none.
-	cut int64
+	// cut is where a torn tail starts (the last segment only), -1 if
+	// none; cutWhy says what is cut.
+	cut    int64
+	cutWhy string
 }
 
 // readSegments reads the segments numbered seqs: consecutive, each but
@@ -237,7 +240,7 @@ func decodeSegment(file string, b []byte, last bool) (*segment, error) {
 		if !last || !st.torn {
 			return nil, &DamageError{File: file, Offset: st.off, Err: st.err}
 		}
-		seg.cut = st.off
+		seg.cut, seg.cutWhy = st.off, "a torn tail: "+st.err.Error()
 	}
 	if len(recs) == 0 || recs[0].kind != kindBase {
 		if last && len(recs) == 0 {
@@ -358,7 +361,7 @@ func (s *Store) openLast(last *segment) error {
 	s.f = f
 	s.size = last.size
 	if last.cut >= 0 {
-		s.log.Warn("raftstore: cutting a torn tail", "file", s.path(last.name), "offset", last.cut, "bytes", last.size-last.cut)
+		s.log.Warn("raftstore: cutting the end of the last segment", "file", s.path(last.name), "offset", last.cut, "bytes", last.size-last.cut, "what", last.cutWhy)
 		if err := f.Truncate(last.cut); err != nil {
 			return err
 		}
