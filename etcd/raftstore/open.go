@@ -82,27 +82,21 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	changed := false // the directory changed: sync it
 	for _, name := range d.tmps {
 		s.log.Warn("raftstore: removing a leftover temporary file", "file", s.path(name))
 		if err := s.fsys.Remove(s.path(name)); err != nil {
 			return err
 		}
-		changed = true
 	}
 	if err := s.loadSnapshot(d.snaps); err != nil {
 		return err
 	}
 	if len(d.snaps) > 1 {
 		s.removeOldSnapshots()
-		changed = true
 	}
 	segs, err := s.readSegments(d.segs)
 	if err != nil {
 		return err
-	}
-	if len(segs) < len(d.segs) {
-		changed = true // a torn new segment was removed
 	}
 	if len(segs) == 0 {
 		if len(d.snaps) > 0 {
@@ -123,10 +117,13 @@ func (s *Store) load() error {
 	if err := s.openLast(last); err != nil {
 		return err
 	}
-	if changed {
-		return s.fsys.SyncDir(s.dir)
+	// What Open read may be only in this machine's memory: a process that
+	// wrote it before this one may have died with its fsync failed, or
+	// its rename not yet synced. Make it durable before writing on top.
+	if err := s.f.Sync(); err != nil {
+		return err
 	}
-	return nil
+	return s.fsys.SyncDir(s.dir)
 }
 
 // loadSnapshot reads the newest snapshot of indexes (none: an empty one).
@@ -363,9 +360,6 @@ func (s *Store) openLast(last *segment) error {
 	if last.cut >= 0 {
 		s.log.Warn("raftstore: cutting the end of the last segment", "file", s.path(last.name), "offset", last.cut, "bytes", last.size-last.cut, "what", last.cutWhy)
 		if err := f.Truncate(last.cut); err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
 			return err
 		}
 		s.size = last.cut
