@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -51,6 +52,9 @@ type Member struct {
 	reads     map[uint64]*Pending // by seq, until raft gives the read index
 	readWait  []readWait          // read index known, waiting for apply
 	leases    leaderLeases
+	// snapSent holds the tick at which a MsgSnap to each peer was
+	// returned by Ready and not yet reported (ReportSnapshot).
+	snapSent map[uint64]uint64
 	// confPending is this member's last membership change proposal: raft
 	// silently drops a ConfChange while another is uncommitted, so the
 	// member proposes one at a time.
@@ -99,6 +103,7 @@ func (m *Member) Tick() {
 	m.expireLeases()
 	if m.ticks%uint64(m.cfg.ElectionTick) == 0 {
 		m.timeOut()
+		m.timeOutSnapshots()
 	}
 }
 
@@ -114,6 +119,24 @@ func (m *Member) expireLeases() {
 			m.log.Debug("lease expiry: revoke not proposed", "lease", id, "err", err)
 			return // retried after the retry interval
 		}
+	}
+}
+
+// timeOutSnapshots reports as failed the snapshots sent more than
+// RequestTimeoutTicks ago and never reported: raft would wait for the
+// report for ever, sending the peer nothing. mu is held.
+func (m *Member) timeOutSnapshots() {
+	var lost []uint64
+	for id, t := range m.snapSent {
+		if m.ticks-t >= uint64(m.cfg.RequestTimeoutTicks) {
+			lost = append(lost, id)
+		}
+	}
+	slices.Sort(lost) // raft's state must not depend on map order
+	for _, id := range lost {
+		delete(m.snapSent, id)
+		m.log.Warn("snapshot sent but never reported: taken as lost", "peer", id)
+		m.rn.ReportSnapshot(id, raft.SnapshotFailure)
 	}
 }
 
@@ -168,13 +191,16 @@ func (m *Member) ReportUnreachable(id uint64) {
 
 // ReportSnapshot tells raft whether the snapshot sent to peer id (a
 // MsgSnap Ready returned) arrived. The transport must call it for every
-// MsgSnap it sends.
+// MsgSnap it sends: until then the leader sends that peer nothing but
+// heartbeats. (A report that never comes, as for a MsgSnap lost with its
+// recipient's crash, is taken as a failure after RequestTimeoutTicks.)
 func (m *Member) ReportSnapshot(id uint64, failed bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return
 	}
+	delete(m.snapSent, id)
 	status := raft.SnapshotFinish
 	if failed {
 		status = raft.SnapshotFailure

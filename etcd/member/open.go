@@ -52,6 +52,7 @@ func open(c Config, st Storage) (*Member, error) {
 		table:     newMembership(),
 		proposals: map[uint64]*Pending{},
 		reads:     map[uint64]*Pending{},
+		snapSent:  map[uint64]uint64{},
 	}
 	if m.clock == nil {
 		m.clock = systemClock{}

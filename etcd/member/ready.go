@@ -105,6 +105,7 @@ func (m *Member) freshSnapshots(msgs []*raftpb.Message) error {
 			}
 		}
 		msg.Snapshot = fresh
+		m.snapSent[msg.GetTo()] = m.ticks
 	}
 	return nil
 }
@@ -177,6 +178,7 @@ func (m *Member) softState(ss *raft.SoftState) {
 		m.leases.promote(leases, m.clock.Now())
 	case !isLeader && wasLeader:
 		m.leases.demote()
+		clear(m.snapSent)
 	}
 }
 

@@ -143,3 +143,30 @@ func TestWatchAcrossSnapshotInstall(t *testing.T) {
 		t.Fatalf("%d events, want 65", len(revs))
 	}
 }
+
+// TestUnreportedSnapshot: a MsgSnap the transport loses without calling
+// ReportSnapshot does not stall the follower for ever: after
+// RequestTimeoutTicks the leader takes it as lost and sends another.
+func TestUnreportedSnapshot(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		smallSnapshots(cfg)
+		cfg.RequestTimeoutTicks = 30
+	})
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.cut = func(from, to uint64) bool { return from == fol || to == fol }
+	c.putMany(lead, "k", 60)
+	c.cut = nil
+	c.loseSnaps = map[uint64]bool{fol: true}
+	for range 10 {
+		c.tick()
+	}
+	if c.snapsLost == 0 {
+		t.Fatal("no snapshot sent")
+	}
+	c.loseSnaps = nil
+	c.converged()
+	if c.members[fol].Status().SnapshotIndex < 40 {
+		t.Fatalf("follower at %+v", c.members[fol].Status())
+	}
+}
