@@ -24,7 +24,7 @@ func (m *Member) apply(e *raftpb.Entry) error {
 	switch e.GetType() {
 	case raftpb.EntryType_EntryNormal:
 		if len(e.GetData()) > 0 { // empty: a new leader's no-op
-			err = m.applyRequest(e.GetData())
+			err = m.applyRequest(e.GetData(), i)
 		}
 	case raftpb.EntryType_EntryConfChange:
 		var cc raftpb.ConfChange
@@ -51,10 +51,15 @@ func (m *Member) apply(e *raftpb.Entry) error {
 }
 
 // applyRequest applies a normal entry and resolves its proposer's Pending.
-func (m *Member) applyRequest(data []byte) error {
+// A proposal applied before (raft appended it twice) is skipped.
+func (m *Member) applyRequest(data []byte, index uint64) error {
 	id, req, err := decodeEntry(data)
 	if err != nil {
 		return err
+	}
+	if m.dedup.seen(id, index) {
+		m.log.Debug("duplicate proposal skipped", "index", index, "member", id.Member, "seq", id.Seq)
+		return nil
 	}
 	res, err := m.execute(&req)
 	if errors.Is(err, kv.ErrClosed) || errors.Is(err, kv.ErrStopped) {
