@@ -48,7 +48,7 @@ type Member struct {
 	// epoch and seq make request IDs (see requestID); readSeq numbers
 	// read indexes apart, so that the proposals' seqs have no gaps.
 	epoch, seq, readSeq uint64
-	ticks      uint64
+	ticks               uint64
 
 	proposals map[uint64]*Pending // by seq
 	reads     map[uint64]*Pending // by seq, until raft gives the read index
