@@ -94,3 +94,34 @@ func TestDuplicatedProposal(t *testing.T) {
 		t.Fatalf("after a replay the store is at %d", got)
 	}
 }
+
+// TestSeqsWithoutGaps: proposals, membership changes and lease revokes
+// share one counter with no gaps (read indexes and refused proposals
+// take none), so the applied-proposal record stays a bare floor.
+func TestSeqsWithoutGaps(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	m := c.members[lead]
+	c.mustPut(lead, "a", "1")
+	c.wait(m.ReadIndex())
+	if _, err := m.Propose(Request{}); err == nil {
+		t.Fatal("invalid request proposed")
+	}
+	if _, err := c.memberOp(m.AddMember(Peer{ID: 9, IsLearner: true})); err != nil {
+		t.Fatal(err)
+	}
+	c.grant(lead, 4, 1)
+	for range 30 { // the lease expires: the leader proposes its revoke
+		c.tick()
+	}
+	c.wait(m.ReadIndex())
+	c.mustPut(lead, "b", "1")
+	c.converged()
+	for _, id := range c.ids() {
+		d := c.members[id].dedup
+		w := d[incarnation{uint64(lead), m.epoch}]
+		if w == nil || w.floor != m.seq || len(w.above) != 0 {
+			t.Fatalf("member %d: record %+v, leader's seq %d", id, w, m.seq)
+		}
+	}
+}
