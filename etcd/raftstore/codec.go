@@ -36,6 +36,8 @@ const (
 	kindHard    = 'H' // a hard state
 	kindCompact = 'C' // entries up to an index dropped
 	kindReset   = 'R' // a snapshot applied: every entry dropped
+	kindSnap    = 'S' // a snapshot created (its file is durable)
+	kindDrop    = 'D' // the segments before one are being removed
 )
 
 // marshal encodes a raftpb message deterministically (so equal messages
@@ -147,6 +149,7 @@ func checkRecord(h recHeader, payload []byte, trailer byte) error {
 type base struct {
 	dummyIndex, dummyTerm uint64 // the entry before the first
 	lastIndex, lastTerm   uint64
+	snap                  mark              // the newest snapshot's index and file checksum (0: none)
 	hs                    *raftpb.HardState // nil: none saved yet
 }
 
@@ -155,6 +158,8 @@ func appendBase(b []byte, s base) []byte {
 	b = binary.AppendUvarint(b, s.dummyTerm)
 	b = binary.AppendUvarint(b, s.lastIndex)
 	b = binary.AppendUvarint(b, s.lastTerm)
+	b = binary.AppendUvarint(b, s.snap.index)
+	b = binary.LittleEndian.AppendUint64(b, s.snap.sum)
 	if s.hs == nil {
 		return append(b, 0)
 	}
@@ -167,6 +172,10 @@ func decodeBase(p []byte) (base, error) {
 	d := decoder{b: p}
 	s.dummyIndex, s.dummyTerm = d.uvarint(), d.uvarint()
 	s.lastIndex, s.lastTerm = d.uvarint(), d.uvarint()
+	s.snap.index = d.uvarint()
+	if sum := d.bytes(8); sum != nil {
+		s.snap.sum = binary.LittleEndian.Uint64(sum)
+	}
 	switch has := d.byte(); {
 	case d.err != nil:
 		return s, d.err
@@ -242,7 +251,7 @@ func decodeHard(p []byte) (*raftpb.HardState, error) {
 }
 
 // mark is the payload of a compact record (index, term of the new dummy)
-// and of a reset record (the applied snapshot's index, term and file
+// and of a reset or snapshot record (the snapshot's index, term and file
 // checksum).
 type mark struct {
 	index, term uint64
@@ -280,6 +289,17 @@ func decodeReset(p []byte) (mark, error) {
 		return m, errors.New("reset record: bytes after the mark")
 	}
 	return m, nil
+}
+
+func appendDrop(b []byte, seq uint64) []byte { return binary.AppendUvarint(b, seq) }
+
+func decodeDrop(p []byte) (uint64, error) {
+	d := decoder{b: p}
+	seq := d.uvarint()
+	if d.err == nil && len(d.rest()) > 0 {
+		return 0, errors.New("drop record: bytes after the segment number")
+	}
+	return seq, d.err
 }
 
 // decoder reads a payload; the first error sticks and later reads return

@@ -121,7 +121,10 @@ func createDurable(s *Store, name string, b []byte) (persist.File, error) {
 // baseState is the base record of a segment starting now.
 func (s *Store) baseState() base {
 	l := &s.state
-	return base{dummyIndex: l.offset(), dummyTerm: l.offsetTerm(), lastIndex: l.last(), lastTerm: l.term(l.last()), hs: s.hs}
+	return base{
+		dummyIndex: l.offset(), dummyTerm: l.offsetTerm(), lastIndex: l.last(), lastTerm: l.term(l.last()),
+		snap: mark{index: s.snap.GetMetadata().GetIndex(), sum: s.snapSum}, hs: s.hs,
+	}
 }
 
 // writeSnapshot makes file, a snapshot at index, durable under its name:
@@ -171,12 +174,11 @@ func (s *Store) removeOldSnapshots() {
 	}
 }
 
-// removeSegments removes the segments the log no longer needs (see
-// removableSegments), oldest first, so that whatever a crash keeps of
-// them is a suffix, which removableSegments allowed as well. A failure
-// is only logged: the next compaction retries.
-func (s *Store) removeSegments() {
-	n := removableSegments(s.segs, s.state.offset())
+// removeSegments removes the n oldest segments, which the log no longer
+// needs (see removableSegments), oldest first, so that whatever a crash
+// keeps of them is a suffix, which removableSegments allowed as well. A
+// failure is only logged: the next compaction retries.
+func (s *Store) removeSegments(n int) {
 	if n == 0 {
 		return
 	}

@@ -265,9 +265,14 @@ func (s *Store) unbackedReset(last *segment) bool {
 	if err != nil {
 		return false // replay reports it
 	}
+	return !s.backs(m)
+}
+
+// backs says whether the newest snapshot file is the one a record names
+// (its index and checksum), or a newer one.
+func (s *Store) backs(m mark) bool {
 	newest := s.snap.GetMetadata().GetIndex()
-	backed := s.snapSum != 0 && (newest > m.index || newest == m.index && s.snapSum == m.sum)
-	return !backed
+	return s.snapSum != 0 && (newest > m.index || newest == m.index && s.snapSum == m.sum)
 }
 
 // replay rebuilds the log and hard state from segs.
@@ -283,12 +288,14 @@ func (s *Store) replay(segs []segment) error {
 	exact := b0.lastIndex == b0.dummyIndex
 	s.state = newLogState(b0.lastIndex, b0.lastTerm)
 	s.hs = b0.hs
+	s.lastSnap = b0.snap
 	for i := range segs {
 		seg := &segs[i]
 		if i > 0 {
 			if err := s.checkBase(seg, exact); err != nil {
 				return err
 			}
+			s.lastSnap = seg.base.snap
 		}
 		for _, r := range seg.recs {
 			if err := s.replayRecord(r); err != nil {
@@ -297,16 +304,36 @@ func (s *Store) replay(segs []segment) error {
 		}
 		s.segs = append(s.segs, segMeta{seq: seg.hdr.seq, lastIndex: seg.base.lastIndex})
 	}
+	return s.checkReplayed(segs)
+}
+
+// checkReplayed checks what replay found against the files: the segments
+// before the first were removed by the store (a drop record says so: it
+// tells a compaction from lost files), and the newest snapshot the log
+// names has its file.
+func (s *Store) checkReplayed(segs []segment) error {
+	if first := segs[0].hdr.seq; first > 1 && first > s.dropped {
+		return &DamageError{File: s.path(segName(first - 1)), Err: fmt.Errorf("segment missing (removed up to %d only)", s.dropped)}
+	}
+	if r := s.lastSnap; r.sum != 0 && !s.backs(r) {
+		return &DamageError{File: s.path(snapName(r.index)), Err: fmt.Errorf("snapshot at index %d missing (newest snapshot file at %d)", r.index, s.snap.GetMetadata().GetIndex())}
+	}
 	return nil
 }
 
-// checkBase checks a segment's base record against the replayed state.
+// checkBase checks a segment's base record against the replayed state:
+// its hard state, its newest snapshot (which may be newer than the
+// records say: a snapshot whose file became durable but not its record,
+// a store reopened then took as its newest), and log bounds if the replay
+// is exact.
 func (s *Store) checkBase(seg *segment, exact bool) error {
 	b := seg.base
 	l := &s.state
 	switch {
 	case !proto.Equal(b.hs, s.hs) && !(b.hs == nil && s.hs == nil):
 		return &DamageError{File: s.path(seg.name), Offset: segHdrSize, Err: errors.New("base hard state differs from the one replayed")}
+	case b.snap.index < s.lastSnap.index || b.snap.index == s.lastSnap.index && b.snap.sum != s.lastSnap.sum:
+		return &DamageError{File: s.path(seg.name), Offset: segHdrSize, Err: fmt.Errorf("base snapshot at %d older than the one replayed at %d", b.snap.index, s.lastSnap.index)}
 	case exact && (b.dummyIndex != l.offset() || b.dummyTerm != l.offsetTerm() || b.lastIndex != l.last() || b.lastTerm != l.term(l.last())):
 		return &DamageError{File: s.path(seg.name), Offset: segHdrSize, Err: fmt.Errorf("base log (%d, %d] differs from the one replayed (%d, %d]", b.dummyIndex, b.lastIndex, l.offset(), l.last())}
 	}
@@ -343,6 +370,19 @@ func (s *Store) replayRecord(r record) error {
 			return err
 		}
 		s.state.reset(m.index, m.term)
+		s.lastSnap = m
+	case kindSnap:
+		m, err := decodeReset(r.payload)
+		if err != nil {
+			return err
+		}
+		s.lastSnap = m
+	case kindDrop:
+		seq, err := decodeDrop(r.payload)
+		if err != nil {
+			return err
+		}
+		s.dropped = max(s.dropped, seq)
 	default:
 		return fmt.Errorf("record of kind %q in the middle of a segment", r.kind)
 	}

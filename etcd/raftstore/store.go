@@ -65,6 +65,11 @@ type Store struct {
 	err    error // the first write failure: every later write refuses
 	closed bool
 	buf    []byte
+
+	// Replay only: the newest drop record's segment number, and the
+	// newest snapshot's record (reset or snapshot, or a base's).
+	dropped  uint64
+	lastSnap mark
 }
 
 var _ raft.Storage = (*Store)(nil)
@@ -262,7 +267,6 @@ func (s *Store) ApplySnapshot(snap *raftpb.Snapshot) error {
 	s.snap, s.snapSum = snap, sum
 	s.state.reset(index, term)
 	s.removeOldSnapshots()
-	s.removeSegments()
 	return nil
 }
 
@@ -298,6 +302,11 @@ func (s *Store) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*ra
 	if err := s.writeSnapshot(i, file); err != nil {
 		return nil, err
 	}
+	// The record comes after the file: Open finds the file of the newest
+	// snapshot record, or a newer one, or reports it lost.
+	if err := s.write(appendRecord(s.buf[:0], kindSnap, appendReset(nil, mark{i, l.term(i), sum}))); err != nil {
+		return nil, err
+	}
 	s.snap, s.snapSum = snap, sum
 	s.removeOldSnapshots()
 	return proto.Clone(snap).(*raftpb.Snapshot), nil
@@ -310,7 +319,7 @@ func (s *Store) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*ra
 // the last entry; ErrFailed, ErrClosed or the filesystem's error (and the
 // store refuses every later write). Segments the compaction covers are
 // removed (a failure to remove one is logged, and retried at the next
-// compaction).
+// compaction); ApplySnapshot leaves them to the next Compact.
 func (s *Store) Compact(i uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -324,11 +333,19 @@ func (s *Store) Compact(i uint64) error {
 	case i > l.last():
 		return fmt.Errorf("compact %d past the last index %d: %w", i, l.last(), ErrInvalid)
 	}
-	if err := s.write(appendRecord(s.buf[:0], kindCompact, appendCompact(nil, mark{index: i, term: l.term(i)}))); err != nil {
+	b := appendRecord(s.buf[:0], kindCompact, appendCompact(nil, mark{index: i, term: l.term(i)}))
+	// Segments go only after a drop record saying so is durable: Open
+	// tells segments removed from segments lost by it.
+	drop := removableSegments(s.segs, i)
+	if drop > 0 {
+		b = appendRecord(b, kindDrop, appendDrop(nil, s.segs[drop].seq))
+	}
+	s.buf = b
+	if err := s.write(b); err != nil {
 		return err
 	}
 	l.compact(i)
-	s.removeSegments()
+	s.removeSegments(drop)
 	return nil
 }
 
