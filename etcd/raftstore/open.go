@@ -169,7 +169,6 @@ func readFile(fsys persist.FS, name string) ([]byte, error) {
 // segment is a segment file read back.
 type segment struct {
 	name string
-	seq  uint64
 	size int64 // of the file
 	hdr  segHeader
 	base base
