@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func (s *Store) fail(err error) error {
 		s.err = err
 	}
 	if s.f.Truncate(s.size) == nil {
-		s.f.Seek(s.size, 0)
+		s.f.Seek(s.size, io.SeekStart)
 		s.f.Sync()
 	}
 	return err
@@ -83,7 +84,7 @@ func (s *Store) rotate() error {
 	b := appendSegHeader(nil, segHeader{seq: seq, prevSize: s.size})
 	b = appendRecord(b, kindBase, appendBase(nil, s.baseState()))
 	name := s.path(segName(seq))
-	f, err := createDurable(s, name, b)
+	f, err := s.createDurable(name, b)
 	if err != nil {
 		return s.fail(err)
 	}
@@ -98,7 +99,7 @@ func (s *Store) rotate() error {
 // createDurable creates name holding b, durably (synced, and its name
 // too). On failure it removes what it made, so a reopen in this process
 // does not read bytes the disk may not hold.
-func createDurable(s *Store, name string, b []byte) (persist.File, error) {
+func (s *Store) createDurable(name string, b []byte) (persist.File, error) {
 	f, err := s.fsys.Create(name)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, err)

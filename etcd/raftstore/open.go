@@ -411,7 +411,7 @@ func (s *Store) openLast(last *segment) error {
 func (s *Store) create() error {
 	b := appendSegHeader(nil, segHeader{seq: 1})
 	b = appendRecord(b, kindBase, appendBase(nil, base{}))
-	f, err := createDurable(s, s.path(segName(1)), b)
+	f, err := s.createDurable(s.path(segName(1)), b)
 	if err != nil {
 		return err
 	}
