@@ -200,7 +200,7 @@ func (mm *modelMachine) applySnapshot(t *rapid.T) {
 		Metadata: &raftpb.SnapshotMetadata{Index: new(index), Term: new(rapid.Uint64Range(0, 5).Draw(t, "sterm")), ConfState: drawConfState(t)},
 	}
 	got := mm.s.ApplySnapshot(sn)
-	want := mm.m.ApplySnapshot(proto.Clone(sn).(*raftpb.Snapshot))
+	want := modelApplySnapshot(mm.m, sn)
 	if got != want {
 		t.Fatalf("ApplySnapshot(%d) = %v, want %v", index, got, want)
 	}

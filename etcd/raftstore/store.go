@@ -238,7 +238,12 @@ func liveEntries(ents []*raftpb.Entry, first uint64) []*raftpb.Entry {
 
 // ApplySnapshot replaces the log with snap, a snapshot received from the
 // leader: once it returns, snap (its data included) is durable and every
-// entry is dropped. raft.ErrSnapOutOfDate if the store has a snapshot at
+// entry is dropped. Unlike raft.MemoryStorage's, it also raises the hard
+// state's commit index to the snapshot's index, in the same durable
+// record: raft's next hard state does so anyway, but a crash before it
+// is saved would leave a commit index below the log's first index, from
+// which raft refuses to restart (the hard state's term and vote are left
+// for that Save). raft.ErrSnapOutOfDate if the store has a snapshot at
 // the same index or a later one (as raft.MemoryStorage, a first snapshot
 // at index 0 is accepted: a bootstrap that sets only the configuration);
 // ErrFailed, ErrClosed or the filesystem's error (and the store refuses
@@ -266,6 +271,7 @@ func (s *Store) ApplySnapshot(snap *raftpb.Snapshot) error {
 	}
 	s.snap, s.snapSum = snap, sum
 	s.state.reset(index, term)
+	s.hs = raiseCommit(s.hs, index)
 	s.removeOldSnapshots()
 	return nil
 }

@@ -2,12 +2,15 @@ package raftstore
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/memfs"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -109,5 +112,44 @@ func BenchmarkSave(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRestartAfterApplySnapshot: a follower crashes after ApplySnapshot
+// returned and before the Save of the hard state that follows it in the
+// same Ready. raft restarts on the store: the snapshot raised the commit
+// index with it (raft panics on a commit index below the log's first).
+func TestRestartAfterApplySnapshot(t *testing.T) {
+	raft.SetLogger(&raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)})
+	defer raft.ResetDefaultLogger()
+	for _, before := range []*raftpb.HardState{nil, hardState(2, 1, 3)} {
+		fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn})
+		s := openT(t, fs, Options{})
+		if err := s.Save(before, []*raftpb.Entry{ent(1, 1, "a"), ent(2, 2, "b"), ent(3, 2, "c")}); err != nil {
+			t.Fatal(err)
+		}
+		snap := &raftpb.Snapshot{Data: []byte("state"), Metadata: &raftpb.SnapshotMetadata{
+			Index: new(uint64(22)), Term: new(uint64(3)), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}},
+		}}
+		if err := s.ApplySnapshot(snap); err != nil {
+			t.Fatal(err)
+		}
+		fs.Crash()
+		s = openT(t, fs, Options{})
+		hs, _, _ := s.InitialState()
+		if hs.GetCommit() != 22 || hs.GetTerm() != before.GetTerm() || hs.GetVote() != before.GetVote() {
+			t.Errorf("hard state %v after a snapshot at 22 over %v: want the commit index raised, term and vote kept", hs, before)
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("raft refuses the store after a crash following ApplySnapshot: %v", p)
+				}
+			}()
+			if _, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: s, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, Applied: 22}); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		s.Close()
 	}
 }
