@@ -76,45 +76,34 @@ func listDir(fsys persist.FS, dir string) (dirFiles, error) {
 	return d, nil
 }
 
-// load reads the directory into s, cleaning up after a crash.
+// load reads the directory into s, then cleans up after a crash: only
+// once everything checked, so a store found damaged is left as it was.
 func (s *Store) load() error {
 	d, err := listDir(s.fsys, s.dir)
 	if err != nil {
 		return err
 	}
-	for _, name := range d.tmps {
-		s.log.Warn("raftstore: removing a leftover temporary file", "file", s.path(name))
-		if err := s.fsys.Remove(s.path(name)); err != nil {
-			return err
-		}
-	}
 	if err := s.loadSnapshot(d.snaps); err != nil {
 		return err
 	}
-	if len(d.snaps) > 1 {
-		s.removeOldSnapshots()
-	}
-	segs, err := s.readSegments(d.segs)
+	segs, unfinished, err := s.readSegments(d.segs)
 	if err != nil {
 		return err
 	}
-	if len(segs) == 0 {
-		if len(d.snaps) > 0 {
-			return &DamageError{File: s.dir, Err: errors.New("a snapshot but no log segment")}
+	if len(segs) > 0 {
+		if err := s.replaySegments(segs); err != nil {
+			return err
 		}
-		return s.create()
+	} else if len(d.snaps) > 0 {
+		return &DamageError{File: s.dir, Err: errors.New("a snapshot but no log segment")}
 	}
-	last := &segs[len(segs)-1]
-	if s.unbackedReset(last) {
-		rec := last.recs[len(last.recs)-1]
-		last.recs, last.cut = last.recs[:len(last.recs)-1], rec.off
-		last.cutWhy = "the record of a snapshot whose file never became durable"
-
-	}
-	if err := s.replay(segs); err != nil {
+	if err := s.cleanUp(d, unfinished); err != nil {
 		return err
 	}
-	if err := s.openLast(last); err != nil {
+	if len(segs) == 0 {
+		return s.create()
+	}
+	if err := s.openLast(&segs[len(segs)-1]); err != nil {
 		return err
 	}
 	// What Open read may be only in this machine's memory: a process that
@@ -124,6 +113,38 @@ func (s *Store) load() error {
 		return err
 	}
 	return s.fsys.SyncDir(s.dir)
+}
+
+// replaySegments rebuilds the state from segs, first cutting the last
+// record if it is the reset record of a snapshot never made durable.
+func (s *Store) replaySegments(segs []segment) error {
+	last := &segs[len(segs)-1]
+	if s.unbackedReset(last) {
+		rec := last.recs[len(last.recs)-1]
+		last.recs, last.cut = last.recs[:len(last.recs)-1], rec.off
+		last.cutWhy = "the record of a snapshot whose file never became durable"
+	}
+	return s.replay(segs)
+}
+
+// cleanUp removes what a crash left and the store does not need: a last
+// segment it had only begun (unfinished, "" if none), temporary files,
+// snapshots older than the newest.
+func (s *Store) cleanUp(d dirFiles, unfinished string) error {
+	remove := d.tmps
+	if unfinished != "" {
+		remove = append(remove, unfinished)
+	}
+	for _, name := range remove {
+		s.log.Warn("raftstore: removing a file a crash left unfinished", "file", s.path(name))
+		if err := s.fsys.Remove(s.path(name)); err != nil {
+			return err
+		}
+	}
+	if len(d.snaps) > 1 {
+		s.removeOldSnapshots()
+	}
+	return nil
 }
 
 // loadSnapshot reads the newest snapshot of indexes (none: an empty one).
@@ -180,40 +201,35 @@ type segment struct {
 }
 
 // readSegments reads the segments numbered seqs: consecutive, each but
-// the last whole. A last segment torn before its base record is whole
-// (the crash came while it was being created) is removed.
-func (s *Store) readSegments(seqs []uint64) ([]segment, error) {
-	var segs []segment
+// the last whole. A last segment torn before its base record was whole
+// (the crash came while it was being created) is left out, and its name
+// returned as unfinished.
+func (s *Store) readSegments(seqs []uint64) (segs []segment, unfinished string, err error) {
 	for i, seq := range seqs {
 		name := segName(seq)
 		if i > 0 && seq != seqs[i-1]+1 {
-			return nil, &DamageError{File: s.path(segName(seqs[i-1] + 1)), Err: errors.New("segment missing")}
+			return nil, "", &DamageError{File: s.path(segName(seqs[i-1] + 1)), Err: errors.New("segment missing")}
 		}
 		b, err := readFile(s.fsys, s.path(name))
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		last := i == len(seqs)-1
-		seg, err := decodeSegment(s.path(name), b, last)
+		seg, err := decodeSegment(s.path(name), b, i == len(seqs)-1)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		if seg == nil { // torn at creation
-			s.log.Warn("raftstore: removing a segment a crash left unfinished", "file", s.path(name))
-			if err := s.fsys.Remove(s.path(name)); err != nil {
-				return nil, err
-			}
-			break
+		if seg == nil {
+			return segs, name, nil
 		}
 		if seg.hdr.seq != seq {
-			return nil, &DamageError{File: s.path(name), Err: fmt.Errorf("segment %d in the file of segment %d", seg.hdr.seq, seq)}
+			return nil, "", &DamageError{File: s.path(name), Err: fmt.Errorf("segment %d in the file of segment %d", seg.hdr.seq, seq)}
 		}
 		if i > 0 && seg.hdr.prevSize != segs[i-1].size {
-			return nil, &DamageError{File: s.path(segs[i-1].name), Offset: segs[i-1].size, Err: fmt.Errorf("segment of %d bytes, sealed at %d", segs[i-1].size, seg.hdr.prevSize)}
+			return nil, "", &DamageError{File: s.path(segs[i-1].name), Offset: segs[i-1].size, Err: fmt.Errorf("segment of %d bytes, sealed at %d", segs[i-1].size, seg.hdr.prevSize)}
 		}
 		segs = append(segs, *seg)
 	}
-	return segs, nil
+	return segs, "", nil
 }
 
 // decodeSegment checks a segment's bytes b: its header, its records up
