@@ -31,11 +31,14 @@ type Options struct {
 // Store is the durable raft log, hard state and snapshot of one cluster
 // member, in a directory of a persist.FS. It implements raft.Storage with
 // the answers and errors of raft.MemoryStorage, from memory: the log is
-// read from disk only by Open.
+// read from disk only by Open. (One difference: ApplySnapshot raises the
+// hard state's commit index to the snapshot's.)
 //
 // Durability: Save, ApplySnapshot, CreateSnapshot and Compact make their
 // change durable (written and fsynced) before they return nil; a change
-// they returned an error for may or may not survive a crash. After a
+// they returned an error for may or may not survive a crash (a Save: its
+// entries and not its hard state, too). Calls that ErrInvalid or raft's
+// errors refuse write nothing and leave the store usable. After a
 // write or sync fails, the store refuses every later change (ErrFailed),
 // so nothing is ever acknowledged on top of bytes the disk may not hold;
 // reopen the directory to go on.
