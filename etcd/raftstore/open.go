@@ -424,12 +424,17 @@ func (s *Store) openLast(last *segment) error {
 	return err
 }
 
-// create starts an empty store: its first segment.
+// create starts an empty store: its first segment, and the directory's
+// own name durable (it may be new).
 func (s *Store) create() error {
 	b := appendSegHeader(nil, segHeader{seq: 1})
 	b = appendRecord(b, kindBase, appendBase(nil, base{}))
 	f, err := s.createDurable(s.path(segName(1)), b)
 	if err != nil {
+		return err
+	}
+	if err := s.fsys.SyncDir(path.Dir(path.Clean(s.dir))); err != nil {
+		f.Close()
 		return err
 	}
 	s.f, s.size = f, int64(len(b))
