@@ -177,8 +177,9 @@ func (s *Store) Snapshot() (*raftpb.Snapshot, error) {
 // they are. ents are consecutive; they replace every entry at and after
 // ents[0]'s index, and those at or below a compacted index are skipped,
 // as raft.MemoryStorage.Append does. An empty hs (raft.IsEmptyHardState,
-// nil included) is not written. ErrInvalid if ents are not consecutive or
-// leave a gap after the last entry (nothing is written); ErrFailed or
+// nil included) is not written. ErrInvalid if ents are not consecutive,
+// leave a gap after the last entry or encode to more than 1 GiB (nothing
+// is written); ErrFailed or
 // ErrClosed; or the filesystem's error (and the store refuses every later
 // write).
 func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
@@ -195,7 +196,11 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	}
 	b := s.buf[:0]
 	if live := liveEntries(ents, s.state.first()); len(live) > 0 {
-		b = appendRecord(b, kindEntries, appendEntries(nil, live))
+		p := appendEntries(nil, live)
+		if len(p) > maxPayload {
+			return fmt.Errorf("entries of %d bytes in one save, at most %d: %w", len(p), maxPayload, ErrInvalid)
+		}
+		b = appendRecord(b, kindEntries, p)
 	}
 	saveHS := !raft.IsEmptyHardState(hs)
 	if saveHS {
