@@ -41,15 +41,15 @@ const (
 )
 
 // marshal encodes a raftpb message deterministically (so equal messages
-// have equal bytes and proto.Size agrees with what is stored).
-func marshal(m proto.Message) []byte {
+// have equal bytes and proto.Size agrees with what is stored). raftpb
+// messages have no required fields: it fails only on a message changed
+// while it is encoded, which is the caller's bug (ErrInvalid).
+func marshal(m proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		// raftpb messages have no required fields and no maps of
-		// messages: Marshal has nothing to fail on.
-		panic(fmt.Sprintf("raftstore: marshal %T: %v", m, err))
+		return nil, fmt.Errorf("encoding a %T: %v: %w", m, err, ErrInvalid)
 	}
-	return b
+	return b, nil
 }
 
 // segHeader is a decoded segment header.
@@ -153,7 +153,7 @@ type base struct {
 	hs                    *raftpb.HardState // nil: none saved yet
 }
 
-func appendBase(b []byte, s base) []byte {
+func appendBase(b []byte, s base) ([]byte, error) {
 	b = binary.AppendUvarint(b, s.dummyIndex)
 	b = binary.AppendUvarint(b, s.dummyTerm)
 	b = binary.AppendUvarint(b, s.lastIndex)
@@ -161,10 +161,10 @@ func appendBase(b []byte, s base) []byte {
 	b = binary.AppendUvarint(b, s.snap.index)
 	b = binary.LittleEndian.AppendUint64(b, s.snap.sum)
 	if s.hs == nil {
-		return append(b, 0)
+		return append(b, 0), nil
 	}
-	b = append(b, 1)
-	return append(b, marshal(s.hs)...)
+	m, err := marshal(s.hs)
+	return append(append(b, 1), m...), err
 }
 
 func decodeBase(p []byte) (base, error) {
@@ -197,15 +197,18 @@ func decodeBase(p []byte) (base, error) {
 
 // appendEntries appends the payload of an entries record; ents are
 // consecutive.
-func appendEntries(b []byte, ents []*raftpb.Entry) []byte {
+func appendEntries(b []byte, ents []*raftpb.Entry) ([]byte, error) {
 	b = binary.AppendUvarint(b, ents[0].GetIndex())
 	b = binary.AppendUvarint(b, uint64(len(ents)))
 	for _, e := range ents {
-		m := marshal(e)
+		m, err := marshal(e)
+		if err != nil {
+			return nil, err
+		}
 		b = binary.AppendUvarint(b, uint64(len(m)))
 		b = append(b, m...)
 	}
-	return b
+	return b, nil
 }
 
 func decodeEntries(p []byte) ([]*raftpb.Entry, error) {
@@ -240,7 +243,10 @@ func decodeEntries(p []byte) ([]*raftpb.Entry, error) {
 	return ents, nil
 }
 
-func appendHard(b []byte, hs *raftpb.HardState) []byte { return append(b, marshal(hs)...) }
+func appendHard(b []byte, hs *raftpb.HardState) ([]byte, error) {
+	m, err := marshal(hs)
+	return append(b, m...), err
+}
 
 func decodeHard(p []byte) (*raftpb.HardState, error) {
 	hs := &raftpb.HardState{}
@@ -352,8 +358,11 @@ func (d *decoder) rest() []byte { return d.b }
 // index and term, the snapshot's protobuf encoding, and a checksum of
 // everything before it, which is also the file's identity in a reset
 // record.
-func encodeSnapshot(snap *raftpb.Snapshot) (file []byte, sum uint64) {
-	m := marshal(snap)
+func encodeSnapshot(snap *raftpb.Snapshot) (file []byte, sum uint64, err error) {
+	m, err := marshal(snap)
+	if err != nil {
+		return nil, 0, err
+	}
 	b := make([]byte, 0, snapHdrSize+len(m)+8)
 	b = append(b, snapMagic...)
 	b = binary.LittleEndian.AppendUint32(b, snapVersion)
@@ -363,7 +372,7 @@ func encodeSnapshot(snap *raftpb.Snapshot) (file []byte, sum uint64) {
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(m)))
 	b = append(b, m...)
 	sum = xxhash.Sum64(b)
-	return binary.LittleEndian.AppendUint64(b, sum), sum
+	return binary.LittleEndian.AppendUint64(b, sum), sum, nil
 }
 
 // decodeSnapshot decodes a snapshot file; the snapshot's Data is b's

@@ -160,7 +160,8 @@ func TestUnfinishedSegment(t *testing.T) {
 	fs := damageFixture(t)
 	d, _ := listDir(fs, "raft")
 	next := d.segs[len(d.segs)-1] + 1
-	whole := appendRecord(appendSegHeader(nil, segHeader{seq: next}), kindBase, appendBase(nil, base{}))
+	b, _ := appendBase(nil, base{})
+	whole := appendRecord(appendSegHeader(nil, segHeader{seq: next}), kindBase, b)
 	for _, tc := range []struct {
 		name  string
 		bytes []byte

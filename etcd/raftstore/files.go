@@ -81,8 +81,11 @@ func (s *Store) fail(err error) error {
 // and base are durable, and so is its name, before a record goes in it.
 func (s *Store) rotate() error {
 	seq := s.lastSeq() + 1
-	b := appendSegHeader(nil, segHeader{seq: seq, prevSize: s.size})
-	b = appendRecord(b, kindBase, appendBase(nil, s.baseState()))
+	p, err := appendBase(nil, s.baseState())
+	if err != nil {
+		return err // the hard state changed under Save's feet: nothing written
+	}
+	b := appendRecord(appendSegHeader(nil, segHeader{seq: seq, prevSize: s.size}), kindBase, p)
 	name := s.path(segName(seq))
 	f, err := s.createDurable(name, b)
 	if err != nil {

@@ -142,6 +142,6 @@ func FuzzSnapshotFile(f *testing.F) {
 }
 
 func encodeSnapshotT(snap *raftpb.Snapshot) []byte {
-	b, _ := encodeSnapshot(snap)
+	b, _, _ := encodeSnapshot(snap)
 	return b
 }

@@ -427,8 +427,8 @@ func (s *Store) openLast(last *segment) error {
 // create starts an empty store: its first segment, and the directory's
 // own name durable (it may be new).
 func (s *Store) create() error {
-	b := appendSegHeader(nil, segHeader{seq: 1})
-	b = appendRecord(b, kindBase, appendBase(nil, base{}))
+	p, _ := appendBase(nil, base{}) // no hard state: nothing to fail
+	b := appendRecord(appendSegHeader(nil, segHeader{seq: 1}), kindBase, p)
 	f, err := s.createDurable(s.path(segName(1)), b)
 	if err != nil {
 		return err

@@ -196,7 +196,10 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	}
 	b := s.buf[:0]
 	if live := liveEntries(ents, s.state.first()); len(live) > 0 {
-		p := appendEntries(nil, live)
+		p, err := appendEntries(nil, live)
+		if err != nil {
+			return err
+		}
 		if len(p) > maxPayload {
 			return fmt.Errorf("entries of %d bytes in one save, at most %d: %w", len(p), maxPayload, ErrInvalid)
 		}
@@ -204,7 +207,11 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	}
 	saveHS := !raft.IsEmptyHardState(hs)
 	if saveHS {
-		b = appendRecord(b, kindHard, appendHard(nil, hs))
+		p, err := appendHard(nil, hs)
+		if err != nil {
+			return err
+		}
+		b = appendRecord(b, kindHard, p)
 	}
 	s.buf = b
 	if len(b) == 0 {
@@ -267,7 +274,10 @@ func (s *Store) ApplySnapshot(snap *raftpb.Snapshot) error {
 	if cur := s.snap.GetMetadata().GetIndex(); cur != 0 && cur >= index {
 		return raft.ErrSnapOutOfDate
 	}
-	file, sum := encodeSnapshot(snap)
+	file, sum, err := encodeSnapshot(snap)
+	if err != nil {
+		return err
+	}
 	// The reset record goes first: Open cuts one that no snapshot file
 	// backs (a crash before the file was durable), while a snapshot file
 	// alone could not say whether it was applied or only created.
@@ -312,7 +322,10 @@ func (s *Store) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*ra
 		snap.Metadata.ConfState = raftpb.EnsureConfState(proto.Clone(cs).(*raftpb.ConfState))
 	}
 	snap.Data = data
-	file, sum := encodeSnapshot(snap)
+	file, sum, err := encodeSnapshot(snap)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.writeSnapshot(i, file); err != nil {
 		return nil, err
 	}
