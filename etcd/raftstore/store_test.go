@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -151,5 +152,67 @@ func TestRestartAfterApplySnapshot(t *testing.T) {
 			}
 		}()
 		s.Close()
+	}
+}
+
+// TestFilesBounded: under a steady load with regular snapshots and
+// compactions, old segments and snapshots go: the directory holds one
+// snapshot and about as many segments as the live log fills.
+func TestFilesBounded(t *testing.T) {
+	fs := memfs.New(memfs.Options{})
+	s := openT(t, fs, Options{SegmentBytes: 1 << 10})
+	defer s.Close()
+	data := make([]byte, 50)
+	most := 0
+	for i := uint64(1); i <= 3000; i++ {
+		if err := s.Save(hardState(1, 1, i-1), []*raftpb.Entry{{Index: new(i), Term: new(uint64(1)), Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			if _, err := s.CreateSnapshot(i-1, nil, data); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Compact(i - 50); err != nil {
+				t.Fatal(err)
+			}
+			d, _ := listDir(fs, "raft")
+			// 50 live entries and 50 since the last compaction, of
+			// about 100 bytes each: 10 segments of 1 KiB at most.
+			if len(d.segs) > 10 || len(d.snaps) != 1 || len(d.tmps) != 0 {
+				t.Fatalf("after %d saves: %d segments, snapshots %v, temporary files %v", i, len(d.segs), d.snaps, d.tmps)
+			}
+			most = max(most, len(d.segs))
+		}
+	}
+	t.Logf("at most %d segments after a compaction, of %d written", most, s.lastSeq())
+}
+
+// TestOS runs a store on the operating system's files: the lock file is
+// not taken for anything else, and a reopen finds what was saved.
+func TestOS(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "raft")
+	s, err := Open(persist.OS, dir, Options{Logger: quiet, SegmentBytes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := raft.NewMemoryStorage()
+	for i := uint64(1); i <= 20; i++ {
+		o := op{kind: "save", hs: hardState(1, 1, i-1), ents: []*raftpb.Entry{ent(i, 1, "x")}}
+		if err := o.applyStore(s); err != nil {
+			t.Fatal(err)
+		}
+		o.applyModel(m, false)
+	}
+	if _, err := Open(persist.OS, dir, Options{Logger: quiet}); !errors.Is(err, persist.ErrLocked) {
+		t.Fatalf("a second open: %v, want persist.ErrLocked", err)
+	}
+	s.Close()
+	s, err = Open(persist.OS, dir, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := sameStorage(s, m, 100, true); err != nil {
+		t.Fatal(err)
 	}
 }
