@@ -37,8 +37,7 @@
 //	'H' hard:     pb HardState
 //	'C' compact:  index, term: the entries up to index are dropped
 //	'R' reset:    index, term, u64 file checksum: a snapshot from the
-//	              leader replaced the log, and raised the hard state's
-//	              commit index to index (written before its file)
+//	              leader replaced the log (written before its file)
 //	'S' snapshot: index, term, u64 file checksum: a snapshot was created
 //	              (written after its file)
 //	'D' drop:     seq: the segments before seq are being removed (written

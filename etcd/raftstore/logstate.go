@@ -111,15 +111,3 @@ func (l *logState) compactTo(m mark) {
 
 // reset drops every entry: a snapshot at (index, term) was applied.
 func (l *logState) reset(index, term uint64) { *l = newLogState(index, term) }
-
-// raiseCommit returns hs with its commit index raised to index (a copy;
-// hs itself if it is there already): a snapshot applied at index is
-// committed, and raft refuses to restart from a hard state whose commit
-// index is below its log's first index. nil (no hard state yet) becomes
-// one with only the commit index set, unless index is 0.
-func raiseCommit(hs *raftpb.HardState, index uint64) *raftpb.HardState {
-	if hs.GetCommit() >= index {
-		return hs
-	}
-	return &raftpb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(index)}
-}

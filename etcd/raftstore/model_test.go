@@ -219,7 +219,7 @@ func (mm *modelMachine) do(t *rapid.T, o op) {
 		}
 		got, want = err, werr
 	case "apply":
-		got, want = mm.s.ApplySnapshot(o.snap), modelApplySnapshot(mm.m, o.snap)
+		got, want = mm.s.ApplySnapshot(o.snap), mm.m.ApplySnapshot(proto.Clone(o.snap).(*raftpb.Snapshot))
 	}
 	if got != want {
 		t.Fatalf("%v: %v, want %v", o, got, want)

@@ -385,7 +385,6 @@ func (s *Store) replayRecord(r record) error {
 			return err
 		}
 		s.state.reset(m.index, m.term)
-		s.hs = raiseCommit(s.hs, m.index)
 		s.lastSnap = m
 	case kindSnap:
 		m, err := decodeReset(r.payload)

@@ -31,8 +31,7 @@ type Options struct {
 // Store is the durable raft log, hard state and snapshot of one cluster
 // member, in a directory of a persist.FS. It implements raft.Storage with
 // the answers and errors of raft.MemoryStorage, from memory: the log is
-// read from disk only by Open. (One difference: ApplySnapshot raises the
-// hard state's commit index to the snapshot's.)
+// read from disk only by Open.
 //
 // Durability: Save, ApplySnapshot, CreateSnapshot and Compact make their
 // change durable (written and fsynced) before they return nil; a change
@@ -253,12 +252,12 @@ func liveEntries(ents []*raftpb.Entry, first uint64) []*raftpb.Entry {
 
 // ApplySnapshot replaces the log with snap, a snapshot received from the
 // leader: once it returns, snap (its data included) is durable and every
-// entry is dropped. Unlike raft.MemoryStorage's, it also raises the hard
-// state's commit index to the snapshot's index, in the same durable
-// record: raft's next hard state does so anyway, but a crash before it
-// is saved would leave a commit index below the log's first index, from
-// which raft refuses to restart (the hard state's term and vote are left
-// for that Save). raft.ErrSnapOutOfDate if the store has a snapshot at
+// entry is dropped. The hard state is left alone, as raft.MemoryStorage
+// leaves it: a crash after ApplySnapshot and before the Save of the
+// Ready's hard state leaves a commit index below the snapshot's, on which
+// raft refuses to start (it panics), so the caller raises it before
+// restarting raft (member.repairHardState does; see
+// TestRestartAfterApplySnapshot). raft.ErrSnapOutOfDate if the store has a snapshot at
 // the same index or a later one (as raft.MemoryStorage, a first snapshot
 // at index 0 is accepted: a bootstrap that sets only the configuration);
 // ErrFailed, ErrClosed or the filesystem's error (and the store refuses
@@ -289,7 +288,6 @@ func (s *Store) ApplySnapshot(snap *raftpb.Snapshot) error {
 	}
 	s.snap, s.snapSum = snap, sum
 	s.state.reset(index, term)
-	s.hs = raiseCommit(s.hs, index)
 	s.removeOldSnapshots()
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/revkv/revkv/persist/memfs"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestConcurrentReaders reads the log from several goroutines while one
@@ -116,42 +117,52 @@ func BenchmarkSave(b *testing.B) {
 	}
 }
 
-// TestRestartAfterApplySnapshot: a follower crashes after ApplySnapshot
-// returned and before the Save of the hard state that follows it in the
-// same Ready. raft restarts on the store: the snapshot raised the commit
-// index with it (raft panics on a commit index below the log's first).
+// TestRestartAfterApplySnapshot pins the restart protocol after a crash
+// between ApplySnapshot and the Save of the hard state that follows it in
+// the same Ready: the store keeps the older hard state (as
+// raft.MemoryStorage would), whose commit index is below the snapshot's,
+// and raft refuses to start on it; the caller raises it first
+// (member.repairHardState does), and then raft starts.
 func TestRestartAfterApplySnapshot(t *testing.T) {
 	raft.SetLogger(&raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)})
 	defer raft.ResetDefaultLogger()
-	for _, before := range []*raftpb.HardState{nil, hardState(2, 1, 3)} {
-		fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn})
-		s := openT(t, fs, Options{})
-		if err := s.Save(before, []*raftpb.Entry{ent(1, 1, "a"), ent(2, 2, "b"), ent(3, 2, "c")}); err != nil {
-			t.Fatal(err)
-		}
-		snap := &raftpb.Snapshot{Data: []byte("state"), Metadata: &raftpb.SnapshotMetadata{
-			Index: new(uint64(22)), Term: new(uint64(3)), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}},
-		}}
-		if err := s.ApplySnapshot(snap); err != nil {
-			t.Fatal(err)
-		}
-		fs.Crash()
-		s = openT(t, fs, Options{})
-		hs, _, _ := s.InitialState()
-		if hs.GetCommit() != 22 || hs.GetTerm() != before.GetTerm() || hs.GetVote() != before.GetVote() {
-			t.Errorf("hard state %v after a snapshot at 22 over %v: want the commit index raised, term and vote kept", hs, before)
-		}
-		func() {
-			defer func() {
-				if p := recover(); p != nil {
-					t.Fatalf("raft refuses the store after a crash following ApplySnapshot: %v", p)
-				}
-			}()
-			if _, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: s, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, Applied: 22}); err != nil {
-				t.Fatal(err)
+	fs := memfs.New(memfs.Options{Crash: memfs.CrashTorn})
+	s := openT(t, fs, Options{})
+	before := hardState(2, 1, 3)
+	if err := s.Save(before, []*raftpb.Entry{ent(1, 1, "a"), ent(2, 2, "b"), ent(3, 2, "c")}); err != nil {
+		t.Fatal(err)
+	}
+	snap := &raftpb.Snapshot{Data: []byte("state"), Metadata: &raftpb.SnapshotMetadata{
+		Index: new(uint64(22)), Term: new(uint64(3)), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}},
+	}}
+	if err := s.ApplySnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	fs.Crash()
+	s = openT(t, fs, Options{})
+	defer s.Close()
+	cfg := &raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: s, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, Applied: 22}
+	start := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("raft panics: %v", p)
 			}
 		}()
-		s.Close()
+		_, err = raft.NewRawNode(cfg)
+		return err
+	}
+	if hs, _, _ := s.InitialState(); !proto.Equal(hs, before) {
+		t.Fatalf("hard state %v after the crash, want %v", hs, before)
+	}
+	if err := start(); err == nil {
+		t.Fatal("raft started on a commit index below the snapshot's: the repair is not needed any more")
+	}
+	// The repair: the snapshot's index is committed, in its term or later.
+	if err := s.Save(hardState(3, 0, 22), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(); err != nil {
+		t.Fatalf("after the repair: %v", err)
 	}
 }
 

@@ -65,7 +65,7 @@ func (o op) applyModel(m *raft.MemoryStorage, entriesOnly bool) {
 	case "create":
 		_, err = m.CreateSnapshot(o.i, o.cs, o.data)
 	case "apply":
-		err = modelApplySnapshot(m, o.snap)
+		err = m.ApplySnapshot(proto.Clone(o.snap).(*raftpb.Snapshot))
 	}
 	if err != nil {
 		panic(fmt.Sprintf("model %v: %v", o, err))
@@ -178,18 +178,4 @@ func (w *workload) matchState(s *Store, acked, attempted int) (*raft.MemoryStora
 		}
 	}
 	return nil, fmt.Errorf("not the state after %d ops (%v), nor the one after: %w", acked, w.ops[min(acked, len(w.ops)-1)], err)
-}
-
-// modelApplySnapshot applies snap to m as a Store does: MemoryStorage's
-// ApplySnapshot, and the hard state's commit index raised to the
-// snapshot's.
-func modelApplySnapshot(m *raft.MemoryStorage, snap *raftpb.Snapshot) error {
-	if err := m.ApplySnapshot(proto.Clone(snap).(*raftpb.Snapshot)); err != nil {
-		return err
-	}
-	hs, _, _ := m.InitialState()
-	if index := snap.GetMetadata().GetIndex(); hs.GetCommit() < index {
-		m.SetHardState(raiseCommit(hs, index))
-	}
-	return nil
 }
