@@ -22,6 +22,9 @@ import (
 func Open(cfg Config) (*Member, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
+		if cfg.Storage != nil {
+			cfg.Storage.Close() // the member owns it, even when refused
+		}
 		return nil, err
 	}
 	st, err := openStorage(&c)
