@@ -38,6 +38,7 @@ type Member struct {
 	// ConsistentIndex getter reads it.
 	idx *indexGetter
 
+	hs        *raftpb.HardState // the newest raft gave (see hardState)
 	applied   uint64
 	snapIndex uint64 // the newest snapshot's index (local or installed)
 	confState *raftpb.ConfState
