@@ -1,0 +1,260 @@
+package member
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// join opens a new member id with Join set, on fresh storage.
+func (c *testCluster) join(id uint64, tune func(*Config)) *Member {
+	c.t.Helper()
+	c.stores[id] = NewMemoryStorage()
+	cfg := Config{ID: id, Join: true, Clock: c.clock, Storage: c.stores[id]}
+	if tune != nil {
+		tune(&cfg)
+	}
+	m, err := Open(cfg)
+	if err != nil {
+		c.t.Fatalf("join member %d: %v", id, err)
+	}
+	c.members[id] = m
+	return m
+}
+
+func (c *testCluster) memberOp(p *Pending) ([]Peer, error) {
+	c.t.Helper()
+	res, err := c.wait(p)
+	if err != nil {
+		return nil, err
+	}
+	return res.([]Peer), nil
+}
+
+func ids(ps []Peer) []uint64 {
+	var out []uint64
+	for _, p := range ps {
+		out = append(out, p.ID)
+	}
+	return out
+}
+
+func TestMembershipChanges(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.mustPut(lead, "a", "1")
+
+	// Add 4 as a learner (proposed on a follower), start it: it catches up.
+	learner := peerOf(4)
+	learner.IsLearner = true
+	learner.ClientURLs = []string{"http://m4:2379"}
+	ps, err := c.memberOp(c.members[fol].AddMember(learner))
+	if err != nil || !slices.Equal(ids(ps), []uint64{1, 2, 3, 4}) || !ps[3].IsLearner {
+		t.Fatalf("add learner: %+v %v", ps, err)
+	}
+	c.join(4, nil)
+	c.mustPut(lead, "b", "2")
+	c.converged()
+	if st := c.members[4].Status(); !st.IsLearner || st.Leader != lead {
+		t.Fatalf("learner status %+v", st)
+	}
+	if got := c.members[4].Members(); !slices.EqualFunc(got, c.members[lead].Members(), peerEqual) {
+		t.Fatalf("learner's table %+v", got)
+	}
+
+	// The new member publishes its name and client URLs (proposed on the
+	// learner itself: it forwards to the leader).
+	ps, err = c.memberOp(c.members[4].Publish(4, "four", []string{"http://m4:2379", "http://m4:4001"}))
+	if err != nil || ps[3].Name != "four" || len(ps[3].ClientURLs) != 2 || !ps[3].IsLearner || !slices.Equal(ps[3].PeerURLs, learner.PeerURLs) {
+		t.Fatalf("publish: %+v %v", ps, err)
+	}
+	c.converged()
+	if got := c.members[1].Members(); !slices.EqualFunc(got, ps, peerEqual) {
+		t.Fatalf("member 1's table after publish: %+v", got)
+	}
+
+	// Refusals, decided before proposing.
+	for _, tc := range []struct {
+		name string
+		p    *Pending
+		want error
+	}{
+		{"add existing", c.members[lead].AddMember(peerOf(2)), ErrMemberExists},
+		{"add taken URL", c.members[lead].AddMember(Peer{ID: 9, PeerURLs: peerOf(1).PeerURLs}), ErrMemberExists},
+		{"remove unknown", c.members[lead].RemoveMember(99), ErrMemberNotFound},
+		{"update unknown", c.members[lead].UpdateMember(99, nil), ErrMemberNotFound},
+		{"promote voter", c.members[lead].PromoteMember(2), ErrNotLearner},
+		{"promote on follower", c.members[fol].PromoteMember(4), ErrNotLeader},
+		{"add ID 0", c.members[lead].AddMember(Peer{}), ErrInvalidRequest},
+		{"publish unknown", c.members[lead].Publish(99, "x", nil), ErrMemberNotFound},
+	} {
+		if _, err := c.wait(tc.p); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// Promote, update, remove.
+	ps, err = c.memberOp(c.members[lead].PromoteMember(4))
+	if err != nil || ps[3].IsLearner {
+		t.Fatalf("promote: %+v %v", ps, err)
+	}
+	ps, err = c.memberOp(c.members[fol].UpdateMember(4, []string{"http://m4b:2380"}))
+	if err != nil || !slices.Equal(ps[3].PeerURLs, []string{"http://m4b:2380"}) || !slices.Equal(ps[3].ClientURLs, []string{"http://m4:2379", "http://m4:4001"}) {
+		t.Fatalf("update: %+v %v", ps, err)
+	}
+	victim := fol
+	ps, err = c.memberOp(c.members[lead].RemoveMember(victim))
+	if err != nil || slices.Contains(ids(ps), victim) {
+		t.Fatalf("remove: %+v %v", ps, err)
+	}
+	c.deliver()
+	if st := c.members[victim].Status(); !st.Removed {
+		t.Fatalf("removed member's status %+v", st)
+	}
+	if _, err := c.members[victim].Propose(putReq("x", "y")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose on a removed member: %v", err)
+	}
+	if _, err := c.wait(c.members[lead].AddMember(peerOf(victim))); !errors.Is(err, ErrIDRemoved) {
+		t.Fatalf("re-add a removed ID: %v", err)
+	}
+	if !c.members[lead].IsRemoved(victim) {
+		t.Fatal("IsRemoved")
+	}
+	c.members[victim].Close()
+	delete(c.members, victim)
+
+	// The cluster (now 1, 3 or 2, and 4) goes on, with 4 voting.
+	lead = c.leader()
+	c.mustPut(lead, "c", "3")
+	c.converged()
+	if got := len(c.members[4].Members()); got != 3 {
+		t.Fatalf("%d members", got)
+	}
+}
+
+func peerEqual(a, b Peer) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.IsLearner == b.IsLearner &&
+		slices.Equal(a.PeerURLs, b.PeerURLs) && slices.Equal(a.ClientURLs, b.ClientURLs)
+}
+
+// TestRemoveLeader: the leader removes itself; it steps down and the rest
+// elect another.
+func TestRemoveLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(lead)); err != nil {
+		t.Fatal(err)
+	}
+	old := c.members[lead]
+	delete(c.members, lead)
+	defer old.Close()
+	next := c.leader()
+	if next == lead {
+		t.Fatal("removed leader still leads")
+	}
+	c.mustPut(next, "k", "v")
+	c.converged()
+}
+
+// TestOneConfChangeAtATime: a second membership change proposed on the
+// same member while the first is in flight is refused at once (raft would
+// drop it silently); once the first is applied, the next goes through.
+func TestOneConfChangeAtATime(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	first := c.members[lead].AddMember(Peer{ID: 4, IsLearner: true})
+	if _, err := c.members[lead].AddMember(Peer{ID: 5, IsLearner: true}).Result(); !errors.Is(err, ErrProposalDropped) {
+		t.Fatalf("second change in flight: %v", err)
+	}
+	if _, err := c.memberOp(first); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 5, IsLearner: true})); err != nil || len(ps) != 5 {
+		t.Fatalf("second change after the first: %+v %v", ps, err)
+	}
+}
+
+// TestPromoteLaggingLearner: a learner far behind the leader is not
+// promoted (ErrLearnerNotReady); once caught up, it is. A learner serves
+// read indexes and forwards proposals.
+func TestPromoteLaggingLearner(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 4, IsLearner: true})); err != nil {
+		t.Fatal(err)
+	}
+	c.join(4, nil)
+	c.cut = func(from, to uint64) bool { return from == 4 || to == 4 }
+	c.putMany(lead, "k", 30)
+	if _, err := c.wait(c.members[lead].PromoteMember(4)); !errors.Is(err, ErrLearnerNotReady) {
+		t.Fatalf("promote a lagging learner: %v", err)
+	}
+	c.cut = nil
+	c.converged()
+	if _, err := c.propose(4, putReq("from-learner", "1")); err != nil {
+		t.Fatalf("proposal forwarded by the learner: %v", err)
+	}
+	res, err := c.wait(c.members[4].ReadIndex())
+	if err != nil || c.members[4].Status().Applied < res.(uint64) {
+		t.Fatalf("read index on the learner: %v %v", res, err)
+	}
+	if _, ok, _ := c.members[4].DB().Get([]byte("from-learner")); !ok {
+		t.Fatal("the learner's read index does not cover its own put")
+	}
+	if _, err := c.memberOp(c.members[lead].PromoteMember(4)); err != nil {
+		t.Fatalf("promote a caught-up learner: %v", err)
+	}
+	c.converged()
+	if c.members[4].Status().IsLearner {
+		t.Fatal("still a learner")
+	}
+}
+
+// TestRemoveLastVoter: the followers can go, the last voter cannot (raft
+// would panic on every member applying it); a learner does not count.
+func TestRemoveLastVoter(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 7, IsLearner: true})); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		if id == lead {
+			continue
+		}
+		if _, err := c.memberOp(c.members[lead].RemoveMember(id)); err != nil {
+			t.Fatalf("remove member %d: %v", id, err)
+		}
+		c.members[id].Close()
+		delete(c.members, id)
+	}
+	if _, err := c.wait(c.members[lead].RemoveMember(lead)); !errors.Is(err, ErrLastVoter) {
+		t.Fatalf("remove the last voter: %v", err)
+	}
+	// Refused when applied too, should a member propose it with an older
+	// table: the entry is a no-op on every member.
+	m := c.members[lead]
+	m.mu.Lock()
+	rid := m.nextID()
+	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(lead),
+		Context: encodeConfContext(confContext{id: rid, peer: Peer{ID: lead}})}
+	p := newPending(m.ticks, lead)
+	p.data = cc.Context
+	if err := m.rn.ProposeConfChange(cc); err != nil {
+		m.mu.Unlock()
+		t.Fatal(err)
+	}
+	m.proposals[rid.Seq] = p
+	m.mu.Unlock()
+	if _, err := c.wait(p); !errors.Is(err, ErrLastVoter) {
+		t.Fatalf("applying the removal of the last voter: %v", err)
+	}
+	c.mustPut(lead, "still", "here")
+	c.restart(lead) // the refused entry replays as a no-op
+	c.leader()
+	c.mustPut(lead, "and", "after")
+}
