@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/revkv/revkv/etcd/member"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -49,6 +50,9 @@ type Handler interface {
 	// the calls to this member as the leader (see Transport.KeepAlive).
 	LeaseKeepAlive(ctx context.Context, id int64) (ttl int64, err error)
 	LeaseTimeToLive(ctx context.Context, id int64, keys bool) (ttl, granted int64, attached [][]byte, err error)
+	// MemberPromote promotes a learner for a follower that forwards the
+	// call (only the leader knows whether the learner has caught up).
+	MemberPromote(ctx context.Context, id uint64) error
 	// ReportUnreachable: a message to peer could not be sent.
 	ReportUnreachable(peer uint64)
 	// ReportSnapshot: a snapshot message to peer was sent (ok) or lost;
@@ -450,30 +454,56 @@ func (t *Transport) unary(ctx context.Context, method string, req []byte) ([]byt
 			return nil, remoteError(err)
 		}
 		return proto.Marshal(&pb.LeaseTimeToLiveResponse{ID: r.ID, TTL: ttl, GrantedTTL: granted, Keys: keys})
+	case methodPromote:
+		var r pb.MemberPromoteRequest
+		if err := proto.Unmarshal(req, &r); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		if err := t.h.MemberPromote(ctx, r.ID); err != nil {
+			return nil, remoteError(err)
+		}
+		return proto.Marshal(&pb.MemberPromoteResponse{})
 	}
 	return nil, status.Error(codes.Unimplemented, method)
 }
 
-// remoteError encodes a Handler's error for the caller: a missing lease
-// is NotFound (localError turns it back into kv.ErrLeaseNotFound), the rest
-// keep their text.
+// sentinels are the errors a forwarded call's answer keeps: the caller
+// gets them back, errors.Is-testable.
+var sentinels = []error{
+	kv.ErrLeaseNotFound,
+	member.ErrNotLeader, member.ErrNoLeader, member.ErrLeaderChanged, member.ErrTimeout,
+	member.ErrStopped, member.ErrProposalDropped,
+	member.ErrMemberNotFound, member.ErrMemberExists, member.ErrIDRemoved,
+	member.ErrNotLearner, member.ErrLearnerNotReady,
+}
+
+// remoteError encodes a Handler's error for the caller: one of sentinels
+// as its text (localError turns it back into the sentinel), a context
+// error as gRPC's, and the rest as text.
 func remoteError(err error) error {
-	switch {
-	case errors.Is(err, kv.ErrLeaseNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
-	return status.Error(codes.FailedPrecondition, err.Error())
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return status.Error(codes.FailedPrecondition, s.Error())
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
 }
 
 // localError decodes a forwarded call's error.
 func localError(to uint64, err error) error {
 	st, _ := status.FromError(err)
 	switch st.Code() {
-	case codes.NotFound:
-		return fmt.Errorf("cluster: peer %x: %w", to, kv.ErrLeaseNotFound)
 	case codes.FailedPrecondition:
+		for _, s := range sentinels {
+			if st.Message() == s.Error() {
+				return fmt.Errorf("peer %x: %w", to, s)
+			}
+		}
+		fallthrough
+	case codes.Unknown:
 		return fmt.Errorf("%w: peer %x: %s", ErrRemote, to, st.Message())
 	}
 	return fmt.Errorf("%w: %x: %s", ErrUnreachable, to, st.Message())
@@ -524,4 +554,12 @@ func (t *Transport) TimeToLive(ctx context.Context, to uint64, id int64, keys bo
 		return 0, 0, nil, err
 	}
 	return resp.TTL, resp.GrantedTTL, resp.Keys, nil
+}
+
+// MemberPromote forwards a learner's promotion to peer to (the leader),
+// and returns once the leader has applied it. Errors: the member package's
+// (ErrNotLearner, ErrLearnerNotReady, ErrMemberNotFound, ErrNotLeader...),
+// ErrUnreachable, ErrRemote, or ctx's.
+func (t *Transport) MemberPromote(ctx context.Context, to, id uint64) error {
+	return t.invoke(ctx, to, methodPromote, &pb.MemberPromoteRequest{ID: id}, &pb.MemberPromoteResponse{})
 }

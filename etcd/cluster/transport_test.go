@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/revkv/revkv/etcd/member"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -59,6 +60,13 @@ func (r *recorder) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (in
 		ks = [][]byte{[]byte("a"), []byte("b")}
 	}
 	return id, id * 2, ks, nil
+}
+
+func (r *recorder) MemberPromote(ctx context.Context, id uint64) error {
+	if id == 404 {
+		return fmt.Errorf("promote: %w", member.ErrLearnerNotReady)
+	}
+	return nil
 }
 
 func (r *recorder) ReportUnreachable(peer uint64) {
@@ -279,6 +287,12 @@ func TestTransportForwardsLeaseCalls(t *testing.T) {
 	}
 	if _, _, _, err := a.tr.TimeToLive(ctx, 2, 404, false); !errors.Is(err, kv.ErrLeaseNotFound) {
 		t.Fatalf("TimeToLive of a missing lease: %v", err)
+	}
+	if err := a.tr.MemberPromote(ctx, 2, 3); err != nil {
+		t.Fatalf("MemberPromote: %v", err)
+	}
+	if err := a.tr.MemberPromote(ctx, 2, 404); !errors.Is(err, member.ErrLearnerNotReady) {
+		t.Fatalf("MemberPromote of a learner not ready: %v", err)
 	}
 	if _, err := a.tr.KeepAlive(ctx, 5, 1); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("KeepAlive to an unknown peer: %v", err)

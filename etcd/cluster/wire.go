@@ -20,6 +20,8 @@ import (
 //	                                     -> LeaseKeepAliveResponse
 //	/revkv.cluster.Peer/LeaseTimeToLive  unary: etcdserverpb.LeaseTimeToLiveRequest
 //	                                     -> LeaseTimeToLiveResponse
+//	/revkv.cluster.Peer/MemberPromote    unary: etcdserverpb.MemberPromoteRequest
+//	                                     -> MemberPromoteResponse (empty)
 //
 // Every call carries the sender's member ID in the metadata key
 // "revkv-from" (hex), so a receiver can drop a blocked peer's calls.
@@ -28,6 +30,7 @@ const (
 	methodRaft      = "/" + serviceName + "/Raft"
 	methodKeepAlive = "/" + serviceName + "/LeaseKeepAlive"
 	methodTTL       = "/" + serviceName + "/LeaseTimeToLive"
+	methodPromote   = "/" + serviceName + "/MemberPromote"
 	fromKey         = "revkv-from"
 )
 
@@ -83,6 +86,7 @@ var serviceDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{
 		{MethodName: "LeaseKeepAlive", Handler: unaryHandler(methodKeepAlive)},
 		{MethodName: "LeaseTimeToLive", Handler: unaryHandler(methodTTL)},
+		{MethodName: "MemberPromote", Handler: unaryHandler(methodPromote)},
 	},
 }
 
