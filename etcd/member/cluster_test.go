@@ -23,6 +23,9 @@ type testCluster struct {
 	cfg     func(id uint64) Config // the config a member (re)opens with
 	// cut, if it reports true, drops the message from -> to.
 	cut func(from, to uint64) bool
+	// onFail, if set, is told of a member whose Ready failed; if it
+	// returns true the test goes on (it took the member down).
+	onFail func(id uint64, err error) bool
 }
 
 func peerOf(id uint64) Peer {
@@ -84,32 +87,35 @@ func (c *testCluster) ids() []uint64 {
 // is left.
 func (c *testCluster) deliver() {
 	c.t.Helper()
-	for range 1000 {
+	for round := range 1000 {
 		var msgs []*raftpb.Message
 		for _, id := range c.ids() {
 			out, err := c.members[id].Ready()
-			if err != nil {
+			msgs = append(msgs, out...) // made durable before the failure
+			if err != nil && (c.onFail == nil || !c.onFail(id, err)) {
 				c.t.Fatalf("member %d: Ready: %v", id, err)
 			}
-			msgs = append(msgs, out...)
 		}
 		if len(msgs) == 0 {
 			return
 		}
 		for _, msg := range msgs {
 			to, from := msg.GetTo(), msg.GetFrom()
+			if round > 990 {
+				c.t.Logf("round %d: %v %d->%d term %d index %d logterm %d reject %v hint %d", round, msg.GetType(), from, to, msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetReject(), msg.GetRejectHint())
+			}
 			r, ok := c.members[to]
 			if !ok || (c.cut != nil && c.cut(from, to)) {
-				if msg.GetType() == raftpb.MessageType_MsgSnap {
-					c.members[from].ReportSnapshot(to, true)
+				if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
+					s.ReportSnapshot(to, true)
 				}
 				continue
 			}
 			if err := r.Step(msg); err != nil {
 				c.t.Logf("member %d: step %v from %d: %v", to, msg.GetType(), from, err)
 			}
-			if msg.GetType() == raftpb.MessageType_MsgSnap {
-				c.members[from].ReportSnapshot(to, false)
+			if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
+				s.ReportSnapshot(to, false)
 			}
 		}
 	}
@@ -202,11 +208,32 @@ func (c *testCluster) follower(lead uint64) uint64 {
 	return 0
 }
 
+// catchUp ticks until every live member has applied what the leader
+// committed (at most 200 ticks).
+func (c *testCluster) catchUp() {
+	c.t.Helper()
+	for range 200 {
+		c.deliver()
+		var lo, hi uint64 = ^uint64(0), 0
+		for _, id := range c.ids() {
+			st := c.members[id].Status()
+			if st.Removed {
+				continue
+			}
+			lo, hi = min(lo, st.Applied), max(hi, st.Committed, st.Applied)
+		}
+		if lo == hi {
+			return
+		}
+		c.tick()
+	}
+}
+
 // converged checks that every member applied the same: the same applied
 // index, revision and hash.
 func (c *testCluster) converged() {
 	c.t.Helper()
-	c.deliver()
+	c.catchUp()
 	var want kv.KeyValueHash
 	var wantApplied, wantCI uint64
 	for i, id := range c.ids() {
@@ -269,5 +296,22 @@ func TestThreeMembersPutAndReadIndex(t *testing.T) {
 	}
 	if got := len(c.members[fol].Members()); got != 3 {
 		t.Fatalf("%d members", got)
+	}
+}
+
+var revkvCount = kv.RangeOptions{CountOnly: true, TotalCount: true}
+
+func TestSingleMember(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	if lead := c.leader(); lead != 1 {
+		t.Fatalf("leader %d", lead)
+	}
+	rev := c.mustPut(1, "k", "v")
+	res, err := c.wait(c.members[1].ReadIndex())
+	if err != nil || res.(uint64) < c.members[1].Status().Committed {
+		t.Fatalf("read index %v %v", res, err)
+	}
+	if got, ok, _ := c.members[1].DB().Get([]byte("k")); !ok || got.ModRevision != rev {
+		t.Fatalf("get: %+v %v", got, ok)
 	}
 }
