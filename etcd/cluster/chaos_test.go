@@ -192,8 +192,8 @@ func TestClusterChaos(t *testing.T) {
 	for round := 0; time.Now().Before(deadline); round++ {
 		time.Sleep(700 * time.Millisecond)
 		victim := c.watchedMember(round)
-		faults = append(faults, fmt.Sprintf("stop m%d", victim))
-		c.members[victim].stop()
+		faults = append(faults, fmt.Sprintf("crash m%d", victim))
+		c.members[victim].stop(true)
 		time.Sleep(900 * time.Millisecond)
 		c.members[victim].start()
 		time.Sleep(700 * time.Millisecond)
@@ -223,6 +223,10 @@ func TestClusterChaos(t *testing.T) {
 	}
 	end := final.Header.Revision
 	c.converged(end)
+	for i, m := range c.members {
+		st := m.current().Member().Status()
+		t.Logf("member %d: term %d, applied %d, snapshot at %d", i, st.Term, st.Applied, st.SnapshotIndex)
+	}
 
 	// The history: every event from revision 1, read afresh.
 	var all []*mvccpb.Event

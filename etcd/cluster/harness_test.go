@@ -15,6 +15,7 @@ import (
 
 	"github.com/revkv/revkv/etcd/member"
 	"github.com/revkv/revkv/etcd/server"
+	"github.com/revkv/revkv/persist/memfs"
 )
 
 // testCluster is a cluster of real members on loopback, each with its etcd
@@ -23,6 +24,9 @@ type testCluster struct {
 	t       testing.TB
 	members []*testMember
 	tick    time.Duration
+	// snapshotEntries: see Config (small, so that tests take snapshots
+	// and send them to members that fell behind).
+	snapshotEntries uint64
 }
 
 // testMember is one member: fixed peer and client addresses (so that a
@@ -32,7 +36,9 @@ type testMember struct {
 	c                    *testCluster
 	name                 string
 	peerAddr, clientAddr string
-	storage              member.Storage
+	// fs holds the member's raft log; crash drops (or tears) what was
+	// not synced, as a power loss.
+	fs *memfs.FS
 
 	mu     sync.Mutex
 	node   *Node
@@ -67,11 +73,11 @@ func listenRetry(t testing.TB, addr string) net.Listener {
 
 // newTestCluster starts n members; the test's Cleanup stops them.
 func newTestCluster(t testing.TB, n int) *testCluster {
-	c := &testCluster{t: t, tick: 20 * time.Millisecond}
+	c := &testCluster{t: t, tick: 20 * time.Millisecond, snapshotEntries: 300}
 	for i := range n {
 		c.members = append(c.members, &testMember{
 			c: c, name: fmt.Sprint("m", i), peerAddr: freeAddr(t), clientAddr: freeAddr(t),
-			storage: member.NewMemoryStorage(),
+			fs: memfs.New(memfs.Options{Crash: memfs.CrashTorn, Seed: uint64(i)}),
 		})
 	}
 	for _, m := range c.members {
@@ -79,7 +85,7 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 	}
 	t.Cleanup(func() {
 		for _, m := range c.members {
-			m.stop()
+			m.stop(false)
 		}
 	})
 	return c
@@ -99,13 +105,16 @@ func (m *testMember) start() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, err := Start(Config{
-		Name:           m.name,
-		Storage:        m.storage,
-		PeerListener:   listenRetry(t, m.peerAddr),
-		PeerURLs:       []string{"http://" + m.peerAddr},
-		ClientURLs:     []string{"http://" + m.clientAddr},
-		InitialCluster: m.c.initial(),
-		TickInterval:   m.c.tick,
+		Name:            m.name,
+		FS:              m.fs,
+		Dir:             "raft",
+		SnapshotEntries: m.c.snapshotEntries,
+		CatchUpEntries:  m.c.snapshotEntries / 4,
+		PeerListener:    listenRetry(t, m.peerAddr),
+		PeerURLs:        []string{"http://" + m.peerAddr},
+		ClientURLs:      []string{"http://" + m.clientAddr},
+		InitialCluster:  m.c.initial(),
+		TickInterval:    m.c.tick,
 		// Generous: -race on two busy cores stalls goroutines for a
 		// while, and a spurious election costs more than a slow one.
 		ElectionTicks:  15,
@@ -126,17 +135,22 @@ func (m *testMember) start() {
 	m.node, m.srv, m.g, m.served = n, srv, g, served
 }
 
-// stop stops the member abruptly, if it runs.
-func (m *testMember) stop() {
+// stop stops the member, if it runs: abruptly (no leadership transfer);
+// with crash, its disk first loses what it had not synced, as at a power
+// loss, and the member fails from then on until it is stopped.
+func (m *testMember) stop(crash bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.node == nil {
 		return
 	}
+	if crash {
+		m.fs.Crash()
+	}
 	m.srv.Close()
 	m.g.Stop()
 	<-m.served
-	if err := m.node.Close(); err != nil {
+	if err := m.node.Close(); err != nil && !crash {
 		m.c.t.Errorf("close %s: %v", m.name, err)
 	}
 	m.node = nil

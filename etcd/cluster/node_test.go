@@ -150,7 +150,7 @@ func TestNodeCloseLeavesNoGoroutine(t *testing.T) {
 		}
 		cli.Close()
 		for _, m := range c.members {
-			m.stop()
+			m.stop(false)
 		}
 	}
 	t.Run("warm", run)
