@@ -52,10 +52,13 @@ type Node struct {
 
 // Start opens the member (bootstrapping, restarting or joining, see
 // Config), starts serving its peers on cfg.PeerListener and runs it. Close
-// the Node when done.
+// the Node when done. If Start fails, it closes cfg.PeerListener.
 func Start(cfg Config) (*Node, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
+		if cfg.PeerListener != nil {
+			cfg.PeerListener.Close()
+		}
 		return nil, err
 	}
 	m, err := member.Open(c.memberConfig())
