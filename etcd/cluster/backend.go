@@ -216,19 +216,23 @@ func (n *Node) Status() server.RaftStatus {
 	return server.RaftStatus{Leader: st.Leader, Term: st.Term, Index: st.Committed, Applied: st.Applied, IsLearner: st.IsLearner}
 }
 
-// Members lists the cluster's members. This member's own name and client
-// URLs are filled in from its Config when the member table lacks them
-// (the table records what the member was added or bootstrapped with).
+// Members lists the cluster's members. A member's name and client URLs
+// are the member table's, or else what the member told of itself: this
+// one from its Config, the others when they opened their streams (the
+// table records only what a member was bootstrapped or added with).
 func (n *Node) Members() []server.Member {
 	ms := serverMembers(n.m.Members())
 	for i := range ms {
-		if m := &ms[i]; m.ID == n.cfg.ID {
-			if m.Name == "" {
-				m.Name = n.cfg.Name
-			}
-			if len(m.ClientURLs) == 0 {
-				m.ClientURLs = n.cfg.ClientURLs
-			}
+		m := &ms[i]
+		a := Attributes{Name: n.cfg.Name, ClientURLs: n.cfg.ClientURLs}
+		if m.ID != n.cfg.ID {
+			a, _ = n.tr.PeerAttributes(m.ID)
+		}
+		if m.Name == "" {
+			m.Name = a.Name
+		}
+		if len(m.ClientURLs) == 0 {
+			m.ClientURLs = a.ClientURLs
 		}
 	}
 	return ms

@@ -91,7 +91,7 @@ func TestClusterMembership(t *testing.T) {
 		t.Fatalf("MemberList = %v, %v", list, err)
 	}
 	for _, m := range list.Members {
-		if m.ID == leadID || m.IsLearner {
+		if m.ID == leadID || m.IsLearner || m.Name == "" || len(m.ClientURLs) != 1 {
 			t.Fatalf("member list after removal and promotion: %v", list.Members)
 		}
 	}

@@ -75,7 +75,7 @@ func Start(cfg Config) (*Node, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	n.tr = NewTransport(TransportConfig{ID: c.ID, Handler: (*handler)(n), Logger: n.log})
+	n.tr = NewTransport(TransportConfig{ID: c.ID, Name: c.Name, ClientURLs: c.ClientURLs, Handler: (*handler)(n), Logger: n.log})
 	if c.Join {
 		// A joining member's table is empty until the leader's entries or
 		// snapshot arrive, but it must answer the leader before that: it
