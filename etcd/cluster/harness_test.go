@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,9 +260,6 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-// trimScheme drops "http://".
-func trimScheme(u string) string { return strings.TrimPrefix(u, "http://") }
 
 // testLogger logs to stderr when REVKV_CLUSTER_LOG is set (debug, info,
 // warn or error), else nowhere.
