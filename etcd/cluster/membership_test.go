@@ -78,6 +78,11 @@ func TestClusterMembership(t *testing.T) {
 	if _, err := follower.MemberRemove(ctx, leadID); !errors.Is(err, rpctypes.ErrMemberNotFound) {
 		t.Fatalf("MemberRemove of a removed member: %v", err)
 	}
+	select {
+	case <-c.members[lead].current().Removed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed member did not learn it")
+	}
 	c.members[lead].stop(false)
 	c.leader()
 	if _, err := follower.MemberUpdate(ctx, add.Member.ID, []string{url}); err != nil {

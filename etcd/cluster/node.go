@@ -35,9 +35,10 @@ type Node struct {
 	tr        *Transport
 	clusterID uint64
 
-	kickc chan struct{} // cap 1: run Ready soon
-	stop  chan struct{} // closed by Close
-	done  chan struct{} // closed when the loop returns
+	kickc   chan struct{} // cap 1: run Ready soon
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed when the loop returns
+	removed chan struct{} // closed when the member learns it was removed
 
 	// status is the member's status after the last Ready, so that
 	// headers and Status do not wait for the member's lock (held while
@@ -74,6 +75,7 @@ func Start(cfg Config) (*Node, error) {
 		kickc:     make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		removed:   make(chan struct{}),
 	}
 	n.tr = NewTransport(TransportConfig{ID: c.ID, Name: c.Name, ClientURLs: c.ClientURLs, Handler: (*handler)(n), Logger: n.log})
 	if c.Join {
@@ -166,11 +168,21 @@ func (n *Node) kick() {
 	}
 }
 
-// refresh caches the member's status.
+// refresh caches the member's status. Only the loop (and Start, before
+// it) calls it.
 func (n *Node) refresh() {
 	st := n.m.Status()
+	if old := n.status.Load(); st.Removed && (old == nil || !old.Removed) {
+		n.log.Warn("this member was removed from the cluster")
+		close(n.removed)
+	}
 	n.status.Store(&st)
 }
+
+// Removed is closed when the member learns that it was removed from the
+// cluster: it serves nothing more (requests fail with server.ErrStopped);
+// close it.
+func (n *Node) Removed() <-chan struct{} { return n.removed }
 
 // syncPeers gives the transport the member table's peers when it changed.
 func (n *Node) syncPeers() {

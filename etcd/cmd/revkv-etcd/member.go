@@ -151,6 +151,8 @@ func runMember(ctx context.Context, c config, log *slog.Logger, creds grpc.Serve
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+	case <-n.Removed():
+		log.Warn("removed from the cluster: shutting down")
 	case err = <-served:
 		log.Error("serve failed", "err", err)
 	}
