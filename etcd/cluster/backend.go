@@ -188,6 +188,9 @@ func (n *Node) atLeader(ctx context.Context, call func(leader uint64) error) err
 // index as of the call (raft's ReadIndex), waiting for a leader if there
 // is none. A learner does not serve linearizable reads, as in etcd.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	if err := n.stopped(); err != nil {
+		return err
+	}
 	if n.status.Load().IsLearner {
 		return fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrNotSupportedForLearner)
 	}
@@ -249,6 +252,9 @@ func serverMembers(ps []member.Peer) []server.Member {
 // membership waits for a membership change and returns the member list
 // it produced.
 func (n *Node) membership(ctx context.Context, change func() *member.Pending) ([]server.Member, error) {
+	if err := n.stopped(); err != nil {
+		return nil, err
+	}
 	res, err := n.untilLeader(ctx, func() (*member.Pending, error) {
 		p := change()
 		select {

@@ -35,10 +35,11 @@ type Node struct {
 	tr        *Transport
 	clusterID uint64
 
-	kickc   chan struct{} // cap 1: run Ready soon
-	stop    chan struct{} // closed by Close
-	done    chan struct{} // closed when the loop returns
-	removed chan struct{} // closed when the member learns it was removed
+	kickc      chan struct{} // cap 1: run Ready soon
+	stop       chan struct{} // closed by Close
+	done       chan struct{} // closed when the loop returns
+	removed    chan struct{} // closed (once, by markRemoved) when the member learns it was removed
+	removeOnce sync.Once
 
 	// status is the member's status after the last Ready, so that
 	// headers and Status do not wait for the member's lock (held while
@@ -172,11 +173,20 @@ func (n *Node) kick() {
 // it) calls it.
 func (n *Node) refresh() {
 	st := n.m.Status()
-	if old := n.status.Load(); st.Removed && (old == nil || !old.Removed) {
-		n.log.Warn("this member was removed from the cluster")
-		close(n.removed)
+	if st.Removed {
+		n.markRemoved("applied its removal")
 	}
 	n.status.Store(&st)
+}
+
+// markRemoved records that the member was removed from the cluster:
+// from its own log, or from a peer that refused its messages (a member
+// removed while cut off never gets the entry that removes it).
+func (n *Node) markRemoved(how string) {
+	n.removeOnce.Do(func() {
+		n.log.Warn("this member was removed from the cluster", "how", how)
+		close(n.removed)
+	})
 }
 
 // Removed is closed when the member learns that it was removed from the
@@ -242,6 +252,12 @@ func (h *handler) MemberPromote(ctx context.Context, id uint64) error {
 
 func (h *handler) ReportUnreachable(peer uint64) { h.m.ReportUnreachable(peer) }
 
+func (h *handler) IsRemoved(peer uint64) bool { return h.m.IsRemoved(peer) }
+
+func (h *handler) ReportRemoved(by uint64) {
+	(*Node)(h).markRemoved(fmt.Sprintf("member %x refuses its messages", by))
+}
+
 func (h *handler) ReportSnapshot(peer uint64, ok bool) {
 	h.m.ReportSnapshot(peer, !ok)
 	(*Node)(h).kick()
@@ -297,6 +313,9 @@ func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, err
 // propose proposes req (waiting for a leader if there is none) and waits
 // for its outcome.
 func (n *Node) propose(ctx context.Context, req member.Request) (any, error) {
+	if err := n.stopped(); err != nil {
+		return nil, err
+	}
 	if n.status.Load().IsLearner {
 		return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrNotSupportedForLearner)
 	}
@@ -346,11 +365,14 @@ func serverError(err error) error {
 // db returns the member's current DB.
 func (n *Node) db() *revkv.DB { return n.m.DB() }
 
-// stopped returns the error of a Node that no longer serves, or nil.
+// stopped returns the error of a Node that no longer serves (closed, or
+// removed from the cluster), or nil.
 func (n *Node) stopped() error {
 	select {
 	case <-n.stop:
 		return fmt.Errorf("member %x closed: %w", n.cfg.ID, server.ErrStopped)
+	case <-n.removed:
+		return fmt.Errorf("member %x was removed from the cluster: %w", n.cfg.ID, server.ErrStopped)
 	default:
 		return nil
 	}

@@ -58,6 +58,12 @@ type Handler interface {
 	// ReportSnapshot: a snapshot message to peer was sent (ok) or lost;
 	// raft waits for this before it sends the peer anything else.
 	ReportSnapshot(peer uint64, ok bool)
+	// IsRemoved reports whether peer was removed from the cluster: its
+	// streams are refused, which tells it (ReportRemoved on its side).
+	IsRemoved(peer uint64) bool
+	// ReportRemoved: peer by refused this member's messages because it
+	// was removed from the cluster.
+	ReportRemoved(by uint64)
 }
 
 // TransportConfig configures a Transport.
@@ -368,6 +374,9 @@ func (p *peer) run(ctx context.Context) {
 		}
 		if err := s.SendMsg(&m.data); err != nil {
 			p.t.log.Debug("send raft message", "peer", p.id, "err", err)
+			if errors.Is(err, io.EOF) && isRemovedStatus(s.RecvMsg(new([]byte))) {
+				p.t.h.ReportRemoved(p.id)
+			}
 			s.close()
 			s = nil
 			p.t.dropped(p.id, m.snap)
@@ -422,6 +431,9 @@ func (p *peer) open(ctx context.Context) (*outStream, error) {
 func (t *Transport) raftStream(stream grpc.ServerStream) error {
 	ctx := stream.Context()
 	t.learnAttributes(ctx)
+	if from := callerID(ctx); from != 0 && t.h.IsRemoved(from) {
+		return errRemovedStatus
+	}
 	for {
 		var b []byte
 		if err := stream.RecvMsg(&b); err != nil {
@@ -441,6 +453,9 @@ func (t *Transport) raftStream(stream grpc.ServerStream) error {
 		if t.isBlocked(m.GetFrom()) {
 			t.blockedIn.Add(1)
 			continue
+		}
+		if t.h.IsRemoved(m.GetFrom()) {
+			return errRemovedStatus
 		}
 		if err := t.h.Step(ctx, m); err != nil {
 			return status.FromContextError(err).Err()
@@ -471,6 +486,14 @@ func (t *Transport) PeerAttributes(id uint64) (Attributes, bool) {
 	defer t.mu.Unlock()
 	a, ok := t.attrs[id]
 	return a, ok
+}
+
+// errRemovedStatus ends the stream of a member removed from the cluster.
+var errRemovedStatus = status.Error(codes.PermissionDenied, "revkv: member removed from the cluster")
+
+func isRemovedStatus(err error) bool {
+	st, _ := status.FromError(err)
+	return st.Code() == codes.PermissionDenied && st.Message() == "revkv: member removed from the cluster"
 }
 
 // callerID returns the member ID a call carries, 0 if none.

@@ -23,6 +23,7 @@ type recorder struct {
 	msgs        []*raftpb.Message
 	unreachable map[uint64]int
 	snaps       map[bool]int
+	removedBy   []uint64
 	arrived     chan struct{} // a token per message, if not full
 }
 
@@ -67,6 +68,14 @@ func (r *recorder) MemberPromote(ctx context.Context, id uint64) error {
 		return fmt.Errorf("promote: %w", member.ErrLearnerNotReady)
 	}
 	return nil
+}
+
+func (r *recorder) IsRemoved(peer uint64) bool { return peer == 66 }
+
+func (r *recorder) ReportRemoved(by uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removedBy = append(r.removedBy, by)
 }
 
 func (r *recorder) ReportUnreachable(peer uint64) {
@@ -335,5 +344,21 @@ func TestTransportCloseLeavesNoGoroutine(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTransportRefusesRemovedMember: a member the Handler says was removed
+// has its stream refused, and learns it (ReportRemoved).
+func TestTransportRefusesRemovedMember(t *testing.T) {
+	a, gone := startTransport(t, 1, ""), startTransport(t, 66, "")
+	connect(t, a, gone)
+	waitFor(t, "the removed member to learn it", func() bool {
+		gone.tr.Send([]*raftpb.Message{msg(66, 1, 1)})
+		gone.rec.mu.Lock()
+		defer gone.rec.mu.Unlock()
+		return len(gone.rec.removedBy) > 0 && gone.rec.removedBy[0] == 1
+	})
+	if n := len(a.rec.received()); n != 0 {
+		t.Fatalf("%d messages from a removed member were stepped", n)
 	}
 }
