@@ -96,10 +96,11 @@ func (r *recorder) received() []*raftpb.Message {
 	return append([]*raftpb.Message(nil), r.msgs...)
 }
 
-// waitFor waits until cond holds, for up to 10 s.
+// waitFor waits until cond holds, for up to 30 s (the machine may be
+// very busy).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
