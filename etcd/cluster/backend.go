@@ -186,7 +186,9 @@ func (n *Node) atLeader(ctx context.Context, call func(leader uint64) error) err
 
 // ReadBarrier waits until the member has applied the leader's commit
 // index as of the call (raft's ReadIndex), waiting for a leader if there
-// is none. A learner does not serve linearizable reads, as in etcd.
+// is none, and asking again if the leader changes or the read times out
+// (a read has no side effect: asking twice is harmless). A learner does
+// not serve linearizable reads, as in etcd.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	if err := n.stopped(); err != nil {
 		return err
@@ -194,11 +196,14 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	if n.status.Load().IsLearner {
 		return fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrNotSupportedForLearner)
 	}
-	_, err := n.untilLeader(ctx, func() (*member.Pending, error) {
+	again := func(err error) bool {
+		return retryable(err) || errors.Is(err, member.ErrLeaderChanged) || errors.Is(err, member.ErrTimeout)
+	}
+	_, err := n.retry(ctx, again, func() (*member.Pending, error) {
 		p := n.m.ReadIndex()
 		select {
 		case <-p.Done():
-			if _, err := p.Result(); retryable(err) {
+			if _, err := p.Result(); err != nil {
 				return nil, err
 			}
 		default:

@@ -125,6 +125,26 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// Stop stops the member gracefully: a leader first hands its leadership
+// to another voting member (waiting up to ctx, or two election timeouts),
+// so that the cluster need not wait an election timeout to notice; then
+// Close. As etcd does on shutdown.
+func (n *Node) Stop(ctx context.Context) error {
+	if st := n.status.Load(); st.Leader == n.cfg.ID && n.stopped() == nil {
+		for _, p := range n.m.Members() {
+			if p.ID == n.cfg.ID || p.IsLearner {
+				continue
+			}
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+			err := n.MoveLeader(tctx, p.ID)
+			cancel()
+			n.log.Info("leadership handed over at stop", "to", fmt.Sprintf("%x", p.ID), "err", err)
+			break
+		}
+	}
+	return n.Close()
+}
+
 // run is the Node's goroutine: it ticks the member, and runs Ready after
 // every tick and every kick (a message stepped, a request made), sending
 // the messages Ready returns.
@@ -288,16 +308,23 @@ func retryable(err error) bool {
 // one, for up to the request timeout (or ctx), waiting a tick between
 // tries.
 func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, error)) (any, error) {
+	return n.retry(ctx, retryable, try)
+}
+
+// retry calls try until it fails with an error again does not accept
+// (or succeeds), for up to the request timeout (or ctx), waiting a tick
+// between tries.
+func (n *Node) retry(ctx context.Context, again func(error) bool, try func() (*member.Pending, error)) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	for {
 		p, err := try()
 		if err == nil {
-			res, err := n.wait(ctx, p)
-			if err == nil || !retryable(err) {
+			var res any
+			if res, err = n.wait(ctx, p); err == nil || !again(err) {
 				return res, err
 			}
-		} else if !retryable(err) {
+		} else if !again(err) {
 			return nil, err
 		}
 		select {

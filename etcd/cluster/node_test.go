@@ -134,6 +134,22 @@ func TestClusterMoveLeader(t *testing.T) {
 	if got := c.leader(); got != to {
 		t.Fatalf("leader %d, want %d", got, to)
 	}
+
+	// A leader that stops gracefully hands its leadership over first.
+	m := c.members[to]
+	m.mu.Lock()
+	m.srv.Close()
+	m.g.Stop()
+	<-m.served
+	err := m.node.Stop(ctx)
+	m.node = nil
+	m.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.leader(); got == to {
+		t.Fatalf("the stopped member %d still leads", to)
+	}
 }
 
 // TestNodeCloseLeavesNoGoroutine: stopping every member of a cluster that

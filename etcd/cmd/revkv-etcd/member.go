@@ -157,7 +157,9 @@ func runMember(ctx context.Context, c config, log *slog.Logger, creds grpc.Serve
 		log.Error("serve failed", "err", err)
 	}
 	shutdown(g, srv, c.shutdownTimeout, log)
-	if cerr := n.Close(); cerr != nil {
+	stopCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	if cerr := n.Stop(stopCtx); cerr != nil {
 		log.Error("close member", "err", cerr)
 		err = errors.Join(err, cerr)
 	} else {
