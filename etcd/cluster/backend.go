@@ -225,9 +225,9 @@ func (n *Node) Status() server.RaftStatus {
 }
 
 // Members lists the cluster's members. A member's name and client URLs
-// are the member table's, or else what the member told of itself: this
-// one from its Config, the others when they opened their streams (the
-// table records only what a member was bootstrapped or added with).
+// are the member table's (each member publishes its own at start), or,
+// until it has, what the member told of itself: this one from its
+// Config, the others when they opened their streams.
 func (n *Node) Members() []server.Member {
 	ms := serverMembers(n.m.Members())
 	for i := range ms {

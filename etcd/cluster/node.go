@@ -48,6 +48,8 @@ type Node struct {
 	// peers is the member table the transport was last given.
 	peers []member.Peer
 
+	publisher sync.WaitGroup // the goroutine that publishes the attributes
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -95,6 +97,7 @@ func Start(cfg Config) (*Node, error) {
 	n.refresh()
 	n.tr.Serve(c.PeerListener)
 	go n.run()
+	n.publisher.Go(n.publish)
 	n.log.Info("member started", "name", c.Name, "peer-urls", c.PeerURLs, "join", c.Join)
 	return n, nil
 }
@@ -118,6 +121,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		<-n.done
+		n.publisher.Wait()
 		n.tr.Close()
 		n.closeErr = n.m.Close()
 		n.log.Info("member stopped")
@@ -143,6 +147,43 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 	}
 	return n.Close()
+}
+
+// publish records this member's name and client URLs in the member table
+// (through the log, as etcd members publish theirs at start), unless the
+// table has them already; it retries until it succeeds or the Node stops.
+func (n *Node) publish() {
+	for {
+		if n.published() {
+			return
+		}
+		ctx, cancel := n.timeout()
+		_, err := n.wait(ctx, n.m.Publish(n.cfg.ID, n.cfg.Name, n.cfg.ClientURLs))
+		cancel()
+		if err == nil {
+			n.log.Info("published name and client URLs", "name", n.cfg.Name, "client-urls", n.cfg.ClientURLs)
+			return
+		}
+		n.log.Debug("publish", "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-n.removed:
+			return
+		case <-time.After(5 * n.cfg.TickInterval):
+		}
+	}
+}
+
+// published reports whether the member table has this member's name and
+// client URLs as configured.
+func (n *Node) published() bool {
+	for _, p := range n.m.Members() {
+		if p.ID == n.cfg.ID {
+			return p.Name == n.cfg.Name && slices.Equal(p.ClientURLs, n.cfg.ClientURLs)
+		}
+	}
+	return false
 }
 
 // run is the Node's goroutine: it ticks the member, and runs Ready after

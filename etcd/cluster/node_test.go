@@ -57,8 +57,18 @@ func TestClusterBasics(t *testing.T) {
 			t.Fatalf("member %d status %+v", i, st)
 		}
 	}
-	// Every member lists every member's name and client URLs (learned
-	// when the others' streams open).
+	// Every member publishes its name and client URLs through the log.
+	waitFor(t, "members to publish", func() bool {
+		for _, m := range c.members {
+			for _, p := range m.current().Member().Members() {
+				if p.Name == "" || len(p.ClientURLs) != 1 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// Every member lists every member's name and client URLs.
 	for i, cli := range clis {
 		waitFor(t, "member attributes", func() bool {
 			list, err := cli.MemberList(ctx)
