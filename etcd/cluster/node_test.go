@@ -38,6 +38,18 @@ func TestClusterBasics(t *testing.T) {
 			t.Fatalf("member %d header %v", i, resp.Header)
 		}
 	}
+	// A txn that only reads, with a compare, through a follower and the
+	// leader: it runs (it once was skipped on the member's DB).
+	for _, i := range []int{lead, (lead + 1) % 3} {
+		resp, err := clis[i].Txn(ctx).If(clientv3.Compare(clientv3.Value("k0"), "!=", "v9")).Then(clientv3.OpGet("k0")).Commit()
+		if err != nil || !resp.Succeeded || len(resp.Responses) != 1 || len(resp.Responses[0].GetResponseRange().Kvs) != 1 {
+			t.Fatalf("read-only txn through member %d: %v, %v", i, resp, err)
+		}
+		resp, err = clis[i].Txn(ctx).Then(clientv3.OpGet("k", clientv3.WithPrefix(), clientv3.WithSerializable())).Commit()
+		if err != nil || len(resp.Responses[0].GetResponseRange().Kvs) != 3 {
+			t.Fatalf("serializable txn through member %d: %v, %v", i, resp, err)
+		}
+	}
 	var events int
 	for events < 3 {
 		wr := <-wch
