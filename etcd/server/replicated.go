@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // Replicated is implemented by a Backend that is one member of a raft
@@ -57,6 +59,19 @@ type Replicated interface {
 	// it leads. Errors: ErrNotLeader (this member does not lead),
 	// ErrBadLeaderTransferee (not a voting member), ErrTimeout, ctx's.
 	MoveLeader(ctx context.Context, to uint64) error
+}
+
+// CompactionHasher is implemented by a Backend that hashes the history up
+// to each revision it compacts at, just before compacting, and keeps the
+// last few of those hashes: HashKV at a compaction's revision answers it
+// (so compacting does not change the hash of that revision, as in etcd).
+// A replicated Backend does it where each member applies the compaction,
+// so that every member answers the same. Without it, the Server keeps the
+// hashes of the compactions it was asked for.
+type CompactionHasher interface {
+	// CompactionHash returns the hash taken before the compaction at rev,
+	// if it is one of the last kept.
+	CompactionHash(rev int64) (kv.KeyValueHash, bool)
 }
 
 // Member is one member of a cluster, as the Cluster service lists it.
