@@ -73,6 +73,9 @@ func open(c Config, st Storage) (*Member, error) {
 	if !restart && len(c.Peers) == 0 && !c.Join {
 		return nil, fmt.Errorf("open member %x: empty log and neither Peers nor Join: %w", c.ID, ErrInvalidConfig)
 	}
+	if err := repairHardState(st, hs, snap); err != nil {
+		return nil, fmt.Errorf("open member %x: %w", c.ID, err)
+	}
 	m.epoch = newEpoch()
 	m.confState = cs
 	if err := m.loadSnapshot(snap); err != nil {
@@ -108,6 +111,29 @@ func open(c Config, st Storage) (*Member, error) {
 		}
 	}
 	return m, nil
+}
+
+// repairHardState makes the saved hard state's commit index reach the
+// newest snapshot's: a crash between installing a snapshot from the leader
+// (Storage.ApplySnapshot) and saving the hard state that goes with it
+// (Save) leaves an older commit behind the snapshot, on which raft refuses
+// to start (it panics: commit out of range). The snapshot holds only
+// committed entries, so its index is a commit index the cluster agreed on;
+// a term behind the snapshot's is raised to it (and the vote, cast in an
+// older term, dropped).
+func repairHardState(st Storage, hs *raftpb.HardState, snap *raftpb.Snapshot) error {
+	index, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	if raft.IsEmptySnap(snap) || hs.GetCommit() >= index {
+		return nil
+	}
+	fixed := &raftpb.HardState{Term: proto.Uint64(hs.GetTerm()), Vote: proto.Uint64(hs.GetVote()), Commit: proto.Uint64(index)}
+	if hs.GetTerm() < term {
+		fixed.Term, fixed.Vote = proto.Uint64(term), proto.Uint64(0)
+	}
+	if err := st.Save(fixed, nil); err != nil {
+		return fmt.Errorf("raise the hard state's commit %d to the snapshot's index %d: %w", hs.GetCommit(), index, err)
+	}
+	return nil
 }
 
 // newEpoch returns the request ID epoch of a new incarnation: random, so
