@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/etcd/member"
 	"github.com/revkv/revkv/etcd/server"
+	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/memfs"
 )
 
@@ -31,6 +33,9 @@ type testCluster struct {
 	snapshotEntries uint64
 	// clock, if not nil, is every member's lease clock.
 	clock engine.Clock
+	// osDir, if not "", holds the members' logs on the real filesystem
+	// (osDir/<name>) instead of memfs.
+	osDir string
 }
 
 // testMember is one member: fixed peer and client addresses (so that a
@@ -123,10 +128,15 @@ func (m *testMember) start() {
 	t := m.c.t
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var fsys persist.FS = m.fs
+	dir := "raft"
+	if m.c.osDir != "" {
+		fsys, dir = persist.OS, filepath.Join(m.c.osDir, m.name)
+	}
 	n, err := Start(Config{
 		Name:            m.name,
-		FS:              m.fs,
-		Dir:             "raft",
+		FS:              fsys,
+		Dir:             dir,
 		SnapshotEntries: m.c.snapshotEntries,
 		CatchUpEntries:  m.c.snapshotEntries / 4,
 		PeerListener:    listenRetry(t, m.peerAddr),

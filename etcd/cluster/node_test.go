@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -207,6 +208,57 @@ func TestNodeCloseLeavesNoGoroutine(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			n := runtime.Stack(buf, true)
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNodeCloseLeavesNoFile: members on the real filesystem, stopped
+// (one crashed and restarted on the way), leave no file descriptor open.
+func TestNodeCloseLeavesNoFile(t *testing.T) {
+	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	run := func(t *testing.T) {
+		c := newTestCluster(t, 3, func(c *testCluster) { c.osDir = t.TempDir() })
+		c.leader()
+		ctx := ctxT(t, 30*time.Second)
+		cli := c.client(0, 1, 2)
+		for i := range 20 {
+			if _, err := cli.Put(ctx, fmt.Sprint("k", i), "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.members[1].stop(false)
+		c.members[1].start()
+		if _, err := c.client(1).Get(ctx, "k0"); err != nil {
+			t.Fatal(err)
+		}
+		cli.Close()
+		for _, m := range c.members {
+			m.stop(false)
+		}
+	}
+	t.Run("warm", run)
+	before := fds()
+	t.Run("again", run)
+	deadline := time.Now().Add(10 * time.Second)
+	for fds() > before {
+		if time.Now().After(deadline) {
+			ents, _ := os.ReadDir("/proc/self/fd")
+			var open []string
+			for _, e := range ents {
+				l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+				open = append(open, l)
+			}
+			t.Fatalf("%d descriptors before, %d after: %v", before, fds(), open)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
