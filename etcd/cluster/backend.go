@@ -55,9 +55,7 @@ func (n *Node) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, er
 
 // Compact proposes a compaction, and returns once applied here.
 func (n *Node) Compact(rev int64) error {
-	ctx, cancel := n.timeout()
-	defer cancel()
-	_, err := n.propose(ctx, member.Request{Compact: &rev})
+	_, err := n.propose(context.Background(), member.Request{Compact: &rev})
 	return err
 }
 
@@ -77,9 +75,7 @@ func (n *Node) Snapshot() (*engine.Snapshot, error) { return n.db().Snapshot() }
 
 // LeaseGrant proposes a lease grant.
 func (n *Node) LeaseGrant(id, ttl int64) (int64, int64, error) {
-	ctx, cancel := n.timeout()
-	defer cancel()
-	res, err := n.propose(ctx, member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}})
+	res, err := n.propose(context.Background(), member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -89,9 +85,7 @@ func (n *Node) LeaseGrant(id, ttl int64) (int64, int64, error) {
 
 // LeaseRevoke proposes a lease revoke.
 func (n *Node) LeaseRevoke(id int64) error {
-	ctx, cancel := n.timeout()
-	defer cancel()
-	_, err := n.propose(ctx, member.Request{LeaseRevoke: id})
+	_, err := n.propose(context.Background(), member.Request{LeaseRevoke: id})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,8 @@ type testCluster struct {
 	snapshotEntries uint64
 	// clock, if not nil, is every member's lease clock.
 	clock engine.Clock
+	// requestTimeout: see Config (0: 5 s).
+	requestTimeout time.Duration
 	// osDir, if not "", holds the members' logs on the real filesystem
 	// (osDir/<name>) instead of memfs.
 	osDir string
@@ -148,7 +151,7 @@ func (m *testMember) start() {
 		// Generous: -race on two busy cores stalls goroutines for a
 		// while, and a spurious election costs more than a slow one.
 		ElectionTicks:  15,
-		RequestTimeout: 5 * time.Second,
+		RequestTimeout: cmp.Or(m.c.requestTimeout, 5*time.Second),
 		Logger:         testLogger(),
 		Clock:          m.c.clock,
 	})

@@ -355,21 +355,29 @@ func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, err
 // retry calls try until it fails with an error again does not accept
 // (or succeeds), for up to the request timeout (or ctx), waiting a tick
 // between tries.
+//
+// The request timeout ending a wait is etcd's "request timed out"
+// (server.ErrTimeout: the request's fate is unknown); ctx ending it is
+// ctx's error.
 func (n *Node) retry(ctx context.Context, again func(error) bool, try func() (*member.Pending, error)) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	tctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	for {
 		p, err := try()
 		if err == nil {
 			var res any
-			if res, err = n.wait(ctx, p); err == nil || !again(err) {
+			res, err = n.wait(tctx, p)
+			if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("member %x: no outcome in %v: %w", n.cfg.ID, n.cfg.RequestTimeout, server.ErrTimeout)
+			}
+			if err == nil || !again(err) {
 				return res, err
 			}
 		} else if !again(err) {
 			return nil, err
 		}
 		select {
-		case <-ctx.Done():
+		case <-tctx.Done():
 			return nil, err
 		case <-n.stop:
 			return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrStopped)
@@ -414,7 +422,8 @@ var serverErrors = []struct{ from, to error }{
 }
 
 // serverError wraps err with the server's sentinel for it (both stay
-// errors.Is-testable); kv, context and other errors pass unchanged.
+// errors.Is-testable); kv, context and other errors pass unchanged (a
+// context error is the client's: gRPC reports it as such).
 func serverError(err error) error {
 	if err == nil {
 		return nil
@@ -423,9 +432,6 @@ func serverError(err error) error {
 		if errors.Is(err, m.from) {
 			return fmt.Errorf("%w: %w", m.to, err)
 		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", server.ErrTimeout, err)
 	}
 	return err
 }

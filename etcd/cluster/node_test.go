@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -261,5 +262,41 @@ func TestNodeCloseLeavesNoFile(t *testing.T) {
 			t.Fatalf("%d descriptors before, %d after: %v", before, fds(), open)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterCutOffMember: a member cut off from the others fails writes
+// and linearizable reads with etcd's errors once its request timeout
+// passes (not with the client's deadline), and serves serializable reads.
+func TestClusterCutOffMember(t *testing.T) {
+	c := newTestCluster(t, 3, func(c *testCluster) { c.requestTimeout = 500 * time.Millisecond })
+	lead := c.leader()
+	x := (lead + 1) % 3
+	ctx := ctxT(t, 30*time.Second)
+	cli := c.client(x)
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.partition(x, true)
+	unavailable := func(err error) bool {
+		return errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrLeaderChanged)
+	}
+	for i := range 3 {
+		if _, err := cli.Put(ctx, "k", fmt.Sprint(i)); !unavailable(err) {
+			t.Fatalf("put through a cut-off member: %v", err)
+		}
+	}
+	if resp, err := cli.Get(ctx, "k", clientv3.WithSerializable()); err != nil || string(resp.Kvs[0].Value) != "v" {
+		t.Fatalf("serializable get through a cut-off member: %v, %v", resp, err)
+	}
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cli.Get(gctx, "k"); err == nil {
+		t.Fatal("a linearizable get through a cut-off member succeeded")
+	}
+	c.partition(x, false)
+	c.leader()
+	if _, err := cli.Put(ctx, "k", "w"); err != nil {
+		t.Fatalf("put after healing: %v", err)
 	}
 }
