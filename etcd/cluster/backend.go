@@ -257,6 +257,9 @@ func (n *Node) membership(ctx context.Context, change func() *member.Pending) ([
 
 // MemberAdd adds a member with the ID MemberID derives from its peer URLs.
 func (n *Node) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (server.Member, []server.Member, error) {
+	if err := n.mayAdd(learner); err != nil {
+		return server.Member{}, nil, err
+	}
 	p := member.Peer{ID: MemberID(n.cfg.ClusterToken, peerURLs), PeerURLs: peerURLs, IsLearner: learner}
 	ms, err := n.membership(ctx, func() *member.Pending { return n.m.AddMember(p) })
 	if err != nil {
@@ -267,6 +270,9 @@ func (n *Node) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (
 
 // MemberRemove removes a member.
 func (n *Node) MemberRemove(ctx context.Context, id uint64) ([]server.Member, error) {
+	if err := n.mayRemove(id); err != nil {
+		return nil, err
+	}
 	return n.membership(ctx, func() *member.Pending { return n.m.RemoveMember(id) })
 }
 
@@ -279,6 +285,9 @@ func (n *Node) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) (
 // (who alone knows whether the learner caught up), then waits until it
 // has applied the promotion itself.
 func (n *Node) MemberPromote(ctx context.Context, id uint64) ([]server.Member, error) {
+	if err := n.mayPromote(); err != nil {
+		return nil, err
+	}
 	err := n.atLeader(ctx, func(leader uint64) error {
 		if leader == n.cfg.ID {
 			_, err := n.wait(ctx, n.m.PromoteMember(id))

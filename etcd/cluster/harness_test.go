@@ -34,6 +34,8 @@ type testCluster struct {
 	snapshotEntries uint64
 	// clock, if not nil, is every member's lease clock.
 	clock engine.Clock
+	// healthInterval: see Config (0: 100 ms).
+	healthInterval time.Duration
 	// requestTimeout: see Config (0: 5 s).
 	requestTimeout time.Duration
 	// osDir, if not "", holds the members' logs on the real filesystem
@@ -152,6 +154,7 @@ func (m *testMember) start() {
 		// while, and a spurious election costs more than a slow one.
 		ElectionTicks:  15,
 		RequestTimeout: cmp.Or(m.c.requestTimeout, 5*time.Second),
+		HealthInterval: cmp.Or(m.c.healthInterval, 100*time.Millisecond),
 		Logger:         testLogger(),
 		Clock:          m.c.clock,
 	})

@@ -215,6 +215,22 @@ func hostPort(raw string) (string, error) {
 	return "", fmt.Errorf("cluster: bad peer URL %q", raw)
 }
 
+// ActiveSince returns when this member's current stream to peer id was
+// opened, or the zero time if it has none (or the peer is blocked): etcd's
+// measure of a healthy connection, for the reconfiguration checks.
+func (t *Transport) ActiveSince(id uint64) time.Time {
+	t.mu.Lock()
+	p, blocked := t.peers[id], t.blocked[id]
+	t.mu.Unlock()
+	if p == nil || blocked {
+		return time.Time{}
+	}
+	if ns := p.since.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Block drops every message to and from peer id, and its forwarded
 // calls, until Unblock: a network partition, for tests.
 func (t *Transport) Block(id uint64) {
@@ -286,9 +302,12 @@ func (t *Transport) Close() {
 // peer is the sending side to one peer: a queue and the goroutine that
 // drains it into a stream.
 type peer struct {
-	t      *Transport
-	id     uint64
-	addr   string
+	t    *Transport
+	id   uint64
+	addr string
+	// since is when the open stream to the peer was opened (UnixNano), 0
+	// while there is none.
+	since  atomic.Int64
 	conn   *grpc.ClientConn
 	queue  chan outMsg
 	cancel context.CancelFunc
@@ -358,6 +377,8 @@ func (p *peer) run(ctx context.Context) {
 			var err error
 			if s, err = p.open(ctx); err != nil {
 				p.t.log.Debug("open raft stream", "peer", p.id, "err", err)
+			} else {
+				p.since.Store(time.Now().UnixNano())
 			}
 		}
 		var m outMsg
@@ -377,6 +398,7 @@ func (p *peer) run(ctx context.Context) {
 			if errors.Is(err, io.EOF) && isRemovedStatus(s.RecvMsg(new([]byte))) {
 				p.t.h.ReportRemoved(p.id)
 			}
+			p.since.Store(0)
 			s.close()
 			s = nil
 			p.t.dropped(p.id, m.snap)

@@ -279,6 +279,7 @@ func TestReplicatedErrors(t *testing.T) {
 		{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 		{server.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
 		{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+		{server.ErrNotEnoughStartedMembers, rpctypes.ErrGRPCMemberNotEnoughStarted},
 		{server.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 		{server.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 	}
