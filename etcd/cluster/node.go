@@ -22,9 +22,10 @@ import (
 // server.Backend, server.Lessor and server.Replicated an etcd API server
 // serves from. Its methods are safe for concurrent use.
 //
-// Writes (Txn with a write, Compact, lease grant and revoke, membership
-// changes) are proposed and return once this member has applied them;
-// reads are served by the member's DB, made linearizable by ReadBarrier.
+// Txns (read-only ones too: see Txn), compactions, lease grants and
+// revokes and membership changes are proposed and return once this member
+// has applied them; ranges are served by the member's DB, made
+// linearizable by ReadBarrier.
 // A proposal whose outcome is unknown (the leader changed, or it timed
 // out) fails with server.ErrLeaderChanged or server.ErrTimeout: it may
 // still be applied.
