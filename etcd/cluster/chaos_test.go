@@ -206,10 +206,13 @@ func TestClusterChaos(t *testing.T) {
 	// (the leader every other round) and heal it.
 	deadline := time.Now().Add(d)
 	var faults []string
+	movedWatches := 0 // watch streams on crashed members: moved elsewhere
 	for round := 0; time.Now().Before(deadline); round++ {
 		time.Sleep(700 * time.Millisecond)
 		victim := c.watchedMember(round)
-		faults = append(faults, fmt.Sprintf("crash m%d", victim))
+		watches := c.members[victim].current().db().WatchStats().Watchers
+		faults = append(faults, fmt.Sprintf("crash m%d (%d watch streams)", victim, watches))
+		movedWatches += watches
 		c.members[victim].stop(true)
 		time.Sleep(900 * time.Millisecond)
 		c.members[victim].start()
@@ -227,6 +230,9 @@ func TestClusterChaos(t *testing.T) {
 	stop()
 	wg.Wait()
 	t.Logf("faults: %v; %d operations acknowledged, %d puts", faults, ops.Load(), len(h.acked))
+	if movedWatches == 0 {
+		t.Log("no crash hit a member serving a watch stream: watch failover untested in this run")
+	}
 	if len(h.acked) < 20 {
 		t.Fatalf("only %d puts acknowledged: the cluster was not available enough to test", len(h.acked))
 	}
