@@ -377,6 +377,7 @@ func (p *peer) run(ctx context.Context) {
 			var err error
 			if s, err = p.open(ctx); err != nil {
 				p.t.log.Debug("open raft stream", "peer", p.id, "err", err)
+				p.drain() // what waited for the peer is stale now
 			} else {
 				p.since.Store(time.Now().UnixNano())
 			}
@@ -406,6 +407,18 @@ func (p *peer) run(ctx context.Context) {
 		}
 		if m.snap {
 			p.t.h.ReportSnapshot(p.id, true)
+		}
+	}
+}
+
+// drain drops every message queued, as unreachable.
+func (p *peer) drain() {
+	for {
+		select {
+		case m := <-p.queue:
+			p.t.dropped(p.id, m.snap)
+		default:
+			return
 		}
 	}
 }
