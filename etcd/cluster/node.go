@@ -137,8 +137,8 @@ func (n *Node) Close() error {
 func (n *Node) Stop(ctx context.Context) error {
 	if st := n.status.Load(); st.Leader == n.cfg.ID && n.stopped() == nil {
 		for _, p := range n.m.Members() {
-			if p.ID == n.cfg.ID || p.IsLearner {
-				continue
+			if p.ID == n.cfg.ID || p.IsLearner || n.tr.ActiveSince(p.ID).IsZero() {
+				continue // not a voter this member can reach
 			}
 			tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
 			err := n.MoveLeader(tctx, p.ID)
