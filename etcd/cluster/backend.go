@@ -34,7 +34,7 @@ func (n *Node) Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, err
 	res, err := n.db().Range(key, end, opts)
 	if errors.Is(err, kv.ErrClosed) && n.stopped() == nil {
 		// A snapshot from the leader replaced the DB under the read.
-		res, err = n.db().Range(key, end, opts)
+		res, err = n.freshDB().Range(key, end, opts)
 	}
 	return res, err
 }
@@ -65,7 +65,7 @@ func (n *Node) HashByRev(rev int64) (kv.KeyValueHash, error) { return n.db().Has
 // NewWatcher watches the member's DB. A snapshot installed from the
 // leader replaces the DB and ends the watcher: the server ends the stream
 // and clients watch again (clientv3 does, from the revision it reached).
-func (n *Node) NewWatcher() *watch.Watcher { return n.db().NewWatcher() }
+func (n *Node) NewWatcher() *watch.Watcher { return n.freshDB().NewWatcher() }
 
 // Snapshot snapshots the member's DB.
 func (n *Node) Snapshot() (*engine.Snapshot, error) { return n.db().Snapshot() }

@@ -46,6 +46,8 @@ type Node struct {
 	// headers and Status do not wait for the member's lock (held while
 	// Ready writes the log).
 	status atomic.Pointer[member.Status]
+	// dbp is the member's DB after the last Ready (see db).
+	dbp atomic.Pointer[revkv.DB]
 	// peers is the member table the transport was last given.
 	peers []member.Peer
 
@@ -231,9 +233,10 @@ func (n *Node) kick() {
 	}
 }
 
-// refresh caches the member's status. Only the loop (and Start, before
+// refresh caches the member's DB and status. Only the loop (and Start, before
 // it) calls it.
 func (n *Node) refresh() {
+	n.dbp.Store(n.m.DB())
 	st := n.m.Status()
 	if st.Removed {
 		n.markRemoved("applied its removal")
@@ -437,8 +440,16 @@ func serverError(err error) error {
 	return err
 }
 
-// db returns the member's current DB.
-func (n *Node) db() *revkv.DB { return n.m.DB() }
+// db returns the member's DB as of its last Ready, without waiting for the
+// member's lock (Ready holds it while it writes the log). A snapshot from
+// the leader replaces the DB during a Ready and closes the old one: a
+// read of the old one fails with kv.ErrClosed, never returns stale data;
+// freshDB gives the new one at once.
+func (n *Node) db() *revkv.DB { return n.dbp.Load() }
+
+// freshDB returns the member's current DB, waiting for its lock. (Only
+// the loop caches it, so that an older DB is never cached after a newer.)
+func (n *Node) freshDB() *revkv.DB { return n.m.DB() }
 
 // stopped returns the error of a Node that no longer serves (closed, or
 // removed from the cluster), or nil.
