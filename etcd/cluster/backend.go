@@ -15,9 +15,10 @@ import (
 )
 
 var (
-	_ server.Backend    = (*Node)(nil)
-	_ server.Lessor     = (*Node)(nil)
-	_ server.Replicated = (*Node)(nil)
+	_ server.Backend          = (*Node)(nil)
+	_ server.Lessor           = (*Node)(nil)
+	_ server.Replicated       = (*Node)(nil)
+	_ server.CompactionHasher = (*Node)(nil)
 )
 
 // The server.Backend methods. Reads are the member's DB's, local: the
@@ -66,6 +67,11 @@ func (n *Node) HashByRev(rev int64) (kv.KeyValueHash, error) { return n.db().Has
 // leader replaces the DB and ends the watcher: the server ends the stream
 // and clients watch again (clientv3 does, from the revision it reached).
 func (n *Node) NewWatcher() *watch.Watcher { return n.freshDB().NewWatcher() }
+
+// CompactionHash returns the hash every member took of the history up to
+// rev as it applied the compaction at rev (HashKV there is the same on
+// every member).
+func (n *Node) CompactionHash(rev int64) (kv.KeyValueHash, bool) { return n.m.CompactionHash(rev) }
 
 // Snapshot snapshots the member's DB.
 func (n *Node) Snapshot() (*engine.Snapshot, error) { return n.db().Snapshot() }

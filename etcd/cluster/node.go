@@ -422,6 +422,7 @@ var serverErrors = []struct{ from, to error }{
 	{member.ErrMemberExists, server.ErrPeerURLExists},
 	{member.ErrNotLearner, server.ErrMemberNotLearner},
 	{member.ErrLearnerNotReady, server.ErrLearnerNotReady},
+	{member.ErrLastVoter, server.ErrNotEnoughStartedMembers},
 	{ErrUnreachable, server.ErrNoLeader},
 }
 

@@ -139,6 +139,19 @@ func TestClusterBasics(t *testing.T) {
 			t.Fatalf("member %d: read below the compaction: %v", i, err)
 		}
 	}
+	// HashKV at the compacted revision is the same on every member (each
+	// hashed it as it applied the compaction).
+	var hashes []uint32
+	for i, cli := range clis {
+		h, err := cli.HashKV(ctx, c.members[i].clientAddr, rev.Header.Revision)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h.Hash)
+	}
+	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+		t.Fatalf("HashKV at the compaction: %x", hashes)
+	}
 }
 
 // TestClusterMoveLeader: MoveLeader through the leader moves it; through a
