@@ -174,22 +174,25 @@ func (t *Transport) AddPeer(id uint64, urls []string) error {
 		return err
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return ErrTransportClosed
 	}
-	if p := t.peers[id]; p != nil {
-		if p.addr == addr {
-			return nil
-		}
-		p.stop()
+	old := t.peers[id]
+	if old != nil && old.addr == addr {
+		t.mu.Unlock()
+		return nil
 	}
 	p, err := t.newPeer(id, addr)
-	if err != nil {
-		return err
+	if err == nil {
+		t.peers[id] = p
 	}
-	t.peers[id] = p
-	return nil
+	t.mu.Unlock()
+	// Stopped outside mu: its goroutine takes mu (isBlocked) until it ends.
+	if old != nil && err == nil {
+		old.stop()
+	}
+	return err
 }
 
 // RemovePeer stops sending to peer id; its queued messages are dropped.
