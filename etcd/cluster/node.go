@@ -311,7 +311,7 @@ func (h *handler) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (int
 }
 
 func (h *handler) MemberPromote(ctx context.Context, id uint64) error {
-	_, err := (*Node)(h).wait(ctx, h.m.PromoteMember(id))
+	_, err := (*Node)(h).untilLeader(ctx, func() (*member.Pending, error) { return early(h.m.PromoteMember(id)) })
 	return err
 }
 
