@@ -30,8 +30,12 @@ func (n *Node) Rev() int64 { return n.db().Rev() }
 // CompactRev is the compacted revision of the member's DB.
 func (n *Node) CompactRev() int64 { return n.db().CompactRev() }
 
-// Range reads the member's DB.
+// Range reads the member's DB, unless the member no longer serves
+// (server.ErrStopped).
 func (n *Node) Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, error) {
+	if err := n.stopped(); err != nil {
+		return kv.RangeResult{}, err
+	}
 	res, err := n.db().Range(key, end, opts)
 	if errors.Is(err, kv.ErrClosed) && n.stopped() == nil {
 		// A snapshot from the leader replaced the DB under the read.

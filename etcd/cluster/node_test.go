@@ -361,3 +361,46 @@ func TestClusterWholeCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClusterMemberFails: a member whose disk fails an fsync stops for
+// good (Failed, Err) and serves nothing more, while the others go on; it
+// restarts from its log and catches up.
+func TestClusterMemberFails(t *testing.T) {
+	c := newTestCluster(t, 3)
+	lead := c.leader()
+	x := (lead + 1) % 3
+	ctx := ctxT(t, 60*time.Second)
+	cli, xcli := c.client(lead), c.client(x)
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	node := c.members[x].current()
+	c.members[x].fs.FailSync(1)
+	for i := 0; ; i++ {
+		if _, err := cli.Put(ctx, "k", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-node.Failed():
+		case <-time.After(10 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if err := node.Err(); err == nil {
+		t.Fatal("Failed closed without an error")
+	}
+	if _, err := xcli.Put(ctx, "k", "x"); !errors.Is(err, rpctypes.ErrStopped) {
+		t.Fatalf("put through the failed member: %v", err)
+	}
+	if _, err := xcli.Get(ctx, "k", clientv3.WithSerializable()); !errors.Is(err, rpctypes.ErrStopped) {
+		t.Fatalf("serializable get through the failed member: %v", err)
+	}
+	last, err := cli.Put(ctx, "k", "after")
+	if err != nil {
+		t.Fatalf("put through the others: %v", err)
+	}
+	c.members[x].stop(true)
+	c.members[x].start()
+	c.converged(last.Header.Revision)
+}
