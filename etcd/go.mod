@@ -3,6 +3,7 @@ module github.com/revkv/revkv/etcd
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/revkv/revkv v0.0.0
 	go.etcd.io/etcd/api/v3 v3.7.3
