@@ -45,17 +45,32 @@ func (n *Node) Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, err
 }
 
 // Txn proposes a txn and returns its outcome once applied here. A txn
-// that only reads is proposed too: the member's DB records the consistent
-// index of every txn it runs (it takes each as a log entry), so a txn run
-// on it outside the log would be skipped, or would mark an index applied
-// that is not. Such a txn is linearizable by itself; the read barrier the
-// server calls first costs a round trip more.
+// that only reads (kv.TxnRequest.ReadOnly) is not proposed: it runs on
+// this member's DB, as a Range does, and is linearizable if the caller
+// passed ReadBarrier first (the Server does, unless every range in it is
+// serializable).
 func (n *Node) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
+	if req.ReadOnly() {
+		return n.readTxn(ctx, req)
+	}
 	res, err := n.propose(ctx, member.Request{Txn: req})
 	if err != nil {
 		return nil, err
 	}
 	return res.(*kv.TxnResponse), nil
+}
+
+// readTxn runs a txn without writes on the member's DB.
+func (n *Node) readTxn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
+	if err := n.stopped(); err != nil {
+		return nil, err
+	}
+	res, err := n.db().Txn(ctx, req)
+	if errors.Is(err, kv.ErrClosed) && n.stopped() == nil {
+		// A snapshot from the leader replaced the DB under the read.
+		res, err = n.freshDB().Txn(ctx, req)
+	}
+	return res, err
 }
 
 // Compact proposes a compaction, and returns once applied here.

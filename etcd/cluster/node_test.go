@@ -82,6 +82,23 @@ func TestClusterBasics(t *testing.T) {
 		}
 		return true
 	})
+	// A read-only txn is not proposed (the raft index stays where it is),
+	// and through a follower it sees a write just acknowledged by the
+	// leader (the server passes the read barrier first).
+	for i := range 5 {
+		if _, err := clis[lead].Put(ctx, "ro", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		index := c.members[lead].current().Status().Index
+		f := clis[(lead+1+i%2)%3]
+		resp, err := f.Txn(ctx).If(clientv3.Compare(clientv3.Value("ro"), "=", fmt.Sprint(i))).Then(clientv3.OpGet("ro")).Commit()
+		if err != nil || !resp.Succeeded {
+			t.Fatalf("read-only txn after put %d: %v, %v", i, resp, err)
+		}
+		if after := c.members[lead].current().Status().Index; after != index {
+			t.Fatalf("a read-only txn moved the raft index from %d to %d", index, after)
+		}
+	}
 	// Every member lists every member's name and client URLs.
 	for i, cli := range clis {
 		waitFor(t, "member attributes", func() bool {
