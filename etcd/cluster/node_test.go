@@ -89,7 +89,14 @@ func TestClusterBasics(t *testing.T) {
 		if _, err := clis[lead].Put(ctx, "ro", fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
-		index := c.members[lead].current().Status().Index
+		// The leader's status is taken after each Ready: wait until the
+		// put's entry is in it and nothing else moves.
+		var index uint64
+		waitFor(t, "the raft index to settle", func() bool {
+			index = c.members[lead].current().Status().Index
+			time.Sleep(20 * time.Millisecond)
+			return c.members[lead].current().Status().Index == index
+		})
 		f := clis[(lead+1+i%2)%3]
 		resp, err := f.Txn(ctx).If(clientv3.Compare(clientv3.Value("ro"), "=", fmt.Sprint(i))).Then(clientv3.OpGet("ro")).Commit()
 		if err != nil || !resp.Succeeded {
