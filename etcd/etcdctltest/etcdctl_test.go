@@ -1,5 +1,7 @@
 // Package etcdctltest runs etcdctl v3.7.3, built from the Go module proxy,
-// against the revkv-etcd command. It builds two binaries (about 40 s the
+// against the revkv-etcd command (TestEtcdctl), and its membership and
+// endpoint commands against a 3-member cluster (testCluster: checked
+// against etcd itself by TestEtcdctlClusterEtcd). It builds two binaries (about 40 s the
 // first time, a few seconds once the build cache has them), so it runs
 // only when asked:
 //
@@ -29,19 +31,26 @@ import (
 
 // build returns paths of etcdctl v3.7.3 and of revkv-etcd.
 func build(t *testing.T) (etcdctl, server string) {
-	if os.Getenv("REVKV_ETCDCTL") == "" {
-		t.Skip("builds etcdctl v3.7.3 from the module proxy: run with REVKV_ETCDCTL=1")
-	}
-	bin := t.TempDir()
-	etcdctl, err := etcdctlbuild.Build(bin)
-	if err != nil {
-		t.Skipf("cannot build etcdctl v3.7.3 from the module proxy (no network?): %v", err)
-	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(bin, "revkv-etcd"), "github.com/revkv/revkv/etcd/cmd/revkv-etcd")
+	etcdctl = buildEtcdctl(t)
+	server = filepath.Join(filepath.Dir(etcdctl), "revkv-etcd")
+	cmd := exec.Command("go", "build", "-o", server, "github.com/revkv/revkv/etcd/cmd/revkv-etcd")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build revkv-etcd: %v\n%s", err, out)
 	}
-	return etcdctl, filepath.Join(bin, "revkv-etcd")
+	return etcdctl, server
+}
+
+// buildEtcdctl returns the path of etcdctl v3.7.3, in a temporary
+// directory; it skips the test unless REVKV_ETCDCTL is set.
+func buildEtcdctl(t *testing.T) string {
+	if os.Getenv("REVKV_ETCDCTL") == "" {
+		t.Skip("builds etcdctl v3.7.3 from the module proxy: run with REVKV_ETCDCTL=1")
+	}
+	etcdctl, err := etcdctlbuild.Build(t.TempDir())
+	if err != nil {
+		t.Skipf("cannot build etcdctl v3.7.3 from the module proxy (no network?): %v", err)
+	}
+	return etcdctl
 }
 
 // ctl runs etcdctl against one endpoint.
