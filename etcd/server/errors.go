@@ -31,6 +31,21 @@ var grpcErrors = []struct{ from, to error }{
 	{kv.ErrClosed, rpctypes.ErrGRPCStopped},
 	{kv.ErrStopped, rpctypes.ErrGRPCStopped},
 	{kv.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+	// A Replicated backend's.
+	{ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
+	{ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{ErrStopped, rpctypes.ErrGRPCStopped},
+	{ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{ErrMemberExists, rpctypes.ErrGRPCMemberExist},
+	{ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
+	{ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
+	{ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
+	{ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
+	{ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+	{ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
+	{ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 }
 
 // toGRPC returns the gRPC error etcd would return for err. Context errors

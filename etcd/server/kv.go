@@ -22,10 +22,17 @@ type kvServer struct {
 }
 
 // Range reads keys. Its header's revision is the store's revision when
-// the read was made, whatever revision it read at, as in etcd.
+// the read was made, whatever revision it read at, as in etcd. Unless the
+// client asks for a serializable read, a replicated member first waits
+// until it has applied what the cluster has committed.
 func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if err := checkRange(r); err != nil {
 		return nil, err
+	}
+	if !r.Serializable {
+		if err := k.s.readBarrier(ctx); err != nil {
+			return nil, err
+		}
 	}
 	res, err := k.s.b.Range(r.Key, end(r.RangeEnd), rangeOptions(r))
 	if err != nil {
@@ -54,6 +61,11 @@ func (k *kvServer) RangeStream(r *pb.RangeRequest, stream grpc.ServerStreamingSe
 	}
 	if o.Filtered() {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
+	}
+	if !r.Serializable {
+		if err := k.s.readBarrier(stream.Context()); err != nil {
+			return err
+		}
 	}
 	if r.CountOnly {
 		res, err := k.s.b.Range(r.Key, end(r.RangeEnd), o)
@@ -199,6 +211,14 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 			return nil, err
 		}
 	}
+	// A txn that only reads is not proposed but run locally (see
+	// Replicated): make it linearizable unless every range in it is
+	// serializable, as etcd does.
+	if !hasWrite(r, false) && !serializableTxn(r) {
+		if err := k.s.readBarrier(ctx); err != nil {
+			return nil, err
+		}
+	}
 	res, err := k.s.b.Txn(ctx, txnRequest(r))
 	if err != nil {
 		return nil, toGRPC(err)
@@ -226,6 +246,22 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	k.s.remeasure()
 	k.s.log.Debug("compacted", "rev", r.Revision)
 	return &pb.CompactionResponse{Header: k.s.hdr.now()}, nil
+}
+
+// serializableTxn reports whether every range of a txn, nested or not,
+// asks for a serializable read.
+func serializableTxn(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if rr := op.GetRequestRange(); rr != nil && !rr.Serializable {
+				return false
+			}
+			if t := op.GetRequestTxn(); t != nil && !serializableTxn(t) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // hasWrite reports whether a txn has a put (or, unless putsOnly, a

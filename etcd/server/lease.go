@@ -105,6 +105,9 @@ func (l *leaseServer) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest)
 	if err != nil {
 		return nil, err
 	}
+	if err := l.s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	ids, err := le.LeaseIDs()
 	if err != nil {
 		return nil, toGRPC(err)

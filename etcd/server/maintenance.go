@@ -46,23 +46,33 @@ type maintenanceServer struct {
 // written.
 const sizeTTL = 5 * time.Second
 
-// Status reports the single member: always the leader, with the store's
-// revision standing in for raft's indexes.
+// Status reports the member: a replicated backend's raft state, or a
+// single member that is always the leader, with the store's revision
+// standing in for raft's indexes. As etcd, a member that knows no leader
+// lists "etcdserver: no leader" in Errors.
 func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
 	hdr := m.s.hdr.now()
 	size := m.dbSize(hdr.Revision)
+	rs := RaftStatus{Leader: m.s.opts.MemberID, Term: m.s.opts.RaftTerm, Index: uint64(hdr.Revision), Applied: uint64(hdr.Revision)}
+	if m.s.repl != nil {
+		rs = m.s.repl.Status()
+	}
 	resp := &pb.StatusResponse{
 		Header:           hdr,
 		Version:          Version,
 		DbSize:           size,
 		DbSizeInUse:      size,
-		Leader:           m.s.opts.MemberID,
-		RaftIndex:        uint64(hdr.Revision),
-		RaftTerm:         m.s.opts.RaftTerm,
-		RaftAppliedIndex: uint64(hdr.Revision),
+		Leader:           rs.Leader,
+		RaftIndex:        rs.Index,
+		RaftTerm:         rs.Term,
+		RaftAppliedIndex: rs.Applied,
+		IsLearner:        rs.IsLearner,
 		DbSizeQuota:      max(m.s.opts.QuotaBackendBytes, 0),
 		StorageVersion:   StorageVersion,
 		DowngradeInfo:    &pb.DowngradeInfo{},
+	}
+	if rs.Leader == 0 {
+		resp.Errors = append(resp.Errors, rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader)) // "etcdserver: no leader"
 	}
 	for _, a := range m.alarmList() {
 		resp.Errors = append(resp.Errors, a.String())
@@ -268,8 +278,19 @@ func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 	return &pb.DefragmentResponse{Header: m.s.hdr.now()}, nil
 }
 
-// MoveLeader: the single member is the leader and has no one to move to.
+// MoveLeader transfers the leadership of a replicated backend; it must
+// be asked of the leader (etcd's "not leader" otherwise). A single member
+// is the leader and has no one to move to.
 func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if rep := m.s.repl; rep != nil {
+		if _, self, _ := rep.Header(); rep.Status().Leader != self {
+			return nil, rpctypes.ErrGRPCNotLeader
+		}
+		if err := rep.MoveLeader(ctx, r.TargetID); err != nil {
+			return nil, toGRPC(err)
+		}
+		return &pb.MoveLeaderResponse{Header: m.s.hdr.now()}, nil
+	}
 	if r.TargetID == m.s.opts.MemberID {
 		return &pb.MoveLeaderResponse{Header: m.s.hdr.now()}, nil
 	}

@@ -2,9 +2,12 @@
 // v3.7.3) on a revkv store, so that etcd's own clients (clientv3,
 // etcdctl, Kubernetes' storage layer) use revkv unchanged.
 //
-// The server is a single-member cluster: every response header carries a
-// fixed cluster ID, member ID and raft term, the member is always the
-// leader, and the revision in each header is the store's. Requests are
+// On a plain Backend (DB) the server is a single-member cluster: every
+// response header carries a fixed cluster ID, member ID and raft term, the
+// member is always the leader, and the revision in each header is the
+// store's. A Backend that is also Replicated (package cluster's Node) is
+// one member of a raft cluster: headers, Status, the Cluster service,
+// MoveLeader and linearizable reads are the cluster's (see Replicated). Requests are
 // validated as etcd validates them, and every error is the rpctypes error
 // etcd returns, because clientv3 maps errors by their text.
 //
@@ -108,7 +111,8 @@ const Version = "3.7.3"
 // calling Close.
 type Server struct {
 	b     Backend
-	lease Lessor // nil if the backend has no leases
+	lease Lessor     // nil if the backend has no leases
+	repl  Replicated // nil if the backend is a single member
 	opts  Options
 	log   *slog.Logger
 	hdr   header
@@ -169,8 +173,9 @@ func New(b Backend, opts Options) *Server {
 		log:     log,
 		start:   time.Now(),
 		streams: map[chan struct{}]struct{}{},
-		hdr:     header{cluster: opts.ClusterID, member: opts.MemberID, term: opts.RaftTerm, rev: b.Rev},
 	}
+	s.repl, _ = b.(Replicated)
+	s.hdr = header{ids: s.replicaIDs, rev: b.Rev}
 	s.quota.limit = opts.QuotaBackendBytes
 	s.remeasure()
 	s.lease, _ = b.(Lessor)
@@ -260,14 +265,14 @@ func (s *Server) untrack(stop chan struct{}) {
 
 // header fills response headers.
 type header struct {
-	cluster, member, term uint64
-	rev                   func() int64
+	ids func() (cluster, member, term uint64)
+	rev func() int64
 }
 
 // fill sets the cluster's fields of h and, if it has none, the store's
 // current revision.
 func (h *header) fill(rh *pb.ResponseHeader) *pb.ResponseHeader {
-	rh.ClusterId, rh.MemberId, rh.RaftTerm = h.cluster, h.member, h.term
+	rh.ClusterId, rh.MemberId, rh.RaftTerm = h.ids()
 	if rh.Revision == 0 {
 		rh.Revision = h.rev()
 	}
@@ -276,7 +281,9 @@ func (h *header) fill(rh *pb.ResponseHeader) *pb.ResponseHeader {
 
 // at returns a filled header at revision rev.
 func (h *header) at(rev int64) *pb.ResponseHeader {
-	return &pb.ResponseHeader{ClusterId: h.cluster, MemberId: h.member, RaftTerm: h.term, Revision: rev}
+	rh := &pb.ResponseHeader{Revision: rev}
+	rh.ClusterId, rh.MemberId, rh.RaftTerm = h.ids()
+	return rh
 }
 
 // now returns a filled header at the current revision.

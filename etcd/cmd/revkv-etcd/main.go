@@ -11,6 +11,16 @@
 // SIGTERM stop it gracefully: no new requests are taken, watch streams are
 // ended, requests in flight finish (for up to -shutdown-timeout), and the
 // store is closed, every acknowledged write durable.
+//
+// With -initial-cluster it is one member of a replicated cluster (package
+// cluster), started with etcd's flags:
+//
+//	revkv-etcd --name m1 --data-dir /var/lib/m1 \
+//	  --listen-client-urls http://10.0.0.1:2379 --listen-peer-urls http://10.0.0.1:2380 \
+//	  --initial-cluster m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380
+//
+// --initial-cluster-state existing starts a member added with
+// etcdctl member add; --data-dir then holds the member's raft log.
 package main
 
 import (
@@ -23,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -55,14 +66,37 @@ type config struct {
 	progressInterval                       time.Duration
 	quota                                  int64
 	certFile, keyFile, trustedCAFile       string
+	cluster                                clusterFlags
+}
+
+// clusterFlags are etcd's cluster flags; without --initial-cluster the
+// command is a single member.
+type clusterFlags struct {
+	listenPeer, advertisePeer string // URL lists
+	initial, state, token     string
+	tick                      time.Duration
+	electionTicks             int
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("revkv-etcd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.dir, "dir", "", "directory to persist the store in (empty: in memory)")
+	fs.StringVar(&c.dir, "dir", "", "directory to persist the store in (empty: in memory); a member of a cluster keeps its raft log there")
+	fs.StringVar(&c.dir, "data-dir", "", "etcd's name for -dir")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:2379", "address to serve on: host:port, or unix:///path/to/socket")
+	fs.Func("listen-client-urls", "etcd's spelling of -listen: one URL, http://host:port or unix:///path", func(v string) error {
+		addr, err := urlAddr(v)
+		c.listen = addr
+		return err
+	})
+	fs.StringVar(&c.cluster.listenPeer, "listen-peer-urls", "http://localhost:2380", "with -initial-cluster: URL to serve the other members on")
+	fs.StringVar(&c.cluster.advertisePeer, "initial-advertise-peer-urls", "", "with -initial-cluster: this member's peer URLs, comma-separated (default: its entry in -initial-cluster)")
+	fs.StringVar(&c.cluster.initial, "initial-cluster", "", "the cluster's members, name=peerURL,... (empty: a single member, not replicated)")
+	fs.StringVar(&c.cluster.state, "initial-cluster-state", "new", "new (bootstrap the cluster) or existing (join it, after MemberAdd)")
+	fs.StringVar(&c.cluster.token, "initial-cluster-token", "etcd-cluster", "the cluster's token: member and cluster IDs derive from it")
+	fs.DurationVar(&c.cluster.tick, "heartbeat-interval", 100*time.Millisecond, "with -initial-cluster: the raft tick (etcd's heartbeat interval)")
+	fs.IntVar(&c.cluster.electionTicks, "election-ticks", 10, "with -initial-cluster: the election timeout in ticks")
 	fs.StringVar(&c.name, "name", "default", "member name (IDs are derived from it)")
 	fs.StringVar(&c.advertise, "advertise-client-urls", "", "comma-separated client URLs reported by MemberList (default: from -listen)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -81,7 +115,29 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if (c.certFile == "") != (c.keyFile == "") || c.trustedCAFile != "" && c.certFile == "" {
 		return c, errors.New("-cert-file and -key-file go together, and -trusted-ca-file needs them")
 	}
+	if c.cluster.state != "new" && c.cluster.state != "existing" {
+		return c, fmt.Errorf("-initial-cluster-state %q: want new or existing", c.cluster.state)
+	}
+	if c.cluster.tick <= 0 || c.cluster.electionTicks < 2 {
+		return c, errors.New("-heartbeat-interval must be above 0 and -election-ticks at least 2")
+	}
 	return c, nil
+}
+
+// urlAddr returns the address a client URL names: host:port of an http
+// URL, or the unix:// URL itself (listen takes it).
+func urlAddr(v string) (string, error) {
+	if strings.Contains(v, ",") {
+		return "", errors.New("one URL only")
+	}
+	if strings.HasPrefix(v, "unix:") {
+		return v, nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("%q is not http://host:port or unix:///path", v)
+	}
+	return u.Host, nil
 }
 
 // tlsOption returns the gRPC option that serves TLS as the flags ask, or
@@ -151,6 +207,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	creds, err := tlsOption(c)
 	if err != nil {
 		return err
+	}
+	if c.cluster.initial != "" {
+		return runMember(ctx, c, log, creds, ready)
 	}
 	db, err := revkv.Open(c.dir, revkv.Options{Engine: engineOptions(log)})
 	if err != nil {

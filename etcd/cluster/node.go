@@ -1,0 +1,333 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/revkv/revkv"
+	"github.com/revkv/revkv/etcd/member"
+	"github.com/revkv/revkv/etcd/server"
+)
+
+// Node is a running cluster member: a member.Member driven by one
+// goroutine (ticks, peer messages, Ready), its peer Transport, and the
+// server.Backend, server.Lessor and server.Replicated an etcd API server
+// serves from. Its methods are safe for concurrent use.
+//
+// Writes (Txn with a write, Compact, lease grant and revoke, membership
+// changes) are proposed and return once this member has applied them;
+// reads are served by the member's DB, made linearizable by ReadBarrier.
+// A proposal whose outcome is unknown (the leader changed, or it timed
+// out) fails with server.ErrLeaderChanged or server.ErrTimeout: it may
+// still be applied.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	m         *member.Member
+	tr        *Transport
+	clusterID uint64
+
+	kickc chan struct{} // cap 1: run Ready soon
+	stop  chan struct{} // closed by Close
+	done  chan struct{} // closed when the loop returns
+
+	// status is the member's status after the last Ready, so that
+	// headers and Status do not wait for the member's lock (held while
+	// Ready writes the log).
+	status atomic.Pointer[member.Status]
+	// peers is the member table the transport was last given.
+	peers []member.Peer
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the member (bootstrapping, restarting or joining, see
+// Config), starts serving its peers on cfg.PeerListener and runs it. Close
+// the Node when done. If Start fails, it closes cfg.PeerListener.
+func Start(cfg Config) (*Node, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		if cfg.PeerListener != nil {
+			cfg.PeerListener.Close()
+		}
+		return nil, err
+	}
+	m, err := member.Open(c.memberConfig())
+	if err != nil {
+		c.PeerListener.Close()
+		return nil, fmt.Errorf("cluster: start member %x: %w", c.ID, err)
+	}
+	n := &Node{
+		cfg:       c,
+		log:       c.Logger.With("member", fmt.Sprintf("%x", c.ID)),
+		m:         m,
+		clusterID: ClusterID(c.ClusterToken),
+		kickc:     make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	n.tr = NewTransport(TransportConfig{ID: c.ID, Handler: (*handler)(n), Logger: n.log})
+	n.syncPeers()
+	n.refresh()
+	n.tr.Serve(c.PeerListener)
+	go n.run()
+	n.log.Info("member started", "name", c.Name, "peer-urls", c.PeerURLs, "join", c.Join)
+	return n, nil
+}
+
+// ID returns the member's raft ID.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Member returns the member the Node drives (its DB, Status, Members).
+func (n *Node) Member() *member.Member { return n.m }
+
+// Transport returns the peer transport (Block and Unblock partition the
+// member in tests).
+func (n *Node) Transport() *Transport { return n.tr }
+
+// Close stops the member abruptly (no leadership transfer: the others
+// elect a new leader): the loop and the transport end, requests in flight
+// fail with server.ErrStopped, and the member's log and DB are closed. No
+// goroutine of the Node's is left when it returns. Later calls return the
+// first call's result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		<-n.done
+		n.tr.Close()
+		n.closeErr = n.m.Close()
+		n.log.Info("member stopped")
+	})
+	return n.closeErr
+}
+
+// run is the Node's goroutine: it ticks the member, and runs Ready after
+// every tick and every kick (a message stepped, a request made), sending
+// the messages Ready returns.
+func (n *Node) run() {
+	defer close(n.done)
+	tick := time.NewTicker(n.cfg.TickInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+			n.m.Tick()
+		case <-n.kickc:
+		}
+		n.ready()
+	}
+}
+
+// ready runs the member's Ready and sends its messages.
+func (n *Node) ready() {
+	msgs, err := n.m.Ready()
+	n.tr.Send(msgs)
+	if err != nil {
+		// The member is stopped for good (storage failure, bad entry, or
+		// removed and closed): requests fail with its error from now on.
+		if n.status.Load().Removed || errors.Is(err, member.ErrStopped) {
+			n.log.Debug("ready", "err", err)
+		} else {
+			n.log.Error("ready", "err", err)
+		}
+	}
+	n.syncPeers()
+	n.refresh()
+}
+
+// kick asks the loop for a Ready soon.
+func (n *Node) kick() {
+	select {
+	case n.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// refresh caches the member's status.
+func (n *Node) refresh() {
+	st := n.m.Status()
+	n.status.Store(&st)
+}
+
+// syncPeers gives the transport the member table's peers when it changed.
+func (n *Node) syncPeers() {
+	ps := n.m.Members()
+	if slices.EqualFunc(ps, n.peers, samePeer) {
+		return
+	}
+	for _, old := range n.peers {
+		if !slices.ContainsFunc(ps, func(p member.Peer) bool { return p.ID == old.ID }) {
+			n.tr.RemovePeer(old.ID)
+		}
+	}
+	for _, p := range ps {
+		if p.ID == n.cfg.ID {
+			continue
+		}
+		if err := n.tr.AddPeer(p.ID, p.PeerURLs); err != nil {
+			n.log.Warn("peer", "id", fmt.Sprintf("%x", p.ID), "err", err)
+		}
+	}
+	n.peers = ps
+}
+
+func samePeer(a, b member.Peer) bool {
+	return a.ID == b.ID && slices.Equal(a.PeerURLs, b.PeerURLs)
+}
+
+// handler is the Node as the transport's Handler.
+type handler Node
+
+func (h *handler) Step(ctx context.Context, m *raftpb.Message) error {
+	n := (*Node)(h)
+	if err := n.m.Step(m); err != nil {
+		// A stopped member drops messages; raft copes with the rest.
+		n.log.Debug("step", "err", err)
+	}
+	n.kick()
+	return nil
+}
+
+func (h *handler) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
+	return h.m.KeepAlive(id)
+}
+
+func (h *handler) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (int64, int64, [][]byte, error) {
+	if st := h.status.Load(); st.Leader != st.ID {
+		return 0, 0, nil, fmt.Errorf("lease TimeToLive on member %x: %w", st.ID, member.ErrNotLeader)
+	}
+	ls, err := h.m.TimeToLive(id, keys)
+	return ls.TTL, ls.GrantedTTL, ls.Keys, err
+}
+
+func (h *handler) MemberPromote(ctx context.Context, id uint64) error {
+	_, err := (*Node)(h).wait(ctx, h.m.PromoteMember(id))
+	return err
+}
+
+func (h *handler) ReportUnreachable(peer uint64) { h.m.ReportUnreachable(peer) }
+
+func (h *handler) ReportSnapshot(peer uint64, ok bool) {
+	h.m.ReportSnapshot(peer, !ok)
+	(*Node)(h).kick()
+}
+
+// wait kicks the loop and waits for p: its result, or ctx's error, or
+// server.ErrStopped if the Node closes first.
+func (n *Node) wait(ctx context.Context, p *member.Pending) (any, error) {
+	n.kick()
+	select {
+	case <-p.Done():
+		return p.Result()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.stop:
+		return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrStopped)
+	}
+}
+
+// retryable reports whether a request failed before it was proposed
+// because there is no leader yet (or raft dropped it during a leader
+// transfer): it is tried again until a leader is elected.
+func retryable(err error) bool {
+	return errors.Is(err, member.ErrNoLeader) || errors.Is(err, member.ErrProposalDropped)
+}
+
+// untilLeader calls try until it returns an error other than a retryable
+// one, for up to the request timeout (or ctx), waiting a tick between
+// tries.
+func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, error)) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		p, err := try()
+		if err == nil {
+			res, err := n.wait(ctx, p)
+			if err == nil || !retryable(err) {
+				return res, err
+			}
+		} else if !retryable(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-n.stop:
+			return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrStopped)
+		case <-time.After(n.cfg.TickInterval):
+		}
+	}
+}
+
+// propose proposes req (waiting for a leader if there is none) and waits
+// for its outcome.
+func (n *Node) propose(ctx context.Context, req member.Request) (any, error) {
+	if n.status.Load().IsLearner {
+		return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrNotSupportedForLearner)
+	}
+	res, err := n.untilLeader(ctx, func() (*member.Pending, error) { return n.m.Propose(req) })
+	return res, serverError(err)
+}
+
+// timeout returns a context for the calls that take none.
+func (n *Node) timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+}
+
+// serverErrors maps the member's errors to the server's, which the server
+// maps to etcd's.
+var serverErrors = []struct{ from, to error }{
+	{member.ErrNoLeader, server.ErrNoLeader},
+	{member.ErrProposalDropped, server.ErrNoLeader},
+	{member.ErrLeaderChanged, server.ErrLeaderChanged},
+	{member.ErrTimeout, server.ErrTimeout},
+	{member.ErrStopped, server.ErrStopped},
+	{member.ErrNotLeader, server.ErrNotLeader},
+	{member.ErrMemberNotFound, server.ErrMemberNotFound},
+	{member.ErrIDRemoved, server.ErrMemberNotFound},
+	{member.ErrMemberExists, server.ErrPeerURLExists},
+	{member.ErrNotLearner, server.ErrMemberNotLearner},
+	{member.ErrLearnerNotReady, server.ErrLearnerNotReady},
+	{ErrUnreachable, server.ErrNoLeader},
+}
+
+// serverError wraps err with the server's sentinel for it (both stay
+// errors.Is-testable); kv, context and other errors pass unchanged.
+func serverError(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, m := range serverErrors {
+		if errors.Is(err, m.from) {
+			return fmt.Errorf("%w: %w", m.to, err)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", server.ErrTimeout, err)
+	}
+	return err
+}
+
+// db returns the member's current DB.
+func (n *Node) db() *revkv.DB { return n.m.DB() }
+
+// stopped returns the error of a Node that no longer serves, or nil.
+func (n *Node) stopped() error {
+	select {
+	case <-n.stop:
+		return fmt.Errorf("member %x closed: %w", n.cfg.ID, server.ErrStopped)
+	default:
+		return nil
+	}
+}

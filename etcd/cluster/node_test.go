@@ -1,0 +1,168 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestClusterBasics: a 3-member cluster serves writes from any member,
+// linearizable reads on every member see them, headers and Status carry
+// the cluster's view, and leases and watches work across members.
+func TestClusterBasics(t *testing.T) {
+	c := newTestCluster(t, 3)
+	lead := c.leader()
+	ctx := ctxT(t, 30*time.Second)
+	clis := []*clientv3.Client{c.client(0), c.client(1), c.client(2)}
+
+	wch := clis[(lead+1)%3].Watch(ctx, "k", clientv3.WithPrefix())
+	for i, cli := range clis {
+		if _, err := cli.Put(ctx, fmt.Sprint("k", i), fmt.Sprint("v", i)); err != nil {
+			t.Fatalf("put through member %d: %v", i, err)
+		}
+	}
+	for i, cli := range clis {
+		resp, err := cli.Get(ctx, "k", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) != 3 {
+			t.Fatalf("member %d sees %d keys", i, len(resp.Kvs))
+		}
+		if resp.Header.MemberId != c.members[i].current().ID() || resp.Header.ClusterId != ClusterID(DefaultClusterToken) || resp.Header.RaftTerm == 0 {
+			t.Fatalf("member %d header %v", i, resp.Header)
+		}
+	}
+	var events int
+	for events < 3 {
+		wr := <-wch
+		if err := wr.Err(); err != nil {
+			t.Fatal(err)
+		}
+		events += len(wr.Events)
+	}
+
+	// Status on every member names the same leader.
+	for i := range clis {
+		st, err := clis[i].Status(ctx, c.members[i].clientAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Leader != c.members[lead].current().ID() || st.RaftIndex == 0 || st.RaftAppliedIndex == 0 {
+			t.Fatalf("member %d status %+v", i, st)
+		}
+	}
+	list, err := clis[0].MemberList(ctx)
+	if err != nil || len(list.Members) != 3 {
+		t.Fatalf("MemberList = %v, %v", list, err)
+	}
+	for _, m := range list.Members {
+		if m.Name == "" || len(m.PeerURLs) != 1 || m.ID == list.Header.MemberId && len(m.ClientURLs) != 1 {
+			t.Fatalf("member %v", m)
+		}
+	}
+
+	// A lease granted through one member, kept alive through a follower
+	// (forwarded to the leader), and revoked through another.
+	follower := (lead + 1) % 3
+	lease, err := clis[lead].Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clis[follower].Put(ctx, "leased", "x", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	ka, err := clis[follower].KeepAliveOnce(ctx, lease.ID)
+	if err != nil || ka.TTL != 30 {
+		t.Fatalf("keep-alive through a follower = %v, %v", ka, err)
+	}
+	ttl, err := clis[follower].TimeToLive(ctx, lease.ID, clientv3.WithAttachedKeys())
+	if err != nil || ttl.GrantedTTL != 30 || len(ttl.Keys) != 1 {
+		t.Fatalf("TimeToLive through a follower = %v, %v", ttl, err)
+	}
+	if _, err := clis[(lead+2)%3].Revoke(ctx, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := clis[follower].Get(ctx, "leased"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("leased key after revoke: %v, %v", resp, err)
+	}
+	if _, err := clis[follower].KeepAliveOnce(ctx, lease.ID); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("keep-alive of a revoked lease: %v", err)
+	}
+
+	// Compaction through a follower reaches every member.
+	rev, err := clis[0].Get(ctx, "k0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clis[follower].Compact(ctx, rev.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	for i, cli := range clis {
+		if _, err := cli.Get(ctx, "k0", clientv3.WithRev(rev.Header.Revision-1)); !errors.Is(err, rpctypes.ErrCompacted) {
+			t.Fatalf("member %d: read below the compaction: %v", i, err)
+		}
+	}
+}
+
+// TestClusterMoveLeader: MoveLeader through the leader moves it; through a
+// follower it is etcd's "not leader".
+func TestClusterMoveLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	lead := c.leader()
+	ctx := ctxT(t, 30*time.Second)
+	to := (lead + 1) % 3
+	target := c.members[to].current().ID()
+	if _, err := c.client(to).MoveLeader(ctx, target); !errors.Is(err, rpctypes.ErrNotLeader) {
+		t.Fatalf("MoveLeader through a follower: %v", err)
+	}
+	if _, err := c.client(lead).MoveLeader(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.leader(); got != to {
+		t.Fatalf("leader %d, want %d", got, to)
+	}
+}
+
+// TestNodeCloseLeavesNoGoroutine: stopping every member of a cluster that
+// served clients, watches and keep-alives leaves no goroutine behind.
+func TestNodeCloseLeavesNoGoroutine(t *testing.T) {
+	run := func(t *testing.T) {
+		c := newTestCluster(t, 3)
+		c.leader()
+		ctx := ctxT(t, 30*time.Second)
+		cli := c.client(0, 1, 2)
+		if _, err := cli.Put(ctx, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		cli.Watch(ctx, "k")
+		l, err := cli.Grant(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.KeepAlive(ctx, l.ID); err != nil {
+			t.Fatal(err)
+		}
+		cli.Close()
+		for _, m := range c.members {
+			m.stop(false)
+		}
+	}
+	t.Run("warm", run)
+	before := runtime.NumGoroutine()
+	t.Run("again", run)
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
