@@ -53,7 +53,9 @@ type Config struct {
 	InitialCluster []member.Peer
 	// Join starts a member that was added with MemberAdd (etcd's
 	// --initial-cluster-state existing): it starts empty and gets the
-	// state from the leader.
+	// state from the leader, whom it reaches through InitialCluster (the
+	// members it was told of, itself included, as etcd's --initial-cluster
+	// after member add).
 	Join bool
 
 	// TickInterval is the raft tick; 0 means 100 ms (etcd's heartbeat).

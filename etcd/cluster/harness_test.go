@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +41,8 @@ type testMember struct {
 	// fs holds the member's raft log; crash drops (or tears) what was
 	// not synced, as a power loss.
 	fs *memfs.FS
+	// join: the member was added with MemberAdd.
+	join bool
 
 	mu     sync.Mutex
 	node   *Node
@@ -99,6 +103,15 @@ func (c *testCluster) initial() []member.Peer {
 	return ps
 }
 
+// add adds a member that joins the running cluster (after MemberAdd of
+// its peer URL, which it returns).
+func (c *testCluster) add() *testMember {
+	m := &testMember{c: c, name: fmt.Sprint("m", len(c.members)), peerAddr: freeAddr(c.t), clientAddr: freeAddr(c.t),
+		fs: memfs.New(memfs.Options{Crash: memfs.CrashTorn}), join: true}
+	c.members = append(c.members, m)
+	return m
+}
+
 // start starts (or restarts) the member on its log.
 func (m *testMember) start() {
 	t := m.c.t
@@ -114,11 +127,13 @@ func (m *testMember) start() {
 		PeerURLs:        []string{"http://" + m.peerAddr},
 		ClientURLs:      []string{"http://" + m.clientAddr},
 		InitialCluster:  m.c.initial(),
+		Join:            m.join,
 		TickInterval:    m.c.tick,
 		// Generous: -race on two busy cores stalls goroutines for a
 		// while, and a spurious election costs more than a slow one.
 		ElectionTicks:  15,
 		RequestTimeout: 5 * time.Second,
+		Logger:         testLogger(),
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", m.name, err)
@@ -241,3 +256,15 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 
 // trimScheme drops "http://".
 func trimScheme(u string) string { return strings.TrimPrefix(u, "http://") }
+
+// testLogger logs to stderr when REVKV_CLUSTER_LOG is set (debug, info,
+// warn or error), else nowhere.
+func testLogger() *slog.Logger {
+	v := os.Getenv("REVKV_CLUSTER_LOG")
+	if v == "" {
+		return nil
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(v))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -76,6 +76,18 @@ func Start(cfg Config) (*Node, error) {
 		done:      make(chan struct{}),
 	}
 	n.tr = NewTransport(TransportConfig{ID: c.ID, Handler: (*handler)(n), Logger: n.log})
+	if c.Join {
+		// A joining member's table is empty until the leader's entries or
+		// snapshot arrive, but it must answer the leader before that: it
+		// reaches the members it was told of.
+		for _, p := range c.InitialCluster {
+			if p.ID != c.ID {
+				if err := n.tr.AddPeer(p.ID, p.PeerURLs); err != nil {
+					n.log.Warn("peer", "id", fmt.Sprintf("%x", p.ID), "err", err)
+				}
+			}
+		}
+	}
 	n.syncPeers()
 	n.refresh()
 	n.tr.Serve(c.PeerListener)

@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestClusterMembership drives etcd's Cluster API through clientv3: a
+// learner is added and joins (it gets the state from the leader), is
+// promoted through a follower (forwarded to the leader), serves
+// linearizable reads and writes; a member is removed and the rest go on;
+// and the refusals are etcd's errors.
+func TestClusterMembership(t *testing.T) {
+	c := newTestCluster(t, 3)
+	lead := c.leader()
+	ctx := ctxT(t, 60*time.Second)
+	cli := c.client(0, 1, 2)
+	for i := range 50 {
+		if _, err := cli.Put(ctx, "k", string(rune('a'+i%26))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	nm := c.add()
+	url := "http://" + nm.peerAddr
+	add, err := cli.MemberAddAsLearner(ctx, []string{url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if add.Member.ID != MemberID(DefaultClusterToken, []string{url}) || !add.Member.IsLearner || len(add.Members) != 4 {
+		t.Fatalf("MemberAdd = %v", add)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{url}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
+		t.Fatalf("MemberAdd of a taken URL: %v", err)
+	}
+	nm.start()
+	learner := c.client(3)
+	waitFor(t, "the learner to catch up", func() bool {
+		resp, err := learner.Get(ctx, "k", clientv3.WithSerializable())
+		return err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Version == 50
+	})
+	st, err := learner.Status(ctx, nm.clientAddr)
+	if err != nil || !st.IsLearner {
+		t.Fatalf("learner status %v, %v", st, err)
+	}
+	if _, err := learner.Put(ctxT(t, 2*time.Second), "x", "y"); err == nil || rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner) {
+		t.Fatalf("put on a learner: %v", err)
+	}
+
+	follower := c.client((lead + 1) % 3)
+	waitFor(t, "the promotion", func() bool {
+		_, err := follower.MemberPromote(ctx, add.Member.ID)
+		if err != nil && !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) {
+			t.Fatalf("MemberPromote: %v", err)
+		}
+		return err == nil
+	})
+	if _, err := follower.MemberPromote(ctx, add.Member.ID); !errors.Is(err, rpctypes.ErrMemberNotLearner) {
+		t.Fatalf("MemberPromote of a voter: %v", err)
+	}
+	if _, err := learner.Put(ctx, "new", "member"); err != nil {
+		t.Fatalf("put through the promoted member: %v", err)
+	}
+	if resp, err := learner.Get(ctx, "new"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("linearizable get through the promoted member: %v, %v", resp, err)
+	}
+
+	// Remove the leader; the other three go on.
+	leadID := c.members[lead].current().ID()
+	rm, err := follower.MemberRemove(ctx, leadID)
+	if err != nil || len(rm.Members) != 3 {
+		t.Fatalf("MemberRemove = %v, %v", rm, err)
+	}
+	if _, err := follower.MemberRemove(ctx, leadID); !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		t.Fatalf("MemberRemove of a removed member: %v", err)
+	}
+	c.members[lead].stop(false)
+	c.leader()
+	if _, err := follower.MemberUpdate(ctx, add.Member.ID, []string{url}); err != nil {
+		t.Fatalf("MemberUpdate: %v", err)
+	}
+	if _, err := learner.Put(ctx, "after", "removal"); err != nil {
+		t.Fatalf("put after the removal: %v", err)
+	}
+	list, err := follower.MemberList(ctx)
+	if err != nil || len(list.Members) != 3 {
+		t.Fatalf("MemberList = %v, %v", list, err)
+	}
+	for _, m := range list.Members {
+		if m.ID == leadID || m.IsLearner {
+			t.Fatalf("member list after removal and promotion: %v", list.Members)
+		}
+	}
+}
