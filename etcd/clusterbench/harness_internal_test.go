@@ -2,6 +2,7 @@ package clusterbench
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -50,5 +51,17 @@ func TestPercentile(t *testing.T) {
 	}
 	if (result{}).percentile(50) != 0 || (result{}).throughput() != 0 {
 		t.Error("empty result")
+	}
+}
+
+func TestMerge(t *testing.T) {
+	a := result{ops: 2, errors: 1, elapsed: time.Second, latencies: []time.Duration{1, 5}}
+	b := result{ops: 3, elapsed: 2 * time.Second, latencies: []time.Duration{2, 3, 9}}
+	m := (result{}).merge(a).merge(b)
+	if m.ops != 5 || m.errors != 1 || m.elapsed != 3*time.Second || !slices.Equal(m.latencies, []time.Duration{1, 2, 3, 5, 9}) {
+		t.Fatalf("%+v", m)
+	}
+	if a.latencies[1] != 5 {
+		t.Fatal("merge changed its receiver")
 	}
 }

@@ -8,8 +8,9 @@
 //	cd etcd && REVKV_CLUSTERBENCH=1 go test ./clusterbench -run TestWrite -v -timeout 30m
 //
 // REVKV_CLUSTERBENCH_CLIENTS (default 16 concurrent clients, each its own
-// clientv3.Client on every endpoint of the cluster) and
-// REVKV_CLUSTERBENCH_DURATION (default 10s per target) set the scale. The
+// clientv3.Client on every endpoint of the cluster),
+// REVKV_CLUSTERBENCH_DURATION (default 10s per target and round) and
+// REVKV_CLUSTERBENCH_ROUNDS (default 3) set the scale. The
 // same measurement runs as a benchmark, b.N puts per target, for
 // benchstat:
 //
@@ -54,6 +55,13 @@ type result struct {
 	ops, errors int
 	elapsed     time.Duration
 	latencies   []time.Duration // of the successful puts, sorted
+}
+
+// merge returns the measurements of r and o together.
+func (r result) merge(o result) result {
+	lats := append(slices.Clone(r.latencies), o.latencies...)
+	slices.Sort(lats)
+	return result{ops: r.ops + o.ops, errors: r.errors + o.errors, elapsed: r.elapsed + o.elapsed, latencies: lats}
 }
 
 // throughput is successful puts per second.

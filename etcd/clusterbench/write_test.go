@@ -16,14 +16,19 @@ import (
 const baseline = "etcd-3"
 
 // settings reads the scale of TestWrite from the environment.
-func settings(t *testing.T) (clients int, duration time.Duration) {
-	clients, duration = 16, 10*time.Second
-	if s := os.Getenv("REVKV_CLUSTERBENCH_CLIENTS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("REVKV_CLUSTERBENCH_CLIENTS=%q: want a positive integer", s)
+func settings(t *testing.T) (clients int, duration time.Duration, rounds int) {
+	clients, duration, rounds = 16, 10*time.Second, 3
+	for _, v := range []struct {
+		name string
+		n    *int
+	}{{"REVKV_CLUSTERBENCH_CLIENTS", &clients}, {"REVKV_CLUSTERBENCH_ROUNDS", &rounds}} {
+		if s := os.Getenv(v.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				t.Fatalf("%s=%q: want a positive integer", v.name, s)
+			}
+			*v.n = n
 		}
-		clients = n
 	}
 	if s := os.Getenv("REVKV_CLUSTERBENCH_DURATION"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -32,30 +37,34 @@ func settings(t *testing.T) (clients int, duration time.Duration) {
 		}
 		duration = d
 	}
-	return clients, duration
+	return clients, duration, rounds
 }
 
 // TestWrite measures every target in turn, one at a time (each cluster
 // is stopped before the next starts), for the same duration with the same
-// clients, and logs a table with each target's ratios to etcd's 3-member
-// cluster.
+// clients, in rounds (each round starts every cluster afresh), so that a
+// change of load on the machine during the run falls on every target; it
+// logs a table of each target's rounds together, with its ratios to
+// etcd's 3-member cluster.
 func TestWrite(t *testing.T) {
 	if os.Getenv("REVKV_CLUSTERBENCH") == "" {
 		t.Skip("a benchmark of minutes: run with REVKV_CLUSTERBENCH=1")
 	}
-	n, d := settings(t)
+	n, d, rounds := settings(t)
 	results := make([]result, len(targets))
-	for i, tg := range targets {
-		t.Run(tg.name, func(t *testing.T) {
-			results[i] = run(t, tg, n, d)
-			r := results[i]
-			t.Logf("%d puts, %d errors in %v", r.ops, r.errors, r.elapsed.Round(time.Millisecond))
-			if r.errors*100 > r.ops+r.errors {
-				t.Errorf("%d of %d puts failed", r.errors, r.ops+r.errors)
-			}
-		})
+	for round := range rounds {
+		for i, tg := range targets {
+			t.Run(fmt.Sprintf("%s/round%d", tg.name, round), func(t *testing.T) {
+				r := run(t, tg, n, d)
+				t.Logf("%d puts, %d errors in %v", r.ops, r.errors, r.elapsed.Round(time.Millisecond))
+				if r.errors*100 > r.ops+r.errors {
+					t.Errorf("%d of %d puts failed", r.errors, r.ops+r.errors)
+				}
+				results[i] = results[i].merge(r)
+			})
+		}
 	}
-	t.Logf("%d clients, %v per target, %d-byte values on %d keys:\n%s", n, d, valueSize, keySpace, table(results))
+	t.Logf("%d clients, %d rounds of %v per target, %d-byte values on %d keys:\n%s", n, rounds, d, valueSize, keySpace, table(results))
 }
 
 // run starts tg's cluster, measures it for d with n clients, and stops it.
