@@ -370,4 +370,3 @@ func freeURL(t *testing.T) string {
 	u := embedetcd.FreeURL(t)
 	return u.String()
 }
-
