@@ -186,16 +186,24 @@ func (n *Node) atLeader(ctx context.Context, call func(leader uint64) error) err
 
 // ReadBarrier waits until the member has applied the leader's commit
 // index as of the call (raft's ReadIndex), waiting for a leader if there
-// is none. A learner does not serve linearizable reads, as in etcd.
+// is none, and asking again if the leader changes or the read times out
+// (a read has no side effect: asking twice is harmless). A learner does
+// not serve linearizable reads, as in etcd.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	if err := n.stopped(); err != nil {
+		return err
+	}
 	if n.status.Load().IsLearner {
 		return fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrNotSupportedForLearner)
 	}
-	_, err := n.untilLeader(ctx, func() (*member.Pending, error) {
+	again := func(err error) bool {
+		return retryable(err) || errors.Is(err, member.ErrLeaderChanged) || errors.Is(err, member.ErrTimeout)
+	}
+	_, err := n.retry(ctx, again, func() (*member.Pending, error) {
 		p := n.m.ReadIndex()
 		select {
 		case <-p.Done():
-			if _, err := p.Result(); retryable(err) {
+			if _, err := p.Result(); err != nil {
 				return nil, err
 			}
 		default:
@@ -216,19 +224,23 @@ func (n *Node) Status() server.RaftStatus {
 	return server.RaftStatus{Leader: st.Leader, Term: st.Term, Index: st.Committed, Applied: st.Applied, IsLearner: st.IsLearner}
 }
 
-// Members lists the cluster's members. This member's own name and client
-// URLs are filled in from its Config when the member table lacks them
-// (the table records what the member was added or bootstrapped with).
+// Members lists the cluster's members. A member's name and client URLs
+// are the member table's, or else what the member told of itself: this
+// one from its Config, the others when they opened their streams (the
+// table records only what a member was bootstrapped or added with).
 func (n *Node) Members() []server.Member {
 	ms := serverMembers(n.m.Members())
 	for i := range ms {
-		if m := &ms[i]; m.ID == n.cfg.ID {
-			if m.Name == "" {
-				m.Name = n.cfg.Name
-			}
-			if len(m.ClientURLs) == 0 {
-				m.ClientURLs = n.cfg.ClientURLs
-			}
+		m := &ms[i]
+		a := Attributes{Name: n.cfg.Name, ClientURLs: n.cfg.ClientURLs}
+		if m.ID != n.cfg.ID {
+			a, _ = n.tr.PeerAttributes(m.ID)
+		}
+		if m.Name == "" {
+			m.Name = a.Name
+		}
+		if len(m.ClientURLs) == 0 {
+			m.ClientURLs = a.ClientURLs
 		}
 	}
 	return ms
@@ -245,6 +257,9 @@ func serverMembers(ps []member.Peer) []server.Member {
 // membership waits for a membership change and returns the member list
 // it produced.
 func (n *Node) membership(ctx context.Context, change func() *member.Pending) ([]server.Member, error) {
+	if err := n.stopped(); err != nil {
+		return nil, err
+	}
 	res, err := n.untilLeader(ctx, func() (*member.Pending, error) {
 		p := change()
 		select {

@@ -139,15 +139,24 @@ type watched struct {
 }
 
 // runWatcher watches the keys from revision 1 until ctx ends, through
-// whatever endpoint clientv3 picks and re-picks.
+// whatever endpoint clientv3 picks and re-picks. The watch requires a
+// leader: a member cut off ends it, and it is watched again from the
+// revision after the last event seen, as applications do.
 func runWatcher(ctx context.Context, cli *clientv3.Client, w *watched) {
-	for wr := range cli.Watch(clientv3.WithRequireLeader(ctx), "k", clientv3.WithPrefix(), clientv3.WithRev(1)) {
-		w.mu.Lock()
-		if wr.Err() != nil {
-			w.errs++
+	next := int64(1)
+	for ctx.Err() == nil {
+		for wr := range cli.Watch(clientv3.WithRequireLeader(ctx), "k", clientv3.WithPrefix(), clientv3.WithRev(next)) {
+			w.mu.Lock()
+			if wr.Err() != nil {
+				w.errs++
+			}
+			w.events = append(w.events, wr.Events...)
+			if n := len(wr.Events); n > 0 {
+				next = wr.Events[n-1].Kv.ModRevision + 1
+			}
+			w.mu.Unlock()
 		}
-		w.events = append(w.events, wr.Events...)
-		w.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -1,9 +1,10 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"slices"
@@ -94,10 +95,11 @@ func MemberID(token string, peerURLs []string) uint64 {
 // ClusterID derives the cluster ID from the cluster token.
 func ClusterID(token string) uint64 { return hash64("cluster\x00" + token) }
 
+// hash64 is the first 8 bytes of s's SHA-256 (never 0): IDs of similar
+// URLs look nothing alike, as etcd's do.
 func hash64(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	if id := h.Sum64(); id != 0 {
+	sum := sha256.Sum256([]byte(s))
+	if id := binary.BigEndian.Uint64(sum[:8]); id != 0 {
 		return id
 	}
 	return 1

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/etcd/member"
 	"github.com/revkv/revkv/etcd/server"
 	"github.com/revkv/revkv/persist/memfs"
@@ -29,6 +29,8 @@ type testCluster struct {
 	// snapshotEntries: see Config (small, so that tests take snapshots
 	// and send them to members that fell behind).
 	snapshotEntries uint64
+	// clock, if not nil, is every member's lease clock.
+	clock engine.Clock
 }
 
 // testMember is one member: fixed peer and client addresses (so that a
@@ -75,9 +77,13 @@ func listenRetry(t testing.TB, addr string) net.Listener {
 	return nil
 }
 
-// newTestCluster starts n members; the test's Cleanup stops them.
-func newTestCluster(t testing.TB, n int) *testCluster {
+// newTestCluster starts n members, after opts change the cluster's
+// settings; the test's Cleanup stops them.
+func newTestCluster(t testing.TB, n int, opts ...func(*testCluster)) *testCluster {
 	c := &testCluster{t: t, tick: 20 * time.Millisecond, snapshotEntries: 300}
+	for _, o := range opts {
+		o(c)
+	}
 	for i := range n {
 		c.members = append(c.members, &testMember{
 			c: c, name: fmt.Sprint("m", i), peerAddr: freeAddr(t), clientAddr: freeAddr(t),
@@ -134,6 +140,7 @@ func (m *testMember) start() {
 		ElectionTicks:  15,
 		RequestTimeout: 5 * time.Second,
 		Logger:         testLogger(),
+		Clock:          m.c.clock,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", m.name, err)
@@ -253,9 +260,6 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-// trimScheme drops "http://".
-func trimScheme(u string) string { return strings.TrimPrefix(u, "http://") }
 
 // testLogger logs to stderr when REVKV_CLUSTER_LOG is set (debug, info,
 // warn or error), else nowhere.

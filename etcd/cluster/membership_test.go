@@ -78,6 +78,11 @@ func TestClusterMembership(t *testing.T) {
 	if _, err := follower.MemberRemove(ctx, leadID); !errors.Is(err, rpctypes.ErrMemberNotFound) {
 		t.Fatalf("MemberRemove of a removed member: %v", err)
 	}
+	select {
+	case <-c.members[lead].current().Removed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed member did not learn it")
+	}
 	c.members[lead].stop(false)
 	c.leader()
 	if _, err := follower.MemberUpdate(ctx, add.Member.ID, []string{url}); err != nil {
@@ -86,12 +91,35 @@ func TestClusterMembership(t *testing.T) {
 	if _, err := learner.Put(ctx, "after", "removal"); err != nil {
 		t.Fatalf("put after the removal: %v", err)
 	}
+	// A member removed while cut off never gets the entry that removes
+	// it: the others refuse its messages once it is back, which tells it.
+	cut := (lead + 2) % 3
+	if c.leader() == cut {
+		cut = (lead + 1) % 3
+		follower = c.client((lead + 2) % 3)
+	}
+	cutID := c.members[cut].current().ID()
+	c.partition(cut, true)
+	if _, err := learner.MemberRemove(ctx, cutID); err != nil {
+		t.Fatalf("MemberRemove of a cut-off member: %v", err)
+	}
+	c.partition(cut, false)
+	select {
+	case <-c.members[cut].current().Removed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the member removed while cut off did not learn it")
+	}
+	if _, err := c.client(cut).Put(ctx, "x", "y"); !errors.Is(err, rpctypes.ErrStopped) {
+		t.Fatalf("put through a removed member: %v", err)
+	}
+	c.members[cut].stop(false)
+
 	list, err := follower.MemberList(ctx)
-	if err != nil || len(list.Members) != 3 {
+	if err != nil || len(list.Members) != 2 {
 		t.Fatalf("MemberList = %v, %v", list, err)
 	}
 	for _, m := range list.Members {
-		if m.ID == leadID || m.IsLearner {
+		if m.ID == leadID || m.IsLearner || m.Name == "" || len(m.ClientURLs) != 1 {
 			t.Fatalf("member list after removal and promotion: %v", list.Members)
 		}
 	}

@@ -35,9 +35,11 @@ type Node struct {
 	tr        *Transport
 	clusterID uint64
 
-	kickc chan struct{} // cap 1: run Ready soon
-	stop  chan struct{} // closed by Close
-	done  chan struct{} // closed when the loop returns
+	kickc      chan struct{} // cap 1: run Ready soon
+	stop       chan struct{} // closed by Close
+	done       chan struct{} // closed when the loop returns
+	removed    chan struct{} // closed (once, by markRemoved) when the member learns it was removed
+	removeOnce sync.Once
 
 	// status is the member's status after the last Ready, so that
 	// headers and Status do not wait for the member's lock (held while
@@ -74,8 +76,9 @@ func Start(cfg Config) (*Node, error) {
 		kickc:     make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		removed:   make(chan struct{}),
 	}
-	n.tr = NewTransport(TransportConfig{ID: c.ID, Handler: (*handler)(n), Logger: n.log})
+	n.tr = NewTransport(TransportConfig{ID: c.ID, Name: c.Name, ClientURLs: c.ClientURLs, Handler: (*handler)(n), Logger: n.log})
 	if c.Join {
 		// A joining member's table is empty until the leader's entries or
 		// snapshot arrive, but it must answer the leader before that: it
@@ -122,6 +125,26 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// Stop stops the member gracefully: a leader first hands its leadership
+// to another voting member (waiting up to ctx, or two election timeouts),
+// so that the cluster need not wait an election timeout to notice; then
+// Close. As etcd does on shutdown.
+func (n *Node) Stop(ctx context.Context) error {
+	if st := n.status.Load(); st.Leader == n.cfg.ID && n.stopped() == nil {
+		for _, p := range n.m.Members() {
+			if p.ID == n.cfg.ID || p.IsLearner {
+				continue
+			}
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+			err := n.MoveLeader(tctx, p.ID)
+			cancel()
+			n.log.Info("leadership handed over at stop", "to", fmt.Sprintf("%x", p.ID), "err", err)
+			break
+		}
+	}
+	return n.Close()
+}
+
 // run is the Node's goroutine: it ticks the member, and runs Ready after
 // every tick and every kick (a message stepped, a request made), sending
 // the messages Ready returns.
@@ -166,11 +189,30 @@ func (n *Node) kick() {
 	}
 }
 
-// refresh caches the member's status.
+// refresh caches the member's status. Only the loop (and Start, before
+// it) calls it.
 func (n *Node) refresh() {
 	st := n.m.Status()
+	if st.Removed {
+		n.markRemoved("applied its removal")
+	}
 	n.status.Store(&st)
 }
+
+// markRemoved records that the member was removed from the cluster:
+// from its own log, or from a peer that refused its messages (a member
+// removed while cut off never gets the entry that removes it).
+func (n *Node) markRemoved(how string) {
+	n.removeOnce.Do(func() {
+		n.log.Warn("this member was removed from the cluster", "how", how)
+		close(n.removed)
+	})
+}
+
+// Removed is closed when the member learns that it was removed from the
+// cluster: it serves nothing more (requests fail with server.ErrStopped);
+// close it.
+func (n *Node) Removed() <-chan struct{} { return n.removed }
 
 // syncPeers gives the transport the member table's peers when it changed.
 func (n *Node) syncPeers() {
@@ -230,6 +272,12 @@ func (h *handler) MemberPromote(ctx context.Context, id uint64) error {
 
 func (h *handler) ReportUnreachable(peer uint64) { h.m.ReportUnreachable(peer) }
 
+func (h *handler) IsRemoved(peer uint64) bool { return h.m.IsRemoved(peer) }
+
+func (h *handler) ReportRemoved(by uint64) {
+	(*Node)(h).markRemoved(fmt.Sprintf("member %x refuses its messages", by))
+}
+
 func (h *handler) ReportSnapshot(peer uint64, ok bool) {
 	h.m.ReportSnapshot(peer, !ok)
 	(*Node)(h).kick()
@@ -260,16 +308,23 @@ func retryable(err error) bool {
 // one, for up to the request timeout (or ctx), waiting a tick between
 // tries.
 func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, error)) (any, error) {
+	return n.retry(ctx, retryable, try)
+}
+
+// retry calls try until it fails with an error again does not accept
+// (or succeeds), for up to the request timeout (or ctx), waiting a tick
+// between tries.
+func (n *Node) retry(ctx context.Context, again func(error) bool, try func() (*member.Pending, error)) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	for {
 		p, err := try()
 		if err == nil {
-			res, err := n.wait(ctx, p)
-			if err == nil || !retryable(err) {
+			var res any
+			if res, err = n.wait(ctx, p); err == nil || !again(err) {
 				return res, err
 			}
-		} else if !retryable(err) {
+		} else if !again(err) {
 			return nil, err
 		}
 		select {
@@ -285,6 +340,9 @@ func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, err
 // propose proposes req (waiting for a leader if there is none) and waits
 // for its outcome.
 func (n *Node) propose(ctx context.Context, req member.Request) (any, error) {
+	if err := n.stopped(); err != nil {
+		return nil, err
+	}
 	if n.status.Load().IsLearner {
 		return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrNotSupportedForLearner)
 	}
@@ -334,11 +392,14 @@ func serverError(err error) error {
 // db returns the member's current DB.
 func (n *Node) db() *revkv.DB { return n.m.DB() }
 
-// stopped returns the error of a Node that no longer serves, or nil.
+// stopped returns the error of a Node that no longer serves (closed, or
+// removed from the cluster), or nil.
 func (n *Node) stopped() error {
 	select {
 	case <-n.stop:
 		return fmt.Errorf("member %x closed: %w", n.cfg.ID, server.ErrStopped)
+	case <-n.removed:
+		return fmt.Errorf("member %x was removed from the cluster: %w", n.cfg.ID, server.ErrStopped)
 	default:
 		return nil
 	}

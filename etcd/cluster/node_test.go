@@ -57,14 +57,21 @@ func TestClusterBasics(t *testing.T) {
 			t.Fatalf("member %d status %+v", i, st)
 		}
 	}
-	list, err := clis[0].MemberList(ctx)
-	if err != nil || len(list.Members) != 3 {
-		t.Fatalf("MemberList = %v, %v", list, err)
-	}
-	for _, m := range list.Members {
-		if m.Name == "" || len(m.PeerURLs) != 1 || m.ID == list.Header.MemberId && len(m.ClientURLs) != 1 {
-			t.Fatalf("member %v", m)
-		}
+	// Every member lists every member's name and client URLs (learned
+	// when the others' streams open).
+	for i, cli := range clis {
+		waitFor(t, "member attributes", func() bool {
+			list, err := cli.MemberList(ctx)
+			if err != nil || len(list.Members) != 3 {
+				t.Fatalf("member %d: MemberList = %v, %v", i, list, err)
+			}
+			for _, m := range list.Members {
+				if m.Name == "" || len(m.PeerURLs) != 1 || len(m.ClientURLs) != 1 {
+					return false
+				}
+			}
+			return true
+		})
 	}
 
 	// A lease granted through one member, kept alive through a follower
@@ -126,6 +133,22 @@ func TestClusterMoveLeader(t *testing.T) {
 	}
 	if got := c.leader(); got != to {
 		t.Fatalf("leader %d, want %d", got, to)
+	}
+
+	// A leader that stops gracefully hands its leadership over first.
+	m := c.members[to]
+	m.mu.Lock()
+	m.srv.Close()
+	m.g.Stop()
+	<-m.served
+	err := m.node.Stop(ctx)
+	m.node = nil
+	m.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.leader(); got == to {
+		t.Fatalf("the stopped member %d still leads", to)
 	}
 }
 

@@ -58,12 +58,23 @@ type Handler interface {
 	// ReportSnapshot: a snapshot message to peer was sent (ok) or lost;
 	// raft waits for this before it sends the peer anything else.
 	ReportSnapshot(peer uint64, ok bool)
+	// IsRemoved reports whether peer was removed from the cluster: its
+	// streams are refused, which tells it (ReportRemoved on its side).
+	IsRemoved(peer uint64) bool
+	// ReportRemoved: peer by refused this member's messages because it
+	// was removed from the cluster.
+	ReportRemoved(by uint64)
 }
 
 // TransportConfig configures a Transport.
 type TransportConfig struct {
 	// ID is this member's raft ID, sent with every call.
 	ID uint64
+	// Name and ClientURLs are this member's, told to every peer when a
+	// stream opens (PeerAttributes): the member table records only what a
+	// member was bootstrapped or added with.
+	Name       string
+	ClientURLs []string
 	// Handler receives incoming messages and calls.
 	Handler Handler
 	// QueueSize bounds the messages waiting for each peer; a message past
@@ -93,10 +104,20 @@ type Transport struct {
 	// blockedIn counts incoming messages dropped by Block (for tests).
 	blockedIn atomic.Int64
 
+	// md is the metadata every call to a peer carries.
+	md metadata.MD
+
 	mu      sync.Mutex // guards the fields below
 	peers   map[uint64]*peer
 	blocked map[uint64]bool
+	attrs   map[uint64]Attributes
 	closed  bool
+}
+
+// Attributes are what a peer told of itself when it opened its stream.
+type Attributes struct {
+	Name       string
+	ClientURLs []string
 }
 
 // NewTransport returns a transport that serves nothing yet: call Serve
@@ -120,6 +141,11 @@ func NewTransport(cfg TransportConfig) *Transport {
 		maxMsg:  cfg.MaxMessageBytes,
 		peers:   map[uint64]*peer{},
 		blocked: map[uint64]bool{},
+		attrs:   map[uint64]Attributes{},
+		md:      metadata.Pairs(fromKey, strconv.FormatUint(cfg.ID, 16), nameKey, cfg.Name),
+	}
+	for _, u := range cfg.ClientURLs {
+		t.md.Append(clientURLsKey, u)
 	}
 	// WaitForHandlers: Stop returns only once every handler has, so no
 	// goroutine of ours outlives Close.
@@ -287,7 +313,7 @@ func (t *Transport) newPeer(id uint64, addr string) (*peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: peer %x at %s: %w", id, addr, err)
 	}
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), fromKey, strconv.FormatUint(t.id, 16)))
+	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(context.Background(), t.md))
 	p := &peer{t: t, id: id, addr: addr, conn: conn, queue: make(chan outMsg, t.qsize), cancel: cancel, done: make(chan struct{})}
 	go p.run(ctx)
 	return p, nil
@@ -317,32 +343,40 @@ func (p *peer) stop() {
 
 // run sends the queue down a stream, opening a new one whenever the last
 // broke. A message whose send fails is dropped (raft resends what
-// matters); a lost snapshot is reported.
+// matters); a lost snapshot is reported. The stream is opened before any
+// message needs it, and reopened while idle, so that the peer learns
+// this member's attributes even if raft has nothing to tell it
+// (followers do not talk to each other).
 func (p *peer) run(ctx context.Context) {
 	defer close(p.done)
 	var s *outStream
 	defer func() { s.close() }()
+	retry := time.NewTicker(reopenInterval)
+	defer retry.Stop()
 	for {
+		if s == nil && !p.t.isBlocked(p.id) {
+			var err error
+			if s, err = p.open(ctx); err != nil {
+				p.t.log.Debug("open raft stream", "peer", p.id, "err", err)
+			}
+		}
 		var m outMsg
 		select {
 		case <-ctx.Done():
 			return
+		case <-retry.C:
+			continue
 		case m = <-p.queue:
 		}
-		if p.t.isBlocked(p.id) {
+		if s == nil || p.t.isBlocked(p.id) {
 			p.t.dropped(p.id, m.snap)
 			continue
 		}
-		if s == nil {
-			var err error
-			if s, err = p.open(ctx); err != nil {
-				p.t.log.Debug("open raft stream", "peer", p.id, "err", err)
-				p.t.dropped(p.id, m.snap)
-				continue
-			}
-		}
 		if err := s.SendMsg(&m.data); err != nil {
 			p.t.log.Debug("send raft message", "peer", p.id, "err", err)
+			if errors.Is(err, io.EOF) && isRemovedStatus(s.RecvMsg(new([]byte))) {
+				p.t.h.ReportRemoved(p.id)
+			}
 			s.close()
 			s = nil
 			p.t.dropped(p.id, m.snap)
@@ -353,6 +387,10 @@ func (p *peer) run(ctx context.Context) {
 		}
 	}
 }
+
+// reopenInterval is how often an idle peer without a stream tries to
+// open one.
+const reopenInterval = 200 * time.Millisecond
 
 // outStream is one client stream and the context that ends it.
 type outStream struct {
@@ -392,6 +430,10 @@ func (p *peer) open(ctx context.Context) (*outStream, error) {
 // message the peer sends until the stream ends.
 func (t *Transport) raftStream(stream grpc.ServerStream) error {
 	ctx := stream.Context()
+	t.learnAttributes(ctx)
+	if from := callerID(ctx); from != 0 && t.h.IsRemoved(from) {
+		return errRemovedStatus
+	}
 	for {
 		var b []byte
 		if err := stream.RecvMsg(&b); err != nil {
@@ -412,10 +454,46 @@ func (t *Transport) raftStream(stream grpc.ServerStream) error {
 			t.blockedIn.Add(1)
 			continue
 		}
+		if t.h.IsRemoved(m.GetFrom()) {
+			return errRemovedStatus
+		}
 		if err := t.h.Step(ctx, m); err != nil {
 			return status.FromContextError(err).Err()
 		}
 	}
+}
+
+// learnAttributes records the attributes a peer's stream carries.
+func (t *Transport) learnAttributes(ctx context.Context) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	id := callerID(ctx)
+	if id == 0 {
+		return
+	}
+	a := Attributes{ClientURLs: md.Get(clientURLsKey)}
+	if v := md.Get(nameKey); len(v) == 1 {
+		a.Name = v[0]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.attrs[id] = a
+}
+
+// PeerAttributes returns what peer id told of itself, if it opened a
+// stream to this member.
+func (t *Transport) PeerAttributes(id uint64) (Attributes, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a, ok := t.attrs[id]
+	return a, ok
+}
+
+// errRemovedStatus ends the stream of a member removed from the cluster.
+var errRemovedStatus = status.Error(codes.PermissionDenied, "revkv: member removed from the cluster")
+
+func isRemovedStatus(err error) bool {
+	st, _ := status.FromError(err)
+	return st.Code() == codes.PermissionDenied && st.Message() == "revkv: member removed from the cluster"
 }
 
 // callerID returns the member ID a call carries, 0 if none.
@@ -521,7 +599,7 @@ func (t *Transport) invoke(ctx context.Context, to uint64, method string, req, r
 	if err != nil {
 		return err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, fromKey, strconv.FormatUint(t.id, 16))
+	ctx = metadata.NewOutgoingContext(ctx, t.md)
 	var out []byte
 	if err := p.conn.Invoke(ctx, method, &in, &out); err != nil {
 		if ctx.Err() != nil {

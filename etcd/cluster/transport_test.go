@@ -23,6 +23,7 @@ type recorder struct {
 	msgs        []*raftpb.Message
 	unreachable map[uint64]int
 	snaps       map[bool]int
+	removedBy   []uint64
 	arrived     chan struct{} // a token per message, if not full
 }
 
@@ -69,6 +70,14 @@ func (r *recorder) MemberPromote(ctx context.Context, id uint64) error {
 	return nil
 }
 
+func (r *recorder) IsRemoved(peer uint64) bool { return peer == 66 }
+
+func (r *recorder) ReportRemoved(by uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removedBy = append(r.removedBy, by)
+}
+
 func (r *recorder) ReportUnreachable(peer uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,10 +96,11 @@ func (r *recorder) received() []*raftpb.Message {
 	return append([]*raftpb.Message(nil), r.msgs...)
 }
 
-// waitFor waits until cond holds, for up to 10 s.
+// waitFor waits until cond holds, for up to 30 s (the machine may be
+// very busy).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -335,5 +345,21 @@ func TestTransportCloseLeavesNoGoroutine(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTransportRefusesRemovedMember: a member the Handler says was removed
+// has its stream refused, and learns it (ReportRemoved).
+func TestTransportRefusesRemovedMember(t *testing.T) {
+	a, gone := startTransport(t, 1, ""), startTransport(t, 66, "")
+	connect(t, a, gone)
+	waitFor(t, "the removed member to learn it", func() bool {
+		gone.tr.Send([]*raftpb.Message{msg(66, 1, 1)})
+		gone.rec.mu.Lock()
+		defer gone.rec.mu.Unlock()
+		return len(gone.rec.removedBy) > 0 && gone.rec.removedBy[0] == 1
+	})
+	if n := len(a.rec.received()); n != 0 {
+		t.Fatalf("%d messages from a removed member were stepped", n)
 	}
 }

@@ -24,7 +24,9 @@ import (
 //	                                     -> MemberPromoteResponse (empty)
 //
 // Every call carries the sender's member ID in the metadata key
-// "revkv-from" (hex), so a receiver can drop a blocked peer's calls.
+// "revkv-from" (hex), so a receiver can drop a blocked peer's calls, and
+// its name and client URLs ("revkv-name", "revkv-client-urls"), which
+// MemberList shows.
 const (
 	serviceName     = "revkv.cluster.Peer"
 	methodRaft      = "/" + serviceName + "/Raft"
@@ -32,6 +34,8 @@ const (
 	methodTTL       = "/" + serviceName + "/LeaseTimeToLive"
 	methodPromote   = "/" + serviceName + "/MemberPromote"
 	fromKey         = "revkv-from"
+	nameKey         = "revkv-name"
+	clientURLsKey   = "revkv-client-urls"
 )
 
 // rawCodec carries byte slices as they are. It is chosen by content

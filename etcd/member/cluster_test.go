@@ -23,6 +23,10 @@ type testCluster struct {
 	cfg     func(id uint64) Config // the config a member (re)opens with
 	// cut, if it reports true, drops the message from -> to.
 	cut func(from, to uint64) bool
+	// loseSnaps, if set, drops the MsgSnaps to that member without a
+	// report (a transport that forgets to call ReportSnapshot).
+	loseSnaps map[uint64]bool
+	snapsLost int
 	// onFail, if set, is told of a member whose Ready failed; if it
 	// returns true the test goes on (it took the member down).
 	onFail func(id uint64, err error) bool
@@ -105,6 +109,10 @@ func (c *testCluster) deliver() {
 				c.t.Logf("round %d: %v %d->%d term %d index %d logterm %d reject %v hint %d", round, msg.GetType(), from, to, msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetReject(), msg.GetRejectHint())
 			}
 			r, ok := c.members[to]
+			if msg.GetType() == raftpb.MessageType_MsgSnap && c.loseSnaps[to] {
+				c.snapsLost++
+				continue
+			}
 			if !ok || (c.cut != nil && c.cut(from, to)) {
 				if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
 					s.ReportSnapshot(to, true)

@@ -119,3 +119,54 @@ func (c *testCluster) checkOnce() {
 		}
 	}
 }
+
+// TestStorageFaultStops: a failed write or fsync of the raft log stops
+// the member (Ready's error and every later request wrap ErrStopped;
+// nothing is applied past what was durable); after a crash it reopens
+// and converges with the others.
+func TestStorageFaultStops(t *testing.T) {
+	for _, fault := range []string{"sync", "write"} {
+		t.Run(fault, func(t *testing.T) {
+			fss := map[uint64]*memfs.FS{}
+			for id := uint64(1); id <= 3; id++ {
+				fss[id] = memfs.New(memfs.Options{LinuxSyncFailures: true})
+			}
+			c := newTestCluster(t, 3, func(cfg *Config) {
+				cfg.Storage, cfg.FS, cfg.Dir = nil, fss[cfg.ID], "/member"
+			})
+			lead := c.leader()
+			fol := c.follower(lead)
+			c.putMany(lead, "ka", 5)
+			var failure error
+			c.onFail = func(id uint64, err error) bool {
+				if id != fol || !errors.Is(err, ErrStopped) {
+					return false
+				}
+				failure = err
+				return true
+			}
+			if fault == "sync" {
+				fss[fol].FailSync(1)
+			} else {
+				fss[fol].FailWrite(1)
+			}
+			c.putMany(lead, "kb", 3) // a majority without fol
+			if failure == nil {
+				t.Fatal("no failure reported")
+			}
+			stopped := c.members[fol]
+			if _, err := stopped.Propose(putReq("x", "y")); !errors.Is(err, ErrStopped) {
+				t.Fatalf("propose on a stopped member: %v", err)
+			}
+			if _, err := stopped.Ready(); !errors.Is(err, ErrStopped) {
+				t.Fatalf("Ready on a stopped member: %v", err)
+			}
+			c.onFail = nil
+			stopped.Close()
+			fss[fol].Crash()
+			c.open(fol)
+			c.converged()
+			c.checkOnce()
+		})
+	}
+}

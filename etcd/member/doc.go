@@ -20,8 +20,9 @@
 //
 // The only clock read is Config.Clock (lease deadlines, which are
 // leader-local); nothing that reaches the log or the state depends on map
-// order or time. (raft itself draws its randomized election timeouts from
-// crypto/rand.)
+// order or time. Randomness comes from crypto/rand only: raft's randomized
+// election timeouts, and the incarnation number in the member's request
+// IDs; testing/cryptotest.SetGlobalRandom makes both repeatable.
 //
 // # Durable state
 //

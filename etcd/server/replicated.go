@@ -3,6 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/metadata"
 )
 
 // Replicated is implemented by a Backend that is one member of a raft
@@ -109,3 +113,25 @@ func (s *Server) readBarrier(ctx context.Context) error {
 	}
 	return toGRPC(s.repl.ReadBarrier(ctx))
 }
+
+// A watch stream whose client requires a leader (clientv3.WithRequireLeader)
+// is refused by a member that knows none, and ended once the member has
+// known none at leaderChecks checks in a row, leaderCheck apart, as
+// etcd's: the client then watches through another member.
+const (
+	leaderCheck  = 500 * time.Millisecond
+	leaderChecks = 3
+)
+
+// requiresLeader reports whether a stream's client asked for a leader;
+// only a Replicated backend can lack one.
+func (s *Server) requiresLeader(ctx context.Context) bool {
+	if s.repl == nil {
+		return false
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(rpctypes.MetadataRequireLeaderKey)
+	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
+}
+
+func (s *Server) hasLeader() bool { return s.repl == nil || s.repl.Status().Leader != 0 }

@@ -390,3 +390,46 @@ func TestReplicatedStatusAndMoveLeader(t *testing.T) {
 func sameStatus(err, want error) bool {
 	return err != nil && status.Convert(err).String() == status.Convert(want).String()
 }
+
+// TestReplicatedWatchRequiresLeader: a watch that requires a leader is
+// refused by a member without one, and ended once the member has lost
+// it for a while; other watches go on.
+func TestReplicatedWatchRequiresLeader(t *testing.T) {
+	f, _, cli := startReplica(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	noLeader := func(f *fakeReplica) { f.status.Leader = 0 }
+	leader := func(f *fakeReplica) { f.status.Leader = fakeSelf }
+
+	f.set(leader)
+	wch := cli.Watch(clientv3.WithRequireLeader(ctx), "k")
+	plain := cli.Watch(ctx, "k")
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if wr := <-wch; len(wr.Events) != 1 {
+		t.Fatalf("watch with a leader: %v", wr)
+	}
+	<-plain
+	f.set(noLeader)
+	start := time.Now()
+	for wr := range wch {
+		if err := wr.Err(); err != nil && !errors.Is(err, rpctypes.ErrNoLeader) {
+			t.Fatalf("watch ended with %v", err)
+		}
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("watch ended %v after the leader was lost: too soon", d)
+	}
+	wr, ok := <-cli.Watch(clientv3.WithRequireLeader(ctx), "k")
+	if !ok || !errors.Is(wr.Err(), rpctypes.ErrNoLeader) {
+		t.Fatalf("watch without a leader: %v, %v", wr.Err(), ok)
+	}
+	f.set(leader)
+	if _, err := cli.Put(ctx, "k", "w"); err != nil {
+		t.Fatal(err)
+	}
+	if wr := <-plain; len(wr.Events) != 1 {
+		t.Fatalf("plain watch after the loss: %v", wr)
+	}
+}

@@ -40,6 +40,9 @@ type watchServer struct {
 // store's writers never wait for it.
 func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	s := w.s
+	if s.requiresLeader(stream.Context()) && !s.hasLeader() {
+		return rpctypes.ErrGRPCNoLeader
+	}
 	stop, ok := s.track()
 	if !ok {
 		return rpctypes.ErrGRPCStopped
@@ -120,9 +123,23 @@ func (ws *watchStream) sendLoop() error {
 	ctx := ws.stream.Context()
 	tick := time.NewTicker(ws.s.opts.ProgressInterval)
 	defer tick.Stop()
+	var leaderc <-chan time.Time // nil unless the client requires a leader
+	if ws.s.requiresLeader(ctx) {
+		lt := time.NewTicker(leaderCheck)
+		defer lt.Stop()
+		leaderc = lt.C
+	}
+	noLeader := 0
 	for {
 		var err error
 		select {
+		case <-leaderc:
+			if noLeader = noLeader + 1; ws.s.hasLeader() {
+				noLeader = 0
+			}
+			if noLeader >= leaderChecks {
+				return rpctypes.ErrGRPCNoLeader
+			}
 		case req := <-ws.reqs:
 			err = ws.handle(req)
 		case r, ok := <-ws.w.Chan():

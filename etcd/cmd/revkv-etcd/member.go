@@ -151,11 +151,15 @@ func runMember(ctx context.Context, c config, log *slog.Logger, creds grpc.Serve
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+	case <-n.Removed():
+		log.Warn("removed from the cluster: shutting down")
 	case err = <-served:
 		log.Error("serve failed", "err", err)
 	}
 	shutdown(g, srv, c.shutdownTimeout, log)
-	if cerr := n.Close(); cerr != nil {
+	stopCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	if cerr := n.Stop(stopCtx); cerr != nil {
 		log.Error("close member", "err", cerr)
 		err = errors.Join(err, cerr)
 	} else {
