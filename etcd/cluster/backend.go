@@ -15,9 +15,10 @@ import (
 )
 
 var (
-	_ server.Backend    = (*Node)(nil)
-	_ server.Lessor     = (*Node)(nil)
-	_ server.Replicated = (*Node)(nil)
+	_ server.Backend          = (*Node)(nil)
+	_ server.Lessor           = (*Node)(nil)
+	_ server.Replicated       = (*Node)(nil)
+	_ server.CompactionHasher = (*Node)(nil)
 )
 
 // The server.Backend methods. Reads are the member's DB's, local: the
@@ -34,18 +35,18 @@ func (n *Node) Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, err
 	res, err := n.db().Range(key, end, opts)
 	if errors.Is(err, kv.ErrClosed) && n.stopped() == nil {
 		// A snapshot from the leader replaced the DB under the read.
-		res, err = n.db().Range(key, end, opts)
+		res, err = n.freshDB().Range(key, end, opts)
 	}
 	return res, err
 }
 
-// Txn proposes a txn that writes and returns its outcome once applied
-// here. A txn without a write runs on the member's DB (call ReadBarrier
-// first for a linearizable one).
+// Txn proposes a txn and returns its outcome once applied here. A txn
+// that only reads is proposed too: the member's DB records the consistent
+// index of every txn it runs (it takes each as a log entry), so a txn run
+// on it outside the log would be skipped, or would mark an index applied
+// that is not. Such a txn is linearizable by itself; the read barrier the
+// server calls first costs a round trip more.
 func (n *Node) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
-	if !writes(req) {
-		return n.db().Txn(ctx, req)
-	}
 	res, err := n.propose(ctx, member.Request{Txn: req})
 	if err != nil {
 		return nil, err
@@ -53,28 +54,9 @@ func (n *Node) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, er
 	return res.(*kv.TxnResponse), nil
 }
 
-// writes reports whether a txn has a put or a delete in any branch.
-func writes(req *kv.TxnRequest) bool {
-	for _, ops := range [][]kv.Op{req.Then, req.Else} {
-		for _, op := range ops {
-			switch op.Type {
-			case kv.OpPut, kv.OpDeleteRange:
-				return true
-			case kv.OpTxn:
-				if op.Txn != nil && writes(op.Txn) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
 // Compact proposes a compaction, and returns once applied here.
 func (n *Node) Compact(rev int64) error {
-	ctx, cancel := n.timeout()
-	defer cancel()
-	_, err := n.propose(ctx, member.Request{Compact: &rev})
+	_, err := n.propose(context.Background(), member.Request{Compact: &rev})
 	return err
 }
 
@@ -84,7 +66,12 @@ func (n *Node) HashByRev(rev int64) (kv.KeyValueHash, error) { return n.db().Has
 // NewWatcher watches the member's DB. A snapshot installed from the
 // leader replaces the DB and ends the watcher: the server ends the stream
 // and clients watch again (clientv3 does, from the revision it reached).
-func (n *Node) NewWatcher() *watch.Watcher { return n.db().NewWatcher() }
+func (n *Node) NewWatcher() *watch.Watcher { return n.freshDB().NewWatcher() }
+
+// CompactionHash returns the hash every member took of the history up to
+// rev as it applied the compaction at rev (HashKV there is the same on
+// every member).
+func (n *Node) CompactionHash(rev int64) (kv.KeyValueHash, bool) { return n.m.CompactionHash(rev) }
 
 // Snapshot snapshots the member's DB.
 func (n *Node) Snapshot() (*engine.Snapshot, error) { return n.db().Snapshot() }
@@ -94,9 +81,7 @@ func (n *Node) Snapshot() (*engine.Snapshot, error) { return n.db().Snapshot() }
 
 // LeaseGrant proposes a lease grant.
 func (n *Node) LeaseGrant(id, ttl int64) (int64, int64, error) {
-	ctx, cancel := n.timeout()
-	defer cancel()
-	res, err := n.propose(ctx, member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}})
+	res, err := n.propose(context.Background(), member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -106,9 +91,7 @@ func (n *Node) LeaseGrant(id, ttl int64) (int64, int64, error) {
 
 // LeaseRevoke proposes a lease revoke.
 func (n *Node) LeaseRevoke(id int64) error {
-	ctx, cancel := n.timeout()
-	defer cancel()
-	_, err := n.propose(ctx, member.Request{LeaseRevoke: id})
+	_, err := n.propose(context.Background(), member.Request{LeaseRevoke: id})
 	return err
 }
 
@@ -225,9 +208,9 @@ func (n *Node) Status() server.RaftStatus {
 }
 
 // Members lists the cluster's members. A member's name and client URLs
-// are the member table's, or else what the member told of itself: this
-// one from its Config, the others when they opened their streams (the
-// table records only what a member was bootstrapped or added with).
+// are the member table's (each member publishes its own at start), or,
+// until it has, what the member told of itself: this one from its
+// Config, the others when they opened their streams.
 func (n *Node) Members() []server.Member {
 	ms := serverMembers(n.m.Members())
 	for i := range ms {
@@ -280,6 +263,9 @@ func (n *Node) membership(ctx context.Context, change func() *member.Pending) ([
 
 // MemberAdd adds a member with the ID MemberID derives from its peer URLs.
 func (n *Node) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (server.Member, []server.Member, error) {
+	if err := n.mayAdd(learner); err != nil {
+		return server.Member{}, nil, err
+	}
 	p := member.Peer{ID: MemberID(n.cfg.ClusterToken, peerURLs), PeerURLs: peerURLs, IsLearner: learner}
 	ms, err := n.membership(ctx, func() *member.Pending { return n.m.AddMember(p) })
 	if err != nil {
@@ -290,6 +276,9 @@ func (n *Node) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (
 
 // MemberRemove removes a member.
 func (n *Node) MemberRemove(ctx context.Context, id uint64) ([]server.Member, error) {
+	if err := n.mayRemove(id); err != nil {
+		return nil, err
+	}
 	return n.membership(ctx, func() *member.Pending { return n.m.RemoveMember(id) })
 }
 
@@ -302,6 +291,9 @@ func (n *Node) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) (
 // (who alone knows whether the learner caught up), then waits until it
 // has applied the promotion itself.
 func (n *Node) MemberPromote(ctx context.Context, id uint64) ([]server.Member, error) {
+	if err := n.mayPromote(); err != nil {
+		return nil, err
+	}
 	err := n.atLeader(ctx, func(leader uint64) error {
 		if leader == n.cfg.ID {
 			_, err := n.wait(ctx, n.m.PromoteMember(id))

@@ -67,6 +67,12 @@ type Config struct {
 	// the lease calls) and the wait for a leader; 0 means 5 s plus two
 	// election timeouts (etcd's).
 	RequestTimeout time.Duration
+	// DisableStrictReconfigCheck turns off etcd's strict reconfiguration
+	// check (on by default, as etcd's --strict-reconfig-check; see
+	// reconfig.go). HealthInterval is how long a peer must have been
+	// connected to count as healthy for it; 0 means 5 s (etcd's).
+	DisableStrictReconfigCheck bool
+	HealthInterval             time.Duration
 	// SnapshotEntries and CatchUpEntries: see member.Config.
 	SnapshotEntries, CatchUpEntries uint64
 
@@ -134,6 +140,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5*time.Second + 2*time.Duration(c.ElectionTicks)*c.TickInterval
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/revkv/revkv/engine"
 	"github.com/revkv/revkv/etcd/member"
 	"github.com/revkv/revkv/etcd/server"
+	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/memfs"
 )
 
@@ -31,6 +34,13 @@ type testCluster struct {
 	snapshotEntries uint64
 	// clock, if not nil, is every member's lease clock.
 	clock engine.Clock
+	// healthInterval: see Config (0: 100 ms).
+	healthInterval time.Duration
+	// requestTimeout: see Config (0: 5 s).
+	requestTimeout time.Duration
+	// osDir, if not "", holds the members' logs on the real filesystem
+	// (osDir/<name>) instead of memfs.
+	osDir string
 }
 
 // testMember is one member: fixed peer and client addresses (so that a
@@ -123,10 +133,15 @@ func (m *testMember) start() {
 	t := m.c.t
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var fsys persist.FS = m.fs
+	dir := "raft"
+	if m.c.osDir != "" {
+		fsys, dir = persist.OS, filepath.Join(m.c.osDir, m.name)
+	}
 	n, err := Start(Config{
 		Name:            m.name,
-		FS:              m.fs,
-		Dir:             "raft",
+		FS:              fsys,
+		Dir:             dir,
 		SnapshotEntries: m.c.snapshotEntries,
 		CatchUpEntries:  m.c.snapshotEntries / 4,
 		PeerListener:    listenRetry(t, m.peerAddr),
@@ -138,7 +153,8 @@ func (m *testMember) start() {
 		// Generous: -race on two busy cores stalls goroutines for a
 		// while, and a spurious election costs more than a slow one.
 		ElectionTicks:  15,
-		RequestTimeout: 5 * time.Second,
+		RequestTimeout: cmp.Or(m.c.requestTimeout, 5*time.Second),
+		HealthInterval: cmp.Or(m.c.healthInterval, 100*time.Millisecond),
 		Logger:         testLogger(),
 		Clock:          m.c.clock,
 	})

@@ -62,6 +62,14 @@ func TestClusterMembership(t *testing.T) {
 	if _, err := follower.MemberPromote(ctx, add.Member.ID); !errors.Is(err, rpctypes.ErrMemberNotLearner) {
 		t.Fatalf("MemberPromote of a voter: %v", err)
 	}
+	waitFor(t, "the new member to publish its name", func() bool {
+		for _, p := range c.members[lead].current().Member().Members() {
+			if p.ID == add.Member.ID {
+				return p.Name == nm.name && len(p.ClientURLs) == 1
+			}
+		}
+		return false
+	})
 	if _, err := learner.Put(ctx, "new", "member"); err != nil {
 		t.Fatalf("put through the promoted member: %v", err)
 	}

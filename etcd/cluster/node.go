@@ -22,9 +22,10 @@ import (
 // server.Backend, server.Lessor and server.Replicated an etcd API server
 // serves from. Its methods are safe for concurrent use.
 //
-// Writes (Txn with a write, Compact, lease grant and revoke, membership
-// changes) are proposed and return once this member has applied them;
-// reads are served by the member's DB, made linearizable by ReadBarrier.
+// Txns (read-only ones too: see Txn), compactions, lease grants and
+// revokes and membership changes are proposed and return once this member
+// has applied them; ranges are served by the member's DB, made
+// linearizable by ReadBarrier.
 // A proposal whose outcome is unknown (the leader changed, or it timed
 // out) fails with server.ErrLeaderChanged or server.ErrTimeout: it may
 // still be applied.
@@ -45,8 +46,12 @@ type Node struct {
 	// headers and Status do not wait for the member's lock (held while
 	// Ready writes the log).
 	status atomic.Pointer[member.Status]
+	// dbp is the member's DB after the last Ready (see db).
+	dbp atomic.Pointer[revkv.DB]
 	// peers is the member table the transport was last given.
 	peers []member.Peer
+
+	publisher sync.WaitGroup // the goroutine that publishes the attributes
 
 	closeOnce sync.Once
 	closeErr  error
@@ -95,6 +100,7 @@ func Start(cfg Config) (*Node, error) {
 	n.refresh()
 	n.tr.Serve(c.PeerListener)
 	go n.run()
+	n.publisher.Go(n.publish)
 	n.log.Info("member started", "name", c.Name, "peer-urls", c.PeerURLs, "join", c.Join)
 	return n, nil
 }
@@ -118,6 +124,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		<-n.done
+		n.publisher.Wait()
 		n.tr.Close()
 		n.closeErr = n.m.Close()
 		n.log.Info("member stopped")
@@ -132,8 +139,8 @@ func (n *Node) Close() error {
 func (n *Node) Stop(ctx context.Context) error {
 	if st := n.status.Load(); st.Leader == n.cfg.ID && n.stopped() == nil {
 		for _, p := range n.m.Members() {
-			if p.ID == n.cfg.ID || p.IsLearner {
-				continue
+			if p.ID == n.cfg.ID || p.IsLearner || n.tr.ActiveSince(p.ID).IsZero() {
+				continue // not a voter this member can reach
 			}
 			tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
 			err := n.MoveLeader(tctx, p.ID)
@@ -143,6 +150,43 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 	}
 	return n.Close()
+}
+
+// publish records this member's name and client URLs in the member table
+// (through the log, as etcd members publish theirs at start), unless the
+// table has them already; it retries until it succeeds or the Node stops.
+func (n *Node) publish() {
+	for {
+		if n.published() {
+			return
+		}
+		ctx, cancel := n.timeout()
+		_, err := n.wait(ctx, n.m.Publish(n.cfg.ID, n.cfg.Name, n.cfg.ClientURLs))
+		cancel()
+		if err == nil {
+			n.log.Info("published name and client URLs", "name", n.cfg.Name, "client-urls", n.cfg.ClientURLs)
+			return
+		}
+		n.log.Debug("publish", "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-n.removed:
+			return
+		case <-time.After(5 * n.cfg.TickInterval):
+		}
+	}
+}
+
+// published reports whether the member table has this member's name and
+// client URLs as configured.
+func (n *Node) published() bool {
+	for _, p := range n.m.Members() {
+		if p.ID == n.cfg.ID {
+			return p.Name == n.cfg.Name && slices.Equal(p.ClientURLs, n.cfg.ClientURLs)
+		}
+	}
+	return false
 }
 
 // run is the Node's goroutine: it ticks the member, and runs Ready after
@@ -189,9 +233,10 @@ func (n *Node) kick() {
 	}
 }
 
-// refresh caches the member's status. Only the loop (and Start, before
+// refresh caches the member's DB and status. Only the loop (and Start, before
 // it) calls it.
 func (n *Node) refresh() {
+	n.dbp.Store(n.m.DB())
 	st := n.m.Status()
 	if st.Removed {
 		n.markRemoved("applied its removal")
@@ -314,21 +359,29 @@ func (n *Node) untilLeader(ctx context.Context, try func() (*member.Pending, err
 // retry calls try until it fails with an error again does not accept
 // (or succeeds), for up to the request timeout (or ctx), waiting a tick
 // between tries.
+//
+// The request timeout ending a wait is etcd's "request timed out"
+// (server.ErrTimeout: the request's fate is unknown); ctx ending it is
+// ctx's error.
 func (n *Node) retry(ctx context.Context, again func(error) bool, try func() (*member.Pending, error)) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	tctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	for {
 		p, err := try()
 		if err == nil {
 			var res any
-			if res, err = n.wait(ctx, p); err == nil || !again(err) {
+			res, err = n.wait(tctx, p)
+			if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("member %x: no outcome in %v: %w", n.cfg.ID, n.cfg.RequestTimeout, server.ErrTimeout)
+			}
+			if err == nil || !again(err) {
 				return res, err
 			}
 		} else if !again(err) {
 			return nil, err
 		}
 		select {
-		case <-ctx.Done():
+		case <-tctx.Done():
 			return nil, err
 		case <-n.stop:
 			return nil, fmt.Errorf("member %x: %w", n.cfg.ID, server.ErrStopped)
@@ -369,11 +422,13 @@ var serverErrors = []struct{ from, to error }{
 	{member.ErrMemberExists, server.ErrPeerURLExists},
 	{member.ErrNotLearner, server.ErrMemberNotLearner},
 	{member.ErrLearnerNotReady, server.ErrLearnerNotReady},
+	{member.ErrLastVoter, server.ErrNotEnoughStartedMembers},
 	{ErrUnreachable, server.ErrNoLeader},
 }
 
 // serverError wraps err with the server's sentinel for it (both stay
-// errors.Is-testable); kv, context and other errors pass unchanged.
+// errors.Is-testable); kv, context and other errors pass unchanged (a
+// context error is the client's: gRPC reports it as such).
 func serverError(err error) error {
 	if err == nil {
 		return nil
@@ -383,14 +438,19 @@ func serverError(err error) error {
 			return fmt.Errorf("%w: %w", m.to, err)
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", server.ErrTimeout, err)
-	}
 	return err
 }
 
-// db returns the member's current DB.
-func (n *Node) db() *revkv.DB { return n.m.DB() }
+// db returns the member's DB as of its last Ready, without waiting for the
+// member's lock (Ready holds it while it writes the log). A snapshot from
+// the leader replaces the DB during a Ready and closes the old one: a
+// read of the old one fails with kv.ErrClosed, never returns stale data;
+// freshDB gives the new one at once.
+func (n *Node) db() *revkv.DB { return n.dbp.Load() }
+
+// freshDB returns the member's current DB, waiting for its lock. (Only
+// the loop caches it, so that an older DB is never cached after a newer.)
+func (n *Node) freshDB() *revkv.DB { return n.m.DB() }
 
 // stopped returns the error of a Node that no longer serves (closed, or
 // removed from the cluster), or nil.

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -38,6 +40,18 @@ func TestClusterBasics(t *testing.T) {
 			t.Fatalf("member %d header %v", i, resp.Header)
 		}
 	}
+	// A txn that only reads, with a compare, through a follower and the
+	// leader: it runs (it once was skipped on the member's DB).
+	for _, i := range []int{lead, (lead + 1) % 3} {
+		resp, err := clis[i].Txn(ctx).If(clientv3.Compare(clientv3.Value("k0"), "!=", "v9")).Then(clientv3.OpGet("k0")).Commit()
+		if err != nil || !resp.Succeeded || len(resp.Responses) != 1 || len(resp.Responses[0].GetResponseRange().Kvs) != 1 {
+			t.Fatalf("read-only txn through member %d: %v, %v", i, resp, err)
+		}
+		resp, err = clis[i].Txn(ctx).Then(clientv3.OpGet("k", clientv3.WithPrefix(), clientv3.WithSerializable())).Commit()
+		if err != nil || len(resp.Responses[0].GetResponseRange().Kvs) != 3 {
+			t.Fatalf("serializable txn through member %d: %v, %v", i, resp, err)
+		}
+	}
 	var events int
 	for events < 3 {
 		wr := <-wch
@@ -57,8 +71,18 @@ func TestClusterBasics(t *testing.T) {
 			t.Fatalf("member %d status %+v", i, st)
 		}
 	}
-	// Every member lists every member's name and client URLs (learned
-	// when the others' streams open).
+	// Every member publishes its name and client URLs through the log.
+	waitFor(t, "members to publish", func() bool {
+		for _, m := range c.members {
+			for _, p := range m.current().Member().Members() {
+				if p.Name == "" || len(p.ClientURLs) != 1 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// Every member lists every member's name and client URLs.
 	for i, cli := range clis {
 		waitFor(t, "member attributes", func() bool {
 			list, err := cli.MemberList(ctx)
@@ -114,6 +138,19 @@ func TestClusterBasics(t *testing.T) {
 		if _, err := cli.Get(ctx, "k0", clientv3.WithRev(rev.Header.Revision-1)); !errors.Is(err, rpctypes.ErrCompacted) {
 			t.Fatalf("member %d: read below the compaction: %v", i, err)
 		}
+	}
+	// HashKV at the compacted revision is the same on every member (each
+	// hashed it as it applied the compaction).
+	var hashes []uint32
+	for i, cli := range clis {
+		h, err := cli.HashKV(ctx, c.members[i].clientAddr, rev.Header.Revision)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h.Hash)
+	}
+	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+		t.Fatalf("HashKV at the compaction: %x", hashes)
 	}
 }
 
@@ -187,5 +224,92 @@ func TestNodeCloseLeavesNoGoroutine(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNodeCloseLeavesNoFile: members on the real filesystem, stopped
+// (one crashed and restarted on the way), leave no file descriptor open.
+func TestNodeCloseLeavesNoFile(t *testing.T) {
+	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	run := func(t *testing.T) {
+		c := newTestCluster(t, 3, func(c *testCluster) { c.osDir = t.TempDir() })
+		c.leader()
+		ctx := ctxT(t, 30*time.Second)
+		cli := c.client(0, 1, 2)
+		for i := range 20 {
+			if _, err := cli.Put(ctx, fmt.Sprint("k", i), "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.members[1].stop(false)
+		c.members[1].start()
+		if _, err := c.client(1).Get(ctx, "k0"); err != nil {
+			t.Fatal(err)
+		}
+		cli.Close()
+		for _, m := range c.members {
+			m.stop(false)
+		}
+	}
+	t.Run("warm", run)
+	before := fds()
+	t.Run("again", run)
+	deadline := time.Now().Add(10 * time.Second)
+	for fds() > before {
+		if time.Now().After(deadline) {
+			ents, _ := os.ReadDir("/proc/self/fd")
+			var open []string
+			for _, e := range ents {
+				l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+				open = append(open, l)
+			}
+			t.Fatalf("%d descriptors before, %d after: %v", before, fds(), open)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterCutOffMember: a member cut off from the others fails writes
+// and linearizable reads with etcd's errors once its request timeout
+// passes (not with the client's deadline), and serves serializable reads.
+func TestClusterCutOffMember(t *testing.T) {
+	c := newTestCluster(t, 3, func(c *testCluster) { c.requestTimeout = 500 * time.Millisecond })
+	lead := c.leader()
+	x := (lead + 1) % 3
+	ctx := ctxT(t, 30*time.Second)
+	cli := c.client(x)
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.partition(x, true)
+	unavailable := func(err error) bool {
+		return errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrLeaderChanged)
+	}
+	for i := range 3 {
+		if _, err := cli.Put(ctx, "k", fmt.Sprint(i)); !unavailable(err) {
+			t.Fatalf("put through a cut-off member: %v", err)
+		}
+	}
+	if resp, err := cli.Get(ctx, "k", clientv3.WithSerializable()); err != nil || string(resp.Kvs[0].Value) != "v" {
+		t.Fatalf("serializable get through a cut-off member: %v, %v", resp, err)
+	}
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cli.Get(gctx, "k"); err == nil {
+		t.Fatal("a linearizable get through a cut-off member succeeded")
+	}
+	c.partition(x, false)
+	c.leader()
+	if _, err := cli.Put(ctx, "k", "w"); err != nil {
+		t.Fatalf("put after healing: %v", err)
 	}
 }

@@ -174,22 +174,25 @@ func (t *Transport) AddPeer(id uint64, urls []string) error {
 		return err
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return ErrTransportClosed
 	}
-	if p := t.peers[id]; p != nil {
-		if p.addr == addr {
-			return nil
-		}
-		p.stop()
+	old := t.peers[id]
+	if old != nil && old.addr == addr {
+		t.mu.Unlock()
+		return nil
 	}
 	p, err := t.newPeer(id, addr)
-	if err != nil {
-		return err
+	if err == nil {
+		t.peers[id] = p
 	}
-	t.peers[id] = p
-	return nil
+	t.mu.Unlock()
+	// Stopped outside mu: its goroutine takes mu (isBlocked) until it ends.
+	if old != nil && err == nil {
+		old.stop()
+	}
+	return err
 }
 
 // RemovePeer stops sending to peer id; its queued messages are dropped.
@@ -213,6 +216,22 @@ func hostPort(raw string) (string, error) {
 		return raw, nil
 	}
 	return "", fmt.Errorf("cluster: bad peer URL %q", raw)
+}
+
+// ActiveSince returns when this member's current stream to peer id was
+// opened, or the zero time if it has none (or the peer is blocked): etcd's
+// measure of a healthy connection, for the reconfiguration checks.
+func (t *Transport) ActiveSince(id uint64) time.Time {
+	t.mu.Lock()
+	p, blocked := t.peers[id], t.blocked[id]
+	t.mu.Unlock()
+	if p == nil || blocked {
+		return time.Time{}
+	}
+	if ns := p.since.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Block drops every message to and from peer id, and its forwarded
@@ -286,9 +305,12 @@ func (t *Transport) Close() {
 // peer is the sending side to one peer: a queue and the goroutine that
 // drains it into a stream.
 type peer struct {
-	t      *Transport
-	id     uint64
-	addr   string
+	t    *Transport
+	id   uint64
+	addr string
+	// since is when the open stream to the peer was opened (UnixNano), 0
+	// while there is none.
+	since  atomic.Int64
 	conn   *grpc.ClientConn
 	queue  chan outMsg
 	cancel context.CancelFunc
@@ -358,6 +380,9 @@ func (p *peer) run(ctx context.Context) {
 			var err error
 			if s, err = p.open(ctx); err != nil {
 				p.t.log.Debug("open raft stream", "peer", p.id, "err", err)
+				p.drain() // what waited for the peer is stale now
+			} else {
+				p.since.Store(time.Now().UnixNano())
 			}
 		}
 		var m outMsg
@@ -377,6 +402,7 @@ func (p *peer) run(ctx context.Context) {
 			if errors.Is(err, io.EOF) && isRemovedStatus(s.RecvMsg(new([]byte))) {
 				p.t.h.ReportRemoved(p.id)
 			}
+			p.since.Store(0)
 			s.close()
 			s = nil
 			p.t.dropped(p.id, m.snap)
@@ -384,6 +410,18 @@ func (p *peer) run(ctx context.Context) {
 		}
 		if m.snap {
 			p.t.h.ReportSnapshot(p.id, true)
+		}
+	}
+}
+
+// drain drops every message queued, as unreachable.
+func (p *peer) drain() {
+	for {
+		select {
+		case m := <-p.queue:
+			p.t.dropped(p.id, m.snap)
+		default:
+			return
 		}
 	}
 }

@@ -363,3 +363,32 @@ func TestTransportRefusesRemovedMember(t *testing.T) {
 		t.Fatalf("%d messages from a removed member were stepped", n)
 	}
 }
+
+// TestTransportPeerMoves: a peer given a new address (MemberUpdate) gets
+// messages there, while messages flow.
+func TestTransportPeerMoves(t *testing.T) {
+	a, b := startTransport(t, 1, ""), startTransport(t, 2, "")
+	connect(t, a, b)
+	b2 := startTransport(t, 2, "")
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := uint64(1); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a.tr.Send([]*raftpb.Message{msg(1, 2, i)})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	waitFor(t, "messages at the old address", func() bool { return len(b.rec.received()) > 0 })
+	if err := a.tr.AddPeer(2, []string{"http://" + b2.addr}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "messages at the new address", func() bool { return len(b2.rec.received()) > 0 })
+	close(stop)
+	<-sent
+}

@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -24,12 +24,12 @@ func (m *Member) apply(e *raftpb.Entry) error {
 	switch e.GetType() {
 	case raftpb.EntryType_EntryNormal:
 		if len(e.GetData()) > 0 { // empty: a new leader's no-op
-			err = m.applyRequest(e.GetData())
+			err = m.applyRequest(e.GetData(), i)
 		}
 	case raftpb.EntryType_EntryConfChange:
 		var cc raftpb.ConfChange
 		if err = proto.Unmarshal(e.GetData(), &cc); err == nil {
-			err = m.applyConfChange(&cc)
+			err = m.applyConfChange(&cc, i)
 		} else {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
@@ -51,10 +51,15 @@ func (m *Member) apply(e *raftpb.Entry) error {
 }
 
 // applyRequest applies a normal entry and resolves its proposer's Pending.
-func (m *Member) applyRequest(data []byte) error {
+// A proposal applied before (raft appended it twice) is skipped.
+func (m *Member) applyRequest(data []byte, index uint64) error {
 	id, req, err := decodeEntry(data)
 	if err != nil {
 		return err
+	}
+	if m.dedup.seen(id, index) {
+		m.log.Debug("duplicate proposal skipped", "index", index, "member", id.Member, "seq", id.Seq)
+		return nil
 	}
 	res, err := m.execute(&req)
 	if errors.Is(err, kv.ErrClosed) || errors.Is(err, kv.ErrStopped) {
@@ -77,7 +82,7 @@ func (m *Member) execute(req *Request) (any, error) {
 	case req.Txn != nil:
 		return m.db.Txn(context.Background(), req.Txn)
 	case req.Compact != nil:
-		return nil, m.db.Compact(*req.Compact)
+		return nil, m.compact(*req.Compact)
 	case req.attrs != nil:
 		if err := m.table.publish(req.attrs); err != nil {
 			return nil, err
@@ -96,16 +101,39 @@ func (m *Member) execute(req *Request) (any, error) {
 	}
 }
 
+// compact compacts the DB below rev, keeping the hash of the history up to
+// rev taken just before (see CompactionHash).
+func (m *Member) compact(rev int64) error {
+	h, herr := m.db.HashByRev(rev)
+	if err := m.db.Compact(rev); err != nil {
+		return err
+	}
+	if herr == nil {
+		m.compactHashes = append(m.compactHashes, h)
+		if len(m.compactHashes) > keptCompactionHashes {
+			m.compactHashes = slices.Delete(m.compactHashes, 0, len(m.compactHashes)-keptCompactionHashes)
+		}
+	}
+	return nil
+}
+
 // applyConfChange applies a membership change: to raft's configuration
 // and to the member table, or, if the table refuses it (the same decision
-// on every member), to neither.
-func (m *Member) applyConfChange(cc *raftpb.ConfChange) error {
+// on every member), to neither. A proposal applied before is skipped as in
+// applyRequest (raft must still be told of the entry: as a no-op).
+func (m *Member) applyConfChange(cc *raftpb.ConfChange, index uint64) error {
 	var ctx confContext
 	if len(cc.GetContext()) > 0 {
 		var err error
 		if ctx, err = decodeConfContext(cc.GetContext()); err != nil {
 			return err
 		}
+	}
+	// Bootstrap's changes have no proposer (member 0).
+	if ctx.id.Member != 0 && m.dedup.seen(ctx.id, index) {
+		cc.NodeId = proto.Uint64(0)
+		m.confState = m.rn.ApplyConfChange(cc)
+		return nil
 	}
 	id := cc.GetNodeId()
 	verr := m.table.validate(cc.GetType(), id, &ctx.peer, ctx.promote)
@@ -131,33 +159,4 @@ func (m *Member) applyConfChange(cc *raftpb.ConfChange) error {
 		}
 	}
 	return nil
-}
-
-// readStates moves the reads raft answered to the wait for apply.
-func (m *Member) readStates(rss []raft.ReadState) {
-	for _, rs := range rss {
-		d := &decoder{b: rs.RequestCtx}
-		id := d.id()
-		if d.done() != nil || id.Member != m.cfg.ID || id.Epoch != m.epoch {
-			continue
-		}
-		if p, ok := m.reads[id.Seq]; ok {
-			delete(m.reads, id.Seq)
-			m.readWait = append(m.readWait, readWait{index: rs.Index, p: p})
-		}
-	}
-}
-
-// resolveReads resolves the reads whose index is applied.
-func (m *Member) resolveReads() {
-	keep := m.readWait[:0]
-	for _, r := range m.readWait {
-		if r.index <= m.applied {
-			r.p.resolve(r.index, nil)
-		} else {
-			keep = append(keep, r)
-		}
-	}
-	clear(m.readWait[len(keep):])
-	m.readWait = keep
 }

@@ -57,13 +57,21 @@
 //
 // A proposal carries a request ID (the proposer's member ID, its
 // incarnation and a counter); the proposer resolves its Pending when it
-// applies that entry. If the leader changes (or a snapshot replaces the
+// applies that entry. Every member skips an entry whose ID it applied
+// before (a proposal a transport delivered twice is in the log twice), by
+// a bounded record that is part of the replicated state (dedup.go). If the leader changes (or a snapshot replaces the
 // state) first, the Pending fails with ErrLeaderChanged: the entry may
 // still commit. One that gets no outcome for Config.RequestTimeoutTicks
 // (a proposal dropped on its way to the leader) fails with ErrTimeout.
 //
 // ReadIndex gives linearizable reads: its Pending is resolved once the
-// member has applied the leader's commit index as of the request.
+// member has applied the leader's commit index as of the request. Reads
+// that arrive while a raft read request is in flight share the next one
+// (read.go).
+//
+// Each member also keeps, for its last compactions, the hash of the
+// history up to the compaction's revision as it was when the compaction
+// was applied (CompactionHash): etcd's HashKV at a compacted revision.
 //
 // # Leases
 //
@@ -79,7 +87,7 @@
 // RemoveMember propose raft ConfChanges; the member table (Members) and
 // raft's configuration change together when one is applied, after the
 // same checks on every member (ErrMemberExists, ErrMemberNotFound,
-// ErrIDRemoved, ErrNotLearner). A member added with AddMember is started
+// ErrIDRemoved, ErrNotLearner, ErrLastVoter). A member added with AddMember is started
 // with Config.Join and gets the state from the leader. A removed member
 // stops taking requests (ErrStopped) and reports Status().Removed.
 package member

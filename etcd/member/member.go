@@ -13,6 +13,7 @@ import (
 
 	revkv "github.com/revkv/revkv"
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 )
 
 // Member is one member of a replicated revkv cluster: a raft node
@@ -37,20 +38,27 @@ type Member struct {
 	// ConsistentIndex getter reads it.
 	idx *indexGetter
 
+	hs        *raftpb.HardState // the newest raft gave (see hardState)
 	applied   uint64
 	snapIndex uint64 // the newest snapshot's index (local or installed)
 	confState *raftpb.ConfState
 	table     membership
+	dedup     dedup // the proposals applied (replicated state)
+	// compactHashes are the hashes of the history up to each of the last
+	// compactions' revisions, oldest first (replicated state).
+	compactHashes []kv.KeyValueHash
 
 	lead  uint64
 	state raft.StateType
-	// epoch and seq make request IDs (see requestID).
-	epoch, seq uint64
-	ticks      uint64
+	// epoch and seq make request IDs (see requestID); readSeq numbers
+	// read indexes apart, so that the proposals' seqs have no gaps.
+	epoch, seq, readSeq uint64
+	ticks               uint64
 
-	proposals map[uint64]*Pending // by seq
-	reads     map[uint64]*Pending // by seq, until raft gives the read index
-	readWait  []readWait          // read index known, waiting for apply
+	proposals map[uint64]*Pending   // by seq
+	reads     map[uint64]*readBatch // raft read requests in flight, by seq
+	nextReads []*Pending            // reads for the next request (read.go)
+	readWait  []readWait            // read index known, waiting for apply
 	leases    leaderLeases
 	// snapSent holds the tick at which a MsgSnap to each peer was
 	// returned by Ready and not yet reported (ReportSnapshot).
@@ -63,11 +71,6 @@ type Member struct {
 	removed bool
 	closed  bool
 	err     error // a storage or apply failure: the member is stopped
-}
-
-type readWait struct {
-	index uint64
-	p     *Pending
 }
 
 // indexGetter is the DB's engine.ConsistentIndexGetter.
@@ -101,6 +104,7 @@ func (m *Member) Tick() {
 	m.ticks++
 	m.rn.Tick()
 	m.expireLeases()
+	m.issueReads()
 	if m.ticks%uint64(m.cfg.ElectionTick) == 0 {
 		m.timeOut()
 		m.timeOutSnapshots()
@@ -116,6 +120,7 @@ func (m *Member) expireLeases() {
 		req := Request{LeaseRevoke: id}
 		data := encodeEntry(m.nextID(), &req, kindLeaseRevoke)
 		if err := m.rn.Propose(data); err != nil {
+			m.seq-- // not proposed: no gap in the seqs
 			m.log.Debug("lease expiry: revoke not proposed", "lease", id, "err", err)
 			return // retried after the retry interval
 		}
@@ -155,12 +160,7 @@ func (m *Member) timeOut() {
 			delete(m.proposals, seq)
 		}
 	}
-	for seq, p := range m.reads {
-		if p.tick < old {
-			p.resolve(nil, err)
-			delete(m.reads, seq)
-		}
-	}
+	m.failReads(func(tick, _ uint64) bool { return tick >= old }, err)
 }
 
 // Step hands raft a message from a peer. Call Ready after it.
@@ -253,6 +253,25 @@ func (m *Member) Members() []Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.table.list()
+}
+
+// keptCompactionHashes is how many compactions' hashes a member keeps, as
+// etcd does.
+const keptCompactionHashes = 10
+
+// CompactionHash returns the hash of the history up to rev (HashByRev)
+// as it was just before the compaction at rev was applied, if rev is one
+// of the last compactions: the same on every member, though the history
+// below rev is gone (etcd's HashKV at a compacted revision).
+func (m *Member) CompactionHash(rev int64) (kv.KeyValueHash, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.compactHashes {
+		if h.Rev == rev {
+			return h, true
+		}
+	}
+	return kv.KeyValueHash{}, false
 }
 
 // IsRemoved reports whether id was a member that was removed (its

@@ -11,6 +11,7 @@ import (
 
 	revkv "github.com/revkv/revkv"
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 )
 
 // Open opens a member. With an empty log it bootstraps a new cluster from
@@ -21,6 +22,9 @@ import (
 func Open(cfg Config) (*Member, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
+		if cfg.Storage != nil {
+			cfg.Storage.Close() // the member owns it, even when refused
+		}
 		return nil, err
 	}
 	st, err := openStorage(&c)
@@ -51,7 +55,7 @@ func open(c Config, st Storage) (*Member, error) {
 		cfg: c, log: c.Logger, clock: c.Clock, st: st, idx: &indexGetter{},
 		table:     newMembership(),
 		proposals: map[uint64]*Pending{},
-		reads:     map[uint64]*Pending{},
+		reads:     map[uint64]*readBatch{},
 		snapSent:  map[uint64]uint64{},
 	}
 	if m.clock == nil {
@@ -72,6 +76,9 @@ func open(c Config, st Storage) (*Member, error) {
 	restart := last > 0 || !raft.IsEmptySnap(snap) || !raft.IsEmptyHardState(hs)
 	if !restart && len(c.Peers) == 0 && !c.Join {
 		return nil, fmt.Errorf("open member %x: empty log and neither Peers nor Join: %w", c.ID, ErrInvalidConfig)
+	}
+	if err := repairHardState(st, hs, snap); err != nil {
+		return nil, fmt.Errorf("open member %x: %w", c.ID, err)
 	}
 	m.epoch = newEpoch()
 	m.confState = cs
@@ -110,6 +117,29 @@ func open(c Config, st Storage) (*Member, error) {
 	return m, nil
 }
 
+// repairHardState makes the saved hard state's commit index reach the
+// newest snapshot's: a crash between installing a snapshot from the leader
+// (Storage.ApplySnapshot) and saving the hard state that goes with it
+// (Save) leaves an older commit behind the snapshot, on which raft refuses
+// to start (it panics: commit out of range). The snapshot holds only
+// committed entries, so its index is a commit index the cluster agreed on;
+// a term behind the snapshot's is raised to it (and the vote, cast in an
+// older term, dropped).
+func repairHardState(st Storage, hs *raftpb.HardState, snap *raftpb.Snapshot) error {
+	index, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	if raft.IsEmptySnap(snap) || hs.GetCommit() >= index {
+		return nil
+	}
+	fixed := &raftpb.HardState{Term: proto.Uint64(hs.GetTerm()), Vote: proto.Uint64(hs.GetVote()), Commit: proto.Uint64(index)}
+	if hs.GetTerm() < term {
+		fixed.Term, fixed.Vote = proto.Uint64(term), proto.Uint64(0)
+	}
+	if err := st.Save(fixed, nil); err != nil {
+		return fmt.Errorf("raise the hard state's commit %d to the snapshot's index %d: %w", hs.GetCommit(), index, err)
+	}
+	return nil
+}
+
 // newEpoch returns the request ID epoch of a new incarnation: random, so
 // that an entry a previous incarnation proposed (which may commit after a
 // restart) never resolves a new Pending. Determinism: it comes from
@@ -125,20 +155,21 @@ func newEpoch() uint64 {
 // empty snap): a new DB, the member table, the applied index.
 func (m *Member) loadSnapshot(snap *raftpb.Snapshot) error {
 	var engineBytes []byte
-	table := newMembership()
+	table, dd := newMembership(), dedup{}
+	var hashes []kv.KeyValueHash
 	if !raft.IsEmptySnap(snap) {
 		c, err := decodeSnapshot(snap.GetData())
 		if err != nil {
 			return fmt.Errorf("snapshot at index %d: %w", snap.GetMetadata().GetIndex(), err)
 		}
-		engineBytes, table = c.engine, c.table
+		engineBytes, table, dd, hashes = c.engine, c.table, c.dedup, c.compactHashes
 	}
 	db, err := m.openDB(engineBytes)
 	if err != nil {
 		return fmt.Errorf("snapshot at index %d: DB: %w", snap.GetMetadata().GetIndex(), err)
 	}
 	old := m.db
-	m.db, m.table = db, table
+	m.db, m.table, m.dedup, m.compactHashes = db, table, dd, hashes
 	m.applied = snap.GetMetadata().GetIndex()
 	m.snapIndex = m.applied
 	m.idx.v.Store(m.applied)

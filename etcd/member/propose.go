@@ -44,6 +44,7 @@ func (m *Member) Propose(req Request) (*Pending, error) {
 	p := newPending(m.ticks, lead)
 	p.data = encodeEntry(id, &req, k)
 	if err := m.rn.Propose(p.data); err != nil {
+		m.seq-- // not proposed: no gap in the seqs (see dedup)
 		return nil, m.proposeError(err)
 	}
 	m.proposals[id.Seq] = p
@@ -55,30 +56,6 @@ func (m *Member) proposeError(err error) error {
 		return fmt.Errorf("member %x: %w", m.cfg.ID, ErrProposalDropped)
 	}
 	return fmt.Errorf("member %x: propose: %w", m.cfg.ID, err)
-}
-
-// ReadIndex asks the leader for its commit index (raft's ReadIndex). The
-// Pending is resolved, with that index (a uint64), once this member has
-// applied it: a read of DB() then sees every write committed before
-// ReadIndex was called (a linearizable read). It fails with ErrNoLeader,
-// ErrLeaderChanged, ErrTimeout or ErrStopped.
-func (m *Member) ReadIndex() *Pending {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.usable(); err != nil {
-		return failed(err)
-	}
-	lead := m.rn.BasicStatus().Lead
-	if lead == raft.None {
-		return failed(fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader))
-	}
-	id := m.nextID()
-	e := &encoder{}
-	e.id(id)
-	p := newPending(m.ticks, lead)
-	m.reads[id.Seq] = p
-	m.rn.ReadIndex(e.b)
-	return p
 }
 
 // AddMember proposes adding p to the cluster, as a learner if
@@ -94,8 +71,8 @@ func (m *Member) AddMember(p Peer) *Pending {
 }
 
 // RemoveMember proposes removing member id. The Pending's result is the
-// member list after it; it fails with ErrMemberNotFound, or the errors of
-// Propose. A removed member stops (its requests fail with ErrStopped).
+// member list after it; it fails with ErrMemberNotFound, ErrLastVoter, or
+// the errors of Propose. A removed member stops (its requests fail with ErrStopped).
 func (m *Member) RemoveMember(id uint64) *Pending {
 	return m.proposeConfChange(raftpb.ConfChangeType_ConfChangeRemoveNode, id, Peer{ID: id}, false)
 }
@@ -163,6 +140,7 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 	p := newPending(m.ticks, lead)
 	p.data = cc.Context
 	if err := m.rn.ProposeConfChange(cc); err != nil {
+		m.seq--
 		return failed(m.proposeError(err))
 	}
 	m.proposals[rid.Seq] = p

@@ -78,6 +78,7 @@ func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
 	}
 	m.rn.Advance(*rd)
 	m.resolveReads()
+	m.issueReads()
 	if err := m.maybeSnapshot(); err != nil {
 		return nil, err
 	}
@@ -137,7 +138,7 @@ func (m *Member) snapshotData() ([]byte, error) {
 		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
 	}
 	defer sn.Close()
-	data, err := encodeSnapshot(&m.table, sn.WriteTo)
+	data, err := encodeSnapshot(&m.table, m.dedup, m.compactHashes, sn.WriteTo)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
 	}
@@ -154,10 +155,26 @@ func (m *Member) persist(rd *raft.Ready) error {
 			return fmt.Errorf("save snapshot at index %d: %w", rd.Snapshot.GetMetadata().GetIndex(), err)
 		}
 	}
-	if err := m.st.Save(rd.HardState, rd.Entries); err != nil {
+	if err := m.st.Save(m.hardState(rd), rd.Entries); err != nil {
 		return fmt.Errorf("save %d entries: %w", len(rd.Entries), err)
 	}
 	return nil
+}
+
+// hardState returns the hard state to save with a Ready's entries: none
+// when only the commit index moved (raft.MustSync false, no snapshot),
+// which would cost an fsync of its own on every commit; else the newest
+// one raft gave (with the newest commit index). The commit index is
+// volatile in raft: one saved behind is told again by the leader, and
+// Open raises one behind the newest snapshot (repairHardState).
+func (m *Member) hardState(rd *raft.Ready) *raftpb.HardState {
+	if rd.HardState != nil {
+		m.hs = rd.HardState
+	}
+	if !rd.MustSync && raft.IsEmptySnap(rd.Snapshot) {
+		return nil
+	}
+	return m.hs
 }
 
 // softState follows leadership: a change of leader fails every request
@@ -192,12 +209,7 @@ func (m *Member) failInFlight(lead uint64, err error) {
 			delete(m.proposals, seq)
 		}
 	}
-	for seq, p := range m.reads {
-		if p.lead != lead || lead == raft.None {
-			p.resolve(nil, err)
-			delete(m.reads, seq)
-		}
-	}
+	m.failReads(func(_, l uint64) bool { return l == lead && lead != raft.None }, err)
 }
 
 // failRequests resolves every proposal and read in flight with err.
@@ -206,10 +218,7 @@ func (m *Member) failRequests(err error) {
 		p.resolve(nil, err)
 		delete(m.proposals, seq)
 	}
-	for seq, p := range m.reads {
-		p.resolve(nil, err)
-		delete(m.reads, seq)
-	}
+	m.failReads(func(_, _ uint64) bool { return false }, err)
 	for _, r := range m.readWait {
 		r.p.resolve(nil, err)
 	}

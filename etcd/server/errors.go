@@ -44,6 +44,7 @@ var grpcErrors = []struct{ from, to error }{
 	{ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
 	{ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+	{ErrNotEnoughStartedMembers, rpctypes.ErrGRPCMemberNotEnoughStarted},
 	{ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 	{ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 }

@@ -234,9 +234,16 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 //
 // As etcd does, it first hashes the history up to r.Revision, and HashKV
 // at that revision answers that hash from then on: a compaction does not
-// change the hash of the revision it compacts at.
+// change the hash of the revision it compacts at. A Backend that is a
+// CompactionHasher takes that hash itself, where it compacts (on every
+// member of a cluster).
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	h, herr := k.s.b.HashByRev(r.Revision)
+	_, hashes := k.s.b.(CompactionHasher)
+	var h kv.KeyValueHash
+	herr := errors.ErrUnsupported
+	if !hashes {
+		h, herr = k.s.b.HashByRev(r.Revision)
+	}
 	if err := k.s.b.Compact(r.Revision); err != nil {
 		return nil, toGRPC(err)
 	}

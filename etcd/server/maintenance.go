@@ -192,6 +192,9 @@ func (m *maintenanceServer) keepHash(h kv.KeyValueHash) {
 }
 
 func (m *maintenanceServer) keptHash(rev int64) (kv.KeyValueHash, bool) {
+	if ch, ok := m.s.b.(CompactionHasher); ok {
+		return ch.CompactionHash(rev)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, h := range m.hashes {

@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/revkv/revkv/kv"
 )
 
 // Replicated is implemented by a Backend that is one member of a raft
@@ -40,8 +42,9 @@ type Replicated interface {
 	Members() []Member
 	// MemberAdd adds a member (a learner if learner) with the given peer
 	// URLs, picks its ID, and returns it and the new member list once
-	// applied. Errors: ErrPeerURLExists, ErrTooManyLearners, ErrNoLeader,
-	// ErrLeaderChanged, ErrTimeout, ctx's.
+	// applied. Errors: ErrPeerURLExists, ErrTooManyLearners, ErrUnhealthy
+	// and ErrNotEnoughStartedMembers (etcd's strict reconfiguration
+	// check), ErrNoLeader, ErrLeaderChanged, ErrTimeout, ctx's.
 	MemberAdd(ctx context.Context, peerURLs []string, learner bool) (Member, []Member, error)
 	// MemberRemove removes a member. Errors: ErrMemberNotFound,
 	// ErrUnhealthy (removing it would lose the quorum), and MemberAdd's.
@@ -57,6 +60,19 @@ type Replicated interface {
 	// it leads. Errors: ErrNotLeader (this member does not lead),
 	// ErrBadLeaderTransferee (not a voting member), ErrTimeout, ctx's.
 	MoveLeader(ctx context.Context, to uint64) error
+}
+
+// CompactionHasher is implemented by a Backend that hashes the history up
+// to each revision it compacts at, just before compacting, and keeps the
+// last few of those hashes: HashKV at a compaction's revision answers it
+// (so compacting does not change the hash of that revision, as in etcd).
+// A replicated Backend does it where each member applies the compaction,
+// so that every member answers the same. Without it, the Server keeps the
+// hashes of the compactions it was asked for.
+type CompactionHasher interface {
+	// CompactionHash returns the hash taken before the compaction at rev,
+	// if it is one of the last kept.
+	CompactionHash(rev int64) (kv.KeyValueHash, bool)
 }
 
 // Member is one member of a cluster, as the Cluster service lists it.
@@ -80,20 +96,21 @@ type RaftStatus struct {
 // The errors of a Replicated Backend, each the failure of the etcd error
 // it is named after (the Server returns that rpctypes error).
 var (
-	ErrNoLeader               = errors.New("server: no leader")
-	ErrNotLeader              = errors.New("server: not the leader")
-	ErrLeaderChanged          = errors.New("server: leader changed")
-	ErrTimeout                = errors.New("server: request timed out")
-	ErrStopped                = errors.New("server: member stopped")
-	ErrMemberNotFound         = errors.New("server: member not found")
-	ErrMemberExists           = errors.New("server: member ID already exists")
-	ErrPeerURLExists          = errors.New("server: peer URL already exists")
-	ErrMemberNotLearner       = errors.New("server: member is not a learner")
-	ErrLearnerNotReady        = errors.New("server: learner is not in sync with the leader")
-	ErrTooManyLearners        = errors.New("server: too many learners")
-	ErrUnhealthy              = errors.New("server: the change would leave the cluster unhealthy")
-	ErrBadLeaderTransferee    = errors.New("server: bad leader transferee")
-	ErrNotSupportedForLearner = errors.New("server: not supported on a learner")
+	ErrNoLeader                = errors.New("server: no leader")
+	ErrNotLeader               = errors.New("server: not the leader")
+	ErrLeaderChanged           = errors.New("server: leader changed")
+	ErrTimeout                 = errors.New("server: request timed out")
+	ErrStopped                 = errors.New("server: member stopped")
+	ErrMemberNotFound          = errors.New("server: member not found")
+	ErrMemberExists            = errors.New("server: member ID already exists")
+	ErrPeerURLExists           = errors.New("server: peer URL already exists")
+	ErrMemberNotLearner        = errors.New("server: member is not a learner")
+	ErrLearnerNotReady         = errors.New("server: learner is not in sync with the leader")
+	ErrTooManyLearners         = errors.New("server: too many learners")
+	ErrUnhealthy               = errors.New("server: the change would leave the cluster unhealthy")
+	ErrNotEnoughStartedMembers = errors.New("server: not enough started members for the change")
+	ErrBadLeaderTransferee     = errors.New("server: bad leader transferee")
+	ErrNotSupportedForLearner  = errors.New("server: not supported on a learner")
 )
 
 // replicaIDs returns the header IDs: the Replicated backend's, or the

@@ -21,6 +21,7 @@ import (
 
 	"github.com/revkv/revkv"
 	"github.com/revkv/revkv/etcd/server"
+	"github.com/revkv/revkv/kv"
 )
 
 // fakeReplica is a DB backend that also plays a member of a cluster: the
@@ -143,7 +144,14 @@ func startReplica(t *testing.T) (*fakeReplica, *grpc.ClientConn, *clientv3.Clien
 	f := &fakeReplica{Backend: b, Lessor: b.(server.Lessor), term: 7,
 		status:  server.RaftStatus{Leader: fakeSelf, Term: 7, Index: 40, Applied: 39},
 		members: []server.Member{{ID: fakeSelf, Name: "a", PeerURLs: []string{"http://127.0.0.1:1"}, ClientURLs: []string{"http://127.0.0.1:2"}}}}
-	srv := server.New(f, server.Options{})
+	conn, cli := serveBackend(t, f)
+	t.Cleanup(func() { db.Close() })
+	return f, conn, cli
+}
+
+// serveBackend serves b on an in-memory connection until the test ends.
+func serveBackend(t *testing.T, b server.Backend) (*grpc.ClientConn, *clientv3.Client) {
+	srv := server.New(b, server.Options{})
 	g := grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(g)
 	lis := bufconn.Listen(64 << 10)
@@ -167,9 +175,8 @@ func startReplica(t *testing.T) (*fakeReplica, *grpc.ClientConn, *clientv3.Clien
 		srv.Close()
 		g.Stop()
 		<-served
-		db.Close()
 	})
-	return f, conn, cli
+	return conn, cli
 }
 
 // TestReplicatedHeader: every header carries the backend's IDs and its
@@ -272,6 +279,7 @@ func TestReplicatedErrors(t *testing.T) {
 		{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 		{server.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
 		{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+		{server.ErrNotEnoughStartedMembers, rpctypes.ErrGRPCMemberNotEnoughStarted},
 		{server.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 		{server.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 	}
@@ -431,5 +439,57 @@ func TestReplicatedWatchRequiresLeader(t *testing.T) {
 	}
 	if wr := <-plain; len(wr.Events) != 1 {
 		t.Fatalf("plain watch after the loss: %v", wr)
+	}
+}
+
+// hashingDB is a DB backend that keeps its own compaction hashes.
+type hashingDB struct {
+	server.Backend
+	server.Lessor
+}
+
+func (hashingDB) CompactionHash(rev int64) (kv.KeyValueHash, bool) {
+	return kv.KeyValueHash{Hash: 42, Rev: rev, CompactRev: rev}, rev == 3
+}
+
+// TestCompactionHasher: HashKV at a compaction's revision is the
+// backend's own hash when it keeps them, else the one the server took.
+func TestCompactionHasher(t *testing.T) {
+	for _, own := range []bool{false, true} {
+		t.Run(fmt.Sprint("backend keeps hashes: ", own), func(t *testing.T) {
+			db, err := revkv.Open("", revkv.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var b server.Backend = server.DB(db)
+			if own {
+				b = hashingDB{Backend: b, Lessor: b.(server.Lessor)}
+			}
+			_, cli := serveBackend(t, b)
+			ctx := context.Background()
+			for range 4 {
+				if _, err := cli.Put(ctx, "k", "v"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, err := cli.HashKV(ctx, endpoint(cli), 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cli.Compact(ctx, 3); err != nil {
+				t.Fatal(err)
+			}
+			after, err := cli.HashKV(ctx, endpoint(cli), 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case own && after.Hash != 42:
+				t.Fatalf("HashKV at the compaction: %d, want the backend's 42", after.Hash)
+			case !own && after.Hash != before.Hash:
+				t.Fatalf("HashKV at the compaction changed: %d, before %d", after.Hash, before.Hash)
+			}
+		})
 	}
 }

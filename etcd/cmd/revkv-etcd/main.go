@@ -76,6 +76,7 @@ type clusterFlags struct {
 	initial, state, token     string
 	tick                      time.Duration
 	electionTicks             int
+	strictReconfig            bool
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -97,6 +98,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.cluster.token, "initial-cluster-token", "etcd-cluster", "the cluster's token: member and cluster IDs derive from it")
 	fs.DurationVar(&c.cluster.tick, "heartbeat-interval", 100*time.Millisecond, "with -initial-cluster: the raft tick (etcd's heartbeat interval)")
 	fs.IntVar(&c.cluster.electionTicks, "election-ticks", 10, "with -initial-cluster: the election timeout in ticks")
+	fs.BoolVar(&c.cluster.strictReconfig, "strict-reconfig-check", true, "refuse membership changes that could lose the quorum, as etcd")
 	fs.StringVar(&c.name, "name", "default", "member name (IDs are derived from it)")
 	fs.StringVar(&c.advertise, "advertise-client-urls", "", "comma-separated client URLs reported by MemberList (default: from -listen)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")

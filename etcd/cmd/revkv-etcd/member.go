@@ -87,6 +87,8 @@ func memberConfig(c config, log *slog.Logger) (cluster.Config, string, error) {
 		TickInterval:   f.tick,
 		ElectionTicks:  f.electionTicks,
 		Logger:         log,
+
+		DisableStrictReconfigCheck: !f.strictReconfig,
 	}
 	if c.dir != "" {
 		cfg.FS, cfg.Dir = persist.OS, c.dir

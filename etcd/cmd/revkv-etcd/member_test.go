@@ -32,7 +32,7 @@ func TestClusterFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if peerListen != "0.0.0.0:2380" || !cfg.Join || cfg.ClusterToken != "tok" || cfg.Dir != "/d" || cfg.FS == nil {
+	if peerListen != "0.0.0.0:2380" || cfg.DisableStrictReconfigCheck || !cfg.Join || cfg.ClusterToken != "tok" || cfg.Dir != "/d" || cfg.FS == nil {
 		t.Fatalf("config %+v, peer listen %s", cfg, peerListen)
 	}
 	if len(cfg.InitialCluster) != 2 || cfg.InitialCluster[0].Name != "a" || len(cfg.InitialCluster[0].PeerURLs) != 2 || cfg.InitialCluster[1].PeerURLs[0] != "http://127.0.0.1:2381" {
