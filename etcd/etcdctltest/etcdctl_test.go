@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,10 +177,28 @@ func startProcess(t *testing.T, bin string, clean bool, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("REVKV_ETCDCTL_DUMP") != "" {
+			// Its goroutines, to stderr (logged below), for a hang.
+			cmd.Process.Signal(syscall.SIGQUIT)
+		}
 		cmd.Process.Signal(os.Interrupt)
-		if err := cmd.Wait(); err != nil && clean {
-			t.Errorf("revkv-etcd %s exit: %v\n%s", strings.Join(args, " "), err, logs.String())
+		var err error
+		select {
+		case err = <-exited:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			err = errors.New("no exit 20 s after SIGINT (killed)")
+			clean = true // a hang is a failure even where an exit status is not
+		}
+		switch {
+		case err != nil && clean:
+			t.Errorf("revkv-etcd %s: %v\n%s", strings.Join(args, " "), err, logs.String())
+		case t.Failed():
+			t.Logf("revkv-etcd %s: exit %v\n%s", strings.Join(args, " "), err, logs.String())
 		}
 	})
 	for begin := time.Now(); time.Since(begin) < 10*time.Second; time.Sleep(20 * time.Millisecond) {

@@ -46,8 +46,8 @@ type revkvClusterRunner struct{ revkvRunner }
 // NewCluster starts as many members as the configuration asks for (the
 // suite's default is 3), each with its raft log in a directory, so that
 // Stop and Start restart a member on its log at the same addresses. The
-// backend quota is passed on; TLS is not served, and the strict
-// reconfiguration check is not revkv's.
+// backend quota and the strict reconfiguration check are passed on; TLS
+// is not served.
 func (revkvClusterRunner) NewCluster(ctx context.Context, tb testing.TB, opts ...config.ClusterOption) intf.Cluster {
 	cfg := config.NewClusterConfig(opts...)
 	c := &revkvReplicas{token: fmt.Sprintf("common-%d", time.Now().UnixNano())}
@@ -56,6 +56,7 @@ func (revkvClusterRunner) NewCluster(ctx context.Context, tb testing.TB, opts ..
 		m := &revkvReplica{
 			c: c, name: fmt.Sprint("m", i), dir: filepath.Join(tb.TempDir(), "raft"),
 			clientAddr: revkvFreeAddr(tb), peerAddr: revkvFreeAddr(tb), quota: cfg.QuotaBackendBytes,
+			noStrict: !cfg.StrictReconfigCheck,
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, member.Peer{Name: m.name, PeerURLs: []string{"http://" + m.peerAddr}})
@@ -156,6 +157,7 @@ type revkvReplica struct {
 	name, dir            string
 	clientAddr, peerAddr string
 	quota                int64
+	noStrict             bool
 
 	mu     sync.Mutex
 	node   *cluster.Node
@@ -198,6 +200,8 @@ func (m *revkvReplica) Start(context.Context) error {
 		PeerURLs:       []string{"http://" + m.peerAddr},
 		ClientURLs:     urls,
 		InitialCluster: m.c.initial,
+
+		DisableStrictReconfigCheck: m.noStrict,
 	})
 	if err != nil {
 		return fmt.Errorf("revkv cluster runner: %w", err)
