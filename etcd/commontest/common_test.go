@@ -51,6 +51,11 @@ const clusterSuite = `^Test(KV|Txn|Watch|Lease|Compact|VerifyHashKV|Status|Defra
 // suite) it reports and checks no floor.
 const minPass = 141
 
+// minPassCluster is minPass for clusterSuite against clusters of each
+// size: of 205 results at 3 members, 173 pass, 8 fail (the same tests
+// needing users and roles), 24 are the suite's own skips.
+var minPassCluster = map[string]int{"3": 173}
+
 func TestEtcdCommon(t *testing.T) {
 	if os.Getenv("REVKV_ETCD_COMMON") == "" {
 		t.Skip("fetches and builds etcd's tests/common v3.7.3: run with REVKV_ETCD_COMMON=1")
@@ -164,8 +169,12 @@ replace (
 	for _, f := range failed {
 		t.Logf("FAIL %s", f)
 	}
-	if pattern == suite && size == "" && counts["PASS"] < minPass {
-		t.Errorf("%d pass, fewer than the %d that passed when this was written", counts["PASS"], minPass)
+	floor, ok := minPass, pattern == suite && size == ""
+	if pattern == clusterSuite {
+		floor, ok = minPassCluster[size]
+	}
+	if ok && counts["PASS"] < floor {
+		t.Errorf("%d pass, fewer than the %d that passed when this was written", counts["PASS"], floor)
 	}
 }
 

@@ -1,14 +1,17 @@
 // Package etcdctltest runs etcdctl v3.7.3, built from the Go module proxy,
-// against the revkv-etcd command (TestEtcdctl), and its membership and
-// endpoint commands against a 3-member cluster (testCluster: checked
-// against etcd itself by TestEtcdctlClusterEtcd). It builds two binaries (about 40 s the
-// first time, a few seconds once the build cache has them), so it runs
-// only when asked:
+// against the revkv-etcd command: every command against a single member
+// (TestEtcdctl), and the membership and endpoint commands against a
+// 3-member cluster of revkv-etcd processes (TestEtcdctlCluster), the same
+// steps that TestEtcdctlClusterEtcd checks against etcd itself. It builds
+// two binaries (about 40 s the first time, a few seconds once the build
+// cache has them), so it runs only when asked:
 //
 //	cd etcd && REVKV_ETCDCTL=1 go test ./etcdctltest -v
 //
-// Without network access to the module proxy the etcdctl build fails and
-// the test skips, saying so.
+// With REVKV_ETCDCTL_DUMP=1 a failed test logs the goroutines of every
+// revkv-etcd it started (SIGQUIT), to find a hang. Without network access
+// to the module proxy the etcdctl build fails and the test skips, saying
+// so.
 package etcdctltest
 
 import (
