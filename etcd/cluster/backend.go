@@ -30,8 +30,12 @@ func (n *Node) Rev() int64 { return n.db().Rev() }
 // CompactRev is the compacted revision of the member's DB.
 func (n *Node) CompactRev() int64 { return n.db().CompactRev() }
 
-// Range reads the member's DB.
+// Range reads the member's DB, unless the member no longer serves
+// (server.ErrStopped).
 func (n *Node) Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, error) {
+	if err := n.stopped(); err != nil {
+		return kv.RangeResult{}, err
+	}
 	res, err := n.db().Range(key, end, opts)
 	if errors.Is(err, kv.ErrClosed) && n.stopped() == nil {
 		// A snapshot from the leader replaced the DB under the read.
@@ -182,17 +186,7 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	again := func(err error) bool {
 		return retryable(err) || errors.Is(err, member.ErrLeaderChanged) || errors.Is(err, member.ErrTimeout)
 	}
-	_, err := n.retry(ctx, again, func() (*member.Pending, error) {
-		p := n.m.ReadIndex()
-		select {
-		case <-p.Done():
-			if _, err := p.Result(); err != nil {
-				return nil, err
-			}
-		default:
-		}
-		return p, nil
-	})
+	_, err := n.retry(ctx, again, func() (*member.Pending, error) { return early(n.m.ReadIndex()) })
 	return serverError(err)
 }
 
@@ -237,23 +231,27 @@ func serverMembers(ps []member.Peer) []server.Member {
 	return out
 }
 
+// early returns the error of a Pending that failed at once (it was not
+// proposed: no leader, a change already in flight...), so that retry
+// decides on it before waiting; else the Pending.
+func early(p *member.Pending) (*member.Pending, error) {
+	select {
+	case <-p.Done():
+		if _, err := p.Result(); err != nil {
+			return nil, err
+		}
+	default:
+	}
+	return p, nil
+}
+
 // membership waits for a membership change and returns the member list
 // it produced.
 func (n *Node) membership(ctx context.Context, change func() *member.Pending) ([]server.Member, error) {
 	if err := n.stopped(); err != nil {
 		return nil, err
 	}
-	res, err := n.untilLeader(ctx, func() (*member.Pending, error) {
-		p := change()
-		select {
-		case <-p.Done():
-			if _, err := p.Result(); retryable(err) {
-				return nil, err
-			}
-		default:
-		}
-		return p, nil
-	})
+	res, err := n.untilLeader(ctx, func() (*member.Pending, error) { return early(change()) })
 	if err != nil {
 		return nil, serverError(err)
 	}
@@ -296,7 +294,7 @@ func (n *Node) MemberPromote(ctx context.Context, id uint64) ([]server.Member, e
 	}
 	err := n.atLeader(ctx, func(leader uint64) error {
 		if leader == n.cfg.ID {
-			_, err := n.wait(ctx, n.m.PromoteMember(id))
+			_, err := n.untilLeader(ctx, func() (*member.Pending, error) { return early(n.m.PromoteMember(id)) })
 			return err
 		}
 		return n.tr.MemberPromote(ctx, leader, id)

@@ -63,14 +63,33 @@ type testMember struct {
 	served chan struct{}
 }
 
-// freeAddr returns a loopback address nothing listens on now.
+// freeAddr returns a loopback address nothing listens on now, and none
+// returned before in this process: the kernel may hand a port just
+// released out again, and two members on one address would be one.
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	given.mu.Lock()
+	defer given.mu.Unlock()
+	if given.addrs == nil {
+		given.addrs = map[string]bool{}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !given.addrs[addr] {
+			given.addrs[addr] = true
+			return addr
+		}
+	}
+}
+
+// given holds the addresses freeAddr returned.
+var given struct {
+	mu    sync.Mutex
+	addrs map[string]bool
 }
 
 // listenRetry listens on addr, waiting for a just-closed listener's port.

@@ -41,6 +41,9 @@ type Node struct {
 	done       chan struct{} // closed when the loop returns
 	removed    chan struct{} // closed (once, by markRemoved) when the member learns it was removed
 	removeOnce sync.Once
+	failed     chan struct{} // closed (once, by fail) when the member stopped on an error
+	failOnce   sync.Once
+	failErr    error // set before failed is closed
 
 	// status is the member's status after the last Ready, so that
 	// headers and Status do not wait for the member's lock (held while
@@ -82,6 +85,7 @@ func Start(cfg Config) (*Node, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		removed:   make(chan struct{}),
+		failed:    make(chan struct{}),
 	}
 	n.tr = NewTransport(TransportConfig{ID: c.ID, Name: c.Name, ClientURLs: c.ClientURLs, Handler: (*handler)(n), Logger: n.log})
 	if c.Join {
@@ -213,13 +217,7 @@ func (n *Node) ready() {
 	msgs, err := n.m.Ready()
 	n.tr.Send(msgs)
 	if err != nil {
-		// The member is stopped for good (storage failure, bad entry, or
-		// removed and closed): requests fail with its error from now on.
-		if n.status.Load().Removed || errors.Is(err, member.ErrStopped) {
-			n.log.Debug("ready", "err", err)
-		} else {
-			n.log.Error("ready", "err", err)
-		}
+		n.fail(err)
 	}
 	n.syncPeers()
 	n.refresh()
@@ -252,6 +250,35 @@ func (n *Node) markRemoved(how string) {
 		n.log.Warn("this member was removed from the cluster", "how", how)
 		close(n.removed)
 	})
+}
+
+// fail records that the member stopped for good on err (a storage
+// failure, or a log entry or snapshot that does not decode): the Node
+// serves nothing more.
+func (n *Node) fail(err error) {
+	n.failOnce.Do(func() {
+		n.log.Error("member failed", "err", err)
+		n.failErr = err
+		close(n.failed)
+	})
+}
+
+// Failed is closed when the member stopped for good on an error (Err
+// returns it): a storage failure (after which nothing it wrote can be
+// trusted to be durable) or a corrupt log. It serves nothing more
+// (requests fail with server.ErrStopped); close it, and restart it once
+// the cause is fixed.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Err returns the error the member failed with, once Failed is closed;
+// nil before.
+func (n *Node) Err() error {
+	select {
+	case <-n.failed:
+		return n.failErr
+	default:
+		return nil
+	}
 }
 
 // Removed is closed when the member learns that it was removed from the
@@ -311,7 +338,7 @@ func (h *handler) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (int
 }
 
 func (h *handler) MemberPromote(ctx context.Context, id uint64) error {
-	_, err := (*Node)(h).wait(ctx, h.m.PromoteMember(id))
+	_, err := (*Node)(h).untilLeader(ctx, func() (*member.Pending, error) { return early(h.m.PromoteMember(id)) })
 	return err
 }
 
@@ -452,14 +479,16 @@ func (n *Node) db() *revkv.DB { return n.dbp.Load() }
 // the loop caches it, so that an older DB is never cached after a newer.)
 func (n *Node) freshDB() *revkv.DB { return n.m.DB() }
 
-// stopped returns the error of a Node that no longer serves (closed, or
-// removed from the cluster), or nil.
+// stopped returns the error of a Node that no longer serves (closed,
+// removed from the cluster, or failed), or nil.
 func (n *Node) stopped() error {
 	select {
 	case <-n.stop:
 		return fmt.Errorf("member %x closed: %w", n.cfg.ID, server.ErrStopped)
 	case <-n.removed:
 		return fmt.Errorf("member %x was removed from the cluster: %w", n.cfg.ID, server.ErrStopped)
+	case <-n.failed:
+		return fmt.Errorf("member %x failed: %w: %w", n.cfg.ID, server.ErrStopped, n.failErr)
 	default:
 		return nil
 	}

@@ -155,6 +155,9 @@ func runMember(ctx context.Context, c config, log *slog.Logger, creds grpc.Serve
 		log.Info("shutting down")
 	case <-n.Removed():
 		log.Warn("removed from the cluster: shutting down")
+	case <-n.Failed():
+		err = fmt.Errorf("member failed: %w", n.Err())
+		log.Error("member failed: shutting down", "err", n.Err())
 	case err = <-served:
 		log.Error("serve failed", "err", err)
 	}

@@ -68,13 +68,20 @@ func TestClusterFlags(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freeAddrs returns n distinct loopback addresses nothing listens on now
+// (all held at once while chosen, so the kernel cannot hand one out
+// twice).
+func freeAddrs(t *testing.T, n int) []string {
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // TestClusterCommand runs three members of a cluster as the command
@@ -83,8 +90,9 @@ func freeAddr(t *testing.T) string {
 func TestClusterCommand(t *testing.T) {
 	var peers, clients [3]string
 	var initial []string
+	addrs := freeAddrs(t, 6)
 	for i := range 3 {
-		peers[i], clients[i] = freeAddr(t), freeAddr(t)
+		peers[i], clients[i] = addrs[2*i], addrs[2*i+1]
 		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, peers[i]))
 	}
 	dirs := [3]string{t.TempDir(), t.TempDir(), ""}
