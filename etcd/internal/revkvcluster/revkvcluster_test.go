@@ -6,6 +6,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/revkv/revkv/etcd/cluster"
 	"go.uber.org/zap"
 )
 
@@ -23,7 +25,11 @@ func client(t *testing.T, eps ...string) *clientv3.Client {
 // restarts it and reads the write from it; then adds a learner, starts
 // it and promotes it.
 func TestCluster(t *testing.T) {
-	c := Start(t, 3, Options{TickInterval: 20 * time.Millisecond, ElectionTicks: 15})
+	// Without the strict check, a MemberAdd does not wait until every
+	// member has been connected to every other for 5 s.
+	c := Start(t, 3, Options{TickInterval: 20 * time.Millisecond, ElectionTicks: 15, Adjust: func(cfg *cluster.Config) {
+		cfg.DisableStrictReconfigCheck = true
+	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := client(t, c.Members[0].Endpoint).Put(ctx, "k", "v1"); err != nil {
