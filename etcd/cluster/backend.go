@@ -59,8 +59,8 @@ func (n *Node) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, er
 }
 
 // Compact proposes a compaction, and returns once applied here.
-func (n *Node) Compact(rev int64) error {
-	_, err := n.propose(context.Background(), member.Request{Compact: &rev})
+func (n *Node) Compact(ctx context.Context, rev int64) error {
+	_, err := n.propose(ctx, member.Request{Compact: &rev})
 	return err
 }
 
@@ -84,8 +84,8 @@ func (n *Node) Snapshot() (*engine.Snapshot, error) { return n.db().Snapshot() }
 // and TimeToLive are the leader's, forwarded to it from a follower.
 
 // LeaseGrant proposes a lease grant.
-func (n *Node) LeaseGrant(id, ttl int64) (int64, int64, error) {
-	res, err := n.propose(context.Background(), member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}})
+func (n *Node) LeaseGrant(ctx context.Context, id, ttl int64) (int64, int64, error) {
+	res, err := n.propose(ctx, member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -94,14 +94,14 @@ func (n *Node) LeaseGrant(id, ttl int64) (int64, int64, error) {
 }
 
 // LeaseRevoke proposes a lease revoke.
-func (n *Node) LeaseRevoke(id int64) error {
-	_, err := n.propose(context.Background(), member.Request{LeaseRevoke: id})
+func (n *Node) LeaseRevoke(ctx context.Context, id int64) error {
+	_, err := n.propose(ctx, member.Request{LeaseRevoke: id})
 	return err
 }
 
 // LeaseKeepAlive renews a lease on the leader: here, or forwarded.
-func (n *Node) LeaseKeepAlive(id int64) (int64, error) {
-	ctx, cancel := n.timeout()
+func (n *Node) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	var ttl int64
 	err := n.atLeader(ctx, func(leader uint64) (err error) {
@@ -117,8 +117,8 @@ func (n *Node) LeaseKeepAlive(id int64) (int64, error) {
 
 // LeaseTimeToLive reports a lease as the leader knows it (a follower's
 // DB does not see renewals): here, or forwarded.
-func (n *Node) LeaseTimeToLive(id int64, keys bool) (int64, int64, [][]byte, error) {
-	ctx, cancel := n.timeout()
+func (n *Node) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (int64, int64, [][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	var ttl, granted int64
 	var attached [][]byte

@@ -392,3 +392,31 @@ func TestTransportPeerMoves(t *testing.T) {
 	close(stop)
 	<-sent
 }
+
+// TestTransportSendNeverBlocks: messages to a peer that is down are
+// dropped (and reported) without Send ever waiting.
+func TestTransportSendNeverBlocks(t *testing.T) {
+	a := startTransport(t, 1, "")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	if err := a.tr.AddPeer(2, []string{"http://" + down}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	const n = 20000 // more than the queue holds
+	for i := uint64(1); i <= n; i++ {
+		a.tr.Send([]*raftpb.Message{msg(1, 2, i)})
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("sending %d messages to a peer that is down took %v", n, d)
+	}
+	waitFor(t, "the drops to be reported", func() bool {
+		a.rec.mu.Lock()
+		defer a.rec.mu.Unlock()
+		return a.rec.unreachable[2] >= n-a.tr.qsize
+	})
+}

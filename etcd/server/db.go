@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"math"
 
 	"google.golang.org/grpc"
@@ -29,19 +30,24 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 
 // The Lessor methods, on the DB's leases.
 
-func (b dbBackend) LeaseGrant(id, ttl int64) (int64, int64, error) {
+// Compact compacts the DB (ctx is not needed: it is done at once).
+func (b dbBackend) Compact(_ context.Context, rev int64) error { return b.DB.Compact(rev) }
+
+func (b dbBackend) LeaseGrant(_ context.Context, id, ttl int64) (int64, int64, error) {
 	l, err := b.Grant(id, ttl)
 	return l.ID, l.TTL, err
 }
 
-func (b dbBackend) LeaseRevoke(id int64) error {
+func (b dbBackend) LeaseRevoke(_ context.Context, id int64) error {
 	_, err := b.Revoke(id)
 	return err
 }
 
-func (b dbBackend) LeaseKeepAlive(id int64) (int64, error) { return b.KeepAlive(id) }
+func (b dbBackend) LeaseKeepAlive(_ context.Context, id int64) (int64, error) {
+	return b.KeepAlive(id)
+}
 
-func (b dbBackend) LeaseTimeToLive(id int64, keys bool) (int64, int64, [][]byte, error) {
+func (b dbBackend) LeaseTimeToLive(_ context.Context, id int64, keys bool) (int64, int64, [][]byte, error) {
 	st, err := b.TimeToLive(id, keys)
 	return st.TTL, st.GrantedTTL, st.Keys, err
 }

@@ -147,7 +147,7 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	}
 	res, err := k.s.b.Txn(ctx, &kv.TxnRequest{Then: []kv.Op{putOp(r)}})
 	if err != nil {
-		return nil, toGRPC(k.putError(r, err))
+		return nil, toGRPC(k.putError(ctx, r, err))
 	}
 	k.s.charge(cost)
 	resp := putResponse(&res.Responses[0].Put)
@@ -159,11 +159,11 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 // before the key. The store reports a missing key first for a put that
 // keeps the key's value (ignore_value) and also names a lease that is not
 // live; etcd reports the lease.
-func (k *kvServer) putError(r *pb.PutRequest, err error) error {
+func (k *kvServer) putError(ctx context.Context, r *pb.PutRequest, err error) error {
 	if r.Lease == 0 || !errors.Is(err, kv.ErrKeyNotFound) || k.s.lease == nil {
 		return err
 	}
-	if _, _, _, lerr := k.s.lease.LeaseTimeToLive(r.Lease, false); errors.Is(lerr, kv.ErrLeaseNotFound) {
+	if _, _, _, lerr := k.s.lease.LeaseTimeToLive(ctx, r.Lease, false); errors.Is(lerr, kv.ErrLeaseNotFound) {
 		return lerr
 	}
 	return err
@@ -244,7 +244,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	if !hashes {
 		h, herr = k.s.b.HashByRev(r.Revision)
 	}
-	if err := k.s.b.Compact(r.Revision); err != nil {
+	if err := k.s.b.Compact(ctx, r.Revision); err != nil {
 		return nil, toGRPC(err)
 	}
 	if herr == nil {

@@ -15,18 +15,19 @@ import (
 
 // Lessor is the lease half of a store: a Backend that has it serves etcd's
 // Lease service. Errors are kv's lease errors (kv.ErrLeaseNotFound,
-// kv.ErrLeaseExists, kv.ErrLeaseTTLTooLarge).
+// kv.ErrLeaseExists, kv.ErrLeaseTTLTooLarge). ctx is the client's call's:
+// a replicated Lessor waits for the log, or the leader, for up to it.
 type Lessor interface {
 	// LeaseGrant grants a lease of ttl seconds with ID id (0: the store
 	// picks one) and returns its ID and TTL.
-	LeaseGrant(id, ttl int64) (leaseID, grantedTTL int64, err error)
+	LeaseGrant(ctx context.Context, id, ttl int64) (leaseID, grantedTTL int64, err error)
 	// LeaseRevoke revokes a lease and deletes its keys.
-	LeaseRevoke(id int64) error
+	LeaseRevoke(ctx context.Context, id int64) error
 	// LeaseKeepAlive renews a lease to its granted TTL and returns it.
-	LeaseKeepAlive(id int64) (ttl int64, err error)
+	LeaseKeepAlive(ctx context.Context, id int64) (ttl int64, err error)
 	// LeaseTimeToLive reports a lease's remaining and granted TTL and,
 	// if keys, its keys.
-	LeaseTimeToLive(id int64, keys bool) (ttl, grantedTTL int64, attached [][]byte, err error)
+	LeaseTimeToLive(ctx context.Context, id int64, keys bool) (ttl, grantedTTL int64, attached [][]byte, err error)
 	// LeaseIDs lists the live leases.
 	LeaseIDs() ([]int64, error)
 }
@@ -62,7 +63,7 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if r.TTL > kv.MaxLeaseTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
-	id, ttl, err := le.LeaseGrant(r.ID, max(r.TTL, l.s.opts.MinLeaseTTL))
+	id, ttl, err := le.LeaseGrant(ctx, r.ID, max(r.TTL, l.s.opts.MinLeaseTTL))
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -76,7 +77,7 @@ func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 	if err != nil {
 		return nil, err
 	}
-	if err := le.LeaseRevoke(r.ID); err != nil {
+	if err := le.LeaseRevoke(ctx, r.ID); err != nil {
 		return nil, toGRPC(err)
 	}
 	return &pb.LeaseRevokeResponse{Header: l.s.hdr.now()}, nil
@@ -89,7 +90,7 @@ func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 	if err != nil {
 		return nil, err
 	}
-	ttl, granted, keys, err := le.LeaseTimeToLive(r.ID, r.Keys)
+	ttl, granted, keys, err := le.LeaseTimeToLive(ctx, r.ID, r.Keys)
 	if errors.Is(err, kv.ErrLeaseNotFound) {
 		return &pb.LeaseTimeToLiveResponse{Header: l.s.hdr.now(), ID: r.ID, TTL: -1}, nil
 	}
@@ -156,7 +157,7 @@ func (l *leaseServer) keepAlive(le Lessor, stream pb.Lease_LeaseKeepAliveServer)
 		if err != nil {
 			return err
 		}
-		ttl, err := le.LeaseKeepAlive(req.ID)
+		ttl, err := le.LeaseKeepAlive(stream.Context(), req.ID)
 		if errors.Is(err, kv.ErrLeaseNotFound) {
 			ttl, err = 0, nil
 		}

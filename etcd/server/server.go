@@ -55,8 +55,9 @@ type Backend interface {
 	Range(key, end []byte, opts kv.RangeOptions) (kv.RangeResult, error)
 	// Txn runs a conditional txn at one revision, or nothing.
 	Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error)
-	// Compact drops history below rev.
-	Compact(rev int64) error
+	// Compact drops history below rev. A replicated Backend waits for the
+	// compaction to go through the log, for up to ctx.
+	Compact(ctx context.Context, rev int64) error
 	// HashByRev hashes the retained history up to rev (<= 0: current).
 	HashByRev(rev int64) (kv.KeyValueHash, error)
 	// NewWatcher returns a stream of watches.
