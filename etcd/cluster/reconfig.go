@@ -12,9 +12,10 @@ import (
 // default): a membership change that would leave fewer started members
 // than a quorum is refused (server.ErrNotEnoughStartedMembers), and so is
 // one made while the cluster is not healthy as this member sees it
-// (server.ErrUnhealthy): an addition unless every voting member has been
-// connected for HealthInterval, a removal unless the active members left
-// still make a quorum. A member is started once it has published its
+// (server.ErrUnhealthy): an addition unless the voters this member has
+// been connected to for HealthInterval would make a quorum with the new
+// member counted as down, a removal unless the active members left still
+// make a quorum. A member is started once it has published its
 // name; a peer is active while this member has a stream open to it.
 
 // quorum is the majority of n voters.
@@ -91,10 +92,18 @@ func (n *Node) mayAdd(learner bool) error {
 	if !learner && !readyToAddVoter(vs) {
 		return fmt.Errorf("add a voter to %d voters: %w", len(vs), server.ErrNotEnoughStartedMembers)
 	}
-	if connectedSince(vs, n.cfg.ID, time.Now().Add(-n.cfg.HealthInterval), n.tr.ActiveSince) < len(vs) {
-		return fmt.Errorf("add a member: not every voter connected for %v: %w", n.cfg.HealthInterval, server.ErrUnhealthy)
+	connected := connectedSince(vs, n.cfg.ID, time.Now().Add(-n.cfg.HealthInterval), n.tr.ActiveSince)
+	if !connectedToAdd(connected, len(vs)) {
+		return fmt.Errorf("add a member: %d of %d voters connected for %v: %w", connected, len(vs), n.cfg.HealthInterval, server.ErrUnhealthy)
 	}
 	return nil
+}
+
+// connectedToAdd: the voters this member has been connected to (itself
+// included) would still make a quorum with one more member counted as
+// down, the new one; a single voter may always add.
+func connectedToAdd(connected, voters int) bool {
+	return voters == 1 || connected >= quorum(voters+1)
 }
 
 // mayRemove checks the removal of member id.

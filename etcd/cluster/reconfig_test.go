@@ -52,10 +52,23 @@ func TestReconfigQuorums(t *testing.T) {
 	if got := connectedSince(vs, 1, now.Add(-time.Second), func(id uint64) time.Time { return active[id] }); got != 2 {
 		t.Errorf("connectedSince = %d, want 2 (itself and member 2)", got)
 	}
+	// etcd's rule for an addition: a quorum of the voters plus the new
+	// one, not counting the new one.
+	for _, c := range []struct {
+		connected, voters int
+		ok                bool
+	}{
+		{1, 1, true}, {1, 2, false}, {2, 2, true}, {2, 3, false}, {3, 3, true},
+		{3, 4, true}, {2, 4, false}, {3, 5, false}, {4, 5, true},
+	} {
+		if got := connectedToAdd(c.connected, c.voters); got != c.ok {
+			t.Errorf("connectedToAdd(%d of %d voters) = %v, want %v", c.connected, c.voters, got, c.ok)
+		}
+	}
 }
 
 // TestClusterStrictReconfig: a member that has not been connected to
-// every voter for the health interval refuses additions and the removal
+// enough voters for the health interval refuses additions and the removal
 // of an active voter (etcd's "unhealthy cluster"), but removes a member
 // that is down; a single member does not remove itself ("not enough
 // started members").
