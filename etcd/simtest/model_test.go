@@ -1,0 +1,216 @@
+package simtest
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The clients' view of the cluster, as porcupine checks it: a store of
+// nKeys keys with etcd's revision rules. Every write that changes something
+// bumps the store revision by one; a delete of a missing key and a txn
+// whose branch writes nothing do not. Outputs carry the revision the member
+// answered with, so a history is linearizable only if some order of the
+// operations also explains every revision the clients saw.
+
+// nKeys is the size of the simulated key space: small, so operations
+// conflict often.
+const nKeys = 3
+
+// keyName is the key the model's index k stands for.
+func keyName(k int) string { return string(rune('a' + k)) }
+
+type opKind uint8
+
+const (
+	opGet opKind = iota
+	opPut
+	opDelete
+	opTxn
+)
+
+// cmpTarget is what a txn compares.
+type cmpTarget uint8
+
+const (
+	cmpValue cmpTarget = iota // the key's value equals CmpValue (a missing key never does)
+	cmpMod                    // the key's mod revision equals CmpMod (0: missing)
+)
+
+// opInput is one client operation. A txn is "if Cmp then (put ThenValue |
+// delete) ThenKey": its else branch is empty.
+type opInput struct {
+	Kind  opKind
+	Key   int
+	Value string // put
+
+	CmpKey     int
+	CmpTarget  cmpTarget
+	CmpValue   string
+	CmpMod     int64
+	ThenKey    int
+	ThenValue  string
+	ThenDelete bool
+}
+
+// opOutput is what the member answered. Unknown marks an operation whose
+// fate the client never learnt (leader change, crash, still pending at the
+// end): it may have happened or not, and its other fields mean nothing.
+type opOutput struct {
+	Unknown   bool
+	Rev       int64 // the header revision: the store's after the op
+	Found     bool  // get
+	Value     string
+	Mod       int64
+	Deleted   int64 // delete
+	Succeeded bool  // txn
+}
+
+// keyState is one key in the model; the zero value is a missing key.
+type keyState struct {
+	Present bool
+	Value   string
+	Mod     int64
+}
+
+// kvState is the model's state: comparable with ==, copied by value.
+type kvState struct {
+	Rev  int64
+	Keys [nKeys]keyState
+}
+
+// apply returns the state after in and the output a correct member gives.
+func (s kvState) apply(in opInput) (kvState, opOutput) {
+	switch in.Kind {
+	case opGet:
+		k := s.Keys[in.Key]
+		return s, opOutput{Rev: s.Rev, Found: k.Present, Value: k.Value, Mod: k.Mod}
+	case opPut:
+		s.Rev++
+		s.Keys[in.Key] = keyState{Present: true, Value: in.Value, Mod: s.Rev}
+		return s, opOutput{Rev: s.Rev}
+	case opDelete:
+		if !s.Keys[in.Key].Present {
+			return s, opOutput{Rev: s.Rev}
+		}
+		s.Rev++
+		s.Keys[in.Key] = keyState{}
+		return s, opOutput{Rev: s.Rev, Deleted: 1}
+	case opTxn:
+		if !s.holds(in) {
+			return s, opOutput{Rev: s.Rev}
+		}
+		if in.ThenDelete {
+			s, _ = s.apply(opInput{Kind: opDelete, Key: in.ThenKey})
+		} else {
+			s, _ = s.apply(opInput{Kind: opPut, Key: in.ThenKey, Value: in.ThenValue})
+		}
+		return s, opOutput{Rev: s.Rev, Succeeded: true}
+	}
+	panic(fmt.Sprintf("simtest: unknown op kind %d", in.Kind))
+}
+
+// holds reports whether a txn's compare holds in s.
+func (s kvState) holds(in opInput) bool {
+	k := s.Keys[in.CmpKey]
+	if in.CmpTarget == cmpValue {
+		return k.Present && k.Value == in.CmpValue
+	}
+	return k.Mod == in.CmpMod
+}
+
+// kvModel is the porcupine model of the store.
+var kvModel = porcupine.Model{
+	Init: func() any { return kvState{Rev: 1} }, // an empty store is at revision 1
+	Step: func(state, input, output any) (bool, any) {
+		next, want := state.(kvState).apply(input.(opInput))
+		got := output.(opOutput)
+		if got.Unknown {
+			return true, next
+		}
+		return got == want, next
+	},
+	Equal: func(a, b any) bool { return a.(kvState) == b.(kvState) },
+	DescribeOperation: func(input, output any) string {
+		return describeOp(input.(opInput), output.(opOutput))
+	},
+	DescribeState: func(state any) string { return fmt.Sprint(state.(kvState)) },
+}
+
+func describeOp(in opInput, out opOutput) string {
+	var b strings.Builder
+	switch in.Kind {
+	case opGet:
+		fmt.Fprintf(&b, "get(%s)", keyName(in.Key))
+	case opPut:
+		fmt.Fprintf(&b, "put(%s=%s)", keyName(in.Key), in.Value)
+	case opDelete:
+		fmt.Fprintf(&b, "delete(%s)", keyName(in.Key))
+	case opTxn:
+		if in.CmpTarget == cmpValue {
+			fmt.Fprintf(&b, "txn(%s==%q ? ", keyName(in.CmpKey), in.CmpValue)
+		} else {
+			fmt.Fprintf(&b, "txn(mod(%s)==%d ? ", keyName(in.CmpKey), in.CmpMod)
+		}
+		if in.ThenDelete {
+			fmt.Fprintf(&b, "delete(%s))", keyName(in.ThenKey))
+		} else {
+			fmt.Fprintf(&b, "put(%s=%s))", keyName(in.ThenKey), in.ThenValue)
+		}
+	}
+	if out.Unknown {
+		b.WriteString(" -> ?")
+	} else {
+		fmt.Fprintf(&b, " -> %+v", out)
+	}
+	return b.String()
+}
+
+// history records the clients' operations for porcupine. Time is the
+// simulation's step counter: an operation is called at the step it was
+// issued and returns at the step its answer was observed (at or after the
+// member resolved it), so its real interval is inside the recorded one.
+type history struct {
+	ops []porcupine.Operation
+}
+
+// add records a completed or unknown operation. An unknown one returns at
+// the end of time, so porcupine may also place it after everything (as if
+// it never happened).
+func (h *history) add(client int, in opInput, out opOutput, call, ret int64) {
+	if out.Unknown {
+		ret = math.MaxInt64
+	}
+	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+}
+
+// checkLinearizable runs porcupine on the history. It fails only on a
+// definite violation: a check that runs out of time is reported as not
+// checked (ok, with checked false), never as a pass.
+func checkLinearizable(ops []porcupine.Operation, timeout time.Duration) (checked bool, err error) {
+	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, timeout)
+	switch res {
+	case porcupine.Ok:
+		return true, nil
+	case porcupine.Unknown:
+		return false, nil
+	}
+	var b strings.Builder
+	b.WriteString("client history is not linearizable; longest linearizable prefixes:\n")
+	for _, part := range info.PartialLinearizationsOperations() {
+		for _, lin := range part {
+			for _, op := range lin {
+				fmt.Fprintf(&b, "  %s [%d,%d]\n", describeOp(op.Input.(opInput), op.Output.(opOutput)), op.Call, op.Return)
+			}
+			break
+		}
+	}
+	b.WriteString("all operations:\n")
+	for _, op := range ops {
+		fmt.Fprintf(&b, "  c%d %s [%d,%d]\n", op.ClientId, describeOp(op.Input.(opInput), op.Output.(opOutput)), op.Call, op.Return)
+	}
+	return true, fmt.Errorf("%s", b.String())
+}
