@@ -1,0 +1,45 @@
+package member
+
+// Pending is a request on its way through the log (or a read waiting for
+// its read index). A later Ready resolves it, once: Done is closed and
+// Result gives the outcome. It is safe for concurrent use.
+type Pending struct {
+	done chan struct{}
+	res  any
+	err  error
+	// tick is the member's tick count when it was made (for
+	// Config.RequestTimeoutTicks).
+	tick uint64
+	// data is the proposed entry's bytes: an applied entry resolves the
+	// Pending only if it is the same proposal (see requestID).
+	data []byte
+}
+
+func newPending(tick uint64) *Pending { return &Pending{done: make(chan struct{}), tick: tick} }
+
+// failed returns a Pending resolved with err.
+func failed(err error) *Pending {
+	p := newPending(0)
+	p.resolve(nil, err)
+	return p
+}
+
+// Done is closed when the Pending is resolved.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Result returns the outcome once Done is closed (see Request for the
+// result of each kind of request), and ErrNotDone before.
+func (p *Pending) Result() (any, error) {
+	select {
+	case <-p.done:
+		return p.res, p.err
+	default:
+		return nil, ErrNotDone
+	}
+}
+
+// resolve is called once, by the member's Ready (under its lock).
+func (p *Pending) resolve(res any, err error) {
+	p.res, p.err = res, err
+	close(p.done)
+}
