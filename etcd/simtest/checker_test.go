@@ -6,6 +6,7 @@ import (
 
 	"github.com/revkv/revkv/kv"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // The checkers must catch what they are there to catch: each gets a
@@ -212,9 +213,14 @@ func TestNetwork(t *testing.T) {
 		t.Fatalf("send across the partition queued: %d queued", len(n.queue))
 	}
 	n.heal()
-	n.dropTo(1)
-	if len(n.queue) != 0 {
-		t.Fatalf("dropTo left %d", len(n.queue))
+	n.dropTo(3)
+	if len(n.queue) != 1 {
+		t.Fatalf("dropTo(3) left %d, want 1", len(n.queue))
+	}
+	n.send([]*raftpb.Message{{From: proto.Uint64(1), To: proto.Uint64(2), Type: raftpb.MessageType_MsgSnap.Enum()}})
+	n.drop(1)
+	if len(n.lostSnaps) != 1 || n.lostSnaps[0] != (link{1, 2}) {
+		t.Fatalf("a dropped MsgSnap is not reported: %v", n.lostSnaps)
 	}
 }
 

@@ -24,6 +24,10 @@ type network struct {
 	seq    int64
 
 	sent, delivered, dropped, duplicated int
+	// lostSnaps are the MsgSnaps dropped since the simulation last looked:
+	// their senders must hear of it (Member.ReportSnapshot), as a real
+	// transport tells them, or they wait for the snapshot forever.
+	lostSnaps []link
 }
 
 type link struct{ from, to uint64 }
@@ -60,7 +64,7 @@ func (n *network) send(msgs []*raftpb.Message) error {
 		n.sent++
 		from, to := m.GetFrom(), m.GetTo()
 		if !n.connected(from, to) {
-			n.dropped++
+			n.lose(from, to, m.GetType())
 			continue
 		}
 		data, err := proto.Marshal(m)
@@ -91,7 +95,7 @@ func (n *network) take(i int) (*raftpb.Message, bool) {
 	e := n.queue[i]
 	n.queue = slices.Delete(n.queue, i, i+1)
 	if !n.connected(e.from, e.to) {
-		n.dropped++
+		n.lose(e.from, e.to, e.typ)
 		return nil, false
 	}
 	n.delivered++
@@ -111,16 +115,24 @@ func (n *network) duplicate(i int) (*raftpb.Message, bool) {
 
 // drop removes the i-th message.
 func (n *network) drop(i int) {
+	e := n.queue[i]
 	n.queue = slices.Delete(n.queue, i, i+1)
-	n.dropped++
+	n.lose(e.from, e.to, e.typ)
 }
 
-// dropTo drops every message to or from id (a member that crashed or left:
-// what it had in flight is lost with its connections).
+func (n *network) lose(from, to uint64, typ raftpb.MessageType) {
+	n.dropped++
+	if typ == raftpb.MessageType_MsgSnap {
+		n.lostSnaps = append(n.lostSnaps, link{from, to})
+	}
+}
+
+// dropTo drops every message to id (a member that crashed or left: what
+// was on its way to it is lost with its connections).
 func (n *network) dropTo(id uint64) {
 	n.queue = slices.DeleteFunc(n.queue, func(e envelope) bool {
-		if e.to == id || e.from == id {
-			n.dropped++
+		if e.to == id {
+			n.lose(e.from, e.to, e.typ)
 			return true
 		}
 		return false
