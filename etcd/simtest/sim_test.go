@@ -114,9 +114,9 @@ type node struct {
 	m       *member.Member // nil while down
 	store   *recordingStorage
 	mem     member.Storage // stand-in for raftstore
-	joined  bool // started empty, to join by AddMember
-	removed bool // removed from the cluster and stopped
-	armed   bool // a CrashAfter is armed: it dies at its next failing write
+	joined  bool           // started empty, to join by AddMember
+	removed bool           // removed from the cluster and stopped
+	armed   bool           // a CrashAfter is armed: it dies at its next failing write
 	w       memberWatch
 }
 
@@ -148,12 +148,12 @@ type sim struct {
 	leaders leaderLog
 	peers   []member.Peer // the bootstrap members
 
-	hist  history
-	ops   []*clientOp
-	acked []ackedWrite
-	now   int64 // porcupine's clock: bumped at every call and observation
-	vals  int   // values written so far (each put writes a new one)
-	known [nKeys]keyState
+	hist   history
+	ops    []*clientOp
+	acked  []ackedWrite
+	now    int64 // porcupine's clock: bumped at every call and observation
+	vals   int   // values written so far (each put writes a new one)
+	known  [nKeys]keyState
 	maxRev int64
 
 	stats   stats
@@ -242,7 +242,9 @@ func (s *sim) pick(ids []uint64, label string) (*node, bool) {
 
 func (s *sim) tick() int64 { s.now++; return s.now }
 
-func (s *sim) logf(format string, args ...any) { s.t.Logf("[%d] "+format, append([]any{s.net.now}, args...)...) }
+func (s *sim) logf(format string, args ...any) {
+	s.t.Logf("[%d] "+format, append([]any{s.net.now}, args...)...)
+}
 
 func (s *sim) fatalf(format string, args ...any) {
 	s.t.Fatalf("[tick %d] "+format+"\nnetwork: %v", append(append([]any{s.net.now}, args...), s.net)...)
