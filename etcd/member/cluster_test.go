@@ -84,7 +84,7 @@ func (c *testCluster) ids() []uint64 {
 // is left.
 func (c *testCluster) deliver() {
 	c.t.Helper()
-	for range 1000 {
+	for round := range 1000 {
 		var msgs []*raftpb.Message
 		for _, id := range c.ids() {
 			out, err := c.members[id].Ready()
@@ -98,6 +98,9 @@ func (c *testCluster) deliver() {
 		}
 		for _, msg := range msgs {
 			to, from := msg.GetTo(), msg.GetFrom()
+			if round > 990 {
+				c.t.Logf("round %d: %v %d->%d term %d index %d logterm %d reject %v hint %d", round, msg.GetType(), from, to, msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetReject(), msg.GetRejectHint())
+			}
 			r, ok := c.members[to]
 			if !ok || (c.cut != nil && c.cut(from, to)) {
 				if msg.GetType() == raftpb.MessageType_MsgSnap {
@@ -202,13 +205,34 @@ func (c *testCluster) follower(lead uint64) uint64 {
 	return 0
 }
 
+// catchUp ticks until every live member has applied what the leader
+// committed (at most 200 ticks).
+func (c *testCluster) catchUp() {
+	c.t.Helper()
+	for range 200 {
+		c.deliver()
+		var lo, hi uint64 = ^uint64(0), 0
+		for _, id := range c.ids() {
+			st := c.members[id].Status()
+			if st.Removed {
+				continue
+			}
+			lo, hi = min(lo, st.Applied), max(hi, st.Committed, st.Applied)
+		}
+		if lo == hi {
+			return
+		}
+		c.tick()
+	}
+}
+
 // converged checks that every member applied the same: the same applied
 // index, revision and hash.
 func (c *testCluster) converged() {
 	c.t.Helper()
-	c.deliver()
+	c.catchUp()
 	var want kv.KeyValueHash
-	var wantApplied uint64
+	var wantApplied, wantCI uint64
 	for i, id := range c.ids() {
 		m := c.members[id]
 		if m.Status().Removed {
@@ -219,12 +243,21 @@ func (c *testCluster) converged() {
 			c.t.Fatalf("member %d: hash: %v", id, err)
 		}
 		applied := m.Status().Applied
+		sn, err := m.DB().Snapshot()
+		if err != nil {
+			c.t.Fatalf("member %d: %v", id, err)
+		}
+		ci := sn.ConsistentIndex()
+		sn.Close()
+		if ci > applied {
+			c.t.Fatalf("member %d: consistent index %d above applied %d", id, ci, applied)
+		}
 		if i == 0 {
-			want, wantApplied = h, applied
+			want, wantApplied, wantCI = h, applied, ci
 			continue
 		}
-		if h != want || applied != wantApplied {
-			c.t.Fatalf("member %d: hash %+v applied %d, member %d: %+v applied %d", id, h, applied, c.ids()[0], want, wantApplied)
+		if h != want || applied != wantApplied || ci != wantCI {
+			c.t.Fatalf("member %d: hash %+v applied %d index %d, member %d: %+v applied %d index %d", id, h, applied, ci, c.ids()[0], want, wantApplied, wantCI)
 		}
 	}
 }
@@ -262,3 +295,5 @@ func TestThreeMembersPutAndReadIndex(t *testing.T) {
 		t.Fatalf("%d members", got)
 	}
 }
+
+var revkvCount = kv.RangeOptions{CountOnly: true, TotalCount: true}

@@ -393,7 +393,66 @@ func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
 	if err := m.maybeSnapshot(); err != nil {
 		return nil, err
 	}
+	if err := m.freshSnapshots(rd.Messages); err != nil {
+		return nil, err
+	}
 	return rd.Messages, nil
+}
+
+// freshSnapshots replaces the snapshot of each MsgSnap with one of the
+// state now: raft sends the newest local snapshot, whose configuration
+// may predate the recipient (a member added since then would refuse it
+// and be sent it again, for ever), and which is further behind than it
+// need be.
+func (m *Member) freshSnapshots(msgs []*raftpb.Message) error {
+	var fresh *raftpb.Snapshot
+	for _, msg := range msgs {
+		if msg.GetType() != raftpb.MessageType_MsgSnap {
+			continue
+		}
+		if fresh == nil {
+			var err error
+			if fresh, err = m.currentSnapshot(); err != nil {
+				return err
+			}
+		}
+		msg.Snapshot = fresh
+	}
+	return nil
+}
+
+// currentSnapshot returns a snapshot of the state at the applied index.
+func (m *Member) currentSnapshot() (*raftpb.Snapshot, error) {
+	term, err := m.st.Term(m.applied)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot for a follower: term of index %d: %w", m.applied, err)
+	}
+	data, err := m.snapshotData()
+	if err != nil {
+		return nil, err
+	}
+	return &raftpb.Snapshot{
+		Data: data,
+		Metadata: &raftpb.SnapshotMetadata{
+			ConfState: proto.Clone(m.confState).(*raftpb.ConfState),
+			Index:     proto.Uint64(m.applied),
+			Term:      proto.Uint64(term),
+		},
+	}, nil
+}
+
+// snapshotData returns the snapshot container of the state now.
+func (m *Member) snapshotData() ([]byte, error) {
+	sn, err := m.db.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
+	}
+	defer sn.Close()
+	data, err := encodeSnapshot(&m.table, sn.WriteTo)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
+	}
+	return data, nil
 }
 
 // persist makes a Ready's snapshot, entries and hard state durable.
@@ -615,14 +674,9 @@ func (m *Member) maybeSnapshot() error {
 }
 
 func (m *Member) snapshot() error {
-	sn, err := m.db.Snapshot()
+	data, err := m.snapshotData()
 	if err != nil {
-		return fmt.Errorf("snapshot at index %d: %w", m.applied, err)
-	}
-	defer sn.Close()
-	data, err := encodeSnapshot(&m.table, sn.WriteTo)
-	if err != nil {
-		return fmt.Errorf("snapshot at index %d: %w", m.applied, err)
+		return err
 	}
 	if _, err := m.st.CreateSnapshot(m.applied, m.confState, data); err != nil {
 		return fmt.Errorf("save snapshot at index %d: %w", m.applied, err)

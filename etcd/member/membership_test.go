@@ -1,0 +1,146 @@
+package member
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+// join opens a new member id with Join set, on fresh storage.
+func (c *testCluster) join(id uint64, tune func(*Config)) *Member {
+	c.t.Helper()
+	c.stores[id] = NewMemoryStorage()
+	cfg := Config{ID: id, Join: true, Clock: c.clock, Storage: c.stores[id]}
+	if tune != nil {
+		tune(&cfg)
+	}
+	m, err := Open(cfg)
+	if err != nil {
+		c.t.Fatalf("join member %d: %v", id, err)
+	}
+	c.members[id] = m
+	return m
+}
+
+func (c *testCluster) memberOp(p *Pending) ([]Peer, error) {
+	c.t.Helper()
+	res, err := c.wait(p)
+	if err != nil {
+		return nil, err
+	}
+	return res.([]Peer), nil
+}
+
+func ids(ps []Peer) []uint64 {
+	var out []uint64
+	for _, p := range ps {
+		out = append(out, p.ID)
+	}
+	return out
+}
+
+func TestMembershipChanges(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.mustPut(lead, "a", "1")
+
+	// Add 4 as a learner (proposed on a follower), start it: it catches up.
+	learner := peerOf(4)
+	learner.IsLearner = true
+	learner.ClientURLs = []string{"http://m4:2379"}
+	ps, err := c.memberOp(c.members[fol].AddMember(learner))
+	if err != nil || !slices.Equal(ids(ps), []uint64{1, 2, 3, 4}) || !ps[3].IsLearner {
+		t.Fatalf("add learner: %+v %v", ps, err)
+	}
+	c.join(4, nil)
+	c.mustPut(lead, "b", "2")
+	c.converged()
+	if st := c.members[4].Status(); !st.IsLearner || st.Leader != lead {
+		t.Fatalf("learner status %+v", st)
+	}
+	if got := c.members[4].Members(); !slices.EqualFunc(got, c.members[lead].Members(), peerEqual) {
+		t.Fatalf("learner's table %+v", got)
+	}
+
+	// Refusals, decided before proposing.
+	for _, tc := range []struct {
+		name string
+		p    *Pending
+		want error
+	}{
+		{"add existing", c.members[lead].AddMember(peerOf(2)), ErrMemberExists},
+		{"add taken URL", c.members[lead].AddMember(Peer{ID: 9, PeerURLs: peerOf(1).PeerURLs}), ErrMemberExists},
+		{"remove unknown", c.members[lead].RemoveMember(99), ErrMemberNotFound},
+		{"update unknown", c.members[lead].UpdateMember(99, nil), ErrMemberNotFound},
+		{"promote voter", c.members[lead].PromoteMember(2), ErrNotLearner},
+		{"promote on follower", c.members[fol].PromoteMember(4), ErrNotLeader},
+		{"add ID 0", c.members[lead].AddMember(Peer{}), ErrInvalidRequest},
+	} {
+		if _, err := c.wait(tc.p); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// Promote, update, remove.
+	ps, err = c.memberOp(c.members[lead].PromoteMember(4))
+	if err != nil || ps[3].IsLearner {
+		t.Fatalf("promote: %+v %v", ps, err)
+	}
+	ps, err = c.memberOp(c.members[fol].UpdateMember(4, []string{"http://m4b:2380"}))
+	if err != nil || !slices.Equal(ps[3].PeerURLs, []string{"http://m4b:2380"}) || !slices.Equal(ps[3].ClientURLs, learner.ClientURLs) {
+		t.Fatalf("update: %+v %v", ps, err)
+	}
+	victim := fol
+	ps, err = c.memberOp(c.members[lead].RemoveMember(victim))
+	if err != nil || slices.Contains(ids(ps), victim) {
+		t.Fatalf("remove: %+v %v", ps, err)
+	}
+	c.deliver()
+	if st := c.members[victim].Status(); !st.Removed {
+		t.Fatalf("removed member's status %+v", st)
+	}
+	if _, err := c.members[victim].Propose(putReq("x", "y")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose on a removed member: %v", err)
+	}
+	if _, err := c.wait(c.members[lead].AddMember(peerOf(victim))); !errors.Is(err, ErrIDRemoved) {
+		t.Fatalf("re-add a removed ID: %v", err)
+	}
+	if !c.members[lead].IsRemoved(victim) {
+		t.Fatal("IsRemoved")
+	}
+	c.members[victim].Close()
+	delete(c.members, victim)
+
+	// The cluster (now 1, 3 or 2, and 4) goes on, with 4 voting.
+	lead = c.leader()
+	c.mustPut(lead, "c", "3")
+	c.converged()
+	if got := len(c.members[4].Members()); got != 3 {
+		t.Fatalf("%d members", got)
+	}
+}
+
+func peerEqual(a, b Peer) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.IsLearner == b.IsLearner &&
+		slices.Equal(a.PeerURLs, b.PeerURLs) && slices.Equal(a.ClientURLs, b.ClientURLs)
+}
+
+// TestRemoveLeader: the leader removes itself; it steps down and the rest
+// elect another.
+func TestRemoveLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(lead)); err != nil {
+		t.Fatal(err)
+	}
+	old := c.members[lead]
+	delete(c.members, lead)
+	defer old.Close()
+	next := c.leader()
+	if next == lead {
+		t.Fatal("removed leader still leads")
+	}
+	c.mustPut(next, "k", "v")
+	c.converged()
+}

@@ -1,0 +1,126 @@
+package member
+
+import (
+	"errors"
+	"testing"
+
+	revkv "github.com/revkv/revkv"
+	"github.com/revkv/revkv/kv"
+)
+
+func i64(v int64) *int64 { return &v }
+
+// TestRequestKinds proposes each kind of request on a follower and on the
+// leader, checks the proposer's result, and that every member applied the
+// same.
+func TestRequestKinds(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.mustPut(lead, "k0", "v0") // rev 2
+
+	type check func(t *testing.T, res any, err error)
+	wantErr := func(target error) check {
+		return func(t *testing.T, res any, err error) {
+			if !errors.Is(err, target) {
+				t.Fatalf("got %v, %v; want %v", res, err, target)
+			}
+		}
+	}
+	tests := []struct {
+		name string
+		req  Request
+		ok   check
+	}{
+		{"put", putReq("k1", "v1"), func(t *testing.T, res any, err error) {
+			if err != nil || res.(*kv.TxnResponse).Rev < 3 {
+				t.Fatalf("%v %v", res, err)
+			}
+		}},
+		{"delete", Request{Txn: &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpDeleteRange, Key: []byte("k1")}}}}, func(t *testing.T, res any, err error) {
+			if err != nil || res.(*kv.TxnResponse).Responses[0].Delete.Deleted != 1 {
+				t.Fatalf("%+v %v", res, err)
+			}
+		}},
+		{"txn else", Request{Txn: &kv.TxnRequest{
+			Compare: []kv.Compare{{Key: []byte("k0"), Target: kv.CompareValue, Result: kv.CompareEqual, Value: []byte("nope")}},
+			Then:    []kv.Op{{Type: kv.OpPut, Key: []byte("then"), Value: []byte("x")}},
+			Else:    []kv.Op{{Type: kv.OpPut, Key: []byte("else"), Value: []byte("y")}, {Type: kv.OpRange, Key: []byte("k"), End: []byte("l")}},
+		}}, func(t *testing.T, res any, err error) {
+			r := res.(*kv.TxnResponse)
+			if err != nil || r.Succeeded || len(r.Responses) != 2 || r.Responses[1].Range.Count != 1 {
+				t.Fatalf("%+v %v", res, err)
+			}
+		}},
+		{"txn refused", Request{Txn: &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpPut, Value: []byte("no key")}}}}, wantErr(kv.ErrEmptyKey)},
+		{"put with missing lease", Request{Txn: &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpPut, Key: []byte("l"), Put: kv.PutOptions{Lease: 77}}}}}, wantErr(kv.ErrLeaseNotFound)},
+		{"compact", Request{Compact: i64(3)}, func(t *testing.T, res any, err error) {
+			if err != nil || res != nil {
+				t.Fatalf("%v %v", res, err)
+			}
+		}},
+		{"compact again", Request{Compact: i64(3)}, wantErr(kv.ErrCompacted)},
+		{"compact future", Request{Compact: i64(1000)}, wantErr(kv.ErrFutureRev)},
+		{"grant", Request{LeaseGrant: &LeaseGrant{ID: 10, TTL: 30}}, func(t *testing.T, res any, err error) {
+			if l := res.(revkv.Lease); err != nil || l.ID != 10 || l.TTL != 30 {
+				t.Fatalf("%+v %v", res, err)
+			}
+		}},
+		{"grant taken", Request{LeaseGrant: &LeaseGrant{ID: 10, TTL: 30}}, wantErr(kv.ErrLeaseExists)},
+		{"grant any ID", Request{LeaseGrant: &LeaseGrant{TTL: 5}}, func(t *testing.T, res any, err error) {
+			if l := res.(revkv.Lease); err != nil || l.ID != 11 {
+				t.Fatalf("%+v %v", res, err)
+			}
+		}},
+		{"put with lease", Request{Txn: &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpPut, Key: []byte("leased"), Put: kv.PutOptions{Lease: 10}}}}}, func(t *testing.T, res any, err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"revoke", Request{LeaseRevoke: 10}, func(t *testing.T, res any, err error) {
+			if err != nil || res.(int64) < 5 {
+				t.Fatalf("%v %v", res, err)
+			}
+		}},
+		{"revoke gone", Request{LeaseRevoke: 10}, wantErr(kv.ErrLeaseNotFound)},
+	}
+	for i, tt := range tests {
+		on := lead
+		if i%2 == 1 {
+			on = fol
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := c.propose(on, tt.req)
+			tt.ok(t, res, err)
+			c.converged()
+		})
+	}
+	for _, id := range c.ids() {
+		if _, ok, _ := c.members[id].DB().Get([]byte("leased")); ok {
+			t.Fatalf("member %d: leased key survived the revoke", id)
+		}
+		if got := c.members[id].DB().CompactRev(); got != 3 {
+			t.Fatalf("member %d: compacted at %d", id, got)
+		}
+	}
+}
+
+func TestProposeInvalid(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.leader()
+	for _, req := range []Request{{}, {Compact: i64(1), LeaseRevoke: 3}} {
+		if _, err := c.members[1].Propose(req); !errors.Is(err, ErrInvalidRequest) {
+			t.Fatalf("%+v: %v", req, err)
+		}
+	}
+}
+
+func TestProposeNoLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	if _, err := c.members[1].Propose(putReq("a", "b")); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("propose before an election: %v", err)
+	}
+	if _, err := c.members[1].ReadIndex().Result(); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("read index before an election: %v", err)
+	}
+}

@@ -1,0 +1,117 @@
+package member
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"testing"
+
+	revkv "github.com/revkv/revkv"
+	"github.com/revkv/revkv/kv"
+)
+
+// sampleContainer returns a container of a small DB and a member table.
+func sampleContainer(t testing.TB) ([]byte, membership) {
+	t.Helper()
+	db, err := revkv.Open("", revkv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 5 {
+		if _, err := db.Put(fmt.Appendf(nil, "k%d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Grant(3, 10); err != nil {
+		t.Fatal(err)
+	}
+	table := newMembership()
+	for _, p := range []Peer{peerOf(1), peerOf(2), {ID: 5, IsLearner: true}} {
+		table.members[p.ID] = p
+	}
+	table.removed[3], table.removed[4] = true, true
+	sn, err := db.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Close()
+	data, err := encodeSnapshot(&table, sn.WriteTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, table
+}
+
+func TestSnapshotContainer(t *testing.T) {
+	data, table := sampleContainer(t)
+	c, err := decodeSnapshot(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.table, table) {
+		t.Fatalf("table %+v, want %+v", c.table, table)
+	}
+	db, err := revkv.Open("", revkv.Options{Persister: &snapshotLoader{data: c.engine}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.Rev() != 6 {
+		t.Fatalf("loaded DB at revision %d", db.Rev())
+	}
+	if _, err := db.TimeToLive(3, false); err != nil {
+		t.Fatalf("loaded lease: %v", err)
+	}
+	// Any flipped bit or cut is refused.
+	for i := range data {
+		bad := bytes.Clone(data)
+		bad[i] ^= 0x10
+		if _, err := decodeSnapshot(bad); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+	for n := range len(data) {
+		if _, err := decodeSnapshot(data[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("cut at %d: %v", n, err)
+		}
+	}
+}
+
+func FuzzDecodeSnapshot(f *testing.F) {
+	data, _ := sampleContainer(f)
+	f.Add(data)
+	empty, _ := encodeSnapshot(&membership{}, func(w io.Writer) (int64, error) { return 0, nil })
+	f.Add(empty)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := decodeSnapshot(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		again, err := encodeSnapshot(&c.table, func(w io.Writer) (int64, error) {
+			n, err := w.Write(c.engine)
+			return int64(n), err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, err := decodeSnapshot(again)
+		if err != nil || !reflect.DeepEqual(c2, c) {
+			t.Fatalf("re-encoded: %+v %v, want %+v", c2, err, c)
+		}
+		// The engine bytes load or are refused, never a panic.
+		db, err := revkv.Open("", revkv.Options{Persister: &snapshotLoader{data: c.engine}})
+		if err != nil {
+			if !errors.Is(err, kv.ErrCorrupt) {
+				t.Logf("engine bytes refused: %v", err)
+			}
+			return
+		}
+		db.Close()
+	})
+}
