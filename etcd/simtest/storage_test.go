@@ -3,14 +3,19 @@ package simtest
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
 
 	"github.com/revkv/revkv/etcd/member"
+	"github.com/revkv/revkv/etcd/raftstore"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
+
+// raftDir is where each member's raft log lives on its own disk.
+const raftDir = "raft"
 
 // entryRecord is what one member's raft log committed, over all its
 // incarnations: the simulation's evidence for "identical committed
@@ -71,12 +76,10 @@ type recordingStorage struct {
 // openRecording opens n's raft log and reloads n's record from what
 // survived on the disk.
 func openRecording(n *node) (*recordingStorage, error) {
-	// TODO(raft-store): raftstore.Open(n.fs, raftDir, ...) once it lands;
-	// until then a memory log that survives crashes whole.
-	if n.mem == nil {
-		n.mem = member.NewMemoryStorage()
+	st, err := raftstore.Open(n.fs, raftDir, raftstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
 	}
-	st := n.mem
 	r := &recordingStorage{Storage: st, rec: n.rec}
 	if err := r.reload(); err != nil {
 		_ = st.Close()
