@@ -214,3 +214,53 @@ func checkLinearizable(ops []porcupine.Operation, timeout time.Duration) (checke
 	}
 	return true, fmt.Errorf("%s", b.String())
 }
+
+// settleUnknown uses the members' watch history (checked identical on
+// every member) to learn the fate of writes whose outcome the client never
+// saw: every put writes a value of its own, so a put or txn-put whose
+// value is in the history happened at that revision, and a put whose
+// value is not in a complete history (from revision 1) never happened.
+// Without this, porcupine's search grows exponentially with the unknown
+// operations. Deletes and txns that wrote nothing stay unknown.
+func settleUnknown(ops []porcupine.Operation, logs map[uint64]*watchLog) []porcupine.Operation {
+	type write struct {
+		rev   int64
+		count int
+	}
+	written := map[string]write{} // value -> where
+	complete := false
+	for _, l := range logs {
+		if l.From > 1 {
+			continue
+		}
+		complete = true
+		for _, e := range l.Events {
+			if !e.Delete {
+				w := written[e.Value]
+				written[e.Value] = write{e.Rev, w.count + 1}
+			}
+		}
+		break // the histories are identical: one complete one is enough
+	}
+	var out []porcupine.Operation
+	for _, op := range ops {
+		in, o := op.Input.(opInput), op.Output.(opOutput)
+		value := in.Value
+		if in.Kind == opTxn && !in.ThenDelete {
+			value = in.ThenValue
+		}
+		if !o.Unknown || value == "" || (in.Kind != opPut && in.Kind != opTxn) {
+			out = append(out, op)
+			continue
+		}
+		w, ok := written[value]
+		switch {
+		case ok && w.count == 1:
+			op.Output = opOutput{Rev: w.rev, Succeeded: in.Kind == opTxn}
+		case !ok && complete && in.Kind == opPut:
+			continue // never happened
+		}
+		out = append(out, op)
+	}
+	return out
+}

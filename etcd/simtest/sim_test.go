@@ -1010,7 +1010,8 @@ func (s *sim) check() {
 	if err := checkAckedWrites(s.acked, logs); err != nil {
 		s.fatalf("%v", err)
 	}
-	checked, err := checkLinearizable(s.hist.ops, 20*time.Second)
+	ops := settleUnknown(s.hist.ops, logs)
+	checked, err := checkLinearizable(ops, 20*time.Second)
 	if err != nil {
 		s.fatalf("%v", err)
 	}
