@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/revkv/revkv/kv"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -226,4 +227,44 @@ func TestNetwork(t *testing.T) {
 
 func msg(from, to, index uint64) *raftpb.Message {
 	return &raftpb.Message{From: &from, To: &to, Index: &index}
+}
+
+// settleUnknown may only use the history to decide what the clients could
+// not see: a put found in it happened there (and is then checked like an
+// acknowledged one), a put missing from a complete history never happened,
+// and anything it cannot tell stays unknown.
+func TestSettleUnknown(t *testing.T) {
+	unknown := opOutput{Unknown: true}
+	logs := map[uint64]*watchLog{1: {From: 1, Events: []watchEvent{{Rev: 2, Key: "a", Value: "x"}, {Rev: 3, Key: "a", Delete: true}}}}
+	var h history
+	h.add(0, put(0, "x"), unknown, 1, 0)
+	h.add(1, put(0, "never"), unknown, 2, 0)
+	h.add(2, opInput{Kind: opDelete, Key: 0}, unknown, 3, 0)
+	h.add(3, opInput{Kind: opTxn, CmpKey: 1, ThenKey: 1, ThenValue: "y"}, unknown, 4, 0)
+	ops := settleUnknown(h.ops, logs)
+	if len(ops) != 3 {
+		t.Fatalf("%d ops left, want 3 (the put never written dropped)", len(ops))
+	}
+	if got := ops[0].Output.(opOutput); got != (opOutput{Rev: 2}) {
+		t.Fatalf("put found at revision 2: output %+v", got)
+	}
+	if !ops[1].Output.(opOutput).Unknown || !ops[2].Output.(opOutput).Unknown {
+		t.Fatal("a delete or a txn that wrote nothing became known")
+	}
+	// A history that contradicts the found revision is caught.
+	ops = append(ops, porcupineOp(4, get(0), opOutput{Rev: 2, Found: true, Value: "x", Mod: 3}, 5, 6))
+	if _, err := checkLinearizable(ops, 10*time.Second); err == nil {
+		t.Fatal("a get at the wrong mod revision of a settled put not caught")
+	}
+	// With no complete history, a put not found stays unknown.
+	logs[1].From = 3
+	if ops := settleUnknown(h.ops, logs); len(ops) != 4 {
+		t.Fatalf("%d ops left from an incomplete history, want 4", len(ops))
+	}
+}
+
+func porcupineOp(client int, in opInput, out opOutput, call, ret int64) porcupine.Operation {
+	var h history
+	h.add(client, in, out, call, ret)
+	return h.ops[0]
 }
