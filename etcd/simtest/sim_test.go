@@ -322,6 +322,10 @@ func (s *sim) removedFromCluster(n *node) bool {
 // prefix of the rest). Messages on their way to it are lost.
 func (s *sim) kill(n *node) {
 	s.stats.crashes++
+	// Take every event the watch has yet to deliver first: where the
+	// history resumes must not depend on how fast the watch goroutine ran
+	// (it bounds the compactions drawn later), or a run would not replay.
+	s.syncWatch(n, true)
 	n.fs.CrashAfter(1)
 	_ = n.m.Close() // fails on the crashed disk: nothing of it is durable
 	n.fs.Crash()
@@ -334,6 +338,7 @@ func (s *sim) kill(n *node) {
 // stop closes a member that was removed from the cluster.
 func (s *sim) stop(n *node) {
 	if n.up() {
+		s.syncWatch(n, true) // as in kill
 		_ = n.m.Close()
 		n.m, n.store = nil, nil
 	}
