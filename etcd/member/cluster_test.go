@@ -23,6 +23,13 @@ type testCluster struct {
 	cfg     func(id uint64) Config // the config a member (re)opens with
 	// cut, if it reports true, drops the message from -> to.
 	cut func(from, to uint64) bool
+	// loseSnaps, if set, drops the MsgSnaps to that member without a
+	// report (a transport that forgets to call ReportSnapshot).
+	loseSnaps map[uint64]bool
+	snapsLost int
+	// onFail, if set, is told of a member whose Ready failed; if it
+	// returns true the test goes on (it took the member down).
+	onFail func(id uint64, err error) bool
 }
 
 func peerOf(id uint64) Peer {
@@ -88,10 +95,10 @@ func (c *testCluster) deliver() {
 		var msgs []*raftpb.Message
 		for _, id := range c.ids() {
 			out, err := c.members[id].Ready()
-			if err != nil {
+			msgs = append(msgs, out...) // made durable before the failure
+			if err != nil && (c.onFail == nil || !c.onFail(id, err)) {
 				c.t.Fatalf("member %d: Ready: %v", id, err)
 			}
-			msgs = append(msgs, out...)
 		}
 		if len(msgs) == 0 {
 			return
@@ -102,17 +109,21 @@ func (c *testCluster) deliver() {
 				c.t.Logf("round %d: %v %d->%d term %d index %d logterm %d reject %v hint %d", round, msg.GetType(), from, to, msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetReject(), msg.GetRejectHint())
 			}
 			r, ok := c.members[to]
+			if msg.GetType() == raftpb.MessageType_MsgSnap && c.loseSnaps[to] {
+				c.snapsLost++
+				continue
+			}
 			if !ok || (c.cut != nil && c.cut(from, to)) {
-				if msg.GetType() == raftpb.MessageType_MsgSnap {
-					c.members[from].ReportSnapshot(to, true)
+				if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
+					s.ReportSnapshot(to, true)
 				}
 				continue
 			}
 			if err := r.Step(msg); err != nil {
 				c.t.Logf("member %d: step %v from %d: %v", to, msg.GetType(), from, err)
 			}
-			if msg.GetType() == raftpb.MessageType_MsgSnap {
-				c.members[from].ReportSnapshot(to, false)
+			if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
+				s.ReportSnapshot(to, false)
 			}
 		}
 	}
@@ -297,3 +308,18 @@ func TestThreeMembersPutAndReadIndex(t *testing.T) {
 }
 
 var revkvCount = kv.RangeOptions{CountOnly: true, TotalCount: true}
+
+func TestSingleMember(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	if lead := c.leader(); lead != 1 {
+		t.Fatalf("leader %d", lead)
+	}
+	rev := c.mustPut(1, "k", "v")
+	res, err := c.wait(c.members[1].ReadIndex())
+	if err != nil || res.(uint64) < c.members[1].Status().Committed {
+		t.Fatalf("read index %v %v", res, err)
+	}
+	if got, ok, _ := c.members[1].DB().Get([]byte("k")); !ok || got.ModRevision != rev {
+		t.Fatalf("get: %+v %v", got, ok)
+	}
+}

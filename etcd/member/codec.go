@@ -18,6 +18,8 @@ import (
 //	        | varint rev                            kind 2 (compact)
 //	        | varint id, varint ttl                 kind 3 (lease grant)
 //	        | varint id                             kind 4 (lease revoke)
+//	        | peer (ID, name, client URLs; no peer URLs, not a learner)
+//	                                                kind 5 (member attributes)
 //	txn     = uvarint n, n × compare, uvarint n, n × op (then), uvarint n, n × op (else)
 //	compare = bytes key, bytes end, byte target, byte result, bytes value,
 //	          varint version, varint create, varint mod, varint lease
@@ -197,6 +199,8 @@ func encodeEntry(id requestID, req *Request, k requestKind) []byte {
 		e.varint(req.LeaseGrant.TTL)
 	case kindLeaseRevoke:
 		e.varint(req.LeaseRevoke)
+	case kindAttrs:
+		e.peer(req.attrs)
 	}
 	return e.b
 }
@@ -222,6 +226,12 @@ func decodeEntry(data []byte) (requestID, Request, error) {
 		if req.LeaseRevoke == 0 {
 			d.fail("lease ID 0")
 		}
+	case kindAttrs:
+		p := d.peer()
+		if p.PeerURLs != nil || p.IsLearner {
+			d.fail("member attributes")
+		}
+		req.attrs = &p
 	default:
 		d.fail("kind")
 	}

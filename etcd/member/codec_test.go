@@ -36,6 +36,8 @@ func sampleRequests() []Request {
 		{LeaseGrant: &LeaseGrant{ID: 1<<63 - 1, TTL: kv.MaxLeaseTTL}},
 		{LeaseRevoke: 3},
 		{LeaseRevoke: -3},
+		{attrs: &Peer{ID: 3, Name: "m3", ClientURLs: []string{"http://c3:2379", ""}}},
+		{attrs: &Peer{ID: 1 << 60}},
 	}
 }
 

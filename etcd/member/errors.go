@@ -17,7 +17,10 @@ var (
 	// under way, or too much is uncommitted): it was not proposed. Retry.
 	ErrProposalDropped = errors.New("revkv/member: proposal dropped")
 	// ErrStopped: the member is closed, was removed from the cluster, or
-	// stopped after a storage failure.
+	// stopped after a storage failure. Returned by a call (Propose, Step,
+	// ...), nothing was done; as a Pending's outcome, the request was
+	// proposed and its fate is unknown, as for ErrLeaderChanged: it may
+	// have committed (and be applied by the other members).
 	ErrStopped = errors.New("revkv/member: stopped")
 	// ErrNotLeader: a leader-only operation (KeepAlive, TransferLeader) on
 	// a member that is not the leader. The caller forwards it.

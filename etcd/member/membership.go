@@ -101,18 +101,30 @@ func (t *membership) notFound(id uint64) error {
 	return fmt.Errorf("member %x: %w", id, ErrMemberNotFound)
 }
 
-// checkURLs refuses peer URLs another member has.
+// checkURLs refuses peer URLs another member has (naming the first such
+// member in ID order, so that every member reports the same).
 func (t *membership) checkURLs(id uint64, urls []string) error {
-	for oid, o := range t.members {
-		if oid == id {
+	for _, o := range t.list() {
+		if o.ID == id {
 			continue
 		}
 		for _, u := range urls {
 			if slices.Contains(o.PeerURLs, u) {
-				return fmt.Errorf("peer URL %s is member %x's: %w", u, oid, ErrMemberExists)
+				return fmt.Errorf("peer URL %s is member %x's: %w", u, o.ID, ErrMemberExists)
 			}
 		}
 	}
+	return nil
+}
+
+// publish sets a member's name and client URLs.
+func (t *membership) publish(attrs *Peer) error {
+	p, ok := t.members[attrs.ID]
+	if !ok {
+		return t.notFound(attrs.ID)
+	}
+	p.Name, p.ClientURLs = attrs.Name, slices.Clone(attrs.ClientURLs)
+	t.members[attrs.ID] = p
 	return nil
 }
 

@@ -63,6 +63,17 @@ func TestMembershipChanges(t *testing.T) {
 		t.Fatalf("learner's table %+v", got)
 	}
 
+	// The new member publishes its name and client URLs (proposed on the
+	// learner itself: it forwards to the leader).
+	ps, err = c.memberOp(c.members[4].Publish(4, "four", []string{"http://m4:2379", "http://m4:4001"}))
+	if err != nil || ps[3].Name != "four" || len(ps[3].ClientURLs) != 2 || !ps[3].IsLearner || !slices.Equal(ps[3].PeerURLs, learner.PeerURLs) {
+		t.Fatalf("publish: %+v %v", ps, err)
+	}
+	c.converged()
+	if got := c.members[1].Members(); !slices.EqualFunc(got, ps, peerEqual) {
+		t.Fatalf("member 1's table after publish: %+v", got)
+	}
+
 	// Refusals, decided before proposing.
 	for _, tc := range []struct {
 		name string
@@ -76,6 +87,7 @@ func TestMembershipChanges(t *testing.T) {
 		{"promote voter", c.members[lead].PromoteMember(2), ErrNotLearner},
 		{"promote on follower", c.members[fol].PromoteMember(4), ErrNotLeader},
 		{"add ID 0", c.members[lead].AddMember(Peer{}), ErrInvalidRequest},
+		{"publish unknown", c.members[lead].Publish(99, "x", nil), ErrMemberNotFound},
 	} {
 		if _, err := c.wait(tc.p); !errors.Is(err, tc.want) {
 			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
@@ -88,7 +100,7 @@ func TestMembershipChanges(t *testing.T) {
 		t.Fatalf("promote: %+v %v", ps, err)
 	}
 	ps, err = c.memberOp(c.members[fol].UpdateMember(4, []string{"http://m4b:2380"}))
-	if err != nil || !slices.Equal(ps[3].PeerURLs, []string{"http://m4b:2380"}) || !slices.Equal(ps[3].ClientURLs, learner.ClientURLs) {
+	if err != nil || !slices.Equal(ps[3].PeerURLs, []string{"http://m4b:2380"}) || !slices.Equal(ps[3].ClientURLs, []string{"http://m4:2379", "http://m4:4001"}) {
 		t.Fatalf("update: %+v %v", ps, err)
 	}
 	victim := fol
@@ -143,4 +155,58 @@ func TestRemoveLeader(t *testing.T) {
 	}
 	c.mustPut(next, "k", "v")
 	c.converged()
+}
+
+// TestOneConfChangeAtATime: a second membership change proposed on the
+// same member while the first is in flight is refused at once (raft would
+// drop it silently); once the first is applied, the next goes through.
+func TestOneConfChangeAtATime(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	first := c.members[lead].AddMember(Peer{ID: 4, IsLearner: true})
+	if _, err := c.members[lead].AddMember(Peer{ID: 5, IsLearner: true}).Result(); !errors.Is(err, ErrProposalDropped) {
+		t.Fatalf("second change in flight: %v", err)
+	}
+	if _, err := c.memberOp(first); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 5, IsLearner: true})); err != nil || len(ps) != 5 {
+		t.Fatalf("second change after the first: %+v %v", ps, err)
+	}
+}
+
+// TestPromoteLaggingLearner: a learner far behind the leader is not
+// promoted (ErrLearnerNotReady); once caught up, it is. A learner serves
+// read indexes and forwards proposals.
+func TestPromoteLaggingLearner(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 4, IsLearner: true})); err != nil {
+		t.Fatal(err)
+	}
+	c.join(4, nil)
+	c.cut = func(from, to uint64) bool { return from == 4 || to == 4 }
+	c.putMany(lead, "k", 30)
+	if _, err := c.wait(c.members[lead].PromoteMember(4)); !errors.Is(err, ErrLearnerNotReady) {
+		t.Fatalf("promote a lagging learner: %v", err)
+	}
+	c.cut = nil
+	c.converged()
+	if _, err := c.propose(4, putReq("from-learner", "1")); err != nil {
+		t.Fatalf("proposal forwarded by the learner: %v", err)
+	}
+	res, err := c.wait(c.members[4].ReadIndex())
+	if err != nil || c.members[4].Status().Applied < res.(uint64) {
+		t.Fatalf("read index on the learner: %v %v", res, err)
+	}
+	if _, ok, _ := c.members[4].DB().Get([]byte("from-learner")); !ok {
+		t.Fatal("the learner's read index does not cover its own put")
+	}
+	if _, err := c.memberOp(c.members[lead].PromoteMember(4)); err != nil {
+		t.Fatalf("promote a caught-up learner: %v", err)
+	}
+	c.converged()
+	if c.members[4].Status().IsLearner {
+		t.Fatal("still a learner")
+	}
 }

@@ -10,16 +10,21 @@ type Pending struct {
 	// tick is the member's tick count when it was made (for
 	// Config.RequestTimeoutTicks).
 	tick uint64
+	// lead is the leader when it was made: a change of leader fails it
+	// (ErrLeaderChanged), unless it is already answered.
+	lead uint64
 	// data is the proposed entry's bytes: an applied entry resolves the
 	// Pending only if it is the same proposal (see requestID).
 	data []byte
 }
 
-func newPending(tick uint64) *Pending { return &Pending{done: make(chan struct{}), tick: tick} }
+func newPending(tick, lead uint64) *Pending {
+	return &Pending{done: make(chan struct{}), tick: tick, lead: lead}
+}
 
 // failed returns a Pending resolved with err.
 func failed(err error) *Pending {
-	p := newPending(0)
+	p := newPending(0, 0)
 	p.resolve(nil, err)
 	return p
 }
@@ -35,6 +40,15 @@ func (p *Pending) Result() (any, error) {
 		return p.res, p.err
 	default:
 		return nil, ErrNotDone
+	}
+}
+
+func (p *Pending) resolved() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 

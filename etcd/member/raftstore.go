@@ -1,9 +1,18 @@
 package member
 
-import "fmt"
+import (
+	"fmt"
 
-// openRaftStore opens the raftstore on c.FS/c.Dir.
-// TODO(raft-store): until package raftstore lands, a member on an FS is refused.
+	"github.com/revkv/revkv/etcd/raftstore"
+)
+
+var _ Storage = (*raftstore.Store)(nil)
+
+// openRaftStore opens the member's durable log on c.FS/c.Dir.
 func openRaftStore(c *Config) (Storage, error) {
-	return nil, fmt.Errorf("member %x: raftstore on %s not available yet: %w", c.ID, c.Dir, ErrInvalidConfig)
+	st, err := raftstore.Open(c.FS, c.Dir, raftstore.Options{Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("member %x: raft log in %s: %w", c.ID, c.Dir, err)
+	}
+	return st, nil
 }

@@ -26,6 +26,11 @@ type Request struct {
 	// LeaseRevoke revokes the lease with this ID (the leader proposes one
 	// for each lease that expires).
 	LeaseRevoke int64
+
+	// attrs publishes a member's name and client URLs (Member.Publish):
+	// logged as a request, not a ConfChange, as raft takes one ConfChange
+	// at a time and every member publishes when it starts.
+	attrs *Peer
 }
 
 // LeaseGrant is a lease grant request.
@@ -42,6 +47,7 @@ const (
 	kindCompact
 	kindLeaseGrant
 	kindLeaseRevoke
+	kindAttrs
 )
 
 // kind returns the one field req sets, or ErrInvalidRequest.
@@ -60,6 +66,9 @@ func (req *Request) kind() (requestKind, error) {
 	if req.LeaseRevoke != 0 {
 		k, n = kindLeaseRevoke, n+1
 	}
+	if req.attrs != nil {
+		k, n = kindAttrs, n+1
+	}
 	if n != 1 {
 		return 0, fmt.Errorf("request sets %d fields, not one: %w", n, ErrInvalidRequest)
 	}
@@ -67,9 +76,9 @@ func (req *Request) kind() (requestKind, error) {
 }
 
 // requestID names a proposal: the proposing member, the incarnation of it
-// that proposed (its last log index when it opened, which only grows), and
-// a counter. Only the proposer reads it: it resolves its Pending when it
-// applies the entry; the others ignore it.
+// that proposed (a random number drawn at Open), and a counter. Only the
+// proposer reads it: it resolves its Pending when it applies the entry
+// (if the bytes are the ones it proposed); the others ignore it.
 type requestID struct {
 	Member, Epoch, Seq uint64
 }

@@ -1,7 +1,12 @@
 package member
 
 import (
+	"errors"
 	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/revkv/revkv/persist/memfs"
 )
 
 func (c *testCluster) restart(id uint64) *Member {
@@ -45,7 +50,21 @@ func TestRestartFollower(t *testing.T) {
 // TestRestartAll: every member closes and reopens; the state is the same,
 // and the cluster takes writes again.
 func TestRestartAll(t *testing.T) {
-	c := newTestCluster(t, 3, smallSnapshots)
+	t.Run("memory", func(t *testing.T) { testRestartAll(t, smallSnapshots) })
+	t.Run("raftstore", func(t *testing.T) {
+		fss := map[uint64]*memfs.FS{}
+		testRestartAll(t, func(cfg *Config) {
+			smallSnapshots(cfg)
+			if fss[cfg.ID] == nil {
+				fss[cfg.ID] = memfs.New(memfs.Options{})
+			}
+			cfg.Storage, cfg.FS, cfg.Dir = nil, fss[cfg.ID], "/m"
+		})
+	})
+}
+
+func testRestartAll(t *testing.T, tune func(*Config)) {
+	c := newTestCluster(t, 3, tune)
 	lead := c.leader()
 	c.grant(lead, 5, 100)
 	c.putMany(lead, "a", 45)
@@ -71,4 +90,48 @@ func TestRestartAll(t *testing.T) {
 	}
 	c.mustPut(lead, "after", "1")
 	c.converged()
+}
+
+// TestRestartLeader: the leader closes with a lease kept alive and a
+// proposal in flight; the proposal fails with ErrStopped, the others
+// elect a leader that keeps the lease (a full TTL from its election), and
+// the old leader reopens as a follower that catches up.
+func TestRestartLeader(t *testing.T) {
+	c := newTestCluster(t, 3, smallSnapshots)
+	lead := c.leader()
+	c.grant(lead, 8, 3)
+	c.putMany(lead, "a", 25)
+	p, err := c.members[lead].Propose(putReq("inflight", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.members[lead]
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Result(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("proposal of a closed member: %v", err)
+	}
+	for _, err := range []error{
+		func() error { _, err := old.Propose(putReq("x", "y")); return err }(),
+		func() error { _, err := old.ReadIndex().Result(); return err }(),
+		func() error { _, err := old.Ready(); return err }(),
+		old.Step(&raftpb.Message{}),
+		old.Close(),
+	} {
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("closed member: %v", err)
+		}
+	}
+	delete(c.members, lead)
+	next := c.leader()
+	if !c.live(8) {
+		t.Fatal("lease lost with the leader")
+	}
+	c.putMany(next, "b", 5)
+	c.open(lead)
+	c.converged()
+	if c.members[lead].Status().Leader == lead {
+		t.Fatal("reopened leader leads at once")
+	}
 }

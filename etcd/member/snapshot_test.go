@@ -85,3 +85,88 @@ func TestSnapshotToLaggingFollower(t *testing.T) {
 		t.Fatalf("follower's snapshot index %d -> %d", before, after)
 	}
 }
+
+// TestWatchAcrossSnapshotInstall: a watcher on a follower's DB ends when a
+// snapshot from the leader replaces the DB; watching the new DB from the
+// next revision it had not seen gives the rest of the history with no gap
+// (the snapshot keeps the retained history, not only the latest values).
+func TestWatchAcrossSnapshotInstall(t *testing.T) {
+	c := newTestCluster(t, 3, smallSnapshots)
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.putMany(lead, "ka", 5)
+	c.converged()
+	w := c.members[fol].DB().NewWatcher()
+	w.Watch([]byte("k"), true, 2)
+	c.cut = func(from, to uint64) bool { return from == fol || to == fol }
+	c.putMany(lead, "kb", 60)
+	c.cut = nil
+	before := c.members[fol].Status().SnapshotIndex
+	c.converged()
+	if c.members[fol].Status().SnapshotIndex <= before {
+		t.Fatal("follower installed no snapshot")
+	}
+	var revs []int64
+	for r := range w.Chan() { // ends when the old DB closes
+		for _, e := range r.Events {
+			revs = append(revs, e.KV.ModRevision)
+		}
+	}
+	db := c.members[fol].DB()
+	next := int64(2)
+	if len(revs) > 0 {
+		next = revs[len(revs)-1] + 1
+	}
+	w2 := db.NewWatcher()
+	defer w2.Close()
+	w2.Watch([]byte("k"), true, next)
+	timeout := time.After(10 * time.Second)
+	for len(revs) == 0 || revs[len(revs)-1] < db.Rev() {
+		select {
+		case r := <-w2.Chan():
+			if r.Canceled {
+				t.Fatalf("re-watch canceled: %v", r.Err)
+			}
+			for _, e := range r.Events {
+				revs = append(revs, e.KV.ModRevision)
+			}
+		case <-timeout:
+			t.Fatalf("re-watch stalled at %v, DB at %d", revs[len(revs)-1:], db.Rev())
+		}
+	}
+	for i, rev := range revs {
+		if rev != int64(i)+2 {
+			t.Fatalf("event %d at revision %d: a gap or a repeat", i, rev)
+		}
+	}
+	if len(revs) != 65 {
+		t.Fatalf("%d events, want 65", len(revs))
+	}
+}
+
+// TestUnreportedSnapshot: a MsgSnap the transport loses without calling
+// ReportSnapshot does not stall the follower for ever: after
+// RequestTimeoutTicks the leader takes it as lost and sends another.
+func TestUnreportedSnapshot(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		smallSnapshots(cfg)
+		cfg.RequestTimeoutTicks = 30
+	})
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.cut = func(from, to uint64) bool { return from == fol || to == fol }
+	c.putMany(lead, "k", 60)
+	c.cut = nil
+	c.loseSnaps = map[uint64]bool{fol: true}
+	for range 10 {
+		c.tick()
+	}
+	if c.snapsLost == 0 {
+		t.Fatal("no snapshot sent")
+	}
+	c.loseSnaps = nil
+	c.converged()
+	if c.members[fol].Status().SnapshotIndex < 40 {
+		t.Fatalf("follower at %+v", c.members[fol].Status())
+	}
+}

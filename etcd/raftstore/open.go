@@ -82,27 +82,21 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	changed := false // the directory changed: sync it
 	for _, name := range d.tmps {
 		s.log.Warn("raftstore: removing a leftover temporary file", "file", s.path(name))
 		if err := s.fsys.Remove(s.path(name)); err != nil {
 			return err
 		}
-		changed = true
 	}
 	if err := s.loadSnapshot(d.snaps); err != nil {
 		return err
 	}
 	if len(d.snaps) > 1 {
 		s.removeOldSnapshots()
-		changed = true
 	}
 	segs, err := s.readSegments(d.segs)
 	if err != nil {
 		return err
-	}
-	if len(segs) < len(d.segs) {
-		changed = true // a torn new segment was removed
 	}
 	if len(segs) == 0 {
 		if len(d.snaps) > 0 {
@@ -113,8 +107,9 @@ func (s *Store) load() error {
 	last := &segs[len(segs)-1]
 	if s.unbackedReset(last) {
 		rec := last.recs[len(last.recs)-1]
-		s.log.Warn("raftstore: cutting the record of a snapshot whose file never became durable", "file", s.path(last.name), "offset", rec.off)
 		last.recs, last.cut = last.recs[:len(last.recs)-1], rec.off
+		last.cutWhy = "the record of a snapshot whose file never became durable"
+
 	}
 	if err := s.replay(segs); err != nil {
 		return err
@@ -122,10 +117,13 @@ func (s *Store) load() error {
 	if err := s.openLast(last); err != nil {
 		return err
 	}
-	if changed {
-		return s.fsys.SyncDir(s.dir)
+	// What Open read may be only in this machine's memory: a process that
+	// wrote it before this one may have died with its fsync failed, or
+	// its rename not yet synced. Make it durable before writing on top.
+	if err := s.f.Sync(); err != nil {
+		return err
 	}
-	return nil
+	return s.fsys.SyncDir(s.dir)
 }
 
 // loadSnapshot reads the newest snapshot of indexes (none: an empty one).
@@ -176,8 +174,10 @@ type segment struct {
 	hdr  segHeader
 	base base
 	recs []record // after the base
-	// cut is where a torn tail starts (the last segment only), -1 if none.
-	cut int64
+	// cut is where a torn tail starts (the last segment only), -1 if
+	// none; cutWhy says what is cut.
+	cut    int64
+	cutWhy string
 }
 
 // readSegments reads the segments numbered seqs: consecutive, each but
@@ -237,7 +237,7 @@ func decodeSegment(file string, b []byte, last bool) (*segment, error) {
 		if !last || !st.torn {
 			return nil, &DamageError{File: file, Offset: st.off, Err: st.err}
 		}
-		seg.cut = st.off
+		seg.cut, seg.cutWhy = st.off, "a torn tail: "+st.err.Error()
 	}
 	if len(recs) == 0 || recs[0].kind != kindBase {
 		if last && len(recs) == 0 {
@@ -358,11 +358,8 @@ func (s *Store) openLast(last *segment) error {
 	s.f = f
 	s.size = last.size
 	if last.cut >= 0 {
-		s.log.Warn("raftstore: cutting a torn tail", "file", s.path(last.name), "offset", last.cut, "bytes", last.size-last.cut)
+		s.log.Warn("raftstore: cutting the end of the last segment", "file", s.path(last.name), "offset", last.cut, "bytes", last.size-last.cut, "what", last.cutWhy)
 		if err := f.Truncate(last.cut); err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
 			return err
 		}
 		s.size = last.cut
