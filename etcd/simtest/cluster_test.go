@@ -197,17 +197,11 @@ func TestJoinIdleCluster(t *testing.T) {
 // TestRestartAfterCrashInstallingSnapshot: a follower that crashes at any
 // point while it installs a snapshot from the leader restarts and catches
 // up. Each k crashes its disk at the k-th operation of the install, until
-// an install completes without reaching it.
-//
-// Known bug (see /work/notes/raft-sim.md): a crash after the snapshot is
-// durable (ApplySnapshot) and before the hard state raising the commit
-// index to it is (Save) leaves a log whose hard state commit is below the
-// snapshot's index, and raft panics in member.Open at every restart
-// ("state.commit 21 is out of range [22, 22]"): the member is bricked.
+// an install completes without reaching it. (The simulation found that a
+// crash after the snapshot was durable and before the hard state raising
+// the commit index to it was left a log on which raft panicked at every
+// restart; member.Open now raises the commit index.)
 func TestRestartAfterCrashInstallingSnapshot(t *testing.T) {
-	if !knownBugs {
-		t.Skip("known member/raftstore bug: a crash inside a snapshot install bricks the member (REVKV_SIM_KNOWN_BUGS=1 runs it)")
-	}
 	for k := int64(1); ; k++ {
 		c := newCluster(t, 3, member.Config{SnapshotEntries: 3, CatchUpEntries: 1}, true)
 		lead := c.leader()

@@ -81,12 +81,6 @@ func openRecording(n *node) (*recordingStorage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !knownBugs {
-		if err := raiseCommitToSnapshot(st); err != nil {
-			_ = st.Close()
-			return nil, err
-		}
-	}
 	r := &recordingStorage{Storage: st, rec: n.rec}
 	if err := r.reload(); err != nil {
 		_ = st.Close()
@@ -95,35 +89,9 @@ func openRecording(n *node) (*recordingStorage, error) {
 	return r, nil
 }
 
-// knownBugs turns off the simulation's workarounds for known bugs of the
-// code under test (REVKV_SIM_KNOWN_BUGS=1), so they fail the runs that
-// meet them; it also runs their scripted reproductions.
+// knownBugs runs the scripted reproductions of known bugs of the code
+// under test (REVKV_SIM_KNOWN_BUGS=1), skipped by default.
 var knownBugs = os.Getenv("REVKV_SIM_KNOWN_BUGS") != ""
-
-// raiseCommitToSnapshot works around the open bug 2 of
-// /work/notes/raft-sim.md (TestRestartAfterCrashInstallingSnapshot): a
-// crash between a snapshot install's ApplySnapshot and its Save leaves a
-// hard state whose commit index is below the snapshot's, on which raft
-// panics at every restart. Before the member opens, it raises the commit
-// index to the snapshot's, as the Save would have. Remove it once the
-// bug is fixed.
-func raiseCommitToSnapshot(st *raftstore.Store) error {
-	hs, _, err := st.InitialState()
-	if err != nil {
-		return err
-	}
-	snap, err := st.Snapshot()
-	if err != nil {
-		return err
-	}
-	if i := snap.GetMetadata().GetIndex(); hs.GetCommit() < i {
-		hs = proto.Clone(hs).(*raftpb.HardState)
-		hs.Commit = proto.Uint64(i)
-		hs.Term = proto.Uint64(max(hs.GetTerm(), snap.GetMetadata().GetTerm()))
-		return st.Save(hs, nil)
-	}
-	return nil
-}
 
 func (r *recordingStorage) reload() error {
 	clear(r.rec.log)
