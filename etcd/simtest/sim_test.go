@@ -73,18 +73,22 @@ func TestSimulation(t *testing.T) {
 		s.check()
 		total.add(s.stats)
 	})
-	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, %d crashes (%d torn), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown), %d linearizability checks skipped (porcupine timeout)",
+	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, "+
+		"%d crashes (%d armed to tear a write), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
+		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d linearizability checks skipped (porcupine timeout)",
 		total.runs, total.actions+total.settleRounds, total.actions, total.settleRounds, total.delivered, total.dropped, total.duplicated,
-		total.crashes, total.torn, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.uncheckedHistories)
+		total.crashes, total.torn, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
+		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.uncheckedHistories)
 }
 
 // stats are the counts of one run (or, added up, of a test).
 type stats struct {
-	runs, actions, settleRounds                    int
-	delivered, dropped, duplicated                 int
-	crashes, torn, restarts, snapshots             int
-	clientOps, acked, unknown, uncheckedHistories  int
-	adds, removes, promotes, compactions, conflOps int
+	runs, actions, settleRounds                     int
+	delivered, dropped, duplicated                  int
+	crashes, torn, restarts, snapshots              int
+	clientOps, acked, unknown, uncheckedHistories   int
+	adds, removes, promotes, compactions, transfers int
+	notProposed, timeouts                           int
 }
 
 func (a *stats) add(b stats) {
@@ -106,6 +110,9 @@ func (a *stats) add(b stats) {
 	a.removes += b.removes
 	a.promotes += b.promotes
 	a.compactions += b.compactions
+	a.transfers += b.transfers
+	a.notProposed += b.notProposed
+	a.timeouts += b.timeouts
 }
 
 // params are a run's cluster settings, drawn once per run.
@@ -113,6 +120,10 @@ type params struct {
 	size            int
 	snapshotEntries uint64
 	catchUpEntries  uint64
+	// chaos multiplies the weights of the fault actions (drops, delays,
+	// partitions, crashes, leader transfers): 0 is a network that only
+	// reorders and duplicates, 3 a hostile one.
+	chaos int
 }
 
 // node is one member as the simulation sees it: its disk outlives its
@@ -180,8 +191,9 @@ func newSim(t *rapid.T, steps int) *sim {
 	}
 	s.p = params{
 		size:            rapid.SampledFrom([]int{3, 5}).Draw(t, "members"),
-		snapshotEntries: uint64(rapid.IntRange(2, 40).Draw(t, "snapshotEntries")),
-		catchUpEntries:  uint64(rapid.IntRange(1, 10).Draw(t, "catchUpEntries")),
+		snapshotEntries: uint64(rapid.IntRange(2, 25).Draw(t, "snapshotEntries")),
+		catchUpEntries:  uint64(rapid.IntRange(1, 5).Draw(t, "catchUpEntries")),
+		chaos:           rapid.IntRange(0, 3).Draw(t, "chaos"),
 	}
 	var peers []member.Peer
 	for i := 1; i <= s.p.size; i++ {
@@ -413,6 +425,9 @@ func (s *sim) resolve(op *clientOp, res any, err error) {
 			return
 		}
 		s.stats.unknown++
+		if errors.Is(err, member.ErrTimeout) {
+			s.stats.timeouts++
+		}
 		s.hist.add(int(op.node), op.in, opOutput{Unknown: true}, op.call, 0)
 		return
 	}
@@ -454,18 +469,24 @@ func (s *sim) resolve(op *clientOp, res any, err error) {
 
 // run takes the run's actions.
 func (s *sim) run() {
+	weight := func(a simAction) int {
+		if a.fault {
+			return a.weight * s.p.chaos
+		}
+		return a.weight
+	}
 	total := 0
 	for _, a := range simActions {
-		total += a.weight
+		total += weight(a)
 	}
 	for range s.steps {
 		x := rapid.IntRange(0, total-1).Draw(s.t, "action")
 		for _, a := range simActions {
-			if x < a.weight {
+			if x < weight(a) {
 				a.run(s)
 				break
 			}
-			x -= a.weight
+			x -= weight(a)
 		}
 		s.reportLostSnaps()
 		s.stats.actions++
@@ -475,31 +496,33 @@ func (s *sim) run() {
 type simAction struct {
 	name   string
 	weight int
+	fault  bool // weighted by the run's chaos level
 	run    func(*sim)
 }
 
 // simActions are the simulation's moves, weighted. The first is what
 // shrinking turns every action into: the clock going on.
 var simActions = []simAction{
-	{"tick", 12, (*sim).tickAll},
-	{"tickOne", 3, (*sim).tickOne},
-	{"deliver", 14, (*sim).deliverOne},
-	{"deliverAll", 10, (*sim).deliverAll},
-	{"drop", 3, (*sim).dropOne},
-	{"duplicate", 2, (*sim).duplicateOne},
-	{"delay", 2, (*sim).delayLink},
-	{"partition", 1, (*sim).partition},
-	{"heal", 2, (*sim).heal},
-	{"crash", 1, (*sim).crash},
-	{"restart", 2, (*sim).restart},
-	{"put", 5, (*sim).put},
-	{"delete", 2, (*sim).del},
-	{"txn", 3, (*sim).txn},
-	{"get", 4, (*sim).get},
-	{"compact", 1, (*sim).compact},
-	{"addMember", 1, (*sim).addMember},
-	{"removeMember", 1, (*sim).removeMember},
-	{"promote", 1, (*sim).promote},
+	{"tick", 12, false, (*sim).tickAll},
+	{"tickOne", 3, false, (*sim).tickOne},
+	{"deliver", 14, false, (*sim).deliverOne},
+	{"deliverAll", 10, false, (*sim).deliverAll},
+	{"duplicate", 2, false, (*sim).duplicateOne},
+	{"heal", 2, false, (*sim).heal},
+	{"restart", 2, false, (*sim).restart},
+	{"put", 5, false, (*sim).put},
+	{"delete", 2, false, (*sim).del},
+	{"txn", 3, false, (*sim).txn},
+	{"get", 4, false, (*sim).get},
+	{"compact", 1, false, (*sim).compact},
+	{"addMember", 1, false, (*sim).addMember},
+	{"removeMember", 1, false, (*sim).removeMember},
+	{"promote", 1, false, (*sim).promote},
+	{"drop", 2, true, (*sim).dropOne},
+	{"delay", 1, true, (*sim).delayLink},
+	{"partition", 1, true, (*sim).partition},
+	{"crash", 1, true, (*sim).crash},
+	{"transferLeader", 1, true, (*sim).transferLeader},
 }
 
 func (s *sim) tickAll() {
@@ -680,6 +703,7 @@ func (s *sim) propose(in opInput, req *kv.TxnRequest) {
 	switch {
 	case err == nil:
 	case notProposed(err), errors.Is(err, member.ErrStopped):
+		s.stats.notProposed++
 		return
 	case isCrash(n, err):
 		s.kill(n)
@@ -841,10 +865,44 @@ func (s *sim) promote() {
 		return
 	}
 	target := rapid.SampledFrom(learners).Draw(s.t, "learner")
+	// Only the leader knows how far a learner is: a client's request
+	// goes there (etcd's followers forward it).
+	if lead := s.nodes[n.m.Status().Leader]; lead != nil && lead.up() {
+		n = lead
+	}
 	s.stats.promotes++
 	s.other(n, fmt.Sprintf("promote member %d", target), n.m.PromoteMember(target), func(_ any, err error) {
 		s.logf("promote member %d: %v", target, err)
 	})
+}
+
+// transferLeader asks the leader to hand leadership to another member.
+func (s *sim) transferLeader() {
+	var lead *node
+	for _, id := range s.upIDs() {
+		if st := s.nodes[id].m.Status(); st.Leader == id {
+			lead = s.nodes[id]
+		}
+	}
+	if lead == nil {
+		return
+	}
+	var others []uint64
+	for _, p := range lead.m.Members() {
+		if p.ID != lead.id && !p.IsLearner {
+			others = append(others, p.ID)
+		}
+	}
+	if len(others) == 0 {
+		return
+	}
+	to := rapid.SampledFrom(others).Draw(s.t, "transferTo")
+	s.logf("member %d: transfer leadership to %d", lead.id, to)
+	if err := lead.m.TransferLeader(to); err != nil && !errors.Is(err, member.ErrNotLeader) {
+		s.fatalf("member %d: TransferLeader(%d): %v", lead.id, to, err)
+	}
+	s.stats.transfers++
+	s.ready(lead)
 }
 
 // settle heals the network, restarts every member that is down and runs
@@ -1027,8 +1085,8 @@ func (s *sim) check() {
 	if s.verbose == nil {
 		s.verbose = s.t.Logf
 	}
-	s.verbose("run: %d members (snapshot every %d entries, catch-up %d), %d actions, %d settling rounds, %d ops, %d acked, final revision %d, net %v",
-		s.p.size, s.p.snapshotEntries, s.p.catchUpEntries, s.stats.actions, s.stats.settleRounds, len(s.hist.ops), len(s.acked), finals[ms[0].id], s.net)
+	s.verbose("run: %d members (snapshot every %d entries, catch-up %d, chaos %d), %d actions, %d settling rounds, %d ops, %d acked, final revision %d, net %v",
+		s.p.size, s.p.snapshotEntries, s.p.catchUpEntries, s.p.chaos, s.stats.actions, s.stats.settleRounds, len(s.hist.ops), len(s.acked), finals[ms[0].id], s.net)
 	s.stats.delivered, s.stats.dropped, s.stats.duplicated = s.net.delivered, s.net.dropped, s.net.duplicated
 }
 
