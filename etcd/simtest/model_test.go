@@ -199,13 +199,13 @@ func checkLinearizable(ops []porcupine.Operation, timeout time.Duration) (checke
 		return false, nil
 	}
 	var b strings.Builder
-	b.WriteString("client history is not linearizable; longest linearizable prefixes:\n")
+	b.WriteString("client history is not linearizable; a longest linearizable prefix:\n")
 	for _, part := range info.PartialLinearizationsOperations() {
-		for _, lin := range part {
-			for _, op := range lin {
-				fmt.Fprintf(&b, "  %s [%d,%d]\n", describeOp(op.Input.(opInput), op.Output.(opOutput)), op.Call, op.Return)
-			}
-			break
+		if len(part) == 0 {
+			continue
+		}
+		for _, op := range part[0] {
+			fmt.Fprintf(&b, "  %s [%d,%d]\n", describeOp(op.Input.(opInput), op.Output.(opOutput)), op.Call, op.Return)
 		}
 	}
 	b.WriteString("all operations:\n")

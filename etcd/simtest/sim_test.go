@@ -74,10 +74,10 @@ func TestSimulation(t *testing.T) {
 		total.add(s.stats)
 	})
 	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, "+
-		"%d crashes (%d armed to tear a write), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
+		"%d crashes (%d armed to tear a write, %d write or fsync failures armed), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
 		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d linearizability checks skipped (porcupine timeout)",
 		total.runs, total.actions+total.settleRounds, total.actions, total.settleRounds, total.delivered, total.dropped, total.duplicated,
-		total.crashes, total.torn, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
+		total.crashes, total.torn, total.diskFaults, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
 		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.uncheckedHistories)
 }
 
@@ -88,7 +88,7 @@ type stats struct {
 	crashes, torn, restarts, snapshots              int
 	clientOps, acked, unknown, uncheckedHistories   int
 	adds, removes, promotes, compactions, transfers int
-	notProposed, timeouts                           int
+	notProposed, timeouts, diskFaults               int
 }
 
 func (a *stats) add(b stats) {
@@ -113,6 +113,7 @@ func (a *stats) add(b stats) {
 	a.transfers += b.transfers
 	a.notProposed += b.notProposed
 	a.timeouts += b.timeouts
+	a.diskFaults += b.diskFaults
 }
 
 // params are a run's cluster settings, drawn once per run.
@@ -290,9 +291,12 @@ func (s *sim) open(n *node, peers []member.Peer, join bool) {
 	s.ready(n)
 }
 
-// isCrash reports whether err comes from n's disk having crashed (an armed
-// CrashAfter): the expected end of its incarnation.
-func isCrash(n *node, err error) bool { return n.armed && errors.Is(err, memfs.ErrCrashed) }
+// isCrash reports whether err comes from n's disk having crashed or
+// failed (an armed CrashAfter, FailWrite or FailSync): the expected end of
+// its incarnation (a member stops at a storage failure; it is restarted).
+func isCrash(n *node, err error) bool {
+	return n.armed && (errors.Is(err, memfs.ErrCrashed) || errors.Is(err, memfs.ErrInjected))
+}
 
 // ready runs n's Ready, sends its messages and observes the cluster.
 func (s *sim) ready(n *node) {
@@ -338,6 +342,8 @@ func (s *sim) kill(n *node) {
 	// history resumes must not depend on how fast the watch goroutine ran
 	// (it bounds the compactions drawn later), or a run would not replay.
 	s.syncWatch(n, true)
+	n.fs.FailWrite(0)
+	n.fs.FailSync(0)
 	n.fs.CrashAfter(1)
 	_ = n.m.Close() // fails on the crashed disk: nothing of it is durable
 	n.fs.Crash()
@@ -522,6 +528,7 @@ var simActions = []simAction{
 	{"delay", 1, true, (*sim).delayLink},
 	{"partition", 1, true, (*sim).partition},
 	{"crash", 1, true, (*sim).crash},
+	{"diskFault", 1, true, (*sim).diskFault},
 	{"transferLeader", 1, true, (*sim).transferLeader},
 }
 
@@ -669,6 +676,23 @@ func (s *sim) crash() {
 		return
 	}
 	s.kill(n)
+}
+
+// diskFault makes one of a member's next writes or fsyncs fail: the member
+// must stop (and is then restarted), never go on as if it had written.
+func (s *sim) diskFault() {
+	n, ok := s.pick(s.upIDs(), "member")
+	if !ok || n.armed {
+		return
+	}
+	k := int64(rapid.IntRange(1, 10).Draw(s.t, "faultAfter"))
+	if rapid.Bool().Draw(s.t, "failSync") {
+		n.fs.FailSync(k)
+	} else {
+		n.fs.FailWrite(k)
+	}
+	n.armed = true
+	s.stats.diskFaults++
 }
 
 func (s *sim) restart() {
@@ -915,6 +939,8 @@ func (s *sim) settle() {
 		n := s.nodes[id]
 		if n.armed {
 			n.fs.CrashAfter(0)
+			n.fs.FailWrite(0)
+			n.fs.FailSync(0)
 			n.armed = false
 		}
 		if !n.up() && !n.removed {
