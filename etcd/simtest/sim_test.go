@@ -22,7 +22,7 @@ import (
 
 // defaultSteps is the number of actions per rapid check in the default
 // run; REVKV_SIM_STEPS overrides it.
-const defaultSteps = 300
+const defaultSteps = 250
 
 // settleWrites makes clients go on writing while the cluster settles
 // (REVKV_SIM_SETTLE_WRITES=1): without it, a member that only catches up
