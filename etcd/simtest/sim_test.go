@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/cryptotest"
 	"time"
@@ -75,10 +76,11 @@ func TestSimulation(t *testing.T) {
 	})
 	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, "+
 		"%d crashes (%d armed to tear a write, %d write or fsync failures armed), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
-		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d linearizability checks skipped (porcupine timeout)",
+		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d leased puts and %d deletes by lease revocation or expiry applied, "+
+		"%d linearizability checks skipped (porcupine timeout)",
 		total.runs, total.actions+total.settleRounds, total.actions, total.settleRounds, total.delivered, total.dropped, total.duplicated,
 		total.crashes, total.torn, total.diskFaults, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
-		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.uncheckedHistories)
+		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.leasePuts, total.leaseDeletes, total.uncheckedHistories)
 }
 
 // stats are the counts of one run (or, added up, of a test).
@@ -89,6 +91,7 @@ type stats struct {
 	clientOps, acked, unknown, uncheckedHistories   int
 	adds, removes, promotes, compactions, transfers int
 	notProposed, timeouts, diskFaults               int
+	leasePuts, leaseDeletes                         int
 }
 
 func (a *stats) add(b stats) {
@@ -114,6 +117,8 @@ func (a *stats) add(b stats) {
 	a.notProposed += b.notProposed
 	a.timeouts += b.timeouts
 	a.diskFaults += b.diskFaults
+	a.leasePuts += b.leasePuts
+	a.leaseDeletes += b.leaseDeletes
 }
 
 // params are a run's cluster settings, drawn once per run.
@@ -125,6 +130,13 @@ type params struct {
 	// partitions, crashes, leader transfers): 0 is a network that only
 	// reorders and duplicates, 3 a hostile one.
 	chaos int
+	// leases turns on the lease actions (grant, leased puts, revoke,
+	// keep-alive, the clock going on so the leader revokes expired
+	// leases). Their writes are outside the clients' KV model, whose
+	// revisions would no longer add up: such runs skip porcupine and keep
+	// every other check (leases must replicate as deterministically as
+	// the rest).
+	leases bool
 }
 
 // node is one member as the simulation sees it: its disk outlives its
@@ -169,13 +181,14 @@ type sim struct {
 	leaders leaderLog
 	peers   []member.Peer // the bootstrap members
 
-	hist   history
-	ops    []*clientOp
-	acked  []ackedWrite
-	now    int64 // porcupine's clock: bumped at every call and observation
-	vals   int   // values written so far (each put writes a new one)
-	known  [nKeys]keyState
-	maxRev int64
+	hist     history
+	ops      []*clientOp
+	acked    []ackedWrite
+	now      int64 // porcupine's clock: bumped at every call and observation
+	vals     int   // values written so far (each put writes a new one)
+	leaseIDs int64 // the last lease ID asked for
+	known    [nKeys]keyState
+	maxRev   int64
 
 	stats   stats
 	verbose func(format string, args ...any) // with -v: one line per run
@@ -195,6 +208,7 @@ func newSim(t *rapid.T, steps int) *sim {
 		snapshotEntries: uint64(rapid.IntRange(2, 25).Draw(t, "snapshotEntries")),
 		catchUpEntries:  uint64(rapid.IntRange(1, 5).Draw(t, "catchUpEntries")),
 		chaos:           rapid.IntRange(0, 3).Draw(t, "chaos"),
+		leases:          rapid.Bool().Draw(t, "leases"),
 	}
 	var peers []member.Peer
 	for i := 1; i <= s.p.size; i++ {
@@ -476,7 +490,10 @@ func (s *sim) resolve(op *clientOp, res any, err error) {
 // run takes the run's actions.
 func (s *sim) run() {
 	weight := func(a simAction) int {
-		if a.fault {
+		switch {
+		case a.lease && !s.p.leases:
+			return 0
+		case a.fault:
 			return a.weight * s.p.chaos
 		}
 		return a.weight
@@ -504,32 +521,38 @@ type simAction struct {
 	weight int
 	fault  bool // weighted by the run's chaos level
 	run    func(*sim)
+	lease  bool // only in runs with leases
 }
 
 // simActions are the simulation's moves, weighted. The first is what
 // shrinking turns every action into: the clock going on.
 var simActions = []simAction{
-	{"tick", 12, false, (*sim).tickAll},
-	{"tickOne", 3, false, (*sim).tickOne},
-	{"deliver", 14, false, (*sim).deliverOne},
-	{"deliverAll", 10, false, (*sim).deliverAll},
-	{"duplicate", 2, false, (*sim).duplicateOne},
-	{"heal", 2, false, (*sim).heal},
-	{"restart", 2, false, (*sim).restart},
-	{"put", 5, false, (*sim).put},
-	{"delete", 2, false, (*sim).del},
-	{"txn", 3, false, (*sim).txn},
-	{"get", 4, false, (*sim).get},
-	{"compact", 1, false, (*sim).compact},
-	{"addMember", 1, false, (*sim).addMember},
-	{"removeMember", 1, false, (*sim).removeMember},
-	{"promote", 1, false, (*sim).promote},
-	{"drop", 2, true, (*sim).dropOne},
-	{"delay", 1, true, (*sim).delayLink},
-	{"partition", 1, true, (*sim).partition},
-	{"crash", 1, true, (*sim).crash},
-	{"diskFault", 1, true, (*sim).diskFault},
-	{"transferLeader", 1, true, (*sim).transferLeader},
+	{"tick", 12, false, (*sim).tickAll, false},
+	{"tickOne", 3, false, (*sim).tickOne, false},
+	{"deliver", 14, false, (*sim).deliverOne, false},
+	{"deliverAll", 10, false, (*sim).deliverAll, false},
+	{"duplicate", 2, false, (*sim).duplicateOne, false},
+	{"heal", 2, false, (*sim).heal, false},
+	{"restart", 2, false, (*sim).restart, false},
+	{"put", 5, false, (*sim).put, false},
+	{"delete", 2, false, (*sim).del, false},
+	{"txn", 3, false, (*sim).txn, false},
+	{"get", 4, false, (*sim).get, false},
+	{"compact", 1, false, (*sim).compact, false},
+	{"addMember", 1, false, (*sim).addMember, false},
+	{"removeMember", 1, false, (*sim).removeMember, false},
+	{"promote", 1, false, (*sim).promote, false},
+	{"drop", 2, true, (*sim).dropOne, false},
+	{"delay", 1, true, (*sim).delayLink, false},
+	{"partition", 1, true, (*sim).partition, false},
+	{"crash", 1, true, (*sim).crash, false},
+	{"diskFault", 1, true, (*sim).diskFault, false},
+	{"transferLeader", 1, true, (*sim).transferLeader, false},
+	{"leaseGrant", 2, false, (*sim).leaseGrant, true},
+	{"leasePut", 3, false, (*sim).leasePut, true},
+	{"leaseRevoke", 1, false, (*sim).leaseRevoke, true},
+	{"keepAlive", 2, false, (*sim).keepAlive, true},
+	{"clock", 2, false, (*sim).advanceClock, true},
 }
 
 func (s *sim) tickAll() {
@@ -900,6 +923,87 @@ func (s *sim) promote() {
 	})
 }
 
+// leaseGrant grants a lease with a new ID, through a random member.
+func (s *sim) leaseGrant() {
+	s.leaseIDs++
+	id := s.leaseIDs
+	ttl := int64(rapid.IntRange(1, 20).Draw(s.t, "ttl"))
+	s.proposeOther(fmt.Sprintf("grant lease %d (ttl %d)", id, ttl), member.Request{LeaseGrant: &member.LeaseGrant{ID: id, TTL: ttl}}, func(any, error) {})
+}
+
+// drawLease returns a lease ID granted or asked for (a grant's outcome
+// may be unknown; a request naming a lease that is not there is refused
+// the same way on every member).
+func (s *sim) drawLease() (int64, bool) {
+	if s.leaseIDs == 0 {
+		return 0, false
+	}
+	return int64(rapid.IntRange(1, int(s.leaseIDs)).Draw(s.t, "lease")), true
+}
+
+// leasePut puts a key outside the clients' model ("la", "lb", "lc") with
+// a lease (maybe gone by then: refused the same way on every member).
+func (s *sim) leasePut() {
+	id, ok := s.drawLease()
+	if !ok {
+		return
+	}
+	k := "l" + keyName(s.drawKey("key"))
+	s.vals++
+	v := fmt.Sprintf("l%d", s.vals)
+	op := kv.Op{Type: kv.OpPut, Key: []byte(k), Value: []byte(v), Put: kv.PutOptions{Lease: id}}
+	s.proposeOther(fmt.Sprintf("put %s=%s with lease %d", k, v, id), member.Request{Txn: &kv.TxnRequest{Then: []kv.Op{op}}}, func(any, error) {})
+}
+
+func (s *sim) leaseRevoke() {
+	if id, ok := s.drawLease(); ok {
+		s.proposeOther(fmt.Sprintf("revoke lease %d", id), member.Request{LeaseRevoke: id}, func(any, error) {})
+	}
+}
+
+// keepAlive renews a lease on the leader (renewals are leader-local).
+func (s *sim) keepAlive() {
+	id, ok := s.drawLease()
+	if !ok {
+		return
+	}
+	for _, n := range s.upIDs() {
+		if st := s.nodes[n].m.Status(); st.Leader == n {
+			_, err := s.nodes[n].m.KeepAlive(id)
+			if err != nil && !errors.Is(err, kv.ErrLeaseNotFound) && !errors.Is(err, member.ErrNotLeader) && !errors.Is(err, member.ErrStopped) {
+				s.fatalf("member %d: KeepAlive(%d): %v", n, id, err)
+			}
+		}
+	}
+}
+
+// advanceClock moves the members' clock (lease deadlines) on: the leader
+// proposes a revoke for each lease past its deadline at its next ticks.
+func (s *sim) advanceClock() {
+	s.clock.Advance(time.Duration(rapid.IntRange(1, 10).Draw(s.t, "seconds")) * time.Second)
+}
+
+// proposeOther proposes a request outside the clients' model through a
+// random member.
+func (s *sim) proposeOther(what string, req member.Request, done func(any, error)) {
+	n, ok := s.pick(s.upIDs(), "member")
+	if !ok {
+		return
+	}
+	p, err := n.m.Propose(req)
+	switch {
+	case err == nil:
+	case isCrash(n, err):
+		s.kill(n)
+		return
+	case notProposed(err), errors.Is(err, member.ErrStopped):
+		return
+	default:
+		s.fatalf("member %d: Propose(%s): %v", n.id, what, err)
+	}
+	s.other(n, what, p, done)
+}
+
 // transferLeader asks the leader to hand leadership to another member.
 func (s *sim) transferLeader() {
 	var lead *node
@@ -1099,10 +1203,22 @@ func (s *sim) check() {
 	if err := checkAckedWrites(s.acked, logs); err != nil {
 		s.fatalf("%v", err)
 	}
-	ops := settleUnknown(s.hist.ops, logs)
-	checked, err := checkLinearizable(ops, 20*time.Second)
-	if err != nil {
-		s.fatalf("%v", err)
+	for _, e := range logs[ms[0].id].Events {
+		if strings.HasPrefix(e.Key, "l") {
+			if e.Delete {
+				s.stats.leaseDeletes++
+			} else {
+				s.stats.leasePuts++
+			}
+		}
+	}
+	checked := true
+	if !s.p.leases {
+		ops := settleUnknown(s.hist.ops, logs)
+		var err error
+		if checked, err = checkLinearizable(ops, 20*time.Second); err != nil {
+			s.fatalf("%v", err)
+		}
 	}
 	if !checked {
 		s.stats.uncheckedHistories++
