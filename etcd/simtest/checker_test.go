@@ -84,7 +84,7 @@ func TestLinearizabilityChecker(t *testing.T) {
 			for i, o := range c.ops {
 				h.add(i, o.in, o.out, o.call, o.ret)
 			}
-			checked, err := checkLinearizable(h.ops, 10*time.Second)
+			checked, err := checkLinearizable(h.ops, 10*time.Second, false)
 			if !checked {
 				t.Fatal("porcupine timed out on a tiny history")
 			}
@@ -253,7 +253,7 @@ func TestSettleUnknown(t *testing.T) {
 	}
 	// A history that contradicts the found revision is caught.
 	ops = append(ops, porcupineOp(4, get(0), opOutput{Rev: 2, Found: true, Value: "x", Mod: 3}, 5, 6))
-	if _, err := checkLinearizable(ops, 10*time.Second); err == nil {
+	if _, err := checkLinearizable(ops, 10*time.Second, false); err == nil {
 		t.Fatal("a get at the wrong mod revision of a settled put not caught")
 	}
 	// With no complete history, a put not found stays unknown.

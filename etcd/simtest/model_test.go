@@ -3,6 +3,7 @@ package simtest
 import (
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"time"
 
@@ -190,7 +191,10 @@ func (h *history) add(client int, in opInput, out opOutput, call, ret int64) {
 // checkLinearizable runs porcupine on the history. It fails only on a
 // definite violation: a check that runs out of time is reported as not
 // checked (ok, with checked false), never as a pass.
-func checkLinearizable(ops []porcupine.Operation, timeout time.Duration) (checked bool, err error) {
+//
+// With visualize, a violation also writes porcupine's visualization (an
+// HTML file in the temporary directory) and names it in the error.
+func checkLinearizable(ops []porcupine.Operation, timeout time.Duration, visualize bool) (checked bool, err error) {
 	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, timeout)
 	switch res {
 	case porcupine.Ok:
@@ -211,6 +215,14 @@ func checkLinearizable(ops []porcupine.Operation, timeout time.Duration) (checke
 	b.WriteString("all operations:\n")
 	for _, op := range ops {
 		fmt.Fprintf(&b, "  c%d %s [%d,%d]\n", op.ClientId, describeOp(op.Input.(opInput), op.Output.(opOutput)), op.Call, op.Return)
+	}
+	if visualize {
+		if f, err := os.CreateTemp("", "revkv-sim-*.html"); err == nil {
+			if porcupine.Visualize(kvModel, info, f) == nil {
+				fmt.Fprintf(&b, "porcupine's visualization: %s\n", f.Name())
+			}
+			f.Close()
+		}
 	}
 	return true, fmt.Errorf("%s", b.String())
 }

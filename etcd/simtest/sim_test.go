@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +60,7 @@ func simSteps(t *testing.T) int {
 // failing run lists every action taken.
 func TestSimulation(t *testing.T) {
 	steps := simSteps(t)
+	goroutines := runtime.NumGoroutine()
 	var total stats
 	rapid.Check(t, func(rt *rapid.T) {
 		// raft draws its election timeouts from crypto/rand: seeded here,
@@ -74,6 +76,13 @@ func TestSimulation(t *testing.T) {
 		s.check()
 		total.add(s.stats)
 	})
+	// Every member, DB and watcher was closed: nothing of theirs may run on.
+	for wait := 0; runtime.NumGoroutine() > goroutines; wait++ {
+		if wait == 100 {
+			t.Fatalf("%d goroutines left running after the runs (%d before)", runtime.NumGoroutine(), goroutines)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, "+
 		"%d crashes (%d armed to tear a write, %d write or fsync failures armed), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
 		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d leased puts and %d deletes by lease revocation or expiry applied, "+
@@ -1216,7 +1225,7 @@ func (s *sim) check() {
 	if !s.p.leases {
 		ops := settleUnknown(s.hist.ops, logs)
 		var err error
-		if checked, err = checkLinearizable(ops, 20*time.Second); err != nil {
+		if checked, err = checkLinearizable(ops, 20*time.Second, true); err != nil {
 			s.fatalf("%v", err)
 		}
 	}
