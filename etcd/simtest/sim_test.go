@@ -90,6 +90,20 @@ func TestSimulation(t *testing.T) {
 		total.runs, total.actions+total.settleRounds, total.actions, total.settleRounds, total.delivered, total.dropped, total.duplicated,
 		total.crashes, total.torn, total.diskFaults, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
 		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.leasePuts, total.leaseDeletes, total.uncheckedHistories)
+	// The checks above are only as good as what the runs did: a default
+	// run (or longer) must have met every kind of event at least once.
+	if total.runs >= 50 && steps >= defaultSteps {
+		for what, n := range map[string]int{
+			"acknowledged writes": total.acked, "unknown outcomes": total.unknown, "crashes": total.crashes,
+			"snapshot installs": total.snapshots, "compactions": total.compactions, "member adds": total.adds,
+			"promotions": total.promotes, "lease expiries or revocations": total.leaseDeletes,
+			"duplicated messages": total.duplicated, "dropped messages": total.dropped,
+		} {
+			if n == 0 {
+				t.Errorf("no %s in %d runs: the simulation no longer exercises them", what, total.runs)
+			}
+		}
+	}
 }
 
 // stats are the counts of one run (or, added up, of a test).
