@@ -24,12 +24,12 @@ func (m *Member) apply(e *raftpb.Entry) error {
 	switch e.GetType() {
 	case raftpb.EntryType_EntryNormal:
 		if len(e.GetData()) > 0 { // empty: a new leader's no-op
-			err = m.applyRequest(e.GetData())
+			err = m.applyRequest(e.GetData(), i)
 		}
 	case raftpb.EntryType_EntryConfChange:
 		var cc raftpb.ConfChange
 		if err = proto.Unmarshal(e.GetData(), &cc); err == nil {
-			err = m.applyConfChange(&cc)
+			err = m.applyConfChange(&cc, i)
 		} else {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
@@ -51,10 +51,15 @@ func (m *Member) apply(e *raftpb.Entry) error {
 }
 
 // applyRequest applies a normal entry and resolves its proposer's Pending.
-func (m *Member) applyRequest(data []byte) error {
+// A proposal applied before (raft appended it twice) is skipped.
+func (m *Member) applyRequest(data []byte, index uint64) error {
 	id, req, err := decodeEntry(data)
 	if err != nil {
 		return err
+	}
+	if m.dedup.seen(id, index) {
+		m.log.Debug("duplicate proposal skipped", "index", index, "member", id.Member, "seq", id.Seq)
+		return nil
 	}
 	res, err := m.execute(&req)
 	if errors.Is(err, kv.ErrClosed) || errors.Is(err, kv.ErrStopped) {
@@ -98,14 +103,21 @@ func (m *Member) execute(req *Request) (any, error) {
 
 // applyConfChange applies a membership change: to raft's configuration
 // and to the member table, or, if the table refuses it (the same decision
-// on every member), to neither.
-func (m *Member) applyConfChange(cc *raftpb.ConfChange) error {
+// on every member), to neither. A proposal applied before is skipped as in
+// applyRequest (raft must still be told of the entry: as a no-op).
+func (m *Member) applyConfChange(cc *raftpb.ConfChange, index uint64) error {
 	var ctx confContext
 	if len(cc.GetContext()) > 0 {
 		var err error
 		if ctx, err = decodeConfContext(cc.GetContext()); err != nil {
 			return err
 		}
+	}
+	// Bootstrap's changes have no proposer (member 0).
+	if ctx.id.Member != 0 && m.dedup.seen(ctx.id, index) {
+		cc.NodeId = proto.Uint64(0)
+		m.confState = m.rn.ApplyConfChange(cc)
+		return nil
 	}
 	id := cc.GetNodeId()
 	verr := m.table.validate(cc.GetType(), id, &ctx.peer, ctx.promote)

@@ -57,7 +57,9 @@
 //
 // A proposal carries a request ID (the proposer's member ID, its
 // incarnation and a counter); the proposer resolves its Pending when it
-// applies that entry. If the leader changes (or a snapshot replaces the
+// applies that entry. Every member skips an entry whose ID it applied
+// before (a proposal a transport delivered twice is in the log twice), by
+// a bounded record that is part of the replicated state (dedup.go). If the leader changes (or a snapshot replaces the
 // state) first, the Pending fails with ErrLeaderChanged: the entry may
 // still commit. One that gets no outcome for Config.RequestTimeoutTicks
 // (a proposal dropped on its way to the leader) fails with ErrTimeout.

@@ -41,12 +41,14 @@ type Member struct {
 	snapIndex uint64 // the newest snapshot's index (local or installed)
 	confState *raftpb.ConfState
 	table     membership
+	dedup     dedup // the proposals applied (replicated state)
 
 	lead  uint64
 	state raft.StateType
-	// epoch and seq make request IDs (see requestID).
-	epoch, seq uint64
-	ticks      uint64
+	// epoch and seq make request IDs (see requestID); readSeq numbers
+	// read indexes apart, so that the proposals' seqs have no gaps.
+	epoch, seq, readSeq uint64
+	ticks               uint64
 
 	proposals map[uint64]*Pending // by seq
 	reads     map[uint64]*Pending // by seq, until raft gives the read index
@@ -116,6 +118,7 @@ func (m *Member) expireLeases() {
 		req := Request{LeaseRevoke: id}
 		data := encodeEntry(m.nextID(), &req, kindLeaseRevoke)
 		if err := m.rn.Propose(data); err != nil {
+			m.seq-- // not proposed: no gap in the seqs
 			m.log.Debug("lease expiry: revoke not proposed", "lease", id, "err", err)
 			return // retried after the retry interval
 		}

@@ -151,20 +151,20 @@ func newEpoch() uint64 {
 // empty snap): a new DB, the member table, the applied index.
 func (m *Member) loadSnapshot(snap *raftpb.Snapshot) error {
 	var engineBytes []byte
-	table := newMembership()
+	table, dd := newMembership(), dedup{}
 	if !raft.IsEmptySnap(snap) {
 		c, err := decodeSnapshot(snap.GetData())
 		if err != nil {
 			return fmt.Errorf("snapshot at index %d: %w", snap.GetMetadata().GetIndex(), err)
 		}
-		engineBytes, table = c.engine, c.table
+		engineBytes, table, dd = c.engine, c.table, c.dedup
 	}
 	db, err := m.openDB(engineBytes)
 	if err != nil {
 		return fmt.Errorf("snapshot at index %d: DB: %w", snap.GetMetadata().GetIndex(), err)
 	}
 	old := m.db
-	m.db, m.table = db, table
+	m.db, m.table, m.dedup = db, table, dd
 	m.applied = snap.GetMetadata().GetIndex()
 	m.snapIndex = m.applied
 	m.idx.v.Store(m.applied)

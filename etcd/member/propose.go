@@ -44,6 +44,7 @@ func (m *Member) Propose(req Request) (*Pending, error) {
 	p := newPending(m.ticks, lead)
 	p.data = encodeEntry(id, &req, k)
 	if err := m.rn.Propose(p.data); err != nil {
+		m.seq-- // not proposed: no gap in the seqs (see dedup)
 		return nil, m.proposeError(err)
 	}
 	m.proposals[id.Seq] = p
@@ -72,7 +73,8 @@ func (m *Member) ReadIndex() *Pending {
 	if lead == raft.None {
 		return failed(fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader))
 	}
-	id := m.nextID()
+	m.readSeq++
+	id := requestID{Member: m.cfg.ID, Epoch: m.epoch, Seq: m.readSeq}
 	e := &encoder{}
 	e.id(id)
 	p := newPending(m.ticks, lead)
@@ -163,6 +165,7 @@ func (m *Member) proposeConfChange(typ raftpb.ConfChangeType, id uint64, peer Pe
 	p := newPending(m.ticks, lead)
 	p.data = cc.Context
 	if err := m.rn.ProposeConfChange(cc); err != nil {
+		m.seq--
 		return failed(m.proposeError(err))
 	}
 	m.proposals[rid.Seq] = p

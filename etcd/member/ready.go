@@ -137,7 +137,7 @@ func (m *Member) snapshotData() ([]byte, error) {
 		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
 	}
 	defer sn.Close()
-	data, err := encodeSnapshot(&m.table, sn.WriteTo)
+	data, err := encodeSnapshot(&m.table, m.dedup, sn.WriteTo)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
 	}

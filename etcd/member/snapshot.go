@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/revkv/revkv/persist"
 )
@@ -15,7 +17,12 @@ import (
 //	container = magic "RKVMSNAP", version(1 byte, 1), body, crc(4 bytes)
 //	body      = uvarint n, n × peer (the members, in ID order),
 //	            uvarint n, n × uvarint (the removed IDs, ascending),
+//	            uvarint n, n × window (the applied-proposal record, dedup.go,
+//	            in (member, epoch) order),
 //	            bytes engine (the DB's snapshot, engine.Snapshot.WriteTo)
+//	window    = uvarint member, uvarint epoch, uvarint first index,
+//	            uvarint floor, uvarint n, n × uvarint seq (ascending, above
+//	            the floor)
 //	crc       = CRC-32C (Castagnoli) of everything before it, little-endian
 //
 // peer and bytes are the entry codec's (codec.go). The checksum is
@@ -31,12 +38,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // snapshotContents is a decoded container.
 type snapshotContents struct {
 	table  membership
+	dedup  dedup
 	engine []byte
 }
 
 // encodeSnapshot writes the container of t and the engine snapshot that
 // writeEngine writes.
-func encodeSnapshot(t *membership, writeEngine func(io.Writer) (int64, error)) ([]byte, error) {
+func encodeSnapshot(t *membership, dd dedup, writeEngine func(io.Writer) (int64, error)) ([]byte, error) {
 	var eng bytes.Buffer
 	if _, err := writeEngine(&eng); err != nil {
 		return nil, fmt.Errorf("snapshot of the DB: %w", err)
@@ -54,6 +62,7 @@ func encodeSnapshot(t *membership, writeEngine func(io.Writer) (int64, error)) (
 	for _, id := range removed {
 		e.uvarint(id)
 	}
+	e.dedup(dd)
 	e.bytes(eng.Bytes())
 	e.b = binary.LittleEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli))
 	return e.b, nil
@@ -73,7 +82,7 @@ func decodeSnapshot(data []byte) (snapshotContents, error) {
 		return snapshotContents{}, fmt.Errorf("snapshot container checksum %08x, want %08x: %w", got, sum, ErrCorrupt)
 	}
 	d := &decoder{b: body[head:]}
-	c := snapshotContents{table: newMembership()}
+	c := snapshotContents{table: newMembership(), dedup: dedup{}}
 	n := d.count("members")
 	for range n {
 		p := d.peer()
@@ -91,6 +100,7 @@ func decodeSnapshot(data []byte) (snapshotContents, error) {
 			c.table.removed[id] = true
 		}
 	}
+	d.dedup(c.dedup)
 	c.engine = d.bytes("engine snapshot")
 	if c.engine == nil {
 		d.fail("engine snapshot")
@@ -99,6 +109,52 @@ func decodeSnapshot(data []byte) (snapshotContents, error) {
 		return snapshotContents{}, fmt.Errorf("snapshot container: %w", err)
 	}
 	return c, nil
+}
+
+func (e *encoder) dedup(dd dedup) {
+	incs := dd.sorted()
+	e.uvarint(uint64(len(incs)))
+	for _, inc := range incs {
+		w := dd[inc]
+		e.uvarint(inc.member)
+		e.uvarint(inc.epoch)
+		e.uvarint(w.first)
+		e.uvarint(w.floor)
+		seqs := slices.Sorted(maps.Keys(w.above))
+		e.uvarint(uint64(len(seqs)))
+		for _, s := range seqs {
+			e.uvarint(s)
+		}
+	}
+}
+
+// dedup decodes into dd what encoder.dedup wrote, checking its shape
+// (incarnations in order, seqs ascending above the floor).
+func (d *decoder) dedup(dd dedup) {
+	n := d.count("dedup incarnations")
+	var last incarnation
+	for i := range n {
+		inc := incarnation{member: d.uvarint("dedup member"), epoch: d.uvarint("dedup epoch")}
+		if i > 0 && (inc.member < last.member || inc.member == last.member && inc.epoch <= last.epoch) {
+			d.fail("dedup incarnations out of order")
+		}
+		last = inc
+		w := &seqWindow{first: d.uvarint("dedup first index"), floor: d.uvarint("dedup floor"), above: map[uint64]bool{}}
+		k := d.count("dedup seqs")
+		prev := w.floor
+		for range k {
+			s := d.uvarint("dedup seq")
+			if s <= prev {
+				d.fail("dedup seqs out of order")
+			}
+			prev = s
+			w.above[s] = true
+		}
+		if d.err != nil {
+			return
+		}
+		dd[inc] = w
+	}
 }
 
 // snapshotLoader is the persister of a DB built from a snapshot: it feeds

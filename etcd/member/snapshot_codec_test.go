@@ -13,7 +13,7 @@ import (
 )
 
 // sampleContainer returns a container of a small DB and a member table.
-func sampleContainer(t testing.TB) ([]byte, membership) {
+func sampleContainer(t testing.TB) ([]byte, membership, dedup) {
 	t.Helper()
 	db, err := revkv.Open("", revkv.Options{})
 	if err != nil {
@@ -38,21 +38,28 @@ func sampleContainer(t testing.TB) ([]byte, membership) {
 		t.Fatal(err)
 	}
 	defer sn.Close()
-	data, err := encodeSnapshot(&table, sn.WriteTo)
+	dd := dedup{}
+	for i, id := range []requestID{{1, 7, 1}, {1, 7, 2}, {1, 7, 5}, {2, 9, 3}, {1, 8, 1}} {
+		dd.seen(id, uint64(i)+10)
+	}
+	data, err := encodeSnapshot(&table, dd, sn.WriteTo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data, table
+	return data, table, dd
 }
 
 func TestSnapshotContainer(t *testing.T) {
-	data, table := sampleContainer(t)
+	data, table, dd := sampleContainer(t)
 	c, err := decodeSnapshot(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(c.table, table) {
 		t.Fatalf("table %+v, want %+v", c.table, table)
+	}
+	if !reflect.DeepEqual(c.dedup, dd) || len(dd) != 3 || dd[incarnation{1, 7}].floor != 2 {
+		t.Fatalf("dedup %+v, want %+v", c.dedup, dd)
 	}
 	db, err := revkv.Open("", revkv.Options{Persister: &snapshotLoader{data: c.engine}})
 	if err != nil {
@@ -81,9 +88,9 @@ func TestSnapshotContainer(t *testing.T) {
 }
 
 func FuzzDecodeSnapshot(f *testing.F) {
-	data, _ := sampleContainer(f)
+	data, _, _ := sampleContainer(f)
 	f.Add(data)
-	empty, _ := encodeSnapshot(&membership{}, func(w io.Writer) (int64, error) { return 0, nil })
+	empty, _ := encodeSnapshot(&membership{}, dedup{}, func(w io.Writer) (int64, error) { return 0, nil })
 	f.Add(empty)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeSnapshot(data)
@@ -93,7 +100,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			}
 			return
 		}
-		again, err := encodeSnapshot(&c.table, func(w io.Writer) (int64, error) {
+		again, err := encodeSnapshot(&c.table, c.dedup, func(w io.Writer) (int64, error) {
 			n, err := w.Write(c.engine)
 			return int64(n), err
 		})
