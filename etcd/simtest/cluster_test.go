@@ -236,15 +236,10 @@ func TestRestartAfterCrashInstallingSnapshot(t *testing.T) {
 
 // TestDuplicatedProposal: a proposal forwarded by a follower and delivered
 // twice to the leader (a transport that retries) must be applied once.
-// Open question for member (see /work/notes/raft-sim.md): raft appends
-// both copies and member applies both, so the client's put is in the
-// history twice, at two revisions (the simulation found it as a
-// non-linearizable history). The simulation does not duplicate MsgProp
-// unless REVKV_SIM_DUP_PROPOSALS=1.
+// (The simulation found, as a non-linearizable history, that raft appends
+// both copies and member applied both; member now skips a request ID it
+// applied before.)
 func TestDuplicatedProposal(t *testing.T) {
-	if !knownBugs {
-		t.Skip("known member behaviour: a duplicated MsgProp is applied twice (REVKV_SIM_KNOWN_BUGS=1 runs it)")
-	}
 	c := newCluster(t, 3, member.Config{}, false)
 	lead := c.leader()
 	f := c.members[lead.Status().ID%3+1]

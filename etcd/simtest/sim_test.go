@@ -32,10 +32,6 @@ const defaultSteps = 250
 // the run.
 var settleWrites = os.Getenv("REVKV_SIM_SETTLE_WRITES") != ""
 
-// dupProposals lets the network duplicate forwarded proposals (MsgProp),
-// which member applies twice (see TestDuplicatedProposal).
-var dupProposals = os.Getenv("REVKV_SIM_DUP_PROPOSALS") != ""
-
 // requestTimeoutTicks is the members' Config.RequestTimeoutTicks: short, so
 // that requests lost on the way to the leader end (as unknown) before a
 // run's settling rounds run out.
@@ -681,13 +677,6 @@ func (s *sim) duplicateOne() {
 		return
 	}
 	if m, ok := s.net.duplicate(rapid.IntRange(0, len(s.net.queue)-1).Draw(s.t, "message")); ok {
-		if m.GetType() == raftpb.MessageType_MsgProp && !dupProposals {
-			// A proposal forwarded twice is appended twice and applied
-			// twice: raft leaves exactly-once to the transport (etcd's
-			// streams never duplicate), and so does member for now.
-			// REVKV_SIM_DUP_PROPOSALS=1 duplicates them too.
-			return
-		}
 		s.deliver(m)
 	}
 }

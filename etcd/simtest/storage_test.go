@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"os"
 	"slices"
 
 	"github.com/revkv/revkv/etcd/member"
@@ -88,10 +87,6 @@ func openRecording(n *node) (*recordingStorage, error) {
 	}
 	return r, nil
 }
-
-// knownBugs runs the scripted reproductions of known bugs of the code
-// under test (REVKV_SIM_KNOWN_BUGS=1), skipped by default.
-var knownBugs = os.Getenv("REVKV_SIM_KNOWN_BUGS") != ""
 
 func (r *recordingStorage) reload() error {
 	clear(r.rec.log)
