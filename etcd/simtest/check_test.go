@@ -166,3 +166,53 @@ func checkAckedWrites(acked []ackedWrite, logs map[uint64]*watchLog) error {
 	}
 	return nil
 }
+
+// serialRead is a read served from one member's DB without ReadIndex.
+type serialRead struct {
+	Member uint64
+	Key    string
+	Rev    int64 // the revision the member answered at
+	Found  bool
+	Value  string
+	Mod    int64
+}
+
+// checkSerialReads checks every serializable read against the watch
+// history (identical on every member, checked apart): the key must be
+// what the history makes it at the read's revision. Reads below the start
+// of every complete history are not checked.
+func checkSerialReads(reads []serialRead, logs map[uint64]*watchLog) error {
+	var ref *watchLog
+	for _, id := range slices.Sorted(maps.Keys(logs)) {
+		if ref == nil || logs[id].From < ref.From {
+			ref = logs[id]
+		}
+	}
+	if ref == nil || ref.From > 1 {
+		return nil
+	}
+	for _, r := range reads {
+		var want serialRead
+		last := int64(1)
+		for _, e := range ref.Events {
+			if e.Rev > r.Rev {
+				break
+			}
+			last = e.Rev
+			if e.Key == r.Key {
+				want.Found, want.Value, want.Mod = !e.Delete, e.Value, e.Rev
+				if e.Delete {
+					want.Value, want.Mod = "", 0
+				}
+			}
+		}
+		if last != r.Rev {
+			return fmt.Errorf("member %d answered a read at revision %d, which the history does not have (it is at %d)", r.Member, r.Rev, last)
+		}
+		want.Member, want.Key, want.Rev = r.Member, r.Key, r.Rev
+		if r != want {
+			return fmt.Errorf("member %d read %+v, the history has %+v at that revision", r.Member, r, want)
+		}
+	}
+	return nil
+}

@@ -268,3 +268,27 @@ func porcupineOp(client int, in opInput, out opOutput, call, ret int64) porcupin
 	h.add(client, in, out, call, ret)
 	return h.ops[0]
 }
+
+func TestSerialReadChecker(t *testing.T) {
+	logs := map[uint64]*watchLog{1: {From: 1, Events: []watchEvent{{Rev: 2, Key: "a", Value: "x"}, {Rev: 3, Key: "b", Value: "y"}, {Rev: 4, Key: "a", Delete: true}}}}
+	good := []serialRead{
+		{Member: 1, Key: "a", Rev: 1},
+		{Member: 2, Key: "a", Rev: 2, Found: true, Value: "x", Mod: 2},
+		{Member: 2, Key: "a", Rev: 3, Found: true, Value: "x", Mod: 2},
+		{Member: 3, Key: "a", Rev: 4},
+		{Member: 3, Key: "b", Rev: 4, Found: true, Value: "y", Mod: 3},
+	}
+	if err := checkSerialReads(good, logs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []serialRead{
+		{Member: 1, Key: "a", Rev: 3},                                  // missing where the history has it
+		{Member: 1, Key: "a", Rev: 4, Found: true, Value: "x", Mod: 2}, // a delete not seen at its revision
+		{Member: 1, Key: "b", Rev: 3, Found: true, Value: "z", Mod: 3}, // another value
+		{Member: 1, Key: "b", Rev: 5, Found: true, Value: "y", Mod: 3}, // a revision the history never reached
+	} {
+		if err := checkSerialReads([]serialRead{r}, logs); err == nil {
+			t.Fatalf("bad read %+v not caught", r)
+		}
+	}
+}

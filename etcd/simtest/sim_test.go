@@ -200,14 +200,15 @@ type sim struct {
 	leaders leaderLog
 	peers   []member.Peer // the bootstrap members
 
-	hist     history
-	ops      []*clientOp
-	acked    []ackedWrite
-	now      int64 // porcupine's clock: bumped at every call and observation
-	vals     int   // values written so far (each put writes a new one)
-	leaseIDs int64 // the last lease ID asked for
-	known    [nKeys]keyState
-	maxRev   int64
+	hist        history
+	ops         []*clientOp
+	acked       []ackedWrite
+	now         int64 // porcupine's clock: bumped at every call and observation
+	vals        int   // values written so far (each put writes a new one)
+	leaseIDs    int64 // the last lease ID asked for
+	serialReads []serialRead
+	known       [nKeys]keyState
+	maxRev      int64
 
 	stats   stats
 	verbose func(format string, args ...any) // with -v: one line per run
@@ -557,6 +558,7 @@ var simActions = []simAction{
 	{"delete", 2, false, (*sim).del, false},
 	{"txn", 3, false, (*sim).txn, false},
 	{"get", 4, false, (*sim).get, false},
+	{"serialRead", 2, false, (*sim).serialRead, false},
 	{"compact", 1, false, (*sim).compact, false},
 	{"addMember", 1, false, (*sim).addMember, false},
 	{"removeMember", 1, false, (*sim).removeMember, false},
@@ -830,6 +832,27 @@ func (s *sim) get() {
 	in := opInput{Kind: opGet, Key: s.drawKey("key")}
 	s.ops = append(s.ops, &clientOp{node: n.id, in: in, read: true, kv: true, what: describeOp(in, opOutput{}), call: s.tick(), p: n.m.ReadIndex()})
 	s.ready(n)
+}
+
+// serialRead reads a key straight from a random member's DB (etcd's
+// serializable read: no ReadIndex, possibly stale). It need not be
+// linearizable, but it must be the key as the agreed history has it at
+// the revision the member answered with (checkSerialReads).
+func (s *sim) serialRead() {
+	n, ok := s.pick(s.upIDs(), "member")
+	if !ok {
+		return
+	}
+	k := s.drawKey("key")
+	rr, err := n.m.DB().Range([]byte(keyName(k)), nil, kv.RangeOptions{})
+	if err != nil {
+		s.fatalf("member %d: serializable read: %v", n.id, err)
+	}
+	r := serialRead{Member: n.id, Key: keyName(k), Rev: rr.Rev}
+	if len(rr.KVs) == 1 {
+		r.Found, r.Value, r.Mod = true, string(rr.KVs[0].Value), rr.KVs[0].ModRevision
+	}
+	s.serialReads = append(s.serialReads, r)
 }
 
 // other proposes a request that is not part of the KV history and calls
@@ -1227,6 +1250,9 @@ func (s *sim) check() {
 		s.fatalf("%v", err)
 	}
 	if err := checkAckedWrites(s.acked, logs); err != nil {
+		s.fatalf("%v", err)
+	}
+	if err := checkSerialReads(s.serialReads, logs); err != nil {
 		s.fatalf("%v", err)
 	}
 	for _, e := range logs[ms[0].id].Events {
