@@ -36,18 +36,20 @@ const (
 	kindHard    = 'H' // a hard state
 	kindCompact = 'C' // entries up to an index dropped
 	kindReset   = 'R' // a snapshot applied: every entry dropped
+	kindSnap    = 'S' // a snapshot created (its file is durable)
+	kindDrop    = 'D' // the segments before one are being removed
 )
 
 // marshal encodes a raftpb message deterministically (so equal messages
-// have equal bytes and proto.Size agrees with what is stored).
-func marshal(m proto.Message) []byte {
+// have equal bytes and proto.Size agrees with what is stored). raftpb
+// messages have no required fields: it fails only on a message changed
+// while it is encoded, which is the caller's bug (ErrInvalid).
+func marshal(m proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		// raftpb messages have no required fields and no maps of
-		// messages: Marshal has nothing to fail on.
-		panic(fmt.Sprintf("raftstore: marshal %T: %v", m, err))
+		return nil, fmt.Errorf("encoding a %T: %v: %w", m, err, ErrInvalid)
 	}
-	return b
+	return b, nil
 }
 
 // segHeader is a decoded segment header.
@@ -147,19 +149,22 @@ func checkRecord(h recHeader, payload []byte, trailer byte) error {
 type base struct {
 	dummyIndex, dummyTerm uint64 // the entry before the first
 	lastIndex, lastTerm   uint64
+	snap                  mark              // the newest snapshot's index and file checksum (0: none)
 	hs                    *raftpb.HardState // nil: none saved yet
 }
 
-func appendBase(b []byte, s base) []byte {
+func appendBase(b []byte, s base) ([]byte, error) {
 	b = binary.AppendUvarint(b, s.dummyIndex)
 	b = binary.AppendUvarint(b, s.dummyTerm)
 	b = binary.AppendUvarint(b, s.lastIndex)
 	b = binary.AppendUvarint(b, s.lastTerm)
+	b = binary.AppendUvarint(b, s.snap.index)
+	b = binary.LittleEndian.AppendUint64(b, s.snap.sum)
 	if s.hs == nil {
-		return append(b, 0)
+		return append(b, 0), nil
 	}
-	b = append(b, 1)
-	return append(b, marshal(s.hs)...)
+	m, err := marshal(s.hs)
+	return append(append(b, 1), m...), err
 }
 
 func decodeBase(p []byte) (base, error) {
@@ -167,6 +172,10 @@ func decodeBase(p []byte) (base, error) {
 	d := decoder{b: p}
 	s.dummyIndex, s.dummyTerm = d.uvarint(), d.uvarint()
 	s.lastIndex, s.lastTerm = d.uvarint(), d.uvarint()
+	s.snap.index = d.uvarint()
+	if sum := d.bytes(8); sum != nil {
+		s.snap.sum = binary.LittleEndian.Uint64(sum)
+	}
 	switch has := d.byte(); {
 	case d.err != nil:
 		return s, d.err
@@ -188,15 +197,18 @@ func decodeBase(p []byte) (base, error) {
 
 // appendEntries appends the payload of an entries record; ents are
 // consecutive.
-func appendEntries(b []byte, ents []*raftpb.Entry) []byte {
+func appendEntries(b []byte, ents []*raftpb.Entry) ([]byte, error) {
 	b = binary.AppendUvarint(b, ents[0].GetIndex())
 	b = binary.AppendUvarint(b, uint64(len(ents)))
 	for _, e := range ents {
-		m := marshal(e)
+		m, err := marshal(e)
+		if err != nil {
+			return nil, err
+		}
 		b = binary.AppendUvarint(b, uint64(len(m)))
 		b = append(b, m...)
 	}
-	return b
+	return b, nil
 }
 
 func decodeEntries(p []byte) ([]*raftpb.Entry, error) {
@@ -231,7 +243,10 @@ func decodeEntries(p []byte) ([]*raftpb.Entry, error) {
 	return ents, nil
 }
 
-func appendHard(b []byte, hs *raftpb.HardState) []byte { return append(b, marshal(hs)...) }
+func appendHard(b []byte, hs *raftpb.HardState) ([]byte, error) {
+	m, err := marshal(hs)
+	return append(b, m...), err
+}
 
 func decodeHard(p []byte) (*raftpb.HardState, error) {
 	hs := &raftpb.HardState{}
@@ -242,7 +257,7 @@ func decodeHard(p []byte) (*raftpb.HardState, error) {
 }
 
 // mark is the payload of a compact record (index, term of the new dummy)
-// and of a reset record (the applied snapshot's index, term and file
+// and of a reset or snapshot record (the snapshot's index, term and file
 // checksum).
 type mark struct {
 	index, term uint64
@@ -280,6 +295,17 @@ func decodeReset(p []byte) (mark, error) {
 		return m, errors.New("reset record: bytes after the mark")
 	}
 	return m, nil
+}
+
+func appendDrop(b []byte, seq uint64) []byte { return binary.AppendUvarint(b, seq) }
+
+func decodeDrop(p []byte) (uint64, error) {
+	d := decoder{b: p}
+	seq := d.uvarint()
+	if d.err == nil && len(d.rest()) > 0 {
+		return 0, errors.New("drop record: bytes after the segment number")
+	}
+	return seq, d.err
 }
 
 // decoder reads a payload; the first error sticks and later reads return
@@ -332,8 +358,11 @@ func (d *decoder) rest() []byte { return d.b }
 // index and term, the snapshot's protobuf encoding, and a checksum of
 // everything before it, which is also the file's identity in a reset
 // record.
-func encodeSnapshot(snap *raftpb.Snapshot) (file []byte, sum uint64) {
-	m := marshal(snap)
+func encodeSnapshot(snap *raftpb.Snapshot) (file []byte, sum uint64, err error) {
+	m, err := marshal(snap)
+	if err != nil {
+		return nil, 0, err
+	}
 	b := make([]byte, 0, snapHdrSize+len(m)+8)
 	b = append(b, snapMagic...)
 	b = binary.LittleEndian.AppendUint32(b, snapVersion)
@@ -343,7 +372,7 @@ func encodeSnapshot(snap *raftpb.Snapshot) (file []byte, sum uint64) {
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(m)))
 	b = append(b, m...)
 	sum = xxhash.Sum64(b)
-	return binary.LittleEndian.AppendUint64(b, sum), sum
+	return binary.LittleEndian.AppendUint64(b, sum), sum, nil
 }
 
 // decodeSnapshot decodes a snapshot file; the snapshot's Data is b's

@@ -137,7 +137,7 @@ func writeAndReopen(fs *memfs.FS, s *Store, m *raft.MemoryStorage) error {
 		return fmt.Errorf("second reopen: %w", err)
 	}
 	defer s.Close()
-	if err := sameStorage(s, m, 100); err != nil {
+	if err := sameStorage(s, m, 100, false); err != nil {
 		return fmt.Errorf("second reopen: %w", err)
 	}
 	return nil
@@ -147,7 +147,7 @@ func writeAndReopen(fs *memfs.FS, s *Store, m *raft.MemoryStorage) error {
 // crash model, and checks each recovery. It asserts its own minimum
 // number of crash points, so it cannot silently shrink.
 func TestCrashSweep(t *testing.T) {
-	seeds, ops, want := 4, 80, 3000
+	seeds, ops, want := 2, 45, 900
 	if long {
 		seeds, ops, want = 20, 150, 30000
 	}
@@ -186,13 +186,13 @@ func TestCrashSweep(t *testing.T) {
 // (cutting a torn tail, removing leftovers) at each of its file
 // operations, and checks the recovery after that.
 func TestCrashDuringRecovery(t *testing.T) {
-	every := int64(7)
+	every := int64(13)
 	if long {
 		every = 1
 	}
 	points := 0
 	for _, model := range []memfs.CrashModel{memfs.CrashDrop, memfs.CrashTorn, memfs.CrashGrowFirst} {
-		w := genWorkload(uint64(model)+100, 60)
+		w := genWorkload(uint64(model)+100, 40)
 		for k := int64(1); ; k += every {
 			fs, acked, attempted, reached, err := runUntilCrash(w, memfs.Options{Crash: model, Seed: uint64(k)}, k)
 			if err != nil {

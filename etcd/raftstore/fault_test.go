@@ -63,7 +63,7 @@ func faultRun(w *workload, fsopts memfs.Options, arm func(*memfs.FS), crashNow b
 // a filesystem that retries) and each Write of a workload in turn, and
 // checks the store refuses to go on and recovers everything acknowledged.
 func TestFaultSweep(t *testing.T) {
-	w := genWorkload(7, 60)
+	w := genWorkload(7, 40)
 	if long {
 		w = genWorkload(7, 200)
 	}
@@ -104,8 +104,8 @@ func TestFaultSweep(t *testing.T) {
 			})
 		}
 	}
-	if faults < 500 {
-		t.Errorf("injected %d faults, want at least 500", faults)
+	if faults < 300 {
+		t.Errorf("injected %d faults, want at least 300", faults)
 	}
 }
 

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func (s *Store) fail(err error) error {
 		s.err = err
 	}
 	if s.f.Truncate(s.size) == nil {
-		s.f.Seek(s.size, 0)
+		s.f.Seek(s.size, io.SeekStart)
 		s.f.Sync()
 	}
 	return err
@@ -80,10 +81,13 @@ func (s *Store) fail(err error) error {
 // and base are durable, and so is its name, before a record goes in it.
 func (s *Store) rotate() error {
 	seq := s.lastSeq() + 1
-	b := appendSegHeader(nil, segHeader{seq: seq, prevSize: s.size})
-	b = appendRecord(b, kindBase, appendBase(nil, s.baseState()))
+	p, err := appendBase(nil, s.baseState())
+	if err != nil {
+		return err // the hard state changed under Save's feet: nothing written
+	}
+	b := appendRecord(appendSegHeader(nil, segHeader{seq: seq, prevSize: s.size}), kindBase, p)
 	name := s.path(segName(seq))
-	f, err := createDurable(s, name, b)
+	f, err := s.createDurable(name, b)
 	if err != nil {
 		return s.fail(err)
 	}
@@ -98,7 +102,7 @@ func (s *Store) rotate() error {
 // createDurable creates name holding b, durably (synced, and its name
 // too). On failure it removes what it made, so a reopen in this process
 // does not read bytes the disk may not hold.
-func createDurable(s *Store, name string, b []byte) (persist.File, error) {
+func (s *Store) createDurable(name string, b []byte) (persist.File, error) {
 	f, err := s.fsys.Create(name)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, err)
@@ -121,7 +125,10 @@ func createDurable(s *Store, name string, b []byte) (persist.File, error) {
 // baseState is the base record of a segment starting now.
 func (s *Store) baseState() base {
 	l := &s.state
-	return base{dummyIndex: l.offset(), dummyTerm: l.offsetTerm(), lastIndex: l.last(), lastTerm: l.term(l.last()), hs: s.hs}
+	return base{
+		dummyIndex: l.offset(), dummyTerm: l.offsetTerm(), lastIndex: l.last(), lastTerm: l.term(l.last()),
+		snap: mark{index: s.snap.GetMetadata().GetIndex(), sum: s.snapSum}, hs: s.hs,
+	}
 }
 
 // writeSnapshot makes file, a snapshot at index, durable under its name:
@@ -171,12 +178,11 @@ func (s *Store) removeOldSnapshots() {
 	}
 }
 
-// removeSegments removes the segments the log no longer needs (see
-// removableSegments), oldest first, so that whatever a crash keeps of
-// them is a suffix, which removableSegments allowed as well. A failure
-// is only logged: the next compaction retries.
-func (s *Store) removeSegments() {
-	n := removableSegments(s.segs, s.state.offset())
+// removeSegments removes the n oldest segments, which the log no longer
+// needs (see removableSegments), oldest first, so that whatever a crash
+// keeps of them is a suffix, which removableSegments allowed as well. A
+// failure is only logged: the next compaction retries.
+func (s *Store) removeSegments(n int) {
 	if n == 0 {
 		return
 	}

@@ -60,8 +60,13 @@ func (l *logState) appendEntries(ents []*raftpb.Entry) {
 		ents = ents[first-ents[0].GetIndex():]
 	}
 	at := ents[0].GetIndex() - l.offset()
-	// The full slice expression makes append copy instead of writing over
-	// entries a caller of Entries may hold.
+	if at == uint64(len(l.ents)) {
+		// Past the end: no slice handed out reaches there.
+		l.ents = append(l.ents, ents...)
+		return
+	}
+	// An overwrite: the full slice expression makes append copy instead
+	// of writing over entries a caller of Entries may hold.
 	l.ents = append(l.ents[:at:at], ents...)
 }
 

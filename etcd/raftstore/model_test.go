@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/revkv/revkv/persist"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/revkv/revkv/persist/memfs"
@@ -46,9 +47,10 @@ func hardState(term, vote, commit uint64) *raftpb.HardState {
 
 // sameStorage compares every raft.Storage answer of got with want's: the
 // hard state and configuration, the bounds, the term of every index from
-// below the first to past the last, entries over every range (with a
-// size limit of none, one byte, and maxSize), and the snapshot.
-func sameStorage(got, want raft.Storage, maxSize uint64) error {
+// below the first to past the last, entries (with a size limit of none,
+// maxSize, and no limit) over every range if exhaustive, else from every
+// index to the end and of one entry, and the snapshot.
+func sameStorage(got, want raft.Storage, maxSize uint64, exhaustive bool) error {
 	ghs, gcs, gerr := got.InitialState()
 	whs, wcs, werr := want.InitialState()
 	if gerr != nil || werr != nil {
@@ -76,6 +78,9 @@ func sameStorage(got, want raft.Storage, maxSize uint64) error {
 	}
 	for lo := max(wf, 1) - 1; lo <= wl; lo++ {
 		for hi := lo + 1; hi <= wl+1; hi++ {
+			if !exhaustive && hi != lo+1 && hi != wl+1 {
+				continue
+			}
 			for _, limit := range []uint64{0, maxSize, 1 << 62} {
 				ge, gerr := got.Entries(lo, hi, limit)
 				we, werr := want.Entries(lo, hi, limit)
@@ -101,14 +106,16 @@ func sameStorage(got, want raft.Storage, maxSize uint64) error {
 // modelMachine drives a Store and a raft.MemoryStorage with the same
 // operations, and after each checks that they answer alike; reopening the
 // store (after a close, or a crash: every change was acknowledged, so
-// all of it must survive) is one of the operations.
+// all of it must survive), and an operation cut by a crash (after which
+// the store holds the state before it or after it) are operations too.
 type modelMachine struct {
 	fs      *memfs.FS
 	opts    Options
 	s       *Store
 	m       *raft.MemoryStorage
+	history []op // the changes m holds, to rebuild it
 	maxSize uint64
-	reopens int
+	cut     *int // changes a crash cut short
 }
 
 func (mm *modelMachine) bounds() (offset, last, snap uint64) {
@@ -128,42 +135,6 @@ func drawData(t *rapid.T, label string) []byte {
 	return rapid.SliceOfN(rapid.Byte(), 1, 40).Draw(t, label)
 }
 
-func (mm *modelMachine) save(t *rapid.T) {
-	offset, last, _ := mm.bounds()
-	from := rapid.Uint64Range(max(offset, 3)-2, last+1).Draw(t, "from")
-	n := rapid.IntRange(0, 6).Draw(t, "n")
-	ents := make([]*raftpb.Entry, n)
-	for i := range ents {
-		e := &raftpb.Entry{Index: new(from + uint64(i)), Term: new(rapid.Uint64Range(1, 4).Draw(t, "term")), Data: drawData(t, "data")}
-		if rapid.Bool().Draw(t, "typed") {
-			e.Type = new(raftpb.EntryType(rapid.IntRange(0, 2).Draw(t, "type")))
-		}
-		ents[i] = e
-	}
-	var hs *raftpb.HardState
-	if rapid.Bool().Draw(t, "hs") {
-		hs = hardState(rapid.Uint64Range(0, 5).Draw(t, "hterm"), rapid.Uint64Range(0, 3).Draw(t, "vote"), rapid.Uint64Range(0, 9).Draw(t, "commit"))
-	}
-	if err := mm.s.Save(hs, ents); err != nil {
-		t.Fatalf("Save: %v", err)
-	}
-	if err := mm.m.Append(ents); err != nil {
-		t.Fatal(err)
-	}
-	if !raft.IsEmptyHardState(hs) {
-		mm.m.SetHardState(hs)
-	}
-}
-
-func (mm *modelMachine) compact(t *rapid.T) {
-	offset, last, _ := mm.bounds()
-	i := rapid.Uint64Range(max(offset, 1)-1, last).Draw(t, "i")
-	got, want := mm.s.Compact(i), mm.m.Compact(i)
-	if got != want {
-		t.Fatalf("Compact(%d) = %v, want %v", i, got, want)
-	}
-}
-
 func drawConfState(t *rapid.T) *raftpb.ConfState {
 	if rapid.IntRange(0, 3).Draw(t, "nocs") == 0 {
 		return nil
@@ -174,32 +145,140 @@ func drawConfState(t *rapid.T) *raftpb.ConfState {
 	}
 }
 
-func (mm *modelMachine) createSnapshot(t *rapid.T) {
+// drawSave draws a save: entries from anywhere between a few compacted
+// indexes and just past the last (overwriting, or skipping compacted
+// ones), maybe a hard state.
+func (mm *modelMachine) drawSave(t *rapid.T) op {
+	offset, last, _ := mm.bounds()
+	from := rapid.Uint64Range(max(offset, 3)-2, last+1).Draw(t, "from")
+	o := op{kind: "save", ents: make([]*raftpb.Entry, rapid.IntRange(0, 6).Draw(t, "n"))}
+	for i := range o.ents {
+		e := &raftpb.Entry{Index: new(from + uint64(i)), Term: new(rapid.Uint64Range(1, 4).Draw(t, "term")), Data: drawData(t, "data")}
+		if rapid.Bool().Draw(t, "typed") {
+			e.Type = new(raftpb.EntryType(rapid.IntRange(0, 2).Draw(t, "type")))
+		}
+		o.ents[i] = e
+	}
+	if rapid.Bool().Draw(t, "hs") {
+		o.hs = hardState(rapid.Uint64Range(0, 5).Draw(t, "hterm"), rapid.Uint64Range(0, 3).Draw(t, "vote"), rapid.Uint64Range(0, 9).Draw(t, "commit"))
+	}
+	return o
+}
+
+// drawCompact draws a compaction, already compacted one time in four
+// (refused) if valid is false.
+func (mm *modelMachine) drawCompact(t *rapid.T, valid bool) op {
+	offset, last, _ := mm.bounds()
+	lo := offset + 1
+	if !valid {
+		lo = max(offset, 1) - 1
+	}
+	if lo > last {
+		t.Skip("nothing to compact")
+	}
+	return op{kind: "compact", i: rapid.Uint64Range(lo, last).Draw(t, "i")}
+}
+
+func (mm *modelMachine) drawCreate(t *rapid.T) op {
 	offset, last, snap := mm.bounds()
 	if max(snap+1, offset) > last {
 		t.Skip("no index to snapshot")
 	}
-	i := rapid.Uint64Range(max(snap+1, offset), last).Draw(t, "i")
-	cs, data := drawConfState(t), drawData(t, "sdata")
-	got, err := mm.s.CreateSnapshot(i, cs, data)
-	want, werr := mm.m.CreateSnapshot(i, cs, data)
-	if err != werr || !sameSnapshot(got, want) {
-		t.Fatalf("CreateSnapshot(%d) = %v, %v, want %v, %v", i, got, err, want, werr)
+	return op{kind: "create", i: rapid.Uint64Range(max(snap+1, offset), last).Draw(t, "i"), cs: drawConfState(t), data: drawData(t, "sdata")}
+}
+
+// drawApply draws a snapshot to apply, out of date (refused) if valid is
+// false and the draw says so.
+func (mm *modelMachine) drawApply(t *rapid.T, valid bool) op {
+	_, last, snap := mm.bounds()
+	lo := max(snap, 1) - 1
+	if valid && snap > 0 {
+		lo = snap + 1
+	}
+	index := rapid.Uint64Range(lo, max(snap, last)+4).Draw(t, "index")
+	return op{kind: "apply", snap: &raftpb.Snapshot{
+		Data:     drawData(t, "sdata"),
+		Metadata: &raftpb.SnapshotMetadata{Index: new(index), Term: new(rapid.Uint64Range(0, 5).Draw(t, "sterm")), ConfState: drawConfState(t)},
+	}}
+}
+
+// do applies o to the store and the model, and checks they agree on
+// whether it is refused (and what it returns).
+func (mm *modelMachine) do(t *rapid.T, o op) {
+	var got, want error
+	switch o.kind {
+	case "save":
+		got = mm.s.Save(o.hs, o.ents)
+	case "compact":
+		got, want = mm.s.Compact(o.i), mm.m.Compact(o.i)
+	case "create":
+		gs, err := mm.s.CreateSnapshot(o.i, o.cs, o.data)
+		ws, werr := mm.m.CreateSnapshot(o.i, o.cs, o.data)
+		if err == werr && err == nil && !sameSnapshot(gs, ws) {
+			t.Fatalf("CreateSnapshot(%d) = %v, want %v", o.i, gs, ws)
+		}
+		got, want = err, werr
+	case "apply":
+		got, want = mm.s.ApplySnapshot(o.snap), mm.m.ApplySnapshot(proto.Clone(o.snap).(*raftpb.Snapshot))
+	}
+	if got != want {
+		t.Fatalf("%v: %v, want %v", o, got, want)
+	}
+	if o.kind == "save" {
+		o.applyModel(mm.m, false)
+	}
+	if want == nil {
+		mm.history = append(mm.history, o)
 	}
 }
 
-func (mm *modelMachine) applySnapshot(t *rapid.T) {
-	_, last, snap := mm.bounds()
-	index := rapid.Uint64Range(max(snap, 1)-1, max(snap, last)+4).Draw(t, "index")
-	sn := &raftpb.Snapshot{
-		Data:     drawData(t, "sdata"),
-		Metadata: &raftpb.SnapshotMetadata{Index: new(index), Term: new(rapid.Uint64Range(0, 5).Draw(t, "sterm")), ConfState: drawConfState(t)},
+// crashDuring makes a valid change on a disk that crashes at one of its
+// next few operations, then reopens the store: it holds the state before
+// the change or after it (a save: or only its entries), and the model
+// follows.
+func (mm *modelMachine) crashDuring(t *rapid.T) {
+	var o op
+	switch rapid.SampledFrom([]string{"save", "compact", "create", "apply"}).Draw(t, "kind") {
+	case "save":
+		o = mm.drawSave(t)
+	case "compact":
+		o = mm.drawCompact(t, true)
+	case "create":
+		o = mm.drawCreate(t)
+	case "apply":
+		o = mm.drawApply(t, true)
 	}
-	got := mm.s.ApplySnapshot(sn)
-	want := mm.m.ApplySnapshot(proto.Clone(sn).(*raftpb.Snapshot))
-	if got != want {
-		t.Fatalf("ApplySnapshot(%d) = %v, want %v", index, got, want)
+	mm.fs.CrashAfter(int64(rapid.IntRange(1, 10).Draw(t, "k")))
+	err := o.applyStore(mm.s)
+	mm.s.Close()
+	mm.fs.Crash()
+	if err != nil && !errors.Is(err, memfs.ErrCrashed) {
+		t.Fatalf("%v on a crashing disk: %v", o, err)
 	}
+	if err != nil {
+		*mm.cut++
+	}
+	mm.s = openT(t, mm.fs, mm.opts)
+	w := &workload{ops: append(slices.Clone(mm.history), o)}
+	n := len(mm.history)
+	type candidate struct {
+		m       *raft.MemoryStorage
+		history []op
+	}
+	cands := []candidate{{w.model(n, true, false), w.ops}} // after: acknowledged or not
+	if err != nil {
+		cands = append(cands, candidate{w.model(n, false, false), mm.history})
+		if o.kind == "save" {
+			cands = append(cands, candidate{w.model(n, true, true), append(slices.Clone(mm.history), op{kind: "save", ents: o.ents})})
+		}
+	}
+	for _, c := range cands {
+		if sameStorage(mm.s, c.m, mm.maxSize, false) == nil {
+			mm.m, mm.history = c.m, c.history
+			return
+		}
+	}
+	t.Fatalf("after %v cut by a crash (%v), neither the state before nor after", o, err)
 }
 
 func (mm *modelMachine) reopen(t *rapid.T) {
@@ -210,11 +289,10 @@ func (mm *modelMachine) reopen(t *rapid.T) {
 		mm.fs.Crash()
 	}
 	mm.s = openT(t, mm.fs, mm.opts)
-	mm.reopens++
 }
 
 func (mm *modelMachine) check(t *rapid.T) {
-	if err := sameStorage(mm.s, mm.m, mm.maxSize); err != nil {
+	if err := sameStorage(mm.s, mm.m, mm.maxSize, true); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -225,7 +303,7 @@ func (mm *modelMachine) check(t *rapid.T) {
 // a close or a crash, with segments small enough to rotate and be
 // removed often.
 func TestModel(t *testing.T) {
-	steps := 0
+	steps, cut := 0, 0
 	rapid.Check(t, func(t *rapid.T) {
 		model := memfs.CrashModel(rapid.IntRange(0, 2).Draw(t, "model"))
 		mm := &modelMachine{
@@ -233,19 +311,21 @@ func TestModel(t *testing.T) {
 			opts:    Options{SegmentBytes: rapid.Int64Range(1, 600).Draw(t, "segbytes")},
 			m:       raft.NewMemoryStorage(),
 			maxSize: rapid.Uint64Range(0, 80).Draw(t, "maxsize"),
+			cut:     &cut,
 		}
 		mm.s = openT(t, mm.fs, mm.opts)
 		defer func() { mm.s.Close() }()
 		t.Repeat(map[string]func(*rapid.T){
-			"save":           func(t *rapid.T) { mm.save(t); steps++ },
-			"compact":        func(t *rapid.T) { mm.compact(t); steps++ },
-			"createSnapshot": func(t *rapid.T) { mm.createSnapshot(t); steps++ },
-			"applySnapshot":  func(t *rapid.T) { mm.applySnapshot(t); steps++ },
+			"save":           func(t *rapid.T) { mm.do(t, mm.drawSave(t)); steps++ },
+			"compact":        func(t *rapid.T) { mm.do(t, mm.drawCompact(t, false)); steps++ },
+			"createSnapshot": func(t *rapid.T) { mm.do(t, mm.drawCreate(t)); steps++ },
+			"applySnapshot":  func(t *rapid.T) { mm.do(t, mm.drawApply(t, false)); steps++ },
 			"reopen":         func(t *rapid.T) { mm.reopen(t); steps++ },
+			"crashDuring":    func(t *rapid.T) { mm.crashDuring(t); steps++ },
 			"":               mm.check,
 		})
 	})
-	t.Logf("%d steps", steps)
+	t.Logf("%d steps, %d changes cut by a crash", steps, cut)
 }
 
 // TestErrors pins the errors of calls raft.MemoryStorage would panic on

@@ -76,45 +76,34 @@ func listDir(fsys persist.FS, dir string) (dirFiles, error) {
 	return d, nil
 }
 
-// load reads the directory into s, cleaning up after a crash.
+// load reads the directory into s, then cleans up after a crash: only
+// once everything checked, so a store found damaged is left as it was.
 func (s *Store) load() error {
 	d, err := listDir(s.fsys, s.dir)
 	if err != nil {
 		return err
 	}
-	for _, name := range d.tmps {
-		s.log.Warn("raftstore: removing a leftover temporary file", "file", s.path(name))
-		if err := s.fsys.Remove(s.path(name)); err != nil {
-			return err
-		}
-	}
 	if err := s.loadSnapshot(d.snaps); err != nil {
 		return err
 	}
-	if len(d.snaps) > 1 {
-		s.removeOldSnapshots()
-	}
-	segs, err := s.readSegments(d.segs)
+	segs, unfinished, err := s.readSegments(d.segs)
 	if err != nil {
 		return err
 	}
-	if len(segs) == 0 {
-		if len(d.snaps) > 0 {
-			return &DamageError{File: s.dir, Err: errors.New("a snapshot but no log segment")}
+	if len(segs) > 0 {
+		if err := s.replaySegments(segs); err != nil {
+			return err
 		}
-		return s.create()
+	} else if len(d.snaps) > 0 {
+		return &DamageError{File: s.dir, Err: errors.New("a snapshot but no log segment")}
 	}
-	last := &segs[len(segs)-1]
-	if s.unbackedReset(last) {
-		rec := last.recs[len(last.recs)-1]
-		last.recs, last.cut = last.recs[:len(last.recs)-1], rec.off
-		last.cutWhy = "the record of a snapshot whose file never became durable"
-
-	}
-	if err := s.replay(segs); err != nil {
+	if err := s.cleanUp(d, unfinished); err != nil {
 		return err
 	}
-	if err := s.openLast(last); err != nil {
+	if len(segs) == 0 {
+		return s.create()
+	}
+	if err := s.openLast(&segs[len(segs)-1]); err != nil {
 		return err
 	}
 	// What Open read may be only in this machine's memory: a process that
@@ -124,6 +113,38 @@ func (s *Store) load() error {
 		return err
 	}
 	return s.fsys.SyncDir(s.dir)
+}
+
+// replaySegments rebuilds the state from segs, first cutting the last
+// record if it is the reset record of a snapshot never made durable.
+func (s *Store) replaySegments(segs []segment) error {
+	last := &segs[len(segs)-1]
+	if s.unbackedReset(last) {
+		rec := last.recs[len(last.recs)-1]
+		last.recs, last.cut = last.recs[:len(last.recs)-1], rec.off
+		last.cutWhy = "the record of a snapshot whose file never became durable"
+	}
+	return s.replay(segs)
+}
+
+// cleanUp removes what a crash left and the store does not need: a last
+// segment it had only begun (unfinished, "" if none), temporary files,
+// snapshots older than the newest.
+func (s *Store) cleanUp(d dirFiles, unfinished string) error {
+	remove := d.tmps
+	if unfinished != "" {
+		remove = append(remove, unfinished)
+	}
+	for _, name := range remove {
+		s.log.Warn("raftstore: removing a file a crash left unfinished", "file", s.path(name))
+		if err := s.fsys.Remove(s.path(name)); err != nil {
+			return err
+		}
+	}
+	if len(d.snaps) > 1 {
+		s.removeOldSnapshots()
+	}
+	return nil
 }
 
 // loadSnapshot reads the newest snapshot of indexes (none: an empty one).
@@ -169,7 +190,6 @@ func readFile(fsys persist.FS, name string) ([]byte, error) {
 // segment is a segment file read back.
 type segment struct {
 	name string
-	seq  uint64
 	size int64 // of the file
 	hdr  segHeader
 	base base
@@ -181,40 +201,35 @@ type segment struct {
 }
 
 // readSegments reads the segments numbered seqs: consecutive, each but
-// the last whole. A last segment torn before its base record is whole
-// (the crash came while it was being created) is removed.
-func (s *Store) readSegments(seqs []uint64) ([]segment, error) {
-	var segs []segment
+// the last whole. A last segment torn before its base record was whole
+// (the crash came while it was being created) is left out, and its name
+// returned as unfinished.
+func (s *Store) readSegments(seqs []uint64) (segs []segment, unfinished string, err error) {
 	for i, seq := range seqs {
 		name := segName(seq)
 		if i > 0 && seq != seqs[i-1]+1 {
-			return nil, &DamageError{File: s.path(segName(seqs[i-1] + 1)), Err: errors.New("segment missing")}
+			return nil, "", &DamageError{File: s.path(segName(seqs[i-1] + 1)), Err: errors.New("segment missing")}
 		}
 		b, err := readFile(s.fsys, s.path(name))
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		last := i == len(seqs)-1
-		seg, err := decodeSegment(s.path(name), b, last)
+		seg, err := decodeSegment(s.path(name), b, i == len(seqs)-1)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		if seg == nil { // torn at creation
-			s.log.Warn("raftstore: removing a segment a crash left unfinished", "file", s.path(name))
-			if err := s.fsys.Remove(s.path(name)); err != nil {
-				return nil, err
-			}
-			break
+		if seg == nil {
+			return segs, name, nil
 		}
 		if seg.hdr.seq != seq {
-			return nil, &DamageError{File: s.path(name), Err: fmt.Errorf("segment %d in the file of segment %d", seg.hdr.seq, seq)}
+			return nil, "", &DamageError{File: s.path(name), Err: fmt.Errorf("segment %d in the file of segment %d", seg.hdr.seq, seq)}
 		}
 		if i > 0 && seg.hdr.prevSize != segs[i-1].size {
-			return nil, &DamageError{File: s.path(segs[i-1].name), Offset: segs[i-1].size, Err: fmt.Errorf("segment of %d bytes, sealed at %d", segs[i-1].size, seg.hdr.prevSize)}
+			return nil, "", &DamageError{File: s.path(segs[i-1].name), Offset: segs[i-1].size, Err: fmt.Errorf("segment of %d bytes, sealed at %d", segs[i-1].size, seg.hdr.prevSize)}
 		}
 		segs = append(segs, *seg)
 	}
-	return segs, nil
+	return segs, "", nil
 }
 
 // decodeSegment checks a segment's bytes b: its header, its records up
@@ -265,9 +280,14 @@ func (s *Store) unbackedReset(last *segment) bool {
 	if err != nil {
 		return false // replay reports it
 	}
+	return !s.backs(m)
+}
+
+// backs says whether the newest snapshot file is the one a record names
+// (its index and checksum), or a newer one.
+func (s *Store) backs(m mark) bool {
 	newest := s.snap.GetMetadata().GetIndex()
-	backed := s.snapSum != 0 && (newest > m.index || newest == m.index && s.snapSum == m.sum)
-	return !backed
+	return s.snapSum != 0 && (newest > m.index || newest == m.index && s.snapSum == m.sum)
 }
 
 // replay rebuilds the log and hard state from segs.
@@ -283,12 +303,14 @@ func (s *Store) replay(segs []segment) error {
 	exact := b0.lastIndex == b0.dummyIndex
 	s.state = newLogState(b0.lastIndex, b0.lastTerm)
 	s.hs = b0.hs
+	s.lastSnap = b0.snap
 	for i := range segs {
 		seg := &segs[i]
 		if i > 0 {
 			if err := s.checkBase(seg, exact); err != nil {
 				return err
 			}
+			s.lastSnap = seg.base.snap
 		}
 		for _, r := range seg.recs {
 			if err := s.replayRecord(r); err != nil {
@@ -297,16 +319,36 @@ func (s *Store) replay(segs []segment) error {
 		}
 		s.segs = append(s.segs, segMeta{seq: seg.hdr.seq, lastIndex: seg.base.lastIndex})
 	}
+	return s.checkReplayed(segs)
+}
+
+// checkReplayed checks what replay found against the files: the segments
+// before the first were removed by the store (a drop record says so: it
+// tells a compaction from lost files), and the newest snapshot the log
+// names has its file.
+func (s *Store) checkReplayed(segs []segment) error {
+	if first := segs[0].hdr.seq; first > 1 && first > s.dropped {
+		return &DamageError{File: s.path(segName(first - 1)), Err: fmt.Errorf("segment missing (removed up to %d only)", s.dropped)}
+	}
+	if r := s.lastSnap; r.sum != 0 && !s.backs(r) {
+		return &DamageError{File: s.path(snapName(r.index)), Err: fmt.Errorf("snapshot at index %d missing (newest snapshot file at %d)", r.index, s.snap.GetMetadata().GetIndex())}
+	}
 	return nil
 }
 
-// checkBase checks a segment's base record against the replayed state.
+// checkBase checks a segment's base record against the replayed state:
+// its hard state, its newest snapshot (which may be newer than the
+// records say: a snapshot whose file became durable but not its record,
+// a store reopened then took as its newest), and log bounds if the replay
+// is exact.
 func (s *Store) checkBase(seg *segment, exact bool) error {
 	b := seg.base
 	l := &s.state
 	switch {
 	case !proto.Equal(b.hs, s.hs) && !(b.hs == nil && s.hs == nil):
 		return &DamageError{File: s.path(seg.name), Offset: segHdrSize, Err: errors.New("base hard state differs from the one replayed")}
+	case b.snap.index < s.lastSnap.index || b.snap.index == s.lastSnap.index && b.snap.sum != s.lastSnap.sum:
+		return &DamageError{File: s.path(seg.name), Offset: segHdrSize, Err: fmt.Errorf("base snapshot at %d older than the one replayed at %d", b.snap.index, s.lastSnap.index)}
 	case exact && (b.dummyIndex != l.offset() || b.dummyTerm != l.offsetTerm() || b.lastIndex != l.last() || b.lastTerm != l.term(l.last())):
 		return &DamageError{File: s.path(seg.name), Offset: segHdrSize, Err: fmt.Errorf("base log (%d, %d] differs from the one replayed (%d, %d]", b.dummyIndex, b.lastIndex, l.offset(), l.last())}
 	}
@@ -343,6 +385,19 @@ func (s *Store) replayRecord(r record) error {
 			return err
 		}
 		s.state.reset(m.index, m.term)
+		s.lastSnap = m
+	case kindSnap:
+		m, err := decodeReset(r.payload)
+		if err != nil {
+			return err
+		}
+		s.lastSnap = m
+	case kindDrop:
+		seq, err := decodeDrop(r.payload)
+		if err != nil {
+			return err
+		}
+		s.dropped = max(s.dropped, seq)
 	default:
 		return fmt.Errorf("record of kind %q in the middle of a segment", r.kind)
 	}
@@ -368,12 +423,17 @@ func (s *Store) openLast(last *segment) error {
 	return err
 }
 
-// create starts an empty store: its first segment.
+// create starts an empty store: its first segment, and the directory's
+// own name durable (it may be new).
 func (s *Store) create() error {
-	b := appendSegHeader(nil, segHeader{seq: 1})
-	b = appendRecord(b, kindBase, appendBase(nil, base{}))
-	f, err := createDurable(s, s.path(segName(1)), b)
+	p, _ := appendBase(nil, base{}) // no hard state: nothing to fail
+	b := appendRecord(appendSegHeader(nil, segHeader{seq: 1}), kindBase, p)
+	f, err := s.createDurable(s.path(segName(1)), b)
 	if err != nil {
+		return err
+	}
+	if err := s.fsys.SyncDir(path.Dir(path.Clean(s.dir))); err != nil {
+		f.Close()
 		return err
 	}
 	s.f, s.size = f, int64(len(b))

@@ -35,7 +35,9 @@ type Options struct {
 //
 // Durability: Save, ApplySnapshot, CreateSnapshot and Compact make their
 // change durable (written and fsynced) before they return nil; a change
-// they returned an error for may or may not survive a crash. After a
+// they returned an error for may or may not survive a crash (a Save: its
+// entries and not its hard state, too). Calls that ErrInvalid or raft's
+// errors refuse write nothing and leave the store usable. After a
 // write or sync fails, the store refuses every later change (ErrFailed),
 // so nothing is ever acknowledged on top of bytes the disk may not hold;
 // reopen the directory to go on.
@@ -65,6 +67,11 @@ type Store struct {
 	err    error // the first write failure: every later write refuses
 	closed bool
 	buf    []byte
+
+	// Replay only: the newest drop record's segment number, and the
+	// newest snapshot's record (reset or snapshot, or a base's).
+	dropped  uint64
+	lastSnap mark
 }
 
 var _ raft.Storage = (*Store)(nil)
@@ -169,8 +176,9 @@ func (s *Store) Snapshot() (*raftpb.Snapshot, error) {
 // they are. ents are consecutive; they replace every entry at and after
 // ents[0]'s index, and those at or below a compacted index are skipped,
 // as raft.MemoryStorage.Append does. An empty hs (raft.IsEmptyHardState,
-// nil included) is not written. ErrInvalid if ents are not consecutive or
-// leave a gap after the last entry (nothing is written); ErrFailed or
+// nil included) is not written. ErrInvalid if ents are not consecutive,
+// leave a gap after the last entry or encode to more than 1 GiB (nothing
+// is written); ErrFailed or
 // ErrClosed; or the filesystem's error (and the store refuses every later
 // write).
 func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
@@ -187,11 +195,22 @@ func (s *Store) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	}
 	b := s.buf[:0]
 	if live := liveEntries(ents, s.state.first()); len(live) > 0 {
-		b = appendRecord(b, kindEntries, appendEntries(nil, live))
+		p, err := appendEntries(nil, live)
+		if err != nil {
+			return err
+		}
+		if len(p) > maxPayload {
+			return fmt.Errorf("entries of %d bytes in one save, at most %d: %w", len(p), maxPayload, ErrInvalid)
+		}
+		b = appendRecord(b, kindEntries, p)
 	}
 	saveHS := !raft.IsEmptyHardState(hs)
 	if saveHS {
-		b = appendRecord(b, kindHard, appendHard(nil, hs))
+		p, err := appendHard(nil, hs)
+		if err != nil {
+			return err
+		}
+		b = appendRecord(b, kindHard, p)
 	}
 	s.buf = b
 	if len(b) == 0 {
@@ -233,7 +252,12 @@ func liveEntries(ents []*raftpb.Entry, first uint64) []*raftpb.Entry {
 
 // ApplySnapshot replaces the log with snap, a snapshot received from the
 // leader: once it returns, snap (its data included) is durable and every
-// entry is dropped. raft.ErrSnapOutOfDate if the store has a snapshot at
+// entry is dropped. The hard state is left alone, as raft.MemoryStorage
+// leaves it: a crash after ApplySnapshot and before the Save of the
+// Ready's hard state leaves a commit index below the snapshot's, on which
+// raft refuses to start (it panics), so the caller raises it before
+// restarting raft (member.repairHardState does; see
+// TestRestartAfterApplySnapshot). raft.ErrSnapOutOfDate if the store has a snapshot at
 // the same index or a later one (as raft.MemoryStorage, a first snapshot
 // at index 0 is accepted: a bootstrap that sets only the configuration);
 // ErrFailed, ErrClosed or the filesystem's error (and the store refuses
@@ -249,7 +273,10 @@ func (s *Store) ApplySnapshot(snap *raftpb.Snapshot) error {
 	if cur := s.snap.GetMetadata().GetIndex(); cur != 0 && cur >= index {
 		return raft.ErrSnapOutOfDate
 	}
-	file, sum := encodeSnapshot(snap)
+	file, sum, err := encodeSnapshot(snap)
+	if err != nil {
+		return err
+	}
 	// The reset record goes first: Open cuts one that no snapshot file
 	// backs (a crash before the file was durable), while a snapshot file
 	// alone could not say whether it was applied or only created.
@@ -262,7 +289,6 @@ func (s *Store) ApplySnapshot(snap *raftpb.Snapshot) error {
 	s.snap, s.snapSum = snap, sum
 	s.state.reset(index, term)
 	s.removeOldSnapshots()
-	s.removeSegments()
 	return nil
 }
 
@@ -294,8 +320,16 @@ func (s *Store) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*ra
 		snap.Metadata.ConfState = raftpb.EnsureConfState(proto.Clone(cs).(*raftpb.ConfState))
 	}
 	snap.Data = data
-	file, sum := encodeSnapshot(snap)
+	file, sum, err := encodeSnapshot(snap)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.writeSnapshot(i, file); err != nil {
+		return nil, err
+	}
+	// The record comes after the file: Open finds the file of the newest
+	// snapshot record, or a newer one, or reports it lost.
+	if err := s.write(appendRecord(s.buf[:0], kindSnap, appendReset(nil, mark{i, l.term(i), sum}))); err != nil {
 		return nil, err
 	}
 	s.snap, s.snapSum = snap, sum
@@ -310,7 +344,7 @@ func (s *Store) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*ra
 // the last entry; ErrFailed, ErrClosed or the filesystem's error (and the
 // store refuses every later write). Segments the compaction covers are
 // removed (a failure to remove one is logged, and retried at the next
-// compaction).
+// compaction); ApplySnapshot leaves them to the next Compact.
 func (s *Store) Compact(i uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -324,11 +358,19 @@ func (s *Store) Compact(i uint64) error {
 	case i > l.last():
 		return fmt.Errorf("compact %d past the last index %d: %w", i, l.last(), ErrInvalid)
 	}
-	if err := s.write(appendRecord(s.buf[:0], kindCompact, appendCompact(nil, mark{index: i, term: l.term(i)}))); err != nil {
+	b := appendRecord(s.buf[:0], kindCompact, appendCompact(nil, mark{index: i, term: l.term(i)}))
+	// Segments go only after a drop record saying so is durable: Open
+	// tells segments removed from segments lost by it.
+	drop := removableSegments(s.segs, i)
+	if drop > 0 {
+		b = appendRecord(b, kindDrop, appendDrop(nil, s.segs[drop].seq))
+	}
+	s.buf = b
+	if err := s.write(b); err != nil {
 		return err
 	}
 	l.compact(i)
-	s.removeSegments()
+	s.removeSegments(drop)
 	return nil
 }
 

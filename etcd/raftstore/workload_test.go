@@ -162,7 +162,7 @@ func (w *workload) model(n int, extra, entriesOnly bool) *raft.MemoryStorage {
 // It returns the model s matched.
 func (w *workload) matchState(s *Store, acked, attempted int) (*raft.MemoryStorage, error) {
 	m := w.model(acked, false, false)
-	err := sameStorage(s, m, 100)
+	err := sameStorage(s, m, 100, false)
 	if err == nil {
 		return m, nil
 	}
@@ -172,7 +172,7 @@ func (w *workload) matchState(s *Store, acked, attempted int) (*raft.MemoryStora
 				continue
 			}
 			m := w.model(acked, true, entriesOnly)
-			if sameStorage(s, m, 100) == nil {
+			if sameStorage(s, m, 100, false) == nil {
 				return m, nil
 			}
 		}
