@@ -80,11 +80,11 @@ func TestSimulation(t *testing.T) {
 	}
 	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, "+
 		"%d crashes (%d armed to tear a write, %d write or fsync failures armed), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
-		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d leased puts and %d deletes by lease revocation or expiry applied, "+
+		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d leased puts and %d deletes by lease revocation or expiry applied, %d watches reopened on a DB replaced by a snapshot, "+
 		"%d linearizability checks skipped (porcupine timeout)",
 		total.runs, total.actions+total.settleRounds, total.actions, total.settleRounds, total.delivered, total.dropped, total.duplicated,
 		total.crashes, total.torn, total.diskFaults, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
-		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.leasePuts, total.leaseDeletes, total.uncheckedHistories)
+		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.leasePuts, total.leaseDeletes, total.watchReopens, total.uncheckedHistories)
 	// The checks above are only as good as what the runs did: a default
 	// run (or longer) must have met every kind of event at least once.
 	if total.runs >= 50 && steps >= defaultSteps {
@@ -93,6 +93,7 @@ func TestSimulation(t *testing.T) {
 			"snapshot installs": total.snapshots, "compactions": total.compactions, "member adds": total.adds,
 			"promotions": total.promotes, "lease expiries or revocations": total.leaseDeletes,
 			"duplicated messages": total.duplicated, "dropped messages": total.dropped,
+			"watches reopened after a snapshot install": total.watchReopens,
 		} {
 			if n == 0 {
 				t.Errorf("no %s in %d runs: the simulation no longer exercises them", what, total.runs)
@@ -109,7 +110,7 @@ type stats struct {
 	clientOps, acked, unknown, uncheckedHistories   int
 	adds, removes, promotes, compactions, transfers int
 	notProposed, timeouts, diskFaults               int
-	leasePuts, leaseDeletes                         int
+	leasePuts, leaseDeletes, watchReopens           int
 }
 
 func (a *stats) add(b stats) {
@@ -137,6 +138,7 @@ func (a *stats) add(b stats) {
 	a.diskFaults += b.diskFaults
 	a.leasePuts += b.leasePuts
 	a.leaseDeletes += b.leaseDeletes
+	a.watchReopens += b.watchReopens
 }
 
 // params are a run's cluster settings, drawn once per run.

@@ -36,6 +36,9 @@ func (s *sim) syncWatch(n *node, drain bool) {
 		db = n.m.DB()
 	}
 	if ws.w != nil && (ws.db != db || ws.dead) {
+		if db != nil {
+			s.stats.watchReopens++ // the DB was replaced under the watch
+		}
 		s.pump(n)
 		ws.w.Close()
 		for r := range ws.w.Chan() {
