@@ -188,13 +188,27 @@ func (s *sim) crash() {
 	if !ok {
 		return
 	}
-	if k := rapid.IntRange(0, 20).Draw(s.t, "crashAfterOps"); k > 0 && !n.armed {
+	k := rapid.IntRange(0, 20).Draw(s.t, "crashAfterOps")
+	if k == 20 {
+		s.crashAll() // one crash in 21 is a power loss of every member
+		return
+	}
+	if k > 0 && !n.armed {
 		n.fs.CrashAfter(int64(k))
 		n.armed = true
 		s.stats.torn++
 		return
 	}
 	s.kill(n)
+}
+
+// crashAll is a power loss of the whole cluster: every member crashes at
+// once (everything acknowledged must survive on the disks).
+func (s *sim) crashAll() {
+	for _, id := range s.upIDs() {
+		s.kill(s.nodes[id])
+	}
+	s.logf("all members crashed")
 }
 
 // diskFault makes one of a member's next writes or fsyncs fail: the member
