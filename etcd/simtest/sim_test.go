@@ -527,6 +527,7 @@ func (s *sim) run() {
 		x := rapid.IntRange(0, total-1).Draw(s.t, "action")
 		for _, a := range simActions {
 			if x < weight(a) {
+				s.t.Logf("[%d] %s", s.net.now, a.name) // read with the draws that follow
 				a.run(s)
 				break
 			}
