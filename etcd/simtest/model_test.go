@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -192,8 +193,9 @@ func (h *history) add(client int, in opInput, out opOutput, call, ret int64) {
 // definite violation: a check that runs out of time is reported as not
 // checked (ok, with checked false), never as a pass.
 //
-// With visualize, a violation also writes porcupine's visualization (an
-// HTML file in the temporary directory) and names it in the error.
+// With visualize, a violation also writes porcupine's visualization
+// (revkv-sim-porcupine.html in the temporary directory) and names it in
+// the error.
 func checkLinearizable(ops []porcupine.Operation, timeout time.Duration, visualize bool) (checked bool, err error) {
 	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, timeout)
 	switch res {
@@ -217,11 +219,11 @@ func checkLinearizable(ops []porcupine.Operation, timeout time.Duration, visuali
 		fmt.Fprintf(&b, "  c%d %s [%d,%d]\n", op.ClientId, describeOp(op.Input.(opInput), op.Output.(opOutput)), op.Call, op.Return)
 	}
 	if visualize {
-		if f, err := os.CreateTemp("", "revkv-sim-*.html"); err == nil {
-			if porcupine.Visualize(kvModel, info, f) == nil {
-				fmt.Fprintf(&b, "porcupine's visualization: %s\n", f.Name())
-			}
-			f.Close()
+		// One file, rewritten by each failing run while rapid shrinks: it
+		// ends up showing the last (the shrunk) failure.
+		name := filepath.Join(os.TempDir(), "revkv-sim-porcupine.html")
+		if porcupine.VisualizePath(kvModel, info, name) == nil {
+			fmt.Fprintf(&b, "porcupine's visualization: %s\n", name)
 		}
 	}
 	return true, fmt.Errorf("%s", b.String())
