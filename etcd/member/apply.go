@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -82,7 +83,7 @@ func (m *Member) execute(req *Request) (any, error) {
 	case req.Txn != nil:
 		return m.db.Txn(context.Background(), req.Txn)
 	case req.Compact != nil:
-		return nil, m.db.Compact(*req.Compact)
+		return nil, m.compact(*req.Compact)
 	case req.attrs != nil:
 		if err := m.table.publish(req.attrs); err != nil {
 			return nil, err
@@ -99,6 +100,22 @@ func (m *Member) execute(req *Request) (any, error) {
 		m.leases.revoked(req.LeaseRevoke)
 		return rev, err
 	}
+}
+
+// compact compacts the DB below rev, keeping the hash of the history up to
+// rev taken just before (see CompactionHash).
+func (m *Member) compact(rev int64) error {
+	h, herr := m.db.HashByRev(rev)
+	if err := m.db.Compact(rev); err != nil {
+		return err
+	}
+	if herr == nil {
+		m.compactHashes = append(m.compactHashes, h)
+		if len(m.compactHashes) > keptCompactionHashes {
+			m.compactHashes = slices.Delete(m.compactHashes, 0, len(m.compactHashes)-keptCompactionHashes)
+		}
+	}
+	return nil
 }
 
 // applyConfChange applies a membership change: to raft's configuration

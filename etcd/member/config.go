@@ -19,7 +19,9 @@ type Config struct {
 	FS  persist.FS
 	Dir string
 	// Storage, if not nil, is used instead of a raftstore on FS/Dir
-	// (tests and simulations that bring their own log).
+	// (tests and simulations that bring their own log). The member owns
+	// it: Close (and a failed Open) closes it. A NewMemoryStorage value
+	// can be given again to a new Open: that is a restart.
 	Storage Storage
 
 	// Peers are the initial members when bootstrapping a new cluster:

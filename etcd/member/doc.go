@@ -67,6 +67,10 @@
 // ReadIndex gives linearizable reads: its Pending is resolved once the
 // member has applied the leader's commit index as of the request.
 //
+// Each member also keeps, for its last compactions, the hash of the
+// history up to the compaction's revision as it was when the compaction
+// was applied (CompactionHash): etcd's HashKV at a compacted revision.
+//
 // # Leases
 //
 // Leases live in the DB (granted and revoked through the log); their
@@ -81,7 +85,7 @@
 // RemoveMember propose raft ConfChanges; the member table (Members) and
 // raft's configuration change together when one is applied, after the
 // same checks on every member (ErrMemberExists, ErrMemberNotFound,
-// ErrIDRemoved, ErrNotLearner). A member added with AddMember is started
+// ErrIDRemoved, ErrNotLearner, ErrLastVoter). A member added with AddMember is started
 // with Config.Join and gets the state from the leader. A removed member
 // stops taking requests (ErrStopped) and reports Status().Removed.
 package member

@@ -33,6 +33,9 @@ var (
 	// ErrIDRemoved: the ID belonged to a member that was removed; an ID is
 	// never reused.
 	ErrIDRemoved = errors.New("revkv/member: member ID was removed")
+	// ErrLastVoter: RemoveMember of the cluster's only voting member (raft
+	// cannot run with none).
+	ErrLastVoter = errors.New("revkv/member: cannot remove the last voting member")
 	// ErrNotLearner: PromoteMember of a voting member.
 	ErrNotLearner = errors.New("revkv/member: member is not a learner")
 	// ErrLearnerNotReady: PromoteMember of a learner whose log is still far

@@ -13,6 +13,7 @@ import (
 
 	revkv "github.com/revkv/revkv"
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 )
 
 // Member is one member of a replicated revkv cluster: a raft node
@@ -37,11 +38,15 @@ type Member struct {
 	// ConsistentIndex getter reads it.
 	idx *indexGetter
 
+	hs        *raftpb.HardState // the newest raft gave (see hardState)
 	applied   uint64
 	snapIndex uint64 // the newest snapshot's index (local or installed)
 	confState *raftpb.ConfState
 	table     membership
 	dedup     dedup // the proposals applied (replicated state)
+	// compactHashes are the hashes of the history up to each of the last
+	// compactions' revisions, oldest first (replicated state).
+	compactHashes []kv.KeyValueHash
 
 	lead  uint64
 	state raft.StateType
@@ -256,6 +261,25 @@ func (m *Member) Members() []Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.table.list()
+}
+
+// keptCompactionHashes is how many compactions' hashes a member keeps, as
+// etcd does.
+const keptCompactionHashes = 10
+
+// CompactionHash returns the hash of the history up to rev (HashByRev)
+// as it was just before the compaction at rev was applied, if rev is one
+// of the last compactions: the same on every member, though the history
+// below rev is gone (etcd's HashKV at a compacted revision).
+func (m *Member) CompactionHash(rev int64) (kv.KeyValueHash, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.compactHashes {
+		if h.Rev == rev {
+			return h, true
+		}
+	}
+	return kv.KeyValueHash{}, false
 }
 
 // IsRemoved reports whether id was a member that was removed (its

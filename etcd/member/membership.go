@@ -84,6 +84,9 @@ func (t *membership) validate(typ raftpb.ConfChangeType, id uint64, p *Peer, pro
 		if !exists {
 			return t.notFound(id)
 		}
+		if !old.IsLearner && t.voters() == 1 {
+			return fmt.Errorf("remove member %x: %w", id, ErrLastVoter)
+		}
 		return nil
 	case raftpb.ConfChangeType_ConfChangeUpdateNode:
 		if !exists {
@@ -92,6 +95,17 @@ func (t *membership) validate(typ raftpb.ConfChangeType, id uint64, p *Peer, pro
 		return t.checkURLs(id, p.PeerURLs)
 	}
 	return fmt.Errorf("conf change type %v: %w", typ, ErrInvalidRequest)
+}
+
+// voters returns the number of voting members.
+func (t *membership) voters() int {
+	n := 0
+	for _, p := range t.members {
+		if !p.IsLearner {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *membership) notFound(id uint64) error {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // join opens a new member id with Join set, on fresh storage.
@@ -209,4 +212,49 @@ func TestPromoteLaggingLearner(t *testing.T) {
 	if c.members[4].Status().IsLearner {
 		t.Fatal("still a learner")
 	}
+}
+
+// TestRemoveLastVoter: the followers can go, the last voter cannot (raft
+// would panic on every member applying it); a learner does not count.
+func TestRemoveLastVoter(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].AddMember(Peer{ID: 7, IsLearner: true})); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		if id == lead {
+			continue
+		}
+		if _, err := c.memberOp(c.members[lead].RemoveMember(id)); err != nil {
+			t.Fatalf("remove member %d: %v", id, err)
+		}
+		c.members[id].Close()
+		delete(c.members, id)
+	}
+	if _, err := c.wait(c.members[lead].RemoveMember(lead)); !errors.Is(err, ErrLastVoter) {
+		t.Fatalf("remove the last voter: %v", err)
+	}
+	// Refused when applied too, should a member propose it with an older
+	// table: the entry is a no-op on every member.
+	m := c.members[lead]
+	m.mu.Lock()
+	rid := m.nextID()
+	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(lead),
+		Context: encodeConfContext(confContext{id: rid, peer: Peer{ID: lead}})}
+	p := newPending(m.ticks, lead)
+	p.data = cc.Context
+	if err := m.rn.ProposeConfChange(cc); err != nil {
+		m.mu.Unlock()
+		t.Fatal(err)
+	}
+	m.proposals[rid.Seq] = p
+	m.mu.Unlock()
+	if _, err := c.wait(p); !errors.Is(err, ErrLastVoter) {
+		t.Fatalf("applying the removal of the last voter: %v", err)
+	}
+	c.mustPut(lead, "still", "here")
+	c.restart(lead) // the refused entry replays as a no-op
+	c.leader()
+	c.mustPut(lead, "and", "after")
 }

@@ -11,6 +11,7 @@ import (
 
 	revkv "github.com/revkv/revkv"
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/kv"
 )
 
 // Open opens a member. With an empty log it bootstraps a new cluster from
@@ -21,6 +22,9 @@ import (
 func Open(cfg Config) (*Member, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
+		if cfg.Storage != nil {
+			cfg.Storage.Close() // the member owns it, even when refused
+		}
 		return nil, err
 	}
 	st, err := openStorage(&c)
@@ -152,19 +156,20 @@ func newEpoch() uint64 {
 func (m *Member) loadSnapshot(snap *raftpb.Snapshot) error {
 	var engineBytes []byte
 	table, dd := newMembership(), dedup{}
+	var hashes []kv.KeyValueHash
 	if !raft.IsEmptySnap(snap) {
 		c, err := decodeSnapshot(snap.GetData())
 		if err != nil {
 			return fmt.Errorf("snapshot at index %d: %w", snap.GetMetadata().GetIndex(), err)
 		}
-		engineBytes, table, dd = c.engine, c.table, c.dedup
+		engineBytes, table, dd, hashes = c.engine, c.table, c.dedup, c.compactHashes
 	}
 	db, err := m.openDB(engineBytes)
 	if err != nil {
 		return fmt.Errorf("snapshot at index %d: DB: %w", snap.GetMetadata().GetIndex(), err)
 	}
 	old := m.db
-	m.db, m.table, m.dedup = db, table, dd
+	m.db, m.table, m.dedup, m.compactHashes = db, table, dd, hashes
 	m.applied = snap.GetMetadata().GetIndex()
 	m.snapIndex = m.applied
 	m.idx.v.Store(m.applied)

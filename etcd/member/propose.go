@@ -96,8 +96,8 @@ func (m *Member) AddMember(p Peer) *Pending {
 }
 
 // RemoveMember proposes removing member id. The Pending's result is the
-// member list after it; it fails with ErrMemberNotFound, or the errors of
-// Propose. A removed member stops (its requests fail with ErrStopped).
+// member list after it; it fails with ErrMemberNotFound, ErrLastVoter, or
+// the errors of Propose. A removed member stops (its requests fail with ErrStopped).
 func (m *Member) RemoveMember(id uint64) *Pending {
 	return m.proposeConfChange(raftpb.ConfChangeType_ConfChangeRemoveNode, id, Peer{ID: id}, false)
 }

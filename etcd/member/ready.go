@@ -137,7 +137,7 @@ func (m *Member) snapshotData() ([]byte, error) {
 		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
 	}
 	defer sn.Close()
-	data, err := encodeSnapshot(&m.table, m.dedup, sn.WriteTo)
+	data, err := encodeSnapshot(&m.table, m.dedup, m.compactHashes, sn.WriteTo)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
 	}
@@ -154,10 +154,26 @@ func (m *Member) persist(rd *raft.Ready) error {
 			return fmt.Errorf("save snapshot at index %d: %w", rd.Snapshot.GetMetadata().GetIndex(), err)
 		}
 	}
-	if err := m.st.Save(rd.HardState, rd.Entries); err != nil {
+	if err := m.st.Save(m.hardState(rd), rd.Entries); err != nil {
 		return fmt.Errorf("save %d entries: %w", len(rd.Entries), err)
 	}
 	return nil
+}
+
+// hardState returns the hard state to save with a Ready's entries: none
+// when only the commit index moved (raft.MustSync false, no snapshot),
+// which would cost an fsync of its own on every commit; else the newest
+// one raft gave (with the newest commit index). The commit index is
+// volatile in raft: one saved behind is told again by the leader, and
+// Open raises one behind the newest snapshot (repairHardState).
+func (m *Member) hardState(rd *raft.Ready) *raftpb.HardState {
+	if rd.HardState != nil {
+		m.hs = rd.HardState
+	}
+	if !rd.MustSync && raft.IsEmptySnap(rd.Snapshot) {
+		return nil
+	}
+	return m.hs
 }
 
 // softState follows leadership: a change of leader fails every request

@@ -124,3 +124,19 @@ func TestProposeNoLeader(t *testing.T) {
 		t.Fatalf("read index before an election: %v", err)
 	}
 }
+
+func TestOpenInvalidConfig(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"ID 0":             {Peers: []Peer{{ID: 1}}},
+		"not a peer":       {ID: 2, Peers: []Peer{{ID: 1}}},
+		"repeated peer":    {ID: 1, Peers: []Peer{{ID: 1}, {ID: 1}}},
+		"learner peer":     {ID: 1, Peers: []Peer{{ID: 1}, {ID: 2, IsLearner: true}}},
+		"join and peers":   {ID: 1, Join: true, Peers: []Peer{{ID: 1}}},
+		"nothing to start": {ID: 1},
+		"ticks":            {ID: 1, Peers: []Peer{{ID: 1}}, ElectionTick: 2, HeartbeatTick: 2},
+	} {
+		if _, err := Open(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

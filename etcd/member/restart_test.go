@@ -2,7 +2,9 @@ package member
 
 import (
 	"errors"
+	"runtime"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -133,5 +135,48 @@ func TestRestartLeader(t *testing.T) {
 	c.converged()
 	if c.members[lead].Status().Leader == lead {
 		t.Fatal("reopened leader leads at once")
+	}
+}
+
+// TestNoGoroutineOutlivesClose: members on raftstore, with watchers, a
+// snapshot install (a DB replaced) and restarts, leave no goroutine behind
+// once closed.
+func TestNoGoroutineOutlivesClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		fss := map[uint64]*memfs.FS{}
+		c := newTestCluster(t, 3, func(cfg *Config) {
+			smallSnapshots(cfg)
+			if fss[cfg.ID] == nil {
+				fss[cfg.ID] = memfs.New(memfs.Options{})
+			}
+			cfg.Storage, cfg.FS, cfg.Dir = nil, fss[cfg.ID], "/m"
+		})
+		lead := c.leader()
+		fol := c.follower(lead)
+		for _, id := range c.ids() {
+			c.members[id].DB().NewWatcher().Watch([]byte("k"), true, 0)
+		}
+		c.cut = func(from, to uint64) bool { return from == fol || to == fol }
+		c.putMany(lead, "k", 60)
+		c.cut = nil
+		c.converged() // fol installs a snapshot: its DB is replaced
+		c.restart(lead)
+		c.leader()
+		c.converged()
+		for _, id := range c.ids() {
+			if err := c.members[id].Close(); err != nil {
+				t.Fatal(err)
+			}
+			delete(c.members, id)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

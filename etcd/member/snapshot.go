@@ -7,8 +7,10 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"math"
 	"slices"
 
+	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
 
@@ -19,7 +21,10 @@ import (
 //	            uvarint n, n × uvarint (the removed IDs, ascending),
 //	            uvarint n, n × window (the applied-proposal record, dedup.go,
 //	            in (member, epoch) order),
+//	            uvarint n, n × hash (the last compactions' hashes, oldest
+//	            first: Member.CompactionHash),
 //	            bytes engine (the DB's snapshot, engine.Snapshot.WriteTo)
+//	hash      = uvarint hash, varint compacted revision, varint revision
 //	window    = uvarint member, uvarint epoch, uvarint first index,
 //	            uvarint floor, uvarint n, n × uvarint seq (ascending, above
 //	            the floor)
@@ -37,14 +42,15 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // snapshotContents is a decoded container.
 type snapshotContents struct {
-	table  membership
-	dedup  dedup
-	engine []byte
+	table         membership
+	dedup         dedup
+	compactHashes []kv.KeyValueHash
+	engine        []byte
 }
 
 // encodeSnapshot writes the container of t and the engine snapshot that
 // writeEngine writes.
-func encodeSnapshot(t *membership, dd dedup, writeEngine func(io.Writer) (int64, error)) ([]byte, error) {
+func encodeSnapshot(t *membership, dd dedup, hashes []kv.KeyValueHash, writeEngine func(io.Writer) (int64, error)) ([]byte, error) {
 	var eng bytes.Buffer
 	if _, err := writeEngine(&eng); err != nil {
 		return nil, fmt.Errorf("snapshot of the DB: %w", err)
@@ -63,6 +69,12 @@ func encodeSnapshot(t *membership, dd dedup, writeEngine func(io.Writer) (int64,
 		e.uvarint(id)
 	}
 	e.dedup(dd)
+	e.uvarint(uint64(len(hashes)))
+	for _, h := range hashes {
+		e.uvarint(uint64(h.Hash))
+		e.varint(h.CompactRev)
+		e.varint(h.Rev)
+	}
 	e.bytes(eng.Bytes())
 	e.b = binary.LittleEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli))
 	return e.b, nil
@@ -101,6 +113,15 @@ func decodeSnapshot(data []byte) (snapshotContents, error) {
 		}
 	}
 	d.dedup(c.dedup)
+	n = d.count("compaction hashes")
+	for range n {
+		sum := d.uvarint("hash")
+		if sum > math.MaxUint32 {
+			d.fail("hash above 32 bits")
+		}
+		h := kv.KeyValueHash{Hash: uint32(sum), CompactRev: d.varint("hash compacted revision"), Rev: d.varint("hash revision")}
+		c.compactHashes = append(c.compactHashes, h)
+	}
 	c.engine = d.bytes("engine snapshot")
 	if c.engine == nil {
 		d.fail("engine snapshot")

@@ -42,7 +42,7 @@ func sampleContainer(t testing.TB) ([]byte, membership, dedup) {
 	for i, id := range []requestID{{1, 7, 1}, {1, 7, 2}, {1, 7, 5}, {2, 9, 3}, {1, 8, 1}} {
 		dd.seen(id, uint64(i)+10)
 	}
-	data, err := encodeSnapshot(&table, dd, sn.WriteTo)
+	data, err := encodeSnapshot(&table, dd, []kv.KeyValueHash{{Hash: 7, CompactRev: -1, Rev: 3}, {Hash: 1 << 31, CompactRev: 3, Rev: 5}}, sn.WriteTo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +57,9 @@ func TestSnapshotContainer(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.table, table) {
 		t.Fatalf("table %+v, want %+v", c.table, table)
+	}
+	if len(c.compactHashes) != 2 || c.compactHashes[1].Hash != 1<<31 {
+		t.Fatalf("compaction hashes %+v", c.compactHashes)
 	}
 	if !reflect.DeepEqual(c.dedup, dd) || len(dd) != 3 || dd[incarnation{1, 7}].floor != 2 {
 		t.Fatalf("dedup %+v, want %+v", c.dedup, dd)
@@ -90,7 +93,7 @@ func TestSnapshotContainer(t *testing.T) {
 func FuzzDecodeSnapshot(f *testing.F) {
 	data, _, _ := sampleContainer(f)
 	f.Add(data)
-	empty, _ := encodeSnapshot(&membership{}, dedup{}, func(w io.Writer) (int64, error) { return 0, nil })
+	empty, _ := encodeSnapshot(&membership{}, dedup{}, nil, func(w io.Writer) (int64, error) { return 0, nil })
 	f.Add(empty)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeSnapshot(data)
@@ -100,7 +103,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			}
 			return
 		}
-		again, err := encodeSnapshot(&c.table, c.dedup, func(w io.Writer) (int64, error) {
+		again, err := encodeSnapshot(&c.table, c.dedup, c.compactHashes, func(w io.Writer) (int64, error) {
 			n, err := w.Write(c.engine)
 			return int64(n), err
 		})

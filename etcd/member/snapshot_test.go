@@ -170,3 +170,38 @@ func TestUnreportedSnapshot(t *testing.T) {
 		t.Fatalf("follower at %+v", c.members[fol].Status())
 	}
 }
+
+// TestCompactionHash: every member keeps the hash of the history up to a
+// compaction's revision, taken as it applies the compaction, and a member
+// that gets the state by snapshot later has it too.
+func TestCompactionHash(t *testing.T) {
+	c := newTestCluster(t, 3, smallSnapshots)
+	lead := c.leader()
+	c.putMany(lead, "k", 30)
+	const rev = 20
+	want, err := c.members[lead].DB().HashByRev(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.propose(lead, Request{Compact: i64(rev)}); err != nil {
+		t.Fatal(err)
+	}
+	c.putMany(lead, "after", 30) // past a snapshot
+	if _, err := c.memberOp(c.members[lead].AddMember(peerOf(4))); err != nil {
+		t.Fatal(err)
+	}
+	c.join(4, smallSnapshots)
+	c.converged()
+	if c.members[4].Status().SnapshotIndex == 0 {
+		t.Fatal("new member got no snapshot")
+	}
+	for _, id := range c.ids() {
+		got, ok := c.members[id].CompactionHash(rev)
+		if !ok || got != want {
+			t.Fatalf("member %d: compaction hash %+v %v, want %+v", id, got, ok, want)
+		}
+		if _, ok := c.members[id].CompactionHash(rev + 1); ok {
+			t.Fatalf("member %d: a hash for a revision never compacted", id)
+		}
+	}
+}
