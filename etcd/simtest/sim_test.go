@@ -80,11 +80,11 @@ func TestSimulation(t *testing.T) {
 	}
 	t.Logf("%d runs, %d simulated steps (%d actions + %d settling rounds), %d messages delivered, %d dropped, %d duplicated, "+
 		"%d crashes (%d armed to tear a write, %d write or fsync failures armed), %d restarts, %d snapshots received, %d client ops (%d acknowledged, %d unknown of which %d timed out, %d not proposed), "+
-		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d leased puts and %d deletes by lease revocation or expiry applied, %d watches reopened on a DB replaced by a snapshot, "+
+		"%d compactions, %d member adds, %d removes, %d promotions, %d leader transfers proposed, %d leased puts and %d deletes by lease revocation or expiry applied, %d watches reopened on a DB replaced by a snapshot, %d committed entries compared, "+
 		"%d linearizability checks skipped (porcupine timeout)",
 		total.runs, total.actions+total.settleRounds, total.actions, total.settleRounds, total.delivered, total.dropped, total.duplicated,
 		total.crashes, total.torn, total.diskFaults, total.restarts, total.snapshots, total.clientOps, total.acked, total.unknown, total.timeouts, total.notProposed,
-		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.leasePuts, total.leaseDeletes, total.watchReopens, total.uncheckedHistories)
+		total.compactions, total.adds, total.removes, total.promotes, total.transfers, total.leasePuts, total.leaseDeletes, total.watchReopens, total.committedEntries, total.uncheckedHistories)
 	// The checks above are only as good as what the runs did: a default
 	// run (or longer) must have met every kind of event at least once.
 	if total.runs >= 50 && steps >= defaultSteps {
@@ -111,6 +111,7 @@ type stats struct {
 	adds, removes, promotes, compactions, transfers int
 	notProposed, timeouts, diskFaults               int
 	leasePuts, leaseDeletes, watchReopens           int
+	committedEntries                                int
 }
 
 func (a *stats) add(b stats) {
@@ -139,6 +140,7 @@ func (a *stats) add(b stats) {
 	a.leasePuts += b.leasePuts
 	a.leaseDeletes += b.leaseDeletes
 	a.watchReopens += b.watchReopens
+	a.committedEntries += b.committedEntries
 }
 
 // params are a run's cluster settings, drawn once per run.
@@ -401,13 +403,18 @@ func (s *sim) stop(n *node) {
 }
 
 // observe checks every running member's Status against the leaders seen
-// so far and resolves the client requests that are done.
+// so far, records its newly committed entries and resolves the client
+// requests that are done.
 func (s *sim) observe() {
 	for _, id := range s.upIDs() {
 		st := s.nodes[id].m.Status()
 		if err := s.leaders.observe(id, st.Term, st.Leader); err != nil {
 			s.fatalf("%v", err)
 		}
+		// Every member has run Ready since its last input, so its log
+		// up to raft's commit index is on its disk: committed entries
+		// (member need not save a hard state for each commit advance).
+		s.nodes[id].rec.advance(st.Committed, "Status")
 	}
 	s.ops = slices.DeleteFunc(s.ops, func(op *clientOp) bool {
 		select {
@@ -701,6 +708,7 @@ func (s *sim) check() {
 			s.fatalf("member %d: %v", id, n.rec.err)
 		}
 		entries[id] = n.rec.committedEntries()
+		s.stats.committedEntries += len(entries[id])
 	}
 	if err := checkCommittedPrefixes(entries); err != nil {
 		s.fatalf("%v", err)
@@ -735,8 +743,8 @@ func (s *sim) check() {
 	if s.verbose == nil {
 		s.verbose = s.t.Logf
 	}
-	s.verbose("run: %d members (snapshot every %d entries, catch-up %d, chaos %d), %d actions, %d settling rounds, %d ops, %d acked, final revision %d, net %v",
-		s.p.size, s.p.snapshotEntries, s.p.catchUpEntries, s.p.chaos, s.stats.actions, s.stats.settleRounds, len(s.hist.ops), len(s.acked), finals[ms[0].id], s.net)
+	s.verbose("run: %d members (snapshot every %d entries, catch-up %d, chaos %d, leases %v), %d actions, %d settling rounds, %d ops, %d acked, %d committed entries compared, final revision %d, net %v",
+		s.p.size, s.p.snapshotEntries, s.p.catchUpEntries, s.p.chaos, s.p.leases, s.stats.actions, s.stats.settleRounds, len(s.hist.ops), len(s.acked), s.stats.committedEntries, finals[ms[0].id], s.net)
 	s.stats.delivered, s.stats.dropped, s.stats.duplicated = s.net.delivered, s.net.dropped, s.net.duplicated
 }
 
