@@ -45,6 +45,7 @@ var simActions = []simAction{
 	{"addMember", 1, false, (*sim).addMember, false},
 	{"removeMember", 1, false, (*sim).removeMember, false},
 	{"promote", 1, false, (*sim).promote, false},
+	{"updateMember", 1, false, (*sim).updateMember, false},
 	{"drop", 2, true, (*sim).dropOne, false},
 	{"delay", 1, true, (*sim).delayLink, false},
 	{"partition", 1, true, (*sim).partition, false},
@@ -547,6 +548,25 @@ func (s *sim) proposeOther(what string, req member.Request, done func(any, error
 		s.fatalf("member %d: Propose(%s): %v", n.id, what, err)
 	}
 	s.other(n, what, p, done)
+}
+
+// updateMember gives a member new peer URLs (a ConfChangeUpdateNode: the
+// member table changes alike on every member, raft's configuration not).
+func (s *sim) updateMember() {
+	n, ok := s.pick(s.upIDs(), "member")
+	if !ok {
+		return
+	}
+	ms := n.m.Members()
+	if len(ms) == 0 {
+		return
+	}
+	target := rapid.SampledFrom(ms).Draw(s.t, "target").ID
+	s.urls++
+	url := fmt.Sprintf("http://m%d-%d:2380", target, s.urls)
+	s.other(n, fmt.Sprintf("update member %d to %s", target, url), n.m.UpdateMember(target, []string{url}), func(_ any, err error) {
+		s.logf("update member %d: %v", target, err)
+	})
 }
 
 // transferLeader asks the leader to hand leadership to another member.

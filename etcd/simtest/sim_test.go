@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -209,6 +210,7 @@ type sim struct {
 	now         int64 // porcupine's clock: bumped at every call and observation
 	vals        int   // values written so far (each put writes a new one)
 	leaseIDs    int64 // the last lease ID asked for
+	urls        int   // peer URLs made by updateMember
 	serialReads []serialRead
 	known       [nKeys]keyState
 	maxRev      int64
@@ -694,6 +696,12 @@ func (s *sim) check() {
 				s.fatalf("member %d: HashByRev(%d): %v", n.id, rev, err)
 			}
 			hashes[n.id][rev] = h
+		}
+	}
+	// The member table is replicated state too: the same everywhere.
+	for _, n := range ms[1:] {
+		if got, want := n.m.Members(), ms[0].m.Members(); !reflect.DeepEqual(got, want) {
+			s.fatalf("member tables differ: member %d has %v, member %d %v", n.id, got, ms[0].id, want)
 		}
 	}
 	if err := checkWatchHistories(logs, finals); err != nil {
