@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -160,33 +159,4 @@ func (m *Member) applyConfChange(cc *raftpb.ConfChange, index uint64) error {
 		}
 	}
 	return nil
-}
-
-// readStates moves the reads raft answered to the wait for apply.
-func (m *Member) readStates(rss []raft.ReadState) {
-	for _, rs := range rss {
-		d := &decoder{b: rs.RequestCtx}
-		id := d.id()
-		if d.done() != nil || id.Member != m.cfg.ID || id.Epoch != m.epoch {
-			continue
-		}
-		if p, ok := m.reads[id.Seq]; ok {
-			delete(m.reads, id.Seq)
-			m.readWait = append(m.readWait, readWait{index: rs.Index, p: p})
-		}
-	}
-}
-
-// resolveReads resolves the reads whose index is applied.
-func (m *Member) resolveReads() {
-	keep := m.readWait[:0]
-	for _, r := range m.readWait {
-		if r.index <= m.applied {
-			r.p.resolve(r.index, nil)
-		} else {
-			keep = append(keep, r)
-		}
-	}
-	clear(m.readWait[len(keep):])
-	m.readWait = keep
 }

@@ -55,9 +55,10 @@ type Member struct {
 	epoch, seq, readSeq uint64
 	ticks               uint64
 
-	proposals map[uint64]*Pending // by seq
-	reads     map[uint64]*Pending // by seq, until raft gives the read index
-	readWait  []readWait          // read index known, waiting for apply
+	proposals map[uint64]*Pending   // by seq
+	reads     map[uint64]*readBatch // raft read requests in flight, by seq
+	nextReads []*Pending            // reads for the next request (read.go)
+	readWait  []readWait            // read index known, waiting for apply
 	leases    leaderLeases
 	// snapSent holds the tick at which a MsgSnap to each peer was
 	// returned by Ready and not yet reported (ReportSnapshot).
@@ -70,11 +71,6 @@ type Member struct {
 	removed bool
 	closed  bool
 	err     error // a storage or apply failure: the member is stopped
-}
-
-type readWait struct {
-	index uint64
-	p     *Pending
 }
 
 // indexGetter is the DB's engine.ConsistentIndexGetter.
@@ -108,6 +104,7 @@ func (m *Member) Tick() {
 	m.ticks++
 	m.rn.Tick()
 	m.expireLeases()
+	m.issueReads()
 	if m.ticks%uint64(m.cfg.ElectionTick) == 0 {
 		m.timeOut()
 		m.timeOutSnapshots()
@@ -163,12 +160,7 @@ func (m *Member) timeOut() {
 			delete(m.proposals, seq)
 		}
 	}
-	for seq, p := range m.reads {
-		if p.tick < old {
-			p.resolve(nil, err)
-			delete(m.reads, seq)
-		}
-	}
+	m.failReads(func(tick, _ uint64) bool { return tick >= old }, err)
 }
 
 // Step hands raft a message from a peer. Call Ready after it.

@@ -55,7 +55,7 @@ func open(c Config, st Storage) (*Member, error) {
 		cfg: c, log: c.Logger, clock: c.Clock, st: st, idx: &indexGetter{},
 		table:     newMembership(),
 		proposals: map[uint64]*Pending{},
-		reads:     map[uint64]*Pending{},
+		reads:     map[uint64]*readBatch{},
 		snapSent:  map[uint64]uint64{},
 	}
 	if m.clock == nil {

@@ -58,31 +58,6 @@ func (m *Member) proposeError(err error) error {
 	return fmt.Errorf("member %x: propose: %w", m.cfg.ID, err)
 }
 
-// ReadIndex asks the leader for its commit index (raft's ReadIndex). The
-// Pending is resolved, with that index (a uint64), once this member has
-// applied it: a read of DB() then sees every write committed before
-// ReadIndex was called (a linearizable read). It fails with ErrNoLeader,
-// ErrLeaderChanged, ErrTimeout or ErrStopped.
-func (m *Member) ReadIndex() *Pending {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.usable(); err != nil {
-		return failed(err)
-	}
-	lead := m.rn.BasicStatus().Lead
-	if lead == raft.None {
-		return failed(fmt.Errorf("member %x: %w", m.cfg.ID, ErrNoLeader))
-	}
-	m.readSeq++
-	id := requestID{Member: m.cfg.ID, Epoch: m.epoch, Seq: m.readSeq}
-	e := &encoder{}
-	e.id(id)
-	p := newPending(m.ticks, lead)
-	m.reads[id.Seq] = p
-	m.rn.ReadIndex(e.b)
-	return p
-}
-
 // AddMember proposes adding p to the cluster, as a learner if
 // p.IsLearner. The Pending's result is the member list after it
 // ([]Peer); it fails with ErrMemberExists (the ID, or a peer URL, is

@@ -78,6 +78,7 @@ func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
 	}
 	m.rn.Advance(*rd)
 	m.resolveReads()
+	m.issueReads()
 	if err := m.maybeSnapshot(); err != nil {
 		return nil, err
 	}
@@ -208,12 +209,7 @@ func (m *Member) failInFlight(lead uint64, err error) {
 			delete(m.proposals, seq)
 		}
 	}
-	for seq, p := range m.reads {
-		if p.lead != lead || lead == raft.None {
-			p.resolve(nil, err)
-			delete(m.reads, seq)
-		}
-	}
+	m.failReads(func(_, l uint64) bool { return l == lead && lead != raft.None }, err)
 }
 
 // failRequests resolves every proposal and read in flight with err.
@@ -222,10 +218,7 @@ func (m *Member) failRequests(err error) {
 		p.resolve(nil, err)
 		delete(m.proposals, seq)
 	}
-	for seq, p := range m.reads {
-		p.resolve(nil, err)
-		delete(m.reads, seq)
-	}
+	m.failReads(func(_, _ uint64) bool { return false }, err)
 	for _, r := range m.readWait {
 		r.p.resolve(nil, err)
 	}
