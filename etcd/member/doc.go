@@ -65,7 +65,9 @@
 // (a proposal dropped on its way to the leader) fails with ErrTimeout.
 //
 // ReadIndex gives linearizable reads: its Pending is resolved once the
-// member has applied the leader's commit index as of the request.
+// member has applied the leader's commit index as of the request. Reads
+// that arrive while a raft read request is in flight share the next one
+// (read.go).
 //
 // Each member also keeps, for its last compactions, the hash of the
 // history up to the compaction's revision as it was when the compaction
