@@ -1,6 +1,8 @@
 package simtest
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,34 +234,47 @@ func msg(from, to, index uint64) *raftpb.Message {
 // settleUnknown may only use the history to decide what the clients could
 // not see: a put found in it happened there (and is then checked like an
 // acknowledged one), a put missing from a complete history never happened,
-// and anything it cannot tell stays unknown.
+// a delete event nothing else explains is the one unknown delete's, and
+// anything it cannot tell stays unknown.
 func TestSettleUnknown(t *testing.T) {
 	unknown := opOutput{Unknown: true}
-	logs := map[uint64]*watchLog{1: {From: 1, Events: []watchEvent{{Rev: 2, Key: "a", Value: "x"}, {Rev: 3, Key: "a", Delete: true}}}}
+	logs := map[uint64]*watchLog{1: {From: 1, Events: []watchEvent{
+		{Rev: 2, Key: "a", Value: "x"}, {Rev: 3, Key: "a", Delete: true},
+		{Rev: 4, Key: "b", Value: "y"}, {Rev: 5, Key: "b", Delete: true}, {Rev: 6, Key: "b", Value: "z"}, {Rev: 7, Key: "b", Delete: true},
+	}}}
 	var h history
 	h.add(0, put(0, "x"), unknown, 1, 0)
 	h.add(1, put(0, "never"), unknown, 2, 0)
-	h.add(2, opInput{Kind: opDelete, Key: 0}, unknown, 3, 0)
-	h.add(3, opInput{Kind: opTxn, CmpKey: 1, ThenKey: 1, ThenValue: "y"}, unknown, 4, 0)
+	h.add(2, opInput{Kind: opDelete, Key: 0}, unknown, 3, 0)                               // the only one that can have deleted a at 3
+	h.add(3, opInput{Kind: opTxn, CmpKey: 1, ThenKey: 1, ThenValue: "w"}, unknown, 4, 0)   // w never written
+	h.add(4, opInput{Kind: opDelete, Key: 2}, unknown, 5, 0)                               // c never deleted
+	h.add(5, opInput{Kind: opDelete, Key: 1}, unknown, 6, 0)                               // b deleted at 5 or 7: which?
+	h.add(6, opInput{Kind: opTxn, CmpKey: 0, ThenKey: 1, ThenDelete: true}, unknown, 7, 0) // the other one
+	h.add(7, opInput{Kind: opDelete, Key: 1}, opOutput{Rev: 9, Deleted: 1}, 8, 9)          // a known one elsewhere
 	ops := settleUnknown(h.ops, logs)
-	if len(ops) != 3 {
-		t.Fatalf("%d ops left, want 3 (the put never written dropped)", len(ops))
+	var got []string
+	for _, op := range ops {
+		got = append(got, describeOp(op.Input.(opInput), op.Output.(opOutput)))
 	}
-	if got := ops[0].Output.(opOutput); got != (opOutput{Rev: 2}) {
-		t.Fatalf("put found at revision 2: output %+v", got)
+	want := []string{
+		describeOp(put(0, "x"), opOutput{Rev: 2}),
+		describeOp(opInput{Kind: opDelete, Key: 0}, opOutput{Rev: 3, Deleted: 1}),
+		describeOp(opInput{Kind: opDelete, Key: 1}, unknown),
+		describeOp(opInput{Kind: opTxn, CmpKey: 0, ThenKey: 1, ThenDelete: true}, unknown),
+		describeOp(opInput{Kind: opDelete, Key: 1}, opOutput{Rev: 9, Deleted: 1}),
 	}
-	if !ops[1].Output.(opOutput).Unknown || !ops[2].Output.(opOutput).Unknown {
-		t.Fatal("a delete or a txn that wrote nothing became known")
+	if !slices.Equal(got, want) {
+		t.Fatalf("settled:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// A history that contradicts the found revision is caught.
-	ops = append(ops, porcupineOp(4, get(0), opOutput{Rev: 2, Found: true, Value: "x", Mod: 3}, 5, 6))
+	ops = append(ops, porcupineOp(8, get(0), opOutput{Rev: 2, Found: true, Value: "x", Mod: 3}, 5, 6))
 	if _, err := checkLinearizable(ops, 10*time.Second, false); err == nil {
 		t.Fatal("a get at the wrong mod revision of a settled put not caught")
 	}
-	// With no complete history, a put not found stays unknown.
+	// With no complete history, nothing is settled.
 	logs[1].From = 3
-	if ops := settleUnknown(h.ops, logs); len(ops) != 4 {
-		t.Fatalf("%d ops left from an incomplete history, want 4", len(ops))
+	if ops := settleUnknown(h.ops, logs); len(ops) != len(h.ops) {
+		t.Fatalf("%d ops left from an incomplete history, want %d", len(ops), len(h.ops))
 	}
 }
 

@@ -2,9 +2,11 @@ package simtest
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -231,48 +233,103 @@ func checkLinearizable(ops []porcupine.Operation, timeout time.Duration, visuali
 
 // settleUnknown uses the members' watch history (checked identical on
 // every member) to learn the fate of writes whose outcome the client never
-// saw: every put writes a value of its own, so a put or txn-put whose
-// value is in the history happened at that revision, and a put whose
-// value is not in a complete history (from revision 1) never happened.
-// Without this, porcupine's search grows exponentially with the unknown
-// operations. Deletes and txns that wrote nothing stay unknown.
+// saw; without it porcupine's search grows exponentially with them. With
+// a complete history (from revision 1):
+//
+//   - every put writes a value of its own: a put or txn-put whose value is
+//     in the history happened at that revision; one whose value is not had
+//     no effect (never ran, or a txn whose compare failed) and is dropped;
+//   - a delete event no known operation accounts for, on a key only one
+//     unknown delete (or txn-delete) could have made, is that operation's;
+//     unknown deletes of a key with no such event had no effect (dropped).
+//
+// Anything ambiguous stays unknown.
 func settleUnknown(ops []porcupine.Operation, logs map[uint64]*watchLog) []porcupine.Operation {
-	type write struct {
-		rev   int64
-		count int
-	}
-	written := map[string]write{} // value -> where
-	complete := false
-	for _, l := range logs {
-		if l.From > 1 {
-			continue
+	var ref *watchLog
+	for _, id := range slices.Sorted(maps.Keys(logs)) {
+		if logs[id].From <= 1 {
+			ref = logs[id] // the histories are identical: one complete one is enough
+			break
 		}
-		complete = true
-		for _, e := range l.Events {
-			if !e.Delete {
-				w := written[e.Value]
-				written[e.Value] = write{e.Rev, w.count + 1}
+	}
+	if ref == nil {
+		return ops
+	}
+	putAt := map[string][]int64{}   // value -> revisions written
+	deletes := map[string][]int64{} // key -> revisions of its delete events
+	for _, e := range ref.Events {
+		if e.Delete {
+			deletes[e.Key] = append(deletes[e.Key], e.Rev)
+		} else {
+			putAt[e.Value] = append(putAt[e.Value], e.Rev)
+		}
+	}
+	deleted := func(in opInput) (key string, ok bool) {
+		switch {
+		case in.Kind == opDelete:
+			return keyName(in.Key), true
+		case in.Kind == opTxn && in.ThenDelete:
+			return keyName(in.ThenKey), true
+		}
+		return "", false
+	}
+	// The delete events known operations account for, and the unknown
+	// operations that may have made the others.
+	known := map[string]map[int64]bool{}
+	unknownDeletes := map[string]int{}
+	for _, op := range ops {
+		in, o := op.Input.(opInput), op.Output.(opOutput)
+		key, ok := deleted(in)
+		switch {
+		case !ok:
+		case o.Unknown:
+			unknownDeletes[key]++
+		case o.Deleted > 0 || (in.Kind == opTxn && o.Succeeded):
+			if known[key] == nil {
+				known[key] = map[int64]bool{}
+			}
+			known[key][o.Rev] = true
+		}
+	}
+	unexplained := func(key string) []int64 {
+		var revs []int64
+		for _, rev := range deletes[key] {
+			if !known[key][rev] {
+				revs = append(revs, rev)
 			}
 		}
-		break // the histories are identical: one complete one is enough
+		return revs
 	}
 	var out []porcupine.Operation
 	for _, op := range ops {
 		in, o := op.Input.(opInput), op.Output.(opOutput)
-		value := in.Value
-		if in.Kind == opTxn && !in.ThenDelete {
-			value = in.ThenValue
-		}
-		if !o.Unknown || value == "" || (in.Kind != opPut && in.Kind != opTxn) {
+		if !o.Unknown {
 			out = append(out, op)
 			continue
 		}
-		w, ok := written[value]
-		switch {
-		case ok && w.count == 1:
-			op.Output = opOutput{Rev: w.rev, Succeeded: in.Kind == opTxn}
-		case !ok && complete && in.Kind == opPut:
-			continue // never happened
+		if key, ok := deleted(in); ok {
+			revs := unexplained(key)
+			switch {
+			case len(revs) == 0:
+				continue // deleted nothing: no effect
+			case len(revs) == 1 && unknownDeletes[key] == 1:
+				op.Output = opOutput{Rev: revs[0], Deleted: 1}
+				if in.Kind == opTxn {
+					op.Output = opOutput{Rev: revs[0], Succeeded: true}
+				}
+			}
+			out = append(out, op)
+			continue
+		}
+		value := in.Value
+		if in.Kind == opTxn {
+			value = in.ThenValue
+		}
+		switch revs := putAt[value]; len(revs) {
+		case 0:
+			continue // never written: no effect
+		case 1:
+			op.Output = opOutput{Rev: revs[0], Succeeded: in.Kind == opTxn}
 		}
 		out = append(out, op)
 	}
