@@ -417,7 +417,10 @@ func (s *sim) observe() {
 		// Every member has run Ready since its last input, so its log
 		// up to raft's commit index is on its disk: committed entries
 		// (member need not save a hard state for each commit advance).
-		s.nodes[id].rec.advance(st.Committed, "Status")
+		rec := s.nodes[id].rec
+		if rec.advance(st.Committed, "Status"); rec.err != nil {
+			s.fatalf("member %d: %v", id, rec.err)
+		}
 	}
 	s.ops = slices.DeleteFunc(s.ops, func(op *clientOp) bool {
 		select {
