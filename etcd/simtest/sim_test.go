@@ -2,6 +2,7 @@ package simtest
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -59,17 +60,7 @@ func TestSimulation(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	var total stats
 	rapid.Check(t, func(rt *rapid.T) {
-		// raft draws its election timeouts from crypto/rand: seeded here,
-		// so a run replays (and shrinks) exactly.
-		cryptotest.SetGlobalRandom(t, rapid.Uint64().Draw(rt, "raftSeed"))
-		s := newSim(rt, steps)
-		if testing.Verbose() {
-			s.verbose = t.Logf
-		}
-		defer s.closeAll()
-		s.run()
-		s.settle()
-		s.check()
+		s := simulate(t, rt, steps)
 		total.add(s.stats)
 	})
 	// Every member, DB and watcher was closed: nothing of theirs may run on.
@@ -101,6 +92,53 @@ func TestSimulation(t *testing.T) {
 				t.Errorf("no %s in %d runs: the simulation no longer exercises them", what, total.runs)
 			}
 		}
+	}
+}
+
+// simulate runs one simulation: a new cluster, its actions, settling and
+// the checks.
+func simulate(t *testing.T, rt *rapid.T, steps int) *sim {
+	// raft draws its election timeouts (and member its request-ID
+	// epochs) from crypto/rand: seeded here, so a run replays (and
+	// shrinks) exactly.
+	cryptotest.SetGlobalRandom(t, rapid.Uint64().Draw(rt, "raftSeed"))
+	s := newSim(rt, steps)
+	if testing.Verbose() {
+		s.verbose = t.Logf
+	}
+	defer s.closeAll()
+	s.run()
+	s.settle()
+	s.check()
+	return s
+}
+
+// TestSimulationReplays runs the same few seeds twice and wants the same
+// runs: rapid can only shrink (and a failure only be replayed) if a run is
+// a function of its draws. Anything else that steers it (a goroutine's
+// timing, an unseeded random source, map order) breaks this test first.
+func TestSimulationReplays(t *testing.T) {
+	set := func(name, value string) {
+		f := flag.Lookup(name)
+		old := f.Value.String()
+		if err := f.Value.Set(value); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Value.Set(old) })
+	}
+	set("rapid.seed", "20261201")
+	set("rapid.checks", "8")
+	fingerprints := func() []string {
+		var fps []string
+		rapid.Check(t, func(rt *rapid.T) {
+			s := simulate(t, rt, 100)
+			fps = append(fps, s.fingerprint)
+		})
+		return fps
+	}
+	first, second := fingerprints(), fingerprints()
+	if !slices.Equal(first, second) {
+		t.Fatalf("the same seeds ran differently:\n%s\nthen:\n%s", strings.Join(first, "\n"), strings.Join(second, "\n"))
 	}
 }
 
@@ -216,8 +254,9 @@ type sim struct {
 	known       [nKeys]keyState
 	maxRev      int64
 
-	stats   stats
-	verbose func(format string, args ...any) // with -v: one line per run
+	stats       stats
+	verbose     func(format string, args ...any) // with -v: one line per run
+	fingerprint string                           // what the run did, in brief (TestSimulationReplays)
 }
 
 func newSim(t *rapid.T, steps int) *sim {
@@ -758,6 +797,7 @@ func (s *sim) check() {
 	s.verbose("run: %d members (snapshot every %d entries, catch-up %d, chaos %d, leases %v), %d actions, %d settling rounds, %d ops, %d acked, %d committed entries compared, final revision %d, net %v",
 		s.p.size, s.p.snapshotEntries, s.p.catchUpEntries, s.p.chaos, s.p.leases, s.stats.actions, s.stats.settleRounds, len(s.hist.ops), len(s.acked), s.stats.committedEntries, finals[ms[0].id], s.net)
 	s.stats.delivered, s.stats.dropped, s.stats.duplicated = s.net.delivered, s.net.dropped, s.net.duplicated
+	s.fingerprint = fmt.Sprintf("%+v revision %d entries %d ops %d net %v", s.p, finals[ms[0].id], s.stats.committedEntries, len(s.hist.ops), s.net)
 }
 
 // closeAll closes every running member and watcher.
