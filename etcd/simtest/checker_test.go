@@ -72,7 +72,7 @@ func TestLinearizabilityChecker(t *testing.T) {
 		{"txn on a mod revision", []op{
 			{put(0, "x"), opOutput{Rev: 2}, 1, 2},
 			{opInput{Kind: opTxn, CmpKey: 0, CmpTarget: cmpMod, CmpMod: 2, ThenKey: 1, ThenValue: "y"}, opOutput{Rev: 3, Succeeded: true}, 3, 4},
-			{opInput{Kind: opTxn, CmpKey: 0, CmpTarget: cmpMod, CmpMod: 2, ThenKey: 1, ThenDelete: true}, opOutput{Rev: 4, Succeeded: true}, 5, 6},
+			{opInput{Kind: opTxn, CmpKey: 0, CmpTarget: cmpMod, CmpMod: 2, ThenKey: 1, ThenDelete: true}, opOutput{Rev: 4, Succeeded: true, Deleted: 1}, 5, 6},
 			{opInput{Kind: opTxn, CmpKey: 0, CmpTarget: cmpValue, CmpValue: "y", ThenKey: 2, ThenValue: "z"}, opOutput{Rev: 4}, 7, 8},
 		}, true},
 		{"txn that succeeded where its compare failed", []op{
@@ -265,6 +265,15 @@ func TestSettleUnknown(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("settled:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A txn whose delete found nothing wrote no revision: the delete event
+	// at the revision it answered with is someone else's (found by a
+	// long run, where this was read the other way).
+	var h2 history
+	h2.add(0, opInput{Kind: opDelete, Key: 0}, unknown, 1, 0)
+	h2.add(1, opInput{Kind: opTxn, CmpKey: 2, ThenKey: 0, ThenDelete: true}, opOutput{Rev: 3, Succeeded: true}, 5, 6)
+	if ops := settleUnknown(h2.ops, logs); len(ops) != 2 || ops[0].Output.(opOutput) != (opOutput{Rev: 3, Deleted: 1}) {
+		t.Fatalf("the unknown delete behind a txn that deleted nothing: %v", ops)
 	}
 	// A history that contradicts the found revision is caught.
 	ops = append(ops, porcupineOp(8, get(0), opOutput{Rev: 2, Found: true, Value: "x", Mod: 3}, 5, 6))

@@ -69,7 +69,7 @@ type opOutput struct {
 	Found     bool  // get
 	Value     string
 	Mod       int64
-	Deleted   int64 // delete
+	Deleted   int64 // delete, txn-delete
 	Succeeded bool  // txn
 }
 
@@ -108,10 +108,11 @@ func (s kvState) apply(in opInput) (kvState, opOutput) {
 			return s, opOutput{Rev: s.Rev}
 		}
 		if in.ThenDelete {
-			s, _ = s.apply(opInput{Kind: opDelete, Key: in.ThenKey})
-		} else {
-			s, _ = s.apply(opInput{Kind: opPut, Key: in.ThenKey, Value: in.ThenValue})
+			var del opOutput
+			s, del = s.apply(opInput{Kind: opDelete, Key: in.ThenKey})
+			return s, opOutput{Rev: s.Rev, Succeeded: true, Deleted: del.Deleted}
 		}
+		s, _ = s.apply(opInput{Kind: opPut, Key: in.ThenKey, Value: in.ThenValue})
 		return s, opOutput{Rev: s.Rev, Succeeded: true}
 	}
 	panic(fmt.Sprintf("simtest: unknown op kind %d", in.Kind))
@@ -284,7 +285,7 @@ func settleUnknown(ops []porcupine.Operation, logs map[uint64]*watchLog) []porcu
 		case !ok:
 		case o.Unknown:
 			unknownDeletes[key]++
-		case o.Deleted > 0 || (in.Kind == opTxn && o.Succeeded):
+		case o.Deleted > 0: // a txn that deleted nothing wrote no revision
 			if known[key] == nil {
 				known[key] = map[int64]bool{}
 			}
@@ -313,10 +314,7 @@ func settleUnknown(ops []porcupine.Operation, logs map[uint64]*watchLog) []porcu
 			case len(revs) == 0:
 				continue // deleted nothing: no effect
 			case len(revs) == 1 && unknownDeletes[key] == 1:
-				op.Output = opOutput{Rev: revs[0], Deleted: 1}
-				if in.Kind == opTxn {
-					op.Output = opOutput{Rev: revs[0], Succeeded: true}
-				}
+				op.Output = opOutput{Rev: revs[0], Deleted: 1, Succeeded: in.Kind == opTxn}
 			}
 			out = append(out, op)
 			continue

@@ -546,11 +546,11 @@ func (s *sim) resolve(op *clientOp, res any, err error) {
 			w = &ackedWrite{Rev: resp.Rev, Key: keyName(op.in.Key), Delete: true}
 		}
 	case opTxn:
-		if resp.Succeeded {
+		if resp.Succeeded && op.in.ThenDelete && len(resp.Responses) == 1 {
+			out.Deleted = resp.Responses[0].Delete.Deleted
+		}
+		if resp.Succeeded && (!op.in.ThenDelete || out.Deleted > 0) { // a delete of nothing has no revision of its own
 			w = &ackedWrite{Rev: resp.Rev, Key: keyName(op.in.ThenKey), Value: op.in.ThenValue, Delete: op.in.ThenDelete}
-			if op.in.ThenDelete && (len(resp.Responses) != 1 || resp.Responses[0].Delete.Deleted == 0) {
-				w = nil // deleted nothing: no revision of its own
-			}
 		}
 	}
 	if w != nil {
