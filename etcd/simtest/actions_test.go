@@ -409,25 +409,16 @@ func (s *sim) addMember() {
 	})
 }
 
-// removeMember removes a learner, or a voter while the member asked lists
-// more than 3 voters (as etcd's strict reconfiguration check keeps a
-// quorum of started members; removing the last voter is TestRemoveLastVoter's
-// business).
+// removeMember removes any listed member, the last voter included (which
+// member must refuse: TestRemoveLastVoter).
 func (s *sim) removeMember() {
 	n, ok := s.pick(s.upIDs(), "member")
 	if !ok {
 		return
 	}
-	var voters, candidates []uint64
+	var candidates []uint64
 	for _, p := range n.m.Members() {
-		if !p.IsLearner {
-			voters = append(voters, p.ID)
-		}
-	}
-	for _, p := range n.m.Members() {
-		if p.IsLearner || len(voters) > 3 {
-			candidates = append(candidates, p.ID)
-		}
+		candidates = append(candidates, p.ID)
 	}
 	if len(candidates) == 0 {
 		return

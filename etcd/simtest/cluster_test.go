@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"testing/cryptotest"
 
@@ -18,10 +16,6 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
-
-// knownBugs runs the scripted reproductions of open bugs of the code under
-// test (REVKV_SIM_KNOWN_BUGS=1), skipped by default so CI stays green.
-var knownBugs = os.Getenv("REVKV_SIM_KNOWN_BUGS") != ""
 
 // cluster is a scripted cluster for tests of one scenario: messages
 // delivered in order, no faults but those a test makes.
@@ -280,11 +274,8 @@ func TestDuplicatedProposal(t *testing.T) {
 // voter, and then that one, must be refused (an error on the Pending), not
 // panic raft ("removed all voters") on every member as the entry is
 // applied, and again at every restart as it is replayed. (The simulation
-// found it; see /work/notes/raft-sim.md.)
+// found that it did; member now refuses it with ErrLastVoter.)
 func TestRemoveLastVoter(t *testing.T) {
-	if !knownBugs {
-		t.Skip("known member bug: removing the last voter panics raft (REVKV_SIM_KNOWN_BUGS=1 runs it)")
-	}
 	c := newCluster(t, 3, member.Config{}, false)
 	lead := c.leader()
 	for range 5 {
@@ -313,7 +304,7 @@ func TestRemoveLastVoter(t *testing.T) {
 		delete(c.members, id)
 	}
 	err := remove(lead, lead.Status().ID)
-	if err == nil || strings.HasPrefix(err.Error(), "panic") {
+	if !errors.Is(err, member.ErrLastVoter) {
 		t.Fatalf("removing the last voter: %v, want a refusal", err)
 	}
 }
