@@ -713,7 +713,9 @@ func (s *sim) describe() string {
 	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
 		n := s.nodes[id]
 		if n.up() {
-			b = fmt.Appendf(b, "\n  member %d: %+v rev %d members %v", id, n.m.Status(), n.m.DB().Rev(), n.m.Members())
+			last, _ := n.store.LastIndex()
+			term, _ := n.store.Term(last)
+			b = fmt.Appendf(b, "\n  member %d: %+v log to %d (term %d) rev %d members %v", id, n.m.Status(), last, term, n.m.DB().Rev(), n.m.Members())
 		} else {
 			b = fmt.Appendf(b, "\n  member %d: down (removed %v)", id, n.removed)
 		}
