@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -154,7 +155,15 @@ func runMember(ctx context.Context, c config, log *slog.Logger, creds grpc.Serve
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case <-n.Removed():
-		log.Warn("removed from the cluster: shutting down")
+		// As etcd does, stay up a little (a few election timeouts): the
+		// others may still need this member's vote or acknowledgement to
+		// commit its removal (a leader removing itself from two voters).
+		grace := 3 * time.Duration(cfg.ElectionTicks) * cfg.TickInterval
+		log.Warn("removed from the cluster: shutting down", "after", grace)
+		select {
+		case <-ctx.Done():
+		case <-time.After(grace):
+		}
 	case <-n.Failed():
 		err = fmt.Errorf("member failed: %w", n.Err())
 		log.Error("member failed: shutting down", "err", n.Err())
