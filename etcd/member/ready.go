@@ -20,6 +20,19 @@ import (
 // stops the member: Ready returns the error (wrapping ErrStopped) and so
 // does every later call.
 func (m *Member) Ready() ([]*raftpb.Message, error) {
+	return m.ReadySend(nil)
+}
+
+// ReadySend is Ready for a caller that can send while the member writes:
+// before this member's own write of each Ready's entries, it passes to
+// send the messages raft allows out in parallel with that write (a
+// leader's appends and heartbeats: the leader counts its own copy of an
+// entry only once its write is durable, so a commit still needs a
+// majority of durable copies; Raft thesis §10.2.1). It returns the rest,
+// to send after it returns, as Ready's. send runs under the member's
+// lock: it must not block or call the member; it may keep the messages.
+// With send nil, ReadySend is Ready.
+func (m *Member) ReadySend(send func([]*raftpb.Message)) ([]*raftpb.Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.usableForReady(); err != nil {
@@ -28,6 +41,11 @@ func (m *Member) Ready() ([]*raftpb.Message, error) {
 	var out []*raftpb.Message
 	for m.rn.HasReady() {
 		rd := m.rn.Ready()
+		if send != nil {
+			if early := m.takeEarly(&rd); len(early) > 0 {
+				send(early)
+			}
+		}
 		msgs, err := m.handle(&rd)
 		out = append(out, msgs...)
 		if err != nil {
@@ -52,6 +70,43 @@ func (m *Member) stop(err error) {
 	m.err = fmt.Errorf("member %x stopped: %w: %w", m.cfg.ID, ErrStopped, err)
 	m.log.Error("member stopped", "err", err)
 	m.failRequests(m.err)
+}
+
+// takeEarly removes from rd.Messages, and returns, the messages that may
+// be sent before rd is made durable: none unless early(rd).
+func (m *Member) takeEarly(rd *raft.Ready) []*raftpb.Message {
+	if !m.early(rd) {
+		return nil
+	}
+	var early, rest []*raftpb.Message
+	for _, msg := range rd.Messages {
+		switch msg.GetType() {
+		case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat:
+			early = append(early, msg)
+		default: // a MsgSnap is made fresh after apply; the rest waits as Ready's
+			rest = append(rest, msg)
+		}
+	}
+	rd.Messages = rest
+	return early
+}
+
+// early reports whether rd's messages may go out before rd is durable:
+// only a leader's (followers acknowledge what they wrote), and only when
+// rd changes neither the term nor the vote (a message must not reveal a
+// term this member could forget in a crash) and installs no snapshot.
+// Entries of earlier Readys are durable: each Ready is written before
+// the next is taken.
+func (m *Member) early(rd *raft.Ready) bool {
+	state := m.state
+	if rd.SoftState != nil {
+		state = rd.SoftState.RaftState
+	}
+	if state != raft.StateLeader || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	hs := rd.HardState
+	return hs == nil || (hs.GetTerm() == m.hs.GetTerm() && hs.GetVote() == m.hs.GetVote())
 }
 
 // handle processes one Ready. mu is held.

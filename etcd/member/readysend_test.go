@@ -1,0 +1,86 @@
+package member
+
+import (
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// TestReadySendEarly: the leader's appends of a new entry go out before
+// its own write (through send), a follower's acknowledgement only after
+// its write (returned), and the put commits on the two followers'
+// durable copies while the leader's write has not even started.
+func TestReadySendEarly(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	l := c.members[lead]
+	p, err := l.Propose(putReq("k", "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.stores[lead].LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early []*raftpb.Message
+	rest, err := l.ReadySend(func(msgs []*raftpb.Message) {
+		// The leader's write is not done: its log does not hold the entry.
+		if last, _ := c.stores[lead].LastIndex(); last != before {
+			t.Errorf("send called after the leader wrote index %d", last)
+		}
+		early = append(early, msgs...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countType(early, raftpb.MessageType_MsgApp); got != 2 {
+		t.Fatalf("early MsgApps: %d, want 2 (%v)", got, early)
+	}
+	if got := countType(rest, raftpb.MessageType_MsgApp); got != 0 {
+		t.Fatalf("MsgApps returned after the write: %d, want 0", got)
+	}
+	for _, msg := range early {
+		if err := c.members[msg.GetTo()].Step(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range c.ids() {
+		if id == lead {
+			continue
+		}
+		called := false
+		out, err := c.members[id].ReadySend(func([]*raftpb.Message) { called = true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if called {
+			t.Errorf("follower %d sent before its write", id)
+		}
+		if countType(out, raftpb.MessageType_MsgAppResp) != 1 {
+			t.Errorf("follower %d: no MsgAppResp after its write: %v", id, out)
+		}
+	}
+	c.deliver()
+	if _, err := c.wait(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadySendFollowerNothingEarly: a follower sends nothing before its
+// write, not even a forwarded proposal.
+func TestReadySendFollowerNothingEarly(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	fol := c.follower(lead)
+	f := c.members[fol]
+	if _, err := f.Propose(putReq("k", "v")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.ReadySend(func(msgs []*raftpb.Message) { t.Errorf("follower sent early: %v", msgs) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countType(out, raftpb.MessageType_MsgProp) != 1 {
+		t.Fatalf("forwarded proposal not returned: %v", out)
+	}
+}
