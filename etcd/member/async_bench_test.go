@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -41,9 +44,13 @@ func benchWrite(b *testing.B, fsName string, n, procs int) {
 		fsys = persist.OS
 		dir = b.TempDir()
 	}
+	syncs := map[uint64]*atomic.Int64{}
 	c := newTestCluster(b, n, func(cfg *Config) {
 		cfg.Storage = nil
-		cfg.FS, cfg.Dir = fsys, filepath.Join(dir, fmt.Sprintf("m%d", cfg.ID))
+		if syncs[cfg.ID] == nil {
+			syncs[cfg.ID] = new(atomic.Int64)
+		}
+		cfg.FS, cfg.Dir = countSyncs{fsys, syncs[cfg.ID]}, filepath.Join(dir, fmt.Sprintf("m%d", cfg.ID))
 		if fsName == "os" {
 			if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 				b.Fatal(err)
@@ -55,10 +62,20 @@ func benchWrite(b *testing.B, fsName string, n, procs int) {
 	defer ac.stop()
 	b.ReportAllocs()
 	var next atomic.Int64
-	b.SetParallelism(max(1, procs/2)) // GOMAXPROCS is 2 on the benchmark machine
+	var latMu sync.Mutex
+	var lats []time.Duration
+	b.SetParallelism(max(1, procs/runtime.GOMAXPROCS(0)))
+	syncs0 := syncs[lead].Load()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		defer func() {
+			latMu.Lock()
+			lats = append(lats, mine...)
+			latMu.Unlock()
+		}()
 		for pb.Next() {
+			start := time.Now()
 			i := next.Add(1)
 			p, err := c.members[lead].Propose(putReq(fmt.Sprintf("key%09d", i), "value-of-some-length"))
 			if err != nil {
@@ -71,9 +88,54 @@ func benchWrite(b *testing.B, fsName string, n, procs int) {
 				b.Error(err)
 				return
 			}
+			mine = append(mine, time.Since(start))
 		}
 	})
 	b.StopTimer()
+	b.ReportMetric(float64(syncs[lead].Load()-syncs0)/float64(b.N), "leader-syncs/op")
+	slices.Sort(lats)
+	if len(lats) > 0 {
+		b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+// countSyncs counts the Syncs of the files opened through it.
+type countSyncs struct {
+	persist.FS
+	n *atomic.Int64
+}
+
+func (c countSyncs) Create(name string) (persist.File, error) {
+	return c.wrap(c.FS.Create(name))
+}
+
+func (c countSyncs) Open(name string) (persist.File, error) { return c.wrap(c.FS.Open(name)) }
+
+func (c countSyncs) OpenReadWrite(name string) (persist.File, error) {
+	return c.wrap(c.FS.OpenReadWrite(name))
+}
+
+func (c countSyncs) SyncDir(dir string) error {
+	c.n.Add(1)
+	return c.FS.SyncDir(dir)
+}
+
+func (c countSyncs) wrap(f persist.File, err error) (persist.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return syncCounted{f, c.n}, nil
+}
+
+type syncCounted struct {
+	persist.File
+	n *atomic.Int64
+}
+
+func (f syncCounted) Sync() error {
+	f.n.Add(1)
+	return f.File.Sync()
 }
 
 // asyncCluster drives each member of a testCluster from a goroutine:
@@ -107,7 +169,7 @@ func (n *asyncNode) post(msgs ...*raftpb.Message) {
 	n.wake()
 }
 
-func startAsync(b *testing.B, c *testCluster) *asyncCluster {
+func startAsync(b testing.TB, c *testCluster) *asyncCluster {
 	ac := &asyncCluster{nodes: map[uint64]*asyncNode{}, done: make(chan struct{})}
 	for id, m := range c.members {
 		ac.nodes[id] = &asyncNode{m: m, sig: make(chan struct{}, 1), fail: func(err error) { b.Error(err) }}

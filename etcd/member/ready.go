@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Ready processes everything raft has ready, in order: it makes the hard
+// Ready processes what raft has ready, in order: it makes the hard
 // state, the new entries and any snapshot received durable (Storage.Save,
 // ApplySnapshot), installs the snapshot, applies the committed entries to
 // the DB, resolves the Pendings they and the read indexes answer, takes a
@@ -19,6 +19,10 @@ import (
 // A storage failure, or a log entry or snapshot that does not decode,
 // stops the member: Ready returns the error (wrapping ErrStopped) and so
 // does every later call.
+//
+// Ready returns when raft has nothing more ready, or after many Readys in
+// a row when it has messages to return and requests keep arriving while
+// it writes: call it again after any Propose, Step or Tick, as ever.
 func (m *Member) Ready() ([]*raftpb.Message, error) {
 	return m.ReadySend(nil)
 }
@@ -33,13 +37,15 @@ func (m *Member) Ready() ([]*raftpb.Message, error) {
 // lock: it must not block or call the member; it may keep the messages.
 // With send nil, ReadySend is Ready.
 func (m *Member) ReadySend(send func([]*raftpb.Message)) ([]*raftpb.Message, error) {
+	m.readyMu.Lock()
+	defer m.readyMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.usableForReady(); err != nil {
 		return nil, err
 	}
 	var out []*raftpb.Message
-	for m.rn.HasReady() {
+	for n := 0; m.rn.HasReady() && (n < maxReadys || len(out) == 0); n++ {
 		rd := m.rn.Ready()
 		if send != nil {
 			if early := m.takeEarly(&rd); len(early) > 0 {
@@ -55,6 +61,11 @@ func (m *Member) ReadySend(send func([]*raftpb.Message)) ([]*raftpb.Message, err
 	}
 	return out, nil
 }
+
+// maxReadys bounds the Readys one call handles while it has messages to
+// return: proposals arriving while it writes (it leaves the lock) make
+// more, and the messages would wait for them.
+const maxReadys = 16
 
 // usableForReady: a removed member still runs Ready (raft may have
 // messages for it to send), a closed or failed one does not.
@@ -200,7 +211,9 @@ func (m *Member) snapshotData() ([]byte, error) {
 	return data, nil
 }
 
-// persist makes a Ready's snapshot, entries and hard state durable.
+// persist makes a Ready's snapshot, entries and hard state durable. mu
+// is held; it is left while entries and hard state are written (see
+// save).
 func (m *Member) persist(rd *raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if _, err := decodeSnapshot(rd.Snapshot.GetData()); err != nil {
@@ -210,10 +223,26 @@ func (m *Member) persist(rd *raft.Ready) error {
 			return fmt.Errorf("save snapshot at index %d: %w", rd.Snapshot.GetMetadata().GetIndex(), err)
 		}
 	}
-	if err := m.st.Save(m.hardState(rd), rd.Entries); err != nil {
+	if err := m.save(m.hardState(rd), rd.Entries, raft.IsEmptySnap(rd.Snapshot)); err != nil {
 		return fmt.Errorf("save %d entries: %w", len(rd.Entries), err)
 	}
 	return nil
+}
+
+// save writes hs and ents. Unless a snapshot came with them, it leaves mu
+// during the write, so that proposals arriving meanwhile batch into the
+// next Ready's write and readers do not wait for an fsync. raft allows
+// Step, Propose and Tick between Ready and Advance (what it gave is
+// unstable until Advance), readyMu keeps out the next Ready and Close,
+// and the Storage has a lock of its own.
+func (m *Member) save(hs *raftpb.HardState, ents []*raftpb.Entry, unlock bool) error {
+	if !unlock || (hs == nil && len(ents) == 0) {
+		return m.st.Save(hs, ents)
+	}
+	m.mu.Unlock()
+	err := m.st.Save(hs, ents)
+	m.mu.Lock()
+	return err
 }
 
 // hardState returns the hard state to save with a Ready's entries: none
