@@ -6,6 +6,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/revkv/revkv/engine"
 )
 
 // Ready processes what raft has ready, in order: it makes the hard
@@ -239,10 +241,7 @@ func (m *Member) save(hs *raftpb.HardState, ents []*raftpb.Entry, unlock bool) e
 	if !unlock || (hs == nil && len(ents) == 0) {
 		return m.st.Save(hs, ents)
 	}
-	m.mu.Unlock()
-	err := m.st.Save(hs, ents)
-	m.mu.Lock()
-	return err
+	return m.unlocked(func() error { return m.st.Save(hs, ents) })
 }
 
 // hardState returns the hard state to save with a Ready's entries: none
@@ -331,18 +330,42 @@ func (m *Member) maybeSnapshot() error {
 }
 
 func (m *Member) snapshot() error {
-	data, err := m.snapshotData()
+	index, cs := m.applied, proto.Clone(m.confState).(*raftpb.ConfState)
+	sn, err := m.db.Snapshot()
 	if err != nil {
+		return fmt.Errorf("snapshot at index %d: %w", index, err)
+	}
+	if err := m.unlocked(func() error { return m.writeSnapshot(index, cs, sn) }); err != nil {
 		return err
 	}
-	if _, err := m.st.CreateSnapshot(m.applied, m.confState, data); err != nil {
-		return fmt.Errorf("save snapshot at index %d: %w", m.applied, err)
+	m.snapIndex = index
+	return nil
+}
+
+// writeSnapshot encodes and saves a snapshot of sn (the DB at index) and
+// compacts the log behind it. Ready runs it without mu (a large DB takes
+// long to encode): only apply and snapshot install change the member
+// table, the dedup record and the compaction hashes, and readyMu keeps
+// them out.
+func (m *Member) writeSnapshot(index uint64, cs *raftpb.ConfState, sn *engine.Snapshot) error {
+	defer sn.Close()
+	data, err := encodeSnapshot(&m.table, m.dedup, m.compactHashes, sn.WriteTo)
+	if err != nil {
+		return fmt.Errorf("snapshot at index %d: %w", index, err)
 	}
-	m.snapIndex = m.applied
-	if m.applied <= m.cfg.CatchUpEntries {
+	if _, err := m.st.CreateSnapshot(index, cs, data); err != nil {
+		return fmt.Errorf("save snapshot at index %d: %w", index, err)
+	}
+	return m.compactLog(index)
+}
+
+// compactLog compacts the log behind a snapshot at index, keeping
+// CatchUpEntries.
+func (m *Member) compactLog(index uint64) error {
+	if index <= m.cfg.CatchUpEntries {
 		return nil
 	}
-	to := m.applied - m.cfg.CatchUpEntries
+	to := index - m.cfg.CatchUpEntries
 	first, err := m.st.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("compact the log: %w", err)
@@ -354,4 +377,12 @@ func (m *Member) snapshot() error {
 		return fmt.Errorf("compact the log to %d: %w", to, err)
 	}
 	return nil
+}
+
+// unlocked runs f without mu, which is held. Ready uses it for long
+// writes; readyMu (held) keeps the next Ready and Close out.
+func (m *Member) unlocked(f func() error) error {
+	m.mu.Unlock()
+	defer m.mu.Lock()
+	return f()
 }

@@ -92,14 +92,15 @@ func TestReadySendFollowerNothingEarly(t *testing.T) {
 
 // TestConcurrentWrites runs 3 members on goroutines of their own (on
 // memfs, through raftstore) with 8 concurrent proposers and a reader of
-// Status, so that proposals, steps and reads land while Ready writes
-// without the lock (run it under -race); every put succeeds exactly once
-// and the members converge.
+// Status and Members, so that proposals, steps and reads land while Ready
+// writes the log or a snapshot without the lock (run it under -race);
+// every put succeeds exactly once and the members converge.
 func TestConcurrentWrites(t *testing.T) {
 	fsys := memfs.New(memfs.Options{})
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.Storage = nil
 		cfg.FS, cfg.Dir = fsys, fmt.Sprintf("m%d", cfg.ID)
+		cfg.SnapshotEntries, cfg.CatchUpEntries = 50, 10 // snapshots while proposals land
 	})
 	lead := c.leader()
 	ac := startAsync(t, c)
@@ -112,6 +113,7 @@ func TestConcurrentWrites(t *testing.T) {
 				return
 			default:
 				_ = c.members[lead].Status()
+				_ = c.members[lead].Members()
 			}
 		}
 	})
@@ -139,6 +141,9 @@ func TestConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	ac.stop()
 	c.converged()
+	if st := c.members[lead].Status(); st.SnapshotIndex == 0 {
+		t.Fatalf("no snapshot taken: %+v", st)
+	}
 	res, err := c.members[lead].DB().Range([]byte("k"), []byte("l"), revkv.RangeOptions{CountOnly: true})
 	if err != nil {
 		t.Fatal(err)
