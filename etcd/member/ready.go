@@ -35,9 +35,11 @@ func (m *Member) Ready() ([]*raftpb.Message, error) {
 // leader's appends and heartbeats: the leader counts its own copy of an
 // entry only once its write is durable, so a commit still needs a
 // majority of durable copies; Raft thesis §10.2.1). It returns the rest,
-// to send after it returns, as Ready's. send runs under the member's
-// lock: it must not block or call the member; it may keep the messages.
-// With send nil, ReadySend is Ready.
+// to send after it returns, as Ready's. send runs without the member's
+// lock, on the caller's goroutine; it should not block (it delays the
+// write) and may call any method of the member except Ready, ReadySend
+// and Close (a transport may ReportUnreachable); it may keep the
+// messages. With send nil, ReadySend is Ready.
 func (m *Member) ReadySend(send func([]*raftpb.Message)) ([]*raftpb.Message, error) {
 	m.readyMu.Lock()
 	defer m.readyMu.Unlock()
@@ -50,9 +52,7 @@ func (m *Member) ReadySend(send func([]*raftpb.Message)) ([]*raftpb.Message, err
 	for n := 0; m.rn.HasReady() && (n < maxReadys || len(out) == 0); n++ {
 		rd := m.rn.Ready()
 		if send != nil {
-			if early := m.takeEarly(&rd); len(early) > 0 {
-				send(early)
-			}
+			m.sendEarly(&rd, send)
 		}
 		msgs, err := m.handle(&rd)
 		out = append(out, msgs...)
@@ -83,6 +83,16 @@ func (m *Member) stop(err error) {
 	m.err = fmt.Errorf("member %x stopped: %w: %w", m.cfg.ID, ErrStopped, err)
 	m.log.Error("member stopped", "err", err)
 	m.failRequests(m.err)
+}
+
+// sendEarly passes to send, without mu, the messages of rd that may go
+// out before rd is durable (see takeEarly).
+func (m *Member) sendEarly(rd *raft.Ready, send func([]*raftpb.Message)) {
+	early := m.takeEarly(rd)
+	if len(early) == 0 {
+		return
+	}
+	_ = m.unlocked(func() error { send(early); return nil })
 }
 
 // takeEarly removes from rd.Messages, and returns, the messages that may

@@ -12,7 +12,7 @@ import (
 )
 
 // TestReadySendEarly: the leader's appends of a new entry go out before
-// its own write (through send), a follower's acknowledgement only after
+// its own write (through send, which may call the member), a follower's acknowledgement only after
 // its write (returned), and the put commits on the two followers'
 // durable copies while the leader's write has not even started.
 func TestReadySendEarly(t *testing.T) {
@@ -32,6 +32,10 @@ func TestReadySendEarly(t *testing.T) {
 		// The leader's write is not done: its log does not hold the entry.
 		if last, _ := c.stores[lead].LastIndex(); last != before {
 			t.Errorf("send called after the leader wrote index %d", last)
+		}
+		// send runs without the member's lock: it may call the member.
+		if st := l.Status(); st.Committed > before {
+			t.Errorf("index %d committed before the appends went out", st.Committed)
 		}
 		early = append(early, msgs...)
 	})
