@@ -190,35 +190,43 @@ func (m *Member) freshSnapshots(msgs []*raftpb.Message) error {
 }
 
 // currentSnapshot returns a snapshot of the state at the applied index.
+// It encodes without mu (a large DB takes long), as writeSnapshot.
 func (m *Member) currentSnapshot() (*raftpb.Snapshot, error) {
-	term, err := m.st.Term(m.applied)
+	index := m.applied
+	term, err := m.st.Term(index)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot for a follower: term of index %d: %w", m.applied, err)
+		return nil, fmt.Errorf("snapshot for a follower: term of index %d: %w", index, err)
 	}
-	data, err := m.snapshotData()
+	meta := &raftpb.SnapshotMetadata{
+		ConfState: proto.Clone(m.confState).(*raftpb.ConfState),
+		Index:     proto.Uint64(index),
+		Term:      proto.Uint64(term),
+	}
+	sn, err := m.db.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot at index %d: %w", index, err)
+	}
+	var data []byte
+	err = m.unlocked(func() error {
+		data, err = m.encodeSnapshot(index, sn)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &raftpb.Snapshot{
-		Data: data,
-		Metadata: &raftpb.SnapshotMetadata{
-			ConfState: proto.Clone(m.confState).(*raftpb.ConfState),
-			Index:     proto.Uint64(m.applied),
-			Term:      proto.Uint64(term),
-		},
-	}, nil
+	return &raftpb.Snapshot{Data: data, Metadata: meta}, nil
 }
 
-// snapshotData returns the snapshot container of the state now.
-func (m *Member) snapshotData() ([]byte, error) {
-	sn, err := m.db.Snapshot()
-	if err != nil {
-		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
-	}
+// encodeSnapshot encodes the snapshot container of the member's state
+// with sn, the DB at index, and closes sn. Ready runs it without mu:
+// only apply and snapshot install, both Ready's, change the member
+// table, the dedup record and the compaction hashes, and readyMu keeps
+// the next Ready out.
+func (m *Member) encodeSnapshot(index uint64, sn *engine.Snapshot) ([]byte, error) {
 	defer sn.Close()
 	data, err := encodeSnapshot(&m.table, m.dedup, m.compactHashes, sn.WriteTo)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
+		return nil, fmt.Errorf("snapshot at index %d: %w", index, err)
 	}
 	return data, nil
 }
@@ -353,15 +361,12 @@ func (m *Member) snapshot() error {
 }
 
 // writeSnapshot encodes and saves a snapshot of sn (the DB at index) and
-// compacts the log behind it. Ready runs it without mu (a large DB takes
-// long to encode): only apply and snapshot install change the member
-// table, the dedup record and the compaction hashes, and readyMu keeps
-// them out.
+// compacts the log behind it. Ready runs it without mu (see
+// encodeSnapshot).
 func (m *Member) writeSnapshot(index uint64, cs *raftpb.ConfState, sn *engine.Snapshot) error {
-	defer sn.Close()
-	data, err := encodeSnapshot(&m.table, m.dedup, m.compactHashes, sn.WriteTo)
+	data, err := m.encodeSnapshot(index, sn)
 	if err != nil {
-		return fmt.Errorf("snapshot at index %d: %w", index, err)
+		return err
 	}
 	if _, err := m.st.CreateSnapshot(index, cs, data); err != nil {
 		return fmt.Errorf("save snapshot at index %d: %w", index, err)
