@@ -94,7 +94,9 @@ func (c *testCluster) deliver() {
 	for round := range 1000 {
 		var msgs []*raftpb.Message
 		for _, id := range c.ids() {
-			out, err := c.members[id].Ready()
+			// A leader's appends go out before its own write (ReadySend),
+			// so they are delivered even when the write fails.
+			out, err := c.members[id].ReadySend(func(early []*raftpb.Message) { msgs = append(msgs, early...) })
 			msgs = append(msgs, out...) // made durable before the failure
 			if err != nil && (c.onFail == nil || !c.onFail(id, err)) {
 				c.t.Fatalf("member %d: Ready: %v", id, err)

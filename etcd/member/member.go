@@ -25,15 +25,19 @@ import (
 // messages Ready returns.
 //
 // Every method is safe for concurrent use: one mutex serializes them.
-// Ready holds it while it writes the log (fsync) and applies entries.
+// Ready holds it while it applies entries, not while it writes the log
+// (fsync): Propose, Step, Tick and the accessors go on meanwhile.
 type Member struct {
-	mu    sync.Mutex
-	cfg   Config
-	log   *slog.Logger
-	clock engine.Clock
-	st    Storage
-	rn    *raft.RawNode
-	db    *revkv.DB
+	mu sync.Mutex
+	// readyMu serializes Ready and Close: Ready leaves mu while it writes
+	// the log, and raft takes no second Ready before Advance.
+	readyMu sync.Mutex
+	cfg     Config
+	log     *slog.Logger
+	clock   engine.Clock
+	st      Storage
+	rn      *raft.RawNode
+	db      *revkv.DB
 	// idx is the index of the entry being applied: the DB's
 	// ConsistentIndex getter reads it.
 	idx *indexGetter
@@ -286,6 +290,8 @@ func (m *Member) IsRemoved(id uint64) bool {
 // the DB is closed (its watchers end) and so is the storage. Later calls
 // return ErrStopped.
 func (m *Member) Close() error {
+	m.readyMu.Lock() // not while Ready writes to the storage
+	defer m.readyMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

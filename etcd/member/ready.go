@@ -6,9 +6,11 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/revkv/revkv/engine"
 )
 
-// Ready processes everything raft has ready, in order: it makes the hard
+// Ready processes what raft has ready, in order: it makes the hard
 // state, the new entries and any snapshot received durable (Storage.Save,
 // ApplySnapshot), installs the snapshot, applies the committed entries to
 // the DB, resolves the Pendings they and the read indexes answer, takes a
@@ -19,15 +21,39 @@ import (
 // A storage failure, or a log entry or snapshot that does not decode,
 // stops the member: Ready returns the error (wrapping ErrStopped) and so
 // does every later call.
+//
+// Ready returns when raft has nothing more ready, or after many Readys in
+// a row when it has messages to return and requests keep arriving while
+// it writes: call it again after any Propose, Step or Tick, as ever.
 func (m *Member) Ready() ([]*raftpb.Message, error) {
+	return m.ReadySend(nil)
+}
+
+// ReadySend is Ready for a caller that can send while the member writes:
+// before this member's own write of each Ready's entries, it passes to
+// send the messages raft allows out in parallel with that write (a
+// leader's appends and heartbeats: the leader counts its own copy of an
+// entry only once its write is durable, so a commit still needs a
+// majority of durable copies; Raft thesis §10.2.1). It returns the rest,
+// to send after it returns, as Ready's. send runs without the member's
+// lock, on the caller's goroutine; it should not block (it delays the
+// write) and may call any method of the member except Ready, ReadySend
+// and Close (a transport may ReportUnreachable); it may keep the
+// messages. With send nil, ReadySend is Ready.
+func (m *Member) ReadySend(send func([]*raftpb.Message)) ([]*raftpb.Message, error) {
+	m.readyMu.Lock()
+	defer m.readyMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.usableForReady(); err != nil {
 		return nil, err
 	}
 	var out []*raftpb.Message
-	for m.rn.HasReady() {
+	for n := 0; m.rn.HasReady() && (n < maxReadys || len(out) == 0); n++ {
 		rd := m.rn.Ready()
+		if send != nil {
+			m.sendEarly(&rd, send)
+		}
 		msgs, err := m.handle(&rd)
 		out = append(out, msgs...)
 		if err != nil {
@@ -37,6 +63,11 @@ func (m *Member) Ready() ([]*raftpb.Message, error) {
 	}
 	return out, nil
 }
+
+// maxReadys bounds the Readys one call handles while it has messages to
+// return: proposals arriving while it writes (it leaves the lock) make
+// more, and the messages would wait for them.
+const maxReadys = 16
 
 // usableForReady: a removed member still runs Ready (raft may have
 // messages for it to send), a closed or failed one does not.
@@ -52,6 +83,53 @@ func (m *Member) stop(err error) {
 	m.err = fmt.Errorf("member %x stopped: %w: %w", m.cfg.ID, ErrStopped, err)
 	m.log.Error("member stopped", "err", err)
 	m.failRequests(m.err)
+}
+
+// sendEarly passes to send, without mu, the messages of rd that may go
+// out before rd is durable (see takeEarly).
+func (m *Member) sendEarly(rd *raft.Ready, send func([]*raftpb.Message)) {
+	early := m.takeEarly(rd)
+	if len(early) == 0 {
+		return
+	}
+	_ = m.unlocked(func() error { send(early); return nil })
+}
+
+// takeEarly removes from rd.Messages, and returns, the messages that may
+// be sent before rd is made durable: none unless early(rd).
+func (m *Member) takeEarly(rd *raft.Ready) []*raftpb.Message {
+	if !m.early(rd) {
+		return nil
+	}
+	var early, rest []*raftpb.Message
+	for _, msg := range rd.Messages {
+		switch msg.GetType() {
+		case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat:
+			early = append(early, msg)
+		default: // a MsgSnap is made fresh after apply; the rest waits as Ready's
+			rest = append(rest, msg)
+		}
+	}
+	rd.Messages = rest
+	return early
+}
+
+// early reports whether rd's messages may go out before rd is durable:
+// only a leader's (followers acknowledge what they wrote), and only when
+// rd changes neither the term nor the vote (a message must not reveal a
+// term this member could forget in a crash) and installs no snapshot.
+// Entries of earlier Readys are durable: each Ready is written before
+// the next is taken.
+func (m *Member) early(rd *raft.Ready) bool {
+	state := m.state
+	if rd.SoftState != nil {
+		state = rd.SoftState.RaftState
+	}
+	if state != raft.StateLeader || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	hs := rd.HardState
+	return hs == nil || (hs.GetTerm() == m.hs.GetTerm() && hs.GetVote() == m.hs.GetVote())
 }
 
 // handle processes one Ready. mu is held.
@@ -112,40 +190,50 @@ func (m *Member) freshSnapshots(msgs []*raftpb.Message) error {
 }
 
 // currentSnapshot returns a snapshot of the state at the applied index.
+// It encodes without mu (a large DB takes long), as writeSnapshot.
 func (m *Member) currentSnapshot() (*raftpb.Snapshot, error) {
-	term, err := m.st.Term(m.applied)
+	index := m.applied
+	term, err := m.st.Term(index)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot for a follower: term of index %d: %w", m.applied, err)
+		return nil, fmt.Errorf("snapshot for a follower: term of index %d: %w", index, err)
 	}
-	data, err := m.snapshotData()
+	meta := &raftpb.SnapshotMetadata{
+		ConfState: proto.Clone(m.confState).(*raftpb.ConfState),
+		Index:     proto.Uint64(index),
+		Term:      proto.Uint64(term),
+	}
+	sn, err := m.db.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot at index %d: %w", index, err)
+	}
+	var data []byte
+	err = m.unlocked(func() error {
+		data, err = m.encodeSnapshot(index, sn)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &raftpb.Snapshot{
-		Data: data,
-		Metadata: &raftpb.SnapshotMetadata{
-			ConfState: proto.Clone(m.confState).(*raftpb.ConfState),
-			Index:     proto.Uint64(m.applied),
-			Term:      proto.Uint64(term),
-		},
-	}, nil
+	return &raftpb.Snapshot{Data: data, Metadata: meta}, nil
 }
 
-// snapshotData returns the snapshot container of the state now.
-func (m *Member) snapshotData() ([]byte, error) {
-	sn, err := m.db.Snapshot()
-	if err != nil {
-		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
-	}
+// encodeSnapshot encodes the snapshot container of the member's state
+// with sn, the DB at index, and closes sn. Ready runs it without mu:
+// only apply and snapshot install, both Ready's, change the member
+// table, the dedup record and the compaction hashes, and readyMu keeps
+// the next Ready out.
+func (m *Member) encodeSnapshot(index uint64, sn *engine.Snapshot) ([]byte, error) {
 	defer sn.Close()
 	data, err := encodeSnapshot(&m.table, m.dedup, m.compactHashes, sn.WriteTo)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot at index %d: %w", m.applied, err)
+		return nil, fmt.Errorf("snapshot at index %d: %w", index, err)
 	}
 	return data, nil
 }
 
-// persist makes a Ready's snapshot, entries and hard state durable.
+// persist makes a Ready's snapshot, entries and hard state durable. mu
+// is held; it is left while entries and hard state are written (see
+// save).
 func (m *Member) persist(rd *raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if _, err := decodeSnapshot(rd.Snapshot.GetData()); err != nil {
@@ -155,10 +243,23 @@ func (m *Member) persist(rd *raft.Ready) error {
 			return fmt.Errorf("save snapshot at index %d: %w", rd.Snapshot.GetMetadata().GetIndex(), err)
 		}
 	}
-	if err := m.st.Save(m.hardState(rd), rd.Entries); err != nil {
+	if err := m.save(m.hardState(rd), rd.Entries, raft.IsEmptySnap(rd.Snapshot)); err != nil {
 		return fmt.Errorf("save %d entries: %w", len(rd.Entries), err)
 	}
 	return nil
+}
+
+// save writes hs and ents. Unless a snapshot came with them, it leaves mu
+// during the write, so that proposals arriving meanwhile batch into the
+// next Ready's write and readers do not wait for an fsync. raft allows
+// Step, Propose and Tick between Ready and Advance (what it gave is
+// unstable until Advance), readyMu keeps out the next Ready and Close,
+// and the Storage has a lock of its own.
+func (m *Member) save(hs *raftpb.HardState, ents []*raftpb.Entry, unlock bool) error {
+	if !unlock || (hs == nil && len(ents) == 0) {
+		return m.st.Save(hs, ents)
+	}
+	return m.unlocked(func() error { return m.st.Save(hs, ents) })
 }
 
 // hardState returns the hard state to save with a Ready's entries: none
@@ -247,18 +348,39 @@ func (m *Member) maybeSnapshot() error {
 }
 
 func (m *Member) snapshot() error {
-	data, err := m.snapshotData()
+	index, cs := m.applied, proto.Clone(m.confState).(*raftpb.ConfState)
+	sn, err := m.db.Snapshot()
+	if err != nil {
+		return fmt.Errorf("snapshot at index %d: %w", index, err)
+	}
+	if err := m.unlocked(func() error { return m.writeSnapshot(index, cs, sn) }); err != nil {
+		return err
+	}
+	m.snapIndex = index
+	return nil
+}
+
+// writeSnapshot encodes and saves a snapshot of sn (the DB at index) and
+// compacts the log behind it. Ready runs it without mu (see
+// encodeSnapshot).
+func (m *Member) writeSnapshot(index uint64, cs *raftpb.ConfState, sn *engine.Snapshot) error {
+	data, err := m.encodeSnapshot(index, sn)
 	if err != nil {
 		return err
 	}
-	if _, err := m.st.CreateSnapshot(m.applied, m.confState, data); err != nil {
-		return fmt.Errorf("save snapshot at index %d: %w", m.applied, err)
+	if _, err := m.st.CreateSnapshot(index, cs, data); err != nil {
+		return fmt.Errorf("save snapshot at index %d: %w", index, err)
 	}
-	m.snapIndex = m.applied
-	if m.applied <= m.cfg.CatchUpEntries {
+	return m.compactLog(index)
+}
+
+// compactLog compacts the log behind a snapshot at index, keeping
+// CatchUpEntries.
+func (m *Member) compactLog(index uint64) error {
+	if index <= m.cfg.CatchUpEntries {
 		return nil
 	}
-	to := m.applied - m.cfg.CatchUpEntries
+	to := index - m.cfg.CatchUpEntries
 	first, err := m.st.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("compact the log: %w", err)
@@ -270,4 +392,12 @@ func (m *Member) snapshot() error {
 		return fmt.Errorf("compact the log to %d: %w", to, err)
 	}
 	return nil
+}
+
+// unlocked runs f without mu, which is held. Ready uses it for long
+// writes; readyMu (held) keeps the next Ready and Close out.
+func (m *Member) unlocked(f func() error) error {
+	m.mu.Unlock()
+	defer m.mu.Lock()
+	return f()
 }
