@@ -212,9 +212,10 @@ func (n *Node) run() {
 	}
 }
 
-// ready runs the member's Ready and sends its messages.
+// ready runs the member's Ready, which hands the messages to the
+// transport as soon as they may go (a leader's before its own log write).
 func (n *Node) ready() {
-	msgs, err := n.m.Ready()
+	msgs, err := n.m.ReadySend(n.tr.Send)
 	n.tr.Send(msgs)
 	if err != nil {
 		n.fail(err)
