@@ -292,7 +292,24 @@ func (n *Node) MemberRemove(ctx context.Context, id uint64) ([]server.Member, er
 	if err := n.mayRemove(id); err != nil {
 		return nil, err
 	}
-	return n.membership(ctx, func() *member.Pending { return n.m.RemoveMember(id) })
+	if id == n.cfg.ID {
+		// A leader that removes itself first hands its leadership over:
+		// otherwise, with two voters, the one left may never learn that
+		// the removal committed, and wait for ever for the removed
+		// member's vote.
+		n.handOver(ctx, "own removal")
+	}
+	ms, err := n.membership(ctx, func() *member.Pending { return n.m.RemoveMember(id) })
+	if err != nil && id == n.cfg.ID && errors.Is(err, server.ErrLeaderChanged) {
+		// A member applying its own removal forgets the leader, which
+		// fails the request it proposed: it was removed all the same.
+		select {
+		case <-n.removed:
+			return serverMembers(n.m.Members()), nil
+		case <-ctx.Done():
+		}
+	}
+	return ms, err
 }
 
 // MemberUpdate changes a member's peer URLs.

@@ -132,3 +132,41 @@ func TestClusterMembership(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRemoveSelfLeader: the leader of two voters removes itself
+// (through its own client): it first hands the leadership to the other,
+// which then commits the removal and goes on alone.
+func TestClusterRemoveSelfLeader(t *testing.T) {
+	c := newTestCluster(t, 2)
+	lead := c.leader()
+	ctx := ctxT(t, 30*time.Second)
+	cli := c.client(lead)
+	if _, err := cli.Put(ctx, "before", "x"); err != nil {
+		t.Fatal(err)
+	}
+	leadNode := c.members[lead].current()
+	waitFor(t, "the leader to see its peer active", func() bool {
+		for _, p := range leadNode.Member().Members() {
+			if p.ID != leadNode.ID() && leadNode.Transport().ActiveSince(p.ID).IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := cli.MemberRemove(ctx, leadNode.ID()); err != nil {
+		t.Fatalf("the leader removing itself: %v", err)
+	}
+	other := c.members[1-lead].current()
+	waitFor(t, "the other member to lead alone", func() bool {
+		st := other.Status()
+		return st.Leader == other.ID() && len(other.Member().Members()) == 1
+	})
+	if _, err := c.client(1-lead).Put(ctx, "after", "y"); err != nil {
+		t.Fatalf("put on the member left: %v", err)
+	}
+	select {
+	case <-leadNode.Removed():
+	case <-ctx.Done():
+		t.Fatal("the removed leader does not know it was removed")
+	}
+}

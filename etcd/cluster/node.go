@@ -141,19 +141,27 @@ func (n *Node) Close() error {
 // so that the cluster need not wait an election timeout to notice; then
 // Close. As etcd does on shutdown.
 func (n *Node) Stop(ctx context.Context) error {
-	if st := n.status.Load(); st.Leader == n.cfg.ID && n.stopped() == nil {
-		for _, p := range n.m.Members() {
-			if p.ID == n.cfg.ID || p.IsLearner || n.tr.ActiveSince(p.ID).IsZero() {
-				continue // not a voter this member can reach
-			}
-			tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
-			err := n.MoveLeader(tctx, p.ID)
-			cancel()
-			n.log.Info("leadership handed over at stop", "to", fmt.Sprintf("%x", p.ID), "err", err)
-			break
-		}
-	}
+	n.handOver(ctx, "stop")
 	return n.Close()
+}
+
+// handOver moves the leadership, if this member has it, to the first
+// voter it can reach, waiting up to two election timeouts; why names the
+// occasion in the log.
+func (n *Node) handOver(ctx context.Context, why string) {
+	if st := n.status.Load(); st.Leader != n.cfg.ID || n.stopped() != nil {
+		return
+	}
+	for _, p := range n.m.Members() {
+		if p.ID == n.cfg.ID || p.IsLearner || n.tr.ActiveSince(p.ID).IsZero() {
+			continue // not a voter this member can reach
+		}
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+		err := n.MoveLeader(tctx, p.ID)
+		cancel()
+		n.log.Info("leadership handed over", "at", why, "to", fmt.Sprintf("%x", p.ID), "err", err)
+		return
+	}
 }
 
 // publish records this member's name and client URLs in the member table
