@@ -161,6 +161,19 @@ func (m *Member) timeOut() {
 		}
 	}
 	m.failReads(func(tick, _ uint64) bool { return tick >= old }, err)
+	// A read whose index is known waits for entries that may never come
+	// (the member cut off from the leader's appends, or removed while
+	// cut off): it times out as well.
+	keep := m.readWait[:0]
+	for _, r := range m.readWait {
+		if r.p.tick < old {
+			r.p.resolve(nil, err)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	clear(m.readWait[len(keep):])
+	m.readWait = keep
 }
 
 // Step hands raft a message from a peer. Call Ready after it.
