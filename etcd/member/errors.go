@@ -41,8 +41,10 @@ var (
 	// ErrLearnerNotReady: PromoteMember of a learner whose log is still far
 	// behind the leader's.
 	ErrLearnerNotReady = errors.New("revkv/member: learner is not in sync with the leader")
-	// ErrInvalidRequest: a Request that does not set exactly one field, or
-	// a membership change without a usable ID.
+	// ErrInvalidRequest: a Request that does not set exactly one field or
+	// holds a txn the log cannot carry (an op of an unknown type, txns
+	// nested more than 64 deep), or a membership change without a usable
+	// ID.
 	ErrInvalidRequest = errors.New("revkv/member: invalid request")
 	// ErrInvalidConfig: a Config Open cannot use.
 	ErrInvalidConfig = errors.New("revkv/member: invalid config")
