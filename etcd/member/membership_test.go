@@ -258,3 +258,27 @@ func TestRemoveLastVoter(t *testing.T) {
 	c.leader()
 	c.mustPut(lead, "and", "after")
 }
+
+// TestRestartRemovedMember: a removed member reopened from a snapshot
+// that holds its removal is still removed: it reports it and refuses
+// requests with ErrStopped, as before the restart.
+func TestRestartRemovedMember(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.SnapshotEntries, cfg.CatchUpEntries = 1, 1 })
+	lead := c.leader()
+	fol := c.follower(lead)
+	if _, err := c.memberOp(c.members[lead].RemoveMember(fol)); err != nil {
+		t.Fatal(err)
+	}
+	c.catchUp()
+	before := c.members[fol].Status()
+	if !before.Removed || before.SnapshotIndex != before.Applied {
+		t.Fatalf("removed member before the restart: %+v (the test needs its removal in its snapshot)", before)
+	}
+	m := c.restart(fol)
+	if st := m.Status(); !st.Removed {
+		t.Fatalf("removed member after a restart: %+v", st)
+	}
+	if _, err := m.Propose(putReq("k", "v")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose on the restarted removed member: %v", err)
+	}
+}

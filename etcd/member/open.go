@@ -170,6 +170,9 @@ func (m *Member) loadSnapshot(snap *raftpb.Snapshot) error {
 	}
 	old := m.db
 	m.db, m.table, m.dedup, m.compactHashes = db, table, dd, hashes
+	if table.removed[m.cfg.ID] {
+		m.removed = true // its removal is in the snapshot, not in the log after it
+	}
 	m.applied = snap.GetMetadata().GetIndex()
 	m.snapIndex = m.applied
 	m.idx.v.Store(m.applied)
