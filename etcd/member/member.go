@@ -111,9 +111,18 @@ func (m *Member) Tick() {
 	}
 }
 
+// leadsLeases reports whether the member may decide on its lease
+// deadlines: raft says it leads now (a Step since the last Ready may have
+// deposed it, and a deposed leader's revoke would be forwarded to the new
+// leader, which renewed the lease) and the last Ready saw it lead (its
+// deadline table is started). mu is held.
+func (m *Member) leadsLeases() bool {
+	return m.state == raft.StateLeader && m.rn.BasicStatus().RaftState == raft.StateLeader
+}
+
 // expireLeases proposes a revoke for each lease due. mu is held.
 func (m *Member) expireLeases() {
-	if m.state != raft.StateLeader {
+	if !m.leadsLeases() {
 		return
 	}
 	for _, id := range m.leases.expired(m.clock.Now(), m.ticks, 2*uint64(m.cfg.ElectionTick)) {

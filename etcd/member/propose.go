@@ -197,7 +197,7 @@ func (m *Member) KeepAlive(id int64) (ttl int64, err error) {
 	if err := m.usable(); err != nil {
 		return 0, err
 	}
-	if m.state != raft.StateLeader {
+	if !m.leadsLeases() {
 		return 0, fmt.Errorf("keep-alive of lease %d on member %x: %w", id, m.cfg.ID, ErrNotLeader)
 	}
 	ls, err := m.db.TimeToLive(id, false)
