@@ -282,3 +282,29 @@ func TestRestartRemovedMember(t *testing.T) {
 		t.Fatalf("propose on the restarted removed member: %v", err)
 	}
 }
+
+// TestRemovedMemberFailsItsRequests: the requests in flight on a member
+// when it applies its own removal fail with ErrStopped at once (it gets
+// no more entries to resolve them with), not after RequestTimeoutTicks.
+func TestRemovedMemberFailsItsRequests(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.cut = func(from, to uint64) bool { return from == fol && to == lead } // its proposal is lost
+	p, err := c.members[fol].Propose(putReq("k", "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.memberOp(c.members[lead].RemoveMember(fol)); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		c.tick()
+	}
+	if !c.members[fol].Status().Removed {
+		t.Fatal("the follower did not apply its removal")
+	}
+	if _, err := p.Result(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("proposal in flight on the removed member: %v", err)
+	}
+}

@@ -78,6 +78,10 @@ func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
 	}
 	m.rn.Advance(*rd)
 	m.resolveReads()
+	if m.removed {
+		// No more entries come to resolve what is in flight.
+		m.failRequests(fmt.Errorf("member %x was removed from the cluster: %w", m.cfg.ID, ErrStopped))
+	}
 	m.issueReads()
 	if err := m.maybeSnapshot(); err != nil {
 		return nil, err
