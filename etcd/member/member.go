@@ -305,8 +305,10 @@ func (m *Member) IsRemoved(id uint64) bool {
 }
 
 // Close stops the member: every request in flight fails with ErrStopped,
-// the DB is closed (its watchers end) and so is the storage. Later calls
-// return ErrStopped.
+// the DB is closed (its watchers end) and so is the storage. Later
+// requests, Step, Ready, KeepAlive and Close return ErrStopped (TimeToLive
+// the closed DB's kv.ErrClosed); Tick and the Report methods do nothing;
+// Status, Members and the other accessors still answer.
 func (m *Member) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
