@@ -134,6 +134,11 @@ func TestOpenInvalidConfig(t *testing.T) {
 		"join and peers":   {ID: 1, Join: true, Peers: []Peer{{ID: 1}}},
 		"nothing to start": {ID: 1},
 		"ticks":            {ID: 1, Peers: []Peer{{ID: 1}}, ElectionTick: 2, HeartbeatTick: 2},
+		// Bootstrap applies every peer to raft's configuration, while the
+		// member table would refuse the second holder of a URL: the two
+		// would disagree until a restart rebuilt raft's from the table's.
+		"repeated peer URL": {ID: 1, Peers: []Peer{{ID: 1, PeerURLs: []string{"http://a"}}, {ID: 2, PeerURLs: []string{"http://a"}}}},
+		"negative timeout":  {ID: 1, Peers: []Peer{{ID: 1}}, RequestTimeoutTicks: -1},
 	} {
 		if _, err := Open(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
