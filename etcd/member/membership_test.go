@@ -308,3 +308,40 @@ func TestRemovedMemberFailsItsRequests(t *testing.T) {
 		t.Fatalf("proposal in flight on the removed member: %v", err)
 	}
 }
+
+// TestRemoveLeaderThenRestart: in a 2-voter cluster the leader removes
+// itself and goes away; the other member applies the removal, then
+// restarts. It must come back as the only voter: the commit index of a
+// membership change is made durable before the change is applied (a commit
+// index is otherwise volatile, re-learned from the leader, and the leader
+// that could tell it is gone: with the old configuration it would wait
+// for the removed member's vote for ever).
+func TestRemoveLeaderThenRestart(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(c.follower(lead))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		if c.members[id].Status().Removed {
+			c.members[id].Close()
+			delete(c.members, id)
+		}
+	}
+	lead = c.leader()
+	fol := c.follower(lead)
+	if _, err := c.memberOp(c.members[lead].RemoveMember(lead)); err != nil {
+		t.Fatal(err)
+	}
+	c.deliver()
+	if st := c.members[fol].Status(); len(c.members[fol].Members()) != 1 {
+		t.Fatalf("the remaining member did not apply the leader's removal: %+v %v", st, c.members[fol].Members())
+	}
+	c.members[lead].Close()
+	delete(c.members, lead)
+	c.restart(fol)
+	if got := c.leader(); got != fol {
+		t.Fatalf("leader %d", got)
+	}
+	c.mustPut(fol, "k", "v")
+}
