@@ -345,3 +345,69 @@ func TestRemoveLeaderThenRestart(t *testing.T) {
 	}
 	c.mustPut(fol, "k", "v")
 }
+
+// TestRemoveLeaderAheadOfFollower: the leader of a 2-voter cluster removes
+// itself, and appends an entry after the removal that the other member
+// does not get before the leader applies the removal. Had the removed
+// leader stepped down then, the other member, which has not learnt that
+// the removal committed, would need its vote, which it refuses (its log is
+// longer), while it never campaigns (it is no voter): no leader, for
+// ever. A removed leader that leads on brings the other member up to date;
+// that member then ignores it (as a transport ignores removed members)
+// and elects itself.
+func TestRemoveLeaderAheadOfFollower(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(c.follower(lead))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		if c.members[id].Status().Removed {
+			c.members[id].Close()
+			delete(c.members, id)
+		}
+	}
+	lead = c.leader()
+	fol := c.follower(lead)
+	L, F := c.members[lead], c.members[fol]
+	step := func(to *Member, msgs []*raftpb.Message) {
+		for _, msg := range msgs {
+			if err := to.Step(msg); err != nil {
+				t.Logf("step %v: %v", msg.GetType(), err)
+			}
+		}
+	}
+	ready := func(m *Member) []*raftpb.Message {
+		msgs, err := m.Ready()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	p := L.RemoveMember(lead)
+	step(F, ready(L))                                         // the removal's entry
+	step(L, ready(F))                                         // its ack: the leader commits it
+	if _, err := L.Propose(putReq("late", "v")); err != nil { // appended after it
+		t.Fatal(err)
+	}
+	ready(L) // applies the removal; what it sends is lost
+	if _, err := p.Result(); err != nil {
+		t.Fatalf("remove the leader: %v", err)
+	}
+	c.drop = func(msg *raftpb.Message) bool {
+		to, ok := c.members[msg.GetTo()]
+		return ok && to.IsRemoved(msg.GetFrom())
+	}
+	for range 100 {
+		c.tick()
+		if F.Status().Leader == fol {
+			break
+		}
+	}
+	if st := F.Status(); st.Leader != fol || len(F.Members()) != 1 {
+		t.Fatalf("the member left: %+v, members %v", st, ids(F.Members()))
+	}
+	c.members[lead].Close()
+	delete(c.members, lead)
+	c.mustPut(fol, "k", "v")
+}

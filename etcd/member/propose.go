@@ -73,11 +73,12 @@ func (m *Member) AddMember(p Peer) *Pending {
 // RemoveMember proposes removing member id. The Pending's result is the
 // member list after it; it fails with ErrMemberNotFound, ErrLastVoter, or
 // the errors of Propose. A removed member stops (its requests fail with
-// ErrStopped), but keep driving it (Tick, Step, Ready, sending what Ready
-// returns) for a few election timeouts before closing it, as etcd does:
-// a member that has not learnt yet that the removal committed may need
-// it (a removed leader's commit index, its vote for the one member left
-// of a 2-voter cluster).
+// ErrStopped; a removed leader still leads, replicating what others
+// propose, until they ignore it), but keep driving it (Tick, Step, Ready,
+// sending what Ready returns) for a few election timeouts before closing
+// it, as etcd does: a member that has not learnt yet that the removal
+// committed may need it (a removed leader's entries and commit index, its
+// vote for the one member left of a 2-voter cluster).
 func (m *Member) RemoveMember(id uint64) *Pending {
 	return m.proposeConfChange(raftpb.ConfChangeType_ConfChangeRemoveNode, id, Peer{ID: id}, false)
 }
