@@ -411,3 +411,30 @@ func TestRemoveLeaderAheadOfFollower(t *testing.T) {
 	delete(c.members, lead)
 	c.mustPut(fol, "k", "v")
 }
+
+// TestRemovedLeaderTransfers: a leader that applied its own removal still
+// leads (see TestRemoveLeaderAheadOfFollower) and may hand leadership to
+// a member, as a live leader would, rather than refuse with ErrStopped.
+func TestRemovedLeaderTransfers(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(lead)); err != nil {
+		t.Fatal(err)
+	}
+	to := c.follower(lead)
+	if err := c.members[lead].TransferLeader(to); err != nil {
+		t.Fatalf("transfer from the removed leader: %v", err)
+	}
+	for range 50 {
+		if c.members[to].Status().Leader == to {
+			break
+		}
+		c.tick()
+	}
+	if st := c.members[to].Status(); st.Leader != to {
+		t.Fatalf("after the transfer: %+v", st)
+	}
+	if _, err := c.members[lead].Propose(putReq("k", "v")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose on the removed member: %v", err)
+	}
+}

@@ -176,11 +176,14 @@ func (m *Member) Publish(id uint64, name string, clientURLs []string) *Pending {
 // TransferLeader asks the leader to hand leadership to member to. It
 // returns ErrNotLeader on another member (forward it); the transfer
 // itself shows in Status once done (or not, if to does not catch up in
-// an election timeout).
+// an election timeout). A leader that was removed, and leads on until the
+// others ignore it (see RemoveMember), may hand leadership over too.
 func (m *Member) TransferLeader(to uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.usable(); err != nil {
+	// Not usable(): a removed member may still lead (closed or failed
+	// ones may not).
+	if err := m.usableForReady(); err != nil {
 		return err
 	}
 	if m.state != raft.StateLeader {
