@@ -23,6 +23,8 @@ type testCluster struct {
 	cfg     func(id uint64) Config // the config a member (re)opens with
 	// cut, if it reports true, drops the message from -> to.
 	cut func(from, to uint64) bool
+	// drop, if it reports true, drops the message (as cut, by content).
+	drop func(msg *raftpb.Message) bool
 	// loseSnaps, if set, drops the MsgSnaps to that member without a
 	// report (a transport that forgets to call ReportSnapshot).
 	loseSnaps map[uint64]bool
@@ -115,7 +117,7 @@ func (c *testCluster) deliver() {
 				c.snapsLost++
 				continue
 			}
-			if !ok || (c.cut != nil && c.cut(from, to)) {
+			if !ok || (c.cut != nil && c.cut(from, to)) || (c.drop != nil && c.drop(msg)) {
 				if s, ok := c.members[from]; ok && msg.GetType() == raftpb.MessageType_MsgSnap {
 					s.ReportSnapshot(to, true)
 				}

@@ -267,6 +267,35 @@ func (d *decoder) txn(depth int) *kv.TxnRequest {
 	return t
 }
 
+// encodable reports whether t, at nesting depth, is a txn the decoder
+// reads back: every op of a known type, nested at most maxTxnDepth deep
+// (a nil nested txn is written as an empty one, a level deeper). Checked
+// before proposing: an entry that does not decode stops every member that
+// applies it.
+func encodable(t *kv.TxnRequest, depth int) error {
+	if depth > maxTxnDepth {
+		return fmt.Errorf("txns nested more than %d deep", maxTxnDepth)
+	}
+	for _, ops := range [][]kv.Op{t.Then, t.Else} {
+		for i := range ops {
+			switch o := &ops[i]; o.Type {
+			case kv.OpRange, kv.OpPut, kv.OpDeleteRange:
+			case kv.OpTxn:
+				nested := o.Txn
+				if nested == nil {
+					nested = &kv.TxnRequest{}
+				}
+				if err := encodable(nested, depth+1); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("op of type %d", o.Type)
+			}
+		}
+	}
+	return nil
+}
+
 func (e *encoder) compare(c *kv.Compare) {
 	e.bytes(c.Key)
 	e.bytes(c.End)

@@ -75,7 +75,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.Join && len(d.Peers) > 0 {
 		return d, fmt.Errorf("both Join and Peers: %w", ErrInvalidConfig)
 	}
-	seen := map[uint64]bool{}
+	seen, urls := map[uint64]bool{}, map[string]bool{}
 	for _, p := range d.Peers {
 		if p.ID == 0 || seen[p.ID] {
 			return d, fmt.Errorf("peer ID %d zero or repeated: %w", p.ID, ErrInvalidConfig)
@@ -84,6 +84,16 @@ func (c *Config) withDefaults() (Config, error) {
 			return d, fmt.Errorf("bootstrap peer %d is a learner (add learners with AddMember): %w", p.ID, ErrInvalidConfig)
 		}
 		seen[p.ID] = true
+		// The member table refuses a peer URL another member has, while
+		// raft's Bootstrap takes every peer: they must not disagree.
+		for _, u := range p.PeerURLs {
+			if urls[u] {
+				return d, fmt.Errorf("peer URL %s of peer %d is another peer's: %w", u, p.ID, ErrInvalidConfig)
+			}
+		}
+		for _, u := range p.PeerURLs {
+			urls[u] = true
+		}
 	}
 	if len(d.Peers) > 0 && !seen[d.ID] {
 		return d, fmt.Errorf("member %d is not among the bootstrap peers: %w", d.ID, ErrInvalidConfig)
@@ -102,6 +112,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if d.CatchUpEntries == 0 {
 		d.CatchUpEntries = 5000
+	}
+	if d.RequestTimeoutTicks < 0 {
+		return d, fmt.Errorf("request timeout %d ticks: %w", d.RequestTimeoutTicks, ErrInvalidConfig)
 	}
 	if d.RequestTimeoutTicks == 0 {
 		d.RequestTimeoutTicks = 50 * d.ElectionTick

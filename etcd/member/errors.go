@@ -3,8 +3,9 @@ package member
 import "errors"
 
 // Errors of a Member. Every error a method returns wraps one of these (or
-// a kv/revkv error of the state machine, for a request the DB refused), so
-// callers test them with errors.Is.
+// a kv/revkv error of the state machine, for a request the DB refused;
+// Open's may wrap its storage's, raftstore's or the filesystem's, and
+// Step's raft's), so callers test them with errors.Is.
 var (
 	// ErrNoLeader: the member knows no leader (an election is going on, or
 	// it is cut off): the request was not proposed. Retry later.
@@ -22,8 +23,9 @@ var (
 	// proposed and its fate is unknown, as for ErrLeaderChanged: it may
 	// have committed (and be applied by the other members).
 	ErrStopped = errors.New("revkv/member: stopped")
-	// ErrNotLeader: a leader-only operation (KeepAlive, TransferLeader) on
-	// a member that is not the leader. The caller forwards it.
+	// ErrNotLeader: a leader-only operation (KeepAlive, TransferLeader,
+	// PromoteMember) on a member that is not the leader. The caller
+	// forwards it.
 	ErrNotLeader = errors.New("revkv/member: not the leader")
 	// ErrMemberNotFound: no member has that ID.
 	ErrMemberNotFound = errors.New("revkv/member: member not found")
@@ -41,8 +43,10 @@ var (
 	// ErrLearnerNotReady: PromoteMember of a learner whose log is still far
 	// behind the leader's.
 	ErrLearnerNotReady = errors.New("revkv/member: learner is not in sync with the leader")
-	// ErrInvalidRequest: a Request that does not set exactly one field, or
-	// a membership change without a usable ID.
+	// ErrInvalidRequest: a Request that does not set exactly one field or
+	// holds a txn the log cannot carry (an op of an unknown type, txns
+	// nested more than 64 deep), or a membership change without a usable
+	// ID.
 	ErrInvalidRequest = errors.New("revkv/member: invalid request")
 	// ErrInvalidConfig: a Config Open cannot use.
 	ErrInvalidConfig = errors.New("revkv/member: invalid config")

@@ -3,6 +3,7 @@ package member
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/revkv/revkv/kv"
 )
@@ -132,5 +133,69 @@ func TestLeaseNewLeaderRenews(t *testing.T) {
 	}
 	if c.live(3) {
 		t.Fatal("lease live 4 s after the election")
+	}
+}
+
+// TestLeaseDeposedLeaderProposesNoRevoke: a leader that learns of a new
+// leader (a Step) and ticks before its next Ready must not decide lease
+// expiry from its old deadline table: raft would forward its revoke to
+// the new leader, which gave the lease a full TTL at its election (and
+// renews it on keep-alives the old leader never sees).
+func TestLeaseDeposedLeaderProposesNoRevoke(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	old := c.leader()
+	c.grant(old, 5, 1)
+	// Cut the leader off, without ticking it (it keeps its leadership and
+	// its deadlines), until the others elect a new leader.
+	c.cut = func(from, to uint64) bool { return from == old || to == old }
+	var next uint64
+	for range 500 {
+		c.clock.Advance(100 * time.Millisecond)
+		for _, id := range c.ids() {
+			if id != old {
+				c.members[id].Tick()
+			}
+		}
+		c.deliver()
+		for _, id := range c.ids() {
+			if id != old && c.members[id].Status().Leader == id {
+				next = id
+			}
+		}
+		if next != 0 {
+			break
+		}
+	}
+	if next == 0 {
+		t.Fatal("no new leader")
+	}
+	c.cut = nil
+	// The new leader's heartbeat reaches the old one, which then ticks
+	// (its lease's old deadline is past) before its Ready.
+	c.members[next].Tick()
+	msgs, err := c.members[next].Ready()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range msgs {
+		if msg.GetTo() == old {
+			if err := c.members[old].Step(msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st := c.members[old].Status(); st.Leader != next {
+		t.Fatalf("old leader after the new one's message: %+v", st)
+	}
+	if _, err := c.members[old].KeepAlive(5); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("keep-alive on the deposed leader: %v", err)
+	}
+	c.members[old].Tick()
+	c.deliver()
+	for range 3 { // 0.3 s after the election: within the new leader's TTL
+		c.tick()
+	}
+	if !c.live(5) {
+		t.Fatal("lease revoked by the deposed leader's stale deadline, within the new leader's TTL")
 	}
 }

@@ -115,9 +115,18 @@ func (m *Member) Tick() {
 	}
 }
 
+// leadsLeases reports whether the member may decide on its lease
+// deadlines: raft says it leads now (a Step since the last Ready may have
+// deposed it, and a deposed leader's revoke would be forwarded to the new
+// leader, which renewed the lease) and the last Ready saw it lead (its
+// deadline table is started). mu is held.
+func (m *Member) leadsLeases() bool {
+	return m.state == raft.StateLeader && m.rn.BasicStatus().RaftState == raft.StateLeader
+}
+
 // expireLeases proposes a revoke for each lease due. mu is held.
 func (m *Member) expireLeases() {
-	if m.state != raft.StateLeader {
+	if !m.leadsLeases() {
 		return
 	}
 	for _, id := range m.leases.expired(m.clock.Now(), m.ticks, 2*uint64(m.cfg.ElectionTick)) {
@@ -165,6 +174,19 @@ func (m *Member) timeOut() {
 		}
 	}
 	m.failReads(func(tick, _ uint64) bool { return tick >= old }, err)
+	// A read whose index is known waits for entries that may never come
+	// (the member cut off from the leader's appends, or removed while
+	// cut off): it times out as well.
+	keep := m.readWait[:0]
+	for _, r := range m.readWait {
+		if r.p.tick < old {
+			r.p.resolve(nil, err)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	clear(m.readWait[len(keep):])
+	m.readWait = keep
 }
 
 // Step hands raft a message from a peer. Call Ready after it.
@@ -287,8 +309,10 @@ func (m *Member) IsRemoved(id uint64) bool {
 }
 
 // Close stops the member: every request in flight fails with ErrStopped,
-// the DB is closed (its watchers end) and so is the storage. Later calls
-// return ErrStopped.
+// the DB is closed (its watchers end) and so is the storage. Later
+// requests, Step, Ready, KeepAlive and Close return ErrStopped (TimeToLive
+// the closed DB's kv.ErrClosed); Tick and the Report methods do nothing;
+// Status, Members and the other accessors still answer.
 func (m *Member) Close() error {
 	m.readyMu.Lock() // not while Ready writes to the storage
 	defer m.readyMu.Unlock()

@@ -258,3 +258,183 @@ func TestRemoveLastVoter(t *testing.T) {
 	c.leader()
 	c.mustPut(lead, "and", "after")
 }
+
+// TestRestartRemovedMember: a removed member reopened from a snapshot
+// that holds its removal is still removed: it reports it and refuses
+// requests with ErrStopped, as before the restart.
+func TestRestartRemovedMember(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.SnapshotEntries, cfg.CatchUpEntries = 1, 1 })
+	lead := c.leader()
+	fol := c.follower(lead)
+	if _, err := c.memberOp(c.members[lead].RemoveMember(fol)); err != nil {
+		t.Fatal(err)
+	}
+	c.catchUp()
+	before := c.members[fol].Status()
+	if !before.Removed || before.SnapshotIndex != before.Applied {
+		t.Fatalf("removed member before the restart: %+v (the test needs its removal in its snapshot)", before)
+	}
+	m := c.restart(fol)
+	if st := m.Status(); !st.Removed {
+		t.Fatalf("removed member after a restart: %+v", st)
+	}
+	if _, err := m.Propose(putReq("k", "v")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose on the restarted removed member: %v", err)
+	}
+}
+
+// TestRemovedMemberFailsItsRequests: the requests in flight on a member
+// when it applies its own removal fail with ErrStopped at once (it gets
+// no more entries to resolve them with), not after RequestTimeoutTicks.
+func TestRemovedMemberFailsItsRequests(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.cut = func(from, to uint64) bool { return from == fol && to == lead } // its proposal is lost
+	p, err := c.members[fol].Propose(putReq("k", "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.memberOp(c.members[lead].RemoveMember(fol)); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		c.tick()
+	}
+	if !c.members[fol].Status().Removed {
+		t.Fatal("the follower did not apply its removal")
+	}
+	if _, err := p.Result(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("proposal in flight on the removed member: %v", err)
+	}
+}
+
+// TestRemoveLeaderThenRestart: in a 2-voter cluster the leader removes
+// itself and goes away; the other member applies the removal, then
+// restarts. It must come back as the only voter: the commit index of a
+// membership change is made durable before the change is applied (a commit
+// index is otherwise volatile, re-learned from the leader, and the leader
+// that could tell it is gone: with the old configuration it would wait
+// for the removed member's vote for ever).
+func TestRemoveLeaderThenRestart(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(c.follower(lead))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		if c.members[id].Status().Removed {
+			c.members[id].Close()
+			delete(c.members, id)
+		}
+	}
+	lead = c.leader()
+	fol := c.follower(lead)
+	if _, err := c.memberOp(c.members[lead].RemoveMember(lead)); err != nil {
+		t.Fatal(err)
+	}
+	c.deliver()
+	if st := c.members[fol].Status(); len(c.members[fol].Members()) != 1 {
+		t.Fatalf("the remaining member did not apply the leader's removal: %+v %v", st, c.members[fol].Members())
+	}
+	c.members[lead].Close()
+	delete(c.members, lead)
+	c.restart(fol)
+	if got := c.leader(); got != fol {
+		t.Fatalf("leader %d", got)
+	}
+	c.mustPut(fol, "k", "v")
+}
+
+// TestRemoveLeaderAheadOfFollower: the leader of a 2-voter cluster removes
+// itself, and appends an entry after the removal that the other member
+// does not get before the leader applies the removal. Had the removed
+// leader stepped down then, the other member, which has not learnt that
+// the removal committed, would need its vote, which it refuses (its log is
+// longer), while it never campaigns (it is no voter): no leader, for
+// ever. A removed leader that leads on brings the other member up to date;
+// that member then ignores it (as a transport ignores removed members)
+// and elects itself.
+func TestRemoveLeaderAheadOfFollower(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(c.follower(lead))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		if c.members[id].Status().Removed {
+			c.members[id].Close()
+			delete(c.members, id)
+		}
+	}
+	lead = c.leader()
+	fol := c.follower(lead)
+	L, F := c.members[lead], c.members[fol]
+	step := func(to *Member, msgs []*raftpb.Message) {
+		for _, msg := range msgs {
+			if err := to.Step(msg); err != nil {
+				t.Logf("step %v: %v", msg.GetType(), err)
+			}
+		}
+	}
+	ready := func(m *Member) []*raftpb.Message {
+		msgs, err := m.Ready()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	p := L.RemoveMember(lead)
+	step(F, ready(L))                                         // the removal's entry
+	step(L, ready(F))                                         // its ack: the leader commits it
+	if _, err := L.Propose(putReq("late", "v")); err != nil { // appended after it
+		t.Fatal(err)
+	}
+	ready(L) // applies the removal; what it sends is lost
+	if _, err := p.Result(); err != nil {
+		t.Fatalf("remove the leader: %v", err)
+	}
+	c.drop = func(msg *raftpb.Message) bool {
+		to, ok := c.members[msg.GetTo()]
+		return ok && to.IsRemoved(msg.GetFrom())
+	}
+	for range 100 {
+		c.tick()
+		if F.Status().Leader == fol {
+			break
+		}
+	}
+	if st := F.Status(); st.Leader != fol || len(F.Members()) != 1 {
+		t.Fatalf("the member left: %+v, members %v", st, ids(F.Members()))
+	}
+	c.members[lead].Close()
+	delete(c.members, lead)
+	c.mustPut(fol, "k", "v")
+}
+
+// TestRemovedLeaderTransfers: a leader that applied its own removal still
+// leads (see TestRemoveLeaderAheadOfFollower) and may hand leadership to
+// a member, as a live leader would, rather than refuse with ErrStopped.
+func TestRemovedLeaderTransfers(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leader()
+	if _, err := c.memberOp(c.members[lead].RemoveMember(lead)); err != nil {
+		t.Fatal(err)
+	}
+	to := c.follower(lead)
+	if err := c.members[lead].TransferLeader(to); err != nil {
+		t.Fatalf("transfer from the removed leader: %v", err)
+	}
+	for range 50 {
+		if c.members[to].Status().Leader == to {
+			break
+		}
+		c.tick()
+	}
+	if st := c.members[to].Status(); st.Leader != to {
+		t.Fatalf("after the transfer: %+v", st)
+	}
+	if _, err := c.members[lead].Propose(putReq("k", "v")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose on the removed member: %v", err)
+	}
+}

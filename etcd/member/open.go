@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -96,8 +97,15 @@ func open(c Config, st Storage) (*Member, error) {
 		MaxUncommittedEntriesSize: 1 << 30,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		StepDownOnRemoval:         true,
-		Logger:                    raftLogger{m.log.With("raft", c.ID)},
+		// A leader that applies its own removal leads on (raft's older
+		// default), bringing the others up to date, until they ignore it
+		// (a transport drops removed members' messages) and elect one of
+		// their own. Stepping down at once can leave a member that has not
+		// learnt the removal committed needing the removed one's vote,
+		// which it refuses when its log is longer: no leader, for ever
+		// (TestRemoveLeaderAheadOfFollower).
+		StepDownOnRemoval: false,
+		Logger:            raftLogger{m.log.With("raft", c.ID)},
 	})
 	if err != nil {
 		m.db.Close()
@@ -125,9 +133,26 @@ func open(c Config, st Storage) (*Member, error) {
 // committed entries, so its index is a commit index the cluster agreed on;
 // a term behind the snapshot's is raised to it (and the vote, cast in an
 // older term, dropped).
+//
+// With no snapshot, the commit index must likewise reach the bootstrap's
+// entries (see bootstrapEntries): a crash that tore the first Save's hard
+// state off its entries leaves them with no commit index, and raft, which
+// learns its configuration from them, would start with no voter at all.
 func repairHardState(st Storage, hs *raftpb.HardState, snap *raftpb.Snapshot) error {
 	index, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
-	if raft.IsEmptySnap(snap) || hs.GetCommit() >= index {
+	if raft.IsEmptySnap(snap) {
+		if !raft.IsEmptyHardState(hs) {
+			// A bootstrapped member saved one with its first entries: it
+			// covers them. (A joiner's configuration comes from the leader.)
+			return nil
+		}
+		n, err := bootstrapEntries(st)
+		if err != nil || n == 0 {
+			return err
+		}
+		index, term = n, 1 // raft's Bootstrap starts at term 1
+	}
+	if hs.GetCommit() >= index {
 		return nil
 	}
 	fixed := &raftpb.HardState{Term: proto.Uint64(hs.GetTerm()), Vote: proto.Uint64(hs.GetVote()), Commit: proto.Uint64(index)}
@@ -135,9 +160,43 @@ func repairHardState(st Storage, hs *raftpb.HardState, snap *raftpb.Snapshot) er
 		fixed.Term, fixed.Vote = proto.Uint64(term), proto.Uint64(0)
 	}
 	if err := st.Save(fixed, nil); err != nil {
-		return fmt.Errorf("raise the hard state's commit %d to the snapshot's index %d: %w", hs.GetCommit(), index, err)
+		return fmt.Errorf("raise the hard state's commit %d to index %d: %w", hs.GetCommit(), index, err)
 	}
 	return nil
+}
+
+// bootstrapEntries returns how many entries from index 1 on are the
+// bootstrap's: ConfChanges of term 1 that no member proposed (their
+// context names none), which every member of a new cluster writes alike
+// and raft's Bootstrap takes as committed.
+func bootstrapEntries(st Storage) (uint64, error) {
+	first, err := st.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	last, err := st.LastIndex()
+	if err != nil || first != 1 || last == 0 {
+		return 0, err
+	}
+	ents, err := st.Entries(1, last+1, math.MaxUint64)
+	if err != nil {
+		return 0, fmt.Errorf("bootstrap entries: %w", err)
+	}
+	var n uint64
+	for _, e := range ents {
+		if e.GetTerm() != 1 || e.GetType() != raftpb.EntryType_EntryConfChange {
+			break
+		}
+		var cc raftpb.ConfChange
+		if proto.Unmarshal(e.GetData(), &cc) != nil {
+			break
+		}
+		if ctx, err := decodeConfContext(cc.GetContext()); err != nil || ctx.id.Member != 0 {
+			break
+		}
+		n++
+	}
+	return n, nil
 }
 
 // newEpoch returns the request ID epoch of a new incarnation: random, so
@@ -170,6 +229,9 @@ func (m *Member) loadSnapshot(snap *raftpb.Snapshot) error {
 	}
 	old := m.db
 	m.db, m.table, m.dedup, m.compactHashes = db, table, dd, hashes
+	if table.removed[m.cfg.ID] {
+		m.removed = true // its removal is in the snapshot, not in the log after it
+	}
 	m.applied = snap.GetMetadata().GetIndex()
 	m.snapIndex = m.applied
 	m.idx.v.Store(m.applied)

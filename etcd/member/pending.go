@@ -1,8 +1,9 @@
 package member
 
 // Pending is a request on its way through the log (or a read waiting for
-// its read index). A later Ready resolves it, once: Done is closed and
-// Result gives the outcome. It is safe for concurrent use.
+// its read index). A later Ready resolves it, once (or Tick, when it times
+// out, or Close): Done is closed and Result gives the outcome. It is safe
+// for concurrent use.
 type Pending struct {
 	done chan struct{}
 	res  any
@@ -52,7 +53,8 @@ func (p *Pending) resolved() bool {
 	}
 }
 
-// resolve is called once, by the member's Ready (under its lock).
+// resolve is called once, under the member's lock (by Ready, Tick or
+// Close).
 func (p *Pending) resolve(res any, err error) {
 	p.res, p.err = res, err
 	close(p.done)

@@ -72,7 +72,13 @@ func (m *Member) AddMember(p Peer) *Pending {
 
 // RemoveMember proposes removing member id. The Pending's result is the
 // member list after it; it fails with ErrMemberNotFound, ErrLastVoter, or
-// the errors of Propose. A removed member stops (its requests fail with ErrStopped).
+// the errors of Propose. A removed member stops (its requests fail with
+// ErrStopped; a removed leader still leads, replicating what others
+// propose, until they ignore it), but keep driving it (Tick, Step, Ready,
+// sending what Ready returns) for a few election timeouts before closing
+// it, as etcd does: a member that has not learnt yet that the removal
+// committed may need it (a removed leader's entries and commit index, its
+// vote for the one member left of a 2-voter cluster).
 func (m *Member) RemoveMember(id uint64) *Pending {
 	return m.proposeConfChange(raftpb.ConfChangeType_ConfChangeRemoveNode, id, Peer{ID: id}, false)
 }
@@ -170,11 +176,14 @@ func (m *Member) Publish(id uint64, name string, clientURLs []string) *Pending {
 // TransferLeader asks the leader to hand leadership to member to. It
 // returns ErrNotLeader on another member (forward it); the transfer
 // itself shows in Status once done (or not, if to does not catch up in
-// an election timeout).
+// an election timeout). A leader that was removed, and leads on until the
+// others ignore it (see RemoveMember), may hand leadership over too.
 func (m *Member) TransferLeader(to uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.usable(); err != nil {
+	// Not usable(): a removed member may still lead (closed or failed
+	// ones may not).
+	if err := m.usableForReady(); err != nil {
 		return err
 	}
 	if m.state != raft.StateLeader {
@@ -197,7 +206,7 @@ func (m *Member) KeepAlive(id int64) (ttl int64, err error) {
 	if err := m.usable(); err != nil {
 		return 0, err
 	}
-	if m.state != raft.StateLeader {
+	if !m.leadsLeases() {
 		return 0, fmt.Errorf("keep-alive of lease %d on member %x: %w", id, m.cfg.ID, ErrNotLeader)
 	}
 	ls, err := m.db.TimeToLive(id, false)

@@ -77,3 +77,28 @@ func countType(msgs []*raftpb.Message, typ raftpb.MessageType) int {
 	}
 	return n
 }
+
+// TestReadIndexTimesOutWaitingForApply: a read whose index the leader
+// answered, on a member that never gets the entries up to it (here the
+// leader's appends to it are lost; a member removed while cut off is the
+// same for ever), fails with ErrTimeout like any request left unresolved,
+// rather than waiting for ever.
+func TestReadIndexTimesOutWaitingForApply(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.RequestTimeoutTicks = 30 })
+	lead := c.leader()
+	fol := c.follower(lead)
+	c.drop = func(msg *raftpb.Message) bool {
+		return msg.GetTo() == fol && (msg.GetType() == raftpb.MessageType_MsgApp || msg.GetType() == raftpb.MessageType_MsgSnap)
+	}
+	c.mustPut(lead, "k", "v") // committed by the two others
+	read := c.members[fol].ReadIndex()
+	for range 60 {
+		c.tick()
+	}
+	if st := c.members[fol].Status(); st.Leader != lead {
+		t.Fatalf("the follower lost the leader (%d): the test needs it kept", st.Leader)
+	}
+	if _, err := read.Result(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("read waiting for entries it never gets, after 60 ticks: %v", err)
+	}
+}

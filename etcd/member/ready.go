@@ -156,6 +156,10 @@ func (m *Member) handle(rd *raft.Ready) ([]*raftpb.Message, error) {
 	}
 	m.rn.Advance(*rd)
 	m.resolveReads()
+	if m.removed {
+		// No more entries come to resolve what is in flight.
+		m.failRequests(fmt.Errorf("member %x was removed from the cluster: %w", m.cfg.ID, ErrStopped))
+	}
 	m.issueReads()
 	if err := m.maybeSnapshot(); err != nil {
 		return nil, err
@@ -267,15 +271,28 @@ func (m *Member) save(hs *raftpb.HardState, ents []*raftpb.Entry, unlock bool) e
 // which would cost an fsync of its own on every commit; else the newest
 // one raft gave (with the newest commit index). The commit index is
 // volatile in raft: one saved behind is told again by the leader, and
-// Open raises one behind the newest snapshot (repairHardState).
+// Open raises one behind the newest snapshot (repairHardState). A Ready
+// that commits a membership change saves it all the same: the leader that
+// would tell it again may be the member it removed, gone for good, and a
+// restart that forgot the change would wait for that member's vote.
 func (m *Member) hardState(rd *raft.Ready) *raftpb.HardState {
 	if rd.HardState != nil {
 		m.hs = rd.HardState
 	}
-	if !rd.MustSync && raft.IsEmptySnap(rd.Snapshot) {
+	if !rd.MustSync && raft.IsEmptySnap(rd.Snapshot) && !commitsConfChange(rd.CommittedEntries) {
 		return nil
 	}
 	return m.hs
+}
+
+// commitsConfChange reports whether ents hold a membership change.
+func commitsConfChange(ents []*raftpb.Entry) bool {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryType_EntryNormal {
+			return true
+		}
+	}
+	return false
 }
 
 // softState follows leadership: a change of leader fails every request

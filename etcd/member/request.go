@@ -50,7 +50,8 @@ const (
 	kindAttrs
 )
 
-// kind returns the one field req sets, or ErrInvalidRequest.
+// kind returns the one field req sets, or ErrInvalidRequest (also for a
+// txn the entry codec cannot carry).
 func (req *Request) kind() (requestKind, error) {
 	var k requestKind
 	n := 0
@@ -71,6 +72,11 @@ func (req *Request) kind() (requestKind, error) {
 	}
 	if n != 1 {
 		return 0, fmt.Errorf("request sets %d fields, not one: %w", n, ErrInvalidRequest)
+	}
+	if k == kindTxn {
+		if err := encodable(req.Txn, 0); err != nil {
+			return 0, fmt.Errorf("txn the log cannot carry: %w: %w", err, ErrInvalidRequest)
+		}
 	}
 	return k, nil
 }

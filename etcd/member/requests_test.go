@@ -134,9 +134,47 @@ func TestOpenInvalidConfig(t *testing.T) {
 		"join and peers":   {ID: 1, Join: true, Peers: []Peer{{ID: 1}}},
 		"nothing to start": {ID: 1},
 		"ticks":            {ID: 1, Peers: []Peer{{ID: 1}}, ElectionTick: 2, HeartbeatTick: 2},
+		// Bootstrap applies every peer to raft's configuration, while the
+		// member table would refuse the second holder of a URL: the two
+		// would disagree until a restart rebuilt raft's from the table's.
+		"repeated peer URL": {ID: 1, Peers: []Peer{{ID: 1, PeerURLs: []string{"http://a"}}, {ID: 2, PeerURLs: []string{"http://a"}}}},
+		"negative timeout":  {ID: 1, Peers: []Peer{{ID: 1}}, RequestTimeoutTicks: -1},
 	} {
 		if _, err := Open(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// TestProposeUncodableTxn: a txn the entry codec cannot carry (an op of a
+// type it does not know, txns nested deeper than it decodes) is refused
+// by Propose: once in the log, it would fail to decode on every member,
+// stopping them all, and again at every restart.
+func TestProposeUncodableTxn(t *testing.T) {
+	nested := &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpPut, Key: []byte("k"), Value: []byte("v")}}}
+	for range maxTxnDepth + 1 {
+		nested = &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpTxn, Txn: nested}}}
+	}
+	nilNested := &kv.TxnRequest{}
+	for range maxTxnDepth + 1 {
+		nilNested = &kv.TxnRequest{Then: []kv.Op{{Type: kv.OpTxn, Txn: nilNested}}}
+	}
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxTxnOps = 1000 })
+	lead := c.leader()
+	for name, txn := range map[string]*kv.TxnRequest{
+		"op type 9":    {Then: []kv.Op{{Type: 9, Key: []byte("k")}}},
+		"else op type": {Else: []kv.Op{{Type: kv.OpTxn, Txn: &kv.TxnRequest{Then: []kv.Op{{Type: 200, Key: []byte("k")}}}}}},
+		"too deep":     nested,
+		"too deep nil": nilNested,
+	} {
+		p, err := c.members[lead].Propose(Request{Txn: txn})
+		if !errors.Is(err, ErrInvalidRequest) {
+			if err == nil {
+				_, err = c.wait(p)
+			}
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	c.mustPut(lead, "after", "v")
+	c.converged()
 }
