@@ -107,6 +107,7 @@ func BenchmarkPut(b *testing.B) {
 			key := make([]byte, keySize)
 			b.ReportAllocs()
 			i := uint64(0)
+			cpu0 := procCPU()
 			for b.Loop() {
 				i++
 				// A bijective mix of the counter: distinct, random-looking
@@ -118,6 +119,33 @@ func BenchmarkPut(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkPutOrdered puts new keys in key order (numbered "k%015d", each
+// after every key the store has), into a store of n numbered keys: the shape
+// of a store loaded in key order. proc-cpu-ns/op is the CPU time of the whole
+// process per op (the garbage collector's included), steadier than ns/op on a
+// shared machine.
+func BenchmarkPutOrdered(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			s := build(numberedKeys(n, false), 1)
+			runtime.GC()
+			key := make([]byte, 0, keySize)
+			b.ReportAllocs()
+			i := n
+			cpu0 := procCPU()
+			for b.Loop() {
+				key = fmt.Appendf(key[:0], "k%015d", i)
+				i++
+				if _, err := s.Put(key, value); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -139,12 +167,14 @@ func BenchmarkPutHot(b *testing.B) {
 			hot := keys[:1000]
 			b.ReportAllocs()
 			i := 0
+			cpu0 := procCPU()
 			for b.Loop() {
 				if _, err := s.Put(hot[i%1000], value); err != nil {
 					b.Fatal(err)
 				}
 				i++
 			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -231,6 +261,35 @@ func BenchmarkTxnPut10(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkTxnPutNew10 is a txn of 10 puts of keys the store has not seen
+// (random-looking, as BenchmarkPut's).
+func BenchmarkTxnPutNew10(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			_, s := readStore(n, 1)
+			key := make([]byte, keySize)
+			b.ReportAllocs()
+			i := uint64(0)
+			cpu0 := procCPU()
+			for b.Loop() {
+				id, _ := s.TxnBegin()
+				for range 10 {
+					i++
+					binary.BigEndian.PutUint64(key, mix(i))
+					binary.BigEndian.PutUint64(key[8:], mix(i^0x9e3779b97f4a7c15))
+					if _, err := s.TxnPut(id, key, value); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := s.TxnEnd(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+		})
+	}
 }
 
 // BenchmarkCompact compacts a store of n keys after 1,000 of them were
