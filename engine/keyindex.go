@@ -2,7 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
+	"slices"
 	"sort"
 	"sync"
 
@@ -225,33 +227,87 @@ func ascendTree(t *keyTree, l int, key, end []byte, fn func(*keyRecord) bool) {
 	})
 }
 
+// freshItem is a key created since the published trees were copied (see
+// state.fresh): its record, and the first 8 bytes of its whole key, which
+// tell most fresh keys apart without loading their records (fresh keys may
+// belong to any part, so the tree's inline bytes would not compare).
+type freshItem struct {
+	k8  uint64
+	rec *keyRecord
+}
+
 // lookup returns the record of key as of the state, if it has one.
 func (st *state) lookup(key []byte) *keyRecord {
 	if rec := st.keys.lookup(key); rec != nil {
 		return rec
 	}
-	f := st.fresh
-	if i := searchFresh(f, key); i < len(f) && bytes.Equal(f[i].rec.key(), key) {
-		return f[i].rec
+	return findFresh(st.fresh, key)
+}
+
+// findFresh returns the record of key in f, or nil. f is in the order the
+// keys were made, so this is a scan; it compares 8 bytes per key, and loads
+// a record only where they are key's.
+func findFresh(f []freshItem, key []byte) *keyRecord {
+	if len(f) == 0 {
+		return nil
+	}
+	k8 := keyPrefix(key, 0)
+	for i := range f {
+		if f[i].k8 == k8 && bytes.Equal(f[i].rec.key(), key) {
+			return f[i].rec
+		}
 	}
 	return nil
 }
 
-// searchFresh returns the index of the first item of f with a key >= key.
-// Fresh items may belong to any of the index's trees: they are compared by
-// whole keys, not by their inline bytes.
-func searchFresh(f []keyItem, key []byte) int {
-	if len(f) == 0 {
-		return 0
+func compareFresh(a, b freshItem) int {
+	if a.k8 != b.k8 {
+		return cmp.Compare(a.k8, b.k8)
 	}
-	return sort.Search(len(f), func(i int) bool { return bytes.Compare(f[i].rec.key(), key) >= 0 })
+	return bytes.Compare(a.rec.key(), b.rec.key())
 }
+
+// freshIn returns the items of f with keys in [key, end) (end nil: no end),
+// sorted, in buf's memory.
+func freshIn(buf, f []freshItem, key, end []byte) []freshItem {
+	k8 := keyPrefix(key, 0)
+	var e8 uint64
+	if end != nil {
+		e8 = keyPrefix(end, 0)
+	}
+	out := buf[:0]
+	for _, it := range f {
+		// 8 bytes decide most keys; ties load the record.
+		if it.k8 < k8 || (it.k8 == k8 && bytes.Compare(it.rec.key(), key) < 0) {
+			continue
+		}
+		if end != nil && (it.k8 > e8 || (it.k8 == e8 && bytes.Compare(it.rec.key(), end) >= 0)) {
+			continue
+		}
+		out = append(out, it)
+	}
+	slices.SortFunc(out, compareFresh)
+	return out
+}
+
+// freshBufs are the buffers range reads sort fresh keys in.
+var freshBufs = sync.Pool{New: func() any { return new([]freshItem) }}
 
 // ascend is ascend over the state's keys: the index's, merged with fresh
 // (which the index's trees never hold).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	f := st.fresh[searchFresh(st.fresh, key):]
-	inRange := func(it keyItem) bool { return end == nil || bytes.Compare(it.rec.key(), end) < 0 }
+	if len(st.fresh) == 0 {
+		st.keys.ascend(key, end, fn)
+		return
+	}
+	buf := freshBufs.Get().(*[]freshItem)
+	all := freshIn(*buf, st.fresh, key, end)
+	defer func() {
+		clear(all) // a pooled buffer keeps no record alive
+		*buf = all[:0]
+		freshBufs.Put(buf)
+	}()
+	f := all
 	stopped := false
 	st.keys.ascend(key, end, func(r *keyRecord) bool {
 		for len(f) > 0 && bytes.Compare(f[0].rec.key(), r.key()) < 0 {
@@ -267,7 +323,7 @@ func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 		}
 		return true
 	})
-	for ; !stopped && len(f) > 0 && inRange(f[0]); f = f[1:] {
+	for ; !stopped && len(f) > 0; f = f[1:] {
 		if !fn(f[0].rec) {
 			return
 		}

@@ -94,10 +94,12 @@ const (
 // atomic read and never wait.
 type state struct {
 	keys keyIndex // a copy of the writer's tree; never written
-	// fresh are the keys created since keys was copied, sorted: publishing a
-	// copy of the tree after every new key would clone a root-to-leaf path
-	// per key, so new keys wait here (at most maxFresh of them).
-	fresh      []keyItem
+	// fresh are the keys created since keys was copied, in the order they
+	// were made: publishing a copy of the tree after every new key would
+	// clone a root-to-leaf path per key, so new keys wait here (at most
+	// maxFresh of them). The writer appends to the array past this
+	// slice's length, never within it.
+	fresh      []freshItem
 	hist       history
 	rev        int64
 	compactRev int64
@@ -174,9 +176,11 @@ type Store struct {
 type writerState struct {
 	keys keyIndex // its trees are never published themselves: readers get copies
 	pub  keyIndex // the copy of keys readers have
-	// fresh are the keys created since pub was copied (see state.fresh);
-	// each change makes a new slice, since readers hold the old one.
-	fresh []keyItem
+	// fresh are the keys created since pub was copied (see state.fresh).
+	// It only grows: each state holds a prefix of it, which no append
+	// writes into. Whatever removes a key starts a new one
+	// (changedKeysLocked).
+	fresh []freshItem
 	// full says keys changed in a way fresh does not describe (or fresh
 	// grew to maxFresh): the next publication copies the tree.
 	full       bool
@@ -278,20 +282,17 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	if !same {
 		hint = nil // of another tree
 	}
-	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
-	t.SetHint(it, hint)
+	t.SetHint(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}, hint)
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
 	case len(s.w.fresh) >= maxFresh:
 		s.w.full, s.w.fresh = true, nil
 	default:
-		i := searchFresh(s.w.fresh, rec.key())
-		f := make([]keyItem, len(s.w.fresh)+1)
-		copy(f, s.w.fresh[:i])
-		f[i] = it
-		copy(f[i+1:], s.w.fresh[i:])
-		s.w.fresh = f
+		if s.w.fresh == nil {
+			s.w.fresh = make([]freshItem, 0, maxFresh)
+		}
+		s.w.fresh = append(s.w.fresh, freshItem{k8: keyPrefix(rec.key(), 0), rec: rec})
 	}
 }
 
