@@ -704,13 +704,19 @@ func TestNotify(t *testing.T) {
 
 // TestManyNewKeys crosses the point where new keys stop being published
 // beside the tree and a new copy of the tree is (maxFresh), many times, with
-// reads of every key, ranges and held views checked after each put. Fresh
-// keys are kept in the order they were made and told apart by their first 8
-// bytes: the second key shape shares its first 15, so every comparison of
-// fresh keys falls back to the whole key.
+// reads of every key, ranges and held views checked after each put; with
+// a small tail, fresh keys go through many merges of runs (see fresh.go)
+// between copies. Fresh keys are told apart by their first 8 bytes: the
+// second key shape shares its first 15, so every comparison of fresh keys
+// falls back to the whole key.
 func TestManyNewKeys(t *testing.T) {
-	for _, format := range []string{"k%04d", "/registry/pods/k%04d"} {
-		t.Run(strings.TrimSuffix(format, "%04d"), func(t *testing.T) { testManyNewKeys(t, format) })
+	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
+	for _, sizes := range [][2]int{{96, 4}, {50, 3}, {64, 64}} {
+		maxFresh, freshTail = sizes[0], sizes[1]
+		for _, format := range []string{"k%04d", "/registry/pods/k%04d"} {
+			name := fmt.Sprintf("max=%d,tail=%d,%s", sizes[0], sizes[1], strings.TrimSuffix(format, "%04d"))
+			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format) })
+		}
 	}
 }
 

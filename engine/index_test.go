@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -19,9 +20,12 @@ import (
 // across later writes and compactions, deletes of ranges that span the
 // trees, and compactions.
 func TestKeyIndexSides(t *testing.T) {
-	defer func(n int) { rebuildLimit = n }(rebuildLimit)
+	defer func(n, m, f int) { rebuildLimit, maxFresh, freshTail = n, m, f }(rebuildLimit, maxFresh, freshTail)
 	rapid.Check(t, func(t *rapid.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
+		// Fresh keys through runs merged and copies of the trees.
+		maxFresh = rapid.IntRange(1, 24).Draw(t, "maxFresh")
+		freshTail = rapid.IntRange(1, 4).Draw(t, "freshTail")
 		s := newStore(Options{})
 		defer s.Close()
 		m := proptest.NewModel()
@@ -66,6 +70,9 @@ func TestKeyIndexSides(t *testing.T) {
 			s.mu.Unlock()
 			if err := checkParts(&s.cur.Load().keys); err != nil {
 				t.Fatalf("published index: %v", err)
+			}
+			if err := checkFresh(s.cur.Load()); err != nil {
+				t.Fatalf("published fresh keys: %v", err)
 			}
 			switch rapid.IntRange(0, 9).Draw(t, "op") {
 			case 0, 1, 2, 3:
@@ -160,6 +167,42 @@ func checkParts(x *keyIndex) error {
 		})
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// checkFresh checks the invariants of a state's fresh keys: each run
+// sorted and shorter than the one before, the count right, the tail no
+// longer than freshTail, and no fresh key in the state's trees.
+func checkFresh(st *state) error {
+	f := &st.fresh
+	n := len(f.tail)
+	if n >= freshTail {
+		return fmt.Errorf("tail of %d keys, limit %d", n, freshTail)
+	}
+	for i, run := range f.runs {
+		n += len(run)
+		if i > 0 && len(run) >= len(f.runs[i-1]) {
+			return fmt.Errorf("run %d of %d keys after one of %d", i, len(run), len(f.runs[i-1]))
+		}
+		for j := 1; j < len(run); j++ {
+			if compareFresh(run[j-1], run[j]) >= 0 {
+				return fmt.Errorf("run %d: %q after %q", i, run[j].rec.key(), run[j-1].rec.key())
+			}
+		}
+	}
+	if n != f.n {
+		return fmt.Errorf("%d keys, counted %d", n, f.n)
+	}
+	for _, run := range append(slices.Clone(f.runs), f.tail) {
+		for _, it := range run {
+			if it.k8 != keyPrefix(it.rec.key(), 0) {
+				return fmt.Errorf("key %q with 8 bytes %x", it.rec.key(), it.k8)
+			}
+			if st.keys.lookup(it.rec.key()) != nil {
+				return fmt.Errorf("key %q is fresh and in the trees", it.rec.key())
+			}
 		}
 	}
 	return nil

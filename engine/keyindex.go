@@ -2,9 +2,7 @@ package engine
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
-	"slices"
 	"sort"
 	"sync"
 
@@ -227,95 +225,31 @@ func ascendTree(t *keyTree, l int, key, end []byte, fn func(*keyRecord) bool) {
 	})
 }
 
-// freshItem is a key created since the published trees were copied (see
-// state.fresh): its record, and the first 8 bytes of its whole key, which
-// tell most fresh keys apart without loading their records (fresh keys may
-// belong to any part, so the tree's inline bytes would not compare).
-type freshItem struct {
-	k8  uint64
-	rec *keyRecord
-}
-
 // lookup returns the record of key as of the state, if it has one.
 func (st *state) lookup(key []byte) *keyRecord {
 	if rec := st.keys.lookup(key); rec != nil {
 		return rec
 	}
-	return findFresh(st.fresh, key)
+	return st.fresh.find(key)
 }
-
-// findFresh returns the record of key in f, or nil. f is in the order the
-// keys were made, so this is a scan; it compares 8 bytes per key, and loads
-// a record only where they are key's.
-func findFresh(f []freshItem, key []byte) *keyRecord {
-	if len(f) == 0 {
-		return nil
-	}
-	k8 := keyPrefix(key, 0)
-	for i := range f {
-		if f[i].k8 == k8 && bytes.Equal(f[i].rec.key(), key) {
-			return f[i].rec
-		}
-	}
-	return nil
-}
-
-func compareFresh(a, b freshItem) int {
-	if a.k8 != b.k8 {
-		return cmp.Compare(a.k8, b.k8)
-	}
-	return bytes.Compare(a.rec.key(), b.rec.key())
-}
-
-// freshIn returns the items of f with keys in [key, end) (end nil: no end),
-// sorted, in buf's memory.
-func freshIn(buf, f []freshItem, key, end []byte) []freshItem {
-	k8 := keyPrefix(key, 0)
-	var e8 uint64
-	if end != nil {
-		e8 = keyPrefix(end, 0)
-	}
-	out := buf[:0]
-	for _, it := range f {
-		// 8 bytes decide most keys; ties load the record.
-		if it.k8 < k8 || (it.k8 == k8 && bytes.Compare(it.rec.key(), key) < 0) {
-			continue
-		}
-		if end != nil && (it.k8 > e8 || (it.k8 == e8 && bytes.Compare(it.rec.key(), end) >= 0)) {
-			continue
-		}
-		out = append(out, it)
-	}
-	slices.SortFunc(out, compareFresh)
-	return out
-}
-
-// freshBufs are the buffers range reads sort fresh keys in.
-var freshBufs = sync.Pool{New: func() any { return new([]freshItem) }}
 
 // ascend is ascend over the state's keys: the index's, merged with fresh
 // (which the index's trees never hold).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	if len(st.fresh) == 0 {
+	if st.fresh.n == 0 {
 		st.keys.ascend(key, end, fn)
 		return
 	}
-	buf := freshBufs.Get().(*[]freshItem)
-	all := freshIn(*buf, st.fresh, key, end)
-	defer func() {
-		clear(all) // a pooled buffer keeps no record alive
-		*buf = all[:0]
-		freshBufs.Put(buf)
-	}()
-	f := all
+	m := st.fresh.merge(key, end)
+	defer m.release()
 	stopped := false
 	st.keys.ascend(key, end, func(r *keyRecord) bool {
-		for len(f) > 0 && bytes.Compare(f[0].rec.key(), r.key()) < 0 {
-			if !fn(f[0].rec) {
+		for f := m.head(); f != nil && bytes.Compare(f.key(), r.key()) < 0; f = m.head() {
+			if !fn(f) {
 				stopped = true
 				return false
 			}
-			f = f[1:]
+			m.pop()
 		}
 		if !fn(r) {
 			stopped = true
@@ -323,9 +257,10 @@ func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 		}
 		return true
 	})
-	for ; !stopped && len(f) > 0; f = f[1:] {
-		if !fn(f[0].rec) {
+	for f := m.head(); !stopped && f != nil; f = m.head() {
+		if !fn(f) {
 			return
 		}
+		m.pop()
 	}
 }

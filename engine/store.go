@@ -94,12 +94,8 @@ const (
 // atomic read and never wait.
 type state struct {
 	keys keyIndex // a copy of the writer's tree; never written
-	// fresh are the keys created since keys was copied, in the order they
-	// were made: publishing a copy of the tree after every new key would
-	// clone a root-to-leaf path per key, so new keys wait here (at most
-	// maxFresh of them). The writer appends to the array past this
-	// slice's length, never within it.
-	fresh      []freshItem
+	// fresh are the keys created since keys was copied (see fresh.go).
+	fresh      freshKeys
 	hist       history
 	rev        int64
 	compactRev int64
@@ -176,11 +172,10 @@ type Store struct {
 type writerState struct {
 	keys keyIndex // its trees are never published themselves: readers get copies
 	pub  keyIndex // the copy of keys readers have
-	// fresh are the keys created since pub was copied (see state.fresh).
-	// It only grows: each state holds a prefix of it, which no append
-	// writes into. Whatever removes a key starts a new one
+	// fresh are the keys created since pub was copied (see fresh.go). It
+	// only grows; whatever removes a key starts it again
 	// (changedKeysLocked).
-	fresh []freshItem
+	fresh freshKeys
 	// full says keys changed in a way fresh does not describe (or fresh
 	// grew to maxFresh): the next publication copies the tree.
 	full       bool
@@ -218,18 +213,12 @@ func newStore(opts Options) *Store {
 	return s
 }
 
-// maxFresh is how many new keys are published beside the tree before a new
-// copy of it is. Copying is O(1), but after each copy the writer clones
-// every node it touches again: about one leaf per new random key, and one
-// per maxFresh new keys in order, instead of a root-to-leaf path per key.
-const maxFresh = 64
-
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
 	if s.w.full || s.w.pub.parts == nil {
 		s.w.keys.dropEmpty()
 		s.w.pub = s.w.keys.copy()
-		s.w.fresh = nil
+		s.w.fresh = freshKeys{}
 		s.w.full = false
 	}
 	st := &state{
@@ -286,13 +275,10 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
-	case len(s.w.fresh) >= maxFresh:
-		s.w.full, s.w.fresh = true, nil
+	case s.w.fresh.n >= maxFresh:
+		s.changedKeysLocked()
 	default:
-		if s.w.fresh == nil {
-			s.w.fresh = make([]freshItem, 0, maxFresh)
-		}
-		s.w.fresh = append(s.w.fresh, freshItem{k8: keyPrefix(rec.key(), 0), rec: rec})
+		s.w.fresh.add(freshOf(rec))
 	}
 }
 
@@ -403,7 +389,7 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 // changedKeysLocked records that the writer's tree changed other than by
 // insertLocked (compaction replaced or removed records): the next
 // publication copies the tree. mu is held.
-func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, nil }
+func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, freshKeys{} }
 
 // lockWriter takes mu and checks the store is open and not stopped.
 func (s *Store) lockWriter() error {

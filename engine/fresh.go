@@ -1,0 +1,231 @@
+package engine
+
+import (
+	"bytes"
+	"cmp"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// New keys between copies of the index's trees.
+//
+// Publishing a copy of the writer's trees is O(1), but after each copy the
+// writer clones every tree node it changes again (tidwall/btree's
+// copy-on-write): a node of degree 32 is about 1.5 KB, and a new random key
+// changes a leaf and, at a million keys, one or two inner nodes. Clones
+// are most of what a new key costs, and most of the garbage collector's
+// work. So new keys go into the writer's trees at once (its lookups need
+// them) but readers get a copy of the trees only every maxFresh new keys;
+// until then, they find the new keys in a freshKeys, and the writer clones
+// each node at most once per maxFresh new keys: at a million random keys
+// the inner nodes are cloned about once per key at 64, and once per eight
+// keys at 4096; keys in key order clone almost nothing.
+//
+// A freshKeys is sorted runs, like a log-structured merge tree's levels,
+// and an unsorted tail:
+//   - a new key is appended to the tail, into capacity made once per tail:
+//     a state holds a prefix of it, which no append writes into;
+//   - a full tail (freshTail keys) is sorted into a run of its own, and
+//     runs of equal size merge, as the carries of a binary counter: each
+//     key is copied about log2(maxFresh/freshTail) times, 16 bytes each;
+//   - runs are never written once made, and the list of runs is copied
+//     when it changes (it is at most about 7 long).
+//
+// A point read searches each run (binary search on 8 bytes of key) and
+// scans the tail; a range read merges the runs, the tail's keys in range
+// (sorted in a pooled buffer) and the trees.
+
+// freshItem is a fresh key: its record, and the first 8 bytes of its whole
+// key, which tell most fresh keys apart without loading their records
+// (fresh keys may belong to any part, so the tree's inline bytes would not
+// compare).
+type freshItem struct {
+	k8  uint64
+	rec *keyRecord
+}
+
+func freshOf(rec *keyRecord) freshItem {
+	return freshItem{k8: keyPrefix(rec.key(), 0), rec: rec}
+}
+
+func compareFresh(a, b freshItem) int {
+	if a.k8 != b.k8 {
+		return cmp.Compare(a.k8, b.k8)
+	}
+	return bytes.Compare(a.rec.key(), b.rec.key())
+}
+
+// before reports whether it's key is before key (whose 8 bytes are k8).
+func (it *freshItem) before(k8 uint64, key []byte) bool {
+	if it.k8 != k8 {
+		return it.k8 < k8
+	}
+	return bytes.Compare(it.rec.key(), key) < 0
+}
+
+// maxFresh is how many new keys wait beside the trees before readers get a
+// new copy of them; freshTail is the size of the unsorted tail. Vars:
+// tests lower them.
+var (
+	maxFresh  = 4096
+	freshTail = 64
+)
+
+// freshKeys are the keys created since the published trees were copied.
+// A state holds one by value; the writer's grows (add) without writing
+// anything a state holds.
+type freshKeys struct {
+	runs [][]freshItem // sorted, longest first; never written
+	tail []freshItem   // in the order made
+	n    int           // keys in runs and tail
+}
+
+// add adds a key the trees did not have.
+func (f *freshKeys) add(it freshItem) {
+	if f.tail == nil {
+		f.tail = make([]freshItem, 0, freshTail)
+	}
+	f.tail = append(f.tail, it)
+	f.n++
+	if len(f.tail) < freshTail {
+		return
+	}
+	run := slices.Clone(f.tail) // states hold the tail: sort a copy
+	slices.SortFunc(run, compareFresh)
+	f.tail = nil
+	runs := f.runs
+	for len(runs) > 0 && len(runs[len(runs)-1]) <= len(run) {
+		run = mergeRuns(runs[len(runs)-1], run)
+		runs = runs[:len(runs)-1]
+	}
+	// Clipped, so the append copies: states hold the old list.
+	f.runs = append(slices.Clip(runs), run)
+}
+
+// mergeRuns returns a new run of the items of a and b.
+func mergeRuns(a, b []freshItem) []freshItem {
+	out := make([]freshItem, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if compareFresh(a[0], b[0]) <= 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
+}
+
+// search returns the index of the first item of run with a key >= key
+// (whose first 8 bytes are k8).
+func search(run []freshItem, k8 uint64, key []byte) int {
+	return sort.Search(len(run), func(i int) bool { return !run[i].before(k8, key) })
+}
+
+// find returns the record of key, or nil.
+func (f *freshKeys) find(key []byte) *keyRecord {
+	if f.n == 0 {
+		return nil
+	}
+	k8 := keyPrefix(key, 0)
+	for _, run := range f.runs {
+		if i := search(run, k8, key); i < len(run) && run[i].k8 == k8 && bytes.Equal(run[i].rec.key(), key) {
+			return run[i].rec
+		}
+	}
+	for i := range f.tail {
+		if it := &f.tail[i]; it.k8 == k8 && bytes.Equal(it.rec.key(), key) {
+			return it.rec
+		}
+	}
+	return nil
+}
+
+// freshMerge yields the fresh keys of a range in key order: the smallest
+// head of several sorted lists (the runs from the range's start, and the
+// tail's keys in range, sorted).
+type freshMerge struct {
+	lists [][]freshItem
+	tail  []freshItem // buffer of the tail's keys in range
+	min   int         // the list whose head is smallest; -1: none left
+	end   []byte      // nil: no end
+	e8    uint64
+}
+
+var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
+
+// merge returns the fresh keys in [key, end) (end nil: no end). Call
+// release when done.
+func (f *freshKeys) merge(key, end []byte) *freshMerge {
+	m := freshMerges.Get().(*freshMerge)
+	m.end = end
+	if end != nil {
+		m.e8 = keyPrefix(end, 0)
+	}
+	k8 := keyPrefix(key, 0)
+	for _, run := range f.runs {
+		m.add(run[search(run, k8, key):])
+	}
+	tail := m.tail[:0]
+	for _, it := range f.tail {
+		if !it.before(k8, key) {
+			tail = append(tail, it)
+		}
+	}
+	slices.SortFunc(tail, compareFresh)
+	m.tail = tail
+	m.add(tail)
+	m.pick()
+	return m
+}
+
+// add adds a sorted list whose keys are all at or after the range's
+// start, if its first is in range.
+func (m *freshMerge) add(l []freshItem) {
+	if len(l) > 0 && m.inRange(&l[0]) {
+		m.lists = append(m.lists, l)
+	}
+}
+
+func (m *freshMerge) inRange(it *freshItem) bool {
+	return m.end == nil || it.before(m.e8, m.end)
+}
+
+// pick finds the list with the smallest head.
+func (m *freshMerge) pick() {
+	m.min = -1
+	for i := range m.lists {
+		if m.min < 0 || compareFresh(m.lists[i][0], m.lists[m.min][0]) < 0 {
+			m.min = i
+		}
+	}
+}
+
+// head returns the smallest fresh key's record not yet popped, nil if none
+// is left in range.
+func (m *freshMerge) head() *keyRecord {
+	if m.min < 0 {
+		return nil
+	}
+	return m.lists[m.min][0].rec
+}
+
+// pop drops the head.
+func (m *freshMerge) pop() {
+	l := m.lists[m.min][1:]
+	if len(l) > 0 && m.inRange(&l[0]) {
+		m.lists[m.min] = l
+	} else {
+		m.lists = slices.Delete(m.lists, m.min, m.min+1)
+	}
+	m.pick()
+}
+
+// release returns m to the pool, holding no record.
+func (m *freshMerge) release() {
+	clear(m.lists)
+	clear(m.tail)
+	*m = freshMerge{lists: m.lists[:0], tail: m.tail[:0]}
+	freshMerges.Put(m)
+}
