@@ -73,34 +73,58 @@ var (
 )
 
 // freshKeys are the keys created since the published trees were copied.
-// A state holds one by value; the writer's grows (add) without writing
-// anything a state holds.
+// A state holds one by value (16 bytes: a state is allocated per write);
+// the writer's grows (add) without writing anything a state holds.
 type freshKeys struct {
-	runs [][]freshItem // sorted, longest first; never written
-	tail []freshItem   // in the order made
-	n    int           // keys in runs and tail
+	seg  *freshSeg // nil: no fresh keys
+	tail int       // the keys in seg.tail
+}
+
+// freshSeg is the runs, and the array of the tail, from one full tail to
+// the next. Only the tail's slots at and past a state's length are ever
+// written.
+type freshSeg struct {
+	runs   [][]freshItem // sorted, longest first; never written
+	inRuns int           // keys in runs
+	tail   []freshItem   // len freshTail
+}
+
+// len returns the number of fresh keys.
+func (f *freshKeys) len() int {
+	if f.seg == nil {
+		return 0
+	}
+	return f.seg.inRuns + f.tail
+}
+
+// tailKeys returns the tail's keys.
+func (f *freshKeys) tailKeys() []freshItem {
+	if f.seg == nil {
+		return nil
+	}
+	return f.seg.tail[:f.tail]
 }
 
 // add adds a key the trees did not have.
 func (f *freshKeys) add(it freshItem) {
-	if f.tail == nil {
-		f.tail = make([]freshItem, 0, freshTail)
+	if f.seg == nil {
+		f.seg = &freshSeg{tail: make([]freshItem, freshTail)}
 	}
-	f.tail = append(f.tail, it)
-	f.n++
-	if len(f.tail) < freshTail {
+	f.seg.tail[f.tail] = it
+	f.tail++
+	if f.tail < freshTail {
 		return
 	}
-	run := slices.Clone(f.tail) // states hold the tail: sort a copy
+	run := slices.Clone(f.seg.tail) // states hold the tail: sort a copy
 	slices.SortFunc(run, compareFresh)
-	f.tail = nil
-	runs := f.runs
+	runs := f.seg.runs
 	for len(runs) > 0 && len(runs[len(runs)-1]) <= len(run) {
 		run = mergeRuns(runs[len(runs)-1], run)
 		runs = runs[:len(runs)-1]
 	}
 	// Clipped, so the append copies: states hold the old list.
-	f.runs = append(slices.Clip(runs), run)
+	runs = append(slices.Clip(runs), run)
+	*f = freshKeys{seg: &freshSeg{runs: runs, inRuns: f.seg.inRuns + f.tail, tail: make([]freshItem, freshTail)}}
 }
 
 // mergeRuns returns a new run of the items of a and b.
@@ -125,17 +149,18 @@ func search(run []freshItem, k8 uint64, key []byte) int {
 
 // find returns the record of key, or nil.
 func (f *freshKeys) find(key []byte) *keyRecord {
-	if f.n == 0 {
+	if f.seg == nil {
 		return nil
 	}
 	k8 := keyPrefix(key, 0)
-	for _, run := range f.runs {
+	for _, run := range f.seg.runs {
 		if i := search(run, k8, key); i < len(run) && run[i].k8 == k8 && bytes.Equal(run[i].rec.key(), key) {
 			return run[i].rec
 		}
 	}
-	for i := range f.tail {
-		if it := &f.tail[i]; it.k8 == k8 && bytes.Equal(it.rec.key(), key) {
+	tail := f.tailKeys()
+	for i := range tail {
+		if it := &tail[i]; it.k8 == k8 && bytes.Equal(it.rec.key(), key) {
 			return it.rec
 		}
 	}
@@ -155,8 +180,8 @@ type freshMerge struct {
 
 var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
 
-// merge returns the fresh keys in [key, end) (end nil: no end). Call
-// release when done.
+// merge returns the fresh keys in [key, end) (end nil: no end); there are
+// some (seg is not nil). Call release when done.
 func (f *freshKeys) merge(key, end []byte) *freshMerge {
 	m := freshMerges.Get().(*freshMerge)
 	m.end = end
@@ -164,11 +189,11 @@ func (f *freshKeys) merge(key, end []byte) *freshMerge {
 		m.e8 = keyPrefix(end, 0)
 	}
 	k8 := keyPrefix(key, 0)
-	for _, run := range f.runs {
+	for _, run := range f.seg.runs {
 		m.add(run[search(run, k8, key):])
 	}
 	tail := m.tail[:0]
-	for _, it := range f.tail {
+	for _, it := range f.tailKeys() {
 		if !it.before(k8, key) {
 			tail = append(tail, it)
 		}

@@ -177,14 +177,20 @@ func checkParts(x *keyIndex) error {
 // longer than freshTail, and no fresh key in the state's trees.
 func checkFresh(st *state) error {
 	f := &st.fresh
-	n := len(f.tail)
-	if n >= freshTail {
-		return fmt.Errorf("tail of %d keys, limit %d", n, freshTail)
+	if f.seg == nil {
+		if f.tail != 0 {
+			return fmt.Errorf("no segment, %d tail keys", f.tail)
+		}
+		return nil
 	}
-	for i, run := range f.runs {
+	if f.tail >= freshTail || len(f.seg.tail) != freshTail {
+		return fmt.Errorf("tail of %d keys in %d slots, limit %d", f.tail, len(f.seg.tail), freshTail)
+	}
+	n := 0
+	for i, run := range f.seg.runs {
 		n += len(run)
-		if i > 0 && len(run) >= len(f.runs[i-1]) {
-			return fmt.Errorf("run %d of %d keys after one of %d", i, len(run), len(f.runs[i-1]))
+		if i > 0 && len(run) >= len(f.seg.runs[i-1]) {
+			return fmt.Errorf("run %d of %d keys after one of %d", i, len(run), len(f.seg.runs[i-1]))
 		}
 		for j := 1; j < len(run); j++ {
 			if compareFresh(run[j-1], run[j]) >= 0 {
@@ -192,10 +198,10 @@ func checkFresh(st *state) error {
 			}
 		}
 	}
-	if n != f.n {
-		return fmt.Errorf("%d keys, counted %d", n, f.n)
+	if n != f.seg.inRuns {
+		return fmt.Errorf("%d keys in runs, counted %d", n, f.seg.inRuns)
 	}
-	for _, run := range append(slices.Clone(f.runs), f.tail) {
+	for _, run := range append(slices.Clone(f.seg.runs), f.tailKeys()) {
 		for _, it := range run {
 			if it.k8 != keyPrefix(it.rec.key(), 0) {
 				return fmt.Errorf("key %q with 8 bytes %x", it.rec.key(), it.k8)
@@ -251,8 +257,12 @@ func TestKeyIndexInOrder(t *testing.T) {
 
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
 // record fits the allocator's 112-byte class and a packed history entry
-// is 48 bytes.
+// is 48 bytes; and a state, allocated by every write, fits the 128-byte
+// class.
 func TestLayoutSizes(t *testing.T) {
+	if n := unsafe.Sizeof(state{}); n > 128 {
+		t.Errorf("state is %d bytes, want at most 128", n)
+	}
 	if n := unsafe.Sizeof(keyRecord{}); n != 112 {
 		t.Errorf("keyRecord is %d bytes, want 112", n)
 	}

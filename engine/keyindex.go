@@ -236,7 +236,7 @@ func (st *state) lookup(key []byte) *keyRecord {
 // ascend is ascend over the state's keys: the index's, merged with fresh
 // (which the index's trees never hold).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	if st.fresh.n == 0 {
+	if st.fresh.seg == nil {
 		st.keys.ascend(key, end, fn)
 		return
 	}

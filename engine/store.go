@@ -200,6 +200,9 @@ type writerState struct {
 	applyBuf []change
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
+	// changeBuf is where the txns of TxnBegin and Begin collect their
+	// changes, reused (see commitChangesLocked).
+	changeBuf []change
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
 	memo lookupMemo
 }
@@ -275,7 +278,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
-	case s.w.fresh.n >= maxFresh:
+	case s.w.fresh.len() >= maxFresh:
 		s.changedKeysLocked()
 	default:
 		s.w.fresh.add(freshOf(rec))

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -333,5 +335,90 @@ func TestReadOnlyTxnRecordsIndex(t *testing.T) {
 	}
 	if s.ConsistentIndex() != 3 || s.Rev() != 1 {
 		t.Fatalf("index %d, rev %d; want 3, 1", s.ConsistentIndex(), s.Rev())
+	}
+}
+
+// TestTxnChangeBufferReused runs txns of several changes back to back, of
+// every kind (TxnBegin, Begin, Store.Txn), with aborted ones between: each
+// collects its changes in a buffer the next one reuses, so the history
+// must hold a copy of each revision's changes, not the buffer.
+func TestTxnChangeBufferReused(t *testing.T) {
+	s := newStore(Options{})
+	defer s.Close()
+	type want struct {
+		rev  int64
+		keys []string
+	}
+	var wants []want
+	for i := range 12 {
+		keys := []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), fmt.Sprintf("c%d", i)}[:1+i%3]
+		var rev int64
+		switch i % 3 {
+		case 0:
+			id, _ := s.TxnBegin()
+			for _, k := range keys {
+				if _, err := s.TxnPut(id, []byte(k), []byte(k)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.TxnEnd(id); err != nil {
+				t.Fatal(err)
+			}
+			rev = s.Rev()
+		case 1:
+			tx, err := s.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				if _, err := tx.Put([]byte(k), []byte(k), kv.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rev, err = tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			req := &kv.TxnRequest{}
+			for _, k := range keys {
+				req.Then = append(req.Then, kv.Op{Type: kv.OpPut, Key: []byte(k), Value: []byte(k)})
+			}
+			res, err := s.Txn(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev = res.Rev
+		}
+		wants = append(wants, want{rev, keys})
+		// An aborted txn of as many changes, through the same buffer.
+		tx, err := s.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 4 {
+			tx.Put(fmt.Appendf(nil, "x%d", j), []byte("aborted"), kv.PutOptions{})
+		}
+		if err := tx.Abort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _ := s.View()
+	for _, w := range wants {
+		var got []string
+		for ev, err := range v.Events(w.rev) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.KV.ModRevision != w.rev {
+				break
+			}
+			if !bytes.Equal(ev.KV.Key, ev.KV.Value) {
+				t.Fatalf("revision %d: key %q with value %q", w.rev, ev.KV.Key, ev.KV.Value)
+			}
+			got = append(got, string(ev.KV.Key))
+		}
+		if !slices.Equal(got, w.keys) {
+			t.Fatalf("revision %d: changes %q, want %q", w.rev, got, w.keys)
+		}
 	}
 }
