@@ -3,9 +3,11 @@ package engine
 import (
 	"bytes"
 	"cmp"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // New keys between copies of the index's trees.
@@ -80,13 +82,14 @@ type freshKeys struct {
 	tail int       // the keys in seg.tail
 }
 
-// freshSeg is the runs, and the array of the tail, from one full tail to
-// the next. Only the tail's slots at and past a state's length are ever
-// written.
+// freshSeg is the runs, the array of the tail and the hash index, from
+// one change of any of them to the next. Only the tail's slots at and past
+// a state's length are ever written, and only the index's empty slots.
 type freshSeg struct {
 	runs   [][]freshItem // sorted, longest first; never written
 	inRuns int           // keys in runs
-	tail   []freshItem   // len freshTail
+	tail   []freshItem   // the tail's array: len is its capacity
+	index  *freshIndex
 }
 
 // len returns the number of fresh keys.
@@ -105,17 +108,23 @@ func (f *freshKeys) tailKeys() []freshItem {
 	return f.seg.tail[:f.tail]
 }
 
+// firstTail is the capacity of the first tail after a copy of the trees:
+// a store that sees few new keys pays for few slots.
+const firstTail = 4
+
 // add adds a key the trees did not have.
 func (f *freshKeys) add(it freshItem) {
 	if f.seg == nil {
-		f.seg = &freshSeg{tail: make([]freshItem, freshTail)}
+		f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail)}
 	}
+	f.growLocked()
 	f.seg.tail[f.tail] = it
 	f.tail++
+	f.seg.index.add(it.rec)
 	if f.tail < freshTail {
 		return
 	}
-	run := slices.Clone(f.seg.tail) // states hold the tail: sort a copy
+	run := slices.Clone(f.seg.tail[:f.tail]) // states hold the tail: sort a copy
 	slices.SortFunc(run, compareFresh)
 	runs := f.seg.runs
 	for len(runs) > 0 && len(runs[len(runs)-1]) <= len(run) {
@@ -124,7 +133,79 @@ func (f *freshKeys) add(it freshItem) {
 	}
 	// Clipped, so the append copies: states hold the old list.
 	runs = append(slices.Clip(runs), run)
-	*f = freshKeys{seg: &freshSeg{runs: runs, inRuns: f.seg.inRuns + f.tail, tail: make([]freshItem, freshTail)}}
+	*f = freshKeys{seg: &freshSeg{runs: runs, inRuns: f.seg.inRuns + f.tail, tail: make([]freshItem, freshTail), index: f.seg.index}}
+}
+
+// growLocked makes room for one more key: in the tail's array, and in the
+// index (at most half full, so that a probe soon meets an empty slot).
+// Either grows into a new segment: states hold the old one.
+func (f *freshKeys) growLocked() {
+	full := f.tail == len(f.seg.tail)
+	crowded := 2*(f.len()+1) > len(f.seg.index.slots)
+	if !full && !crowded {
+		return
+	}
+	seg := *f.seg
+	if full {
+		seg.tail = make([]freshItem, min(2*len(seg.tail), freshTail))
+		copy(seg.tail, f.seg.tail)
+	}
+	if crowded {
+		seg.index = f.seg.index.grown()
+	}
+	f.seg = &seg
+}
+
+// freshIndex finds fresh keys by a hash of their key: open addressing,
+// linear probing, in slots the writer fills (each once, atomically) while
+// readers probe. A state may find a key made after it: its record has no
+// version at or below the state's revision, so the read sees no key, as
+// it would have without it. (A key leaves the fresh keys only with a new
+// copy of the trees, which starts a new index.)
+type freshIndex struct {
+	slots []atomic.Pointer[keyRecord] // len a power of 2
+}
+
+var freshSeed = maphash.MakeSeed()
+
+func newFreshIndex(keys int) *freshIndex {
+	n := 8
+	for n < 2*keys {
+		n *= 2
+	}
+	return &freshIndex{slots: make([]atomic.Pointer[keyRecord], n)}
+}
+
+// grown returns an index of twice as many slots with x's keys.
+func (x *freshIndex) grown() *freshIndex {
+	nx := &freshIndex{slots: make([]atomic.Pointer[keyRecord], 2*len(x.slots))}
+	for i := range x.slots {
+		if r := x.slots[i].Load(); r != nil {
+			nx.add(r)
+		}
+	}
+	return nx
+}
+
+// add adds rec, whose key x does not have.
+func (x *freshIndex) add(rec *keyRecord) {
+	mask := uint64(len(x.slots) - 1)
+	h := maphash.Bytes(freshSeed, rec.key()) & mask
+	for x.slots[h].Load() != nil {
+		h = (h + 1) & mask
+	}
+	x.slots[h].Store(rec)
+}
+
+// find returns the record of key, or nil.
+func (x *freshIndex) find(key []byte) *keyRecord {
+	mask := uint64(len(x.slots) - 1)
+	for h := maphash.Bytes(freshSeed, key) & mask; ; h = (h + 1) & mask {
+		r := x.slots[h].Load()
+		if r == nil || bytes.Equal(r.key(), key) {
+			return r
+		}
+	}
 }
 
 // mergeRuns returns a new run of the items of a and b.
@@ -147,24 +228,13 @@ func search(run []freshItem, k8 uint64, key []byte) int {
 	return sort.Search(len(run), func(i int) bool { return !run[i].before(k8, key) })
 }
 
-// find returns the record of key, or nil.
+// find returns the record of key, or nil; maybe of a key made after the
+// state (see freshIndex).
 func (f *freshKeys) find(key []byte) *keyRecord {
 	if f.seg == nil {
 		return nil
 	}
-	k8 := keyPrefix(key, 0)
-	for _, run := range f.seg.runs {
-		if i := search(run, k8, key); i < len(run) && run[i].k8 == k8 && bytes.Equal(run[i].rec.key(), key) {
-			return run[i].rec
-		}
-	}
-	tail := f.tailKeys()
-	for i := range tail {
-		if it := &tail[i]; it.k8 == k8 && bytes.Equal(it.rec.key(), key) {
-			return it.rec
-		}
-	}
-	return nil
+	return f.seg.index.find(key)
 }
 
 // freshMerge yields the fresh keys of a range in key order: the smallest

@@ -25,7 +25,7 @@ func TestKeyIndexSides(t *testing.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
 		// Fresh keys through runs merged and copies of the trees.
 		maxFresh = rapid.IntRange(1, 24).Draw(t, "maxFresh")
-		freshTail = rapid.IntRange(1, 4).Draw(t, "freshTail")
+		freshTail = rapid.IntRange(1, 9).Draw(t, "freshTail")
 		s := newStore(Options{})
 		defer s.Close()
 		m := proptest.NewModel()
@@ -174,7 +174,8 @@ func checkParts(x *keyIndex) error {
 
 // checkFresh checks the invariants of a state's fresh keys: each run
 // sorted and shorter than the one before, the count right, the tail no
-// longer than freshTail, and no fresh key in the state's trees.
+// longer than freshTail, no fresh key in the state's trees, and every one
+// in the hash index.
 func checkFresh(st *state) error {
 	f := &st.fresh
 	if f.seg == nil {
@@ -183,7 +184,7 @@ func checkFresh(st *state) error {
 		}
 		return nil
 	}
-	if f.tail >= freshTail || len(f.seg.tail) != freshTail {
+	if f.tail >= freshTail || f.tail > len(f.seg.tail) || len(f.seg.tail) > freshTail {
 		return fmt.Errorf("tail of %d keys in %d slots, limit %d", f.tail, len(f.seg.tail), freshTail)
 	}
 	n := 0
@@ -208,6 +209,9 @@ func checkFresh(st *state) error {
 			}
 			if st.keys.lookup(it.rec.key()) != nil {
 				return fmt.Errorf("key %q is fresh and in the trees", it.rec.key())
+			}
+			if f.find(it.rec.key()) != it.rec {
+				return fmt.Errorf("key %q is not in the hash index", it.rec.key())
 			}
 		}
 	}
