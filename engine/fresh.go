@@ -14,29 +14,37 @@ import (
 //
 // Publishing a copy of the writer's trees is O(1), but after each copy the
 // writer clones every tree node it changes again (tidwall/btree's
-// copy-on-write): a node of degree 32 is about 1.5 KB, and a new random key
+// copy-on-write): a node of degree 32 is 1-1.5 KB, and a new random key
 // changes a leaf and, at a million keys, one or two inner nodes. Clones
-// are most of what a new key costs, and most of the garbage collector's
+// were most of what a new key cost, and most of the garbage collector's
 // work. So new keys go into the writer's trees at once (its lookups need
 // them) but readers get a copy of the trees only every maxFresh new keys;
 // until then, they find the new keys in a freshKeys, and the writer clones
 // each node at most once per maxFresh new keys: at a million random keys
-// the inner nodes are cloned about once per key at 64, and once per eight
-// keys at 4096; keys in key order clone almost nothing.
+// (22k leaves, 500 inner nodes) the inner nodes were cloned about once per
+// key at 64 and are once per 16 keys at 8192, and leaves 0.8 times per key
+// instead of 1; keys in key order clone almost nothing. (Measured: 4096,
+// 8192 and 16384 fresh keys cost 1823, 1657 and 1488 bytes per random new
+// key at 1M keys; the largest bounds the work of one write, see below.)
 //
 // A freshKeys is sorted runs, like a log-structured merge tree's levels,
-// and an unsorted tail:
-//   - a new key is appended to the tail, into capacity made once per tail:
-//     a state holds a prefix of it, which no append writes into;
+// an unsorted tail, and a hash index:
+//   - a new key is appended to the tail, into capacity made once per tail
+//     (the first tail after a copy starts small and doubles): a state
+//     holds a prefix of it, which no append writes into;
 //   - a full tail (freshTail keys) is sorted into a run of its own, and
 //     runs of equal size merge, as the carries of a binary counter: each
-//     key is copied about log2(maxFresh/freshTail) times, 16 bytes each;
+//     key is copied about log2(maxFresh/freshTail) times, 16 bytes each,
+//     and the largest merge, of maxFresh/2 keys, is the longest one write
+//     does (about 128 KB copied);
 //   - runs are never written once made, and the list of runs is copied
-//     when it changes (it is at most about 7 long).
+//     when it changes (it is at most about 7 long);
+//   - the hash index (freshIndex) gets each key as it comes; it is sized
+//     for maxFresh keys once they outgrow a tail, so it is rehashed only
+//     while small.
 //
-// A point read searches each run (binary search on 8 bytes of key) and
-// scans the tail; a range read merges the runs, the tail's keys in range
-// (sorted in a pooled buffer) and the trees.
+// A point read probes the hash index; a range read merges the runs, the
+// tail's keys in range (sorted in a pooled buffer) and the trees.
 
 // freshItem is a fresh key: its record, and the first 8 bytes of its whole
 // key, which tell most fresh keys apart without loading their records
@@ -70,7 +78,7 @@ func (it *freshItem) before(k8 uint64, key []byte) bool {
 // new copy of them; freshTail is the size of the unsorted tail. Vars:
 // tests lower them.
 var (
-	maxFresh  = 4096
+	maxFresh  = 8192
 	freshTail = 64
 )
 
@@ -151,7 +159,7 @@ func (f *freshKeys) growLocked() {
 		copy(seg.tail, f.seg.tail)
 	}
 	if crowded {
-		seg.index = f.seg.index.grown()
+		seg.index = f.seg.index.grown(f.len() + 1)
 	}
 	f.seg = &seg
 }
@@ -176,9 +184,14 @@ func newFreshIndex(keys int) *freshIndex {
 	return &freshIndex{slots: make([]atomic.Pointer[keyRecord], n)}
 }
 
-// grown returns an index of twice as many slots with x's keys.
-func (x *freshIndex) grown() *freshIndex {
-	nx := &freshIndex{slots: make([]atomic.Pointer[keyRecord], 2*len(x.slots))}
+// grown returns an index with x's keys and room for keys: twice as many
+// slots while the fresh keys fit a tail, then room for maxFresh at once,
+// so that no write pays for rehashing thousands of keys.
+func (x *freshIndex) grown(keys int) *freshIndex {
+	if keys > freshTail {
+		keys = maxFresh
+	}
+	nx := newFreshIndex(max(keys, len(x.slots)))
 	for i := range x.slots {
 		if r := x.slots[i].Load(); r != nil {
 			nx.add(r)
