@@ -123,27 +123,6 @@ func Workloads() []Workload {
 					return s.Sync()
 				})
 			}},
-		{Name: "put-ordered", What: "200k puts of distinct keys in key order, then a commit",
-			Run: func(env *Env) (Result, error) {
-				s, sc := env.Store, env.Scale
-				n := scaled(200_000, sc)
-				return measure(n, func() error { return load(s, n) })
-			}},
-		{Name: "put-random-1m", What: "1M puts of distinct keys in random order, then a commit",
-			MaxRounds: 3,
-			Run: func(env *Env) (Result, error) {
-				s, sc := env.Store, env.Scale
-				n := scaled(1_000_000, sc)
-				order := perm(n, 6)
-				return measure(n, func() error {
-					for _, i := range order {
-						if err := s.Put(keyOf(i), value); err != nil {
-							return err
-						}
-					}
-					return s.Sync()
-				})
-			}},
 		{Name: "put-update", What: "200k puts to 1,000 hot keys, round robin, then a commit",
 			Extra: []Engine{RevkvFile{}},
 			Run: func(env *Env) (Result, error) {
