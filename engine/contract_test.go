@@ -713,8 +713,11 @@ func TestManyNewKeys(t *testing.T) {
 	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
 	for _, sizes := range [][2]int{{96, 4}, {50, 3}, {64, 64}} {
 		maxFresh, freshTail = sizes[0], sizes[1]
-		for _, format := range []string{"k%04d", "/registry/pods/k%04d"} {
-			name := fmt.Sprintf("max=%d,tail=%d,%s", sizes[0], sizes[1], strings.TrimSuffix(format, "%04d"))
+		// The third shape shares 45 bytes: more than a part's prefix
+		// (maxCommon) and inline bytes together, so the tree's items
+		// tie on them too.
+		for _, format := range []string{"k%04d", "/registry/pods/k%04d", strings.Repeat("x", 45) + "%04d"} {
+			name := fmt.Sprintf("max=%d,tail=%d,%.20s", sizes[0], sizes[1], strings.TrimSuffix(format, "%04d"))
 			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format) })
 		}
 	}

@@ -259,6 +259,13 @@ type freshMerge struct {
 	min   int         // the list whose head is smallest; -1: none left
 	end   []byte      // nil: no end
 	e8    uint64
+
+	// The head's place in the part that before last looked at: where
+	// it falls against the part's keys (see position) and, if among
+	// them, its inline bytes there.
+	part   *keyPart
+	pos    int
+	inline uint64
 }
 
 var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
@@ -319,6 +326,28 @@ func (m *freshMerge) head() *keyRecord {
 	return m.lists[m.min][0].rec
 }
 
+// before reports whether the head comes before the item it of part p,
+// loading it's record only if the head's inline bytes in p are it's.
+func (m *freshMerge) before(p *keyPart, it keyItem) bool {
+	if m.min < 0 {
+		return false
+	}
+	hk := m.lists[m.min][0].rec.key()
+	if m.part != p {
+		m.part, m.pos = p, position(hk, p.common)
+		if m.pos == 0 {
+			m.inline = keyPrefix(hk, len(p.common))
+		}
+	}
+	switch {
+	case m.pos != 0:
+		return m.pos < 0
+	case m.inline != it.prefix:
+		return m.inline < it.prefix
+	}
+	return bytes.Compare(hk, it.rec.key()) < 0
+}
+
 // pop drops the head.
 func (m *freshMerge) pop() {
 	l := m.lists[m.min][1:]
@@ -328,6 +357,7 @@ func (m *freshMerge) pop() {
 		m.lists = slices.Delete(m.lists, m.min, m.min+1)
 	}
 	m.pick()
+	m.part = nil // a new head
 }
 
 // release returns m to the pool, holding no record.

@@ -183,16 +183,21 @@ func (x *keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
 // looks at the inline prefix first, so the walk itself touches only tree
 // nodes: fn decides when to load the records.
 func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
+	x.ascendItems(key, end, func(_ *keyPart, it keyItem) bool { return fn(it.rec) })
+}
+
+// ascendItems is ascend that gives fn the tree items, with their part.
+func (x *keyIndex) ascendItems(key, end []byte, fn func(*keyPart, keyItem) bool) {
 	if len(x.parts) == 1 {
 		p := &x.parts[0]
 		if k, e, ok := p.bounds(key, end); ok {
-			ascendTree(p.tree, len(p.common), k, e, fn)
+			ascendTree(p, k, e, fn)
 		}
 		return
 	}
 	goOn := true
-	f := func(r *keyRecord) bool {
-		goOn = fn(r)
+	f := func(p *keyPart, it keyItem) bool {
+		goOn = fn(p, it)
 		return goOn
 	}
 	for i := x.find(key); i < len(x.parts) && goOn; i++ {
@@ -201,27 +206,28 @@ func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
 			return // this part and the ones after hold keys at or past end
 		}
 		if k, e, ok := p.bounds(key, end); ok {
-			ascendTree(p.tree, len(p.common), k, e, f)
+			ascendTree(p, k, e, f)
 		}
 	}
 }
 
-// ascendTree is ascend over one tree whose items skip l bytes; key and
-// end (if not nil) have at least l bytes.
-func ascendTree(t *keyTree, l int, key, end []byte, fn func(*keyRecord) bool) {
+// ascendTree is ascendItems over one part; key and end (if not nil) start
+// with its common prefix.
+func ascendTree(pt *keyPart, key, end []byte, fn func(*keyPart, keyItem) bool) {
+	l := len(pt.common)
 	p := probe(key, l)
 	defer p.release()
 	var endPrefix uint64
 	if end != nil {
 		endPrefix = keyPrefix(end, l)
 	}
-	t.Ascend(p, func(it keyItem) bool {
+	pt.tree.Ascend(p, func(it keyItem) bool {
 		if end != nil && it.prefix >= endPrefix {
 			if it.prefix > endPrefix || bytes.Compare(it.rec.key(), end) >= 0 {
 				return false
 			}
 		}
-		return fn(it.rec)
+		return fn(pt, it)
 	})
 }
 
@@ -234,7 +240,10 @@ func (st *state) lookup(key []byte) *keyRecord {
 }
 
 // ascend is ascend over the state's keys: the index's, merged with fresh
-// (which the index's trees never hold).
+// (which the index's trees never hold). Which of a fresh key and a tree
+// item comes first is decided, for most items, by the item's inline bytes
+// (freshMerge.before): the walk does not load each record, which its
+// caller loads in batches (see state.each).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 	if st.fresh.seg == nil {
 		st.keys.ascend(key, end, fn)
@@ -243,15 +252,15 @@ func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 	m := st.fresh.merge(key, end)
 	defer m.release()
 	stopped := false
-	st.keys.ascend(key, end, func(r *keyRecord) bool {
-		for f := m.head(); f != nil && bytes.Compare(f.key(), r.key()) < 0; f = m.head() {
-			if !fn(f) {
+	st.keys.ascendItems(key, end, func(p *keyPart, it keyItem) bool {
+		for m.before(p, it) {
+			if !fn(m.head()) {
 				stopped = true
 				return false
 			}
 			m.pop()
 		}
-		if !fn(r) {
+		if !fn(it.rec) {
 			stopped = true
 			return false
 		}
