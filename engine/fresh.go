@@ -44,7 +44,7 @@ import (
 //     while small.
 //
 // A point read probes the hash index; a range read merges the runs, the
-// tail's keys in range (sorted in a pooled buffer) and the trees.
+// tail's keys in range (in a pooled buffer) and the trees.
 
 // freshItem is a fresh key: its record, and the first 8 bytes of its whole
 // key, which tell most fresh keys apart without loading their records
@@ -251,14 +251,19 @@ func (f *freshKeys) find(key []byte) *keyRecord {
 }
 
 // freshMerge yields the fresh keys of a range in key order: the smallest
-// head of several sorted lists (the runs from the range's start, and the
-// tail's keys in range, sorted).
+// of the heads of the runs (from the range's start) and of the tail's keys
+// in range. The tail's are not sorted: a range read with a limit mostly
+// stops before it reaches many fresh keys, so the smallest is found by a
+// scan of at most freshTail keys, again after each one taken.
 type freshMerge struct {
-	lists [][]freshItem
-	tail  []freshItem // buffer of the tail's keys in range
-	min   int         // the list whose head is smallest; -1: none left
-	end   []byte      // nil: no end
-	e8    uint64
+	lists [][]freshItem // each sorted, its head in range
+	tail  []freshItem   // buffer of the tail's keys in range
+	tmin  int           // the tail's smallest; -1: none
+	// min is the list whose head is smallest, len(lists) if the tail's
+	// smallest is smaller, -1 if none is left.
+	min int
+	end []byte // nil: no end
+	e8  uint64
 
 	// The head's place in the part that before last looked at: where
 	// it falls against the part's keys (see position) and, if among
@@ -280,59 +285,78 @@ func (f *freshKeys) merge(key, end []byte) *freshMerge {
 	}
 	k8 := keyPrefix(key, 0)
 	for _, run := range f.seg.runs {
-		m.add(run[search(run, k8, key):])
+		if l := run[search(run, k8, key):]; len(l) > 0 && m.inRange(&l[0]) {
+			m.lists = append(m.lists, l)
+		}
 	}
 	tail := m.tail[:0]
 	for _, it := range f.tailKeys() {
-		if !it.before(k8, key) {
+		if !it.before(k8, key) && m.inRange(&it) {
 			tail = append(tail, it)
 		}
 	}
-	slices.SortFunc(tail, compareFresh)
 	m.tail = tail
-	m.add(tail)
+	m.scanTail()
 	m.pick()
 	return m
-}
-
-// add adds a sorted list whose keys are all at or after the range's
-// start, if its first is in range.
-func (m *freshMerge) add(l []freshItem) {
-	if len(l) > 0 && m.inRange(&l[0]) {
-		m.lists = append(m.lists, l)
-	}
 }
 
 func (m *freshMerge) inRange(it *freshItem) bool {
 	return m.end == nil || it.before(m.e8, m.end)
 }
 
-// pick finds the list with the smallest head.
-func (m *freshMerge) pick() {
-	m.min = -1
-	for i := range m.lists {
-		if m.min < 0 || compareFresh(m.lists[i][0], m.lists[m.min][0]) < 0 {
-			m.min = i
+// scanTail finds the tail's smallest key.
+func (m *freshMerge) scanTail() {
+	m.tmin = -1
+	for i := range m.tail {
+		if m.tmin < 0 || compareFresh(m.tail[i], m.tail[m.tmin]) < 0 {
+			m.tmin = i
 		}
 	}
 }
 
-// head returns the smallest fresh key's record not yet popped, nil if none
-// is left in range.
-func (m *freshMerge) head() *keyRecord {
-	if m.min < 0 {
-		return nil
+// pick finds the smallest head.
+func (m *freshMerge) pick() {
+	m.min = -1
+	var best *freshItem
+	for i := range m.lists {
+		if best == nil || compareFresh(m.lists[i][0], *best) < 0 {
+			m.min, best = i, &m.lists[i][0]
+		}
 	}
-	return m.lists[m.min][0].rec
+	if m.tmin >= 0 && (best == nil || compareFresh(m.tail[m.tmin], *best) < 0) {
+		m.min = len(m.lists)
+	}
+}
+
+// headItem returns the smallest fresh key not yet popped, nil if none is
+// left in range.
+func (m *freshMerge) headItem() *freshItem {
+	switch {
+	case m.min < 0:
+		return nil
+	case m.min == len(m.lists):
+		return &m.tail[m.tmin]
+	}
+	return &m.lists[m.min][0]
+}
+
+// head returns the record of headItem, or nil.
+func (m *freshMerge) head() *keyRecord {
+	if h := m.headItem(); h != nil {
+		return h.rec
+	}
+	return nil
 }
 
 // before reports whether the head comes before the item it of part p,
 // loading it's record only if the head's inline bytes in p are it's.
 func (m *freshMerge) before(p *keyPart, it keyItem) bool {
-	if m.min < 0 {
+	h := m.headItem()
+	if h == nil {
 		return false
 	}
-	hk := m.lists[m.min][0].rec.key()
+	hk := h.rec.key()
 	if m.part != p {
 		m.part, m.pos = p, position(hk, p.common)
 		if m.pos == 0 {
@@ -350,11 +374,19 @@ func (m *freshMerge) before(p *keyPart, it keyItem) bool {
 
 // pop drops the head.
 func (m *freshMerge) pop() {
-	l := m.lists[m.min][1:]
-	if len(l) > 0 && m.inRange(&l[0]) {
-		m.lists[m.min] = l
+	if m.min == len(m.lists) {
+		last := len(m.tail) - 1
+		m.tail[m.tmin] = m.tail[last]
+		m.tail[last] = freshItem{} // a pooled buffer keeps no record alive
+		m.tail = m.tail[:last]
+		m.scanTail()
 	} else {
-		m.lists = slices.Delete(m.lists, m.min, m.min+1)
+		l := m.lists[m.min][1:]
+		if len(l) > 0 && m.inRange(&l[0]) {
+			m.lists[m.min] = l
+		} else {
+			m.lists = slices.Delete(m.lists, m.min, m.min+1)
+		}
 	}
 	m.pick()
 	m.part = nil // a new head
