@@ -20,7 +20,8 @@ import (
 // across later writes and compactions, deletes of ranges that span the
 // trees, and compactions.
 func TestKeyIndexSides(t *testing.T) {
-	defer func(n, m, f int) { rebuildLimit, maxFresh, freshTail = n, m, f }(rebuildLimit, maxFresh, freshTail)
+	defer func(n, m, f, h int) { rebuildLimit, maxFresh, freshTail, hotAfter = n, m, f, h }(rebuildLimit, maxFresh, freshTail, hotAfter)
+	hotAfter = 0 // updates through the hot cache from the first
 	rapid.Check(t, func(t *rapid.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
 		// Fresh keys through runs merged and copies of the trees.

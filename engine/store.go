@@ -205,6 +205,8 @@ type writerState struct {
 	changeBuf []change
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
 	memo lookupMemo
+	// hot is the records of keys updated lately (see hotCache).
+	hot hotCache
 }
 
 // newStore returns an empty store at revision 1, with compacted revision
@@ -392,7 +394,10 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 // changedKeysLocked records that the writer's tree changed other than by
 // insertLocked (compaction replaced or removed records): the next
 // publication copies the tree. mu is held.
-func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, freshKeys{} }
+func (s *Store) changedKeysLocked() {
+	s.w.full, s.w.fresh = true, freshKeys{}
+	s.w.hot.forget()
+}
 
 // lockWriter takes mu and checks the store is open and not stopped.
 func (s *Store) lockWriter() error {

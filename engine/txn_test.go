@@ -422,3 +422,62 @@ func TestTxnChangeBufferReused(t *testing.T) {
 		}
 	}
 }
+
+// TestHotCacheForgets updates keys through the writer's cache of hot
+// records across what replaces or removes records: a compaction (which
+// gives keys with several versions new records), a delete compacted away,
+// and an aborted txn that made and updated a key. Each later put must land
+// in the key's record in the index, as reads show.
+func TestHotCacheForgets(t *testing.T) {
+	defer func(h int) { hotAfter = h }(hotAfter)
+	hotAfter = 0
+	s := newStore(Options{})
+	defer s.Close()
+	get := func(k string) (string, int64) {
+		kvs, _, err := s.Range([]byte(k), nil, 0, 0)
+		if err != nil || len(kvs) > 1 {
+			t.Fatalf("get %q: %v %v", k, kvs, err)
+		}
+		if len(kvs) == 0 {
+			return "", 0
+		}
+		return string(kvs[0].Value), kvs[0].Version
+	}
+	put := func(k, v string) {
+		t.Helper()
+		if _, err := s.Put([]byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := get(k); got != v {
+			t.Fatalf("after put %q=%q: read %q", k, v, got)
+		}
+	}
+	for i := range 3 {
+		put("a", fmt.Sprint("a", i))
+		put("b", fmt.Sprint("b", i))
+	}
+	if err := s.Compact(s.Rev()); err != nil { // a and b get new records
+		t.Fatal(err)
+	}
+	put("a", "a3")
+	if v, ver := get("a"); v != "a3" || ver != 4 {
+		t.Fatalf("a after the compaction: %q version %d", v, ver)
+	}
+	s.DeleteRange([]byte("b"), nil)
+	if err := s.Compact(s.Rev()); err != nil { // b leaves the index
+		t.Fatal(err)
+	}
+	put("b", "b-again")
+	if _, ver := get("b"); ver != 1 {
+		t.Fatalf("b put again after its delete was compacted: version %d", ver)
+	}
+	tx, _ := s.Begin(context.Background())
+	tx.Put([]byte("c"), []byte("c0"), kv.PutOptions{})
+	tx.Put([]byte("c"), []byte("c1"), kv.PutOptions{}) // an update of the txn's own record
+	tx.Abort()
+	put("c", "c-after-abort")
+	put("c", "c-again")
+	if v, ver := get("c"); v != "c-again" || ver != 2 {
+		t.Fatalf("c after the aborted txn: %q version %d", v, ver)
+	}
+}

@@ -130,7 +130,9 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	}
 	rec, hint, ok := s.w.memo.take(key)
 	if !ok {
-		rec = s.w.keys.lookupHint(key, &hint)
+		if rec = s.w.hot.get(key); rec == nil {
+			rec = s.w.keys.lookupHint(key, &hint)
+		}
 	}
 	if rec == nil {
 		rec = newRecord(key, v)
@@ -143,6 +145,7 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	}
 	s.w.undo.touched(rec)
 	rec.append(v)
+	s.w.hot.updated(rec)
 	return change{key: s.historyKeyLocked(rec.key()), v: v}
 }
 

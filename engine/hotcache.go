@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"bytes"
+	"hash/maphash"
+)
+
+// hotCache remembers the records of keys the writer updated lately, so that
+// an update of a hot key skips the tree's descent: at a million keys that
+// descent is over half of what a put of an existing key costs. It is a
+// direct-mapped table (a key's slot is fixed by a hash of it; a key that
+// maps to a taken slot replaces its record), owned by the writer (mu).
+//
+// A record in the cache is good while it is its key's record in the
+// writer's index. Records leave the index, or are replaced there, only by
+// what calls changedKeysLocked (compaction, an abort's undo), which
+// forgets the whole cache at once by moving its epoch.
+type hotCache struct {
+	slots   []hotSlot // nil until the store has made hotAfter updates
+	epoch   uint64
+	updates int
+}
+
+type hotSlot struct {
+	rec   *keyRecord
+	epoch uint64
+}
+
+// hotSlots is the table's size (64 KiB).
+const hotSlots = 4096
+
+// hotAfter is how many updates a store makes before it has a table, so
+// that small stores do not pay for one. A var: tests lower it.
+var hotAfter = 256
+
+var hotSeed = maphash.MakeSeed()
+
+func hotIndex(key []byte) uint64 { return maphash.Bytes(hotSeed, key) & (hotSlots - 1) }
+
+// get returns the cached record of key, or nil if it has none.
+func (c *hotCache) get(key []byte) *keyRecord {
+	if c.slots == nil {
+		return nil
+	}
+	sl := &c.slots[hotIndex(key)]
+	if sl.epoch != c.epoch || sl.rec == nil || !bytes.Equal(sl.rec.key(), key) {
+		return nil
+	}
+	return sl.rec
+}
+
+// updated records that rec, its key's record in the writer's index, was
+// updated.
+func (c *hotCache) updated(rec *keyRecord) {
+	if c.slots == nil {
+		if c.updates++; c.updates < hotAfter {
+			return
+		}
+		c.slots = make([]hotSlot, hotSlots)
+	}
+	c.slots[hotIndex(rec.key())] = hotSlot{rec: rec, epoch: c.epoch}
+}
+
+// forget drops every record the cache holds (in effect: their slots no
+// longer count).
+func (c *hotCache) forget() { c.epoch++ }
