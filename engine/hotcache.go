@@ -14,19 +14,15 @@ import (
 // A record in the cache is good while it is its key's record in the
 // writer's index. Records leave the index, or are replaced there, only by
 // what calls changedKeysLocked (compaction, an abort's undo), which
-// forgets the whole cache at once by moving its epoch.
+// empties the cache: a replaced record must not stay reachable from it
+// either, with every version it lists (TestCompactionFreesMemory).
 type hotCache struct {
-	slots   []hotSlot // nil until the store has made hotAfter updates
-	epoch   uint64
+	slots   []*keyRecord // nil until the store has made hotAfter updates
+	dirty   bool         // slots hold records
 	updates int
 }
 
-type hotSlot struct {
-	rec   *keyRecord
-	epoch uint64
-}
-
-// hotSlots is the table's size (64 KiB).
+// hotSlots is the table's size (32 KiB).
 const hotSlots = 4096
 
 // hotAfter is how many updates a store makes before it has a table, so
@@ -42,11 +38,11 @@ func (c *hotCache) get(key []byte) *keyRecord {
 	if c.slots == nil {
 		return nil
 	}
-	sl := &c.slots[hotIndex(key)]
-	if sl.epoch != c.epoch || sl.rec == nil || !bytes.Equal(sl.rec.key(), key) {
+	rec := c.slots[hotIndex(key)]
+	if rec == nil || !bytes.Equal(rec.key(), key) {
 		return nil
 	}
-	return sl.rec
+	return rec
 }
 
 // updated records that rec, its key's record in the writer's index, was
@@ -56,11 +52,17 @@ func (c *hotCache) updated(rec *keyRecord) {
 		if c.updates++; c.updates < hotAfter {
 			return
 		}
-		c.slots = make([]hotSlot, hotSlots)
+		c.slots = make([]*keyRecord, hotSlots)
 	}
-	c.slots[hotIndex(rec.key())] = hotSlot{rec: rec, epoch: c.epoch}
+	c.slots[hotIndex(rec.key())] = rec
+	c.dirty = true
 }
 
-// forget drops every record the cache holds (in effect: their slots no
-// longer count).
-func (c *hotCache) forget() { c.epoch++ }
+// forget drops every record the cache holds. Compaction calls it once per
+// record it replaces: only the first call after an update clears.
+func (c *hotCache) forget() {
+	if c.dirty {
+		clear(c.slots)
+		c.dirty = false
+	}
+}
