@@ -33,28 +33,33 @@ var hotSeed = maphash.MakeSeed()
 
 func hotIndex(key []byte) uint64 { return maphash.Bytes(hotSeed, key) & (hotSlots - 1) }
 
-// get returns the cached record of key, or nil if it has none.
-func (c *hotCache) get(key []byte) *keyRecord {
+// get returns the cached record of key, or nil if it has none, and the
+// slot of key, for updated.
+func (c *hotCache) get(key []byte) (*keyRecord, int) {
 	if c.slots == nil {
-		return nil
+		return nil, -1
 	}
-	rec := c.slots[hotIndex(key)]
+	i := int(hotIndex(key))
+	rec := c.slots[i]
 	if rec == nil || !bytes.Equal(rec.key(), key) {
-		return nil
+		return nil, i
 	}
-	return rec
+	return rec, i
 }
 
 // updated records that rec, its key's record in the writer's index, was
-// updated.
-func (c *hotCache) updated(rec *keyRecord) {
+// updated; slot is what get returned for its key, -1 if not called.
+func (c *hotCache) updated(rec *keyRecord, slot int) {
 	if c.slots == nil {
 		if c.updates++; c.updates < hotAfter {
 			return
 		}
 		c.slots = make([]*keyRecord, hotSlots)
 	}
-	c.slots[hotIndex(rec.key())] = rec
+	if slot < 0 {
+		slot = int(hotIndex(rec.key()))
+	}
+	c.slots[slot] = rec
 	c.dirty = true
 }
 
