@@ -107,6 +107,7 @@ func BenchmarkPut(b *testing.B) {
 			key := make([]byte, keySize)
 			b.ReportAllocs()
 			i := uint64(0)
+			cpu0 := procCPU()
 			for b.Loop() {
 				i++
 				// A bijective mix of the counter: distinct, random-looking
@@ -118,6 +119,33 @@ func BenchmarkPut(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkPutOrdered puts new keys in key order (numbered "k%015d", each
+// after every key the store has), into a store of n numbered keys: the shape
+// of a store loaded in key order. proc-cpu-ns/op is the CPU time of the whole
+// process per op (the garbage collector's included), steadier than ns/op on a
+// shared machine.
+func BenchmarkPutOrdered(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			s := build(numberedKeys(n, false), 1)
+			runtime.GC()
+			key := make([]byte, 0, keySize)
+			b.ReportAllocs()
+			i := n
+			cpu0 := procCPU()
+			for b.Loop() {
+				key = fmt.Appendf(key[:0], "k%015d", i)
+				i++
+				if _, err := s.Put(key, value); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -139,12 +167,14 @@ func BenchmarkPutHot(b *testing.B) {
 			hot := keys[:1000]
 			b.ReportAllocs()
 			i := 0
+			cpu0 := procCPU()
 			for b.Loop() {
 				if _, err := s.Put(hot[i%1000], value); err != nil {
 					b.Fatal(err)
 				}
 				i++
 			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -231,6 +261,94 @@ func BenchmarkTxnPut10(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkReadFresh reads a store of 100k keys right after `new` keys
+// were put into it one by one (as BenchmarkPut's): reads of those new keys,
+// of keys it does not have, and ranges of 100 keys from random keys. The
+// new keys may not be in the published trees yet (see fresh.go): this is
+// what readers pay for it. cpu-ns/op is the reading thread's CPU time.
+func BenchmarkReadFresh(b *testing.B) {
+	for _, fresh := range []int{4000, 16000} {
+		keys, s := readStore(100_000, 1)
+		added := make([][]byte, fresh)
+		for i := range added {
+			k := make([]byte, keySize)
+			binary.BigEndian.PutUint64(k, mix(uint64(i)))
+			binary.BigEndian.PutUint64(k[8:], mix(uint64(i)^0x9e3779b97f4a7c15))
+			if _, err := s.Put(k, value); err != nil {
+				b.Fatal(err)
+			}
+			added[i] = k
+		}
+		runtime.GC()
+		read := func(name string, fn func(r *rand.Rand) error) {
+			b.Run(fmt.Sprintf("new=%d/%s", fresh, name), func(b *testing.B) {
+				r := rand.New(rand.NewPCG(8, 8))
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.ReportAllocs()
+				cpu0 := threadCPU()
+				for b.Loop() {
+					if err := fn(r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			})
+		}
+		read("get-new", func(r *rand.Rand) error {
+			kvs, _, err := s.Range(added[r.IntN(fresh)], nil, 0, 0)
+			if err == nil && len(kvs) != 1 {
+				err = fmt.Errorf("%d keys", len(kvs))
+			}
+			return err
+		})
+		missing := make([]byte, keySize)
+		read("get-missing", func(r *rand.Rand) error {
+			binary.BigEndian.PutUint64(missing, r.Uint64())
+			binary.BigEndian.PutUint64(missing[8:], r.Uint64())
+			_, _, err := s.Range(missing, nil, 0, 0)
+			return err
+		})
+		read("range100", func(r *rand.Rand) error {
+			kvs, _, err := s.Range(keys[r.IntN(len(keys))], []byte{}, 100, 0)
+			if err == nil && len(kvs) == 0 {
+				err = fmt.Errorf("no keys")
+			}
+			return err
+		})
+		s.Close()
+	}
+}
+
+// BenchmarkTxnPutNew10 is a txn of 10 puts of keys the store has not seen
+// (random-looking, as BenchmarkPut's).
+func BenchmarkTxnPutNew10(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			_, s := readStore(n, 1)
+			key := make([]byte, keySize)
+			b.ReportAllocs()
+			i := uint64(0)
+			cpu0 := procCPU()
+			for b.Loop() {
+				id, _ := s.TxnBegin()
+				for range 10 {
+					i++
+					binary.BigEndian.PutUint64(key, mix(i))
+					binary.BigEndian.PutUint64(key[8:], mix(i^0x9e3779b97f4a7c15))
+					if _, err := s.TxnPut(id, key, value); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := s.TxnEnd(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+		})
+	}
 }
 
 // BenchmarkCompact compacts a store of n keys after 1,000 of them were

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"github.com/revkv/revkv/internal/leaktest"
@@ -189,4 +190,77 @@ func TestCloseWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+}
+
+// TestConcurrentFreshKeys reads new keys while a writer makes them (run it
+// with -race): the writer appends to the fresh keys' tail, merges runs,
+// grows the hash index and copies the trees while readers search them. A
+// reader at revision r must see exactly the keys put by r (key i is put at
+// revision i+2), by point reads, misses and ranges; aborted txns and
+// compactions in between start the fresh keys again.
+func TestConcurrentFreshKeys(t *testing.T) {
+	defer func(m, f int) { maxFresh, freshTail = m, f }(maxFresh, freshTail)
+	maxFresh, freshTail = 300, 8
+	s := newStore(Options{})
+	defer s.Close()
+	const n = 3000
+	key := func(i int) []byte { return fmt.Appendf(nil, "k%05d", (i*7919)%10007) }
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	errc := make(chan error, 4)
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				v, _ := s.View()
+				made := int(v.Rev() - 1) // keys 0 .. made-1
+				if made == 0 {
+					continue
+				}
+				i := (j*31 + r) % (made + 5)
+				res, err := v.Range(key(i), nil, RangeOptions{})
+				if err != nil || (len(res.KVs) == 1) != (i < made) {
+					errc <- fmt.Errorf("view at %d: key %d: %d keys, %v", v.Rev(), i, len(res.KVs), err)
+					return
+				}
+				if j%16 == 0 {
+					res, err := v.Range(nil, []byte{}, RangeOptions{CountOnly: true})
+					if err != nil || res.Count != int64(made) {
+						errc <- fmt.Errorf("view at %d: %d keys, want %d, %v", v.Rev(), res.Count, made, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range n {
+		if _, err := s.Put(key(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i%97 == 0:
+			tx, _ := s.Begin(context.Background())
+			tx.Put([]byte("aborted"), []byte("x"), kv.PutOptions{})
+			tx.Abort()
+		case i%500 == 0:
+			// Nothing to free (every key has one version), but a new copy
+			// of the trees.
+			if err := s.Compact(s.Rev()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	default:
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -719,14 +720,33 @@ func TestNotify(t *testing.T) {
 
 // TestManyNewKeys crosses the point where new keys stop being published
 // beside the tree and a new copy of the tree is (maxFresh), many times, with
-// reads of every key, ranges and held views checked after each put.
+// reads of every key, ranges and held views checked after each put; with
+// a small tail, fresh keys go through many merges of runs (see fresh.go)
+// between copies. Fresh keys are told apart by their first 8 bytes: the
+// second key shape shares its first 15, so every comparison of fresh keys
+// falls back to the whole key.
 func TestManyNewKeys(t *testing.T) {
+	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
+	for _, sizes := range [][2]int{{96, 4}, {50, 3}, {64, 64}} {
+		maxFresh, freshTail = sizes[0], sizes[1]
+		// The third shape shares 45 bytes: more than a part's prefix
+		// (maxCommon) and inline bytes together, so the tree's items
+		// tie on them too.
+		for _, format := range []string{"k%04d", "/registry/pods/k%04d", strings.Repeat("x", 45) + "%04d"} {
+			name := fmt.Sprintf("max=%d,tail=%d,%.20s", sizes[0], sizes[1], strings.TrimSuffix(format, "%04d"))
+			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format) })
+		}
+	}
+}
+
+func testManyNewKeys(t *testing.T, format string) {
 	s := newStore(Options{})
 	var views []*View
+	var viewKeys [][]string
 	var want []string
 	for i := range 5*maxFresh + 7 {
 		// Keys in a scrambled order, so new keys land between old ones.
-		k := fmt.Sprintf("k%04d", (i*7919)%10007)
+		k := fmt.Sprintf(format, (i*7919)%10007)
 		mustPut(t, s, k, k)
 		want = append(want, k)
 		slices.Sort(want)
@@ -742,21 +762,36 @@ func TestManyNewKeys(t *testing.T) {
 		if got, _, _ := s.Range([]byte(k), nil, 0, 0); len(got) != 1 {
 			t.Fatalf("point read of the new key %q: %v", k, got)
 		}
-		// A bounded range starting between keys.
+		if got, _, _ := s.Range([]byte(k+"\x00"), nil, 0, 0); len(got) != 0 {
+			t.Fatalf("point read of a missing key after %q: %v", k, got)
+		}
+		// A bounded range starting between keys, and one with a limit.
 		from, to := want[len(want)/3], want[2*len(want)/3]
 		got, _, _ := s.Range([]byte(from), []byte(to), 0, 0)
 		if len(got) != 2*len(want)/3-len(want)/3 {
 			t.Fatalf("range [%s, %s) after %d puts: %d keys", from, to, i+1, len(got))
 		}
+		got, _, _ = s.Range([]byte(from), []byte{}, 3, 0)
+		for j, kv := range got {
+			if string(kv.Key) != want[len(want)/3+j] {
+				t.Fatalf("range from %s, limit 3, after %d puts: key %d = %q", from, i+1, j, kv.Key)
+			}
+		}
 		if i%50 == 0 {
 			v, _ := s.View()
 			views = append(views, v)
+			viewKeys = append(viewKeys, slices.Clone(want))
 		}
 	}
-	for _, v := range views {
-		res, err := v.Range(nil, []byte{}, RangeOptions{CountOnly: true})
-		if err != nil || res.Count != v.Rev()-1 {
-			t.Fatalf("view at %d sees %d keys, %v", v.Rev(), res.Count, err)
+	for i, v := range views {
+		res, err := v.Range(nil, []byte{}, RangeOptions{})
+		if err != nil || len(res.KVs) != len(viewKeys[i]) {
+			t.Fatalf("view at %d sees %d keys, %v", v.Rev(), len(res.KVs), err)
+		}
+		for j, kv := range res.KVs {
+			if string(kv.Key) != viewKeys[i][j] {
+				t.Fatalf("view at %d: key %d = %q, want %q", v.Rev(), j, kv.Key, viewKeys[i][j])
+			}
 		}
 	}
 }

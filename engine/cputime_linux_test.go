@@ -12,3 +12,14 @@ func threadCPU() int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// procCPU returns the CPU time (user and system) of the whole process, in
+// ns: a benchmark's own work plus the garbage collector's, which runs on
+// other threads.
+func procCPU() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}

@@ -126,16 +126,10 @@ func (s *Store) finishExecLocked(t *txnState, failed error) (rev int64, err erro
 		s.mu.Unlock()
 		return rev, failed
 	}
-	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
+	if err := s.commitChangesLocked(t); err != nil {
 		return s.Rev(), err
 	}
 	rev = s.w.rev
-	// The history keeps a txn's slice of changes if it has more than one.
-	if len(t.changes) > 1 {
-		t.changes = nil
-	} else {
-		clear(t.changes)
-	}
 	t.undo.reset()
 	return rev, s.unlockAndWait()
 }

@@ -409,7 +409,7 @@ func TestTxnRollbackKeepsViews(t *testing.T) {
 	}
 	tx.Put(b("one"), b("2"), kv.PutOptions{})
 	tx.DeleteRange(b("one"), nil, kv.DeleteOptions{})
-	if res, _ := tx.Range(b("new"), b("nex"), RangeOptions{CountOnly: true}); res.Count != 3*maxFresh {
+	if res, _ := tx.Range(b("new"), b("nex"), RangeOptions{CountOnly: true}); res.Count != int64(3*maxFresh) {
 		t.Fatalf("txn sees %d of its new keys", res.Count)
 	}
 	if err := tx.Abort(); err != nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -19,9 +20,13 @@ import (
 // across later writes and compactions, deletes of ranges that span the
 // trees, and compactions.
 func TestKeyIndexSides(t *testing.T) {
-	defer func(n int) { rebuildLimit = n }(rebuildLimit)
+	defer func(n, m, f, h int) { rebuildLimit, maxFresh, freshTail, hotAfter = n, m, f, h }(rebuildLimit, maxFresh, freshTail, hotAfter)
+	hotAfter = 0 // updates through the hot cache from the first
 	rapid.Check(t, func(t *rapid.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
+		// Fresh keys through runs merged and copies of the trees.
+		maxFresh = rapid.IntRange(1, 24).Draw(t, "maxFresh")
+		freshTail = rapid.IntRange(1, 9).Draw(t, "freshTail")
 		s := newStore(Options{})
 		defer s.Close()
 		m := proptest.NewModel()
@@ -66,6 +71,9 @@ func TestKeyIndexSides(t *testing.T) {
 			s.mu.Unlock()
 			if err := checkParts(&s.cur.Load().keys); err != nil {
 				t.Fatalf("published index: %v", err)
+			}
+			if err := checkFresh(s.cur.Load()); err != nil {
+				t.Fatalf("published fresh keys: %v", err)
 			}
 			switch rapid.IntRange(0, 9).Draw(t, "op") {
 			case 0, 1, 2, 3:
@@ -165,6 +173,52 @@ func checkParts(x *keyIndex) error {
 	return nil
 }
 
+// checkFresh checks the invariants of a state's fresh keys: each run
+// sorted and shorter than the one before, the count right, the tail no
+// longer than freshTail, no fresh key in the state's trees, and every one
+// in the hash index.
+func checkFresh(st *state) error {
+	f := &st.fresh
+	if f.seg == nil {
+		if f.tail != 0 {
+			return fmt.Errorf("no segment, %d tail keys", f.tail)
+		}
+		return nil
+	}
+	if f.tail >= freshTail || f.tail > len(f.seg.tail) || len(f.seg.tail) > freshTail {
+		return fmt.Errorf("tail of %d keys in %d slots, limit %d", f.tail, len(f.seg.tail), freshTail)
+	}
+	n := 0
+	for i, run := range f.seg.runs {
+		n += len(run)
+		if i > 0 && len(run) >= len(f.seg.runs[i-1]) {
+			return fmt.Errorf("run %d of %d keys after one of %d", i, len(run), len(f.seg.runs[i-1]))
+		}
+		for j := 1; j < len(run); j++ {
+			if compareFresh(run[j-1], run[j]) >= 0 {
+				return fmt.Errorf("run %d: %q after %q", i, run[j].rec.key(), run[j-1].rec.key())
+			}
+		}
+	}
+	if n != f.seg.inRuns {
+		return fmt.Errorf("%d keys in runs, counted %d", n, f.seg.inRuns)
+	}
+	for _, run := range append(slices.Clone(f.seg.runs), f.tailKeys()) {
+		for _, it := range run {
+			if it.k8 != keyPrefix(it.rec.key(), 0) {
+				return fmt.Errorf("key %q with 8 bytes %x", it.rec.key(), it.k8)
+			}
+			if st.keys.lookup(it.rec.key()) != nil {
+				return fmt.Errorf("key %q is fresh and in the trees", it.rec.key())
+			}
+			if f.find(it.rec.key()) != it.rec {
+				return fmt.Errorf("key %q is not in the hash index", it.rec.key())
+			}
+		}
+	}
+	return nil
+}
+
 // TestKeyIndexInOrder loads numbered keys in key order, as a restore or a
 // bulk import does, past the size at which parts stop being rebuilt: the
 // inline bytes must still tell almost every two neighbours apart (with one
@@ -208,8 +262,12 @@ func TestKeyIndexInOrder(t *testing.T) {
 
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
 // record fits the allocator's 112-byte class and a packed history entry
-// is 48 bytes.
+// is 48 bytes; and a state, allocated by every write, fits the 128-byte
+// class.
 func TestLayoutSizes(t *testing.T) {
+	if n := unsafe.Sizeof(state{}); n > 128 {
+		t.Errorf("state is %d bytes, want at most 128", n)
+	}
 	if n := unsafe.Sizeof(keyRecord{}); n != 112 {
 		t.Errorf("keyRecord is %d bytes, want 112", n)
 	}

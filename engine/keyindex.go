@@ -183,16 +183,21 @@ func (x *keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
 // looks at the inline prefix first, so the walk itself touches only tree
 // nodes: fn decides when to load the records.
 func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
+	x.ascendItems(key, end, func(_ *keyPart, it keyItem) bool { return fn(it.rec) })
+}
+
+// ascendItems is ascend that gives fn the tree items, with their part.
+func (x *keyIndex) ascendItems(key, end []byte, fn func(*keyPart, keyItem) bool) {
 	if len(x.parts) == 1 {
 		p := &x.parts[0]
 		if k, e, ok := p.bounds(key, end); ok {
-			ascendTree(p.tree, len(p.common), k, e, fn)
+			ascendTree(p, k, e, fn)
 		}
 		return
 	}
 	goOn := true
-	f := func(r *keyRecord) bool {
-		goOn = fn(r)
+	f := func(p *keyPart, it keyItem) bool {
+		goOn = fn(p, it)
 		return goOn
 	}
 	for i := x.find(key); i < len(x.parts) && goOn; i++ {
@@ -201,27 +206,28 @@ func (x *keyIndex) ascend(key, end []byte, fn func(*keyRecord) bool) {
 			return // this part and the ones after hold keys at or past end
 		}
 		if k, e, ok := p.bounds(key, end); ok {
-			ascendTree(p.tree, len(p.common), k, e, f)
+			ascendTree(p, k, e, f)
 		}
 	}
 }
 
-// ascendTree is ascend over one tree whose items skip l bytes; key and
-// end (if not nil) have at least l bytes.
-func ascendTree(t *keyTree, l int, key, end []byte, fn func(*keyRecord) bool) {
+// ascendTree is ascendItems over one part; key and end (if not nil) start
+// with its common prefix.
+func ascendTree(pt *keyPart, key, end []byte, fn func(*keyPart, keyItem) bool) {
+	l := len(pt.common)
 	p := probe(key, l)
 	defer p.release()
 	var endPrefix uint64
 	if end != nil {
 		endPrefix = keyPrefix(end, l)
 	}
-	t.Ascend(p, func(it keyItem) bool {
+	pt.tree.Ascend(p, func(it keyItem) bool {
 		if end != nil && it.prefix >= endPrefix {
 			if it.prefix > endPrefix || bytes.Compare(it.rec.key(), end) >= 0 {
 				return false
 			}
 		}
-		return fn(it.rec)
+		return fn(pt, it)
 	})
 }
 
@@ -230,46 +236,40 @@ func (st *state) lookup(key []byte) *keyRecord {
 	if rec := st.keys.lookup(key); rec != nil {
 		return rec
 	}
-	f := st.fresh
-	if i := searchFresh(f, key); i < len(f) && bytes.Equal(f[i].rec.key(), key) {
-		return f[i].rec
-	}
-	return nil
-}
-
-// searchFresh returns the index of the first item of f with a key >= key.
-// Fresh items may belong to any of the index's trees: they are compared by
-// whole keys, not by their inline bytes.
-func searchFresh(f []keyItem, key []byte) int {
-	if len(f) == 0 {
-		return 0
-	}
-	return sort.Search(len(f), func(i int) bool { return bytes.Compare(f[i].rec.key(), key) >= 0 })
+	return st.fresh.find(key)
 }
 
 // ascend is ascend over the state's keys: the index's, merged with fresh
-// (which the index's trees never hold).
+// (which the index's trees never hold). Which of a fresh key and a tree
+// item comes first is decided, for most items, by the item's inline bytes
+// (freshMerge.before): the walk does not load each record, which its
+// caller loads in batches (see state.each).
 func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
-	f := st.fresh[searchFresh(st.fresh, key):]
-	inRange := func(it keyItem) bool { return end == nil || bytes.Compare(it.rec.key(), end) < 0 }
+	if st.fresh.seg == nil {
+		st.keys.ascend(key, end, fn)
+		return
+	}
+	m := st.fresh.merge(key, end)
+	defer m.release()
 	stopped := false
-	st.keys.ascend(key, end, func(r *keyRecord) bool {
-		for len(f) > 0 && bytes.Compare(f[0].rec.key(), r.key()) < 0 {
-			if !fn(f[0].rec) {
+	st.keys.ascendItems(key, end, func(p *keyPart, it keyItem) bool {
+		for m.before(p, it) {
+			if !fn(m.head()) {
 				stopped = true
 				return false
 			}
-			f = f[1:]
+			m.pop()
 		}
-		if !fn(r) {
+		if !fn(it.rec) {
 			stopped = true
 			return false
 		}
 		return true
 	})
-	for ; !stopped && len(f) > 0 && inRange(f[0]); f = f[1:] {
-		if !fn(f[0].rec) {
+	for f := m.head(); !stopped && f != nil; f = m.head() {
+		if !fn(f) {
 			return
 		}
+		m.pop()
 	}
 }

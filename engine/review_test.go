@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,7 +307,10 @@ func TestReviewTxnRaces(t *testing.T) {
 			rev   int64
 			value string
 		}
-		results := make(chan outcome, 1000)
+		// Not a channel of fixed size: a quiet machine commits thousands
+		// of txns before the Close below, and a full channel hung the test.
+		var resultsMu sync.Mutex
+		var results []outcome
 		done := make(chan struct{})
 		const workers = 4
 		for g := range workers {
@@ -350,7 +354,9 @@ func TestReviewTxnRaces(t *testing.T) {
 						if putErr != nil {
 							t.Errorf("commit after a failed put: %v", putErr)
 						}
-						results <- outcome{rev, v}
+						resultsMu.Lock()
+						results = append(results, outcome{rev, v})
+						resultsMu.Unlock()
 					case errors.Is(err, kv.ErrTxnEnded), errors.Is(err, kv.ErrTxnFailed), err.Error() == "aborted":
 					default:
 						t.Errorf("commit: %v", err)
@@ -363,9 +369,8 @@ func TestReviewTxnRaces(t *testing.T) {
 		for range workers {
 			<-done
 		}
-		close(results)
 		committed := map[int64]string{}
-		for o := range results {
+		for _, o := range results {
 			committed[o.rev] = o.value
 		}
 		f.mu.Lock()

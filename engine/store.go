@@ -96,10 +96,8 @@ const (
 // atomic read and never wait.
 type state struct {
 	keys keyIndex // a copy of the writer's tree; never written
-	// fresh are the keys created since keys was copied, sorted: publishing a
-	// copy of the tree after every new key would clone a root-to-leaf path
-	// per key, so new keys wait here (at most maxFresh of them).
-	fresh      []keyItem
+	// fresh are the keys created since keys was copied (see fresh.go).
+	fresh      freshKeys
 	hist       history
 	rev        int64
 	compactRev int64
@@ -176,9 +174,10 @@ type Store struct {
 type writerState struct {
 	keys keyIndex // its trees are never published themselves: readers get copies
 	pub  keyIndex // the copy of keys readers have
-	// fresh are the keys created since pub was copied (see state.fresh);
-	// each change makes a new slice, since readers hold the old one.
-	fresh []keyItem
+	// fresh are the keys created since pub was copied (see fresh.go). It
+	// only grows; whatever removes a key starts it again
+	// (changedKeysLocked).
+	fresh freshKeys
 	// full says keys changed in a way fresh does not describe (or fresh
 	// grew to maxFresh): the next publication copies the tree.
 	full       bool
@@ -203,8 +202,13 @@ type writerState struct {
 	applyBuf []change
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
+	// changeBuf is where the txns of TxnBegin and Begin collect their
+	// changes, reused (see commitChangesLocked).
+	changeBuf []change
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
 	memo lookupMemo
+	// hot is the records of keys updated lately (see hotCache).
+	hot hotCache
 }
 
 // newStore returns an empty store at revision 1, with compacted revision
@@ -216,18 +220,12 @@ func newStore(opts Options) *Store {
 	return s
 }
 
-// maxFresh is how many new keys are published beside the tree before a new
-// copy of it is. Copying is O(1), but after each copy the writer clones
-// every node it touches again: about one leaf per new random key, and one
-// per maxFresh new keys in order, instead of a root-to-leaf path per key.
-const maxFresh = 64
-
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
 	if s.w.full || s.w.pub.parts == nil {
 		s.w.keys.dropEmpty()
 		s.w.pub = s.w.keys.copy()
-		s.w.fresh = nil
+		s.w.fresh = freshKeys{}
 		s.w.full = false
 	}
 	st := &state{
@@ -280,20 +278,14 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	if !same {
 		hint = nil // of another tree
 	}
-	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
-	t.SetHint(it, hint)
+	t.SetHint(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}, hint)
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
-	case len(s.w.fresh) >= maxFresh:
-		s.w.full, s.w.fresh = true, nil
+	case s.w.fresh.len() >= maxFresh:
+		s.changedKeysLocked()
 	default:
-		i := searchFresh(s.w.fresh, rec.key())
-		f := make([]keyItem, len(s.w.fresh)+1)
-		copy(f, s.w.fresh[:i])
-		f[i] = it
-		copy(f[i+1:], s.w.fresh[i:])
-		s.w.fresh = f
+		s.w.fresh.add(freshOf(rec))
 	}
 }
 
@@ -404,7 +396,10 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 // changedKeysLocked records that the writer's tree changed other than by
 // insertLocked (compaction replaced or removed records): the next
 // publication copies the tree. mu is held.
-func (s *Store) changedKeysLocked() { s.w.full, s.w.fresh = true, nil }
+func (s *Store) changedKeysLocked() {
+	s.w.full, s.w.fresh = true, freshKeys{}
+	s.w.hot.forget()
+}
 
 // lockWriter takes mu and checks the store is open and not stopped.
 func (s *Store) lockWriter() error {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/revkv/revkv/kv"
@@ -113,7 +114,7 @@ func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, er
 	if err := s.lockWriter(); err != nil {
 		return nil, err
 	}
-	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf}
+	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf, changes: s.w.changeBuf[:0]}
 	t.skipped = s.checkIndexLocked()
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
@@ -187,6 +188,37 @@ func (s *Store) rollbackLocked(t *txnState) {
 	s.w.cindex = t.oldIndex
 	clear(t.changes) // an ended txn keeps no key or value alive
 	t.changes = t.changes[:0]
+	s.keepChangeBufLocked(t)
+}
+
+// commitChangesLocked hands t's changes to the persister and publishes
+// them (endWriteLocked). mu is held by t's ender; if the persister refuses
+// them, it is released.
+//
+// t collects its changes in a buffer every txn reuses (changeBuf, or the
+// exec state's), which they would otherwise grow by appending, a new array
+// per doubling; the history keeps a revision's slice of changes if it has
+// more than one, so it gets a copy of exactly their size.
+func (s *Store) commitChangesLocked(t *txnState) error {
+	cs := t.changes
+	if len(cs) > 1 {
+		cs = slices.Clone(cs)
+	}
+	if err := s.endWriteLocked(t.beginRev+1, cs, t.oldIndex); err != nil {
+		return err // mu is released: the buffer is left to t
+	}
+	clear(t.changes) // the buffer keeps no key or value alive
+	s.keepChangeBufLocked(t)
+	return nil
+}
+
+// keepChangeBufLocked keeps the buffer of an ended txn's changes for the
+// next txn. The txn's own slice keeps its length (Rev reads it). mu is
+// held by t's ender.
+func (s *Store) keepChangeBufLocked(t *txnState) {
+	if t != &s.w.exec {
+		s.w.changeBuf = t.changes[:0]
+	}
 }
 
 // commitTxn ends t: it applies t's changes as one revision, or aborts t if
@@ -207,7 +239,7 @@ func (s *Store) commitTxn(t *txnState) (rev int64, err error) {
 	}
 	s.txnMu.Unlock()
 	t.undo.reset()
-	if err := s.endWriteLocked(t.beginRev+1, t.changes, t.oldIndex); err != nil {
+	if err := s.commitChangesLocked(t); err != nil {
 		return 0, err
 	}
 	rev = s.w.rev // read before the unlock

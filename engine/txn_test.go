@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -320,5 +322,149 @@ func TestTxnConsistentIndex(t *testing.T) {
 	}
 	if resp, err := s.Txn(context.Background(), req); err != nil || resp.Rev != 3 || s.ConsistentIndex() != 6 {
 		t.Fatalf("entry 6: %+v, %v, index %d", resp, err, s.ConsistentIndex())
+	}
+}
+
+// TestTxnChangeBufferReused runs txns of several changes back to back, of
+// every kind (TxnBegin, Begin, Store.Txn), with aborted ones between: each
+// collects its changes in a buffer the next one reuses, so the history
+// must hold a copy of each revision's changes, not the buffer.
+func TestTxnChangeBufferReused(t *testing.T) {
+	s := newStore(Options{})
+	defer s.Close()
+	type want struct {
+		rev  int64
+		keys []string
+	}
+	var wants []want
+	for i := range 12 {
+		keys := []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), fmt.Sprintf("c%d", i)}[:1+i%3]
+		var rev int64
+		switch i % 3 {
+		case 0:
+			id, _ := s.TxnBegin()
+			for _, k := range keys {
+				if _, err := s.TxnPut(id, []byte(k), []byte(k)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.TxnEnd(id); err != nil {
+				t.Fatal(err)
+			}
+			rev = s.Rev()
+		case 1:
+			tx, err := s.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				if _, err := tx.Put([]byte(k), []byte(k), kv.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rev, err = tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			req := &kv.TxnRequest{}
+			for _, k := range keys {
+				req.Then = append(req.Then, kv.Op{Type: kv.OpPut, Key: []byte(k), Value: []byte(k)})
+			}
+			res, err := s.Txn(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev = res.Rev
+		}
+		wants = append(wants, want{rev, keys})
+		// An aborted txn of as many changes, through the same buffer.
+		tx, err := s.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 4 {
+			tx.Put(fmt.Appendf(nil, "x%d", j), []byte("aborted"), kv.PutOptions{})
+		}
+		if err := tx.Abort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _ := s.View()
+	for _, w := range wants {
+		var got []string
+		for ev, err := range v.Events(w.rev) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.KV.ModRevision != w.rev {
+				break
+			}
+			if !bytes.Equal(ev.KV.Key, ev.KV.Value) {
+				t.Fatalf("revision %d: key %q with value %q", w.rev, ev.KV.Key, ev.KV.Value)
+			}
+			got = append(got, string(ev.KV.Key))
+		}
+		if !slices.Equal(got, w.keys) {
+			t.Fatalf("revision %d: changes %q, want %q", w.rev, got, w.keys)
+		}
+	}
+}
+
+// TestHotCacheForgets updates keys through the writer's cache of hot
+// records across what replaces or removes records: a compaction (which
+// gives keys with several versions new records), a delete compacted away,
+// and an aborted txn that made and updated a key. Each later put must land
+// in the key's record in the index, as reads show.
+func TestHotCacheForgets(t *testing.T) {
+	defer func(h int) { hotAfter = h }(hotAfter)
+	hotAfter = 0
+	s := newStore(Options{})
+	defer s.Close()
+	get := func(k string) (string, int64) {
+		kvs, _, err := s.Range([]byte(k), nil, 0, 0)
+		if err != nil || len(kvs) > 1 {
+			t.Fatalf("get %q: %v %v", k, kvs, err)
+		}
+		if len(kvs) == 0 {
+			return "", 0
+		}
+		return string(kvs[0].Value), kvs[0].Version
+	}
+	put := func(k, v string) {
+		t.Helper()
+		if _, err := s.Put([]byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := get(k); got != v {
+			t.Fatalf("after put %q=%q: read %q", k, v, got)
+		}
+	}
+	for i := range 3 {
+		put("a", fmt.Sprint("a", i))
+		put("b", fmt.Sprint("b", i))
+	}
+	if err := s.Compact(s.Rev()); err != nil { // a and b get new records
+		t.Fatal(err)
+	}
+	put("a", "a3")
+	if v, ver := get("a"); v != "a3" || ver != 4 {
+		t.Fatalf("a after the compaction: %q version %d", v, ver)
+	}
+	s.DeleteRange([]byte("b"), nil)
+	if err := s.Compact(s.Rev()); err != nil { // b leaves the index
+		t.Fatal(err)
+	}
+	put("b", "b-again")
+	if _, ver := get("b"); ver != 1 {
+		t.Fatalf("b put again after its delete was compacted: version %d", ver)
+	}
+	tx, _ := s.Begin(context.Background())
+	tx.Put([]byte("c"), []byte("c0"), kv.PutOptions{})
+	tx.Put([]byte("c"), []byte("c1"), kv.PutOptions{}) // an update of the txn's own record
+	tx.Abort()
+	put("c", "c-after-abort")
+	put("c", "c-again")
+	if v, ver := get("c"); v != "c-again" || ver != 2 {
+		t.Fatalf("c after the aborted txn: %q version %d", v, ver)
 	}
 }

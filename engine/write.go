@@ -128,9 +128,12 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	if len(value) > 0 {
 		v.value = value
 	}
+	slot := -1
 	rec, hint, ok := s.w.memo.take(key)
 	if !ok {
-		rec = s.w.keys.lookupHint(key, &hint)
+		if rec, slot = s.w.hot.get(key); rec == nil {
+			rec = s.w.keys.lookupHint(key, &hint)
+		}
 	}
 	if rec == nil {
 		rec = newRecord(key, v)
@@ -143,6 +146,7 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 	}
 	s.w.undo.touched(rec)
 	rec.append(v)
+	s.w.hot.updated(rec, slot)
 	return change{key: s.historyKeyLocked(rec.key()), v: v}
 }
 

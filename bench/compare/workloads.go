@@ -206,6 +206,24 @@ func Workloads() []Workload {
 					return s.Sync()
 				})
 			}},
+		{Name: "txn-put-new", What: "write txns of 10 puts of distinct new keys (random order), then a commit; ns per txn",
+			Run: func(env *Env) (Result, error) {
+				s, sc := env.Store, env.Scale
+				n := scaled(20_000, sc)
+				order := perm(10*n, 7)
+				keys := make([][]byte, 10)
+				return measure(n, func() error {
+					for t := range n {
+						for j := range keys {
+							keys[j] = keyOf(order[10*t+j])
+						}
+						if err := s.TxnPut(keys, value); err != nil {
+							return err
+						}
+					}
+					return s.Sync()
+				})
+			}},
 		{Name: "watch-fanout", What: "1,000 watchers on distinct keys; puts to all 1,000 keys, until every event is received (ns per event)",
 			Primary: "ns/op", MaxRounds: 3,
 			Run: func(env *Env) (Result, error) {

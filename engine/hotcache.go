@@ -1,0 +1,73 @@
+package engine
+
+import (
+	"bytes"
+	"hash/maphash"
+)
+
+// hotCache remembers the records of keys the writer updated lately, so that
+// an update of a hot key skips the tree's descent: at a million keys that
+// descent is over half of what a put of an existing key costs. It is a
+// direct-mapped table (a key's slot is fixed by a hash of it; a key that
+// maps to a taken slot replaces its record), owned by the writer (mu).
+//
+// A record in the cache is good while it is its key's record in the
+// writer's index. Records leave the index, or are replaced there, only by
+// what calls changedKeysLocked (compaction, an abort's undo), which
+// empties the cache: a replaced record must not stay reachable from it
+// either, with every version it lists (TestCompactionFreesMemory).
+type hotCache struct {
+	slots   []*keyRecord // nil until the store has made hotAfter updates
+	dirty   bool         // slots hold records
+	updates int
+}
+
+// hotSlots is the table's size (32 KiB).
+const hotSlots = 4096
+
+// hotAfter is how many updates a store makes before it has a table, so
+// that small stores do not pay for one. A var: tests lower it.
+var hotAfter = 256
+
+var hotSeed = maphash.MakeSeed()
+
+func hotIndex(key []byte) uint64 { return maphash.Bytes(hotSeed, key) & (hotSlots - 1) }
+
+// get returns the cached record of key, or nil if it has none, and the
+// slot of key, for updated.
+func (c *hotCache) get(key []byte) (*keyRecord, int) {
+	if c.slots == nil {
+		return nil, -1
+	}
+	i := int(hotIndex(key))
+	rec := c.slots[i]
+	if rec == nil || !bytes.Equal(rec.key(), key) {
+		return nil, i
+	}
+	return rec, i
+}
+
+// updated records that rec, its key's record in the writer's index, was
+// updated; slot is what get returned for its key, -1 if not called.
+func (c *hotCache) updated(rec *keyRecord, slot int) {
+	if c.slots == nil {
+		if c.updates++; c.updates < hotAfter {
+			return
+		}
+		c.slots = make([]*keyRecord, hotSlots)
+	}
+	if slot < 0 {
+		slot = int(hotIndex(rec.key()))
+	}
+	c.slots[slot] = rec
+	c.dirty = true
+}
+
+// forget drops every record the cache holds. Compaction calls it once per
+// record it replaces: only the first call after an update clears.
+func (c *hotCache) forget() {
+	if c.dirty {
+		clear(c.slots)
+		c.dirty = false
+	}
+}
