@@ -61,7 +61,7 @@ func dirSize(b *testing.B, dir string) int64 {
 	return total
 }
 
-func openOS(b *testing.B, dir string, opts filelog.Options) (*engine.Store, *filelog.Log) {
+func openOS(b testing.TB, dir string, opts filelog.Options) (*engine.Store, *filelog.Log) {
 	opts.FS = persist.OS
 	return mustOpen(b, dir, opts)
 }

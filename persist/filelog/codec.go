@@ -112,8 +112,8 @@ func parseSegHeader(b []byte) (segHeader, error) {
 }
 
 // appendFrames appends raw as frames of at most FrameSize raw bytes each,
-// all but the last marked continued.
-func appendFrames(dst, raw []byte) []byte {
+// all but the last marked continued, compressed with enc.
+func appendFrames(enc *zcodec.Encoder, dst, raw []byte) []byte {
 	for len(raw) > 0 {
 		chunk := raw[:min(len(raw), FrameSize)]
 		raw = raw[len(chunk):]
@@ -123,7 +123,7 @@ func appendFrames(dst, raw []byte) []byte {
 		}
 		start := len(dst)
 		dst = append(dst, make([]byte, frameHdrSize)...)
-		dst = zcodec.Encode(zcodec.Fast, dst, chunk)
+		dst = enc.Encode(dst, chunk)
 		if len(dst)-start-frameHdrSize >= len(chunk) {
 			dst = append(dst[:start+frameHdrSize], chunk...)
 		} else {
