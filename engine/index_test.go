@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"testing"
 	"unsafe"
 
@@ -207,11 +208,33 @@ func TestKeyIndexInOrder(t *testing.T) {
 }
 
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
-// record fits the allocator's 112-byte class and a packed history entry
-// is 48 bytes.
+// record is 64 bytes before its inline bytes, a record of a 16-byte key
+// and a 128-byte value one 208-byte allocation, and a packed history
+// entry is 48 bytes.
 func TestLayoutSizes(t *testing.T) {
-	if n := unsafe.Sizeof(keyRecord{}); n != 112 {
-		t.Errorf("keyRecord is %d bytes, want 112", n)
+	if n := unsafe.Sizeof(keyRecord{}); n != recordSize {
+		t.Errorf("keyRecord is %d bytes, want %d", n, recordSize)
+	}
+	for _, c := range recordClasses {
+		r, data := c.alloc()
+		if len(data) != c.n || uintptr(unsafe.Pointer(&data[0])) != uintptr(unsafe.Pointer(r))+recordSize {
+			t.Errorf("class %d: %d bytes at offset %d", c.n, len(data), uintptr(unsafe.Pointer(&data[0]))-uintptr(unsafe.Pointer(r)))
+		}
+	}
+	key := []byte("k000000000000001")
+	v := version{main: 2, create: 2, ver: 1, value: make([]byte, 128)}
+	if allocs := testing.AllocsPerRun(100, func() { newRecord(key, v) }); allocs != 1 {
+		t.Errorf("newRecord of a 16-byte key and a 128-byte value: %v allocations, want 1", allocs)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	const n = 1000
+	for range n {
+		newRecord(key, v)
+	}
+	runtime.ReadMemStats(&m1)
+	if per := (m1.TotalAlloc - m0.TotalAlloc) / n; per != 208 {
+		t.Errorf("newRecord of a 16-byte key and a 128-byte value: %d bytes, want 208", per)
 	}
 	if n := unsafe.Sizeof(packed{}); n != 48 {
 		t.Errorf("packed is %d bytes, want 48", n)
