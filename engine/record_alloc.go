@@ -2,7 +2,8 @@ package engine
 
 import "unsafe"
 
-// Records carry their bytes (key and first value) in the same allocation:
+// Records carry their bytes (key and first value) in the same allocation,
+// right after the record (see keyRecord.bytes):
 // a record of n bytes is a sizedRecord whose array is the smallest of
 // recordClasses that holds n, chosen so that record and array together
 // fill one of the Go allocator's size classes. The garbage collector scans
@@ -43,31 +44,35 @@ var recordClasses = [...]recordClass{
 	{160, allocFor[[160]byte]},
 	{176, allocFor[[176]byte]},
 	{192, allocFor[[192]byte]},
-	{224, allocFor[[224]byte]},
-	{256, allocFor[[256]byte]},
-	{288, allocFor[[288]byte]},
-	{320, allocFor[[320]byte]},
-	{352, allocFor[[352]byte]},
-	{384, allocFor[[384]byte]},
-	{416, allocFor[[416]byte]},
-	{448, allocFor[[448]byte]},
-	{512, allocFor[[512]byte]},
-	{576, allocFor[[576]byte]},
-	{640, allocFor[[640]byte]},
-	{704, allocFor[[704]byte]},
-	{832, allocFor[[832]byte]},
-	{960, allocFor[[960]byte]},
+	{208, allocFor[[208]byte]},
+	{240, allocFor[[240]byte]},
+	{272, allocFor[[272]byte]},
+	{304, allocFor[[304]byte]},
+	{336, allocFor[[336]byte]},
+	{368, allocFor[[368]byte]},
+	{400, allocFor[[400]byte]},
+	{432, allocFor[[432]byte]},
+	{464, allocFor[[464]byte]},
+	{528, allocFor[[528]byte]},
+	{592, allocFor[[592]byte]},
+	{656, allocFor[[656]byte]},
+	{720, allocFor[[720]byte]},
+	{848, allocFor[[848]byte]},
+	{976, allocFor[[976]byte]},
 }
 
-// maxInline is the most bytes a record holds inline; longer ones get an
+// maxInline is the most bytes a record holds inline; longer ones go in an
 // allocation of their own (which the garbage collector does not scan
-// either: it holds no pointers).
-const maxInline = 960
+// either: it holds no pointers), from an extRecord.
+const maxInline = 976
 
 // allocRecord returns a new record with room for n bytes, and that room.
 func allocRecord(n int) (*keyRecord, []byte) {
 	if n > maxInline {
-		return new(keyRecord), make([]byte, n)
+		r := new(extRecord)
+		data := make([]byte, n)
+		r.ext, r.kn = unsafe.SliceData(data), extBit
+		return &r.keyRecord, data
 	}
 	// A binary search would take as many steps as the scan takes for the
 	// records most stores make (keys and values of a few dozen bytes).

@@ -36,44 +36,76 @@ func (v version) deleted() bool { return v.ver == 0 }
 // before the compaction keep the versions they can see.
 //
 // The key and the first version's value share one allocation with the
-// record, up to maxInline bytes together (see allocRecord): a key written
-// once with a small value is one object of the record's 64 bytes plus its
-// bytes, rounded to the allocator's size class (16-byte key, 128-byte
-// value: 208 bytes), with two pointers for the garbage collector to scan
-// (vers and kp), and the key compares from the same cache lines.
+// record, right after its 48 bytes, up to maxInline bytes together (see
+// allocRecord): a key written once with a small value is one object of
+// the record plus its bytes, rounded to the allocator's size class
+// (16-byte key, 128-byte value: 192 bytes), with one pointer for the
+// garbage collector to scan (vers), and the key compares from the same
+// cache lines. Longer bytes, and the keys of probes, are elsewhere, in an
+// extRecord.
 //
 // Reading a key costs one cache miss after the tree node for a key with one
 // version, and two or three for others (the record, its list, the slot of
 // the version).
 type keyRecord struct {
 	vers atomic.Pointer[versionList]
-	// kp points to the key (kn bytes) and, right after it, the first
-	// version's value (vn bytes).
-	kp *byte
-	// The first version, but its value and sub-revision.
-	main, create, ver, lease int64
-	kn, vn                   uint32 // keys and values are far below 4 GiB (kv.MaxValueSize)
-	// sub is the first version's sub-revision: at most a revision's
-	// changes, far below 2^31 (kv.MaxBatchSize); newRecord starts a list
-	// for a version whose sub does not fit.
-	sub int32
+	// The first version, but its value and its sub-revision: fits holds
+	// for every version the engine makes (newRecord starts a list for one
+	// that does not fit).
+	main, create, lease int64
+	ver, sub            uint32
+	// kn is the key's length, with extBit set if the bytes are not inline
+	// but in an extRecord; the first version's value (vn bytes) follows
+	// the key.
+	kn, vn uint32
 }
 
 // recordSize is the size of a record without its bytes.
-const recordSize = 64
+const recordSize = 48
+
+// extBit marks a record whose bytes are not right after it.
+const extBit = 1 << 31
+
+// extRecord is a record whose bytes are elsewhere: ext points to them.
+type extRecord struct {
+	keyRecord
+	ext *byte
+}
+
+// newProbe returns a record without bytes, for setKey.
+func newProbe() *keyRecord {
+	r := &new(extRecord).keyRecord
+	r.kn = extBit
+	return r
+}
+
+// bytes returns the address of the record's key, which its first value
+// follows.
+func (r *keyRecord) bytes() *byte {
+	if r.kn&extBit != 0 {
+		return (*extRecord)(unsafe.Pointer(r)).ext
+	}
+	return (*byte)(unsafe.Add(unsafe.Pointer(r), recordSize))
+}
 
 // key returns the record's key. It never changes.
-func (r *keyRecord) key() []byte { return unsafe.Slice(r.kp, r.kn) }
+func (r *keyRecord) key() []byte { return unsafe.Slice(r.bytes(), r.kn&^extBit) }
 
-// setKey makes k the record's key, without copying it: for probes, which
-// have no version.
-func (r *keyRecord) setKey(k []byte) { r.kp, r.kn = unsafe.SliceData(k), uint32(len(k)) }
+// setKey makes k the key of a probe (from newProbe), without copying it.
+func (r *keyRecord) setKey(k []byte) {
+	(*extRecord)(unsafe.Pointer(r)).ext, r.kn = unsafe.SliceData(k), uint32(len(k))|extBit
+}
+
+// fits reports whether the record's fields hold v's revision numbers.
+func fits(v version) bool {
+	return v.ver >= 0 && v.ver <= math.MaxUint32 && v.sub >= 0 && v.sub <= math.MaxUint32
+}
 
 // firstVersion returns the version the record was made with.
 func (r *keyRecord) firstVersion() version {
-	v := version{main: r.main, sub: int64(r.sub), create: r.create, ver: r.ver, lease: r.lease}
+	v := version{main: r.main, sub: int64(r.sub), create: r.create, ver: int64(r.ver), lease: r.lease}
 	if r.vn > 0 {
-		v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r.kp), r.kn)), r.vn)
+		v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r.bytes()), r.kn&^extBit)), r.vn)
 	}
 	return v
 }
@@ -156,18 +188,19 @@ func newRecord(key []byte, first version) *keyRecord {
 	r, data := allocRecord(len(key) + len(first.value))
 	copy(data, key)
 	copy(data[len(key):], first.value)
-	r.kp, r.kn, r.vn = unsafe.SliceData(data), uint32(len(key)), uint32(len(first.value))
-	if first.sub > math.MaxInt32 {
+	r.kn |= uint32(len(key))
+	if !fits(first) {
 		// Never made by the engine's own writes: keep the version in a
-		// list, which has room for any sub-revision.
-		if r.vn > 0 {
+		// list, which has room for any revision numbers.
+		if len(first.value) > 0 {
 			first.value = data[len(key):len(data):len(data)]
 		}
-		r.vn = 0
 		r.vers.Store(listOf([]version{first}))
 		return r
 	}
-	r.main, r.sub, r.create, r.ver, r.lease = first.main, int32(first.sub), first.create, first.ver, first.lease
+	r.vn = uint32(len(first.value))
+	r.main, r.create, r.lease = first.main, first.create, first.lease
+	r.ver, r.sub = uint32(first.ver), uint32(first.sub)
 	return r
 }
 
