@@ -391,6 +391,9 @@ func Workloads() []Workload {
 				res.Extra = map[string]float64{"heap-B/key": float64(after-min(before, after)) / float64(n)}
 				return res, err
 			}},
+		{Name: "rss", What: "resident memory (RSS) per key at 1M keys (16-byte keys, 128-byte values), each engine in a process of its own",
+			Primary: "rss-B/key", MaxRounds: 1,
+			Run: func(env *Env) (Result, error) { return inChild(env.Engine, env.Scale) }},
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 )
 
 func main() {
+	compare.ChildMain() // the rss workload runs each engine in a process of its own
 	only := flag.String("only", "", "comma-separated workloads to run (default: all)")
 	rounds := flag.Int("n", 3, "rounds per workload and engine, alternating engines; the median counts")
 	asJSON := flag.Bool("json", false, "print JSON rows instead of a markdown table")
