@@ -327,7 +327,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 		if err := checkPut(e.Key, e.Value); err != nil {
 			return l.corrupt("%v", err)
 		}
-		c = l.s.putLocked(e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
+		c = l.s.replayPutLocked(e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
 	}
 	if c.v.create != e.Create || c.v.ver != e.Version {
 		return l.corrupt("event %d.%d on %q: create %d version %d, history says %d, %d",
