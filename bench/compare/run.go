@@ -45,7 +45,7 @@ type Row struct {
 	Ratio    float64 `json:"etcd_over_revkv,omitempty"`
 	RatioMin float64 `json:"ratio_min,omitempty"`
 	RatioMax float64 `json:"ratio_max,omitempty"`
-	Note  string  `json:"note,omitempty"`
+	Note     string  `json:"note,omitempty"`
 }
 
 // DefaultEngines are the engines of the comparison.
