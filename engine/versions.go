@@ -49,9 +49,9 @@ func (v version) deleted() bool { return v.ver == 0 }
 // the version).
 type keyRecord struct {
 	vers atomic.Pointer[versionList]
-	// The first version, but its value and its sub-revision: fits holds
-	// for every version the engine makes (newRecord starts a list for one
-	// that does not fit).
+	// The first version but its value: its version and sub-revision in
+	// 32 bits, which hold those of every version the engine makes (see
+	// fits; newRecord starts a list for one they do not).
 	main, create, lease int64
 	ver, sub            uint32
 	// kn is the key's length, with extBit set if the bytes are not inline
