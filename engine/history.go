@@ -159,9 +159,9 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 // add records the changes of main revision rev (at least one), which must
 // be one past the last added (or the first ever). Only the writer calls it;
 // the returned history is published with the revision. It keeps no
-// reference to cs if it holds one change.
+// reference to cs if it holds one packable change.
 func (h history) add(rev int64, cs []change) history {
-	if len(cs) == 1 {
+	if len(cs) == 1 && packable(cs[0], rev) {
 		return h.addOne(rev, cs[0])
 	}
 	h, c, j := h.slot(rev)
@@ -224,8 +224,8 @@ func (c *chunk) grown(j int64) *chunk {
 	return g
 }
 
-// growInto gives to a copy of from's array, with size slots, if from has
-// one.
+// growInto stores in to a copy of from's array with size slots, if from
+// has an array.
 func growInto[T any](to, from *atomic.Pointer[[]T], size int64) {
 	if old := loaded(from); old != nil {
 		s := make([]T, size)

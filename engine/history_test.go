@@ -94,3 +94,20 @@ func TestHistoryGrowConcurrentReads(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestHistoryOneUnpackableChange: a revision of one change that cannot be
+// packed (a sub-revision other than 0) is kept as its slice, through add
+// and addOne alike.
+func TestHistoryOneUnpackableChange(t *testing.T) {
+	var h history
+	c := change{key: []byte("k"), v: version{main: 2, sub: 1, ver: 1}}
+	h = h.add(2, []change{c})
+	h = h.addOne(3, change{key: []byte("k"), v: version{main: 3, sub: 1, ver: 2}})
+	for rev := int64(2); rev <= 3; rev++ {
+		var got []change
+		h.each(rev, func(c change) bool { got = append(got, c); return true })
+		if len(got) != 1 || got[0].v.main != rev || got[0].v.sub != 1 {
+			t.Fatalf("revision %d: %+v", rev, got)
+		}
+	}
+}
