@@ -150,7 +150,7 @@ func (sr *Reader) readFull(b []byte, what string) error {
 // Next returns the next entry and whether it is an event (else a base
 // entry). The Entry is reused by the next call, but its Key and Value are
 // new each time: the caller may keep them (the Key only until the next
-// call, after ReuseKeys or ReuseValues). At the end of a stream whose
+// call after ReuseKeys, the Value after ReuseValues). At the end of a stream whose
 // trailer and checksums hold, Next returns io.EOF; any damage is an error
 // wrapping kv.ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
