@@ -28,6 +28,9 @@ func TestWorkloadsRun(t *testing.T) {
 		t.Fatalf("%d rows, want %d", len(rows), want)
 	}
 	for _, r := range rows {
+		if r.Failed != "" {
+			t.Errorf("%s on %s: %s", r.Workload, r.Engine, r.Failed)
+		}
 		if r.Note == "" && r.NsPerOp <= 0 {
 			t.Errorf("%s on %s: no figure and no note", r.Workload, r.Engine)
 		}

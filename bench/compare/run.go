@@ -46,6 +46,8 @@ type Row struct {
 	RatioMin float64 `json:"ratio_min,omitempty"`
 	RatioMax float64 `json:"ratio_max,omitempty"`
 	Note     string  `json:"note,omitempty"`
+	// Failed says why a round failed (the figures are the other rounds').
+	Failed string `json:"failed,omitempty"`
 }
 
 // DefaultEngines are the engines of the comparison.
@@ -83,6 +85,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 	}
 	results := map[string][]Result{}
 	notes := map[string]string{}
+	failed := map[string]string{}
 	engines := append(slices.Clip(cfg.Engines), w.Extra...)
 	n := len(engines)
 	for r := range rounds {
@@ -98,7 +101,13 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.Name(), err)
+				// One engine's failure (a timeout on a loaded machine)
+				// costs its round, not the whole run.
+				failed[e.Name()] = fmt.Sprintf("round %d failed: %v", r+1, err)
+				if cfg.Log != nil {
+					fmt.Fprintf(cfg.Log, "%-14s %-9s round %d: %v\n", w.Name, e.Name(), r+1, err)
+				}
+				continue
 			}
 			if cfg.Log != nil {
 				fmt.Fprintf(cfg.Log, "%-14s %-9s round %d: %d ops in %v\n", w.Name, e.Name(), r+1, res.Ops, res.Elapsed.Round(time.Microsecond))
@@ -108,7 +117,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 	}
 	var rows []Row
 	for _, e := range engines {
-		row := Row{Workload: w.Name, Engine: e.Name(), Note: notes[e.Name()]}
+		row := Row{Workload: w.Name, Engine: e.Name(), Note: notes[e.Name()], Failed: failed[e.Name()]}
 		if rs := results[e.Name()]; len(rs) > 0 {
 			med := median(rs)
 			ops := float64(med.Ops)
@@ -119,6 +128,9 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 			row.Note = ""
 			row.Rounds = len(rs)
 			row.Min, row.Max = primaryRange(rs, w.Primary)
+		}
+		if row.Note == "" && len(results[e.Name()]) == 0 && row.Failed != "" {
+			row.Note = row.Failed // no round succeeded
 		}
 		rows = append(rows, row)
 	}
@@ -256,8 +268,12 @@ func Markdown(w io.Writer, rows []Row) {
 				ratio += fmt.Sprintf(" [%.2f-%.2f]", r.RatioMin, r.RatioMax)
 			}
 		}
+		other := extra(r.Extra)
+		if r.Failed != "" {
+			other = strings.TrimPrefix(other+"; "+r.Failed, "; ")
+		}
 		fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.0f | %s | %s |\n",
-			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, extra(r.Extra), ratio)
+			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, other, ratio)
 	}
 }
 
