@@ -75,8 +75,10 @@
 //     that agree on the 8 bytes after their tree's prefix, such as keys
 //     that share more than 40 bytes, are told apart by loading their
 //     records.) A record
-//     holds the key (inline when short) and its versions: a key written
-//     once keeps that version in the record itself; later, an atomic
+//     holds the key and its versions: a key written once keeps that
+//     version in the record itself, its key and value in the record's own
+//     allocation (one object per key, whose bytes the garbage collector
+//     does not scan); later, an atomic
 //     pointer to a list of its versions: full 128-version blocks and a
 //     tail that the writer fills in place, raising the list's count after
 //     each slot is written (readers never look past the count they load),
@@ -90,7 +92,10 @@
 //   - The history: every revision's changes, in revision order, in
 //     fixed-size chunks. Main revisions are contiguous, so "all changes
 //     since revision R" (what watchers, persisters, hashing and snapshots
-//     read) finds R's chunk by arithmetic: O(1 + results).
+//     read) finds R's chunk by arithmetic: O(1 + results). A revision
+//     that made a new key is the key's record there (8 bytes: the record
+//     keeps its first version for good); other single changes are packed
+//     (48 bytes).
 //
 // Readers see a published state: a copy of the key index, the keys created
 // since that copy was made (at most 64, in a sorted slice), the history's
@@ -106,6 +111,11 @@
 // writer next touches them) only when that slice is full or compaction
 // changed the tree. Copying the tree before every write instead would clone
 // a root-to-leaf path per write (~10 µs measured at 1M keys).
+//
+// Recovery and snapshot loads replay keys that mostly come in key order: a
+// key after every key of the index goes in by the tree's append path, and
+// the load ends by copying the trees' nodes, which sizes each leaf's array
+// to its items (in-order inserts leave leaves half full).
 //
 // # Compaction
 //

@@ -11,6 +11,10 @@ import (
 type change struct {
 	key []byte
 	v   version
+	// rec, if set, is the record that v made (a new key): v is its first
+	// version, and key its key, so that the history can keep the record
+	// alone for a revision of this one change.
+	rec *keyRecord
 }
 
 // chunkSize is how many main revisions one history chunk holds. A chunk is a
@@ -18,22 +22,32 @@ type change struct {
 // can index it without a lock.
 const chunkSize = 256
 
-// chunk holds the changes of main revisions first .. first+len(one)-1.
-// Most revisions are one change (a Put): that change is stored packed in
-// one, with no allocation of its own; a revision of several changes has
-// them in many, which a chunk gets at its first such revision (most chunks
-// of a store written by single puts never do).
+// chunk holds the changes of main revisions first .. first+size-1, one
+// slot per revision, in one of three arrays, each allocated when a
+// revision first needs it:
 //
-// Every chunk holds chunkSize revisions but a history's first one, which
-// starts with firstChunkSize and is replaced by one twice its size when it
-// fills (see slot): a store that sees a few writes, as most stores in
-// tests do, does not pay for 12 KB of entries it never fills.
+//   - recs: a revision whose only change made a new key (its record's
+//     first version, sub-revision 0) is the record itself: 8 bytes, as the
+//     record keeps that version whatever comes after (see keyRecord). A
+//     store loaded with new keys has only this array.
+//   - one: any other revision of one change (an update, a delete) is
+//     packed, 48 bytes with no allocation of its own.
+//   - many: a revision of several changes (a txn) is their slice.
 //
-// The writer fills a revision's entry before it publishes the revision;
-// readers only read entries at or below the revision of their view.
+// A slot's revision is in exactly one of them; a reader tries them in that
+// order. Every chunk holds chunkSize revisions but a history's first one,
+// which starts with firstChunkSize and is replaced by one twice its size
+// when it fills (see slot): a store that sees a few writes, as most stores
+// in tests do, does not pay for 12 KB of entries it never fills.
+//
+// The writer fills a revision's entry (allocating and storing its array
+// first, if need be) before it publishes the revision; readers only read
+// entries at or below the revision of their view.
 type chunk struct {
 	first int64
-	one   []packed // len is the chunk's size; never resliced
+	size  int64 // slots; never changes
+	recs  atomic.Pointer[[]*keyRecord]
+	one   atomic.Pointer[[]packed]
 	many  atomic.Pointer[[][]change]
 }
 
@@ -41,13 +55,31 @@ type chunk struct {
 const firstChunkSize = 4
 
 func newChunk(first int64, size int) *chunk {
-	return &chunk{first: first, one: make([]packed, size)}
+	return &chunk{first: first, size: int64(size)}
+}
+
+// array returns the array of a, allocating it (size slots) if need be.
+// Only the writer calls it.
+func array[T any](a *atomic.Pointer[[]T], size int64) []T {
+	if p := a.Load(); p != nil {
+		return *p
+	}
+	s := make([]T, size)
+	a.Store(&s)
+	return s
+}
+
+// loaded returns the array of a, nil if there is none.
+func loaded[T any](a *atomic.Pointer[[]T]) []T {
+	if p := a.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // packed is the change of a revision that has only that one: its main
 // revision is its slot's and its sub-revision 0, and its slices are a
-// pointer and a length each. 48 bytes where a change takes 88: history
-// holds one per revision, so this is most of its memory.
+// pointer and a length each. 48 bytes where a change takes 96.
 type packed struct {
 	key, value  *byte
 	klen, vlen  uint32 // keys and values are far below 4 GiB (MaxValueSize)
@@ -103,47 +135,52 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 	}
 	c := h.chunks[i]
 	j := rev - c.first
-	if j >= int64(len(c.one)) {
+	if j >= c.size {
 		return true // past the first chunk's revisions so far
 	}
-	if m := c.many.Load(); m != nil && (*m)[j] != nil {
-		for _, ch := range (*m)[j] {
+	if recs := loaded(&c.recs); recs != nil && recs[j] != nil {
+		return fn(recs[j].firstChange())
+	}
+	if m := loaded(&c.many); m != nil && m[j] != nil {
+		for _, ch := range m[j] {
 			if !fn(ch) {
 				return false
 			}
 		}
 		return true
 	}
-	return fn(c.one[j].unpack(rev))
+	one := loaded(&c.one)
+	if one == nil {
+		return true // nothing stored at rev
+	}
+	return fn(one[j].unpack(rev))
 }
 
 // add records the changes of main revision rev (at least one), which must
 // be one past the last added (or the first ever). Only the writer calls it;
-// the returned history is published with the revision.
+// the returned history is published with the revision. It keeps no
+// reference to cs if it holds one packable change.
 func (h history) add(rev int64, cs []change) history {
-	h, c, j := h.slot(rev)
 	if len(cs) == 1 && packable(cs[0], rev) {
-		c.one[j] = pack(cs[0])
-		return h
+		return h.addOne(rev, cs[0])
 	}
-	m := c.many.Load()
-	if m == nil {
-		ms := make([][]change, len(c.one))
-		m = &ms
-		c.many.Store(m)
-	}
-	(*m)[j] = cs
+	h, c, j := h.slot(rev)
+	array(&c.many, c.size)[j] = cs
 	return h
 }
 
 // addOne is add for a revision of one change, without a slice when it can
-// be packed.
+// be packed (or is a record's first version).
 func (h history) addOne(rev int64, ch change) history {
 	if !packable(ch, rev) {
 		return h.add(rev, []change{ch})
 	}
 	h, c, j := h.slot(rev)
-	c.one[j] = pack(ch)
+	if ch.rec != nil {
+		array(&c.recs, c.size)[j] = ch.rec
+		return h
+	}
+	array(&c.one, c.size)[j] = pack(ch)
 	return h
 }
 
@@ -161,7 +198,7 @@ func (h history) slot(rev int64) (history, *chunk, int64) {
 	}
 	c := h.chunks[i]
 	j := rev - c.first
-	if j >= int64(len(c.one)) {
+	if j >= c.size {
 		c = c.grown(j)
 		// Views hold the old chunk and the slice that has it: the
 		// grown one goes into a copy (of one chunk: only a history's
@@ -176,18 +213,25 @@ func (h history) slot(rev int64) (history, *chunk, int64) {
 // room for index j: its size doubled until j fits, up to chunkSize. Views
 // keep reading c, whose entries they need are already written.
 func (c *chunk) grown(j int64) *chunk {
-	n := len(c.one)
-	for int64(n) <= j {
+	n := c.size
+	for n <= j {
 		n *= 2
 	}
-	g := newChunk(c.first, min(n, chunkSize))
-	copy(g.one, c.one)
-	if m := c.many.Load(); m != nil {
-		ms := make([][]change, len(g.one))
-		copy(ms, *m)
-		g.many.Store(&ms)
-	}
+	g := newChunk(c.first, int(min(n, chunkSize)))
+	growInto(&g.recs, &c.recs, g.size)
+	growInto(&g.one, &c.one, g.size)
+	growInto(&g.many, &c.many, g.size)
 	return g
+}
+
+// growInto stores in to a copy of from's array with size slots, if from
+// has an array.
+func growInto[T any](to, from *atomic.Pointer[[]T], size int64) {
+	if old := loaded(from); old != nil {
+		s := make([]T, size)
+		copy(s, old)
+		to.Store(&s)
+	}
 }
 
 // dropBefore forgets whole chunks whose revisions are all below rev. The

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestHistoryFirstChunkGrows writes revisions of one change and of
-// several through the growth of a history's first chunk and past it,
+// TestHistoryFirstChunkGrows writes revisions of one change (packed, or
+// a new key's record), and of several through the growth of a history's first chunk and past it,
 // keeping the history as of every revision: each must still read every
 // revision up to its own, as a view does after the writer grew the chunk
 // it holds.
@@ -17,6 +17,13 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 		k := fmt.Appendf(nil, "k%d", rev)
 		if rev%3 == 0 { // a revision of two changes
 			return []change{{key: k, v: version{main: rev, ver: 1}}, {key: k, v: version{main: rev, sub: 1, ver: 2}}}
+		}
+		if rev%3 == 1 { // a new key: the history keeps its record
+			c := newRecord(k, version{main: rev, create: rev, ver: 1, value: fmt.Appendf(nil, "v%d", rev)}).madeChange()
+			if c.rec == nil {
+				t.Fatalf("revision %d: a new record's change has no record", rev)
+			}
+			return []change{c}
 		}
 		return []change{{key: k, v: version{main: rev, ver: 1}}}
 	}
@@ -30,10 +37,10 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 		}
 		held[rev] = h
 	}
-	if n := len(held[first].chunks[0].one); n != firstChunkSize {
+	if n := int(held[first].chunks[0].size); n != firstChunkSize {
 		t.Errorf("first chunk of %d entries, want %d", n, firstChunkSize)
 	}
-	if n := len(h.chunks[0].one); n != chunkSize {
+	if n := int(h.chunks[0].size); n != chunkSize {
 		t.Errorf("first chunk grew to %d entries, want %d", n, chunkSize)
 	}
 	for at, h := range held {
@@ -45,7 +52,8 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 				t.Fatalf("history at %d: revision %d has %d changes, want %d", at, rev, len(got), len(w))
 			}
 			for i := range w {
-				if string(got[i].key) != string(w[i].key) || got[i].v.main != rev || got[i].v.sub != w[i].v.sub {
+				if string(got[i].key) != string(w[i].key) || got[i].v.main != rev || got[i].v.sub != w[i].v.sub ||
+					string(got[i].v.value) != string(w[i].v.value) || got[i].v.create != w[i].v.create {
 					t.Fatalf("history at %d: revision %d change %d is %q %d.%d", at, rev, i, got[i].key, got[i].v.main, got[i].v.sub)
 				}
 			}
@@ -85,4 +93,21 @@ func TestHistoryGrowConcurrentReads(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestHistoryOneUnpackableChange: a revision of one change that cannot be
+// packed (a sub-revision other than 0) is kept as its slice, through add
+// and addOne alike.
+func TestHistoryOneUnpackableChange(t *testing.T) {
+	var h history
+	c := change{key: []byte("k"), v: version{main: 2, sub: 1, ver: 1}}
+	h = h.add(2, []change{c})
+	h = h.addOne(3, change{key: []byte("k"), v: version{main: 3, sub: 1, ver: 2}})
+	for rev := int64(2); rev <= 3; rev++ {
+		var got []change
+		h.each(rev, func(c change) bool { got = append(got, c); return true })
+		if len(got) != 1 || got[0].v.main != rev || got[0].v.sub != 1 {
+			t.Fatalf("revision %d: %+v", rev, got)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"unsafe"
@@ -261,17 +262,104 @@ func TestKeyIndexInOrder(t *testing.T) {
 }
 
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
-// record fits the allocator's 112-byte class and a packed history entry
-// is 48 bytes; and a state, allocated by every write, fits the 128-byte
-// class.
+// record is 48 bytes before its inline bytes, a record of a 16-byte key
+// and a 128-byte value one 192-byte allocation, and a packed history
+// entry is 48 bytes; and a state, allocated by every write, fits the
+// 128-byte class.
 func TestLayoutSizes(t *testing.T) {
 	if n := unsafe.Sizeof(state{}); n > 128 {
 		t.Errorf("state is %d bytes, want at most 128", n)
 	}
-	if n := unsafe.Sizeof(keyRecord{}); n != 112 {
-		t.Errorf("keyRecord is %d bytes, want 112", n)
+	if n := unsafe.Sizeof(keyRecord{}); n != recordSize {
+		t.Errorf("keyRecord is %d bytes, want %d", n, recordSize)
+	}
+	for _, c := range recordClasses {
+		r, data := c.alloc()
+		if len(data) != c.n || uintptr(unsafe.Pointer(&data[0])) != uintptr(unsafe.Pointer(r))+recordSize {
+			t.Errorf("class %d: %d bytes at offset %d", c.n, len(data), uintptr(unsafe.Pointer(&data[0]))-uintptr(unsafe.Pointer(r)))
+		}
+	}
+	key := []byte("k000000000000001")
+	v := version{main: 2, create: 2, ver: 1, value: make([]byte, 128)}
+	if allocs := testing.AllocsPerRun(100, func() { newRecord(key, v) }); allocs != 1 {
+		t.Errorf("newRecord of a 16-byte key and a 128-byte value: %v allocations, want 1", allocs)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	const n = 1000
+	for range n {
+		newRecord(key, v)
+	}
+	runtime.ReadMemStats(&m1)
+	if per := (m1.TotalAlloc - m0.TotalAlloc) / n; per != 192 {
+		t.Errorf("newRecord of a 16-byte key and a 128-byte value: %d bytes, want 192", per)
 	}
 	if n := unsafe.Sizeof(packed{}); n != 48 {
 		t.Errorf("packed is %d bytes, want 48", n)
+	}
+}
+
+// TestRecordForms makes records in every form (bytes inline, bytes in an
+// extRecord for a long key or value, the first version in a list when its
+// revision numbers do not fit the record's fields) and reads each back:
+// key, first version, the change that made it, and a second version.
+func TestRecordForms(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), maxInline)
+	for _, tc := range []struct {
+		name   string
+		key    []byte
+		v      version
+		inline bool // the record holds the version itself (madeChange sets rec)
+	}{
+		{"small", []byte("k"), version{main: 5, create: 3, ver: 2, lease: 7, value: []byte("v")}, true},
+		{"empty value", []byte("k"), version{main: 5, create: 5, ver: 1}, true},
+		{"at the inline limit", long[:maxInline-1], version{main: 5, create: 5, ver: 1, value: []byte("v")}, true},
+		{"long value", []byte("k"), version{main: 5, create: 5, ver: 1, value: long}, true},
+		{"long key", append(long, 'y'), version{main: 5, create: 5, ver: 1, value: []byte("v")}, true},
+		{"big version", []byte("k"), version{main: 5, create: 4, ver: 1 << 33, value: []byte("v")}, false},
+		{"big sub", []byte("k"), version{main: 5, sub: 1 << 33, create: 5, ver: 1, value: []byte("v")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecord(tc.key, tc.v)
+			if !bytes.Equal(r.key(), tc.key) {
+				t.Fatalf("key %q", r.key())
+			}
+			same := func(what string, got, want version) {
+				t.Helper()
+				if got.main != want.main || got.sub != want.sub || got.create != want.create || got.ver != want.ver ||
+					got.lease != want.lease || !bytes.Equal(got.value, want.value) || (got.value == nil) != (len(want.value) == 0) {
+					t.Fatalf("%s: %+v, want %+v", what, got, want)
+				}
+			}
+			got, ok := r.at(tc.v.main)
+			if !ok {
+				t.Fatal("no version at its revision")
+			}
+			same("at", got, tc.v)
+			if _, ok := r.at(tc.v.main - 1); ok {
+				t.Fatal("a version before the first")
+			}
+			c := r.madeChange()
+			if (c.rec != nil) != tc.inline || !bytes.Equal(c.key, tc.key) {
+				t.Fatalf("madeChange: key %q, record %v, want inline %v", c.key, c.rec != nil, tc.inline)
+			}
+			same("madeChange", c.v, tc.v)
+			v2 := version{main: tc.v.main + 1, create: tc.v.create, ver: tc.v.ver + 1, value: []byte("second")}
+			r.append(v2)
+			got, _ = r.at(tc.v.main)
+			same("first after an append", got, tc.v)
+			got, _ = r.at(v2.main)
+			same("second", got, v2)
+			if tc.inline {
+				same("the history's first change", r.firstChange().v, tc.v)
+			}
+		})
+	}
+	p := newProbe()
+	for _, k := range [][]byte{[]byte("probe"), long, nil} {
+		p.setKey(k)
+		if !bytes.Equal(p.key(), k) {
+			t.Fatalf("probe key %q, set %q", p.key(), k)
+		}
 	}
 }

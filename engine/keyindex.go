@@ -158,7 +158,7 @@ func (it keyItem) release() {
 	probes.Put(it.rec)
 }
 
-var probes = sync.Pool{New: func() any { return new(keyRecord) }}
+var probes = sync.Pool{New: func() any { return newProbe() }}
 
 func (x *keyIndex) lookup(key []byte) *keyRecord { return x.lookupHint(key, nil) }
 

@@ -58,6 +58,7 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("revkv/engine: recover: %w", err)
 	}
 	s.p = p
+	s.repackLocked()
 	s.publishLocked()
 	s.kickExpiryLocked()
 	s.logger().Debug("revkv: recovered", "rev", s.w.rev, "compactRev", s.w.compactRev, "index", s.w.cindex)
@@ -230,6 +231,7 @@ func (s *Store) Restore() error {
 	if err := s.p.Recover(target{s: fresh, owner: s}); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
+	fresh.repackLocked()
 	if fresh.w.rev != s.w.rev || fresh.w.compactRev != s.w.compactRev || fresh.w.cindex != s.w.cindex {
 		return s.stop(fmt.Errorf("restore: durable copy is at revision %d (compacted %d, index %d), the store at %d (compacted %d, index %d): %w",
 			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, kv.ErrCorrupt))
@@ -296,7 +298,7 @@ func (t target) Apply(b *persist.Batch) error {
 				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, kv.ErrCorrupt)
 			}
 			if !c.Delete {
-				cs = append(cs, s.putLocked(c.Key, c.Value, c.Lease, b.Rev, int64(i)))
+				cs = append(cs, s.replayPutLocked(c.Key, c.Value, c.Lease, b.Rev, int64(i)))
 				continue
 			}
 			d, _ := s.deleteLocked(c.Key, nil, b.Rev, int64(i), MaxBatchSize)

@@ -195,6 +195,7 @@ func (s *Store) LoadSnapshot(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	loaded.repackLocked()
 	s.leaseMu.Lock() // the expiry timer and TimeToLive read s.w.lt under it
 	s.w = loaded.w
 	s.leaseMu.Unlock()
@@ -211,7 +212,10 @@ func load(r io.Reader, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	sr.ReuseKeys() // the store copies every key it keeps
+	// The store copies every key it keeps, and every value: into a new
+	// key's record, or a clone for an update.
+	sr.ReuseKeys()
+	sr.ReuseValues()
 	h := sr.Header()
 	s := newStore(opts)
 	// The store is private until it is returned, and publishes once at
@@ -288,7 +292,7 @@ func (l *loader) base(e *snapshot.Entry) error {
 	}
 	l.lastKey = append(l.lastKey[:0], e.Key...)
 	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
-	l.s.loadLocked(newRecord(e.Key, v)) // copies the key
+	l.s.loadLocked(newRecord(e.Key, v)) // copies the key and the value
 	return nil
 }
 
@@ -309,7 +313,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 	}
 	if e.Main == l.compactRev {
 		// Already reflected in the base: kept only for Events.
-		v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
+		v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: bytes.Clone(e.Value)}
 		l.group = append(l.group, change{key: bytes.Clone(e.Key), v: v})
 		return nil
 	}
@@ -324,7 +328,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 		if err := checkPut(e.Key, e.Value); err != nil {
 			return l.corrupt("%v", err)
 		}
-		c = l.s.putOwnedLocked(e.Key, e.Value, e.Lease, e.Main, e.Sub)
+		c = l.s.replayPutLocked(e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
 	}
 	if c.v.create != e.Create || c.v.ver != e.Version {
 		return l.corrupt("event %d.%d on %q: create %d version %d, history says %d, %d",

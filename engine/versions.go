@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"bytes"
+	"math"
 	"sort"
 	"sync/atomic"
 	"unsafe"
@@ -25,35 +25,90 @@ func (v version) deleted() bool { return v.ver == 0 }
 
 // keyRecord is a key and its retained versions.
 //
-// A key written once keeps that version inline in first, and vers is nil.
-// From its second version on, vers points to a list of all of them (and
-// first is no longer read). A reader at revision R only looks at versions
-// with main <= R, all of which were in the list before R was published.
-// A record is never trimmed in place: compaction builds a new record and
-// swaps it into the writer's tree, so views taken before the compaction keep
-// the versions they can see.
+// A key written once keeps that version in the record itself (its first
+// version: the fields main .. sub, its value stored right after the key),
+// and vers is nil. From its second version on, vers points to a list of all
+// of them (and the first version is no longer read, but stays as it was:
+// a history entry may still refer to it, see chunk). A reader at revision R
+// only looks at versions with main <= R, all of which were in the list
+// before R was published. A record is never trimmed in place: compaction
+// builds a new record and swaps it into the writer's tree, so views taken
+// before the compaction keep the versions they can see.
+//
+// The key and the first version's value share one allocation with the
+// record, right after its 48 bytes, up to maxInline bytes together (see
+// allocRecord): a key written once with a small value is one object of
+// the record plus its bytes, rounded to the allocator's size class
+// (16-byte key, 128-byte value: 192 bytes), with one pointer for the
+// garbage collector to scan (vers), and the key compares from the same
+// cache lines. Longer bytes, and the keys of probes, are elsewhere, in an
+// extRecord.
 //
 // Reading a key costs one cache miss after the tree node for a key with one
-// version (the record: 112 bytes, pinned by TestLayoutSizes, which the
-// hardware fetches with its adjacent line), and two or three for others (the record, its list, the slot of
+// version, and two or three for others (the record, its list, the slot of
 // the version).
 type keyRecord struct {
-	vers  atomic.Pointer[versionList]
-	first version
-	// kp and kn are the key (see key): a pointer and a length rather than a
-	// slice, which makes the record 112 bytes instead of 128.
-	kp *byte
-	kn uint32
-	// inline holds keys up to its size, so comparing a key does not touch
-	// another cache line.
-	inline [24]byte
+	vers atomic.Pointer[versionList]
+	// The first version but its value: its version and sub-revision in
+	// 32 bits, which hold those of every version the engine makes (see
+	// fits; newRecord starts a list for one they do not).
+	main, create, lease int64
+	ver, sub            uint32
+	// kn is the key's length, with extBit set if the bytes are not inline
+	// but in an extRecord; the first version's value (vn bytes) follows
+	// the key.
+	kn, vn uint32
+}
+
+// recordSize is the size of a record without its bytes.
+const recordSize = 48
+
+// extBit marks a record whose bytes are not right after it.
+const extBit = 1 << 31
+
+// extRecord is a record whose bytes are elsewhere: ext points to them.
+type extRecord struct {
+	keyRecord
+	ext *byte
+}
+
+// newProbe returns a record without bytes, for setKey.
+func newProbe() *keyRecord {
+	r := &new(extRecord).keyRecord
+	r.kn = extBit
+	return r
+}
+
+// bytes returns the address of the record's key, which its first value
+// follows.
+func (r *keyRecord) bytes() *byte {
+	if r.kn&extBit != 0 {
+		return (*extRecord)(unsafe.Pointer(r)).ext
+	}
+	return (*byte)(unsafe.Add(unsafe.Pointer(r), recordSize))
 }
 
 // key returns the record's key. It never changes.
-func (r *keyRecord) key() []byte { return unsafe.Slice(r.kp, r.kn) }
+func (r *keyRecord) key() []byte { return unsafe.Slice(r.bytes(), r.kn&^extBit) }
 
-// setKey makes k the record's key, without copying it.
-func (r *keyRecord) setKey(k []byte) { r.kp, r.kn = unsafe.SliceData(k), uint32(len(k)) }
+// setKey makes k the key of a probe (from newProbe), without copying it.
+func (r *keyRecord) setKey(k []byte) {
+	(*extRecord)(unsafe.Pointer(r)).ext, r.kn = unsafe.SliceData(k), uint32(len(k))|extBit
+}
+
+// fits reports whether the record's fields hold v's revision numbers.
+func fits(v version) bool {
+	return v.ver >= 0 && v.ver <= math.MaxUint32 && v.sub >= 0 && v.sub <= math.MaxUint32
+}
+
+// firstVersion returns the version the record was made with.
+func (r *keyRecord) firstVersion() version {
+	v := version{main: r.main, sub: int64(r.sub), create: r.create, ver: int64(r.ver), lease: r.lease}
+	if r.vn > 0 {
+		v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r.bytes()), r.kn&^extBit)), r.vn)
+	}
+	return v
+}
 
 // versionList is a key's versions, oldest first: full blocks, then a tail
 // that the writer fills in place. n is how many versions the list holds;
@@ -127,16 +182,43 @@ func (l *versionList) since(i int) []version {
 	return append(vs, l.tail[i-nb:n-nb]...)
 }
 
-// newRecord returns a record for key holding one version.
+// newRecord returns a record for key holding one version; it copies the
+// key and v's value.
 func newRecord(key []byte, first version) *keyRecord {
-	r := &keyRecord{first: first}
-	if len(key) <= len(r.inline) {
-		copy(r.inline[:], key)
-		r.setKey(r.inline[:len(key):len(key)])
-	} else {
-		r.setKey(bytes.Clone(key))
+	r, data := allocRecord(len(key) + len(first.value))
+	copy(data, key)
+	copy(data[len(key):], first.value)
+	r.kn |= uint32(len(key))
+	if !fits(first) {
+		// Never made by the engine's own writes: keep the version in a
+		// list, which has room for any revision numbers.
+		if len(first.value) > 0 {
+			first.value = data[len(key):len(data):len(data)]
+		}
+		r.vers.Store(listOf([]version{first}))
+		return r
 	}
+	r.vn = uint32(len(first.value))
+	r.main, r.create, r.lease = first.main, first.create, first.lease
+	r.ver, r.sub = uint32(first.ver), uint32(first.sub)
 	return r
+}
+
+// madeChange returns the change of a record just made by newRecord: its
+// one version, which the history can refer to by the record alone (see
+// chunk), unless newRecord had to keep it in a list.
+func (r *keyRecord) madeChange() change {
+	if l := r.vers.Load(); l != nil {
+		return change{key: r.key(), v: l.latest()}
+	}
+	return r.firstChange()
+}
+
+// firstChange returns the change of the record's first version, which
+// stays in the record whatever comes after. The record must have been
+// made with it inline (madeChange set rec).
+func (r *keyRecord) firstChange() change {
+	return change{key: r.key(), v: r.firstVersion(), rec: r}
 }
 
 // recordOf makes a record holding the versions of l.
@@ -153,7 +235,7 @@ func recordOf(key []byte, l *versionList) *keyRecord {
 func (r *keyRecord) append(v version) {
 	l := r.vers.Load()
 	if l == nil {
-		r.vers.Store(listOf([]version{r.first, v}))
+		r.vers.Store(listOf([]version{r.firstVersion(), v}))
 		return
 	}
 	n := l.n.Load()
@@ -188,8 +270,8 @@ func (r *keyRecord) atList(l *versionList, rev int64) (version, bool) {
 	if l != nil {
 		return l.at(rev)
 	}
-	if r.first.main <= rev {
-		return r.first, true
+	if r.main <= rev {
+		return r.firstVersion(), true
 	}
 	return version{}, false
 }

@@ -113,17 +113,10 @@ func checkPut(key, value []byte) error {
 }
 
 // putLocked appends a put of key at (rev, sub) to the writer's index and
-// returns the change. mu is held.
+// returns the change. It copies value: into the record of a new key, which
+// holds its first value in the same allocation, or into a clone for an
+// update. mu is held.
 func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
-	if len(value) > 0 {
-		value = bytes.Clone(value)
-	}
-	return s.putOwnedLocked(key, value, lease, rev, sub)
-}
-
-// putOwnedLocked is putLocked for a value the store may keep as it is (a
-// loader's, freshly read). mu is held.
-func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change {
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
 	if len(value) > 0 {
 		v.value = value
@@ -139,11 +132,12 @@ func (s *Store) putOwnedLocked(key, value []byte, lease, rev, sub int64) change 
 		rec = newRecord(key, v)
 		s.insertLocked(rec, &hint)
 		s.w.undo.created(rec)
-		return change{key: rec.key(), v: v}
+		return rec.madeChange()
 	}
 	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
 	}
+	v.value = bytes.Clone(v.value)
 	s.w.undo.touched(rec)
 	rec.append(v)
 	s.w.hot.updated(rec, slot)

@@ -56,7 +56,9 @@ type Target interface {
 	// Apply replays a batch. Batches the state already holds (written
 	// before its snapshot) are skipped, so replay may start early; a batch
 	// that does not follow the state (a gap, or a change that contradicts
-	// it) is an error wrapping kv.ErrCorrupt.
+	// it) is an error wrapping kv.ErrCorrupt. b and the memory it points to
+	// are valid only during the call: the persister reuses them for the
+	// next batch, so the target copies what it keeps.
 	Apply(b *Batch) error
 	// Snapshot returns an O(1) snapshot of the target's current state,
 	// whose WriteTo writes the format of package snapshot. Its Header

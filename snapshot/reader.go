@@ -33,7 +33,9 @@ type Reader struct {
 
 	e Entry // returned by Next
 	// keyBuf holds the last entry's key after ReuseKeys; nil before.
-	keyBuf  []byte
+	keyBuf []byte
+	// valBuf holds the last entry's value after ReuseValues; nil before.
+	valBuf  []byte
 	sum     *xxhash.Digest
 	counts  Counts // as read
 	trailer Counts
@@ -148,7 +150,7 @@ func (sr *Reader) readFull(b []byte, what string) error {
 // Next returns the next entry and whether it is an event (else a base
 // entry). The Entry is reused by the next call, but its Key and Value are
 // new each time: the caller may keep them (the Key only until the next
-// call, after ReuseKeys). At the end of a stream whose
+// call after ReuseKeys, the Value after ReuseValues). At the end of a stream whose
 // trailer and checksums hold, Next returns io.EOF; any damage is an error
 // wrapping kv.ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
@@ -171,6 +173,17 @@ func (sr *Reader) Next() (e *Entry, event bool, err error) {
 func (sr *Reader) ReuseKeys() {
 	if sr.keyBuf == nil {
 		sr.keyBuf = make([]byte, 0, 64)
+	}
+}
+
+// ReuseValues is ReuseKeys for values: the Value of every Entry that Next
+// returns from now on is valid only until the next call to Next (an empty
+// value is nil, as without it). For a caller that copies the values it
+// keeps, such as a store that holds a value in the same allocation as its
+// key. The buffer grows to the largest value read.
+func (sr *Reader) ReuseValues() {
+	if sr.valBuf == nil {
+		sr.valBuf = make([]byte, 0, 256)
 	}
 }
 
@@ -394,7 +407,14 @@ func (sr *Reader) entry() (*Entry, error) {
 	if e.Version < 1 {
 		return nil, sr.bodyCorrupt("put of %q with version %d", e.Key, e.Version)
 	}
-	e.Value, err = sr.bytes(kv.MaxValueSize)
+	if sr.valBuf == nil {
+		e.Value, err = sr.bytes(kv.MaxValueSize)
+		return e, err
+	}
+	sr.valBuf, err = sr.bytesInto(sr.valBuf[:0], kv.MaxValueSize)
+	if len(sr.valBuf) > 0 {
+		e.Value = sr.valBuf
+	}
 	return e, err
 }
 

@@ -62,6 +62,7 @@ func readAllKeys(data []byte, reuse bool) (Header, []Entry, Counts, error) {
 	}
 	if reuse {
 		r.ReuseKeys()
+		r.ReuseValues()
 	}
 	var got []Entry
 	for {
@@ -75,13 +76,17 @@ func readAllKeys(data []byte, reuse bool) (Header, []Entry, Counts, error) {
 		c := *e
 		if reuse {
 			c.Key = bytes.Clone(c.Key)
+			if c.Value != nil {
+				c.Value = bytes.Clone(c.Value)
+			}
 		}
 		got = append(got, c)
 	}
 }
 
-// TestReuseKeys: a reader reusing its key buffer reads the same entries,
-// and hands out one buffer for every key.
+// TestReuseKeys: a reader reusing its key and value buffers reads the
+// same entries, and hands out one buffer for every key and one for every
+// value.
 func TestReuseKeys(t *testing.T) {
 	data, want := sample(t, 3000, 2000, 100)
 	_, got, _, err := readAllKeys(data, true)
@@ -98,11 +103,25 @@ func TestReuseKeys(t *testing.T) {
 	}
 	r, _ := NewReader(bytes.NewReader(data))
 	r.ReuseKeys()
+	r.ReuseValues()
 	e1, _, _ := r.Next()
 	k1 := e1.Key
 	e2, _, _ := r.Next()
 	if &k1[0] != &e2.Key[0] {
 		t.Error("the second key is not in the first one's buffer")
+	}
+	var values []*byte // where the first two non-empty values were
+	for len(values) < 2 {
+		e, _, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(e.Value) > 0 {
+			values = append(values, &e.Value[0])
+		}
+	}
+	if values[0] != values[1] {
+		t.Error("the second value is not in the first one's buffer")
 	}
 }
 
@@ -304,14 +323,14 @@ func FuzzReader(f *testing.F) {
 		if err != nil && !errors.Is(err, kv.ErrCorrupt) && !errors.Is(err, ErrVersion) {
 			t.Fatalf("error %v wraps neither kv.ErrCorrupt nor ErrVersion", err)
 		}
-		// Reusing the key buffer changes nothing read.
+		// Reusing the key and value buffers changes nothing read.
 		_, got2, _, err2 := readAllKeys(data, true)
 		if (err == nil) != (err2 == nil) || len(got) != len(got2) {
-			t.Fatalf("with ReuseKeys: %d entries (%v), without %d (%v)", len(got2), err2, len(got), err)
+			t.Fatalf("with ReuseKeys and ReuseValues: %d entries (%v), without %d (%v)", len(got2), err2, len(got), err)
 		}
 		for i := range got {
 			if !bytes.Equal(AppendEntry(nil, &got[i]), AppendEntry(nil, &got2[i])) {
-				t.Fatalf("entry %d with ReuseKeys: %+v, without %+v", i, got2[i], got[i])
+				t.Fatalf("entry %d with ReuseKeys and ReuseValues: %+v, without %+v", i, got2[i], got[i])
 			}
 		}
 	})

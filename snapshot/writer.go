@@ -10,8 +10,8 @@ import (
 	"github.com/revkv/revkv/internal/zcodec"
 )
 
-// Writer writes a snapshot stream. Its memory is one block plus the largest
-// entry. It is not safe for concurrent use.
+// Writer writes a snapshot stream. Its memory is one block, the largest
+// entry and a zstd encoder (about 3 MB), all garbage with the Writer. It is not safe for concurrent use.
 type Writer struct {
 	w       io.Writer
 	written int64
@@ -29,6 +29,9 @@ type Writer struct {
 	lastLease   int64 // ID of the last lease added
 	lastLeaseID int64 // as given to LastLeaseID
 	done        bool
+	// enc is made at the first block and goes with the Writer: no
+	// encoder outlives the snapshots being written.
+	enc *zcodec.Encoder
 }
 
 // NewWriter writes the header for h to w and returns a Writer for the
@@ -182,7 +185,10 @@ func (sw *Writer) flushBlock() {
 	sw.stored = binary.LittleEndian.AppendUint32(sw.stored[:0], 0)
 	sw.stored = binary.LittleEndian.AppendUint32(sw.stored, uint32(len(sw.block)))
 	sw.stored = append(sw.stored, make([]byte, 8)...)
-	sw.stored = zcodec.Encode(zcodec.Small, sw.stored, sw.block)
+	if sw.enc == nil {
+		sw.enc = zcodec.NewEncoder(zcodec.Small)
+	}
+	sw.stored = sw.enc.Encode(sw.stored, sw.block)
 	if len(sw.stored)-blockHdr >= len(sw.block) {
 		sw.stored = append(sw.stored[:blockHdr], sw.block...)
 	}

@@ -2,9 +2,15 @@ package compare
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
+
+func TestMain(m *testing.M) {
+	ChildMain() // the rss workload starts this test binary again
+	os.Exit(m.Run())
+}
 
 // TestWorkloadsRun runs every workload once on every engine at a tiny
 // scale: the harness compiles, every adapter works, and every row of the
@@ -22,6 +28,9 @@ func TestWorkloadsRun(t *testing.T) {
 		t.Fatalf("%d rows, want %d", len(rows), want)
 	}
 	for _, r := range rows {
+		if r.Failed != "" {
+			t.Errorf("%s on %s: %s", r.Workload, r.Engine, r.Failed)
+		}
 		if r.Note == "" && r.NsPerOp <= 0 {
 			t.Errorf("%s on %s: no figure and no note", r.Workload, r.Engine)
 		}

@@ -34,10 +34,20 @@ type Row struct {
 	AllocsPerOp float64            `json:"allocs_per_op,omitempty"`
 	BytesPerOp  float64            `json:"bytes_per_op,omitempty"`
 	Extra       map[string]float64 `json:"extra,omitempty"`
+	// Rounds is how many rounds ran; Min and Max are the primary figure's
+	// extremes over them (the other figures are the median round's).
+	Rounds int     `json:"rounds,omitempty"`
+	Min    float64 `json:"min,omitempty"`
+	Max    float64 `json:"max,omitempty"`
 	// Ratio is etcd's figure over revkv's for the workload's primary
-	// figure, on revkv's row.
-	Ratio float64 `json:"etcd_over_revkv,omitempty"`
-	Note  string  `json:"note,omitempty"`
+	// figure, on revkv's row; RatioMin and RatioMax are the extremes of
+	// the ratio taken round by round (etcd's round r over revkv's).
+	Ratio    float64 `json:"etcd_over_revkv,omitempty"`
+	RatioMin float64 `json:"ratio_min,omitempty"`
+	RatioMax float64 `json:"ratio_max,omitempty"`
+	Note     string  `json:"note,omitempty"`
+	// Failed says why a round failed (the figures are the other rounds').
+	Failed string `json:"failed,omitempty"`
 }
 
 // DefaultEngines are the engines of the comparison.
@@ -75,6 +85,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 	}
 	results := map[string][]Result{}
 	notes := map[string]string{}
+	failed := map[string]string{}
 	engines := append(slices.Clip(cfg.Engines), w.Extra...)
 	n := len(engines)
 	for r := range rounds {
@@ -90,7 +101,13 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.Name(), err)
+				// One engine's failure (a timeout on a loaded machine)
+				// costs its round, not the whole run.
+				failed[e.Name()] = fmt.Sprintf("round %d failed: %v", r+1, err)
+				if cfg.Log != nil {
+					fmt.Fprintf(cfg.Log, "%-14s %-9s round %d: %v\n", w.Name, e.Name(), r+1, err)
+				}
+				continue
 			}
 			if cfg.Log != nil {
 				fmt.Fprintf(cfg.Log, "%-14s %-9s round %d: %d ops in %v\n", w.Name, e.Name(), r+1, res.Ops, res.Elapsed.Round(time.Microsecond))
@@ -100,7 +117,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 	}
 	var rows []Row
 	for _, e := range engines {
-		row := Row{Workload: w.Name, Engine: e.Name(), Note: notes[e.Name()]}
+		row := Row{Workload: w.Name, Engine: e.Name(), Note: notes[e.Name()], Failed: failed[e.Name()]}
 		if rs := results[e.Name()]; len(rs) > 0 {
 			med := median(rs)
 			ops := float64(med.Ops)
@@ -109,6 +126,11 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 			row.BytesPerOp = float64(med.Bytes) / ops
 			row.Extra = med.Extra
 			row.Note = ""
+			row.Rounds = len(rs)
+			row.Min, row.Max = primaryRange(rs, w.Primary)
+		}
+		if row.Note == "" && len(results[e.Name()]) == 0 && row.Failed != "" {
+			row.Note = row.Failed // no round succeeded
 		}
 		rows = append(rows, row)
 	}
@@ -119,7 +141,58 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 		}
 	}
 	setRatio(rows, w.Primary)
+	setRatioRange(rows, results, w.Primary)
 	return rows, nil
+}
+
+// primaryOf returns a result's primary figure.
+func primaryOf(r Result, name string) float64 {
+	if name == "" || name == "ns/op" {
+		return float64(r.Elapsed.Nanoseconds()) / float64(r.Ops)
+	}
+	return r.Extra[name]
+}
+
+// primaryRange returns the smallest and largest primary figure of rs.
+func primaryRange(rs []Result, name string) (lo, hi float64) {
+	for i, r := range rs {
+		v := primaryOf(r, name)
+		if i == 0 || v < lo {
+			lo = v
+		}
+		if i == 0 || v > hi {
+			hi = v
+		}
+	}
+	return lo, hi
+}
+
+// setRatioRange sets the extremes of the round-by-round ratio of etcd's
+// primary figure over revkv's on revkv's rows.
+func setRatioRange(rows []Row, results map[string][]Result, name string) {
+	etcd := results["etcd"]
+	for i := range rows {
+		r := &rows[i]
+		rs := results[r.Engine]
+		if !strings.HasPrefix(r.Engine, "revkv") || len(rs) == 0 || len(rs) != len(etcd) {
+			continue
+		}
+		first := true
+		for k := range rs {
+			a, b := primaryOf(etcd[k], name), primaryOf(rs[k], name)
+			if a <= 0 || b <= 0 {
+				continue
+			}
+			q := a / b
+			if first || q < r.RatioMin {
+				r.RatioMin = q
+			}
+			if first || q > r.RatioMax {
+				r.RatioMax = q
+			}
+			first = false
+		}
+	}
 }
 
 func runOnce(cfg Config, w Workload, e Engine) (Result, error) {
@@ -190,10 +263,17 @@ func Markdown(w io.Writer, rows []Row) {
 		}
 		ratio := ""
 		if r.Ratio > 0 {
-			ratio = fmt.Sprintf("%.1fx", r.Ratio)
+			ratio = fmt.Sprintf("%.2fx", r.Ratio)
+			if r.Rounds > 1 && r.RatioMax > 0 {
+				ratio += fmt.Sprintf(" [%.2f-%.2f]", r.RatioMin, r.RatioMax)
+			}
+		}
+		other := extra(r.Extra)
+		if r.Failed != "" {
+			other = strings.TrimPrefix(other+"; "+r.Failed, "; ")
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.0f | %s | %s |\n",
-			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, extra(r.Extra), ratio)
+			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, other, ratio)
 	}
 }
 

@@ -61,7 +61,7 @@ func dirSize(b *testing.B, dir string) int64 {
 	return total
 }
 
-func openOS(b *testing.B, dir string, opts filelog.Options) (*engine.Store, *filelog.Log) {
+func openOS(b testing.TB, dir string, opts filelog.Options) (*engine.Store, *filelog.Log) {
 	opts.FS = persist.OS
 	return mustOpen(b, dir, opts)
 }
@@ -206,4 +206,51 @@ func BenchmarkSnapshotWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(sn.Size())/n, "B/key")
+}
+
+// BenchmarkRestoreKeyOrder: reopening a directory of 200k keys put in key
+// order (`k%015d`, bench/compare's restore workload), from the log alone
+// or from a snapshot; heap-B/key is the live heap per key once open.
+func BenchmarkRestoreKeyOrder(b *testing.B) {
+	const n = 200_000
+	for _, from := range []string{"log", "snapshot"} {
+		b.Run("from="+from, func(b *testing.B) {
+			dir := b.TempDir()
+			s, l := openOS(b, dir, filelog.Options{Sync: filelog.SyncNone, SnapshotRevs: -1, SnapshotBytes: -1})
+			for i := range n {
+				if _, err := s.Put(fmt.Appendf(nil, "k%015d", i), benchValue(uint64(i))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if from == "snapshot" {
+				if err := l.WriteSnapshot(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			var heap float64
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				s, _ := openOS(b, dir, filelog.Options{SnapshotRevs: -1, SnapshotBytes: -1})
+				b.StopTimer()
+				if s.Rev() != n+1 {
+					b.Fatalf("reopened at revision %d", s.Rev())
+				}
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				heap = float64(after.HeapAlloc-before.HeapAlloc) / n
+				s.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(heap, "heap-B/key")
+		})
+	}
 }

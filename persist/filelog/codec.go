@@ -112,8 +112,8 @@ func parseSegHeader(b []byte) (segHeader, error) {
 }
 
 // appendFrames appends raw as frames of at most FrameSize raw bytes each,
-// all but the last marked continued.
-func appendFrames(dst, raw []byte) []byte {
+// all but the last marked continued, compressed with enc.
+func appendFrames(enc *zcodec.Encoder, dst, raw []byte) []byte {
 	for len(raw) > 0 {
 		chunk := raw[:min(len(raw), FrameSize)]
 		raw = raw[len(chunk):]
@@ -123,7 +123,7 @@ func appendFrames(dst, raw []byte) []byte {
 		}
 		start := len(dst)
 		dst = append(dst, make([]byte, frameHdrSize)...)
-		dst = zcodec.Encode(zcodec.Fast, dst, chunk)
+		dst = enc.Encode(dst, chunk)
 		if len(dst)-start-frameHdrSize >= len(chunk) {
 			dst = append(dst[:start+frameHdrSize], chunk...)
 		} else {
@@ -237,7 +237,17 @@ func appendChanges(dst []byte, cs []persist.Change) []byte {
 type batchDecoder struct {
 	b   []byte
 	off int
+	// reuse makes next return the same Batch every time, its Changes in
+	// one array reused too: for replay, where each batch is applied and
+	// dropped before the next (two allocations per batch less).
+	reuse bool
+	batch persist.Batch
+	cs    []persist.Change
 }
+
+// maxReused bounds the change array a reusing decoder keeps between
+// batches.
+const maxReused = 1024
 
 func (d *batchDecoder) uvarint() (uint64, error) {
 	v, n := binary.Uvarint(d.b[d.off:])
@@ -281,7 +291,13 @@ func (d *batchDecoder) next() (*persist.Batch, error) {
 	}
 	kind := d.b[d.off]
 	d.off++
-	b := &persist.Batch{}
+	var b *persist.Batch
+	if d.reuse {
+		d.batch = persist.Batch{}
+		b = &d.batch
+	} else {
+		b = new(persist.Batch)
+	}
 	var err error
 	if b.Rev, err = d.varint(); err != nil {
 		return nil, err
@@ -341,7 +357,17 @@ func (d *batchDecoder) changes(least uint64) ([]persist.Change, error) {
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	cs := make([]persist.Change, n)
+	var cs []persist.Change
+	switch {
+	case d.reuse && uint64(cap(d.cs)) >= n:
+		cs = d.cs[:n]
+		clear(cs)
+	case d.reuse && n <= maxReused:
+		d.cs = make([]persist.Change, n, max(n, 16))
+		cs = d.cs
+	default:
+		cs = make([]persist.Change, n)
+	}
 	for i := range cs {
 		c := &cs[i]
 		if d.off >= len(d.b) {

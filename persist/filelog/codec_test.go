@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/memfs"
@@ -59,7 +60,7 @@ func TestBatchRoundTrip(t *testing.T) {
 // writeSegment writes a segment holding raw as one group, and returns its
 // bytes.
 func segmentBytes(raw []byte) []byte {
-	return appendFrames(appendSegHeader(nil, 1, 0), raw)
+	return appendFrames(zcodec.NewEncoder(zcodec.Fast), appendSegHeader(nil, 1, 0), raw)
 }
 
 func scanBytes(t testing.TB, data []byte, last bool) (scanResult, []persist.Batch, error) {
@@ -97,7 +98,7 @@ func TestScanSegment(t *testing.T) {
 	// Cut anywhere after the header: in the last segment a torn tail
 	// (nothing of the cut group applied), elsewhere damage.
 	small := segmentBytes(encodeAll(sampleBatches()[:4]))
-	two := append(bytes.Clone(small), appendFrames(nil, encodeAll(sampleBatches()[4:]))...)
+	two := append(bytes.Clone(small), appendFrames(zcodec.NewEncoder(zcodec.Fast), nil, encodeAll(sampleBatches()[4:]))...)
 	for n := segHdrSize; n < len(two); n++ {
 		res, got, err := scanBytes(t, two[:n], true)
 		whole := n == len(small) || n == segHdrSize // a group boundary
@@ -146,7 +147,7 @@ func TestScanSegment(t *testing.T) {
 // anything but zeros after it is damage everywhere.
 func TestTornTailRule(t *testing.T) {
 	first := segmentBytes(encodeAll(sampleBatches()[:4]))
-	second := appendFrames(nil, encodeAll(sampleBatches()[4:]))
+	second := appendFrames(zcodec.NewEncoder(zcodec.Fast), nil, encodeAll(sampleBatches()[4:]))
 	durable := int64(len(first))
 	zeros := func(n int) []byte { return make([]byte, n) }
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }

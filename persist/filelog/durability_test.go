@@ -411,6 +411,9 @@ func diskBytes(t *testing.T, dir string) int64 {
 	var total int64
 	for _, e := range entries {
 		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // renamed or removed since the listing (MANIFEST.tmp)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

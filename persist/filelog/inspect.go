@@ -159,7 +159,7 @@ func fileSize(fsys persist.FS, name string) (int64, error) {
 // in order, with the segment's name and the offset of the frame group the
 // batch is in, until fn returns an error. It takes the directory's lock
 // and changes nothing; damage ends it with a *DamageError, as do the
-// manifest's findings (a missing or cut segment). The batch's
+// manifest's findings (a missing or cut segment). The batch and its
 // slices are valid only during the call.
 func Dump(fsys persist.FS, dir string, fn func(file string, off int64, b *persist.Batch) error) error {
 	if fsys == nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 )
@@ -162,8 +163,9 @@ type Log struct {
 	segNum   uint64
 	segSize  int64
 	out      []byte
-	sinceRev int64 // revisions written since the last snapshot started
-	sinceLen int64 // bytes written since the last snapshot started
+	enc      *zcodec.Encoder // made at the first write; dropped by Close
+	sinceRev int64           // revisions written since the last snapshot started
+	sinceLen int64           // bytes written since the last snapshot started
 	// compactedSince: a compaction was written since then.
 	compactedSince bool
 	lastRev        int64
@@ -353,6 +355,9 @@ func (l *Log) Close() error {
 	if l.seg != nil {
 		err = errors.Join(err, l.seg.Close())
 	}
+	// The flusher has exited: its encoder (megabytes of tables) and
+	// output buffer go with the log, even if the caller keeps the Log.
+	l.enc, l.out = nil, nil
 	return errors.Join(err, l.lock.Close())
 }
 
@@ -514,7 +519,10 @@ func (l *Log) writeGroup(raw []byte, meta coverage) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	l.out = appendFrames(l.out[:0], raw)
+	if l.enc == nil {
+		l.enc = zcodec.NewEncoder(zcodec.Fast)
+	}
+	l.out = appendFrames(l.enc, l.out[:0], raw)
 	n, err := l.seg.Write(l.out)
 	l.segSize += int64(n)
 	if err == nil && n < len(l.out) {

@@ -88,7 +88,8 @@ func (r tailRule) torn(cut int64, flt fault, zerosFrom func(int64) bool) bool {
 // whole group, in order, with the offset of the group's first frame. A
 // fault the rule calls a torn tail ends the scan (res.torn, res.end is
 // where it starts); any other is a *DamageError. An error from fn is
-// returned wrapped with the file and offset.
+// returned wrapped with the file and offset. fn keeps nothing of a batch
+// past its call: the batch and its slices are reused for the next.
 func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
 	name := path.Join(dir, segFile(num))
 	f, err := fsys.Open(name)
@@ -123,6 +124,7 @@ func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func
 	res.end = h.size
 	groupStart := res.end
 	var group []byte
+	d := batchDecoder{reuse: true} // fn keeps nothing of a batch past its call
 	for {
 		fh, raw, flt, err := fr.next()
 		if err == io.EOF {
@@ -143,7 +145,7 @@ func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func
 		if fh.flags&flagContinued != 0 {
 			continue
 		}
-		if err := decodeGroup(group, &res, func(b *persist.Batch) error { return fn(b, groupStart) }); err != nil {
+		if err := decodeGroup(&d, group, &res, func(b *persist.Batch) error { return fn(b, groupStart) }); err != nil {
 			return res, wrapAt(err, name, groupStart)
 		}
 		if cap(group) > 4*maxQueue {
@@ -165,10 +167,10 @@ type errDecode struct{ err error }
 
 func (e errDecode) Error() string { return e.err.Error() }
 
-// decodeGroup decodes the batches of one whole group and hands each to
-// fn, counting them in res.
-func decodeGroup(group []byte, res *scanResult, fn func(b *persist.Batch) error) error {
-	d := batchDecoder{b: group}
+// decodeGroup decodes the batches of one whole group with d and hands
+// each to fn, counting them in res.
+func decodeGroup(d *batchDecoder, group []byte, res *scanResult, fn func(b *persist.Batch) error) error {
+	d.b, d.off = group, 0
 	for d.off < len(d.b) {
 		b, err := d.next()
 		if errors.Is(err, errShort) {
@@ -284,12 +286,15 @@ func (fr *frameReader) next() (frameHeader, []byte, *fault, error) {
 	if err := checkFrame(h, fr.stored); err != nil {
 		return h, nil, &fault{off: off, end: end, err: err}, nil
 	}
+	if h.flags&flagCompressed != 0 && cap(fr.buf) < FrameSize {
+		// Every frame the log writes fits: one buffer for the scan.
+		// (Decode takes only what the frame holds of its capacity, so
+		// keeping what it returns would shrink the buffer.)
+		fr.buf = make([]byte, 0, FrameSize)
+	}
 	raw, err := decodeFrame(h, fr.stored, fr.buf)
 	if err != nil {
 		return h, nil, &fault{off: off, end: end, checked: true, err: err}, nil
-	}
-	if h.flags&flagCompressed != 0 {
-		fr.buf = raw
 	}
 	return h, raw, nil, nil
 }

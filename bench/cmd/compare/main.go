@@ -5,7 +5,7 @@
 //
 // From the bench directory:
 //
-//	go run ./cmd/compare [-only put-seq,range-1] [-n rounds] [-json]
+//	go run ./cmd/compare [-only put-seq,range-1] [-engines revkv,etcd] [-n rounds] [-json]
 package main
 
 import (
@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,14 +21,27 @@ import (
 )
 
 func main() {
+	compare.ChildMain() // the rss workload runs each engine in a process of its own
 	only := flag.String("only", "", "comma-separated workloads to run (default: all)")
 	rounds := flag.Int("n", 3, "rounds per workload and engine, alternating engines; the median counts")
 	asJSON := flag.Bool("json", false, "print JSON rows instead of a markdown table")
 	scale := flag.Float64("scale", 1, "multiply every workload's size (for quick runs)")
 	quiet := flag.Bool("q", false, "no progress lines on stderr")
+	engines := flag.String("engines", "", "comma-separated engines to run (default: all; revkv+filelog runs where a workload adds it)")
 	flag.Parse()
 
 	cfg := compare.Config{Engines: compare.DefaultEngines(), Rounds: *rounds, Scale: *scale}
+	if *engines != "" {
+		cfg.Engines = nil
+		for _, name := range strings.Split(*engines, ",") {
+			i := slices.IndexFunc(compare.DefaultEngines(), func(e compare.Engine) bool { return e.Name() == name })
+			if i < 0 {
+				fmt.Fprintf(os.Stderr, "compare: unknown engine %q\n", name)
+				os.Exit(2)
+			}
+			cfg.Engines = append(cfg.Engines, compare.DefaultEngines()[i])
+		}
+	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 		known := map[string]bool{}
