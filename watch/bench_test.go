@@ -58,13 +58,7 @@ func BenchmarkFanout(b *testing.B) {
 	for range watchers {
 		w := s.NewWatcher()
 		w.WatchRange(Request{Key: []byte("hot")})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range w.Chan() {
-				received.Add(int64(len(r.Events)))
-			}
-		}()
+		countEvents(w, &received, &wg)
 	}
 	b.ReportAllocs()
 	n := int64(0)
@@ -157,13 +151,7 @@ func prefixWatches(b *testing.B, watchers, perWatcher, burst int) {
 		for range perWatcher {
 			w.WatchRange(Request{Key: []byte("key-"), End: []byte("key.")})
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range w.Chan() {
-				received.Add(int64(len(r.Events)))
-			}
-		}()
+		countEvents(w, &received, &wg)
 	}
 	watches := int64(watchers * perWatcher)
 	var m0, m1 runtime.MemStats
@@ -198,13 +186,7 @@ func BenchmarkFanoutDistinct(b *testing.B) {
 	for i := range watchers {
 		w := s.NewWatcher()
 		w.WatchRange(Request{Key: key(i)})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range w.Chan() {
-				received.Add(int64(len(r.Events)))
-			}
-		}()
+		countEvents(w, &received, &wg)
 	}
 	b.ReportAllocs()
 	n := int64(0)
@@ -220,4 +202,16 @@ func BenchmarkFanoutDistinct(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 	s.Close()
 	wg.Wait()
+}
+
+// countEvents counts the events w receives into received, in a goroutine
+// that wg waits for (it ends when w is closed).
+func countEvents(w *Watcher, received *atomic.Int64, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for r := range w.Chan() {
+			received.Add(int64(len(r.Events)))
+		}
+	}()
 }

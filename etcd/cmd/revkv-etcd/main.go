@@ -223,23 +223,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		return err
 	}
 	urls := clientURLs(c.advertise, lis, creds != nil)
-	srv := server.New(server.DB(db), server.Options{
-		Name:              c.name,
-		ClientURLs:        urls,
-		ProgressInterval:  c.progressInterval,
-		QuotaBackendBytes: c.quota,
-		Logger:            log,
-	})
-	opts := append(srv.GRPCOptions(), grpc.ChainUnaryInterceptor(logUnary(log)))
-	if creds != nil {
-		opts = append(opts, creds)
-	}
-	g := grpc.NewServer(opts...)
-	srv.Register(g)
-	healthpb.RegisterHealthServer(g, health.NewServer())
-
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
+	srv, g, served := serve(c, server.DB(db), urls, lis, creds, log)
 	log.Info("serving etcd v3 API", "addr", lis.Addr().String(), "dir", c.dir, "name", c.name, "version", server.Version, "rev", db.Rev())
 	if ready != nil {
 		ready <- lis.Addr().String()
@@ -310,3 +294,25 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 
 // engineOptions gives the store the command's logger.
 func engineOptions(log *slog.Logger) engine.Options { return engine.Options{Logger: log} }
+
+// serve serves etcd's API on b at lis (with creds, if not nil): it returns
+// the Server, the gRPC server, and a channel that gets Serve's result.
+func serve(c config, b server.Backend, urls []string, lis net.Listener, creds grpc.ServerOption, log *slog.Logger) (*server.Server, *grpc.Server, <-chan error) {
+	srv := server.New(b, server.Options{
+		Name:              c.name,
+		ClientURLs:        urls,
+		ProgressInterval:  c.progressInterval,
+		QuotaBackendBytes: c.quota,
+		Logger:            log,
+	})
+	opts := append(srv.GRPCOptions(), grpc.ChainUnaryInterceptor(logUnary(log)))
+	if creds != nil {
+		opts = append(opts, creds)
+	}
+	g := grpc.NewServer(opts...)
+	srv.Register(g)
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	return srv, g, served
+}

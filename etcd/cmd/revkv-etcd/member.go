@@ -11,12 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/revkv/revkv/etcd/cluster"
 	"github.com/revkv/revkv/etcd/member"
-	"github.com/revkv/revkv/etcd/server"
 	"github.com/revkv/revkv/persist"
 )
 
@@ -129,23 +126,7 @@ func runMember(ctx context.Context, c config, log *slog.Logger, creds grpc.Serve
 		lis.Close()
 		return err
 	}
-	srv := server.New(n, server.Options{
-		Name:              c.name,
-		ClientURLs:        cfg.ClientURLs,
-		ProgressInterval:  c.progressInterval,
-		QuotaBackendBytes: c.quota,
-		Logger:            log,
-	})
-	opts := append(srv.GRPCOptions(), grpc.ChainUnaryInterceptor(logUnary(log)))
-	if creds != nil {
-		opts = append(opts, creds)
-	}
-	g := grpc.NewServer(opts...)
-	srv.Register(g)
-	healthpb.RegisterHealthServer(g, health.NewServer())
-
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
+	srv, g, served := serve(c, n, cfg.ClientURLs, lis, creds, log)
 	log.Info("serving etcd v3 API as a cluster member", "addr", lis.Addr().String(), "peer-addr", peerListen,
 		"name", c.name, "id", fmt.Sprintf("%x", n.ID()), "dir", c.dir, "state", c.cluster.state)
 	if ready != nil {
