@@ -116,13 +116,7 @@ func (m *revkvMember) Start(context.Context) error {
 		return fmt.Errorf("revkv runner: %w", err)
 	}
 	m.db, m.srv = db, server.New(server.DB(db), m.opts)
-	m.g = grpc.NewServer(m.srv.GRPCOptions()...)
-	m.srv.Register(m.g)
-	m.served = make(chan struct{})
-	go func(g *grpc.Server, served chan struct{}) {
-		defer close(served)
-		g.Serve(lis)
-	}(m.g, m.served)
+	m.g, m.served = revkvServe(m.srv, lis)
 	return nil
 }
 
@@ -137,4 +131,17 @@ func (m *revkvMember) Stop() {
 	<-m.served
 	m.db.Close()
 	m.g = nil
+}
+
+// revkvServe serves srv's services on lis in a gRPC server of their own;
+// served is closed when Serve returns.
+func revkvServe(srv *server.Server, lis net.Listener) (g *grpc.Server, served chan struct{}) {
+	g = grpc.NewServer(srv.GRPCOptions()...)
+	srv.Register(g)
+	served = make(chan struct{})
+	go func() {
+		defer close(served)
+		g.Serve(lis)
+	}()
+	return g, served
 }

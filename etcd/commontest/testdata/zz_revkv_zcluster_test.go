@@ -213,13 +213,7 @@ func (m *revkvReplica) Start(context.Context) error {
 	}
 	m.node = n
 	m.srv = server.New(n, server.Options{Name: m.name, ClientURLs: urls, QuotaBackendBytes: m.quota})
-	m.g = grpc.NewServer(m.srv.GRPCOptions()...)
-	m.srv.Register(m.g)
-	m.served = make(chan struct{})
-	go func(g *grpc.Server, served chan struct{}) {
-		defer close(served)
-		g.Serve(lis)
-	}(m.g, m.served)
+	m.g, m.served = revkvServe(m.srv, lis)
 	return nil
 }
 
