@@ -209,6 +209,13 @@ type writerState struct {
 	memo lookupMemo
 	// hot is the records of keys updated lately (see hotCache).
 	hot hotCache
+	// last is a copy of the greatest key in keys (empty: keys has none)
+	// if lastOK, so that a new key above it skips the lookup's descent
+	// (see aboveAllLocked). It may only be too high, never too low:
+	// every insert raises it, and what removes keys (changedKeysLocked)
+	// clears lastOK.
+	last   []byte
+	lastOK bool
 }
 
 // newStore returns an empty store at revision 1, with compacted revision
@@ -272,13 +279,25 @@ func (x *keyIndex) dropEmpty() {
 }
 
 // insertLocked adds a record for a key the writer's index does not have.
-// hint is the path of the lookup that found it missing. mu is held.
+// hint is the path of the lookup that found it missing; nil if the key is
+// above every key of the index (aboveAllLocked), which goes in by the
+// tree's append path. mu is held.
 func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	t, l, same := s.placeLocked(rec.key())
-	if !same {
-		hint = nil // of another tree
+	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
+	switch {
+	case hint == nil:
+		if _, replaced := t.Load(it); replaced {
+			panic("revkv/engine: a key above every key of the index was there (writerState.last too low)")
+		}
+	case same:
+		t.SetHint(it, hint)
+	default:
+		t.SetHint(it, nil) // the hint is of another tree
 	}
-	t.SetHint(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}, hint)
+	if s.w.lastOK && bytes.Compare(rec.key(), s.w.last) > 0 {
+		s.w.last = append(s.w.last[:0], rec.key()...)
+	}
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
@@ -399,6 +418,26 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 func (s *Store) changedKeysLocked() {
 	s.w.full, s.w.fresh = true, freshKeys{}
 	s.w.hot.forget()
+	s.w.lastOK = false
+}
+
+// aboveAllLocked reports whether key sorts after every key of the writer's
+// index, so that it is new and goes in at the end: a comparison with the
+// greatest key, which the writer keeps (writerState.last) and finds again
+// along the last tree's right edge after changedKeysLocked. A store filled
+// in key order thus puts each key without a descent. mu is held.
+func (s *Store) aboveAllLocked(key []byte) bool {
+	if !s.w.lastOK {
+		s.w.last = s.w.last[:0]
+		for i := len(s.w.keys.parts) - 1; i >= 0; i-- {
+			if it, ok := s.w.keys.parts[i].tree.Max(); ok {
+				s.w.last = append(s.w.last, it.rec.key()...)
+				break
+			}
+		}
+		s.w.lastOK = true
+	}
+	return bytes.Compare(key, s.w.last) > 0
 }
 
 // lockWriter takes mu and checks the store is open and not stopped.

@@ -123,14 +123,19 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	}
 	slot := -1
 	rec, hint, ok := s.w.memo.take(key)
+	h := &hint
 	if !ok {
 		if rec, slot = s.w.hot.get(key); rec == nil {
-			rec = s.w.keys.lookupHint(key, &hint)
+			if s.aboveAllLocked(key) {
+				h = nil // new, and last: no lookup
+			} else {
+				rec = s.w.keys.lookupHint(key, h)
+			}
 		}
 	}
 	if rec == nil {
 		rec = newRecord(key, v)
-		s.insertLocked(rec, &hint)
+		s.insertLocked(rec, h)
 		s.w.undo.created(rec)
 		return rec.madeChange()
 	}

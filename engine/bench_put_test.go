@@ -1,0 +1,86 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+)
+
+// The benchmarks of this file have the shape of bench/compare's put
+// workloads: a store made empty (put-keyorder) or with 1,000 keys
+// (put-update) takes 200,000 puts, then a new store starts. They measure
+// the fixed cost of a Put (its publication, the history, the version
+// lists) on a heap as small as the comparison's, where the engine
+// benchmarks above work in stores of 100k and 1M keys.
+
+// Both report the CPU time of the whole process (the garbage collector's
+// included) and of the benchmark's thread per op: steadier than ns/op on a
+// shared machine.
+
+// putRun is how many puts one store takes before a new one starts.
+const putRun = 200_000
+
+// BenchmarkPutKeyOrder puts new keys in key order ("k%015d") into a store
+// that starts empty, as bench/compare's put-keyorder.
+func BenchmarkPutKeyOrder(b *testing.B) {
+	keys := make([][]byte, putRun)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "k%015d", i)
+	}
+	var s *Store
+	runtime.GC()
+	b.ReportAllocs()
+	i := 0
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0, thr0 := procCPU(), threadCPU()
+	for b.Loop() {
+		if i%putRun == 0 {
+			s = newStore(Options{})
+		}
+		if _, err := s.Put(keys[i%putRun], value); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+	b.ReportMetric(float64(threadCPU()-thr0)/float64(b.N), "thread-cpu-ns/op")
+}
+
+// BenchmarkPutUpdate updates 1,000 keys round robin in a store that starts
+// with them, as bench/compare's put-update.
+func BenchmarkPutUpdate(b *testing.B) {
+	keys := make([][]byte, 1000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "k%015d", i)
+	}
+	newHot := func() *Store {
+		s := newStore(Options{})
+		for _, k := range keys {
+			if _, err := s.Put(k, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return s
+	}
+	var s *Store
+	runtime.GC()
+	b.ReportAllocs()
+	i := 0
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0, thr0 := procCPU(), threadCPU()
+	for b.Loop() {
+		if i%putRun == 0 {
+			b.StopTimer()
+			s = newHot()
+			b.StartTimer()
+		}
+		if _, err := s.Put(keys[i%len(keys)], value); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+	b.ReportMetric(float64(threadCPU()-thr0)/float64(b.N), "thread-cpu-ns/op")
+}
