@@ -8,8 +8,10 @@ import (
 // hotCache remembers the records of keys the writer updated lately, so that
 // an update of a hot key skips the tree's descent: at a million keys that
 // descent is over half of what a put of an existing key costs. It is a
-// direct-mapped table (a key's slot is fixed by a hash of it; a key that
-// maps to a taken slot replaces its record), owned by the writer (mu).
+// table of pairs of slots (a hash of a key picks its pair; a key that
+// finds both taken replaces the record in the pair's first), owned by the
+// writer (mu): with one slot per key, a fifth of 1,000 keys updated round
+// robin would share their slot with another and miss every time.
 //
 // A record in the cache is good while it is its key's record in the
 // writer's index. Records leave the index, or are replaced there, only by
@@ -34,17 +36,23 @@ var hotSeed = maphash.MakeSeed()
 func hotIndex(key []byte) uint64 { return maphash.Bytes(hotSeed, key) & (hotSlots - 1) }
 
 // get returns the cached record of key, or nil if it has none, and the
-// slot of key, for updated.
+// slot where key's record is or goes, for updated.
 func (c *hotCache) get(key []byte) (*keyRecord, int) {
 	if c.slots == nil {
 		return nil, -1
 	}
 	i := int(hotIndex(key))
-	rec := c.slots[i]
-	if rec == nil || !bytes.Equal(rec.key(), key) {
+	if rec := c.slots[i]; rec == nil {
 		return nil, i
+	} else if bytes.Equal(rec.key(), key) {
+		return rec, i
 	}
-	return rec, i
+	if rec := c.slots[i^1]; rec == nil {
+		return nil, i ^ 1
+	} else if bytes.Equal(rec.key(), key) {
+		return rec, i ^ 1
+	}
+	return nil, i
 }
 
 // updated records that rec, its key's record in the writer's index, was
@@ -57,7 +65,7 @@ func (c *hotCache) updated(rec *keyRecord, slot int) {
 		c.slots = make([]*keyRecord, hotSlots)
 	}
 	if slot < 0 {
-		slot = int(hotIndex(rec.key()))
+		_, slot = c.get(rec.key())
 	}
 	c.slots[slot] = rec
 	c.dirty = true
