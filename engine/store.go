@@ -209,12 +209,18 @@ type writerState struct {
 	memo lookupMemo
 	// hot is the records of keys updated lately (see hotCache).
 	hot hotCache
-	// last is a copy of the greatest key in keys (empty: keys has none)
-	// if lastOK, so that a new key above it skips the lookup's descent
-	// (see aboveAllLocked). It may only be too high, never too low:
-	// every insert raises it, and what removes keys (changedKeysLocked)
-	// clears lastOK.
-	last   []byte
+	// states is the rest of the slab publishLocked takes states from
+	// (see newStateLocked); slabFirst and slabCompact are the history's
+	// first revision and the compacted revision its states were made at.
+	states                 []state
+	slabSize               int // of the last slab
+	slabFirst, slabCompact int64
+	// last is the record of the greatest key in keys (nil: keys has
+	// none) if lastOK, so that a new key above it skips the lookup's
+	// descent (see aboveAllLocked). Every insert keeps it; what removes or
+	// replaces records (changedKeysLocked) drops it, which also keeps it
+	// from holding a replaced record alive.
+	last   *keyRecord
 	lastOK bool
 }
 
@@ -229,13 +235,16 @@ func newStore(opts Options) *Store {
 
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
+	copied := false
 	if s.w.full || s.w.pub.parts == nil {
 		s.w.keys.dropEmpty()
 		s.w.pub = s.w.keys.copy()
 		s.w.fresh = freshKeys{}
 		s.w.full = false
+		copied = true
 	}
-	st := &state{
+	st := s.newStateLocked(copied)
+	*st = state{
 		keys:       s.w.pub,
 		fresh:      s.w.fresh,
 		hist:       s.w.hist,
@@ -254,6 +263,37 @@ func (s *Store) publishLocked() {
 	s.cur.Store(st)
 	s.wake()
 }
+
+// newStateLocked returns a state for publishLocked to fill. States come
+// from slabs of up to maxStateSlab (the first ones smaller, each twice the
+// last one used up: a store that sees few writes makes few), one
+// allocation for many writes: a state is
+// 128 bytes, and a new one for every write was a fifth of the allocation
+// of a put of an existing key. A state is never reused: a reader may keep
+// it as long as it likes, and with it its whole slab. So that a reader
+// holding a state keeps no more than the states next to it would, a slab
+// holds only states that share the same copy of the trees (copied: this
+// state's is new) and the same compaction (a compaction replaces records
+// and drops history, which an older state of the slab would keep alive).
+// mu is held.
+func (s *Store) newStateLocked(copied bool) *state {
+	// (The history's first revision is 0 until its first write.)
+	dropped := s.w.slabFirst != s.w.hist.first && s.w.slabFirst != 0
+	if len(s.w.states) == 0 || copied || dropped || s.w.slabCompact != s.w.compactRev {
+		if len(s.w.states) == 0 {
+			// The last slab was used up: the next is twice its size.
+			s.w.slabSize = min(max(2*s.w.slabSize, 1), maxStateSlab)
+		}
+		s.w.states = make([]state, s.w.slabSize)
+		s.w.slabFirst, s.w.slabCompact = s.w.hist.first, s.w.compactRev
+	}
+	st := &s.w.states[0]
+	s.w.states = s.w.states[1:]
+	return st
+}
+
+// maxStateSlab is the most states one allocation holds (4 KiB).
+const maxStateSlab = 32
 
 // copy returns a copy of x for readers: its trees copied (O(1) each), in a
 // slice of its own.
@@ -288,15 +328,15 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	switch {
 	case hint == nil:
 		if _, replaced := t.Load(it); replaced {
-			panic("revkv/engine: a key above every key of the index was there (writerState.last too low)")
+			panic("revkv/engine: a key above every key of the index was there (writerState.last is wrong)")
 		}
 	case same:
 		t.SetHint(it, hint)
 	default:
 		t.SetHint(it, nil) // the hint is of another tree
 	}
-	if s.w.lastOK && bytes.Compare(rec.key(), s.w.last) > 0 {
-		s.w.last = append(s.w.last[:0], rec.key()...)
+	if s.w.lastOK && (s.w.last == nil || bytes.Compare(rec.key(), s.w.last.key()) > 0) {
+		s.w.last = rec
 	}
 	switch {
 	case s.w.full:
@@ -418,7 +458,7 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 func (s *Store) changedKeysLocked() {
 	s.w.full, s.w.fresh = true, freshKeys{}
 	s.w.hot.forget()
-	s.w.lastOK = false
+	s.w.last, s.w.lastOK = nil, false
 }
 
 // aboveAllLocked reports whether key sorts after every key of the writer's
@@ -428,16 +468,15 @@ func (s *Store) changedKeysLocked() {
 // in key order thus puts each key without a descent. mu is held.
 func (s *Store) aboveAllLocked(key []byte) bool {
 	if !s.w.lastOK {
-		s.w.last = s.w.last[:0]
 		for i := len(s.w.keys.parts) - 1; i >= 0; i-- {
 			if it, ok := s.w.keys.parts[i].tree.Max(); ok {
-				s.w.last = append(s.w.last, it.rec.key()...)
+				s.w.last = it.rec
 				break
 			}
 		}
 		s.w.lastOK = true
 	}
-	return bytes.Compare(key, s.w.last) > 0
+	return s.w.last == nil || bytes.Compare(key, s.w.last.key()) > 0
 }
 
 // lockWriter takes mu and checks the store is open and not stopped.
