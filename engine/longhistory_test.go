@@ -135,3 +135,50 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// TestCompactionFreesValuePages checks that the value a compaction keeps of
+// a key updated once, long ago, keeps no page of other values alive:
+// updates pack their values into shared pages (Store.pageCopyLocked), and
+// here each page holds one update of a key that then goes cold, among
+// updates of hot keys that compaction drops.
+func TestCompactionFreesValuePages(t *testing.T) {
+	s, _ := engine.Open(nil, engine.Options{})
+	defer s.Close()
+	value := make([]byte, 128)
+	const cold = 2000
+	for i := range cold {
+		if _, err := s.Put(fmt.Appendf(nil, "cold%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := heapInUse()
+	for i := range cold {
+		if _, err := s.Put(fmt.Appendf(nil, "cold%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 60 {
+			if _, err := s.Put(fmt.Appendf(nil, "hot%d", j%10), value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rev := s.Rev()
+	// A third version of each, which the compaction keeps with the second.
+	for i := range cold {
+		if _, err := s.Put(fmt.Appendf(nil, "cold%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := heapInUse() - start
+	if err := s.Compact(rev); err != nil {
+		t.Fatal(err)
+	}
+	// Each cold key keeps its second and third values (128 bytes each),
+	// in a list of two versions: about 500 bytes a key. A page (4 KiB) a
+	// key is 8 times that.
+	left := int64(heapInUse()) - int64(start)
+	if limit := int64(cold * 1024); left > limit {
+		t.Fatalf("heap of %d KiB before the compaction, %d KiB after: want at most %d KiB", full>>10, left>>10, limit>>10)
+	}
+	t.Logf("heap %d KiB before the compaction, %d KiB after", full>>10, left>>10)
+}

@@ -186,8 +186,8 @@ type writerState struct {
 	compactRev int64
 	cindex     uint64
 	pos        uint64 // the persister's position of the last batch appended
-	// keyPage is where historyKeyLocked packs copies of keys.
-	keyPage []byte
+	// page is where pageCopyLocked packs copies of keys and values.
+	page []byte
 	// batch is handed to the persister for each write, and reused.
 	batch persist.Batch
 	// lt is the lease table.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"math"
 	"sort"
 	"sync/atomic"
@@ -348,7 +349,7 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 		case n == 1:
 			return l, 0
 		}
-		return listOf([]version{latest}), 0
+		return listOf([]version{latest}), 0 // recordOf copies its value
 	}
 	// cut is the position (in all versions, oldest first) of the version
 	// visible at rev; inBlock is the block it is in, -1 for the tail.
@@ -372,7 +373,7 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 		return l, 0
 	}
 	if k := int(n) - first; k <= maxCopyOnCompact {
-		return listOf(l.since(first)), k
+		return listOf(ownFirst(l.since(first))), k
 	}
 	if inBlock <= 0 {
 		return l, 0 // the cut is in the first block: nothing whole to drop
@@ -382,6 +383,25 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 	nl := &versionList{blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)], tail: l.tail}
 	nl.n.Store(n - int64(inBlock*blockSize))
 	return nl, 0
+}
+
+// ownFirst gives the first of vs, the oldest version a compaction keeps,
+// a copy of its value if that value may be in one of the writer's pages
+// (see Store.pageCopyLocked), and returns vs, which must be a copy. Every
+// list compaction makes thus starts with a version whose value keeps no
+// page alive, and a version that is below the compacted revision and
+// kept is the first of its list (or its record's own), so the pages of
+// the revisions compaction dropped go with them, whatever keys stay. (A
+// list that keeps over maxCopyOnCompact versions shares whole blocks
+// instead: what stays of its first kept block may keep its pages.)
+//
+// A list of one version needs no copy: its record takes the value inline
+// (recordOf).
+func ownFirst(vs []version) []version {
+	if v := &vs[0]; len(vs) > 1 && len(v.value) > 0 && len(v.value) <= pageSize/8 {
+		v.value = bytes.Clone(v.value)
+	}
+	return vs
 }
 
 // versionAt returns the version at position i (oldest first).

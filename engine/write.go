@@ -142,7 +142,7 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
 	}
-	v.value = bytes.Clone(v.value)
+	v.value = s.pageCopyLocked(v.value)
 	s.w.undo.touched(rec)
 	rec.append(v)
 	s.w.hot.updated(rec, slot)
@@ -159,27 +159,43 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 // of keys that had several versions, and a change sharing the old record's
 // key would keep that record alive, with every version it lists, until a
 // later compaction dropped the change. An update's change therefore gets a
-// copy, packed with others into pages that only the history refers to: it
-// costs the key's bytes and no allocation of its own. (A new key's record
-// is replaced only once the change that made it is below the compacted
-// revision, so at most in the chunk of history that compaction keeps.)
-// mu is held.
-func (s *Store) historyKeyLocked(k []byte) []byte {
-	if len(k) > keyPage/8 {
-		return bytes.Clone(k)
+// copy (see pageCopyLocked). (A new key's record is replaced only once the
+// change that made it is below the compacted revision, so at most in the
+// chunk of history that compaction keeps.) mu is held.
+func (s *Store) historyKeyLocked(k []byte) []byte { return s.pageCopyLocked(k) }
+
+// pageCopyLocked returns a copy of b, a key for the history (see
+// historyKeyLocked) or the value of a version that is not a key's first
+// (which lives in the key's record), packed with others into pages that
+// the garbage collector does not scan: it costs the bytes and no
+// allocation of their own. Longer ones (above page/8) get their own.
+// An empty b gets nil.
+//
+// The pages fill in revision order, as the history does, so what a page
+// holds goes dead together at the compaction that drops the history
+// around it: the versions it drops and their changes. What compaction
+// keeps of a revision below the compacted one, a key's version visible at
+// it, gets a copy of its own then (see versionList.compacted), so that it
+// keeps no page alive beside it. mu is held.
+func (s *Store) pageCopyLocked(b []byte) []byte {
+	switch {
+	case len(b) == 0:
+		return nil
+	case len(b) > pageSize/8:
+		return bytes.Clone(b)
 	}
-	p := s.w.keyPage
-	if cap(p)-len(p) < len(k) {
-		p = make([]byte, 0, keyPage)
+	p := s.w.page
+	if cap(p)-len(p) < len(b) {
+		p = make([]byte, 0, pageSize)
 	}
 	n := len(p)
-	p = append(p, k...)
-	s.w.keyPage = p
+	p = append(p, b...)
+	s.w.page = p
 	return p[n:len(p):len(p)]
 }
 
-// keyPage is the size of the allocations historyKeyLocked packs keys into.
-const keyPage = 4096
+// pageSize is the size of the allocations pageCopyLocked packs bytes into.
+const pageSize = 4096
 
 // deleteLocked appends tombstones at (rev, sub...) for the keys live in the
 // range and returns the changes. If their size (see changeSize) would be
