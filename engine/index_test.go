@@ -264,11 +264,10 @@ func TestKeyIndexInOrder(t *testing.T) {
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
 // record is 48 bytes before its inline bytes, a record of a 16-byte key
 // and a 128-byte value one 192-byte allocation, and a packed history
-// entry is 48 bytes; and a state, allocated by every write, fits the
-// 128-byte class.
+// entry is 48 bytes; and a state, made by every write, is 48 bytes.
 func TestLayoutSizes(t *testing.T) {
-	if n := unsafe.Sizeof(state{}); n > 128 {
-		t.Errorf("state is %d bytes, want at most 128", n)
+	if n := unsafe.Sizeof(state{}); n > 48 {
+		t.Errorf("state is %d bytes, want at most 48", n)
 	}
 	if n := unsafe.Sizeof(keyRecord{}); n != recordSize {
 		t.Errorf("keyRecord is %d bytes, want %d", n, recordSize)

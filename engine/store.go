@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
@@ -94,15 +95,28 @@ const (
 // state is what readers see: an immutable view of the store at one revision.
 // The writer publishes a new one after every write; readers load it with one
 // atomic read and never wait.
+//
+// What most writes change (the revision, the persister's position, the
+// fresh keys) is in the state itself, 48 bytes; the rest, which changes
+// seldom (the trees are copied every few thousand new keys, the history
+// gets a chunk every chunkSize revisions), is in a stateBase that
+// consecutive states share: a write allocates a third of what a state of
+// every field would take (see newStateLocked).
 type state struct {
-	keys keyIndex // a copy of the writer's tree; never written
+	*stateBase
 	// fresh are the keys created since keys was copied (see fresh.go).
-	fresh      freshKeys
+	fresh  freshKeys
+	rev    int64
+	cindex uint64
+	pos    uint64 // the persister's position of the last batch in it
+}
+
+// stateBase is the part of a state that changes seldom. Never written once
+// published.
+type stateBase struct {
+	keys       keyIndex // a copy of the writer's tree; never written
 	hist       history
-	rev        int64
 	compactRev int64
-	cindex     uint64
-	pos        uint64 // the persister's position of the last batch in it
 	// leases are the live leases (a copy of the writer's tree; never
 	// written), nil before the first one.
 	leases *leaseTree
@@ -209,6 +223,8 @@ type writerState struct {
 	memo lookupMemo
 	// hot is the records of keys updated lately (see hotCache).
 	hot hotCache
+	// base is the stateBase of the last state published (see baseLocked).
+	base *stateBase
 	// states is the rest of the slab publishLocked takes states from
 	// (see newStateLocked); slabFirst and slabCompact are the history's
 	// first revision and the compacted revision its states were made at.
@@ -245,16 +261,11 @@ func (s *Store) publishLocked() {
 	}
 	st := s.newStateLocked(copied)
 	*st = state{
-		keys:       s.w.pub,
-		fresh:      s.w.fresh,
-		hist:       s.w.hist,
-		rev:        s.w.rev,
-		compactRev: s.w.compactRev,
-		cindex:     s.w.cindex,
-		pos:        s.w.pos,
-		leases:     s.w.lt.publish(),
-
-		lastLeaseID: s.w.lt.lastID,
+		stateBase: s.baseLocked(),
+		fresh:     s.w.fresh,
+		rev:       s.w.rev,
+		cindex:    s.w.cindex,
+		pos:       s.w.pos,
 	}
 	if s.p != nil {
 		s.queueLocked(st)
@@ -264,12 +275,39 @@ func (s *Store) publishLocked() {
 	s.wake()
 }
 
+// baseLocked returns the stateBase of the writer's state: the last one
+// published if nothing in it changed, else a new one. mu is held.
+func (s *Store) baseLocked() *stateBase {
+	leases := s.w.lt.publish()
+	if b := s.w.base; b != nil && sameParts(b.keys, s.w.pub) && sameHistory(b.hist, s.w.hist) &&
+		b.compactRev == s.w.compactRev && b.leases == leases && b.lastLeaseID == s.w.lt.lastID {
+		return b
+	}
+	s.w.base = &stateBase{
+		keys:        s.w.pub,
+		hist:        s.w.hist,
+		compactRev:  s.w.compactRev,
+		leases:      leases,
+		lastLeaseID: s.w.lt.lastID,
+	}
+	return s.w.base
+}
+
+// sameParts reports whether a and b are the same copy of the trees.
+func sameParts(a, b keyIndex) bool {
+	return len(a.parts) == len(b.parts) && unsafe.SliceData(a.parts) == unsafe.SliceData(b.parts)
+}
+
+// sameHistory reports whether a and b are the same history: the chunks
+// already in it fill in place (see history).
+func sameHistory(a, b history) bool {
+	return a.first == b.first && len(a.chunks) == len(b.chunks) && unsafe.SliceData(a.chunks) == unsafe.SliceData(b.chunks)
+}
+
 // newStateLocked returns a state for publishLocked to fill. States come
 // from slabs of up to maxStateSlab (the first ones smaller, each twice the
 // last one used up: a store that sees few writes makes few), one
-// allocation for many writes: a state is
-// 128 bytes, and a new one for every write was a fifth of the allocation
-// of a put of an existing key. A state is never reused: a reader may keep
+// allocation for many writes. A state is never reused: a reader may keep
 // it as long as it likes, and with it its whole slab. So that a reader
 // holding a state keeps no more than the states next to it would, a slab
 // holds only states that share the same copy of the trees (copied: this
@@ -292,7 +330,7 @@ func (s *Store) newStateLocked(copied bool) *state {
 	return st
 }
 
-// maxStateSlab is the most states one allocation holds (4 KiB).
+// maxStateSlab is the most states one allocation holds (1.5 KiB).
 const maxStateSlab = 32
 
 // copy returns a copy of x for readers: its trees copied (O(1) each), in a

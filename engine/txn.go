@@ -334,7 +334,7 @@ func (x *Txn) Abort() error {
 // txnView is the state a txn's reads see: the writer's index (private to
 // the txn while it holds mu) at the txn's revision.
 func (s *Store) txnView(t *txnState) state {
-	return state{keys: s.w.keys, rev: t.rev(), compactRev: s.w.compactRev}
+	return state{stateBase: &stateBase{keys: s.w.keys, compactRev: s.w.compactRev}, rev: t.rev()}
 }
 
 // txnRangeLocked is a range read inside t. mu is held by t.
