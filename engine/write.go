@@ -114,8 +114,8 @@ func checkPut(key, value []byte) error {
 
 // putLocked appends a put of key at (rev, sub) to the writer's index and
 // returns the change. It copies value: into the record of a new key, which
-// holds its first value in the same allocation, or into a clone for an
-// update. mu is held.
+// holds its first value in the same allocation, or into the writer's pages
+// for an update (see pageCopyLocked). mu is held.
 func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
 	if len(value) > 0 {
