@@ -225,6 +225,8 @@ type writerState struct {
 	hot hotCache
 	// base is the stateBase of the last state published (see baseLocked).
 	base *stateBase
+	// txnBase is the stateBase of txnView's states, reused.
+	txnBase *stateBase
 	// states is the rest of the slab publishLocked takes states from
 	// (see newStateLocked); slabFirst and slabCompact are the history's
 	// first revision and the compacted revision its states were made at.

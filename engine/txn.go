@@ -332,9 +332,15 @@ func (x *Txn) Abort() error {
 }
 
 // txnView is the state a txn's reads see: the writer's index (private to
-// the txn while it holds mu) at the txn's revision.
+// the txn while it holds mu) at the txn's revision. Its stateBase is the
+// writer's, reused by every call (so a txn's read allocates none): a view
+// is good until the next call. mu is held.
 func (s *Store) txnView(t *txnState) state {
-	return state{stateBase: &stateBase{keys: s.w.keys, compactRev: s.w.compactRev}, rev: t.rev()}
+	if s.w.txnBase == nil {
+		s.w.txnBase = new(stateBase)
+	}
+	*s.w.txnBase = stateBase{keys: s.w.keys, compactRev: s.w.compactRev}
+	return state{stateBase: s.w.txnBase, rev: t.rev()}
 }
 
 // txnRangeLocked is a range read inside t. mu is held by t.
