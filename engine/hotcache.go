@@ -67,7 +67,9 @@ func (c *hotCache) updated(rec *keyRecord, slot int) {
 	if slot < 0 {
 		_, slot = c.get(rec.key())
 	}
-	c.slots[slot] = rec
+	if c.slots[slot] != rec { // no write barrier for a key updated again
+		c.slots[slot] = rec
+	}
 	c.dirty = true
 }
 

@@ -200,8 +200,10 @@ type writerState struct {
 	compactRev int64
 	cindex     uint64
 	pos        uint64 // the persister's position of the last batch appended
-	// page is where pageCopyLocked packs copies of keys and values.
-	page []byte
+	// page is where pageCopyLocked packs copies of keys and values; its
+	// first pageUsed bytes are taken.
+	page     []byte
+	pageUsed int
 	// batch is handed to the persister for each write, and reused.
 	batch persist.Batch
 	// lt is the lease table.
@@ -231,7 +233,7 @@ type writerState struct {
 	// (see newStateLocked); slabFirst and slabCompact are the history's
 	// first revision and the compacted revision its states were made at.
 	states                 []state
-	slabSize               int // of the last slab
+	stateNext              int // states[stateNext:] are free
 	slabFirst, slabCompact int64
 	// last is the record of the greatest key in keys (nil: keys has
 	// none) if lastOK, so that a new key above it skips the lookup's
@@ -277,6 +279,16 @@ func (s *Store) publishLocked() {
 	s.wake()
 }
 
+// setHistLocked makes h the writer's history. It stores h only if it is
+// not the same history (see sameHistory), which most writes leave as it
+// is: a store of its chunk slice is a write barrier while the garbage
+// collector marks. mu is held.
+func (w *writerState) setHistLocked(h history) {
+	if !sameHistory(h, w.hist) {
+		w.hist = h
+	}
+}
+
 // baseLocked returns the stateBase of the writer's state: the last one
 // published if nothing in it changed, else a new one. mu is held.
 func (s *Store) baseLocked() *stateBase {
@@ -319,16 +331,19 @@ func sameHistory(a, b history) bool {
 func (s *Store) newStateLocked(copied bool) *state {
 	// (The history's first revision is 0 until its first write.)
 	dropped := s.w.slabFirst != s.w.hist.first && s.w.slabFirst != 0
-	if len(s.w.states) == 0 || copied || dropped || s.w.slabCompact != s.w.compactRev {
-		if len(s.w.states) == 0 {
-			// The last slab was used up: the next is twice its size.
-			s.w.slabSize = min(max(2*s.w.slabSize, 1), maxStateSlab)
+	usedUp := s.w.stateNext == len(s.w.states)
+	if usedUp || copied || dropped || s.w.slabCompact != s.w.compactRev {
+		size := len(s.w.states)
+		if usedUp {
+			size = min(max(2*size, 1), maxStateSlab)
 		}
-		s.w.states = make([]state, s.w.slabSize)
+		// The slab is stored only when a new one starts (a write barrier
+		// while the garbage collector marks, see pageCopyLocked).
+		s.w.states, s.w.stateNext = make([]state, size), 0
 		s.w.slabFirst, s.w.slabCompact = s.w.hist.first, s.w.compactRev
 	}
-	st := &s.w.states[0]
-	s.w.states = s.w.states[1:]
+	st := &s.w.states[s.w.stateNext]
+	s.w.stateNext++
 	return st
 }
 

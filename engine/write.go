@@ -58,7 +58,7 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 		s.mu.Unlock()
 		return 0, err
 	}
-	s.w.hist = s.w.hist.addOne(rev, c)
+	s.w.setHistLocked(s.w.hist.addOne(rev, c))
 	s.w.rev = rev
 	if s.w.lt.active() {
 		s.attachLocked([]change{c})
@@ -184,14 +184,17 @@ func (s *Store) pageCopyLocked(b []byte) []byte {
 	case len(b) > pageSize/8:
 		return bytes.Clone(b)
 	}
-	p := s.w.page
-	if cap(p)-len(p) < len(b) {
-		p = make([]byte, 0, pageSize)
+	// The page itself is stored only when a new one starts: a store of a
+	// pointer into the heap costs a write barrier while the garbage
+	// collector marks, which it does for much of a long run of puts.
+	p, n := s.w.page, s.w.pageUsed
+	if len(p)-n < len(b) {
+		p, n = make([]byte, pageSize), 0
+		s.w.page = p
 	}
-	n := len(p)
-	p = append(p, b...)
-	s.w.page = p
-	return p[n:len(p):len(p)]
+	copy(p[n:], b)
+	s.w.pageUsed = n + len(b)
+	return p[n : n+len(b) : n+len(b)]
 }
 
 // pageSize is the size of the allocations pageCopyLocked packs bytes into.
@@ -259,7 +262,7 @@ func (s *Store) endWriteLocked(rev int64, cs []change, oldIndex uint64) error {
 	switch {
 	case len(cs) == 1:
 		// addOne keeps no reference to cs, which a txn may reuse.
-		s.w.hist = s.w.hist.addOne(rev, cs[0])
+		s.w.setHistLocked(s.w.hist.addOne(rev, cs[0]))
 		s.w.rev = rev
 	case len(cs) > 1:
 		s.w.hist = s.w.hist.add(rev, cs)
