@@ -103,6 +103,9 @@ type state struct {
 	compactRev int64
 	cindex     uint64
 	pos        uint64 // the persister's position of the last batch in it
+	// points is the writer's point table when the state was published
+	// (see points.go), nil for a small store.
+	points *pointIndex
 	// leases are the live leases (a copy of the writer's tree; never
 	// written), nil before the first one.
 	leases *leaseTree
@@ -209,6 +212,11 @@ type writerState struct {
 	memo lookupMemo
 	// hot is the records of keys updated lately (see hotCache).
 	hot hotCache
+	// points finds the records of keys by hash, for point reads (see
+	// points.go); nil until the index has pointMinKeys keys.
+	points *pointIndex
+	// migrated is how many groups of points.old have moved to points.cur.
+	migrated int
 }
 
 // newStore returns an empty store at revision 1, with compacted revision
@@ -228,6 +236,7 @@ func (s *Store) publishLocked() {
 		s.w.fresh = freshKeys{}
 		s.w.full = false
 	}
+	s.pointsBuildLocked()
 	st := &state{
 		keys:       s.w.pub,
 		fresh:      s.w.fresh,
@@ -236,6 +245,7 @@ func (s *Store) publishLocked() {
 		compactRev: s.w.compactRev,
 		cindex:     s.w.cindex,
 		pos:        s.w.pos,
+		points:     s.w.points,
 		leases:     s.w.lt.publish(),
 
 		lastLeaseID: s.w.lt.lastID,
@@ -279,6 +289,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 		hint = nil // of another tree
 	}
 	t.SetHint(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}, hint)
+	s.pointsAddLocked(rec)
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
@@ -294,6 +305,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 func (s *Store) loadLocked(rec *keyRecord) {
 	t, l, _ := s.placeLocked(rec.key())
 	t.Load(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec})
+	s.pointsAddLocked(rec)
 	s.changedKeysLocked()
 }
 
