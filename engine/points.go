@@ -41,8 +41,10 @@ import (
 // none at r) asks the state's index, as reads did before; a read of a
 // missing key pays for the probe and the descent.
 //
-// Small stores have no table (their trees are shallow and in cache): the
-// writer builds one when its index reaches pointMinKeys keys.
+// A store has a table only if Options.PointIndex asks for one, as the
+// table costs memory and time on every new key (see there). Small stores
+// have none (their trees are shallow and in cache): the writer builds one
+// when its index reaches pointMinKeys keys.
 
 // pointSlots is the number of slots of a pointGroup: with its control
 // word, a group is one 64-byte cache line.
@@ -284,9 +286,11 @@ var pointSink uint64
 
 // pointMigrate is how many groups of an old table the writer moves to the
 // new one per key it adds: enough that the move ends long before the new
-// table fills (a new table has room for about half again its keys, an old
-// one holds 1/6 group per key).
-var pointMigrate = 2 // a var: tests lower it
+// table fills (a new table has room for about 40% more keys, an old one
+// holds 1/6 group per key), and the old table's memory is freed after
+// about 1/24 as many new keys as it held; few enough that a put moves at
+// most about 28 keys.
+var pointMigrate = 4 // a var: tests lower it
 
 // pointsAddLocked adds a new record of the writer's index to the point
 // table, growing it as needed, and moves part of the old table's records
@@ -356,7 +360,7 @@ func fullSlots(c uint64) uint64 { return c & msbs }
 // pointsBuildLocked makes a point table of the writer's index if it has
 // none and has at least pointMinKeys keys. mu is held.
 func (s *Store) pointsBuildLocked() {
-	if s.w.points != nil {
+	if s.w.points != nil || !s.opts.PointIndex {
 		return
 	}
 	n := s.w.keys.len()

@@ -26,7 +26,7 @@ func TestPointTable(t *testing.T) {
 		pointMinKeys = rapid.IntRange(0, 12).Draw(t, "pointMinKeys")
 		pointMigrate = rapid.IntRange(1, 3).Draw(t, "pointMigrate")
 		maxFresh = rapid.IntRange(1, 64).Draw(t, "maxFresh")
-		s := newStore(Options{})
+		s := newStore(Options{PointIndex: true})
 		defer s.Close()
 		m := proptest.NewModel()
 		nkeys := rapid.IntRange(4, 60).Draw(t, "keys")

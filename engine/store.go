@@ -83,6 +83,17 @@ type Options struct {
 	// that a forgotten TxnEnd or Commit cannot block writers forever. 0
 	// means DefaultTxnTimeout; below 0, no limit.
 	TxnTimeout time.Duration
+
+	// PointIndex keeps a hash table of the keys beside the key index,
+	// once the store has a few thousand keys, so that a point read (a
+	// Range with a nil end) finds its key in about two cache misses
+	// rather than a tree's descent: at a million keys, 40% less CPU per
+	// read. It costs about 12-16 bytes of heap per key (24 while the
+	// table grows) and CPU on every put of a new key (the table's insert,
+	// and moving the keys to a bigger table as it grows: about +40% per
+	// new key at 100k-300k keys), and the restore of a store hashes every
+	// key. Reads return the same results either way.
+	PointIndex bool
 }
 
 // Defaults for Options.
