@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/bits"
+	"slices"
 	"testing"
 
 	"github.com/revkv/revkv/kv"
@@ -233,4 +234,78 @@ func TestPointMatch(t *testing.T) {
 		}
 	}
 	_ = bits.Len
+}
+
+// TestPointTableConcurrent reads keys through the point table while the
+// writer puts, deletes, compacts, aborts txns and grows the table: every
+// point read of a view must equal the same view's range read of the key
+// alone, which walks the tree. Run it with -race.
+func TestPointTableConcurrent(t *testing.T) {
+	defer func(n, m int) { pointMinKeys, pointMigrate = n, m }(pointMinKeys, pointMigrate)
+	pointMinKeys, pointMigrate = 0, 1
+	s := newStore(Options{PointIndex: true})
+	defer s.Close()
+	const keys = 300
+	key := func(i int) []byte { return fmt.Appendf(nil, "k%04d", i) }
+	done := make(chan struct{})
+	errs := make(chan error, 2)
+	for r := range 2 {
+		go func() {
+			for i := r; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				v, err := s.View()
+				if err != nil {
+					errs <- err
+					return
+				}
+				k := key(i * 7 % keys)
+				got, err1 := v.Range(k, nil, RangeOptions{})
+				want, err2 := v.Range(k, append(slices.Clone(k), 0), RangeOptions{})
+				if (err1 == nil) != (err2 == nil) || len(got.KVs) != len(want.KVs) ||
+					(len(got.KVs) == 1 && !sameKV(got.KVs[0], want.KVs[0])) {
+					errs <- fmt.Errorf("view at %d: get %q: %v (%v), range %v (%v)", v.Rev(), k, got.KVs, err1, want.KVs, err2)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 6000 {
+		k := key(i * 13 % keys)
+		switch i % 10 {
+		case 7:
+			if _, _, err := s.DeleteRange(k, key(i*13%keys+5)); err != nil {
+				t.Fatal(err)
+			}
+		case 8:
+			x, err := s.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.Put(fmt.Appendf(nil, "t%04d", i), nil, kv.PutOptions{})
+			x.Put(k, []byte("aborted"), kv.PutOptions{})
+			x.Abort()
+		case 9:
+			if err := s.Compact(s.Rev() - 3); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if _, err := s.Put(fmt.Appendf(nil, "%s", k), fmt.Appendf(nil, "v%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(done)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := checkPoints(s); err != nil {
+		t.Fatal(err)
+	}
 }
