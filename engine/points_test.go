@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/bits"
@@ -49,7 +50,7 @@ func TestPointTable(t *testing.T) {
 				}
 			}
 		}
-		for range rapid.IntRange(1, 200).Draw(t, "steps") {
+		for range rapid.IntRange(20, 300).Draw(t, "steps") {
 			if err := checkPoints(s); err != nil {
 				t.Fatal(err)
 			}
@@ -307,5 +308,55 @@ func TestPointTableConcurrent(t *testing.T) {
 	}
 	if err := checkPoints(s); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPointTableLoad fills a store from a snapshot, whose keys come by the
+// append path (loadLocked), with and without a point table already made
+// (pointMinKeys 0 or above the keys): the loaded store's table holds its
+// index's records, and its point reads are the source's.
+func TestPointTableLoad(t *testing.T) {
+	defer func(n int) { pointMinKeys = n }(pointMinKeys)
+	src := newStore(Options{})
+	defer src.Close()
+	for i := range 500 {
+		src.Put(fmt.Appendf(nil, "k%04d", i%300), fmt.Appendf(nil, "v%d", i))
+	}
+	src.DeleteRange([]byte("k0100"), []byte("k0150"))
+	if err := src.Compact(src.Rev() - 50); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := sn.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	sn.Close()
+	for _, min := range []int{0, 100, 1000} {
+		pointMinKeys = min
+		s, err := loadStore(bytes.NewReader(buf.Bytes()), Options{PointIndex: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkPoints(s); err != nil {
+			t.Fatalf("pointMinKeys %d: %v", min, err)
+		}
+		if (s.cur.Load().points != nil) != (min <= 250) {
+			t.Fatalf("pointMinKeys %d: table %v", min, s.cur.Load().points != nil)
+		}
+		for i := range 300 {
+			k := fmt.Appendf(nil, "k%04d", i)
+			for _, rev := range []int64{0, src.Rev() - 20} {
+				got, _, err1 := s.Range(k, nil, 0, rev)
+				want, _, err2 := src.Range(k, nil, 0, rev)
+				if err1 != nil || err2 != nil || len(got) != len(want) || (len(got) == 1 && !sameKV(got[0], want[0])) {
+					t.Fatalf("pointMinKeys %d: get %q at %d: %v %v, source %v %v", min, k, rev, got, err1, want, err2)
+				}
+			}
+		}
+		s.Close()
 	}
 }
