@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/bits"
 	"slices"
 	"testing"
 
@@ -219,6 +218,7 @@ func checkPoints(s *Store) error {
 	return nil
 }
 
+// TestPointMatch checks match against a byte-by-byte comparison.
 func TestPointMatch(t *testing.T) {
 	for _, c := range []uint64{0, pointFresh, 0x0180818283848586, 0x01ff00ff00ff0001} {
 		for b := range uint64(256) {
@@ -234,7 +234,6 @@ func TestPointMatch(t *testing.T) {
 			}
 		}
 	}
-	_ = bits.Len
 }
 
 // TestPointTableConcurrent reads keys through the point table while the
