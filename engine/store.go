@@ -88,10 +88,12 @@ type Options struct {
 	// once the store has a few thousand keys, so that a point read (a
 	// Range with a nil end) finds its key in about two cache misses
 	// rather than a tree's descent: at a million keys, 40% less CPU per
-	// read. It costs about 12-16 bytes of heap per key (24 while the
-	// table grows) and CPU on every put of a new key (the table's insert,
-	// and moving the keys to a bigger table as it grows: about +40% per
-	// new key at 100k-300k keys), and the restore of a store hashes every
+	// read. It costs 10.5-16 bytes of heap per key (more while the table
+	// grows: old and new tables live together for a while), CPU on every
+	// put of a new key (the table's insert, and moving the keys to a
+	// bigger table as it grows: +40-50% per new key, measured loading
+	// 1M keys in key order and 100k-300k random keys), more work for
+	// the garbage collector, and the restore of a store hashes every
 	// key. Reads return the same results either way.
 	PointIndex bool
 }
