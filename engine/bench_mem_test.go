@@ -30,18 +30,23 @@ func BenchmarkHeapPerKey(b *testing.B) {
 	for _, tc := range []struct {
 		order  string
 		update bool
-	}{{"key", false}, {"random", false}, {"key", true}} {
+		points bool
+	}{{"key", false, false}, {"random", false, false}, {"key", true, false}, {"key", false, true}} {
 		after := "load"
 		if tc.update {
 			after = "update-compact"
 		}
-		b.Run(fmt.Sprintf("order=%s/after=%s", tc.order, after), func(b *testing.B) {
+		name := fmt.Sprintf("order=%s/after=%s", tc.order, after)
+		if tc.points {
+			name += "/index=points" // Options.PointIndex
+		}
+		b.Run(name, func(b *testing.B) {
 			keys := numberedKeys(n, tc.order == "random")
 			b.ReportAllocs()
 			var perKey, gcMs float64
 			for b.Loop() {
 				before := liveHeap()
-				s, err := Open(nil, Options{})
+				s, err := Open(nil, Options{PointIndex: tc.points})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -572,14 +572,24 @@ func numberedKeys(n int, random bool) [][]byte {
 
 // BenchmarkGetNumbered is a point Range of a random existing key at 1M
 // numbered keys, put in key order or in random order: the index must tell
-// keys apart whatever order they came in. cpu-ns/op is the CPU time of the
+// keys apart whatever order they came in; index=points is with
+// Options.PointIndex. cpu-ns/op is the CPU time of the
 // benchmark's thread per op, steadier than ns/op on a shared machine.
 func BenchmarkGetNumbered(b *testing.B) {
-	for _, order := range []string{"key", "random"} {
-		b.Run("order="+order, func(b *testing.B) {
+	for _, c := range []struct {
+		order string
+		index string
+	}{{"key", "tree"}, {"random", "tree"}, {"key", "points"}, {"random", "points"}} {
+		b.Run("order="+c.order+"/index="+c.index, func(b *testing.B) {
 			const n = 1_000_000
-			keys := numberedKeys(n, order == "random")
+			keys := numberedKeys(n, c.order == "random")
 			s := build(keys, 1)
+			if c.index == "points" { // Options.PointIndex
+				s.mu.Lock()
+				s.opts.PointIndex = true
+				s.publishLocked()
+				s.mu.Unlock()
+			}
 			runtime.GC()
 			r := rand.New(rand.NewPCG(7, 7))
 			runtime.LockOSThread()

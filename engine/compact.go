@@ -218,9 +218,12 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		keys, l := s.w.keys.side(r.key())
 		if kept == nil {
 			keys.Delete(keyItem{prefix: keyPrefix(r.key(), l), rec: r})
+			s.pointsRemoveLocked(r)
 			continue
 		}
-		keys.Set(keyItem{prefix: keyPrefix(r.key(), l), rec: recordOf(r.key(), kept)})
+		nr := recordOf(r.key(), kept)
+		keys.Set(keyItem{prefix: keyPrefix(r.key(), l), rec: nr})
+		s.pointsReplaceLocked(r, nr)
 	}
 	return next, changed
 }

@@ -152,10 +152,8 @@ const scanBatch = 32
 // form one long chain: a range of 100 keys runs several times faster.
 func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) bool) {
 	if end == nil {
-		if rec := st.lookup(key); rec != nil {
-			if kv, ok := rec.live(rev); ok {
-				fn(kv)
-			}
+		if kv, ok := st.live(key, rev); ok {
+			fn(kv)
 		}
 		return
 	}
@@ -314,11 +312,7 @@ func finishRange(res RangeResult, opts *RangeOptions) RangeResult {
 
 // get is rangeKeys for one key: the hot path of point reads.
 func (st *state) get(key []byte, rev int64, opts RangeOptions, res RangeResult) RangeResult {
-	rec := st.lookup(key)
-	if rec == nil {
-		return res
-	}
-	kv, ok := rec.live(rev)
+	kv, ok := st.live(key, rev)
 	if !ok {
 		return res
 	}
@@ -337,4 +331,20 @@ func (st *state) get(key []byte, rev int64, opts RangeOptions, res RangeResult) 
 	}
 	res.KVs = []KeyValue{kv}
 	return res
+}
+
+// live returns key's value at rev, if the key exists then: from the point
+// table if it has the key's record at rev, else from the index.
+func (st *state) live(key []byte, rev int64) (KeyValue, bool) {
+	if rec, v, ok := st.pointAt(key, rev); ok {
+		if v.deleted() {
+			return KeyValue{}, false
+		}
+		return v.keyValue(rec.key()), true
+	}
+	rec := st.lookup(key)
+	if rec == nil {
+		return KeyValue{}, false
+	}
+	return rec.live(rev)
 }

@@ -84,6 +84,19 @@ type Options struct {
 	// that a forgotten TxnEnd or Commit cannot block writers forever. 0
 	// means DefaultTxnTimeout; below 0, no limit.
 	TxnTimeout time.Duration
+
+	// PointIndex keeps a hash table of the keys beside the key index,
+	// once the store has a few thousand keys, so that a point read (a
+	// Range with a nil end) finds its key in about two cache misses
+	// rather than a tree's descent: at a million keys, 40% less CPU per
+	// read. It costs 10.5-16 bytes of heap per key (more while the table
+	// grows: old and new tables live together for a while), CPU on every
+	// put of a new key (the table's insert, and moving the keys to a
+	// bigger table as it grows: +40-50% per new key, measured loading
+	// 1M keys in key order and 100k-300k random keys), more work for
+	// the garbage collector, and the restore of a store hashes every
+	// key. Reads return the same results either way.
+	PointIndex bool
 }
 
 // Defaults for Options.
@@ -117,6 +130,10 @@ type stateBase struct {
 	keys       keyIndex // a copy of the writer's tree; never written
 	hist       history
 	compactRev int64
+	// points is the writer's point table when the state was published
+	// (see points.go), nil for a small store or one without
+	// Options.PointIndex.
+	points *pointIndex
 	// leases are the live leases (a copy of the writer's tree; never
 	// written), nil before the first one.
 	leases *leaseTree
@@ -242,6 +259,11 @@ type writerState struct {
 	// from holding a replaced record alive.
 	last   *keyRecord
 	lastOK bool
+	// points finds the records of keys by hash, for point reads (see
+	// points.go); nil until the index has pointMinKeys keys.
+	points *pointIndex
+	// migrated is how many groups of points.old have moved to points.cur.
+	migrated int
 }
 
 // newStore returns an empty store at revision 1, with compacted revision
@@ -263,6 +285,7 @@ func (s *Store) publishLocked() {
 		s.w.full = false
 		copied = true
 	}
+	s.pointsBuildLocked()
 	st := s.newStateLocked(copied)
 	*st = state{
 		stateBase: s.baseLocked(),
@@ -294,13 +317,15 @@ func (w *writerState) setHistLocked(h history) {
 func (s *Store) baseLocked() *stateBase {
 	leases := s.w.lt.publish()
 	if b := s.w.base; b != nil && sameParts(b.keys, s.w.pub) && sameHistory(b.hist, s.w.hist) &&
-		b.compactRev == s.w.compactRev && b.leases == leases && b.lastLeaseID == s.w.lt.lastID {
+		b.compactRev == s.w.compactRev && b.leases == leases && b.lastLeaseID == s.w.lt.lastID &&
+		b.points == s.w.points {
 		return b
 	}
 	s.w.base = &stateBase{
 		keys:        s.w.pub,
 		hist:        s.w.hist,
 		compactRev:  s.w.compactRev,
+		points:      s.w.points,
 		leases:      leases,
 		lastLeaseID: s.w.lt.lastID,
 	}
@@ -393,6 +418,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	if s.w.lastOK && (s.w.last == nil || bytes.Compare(rec.key(), s.w.last.key()) > 0) {
 		s.w.last = rec
 	}
+	s.pointsAddLocked(rec)
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
@@ -408,6 +434,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 func (s *Store) loadLocked(rec *keyRecord) {
 	t, l, _ := s.placeLocked(rec.key())
 	t.Load(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec})
+	s.pointsAddLocked(rec)
 	s.changedKeysLocked()
 }
 

@@ -83,6 +83,7 @@ func (s *Store) undoLocked(u *undoLog) {
 func (s *Store) removeLocked(rec *keyRecord) {
 	t, l := s.w.keys.side(rec.key())
 	t.Delete(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec})
+	s.pointsRemoveLocked(rec)
 }
 
 // restoredList returns a list holding the first n versions of l, which
