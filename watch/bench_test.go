@@ -215,3 +215,17 @@ func countEvents(w *Watcher, received *atomic.Int64, wg *sync.WaitGroup) {
 		}
 	}()
 }
+
+// BenchmarkNewStore is a new in-memory engine store made watchable, one
+// put, and Close (bench/compare's new-store): what a test that makes a
+// fake store of its own pays.
+func BenchmarkNewStore(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		s := New(memory(), Options{})
+		if _, err := s.Put([]byte("key"), value); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}

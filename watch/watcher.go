@@ -273,6 +273,9 @@ func (s *Watcher) RequestProgress() {
 	h.mu.Lock()
 	if !s.closed {
 		s.progressReq = max(h.store.Rev(), 1)
+		if h.progressWaiters == nil {
+			h.progressWaiters = map[*Watcher]struct{}{}
+		}
 		h.progressWaiters[s] = struct{}{}
 		h.fastForward(s.progressReq + 1)
 	}
