@@ -11,6 +11,7 @@ import (
 func BenchmarkOpenMemory(b *testing.B) {
 	value := make([]byte, 128)
 	b.ReportAllocs()
+	cpu0 := procCPU()
 	for b.Loop() {
 		db, err := revkv.Open("", revkv.Options{})
 		if err != nil {
@@ -23,4 +24,5 @@ func BenchmarkOpenMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 }
