@@ -271,9 +271,17 @@ type writerState struct {
 func newStore(opts Options) *Store {
 	s := &Store{opts: opts}
 	s.w = writerState{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, rev: 1, compactRev: -1}
-	s.publishLocked()
+	// Published states are never written, so every new store can show
+	// readers the same empty one: a store made for one test and one put
+	// skips copying its empty tree. w.pub stays unset, so the first
+	// publication copies the writer's trees (publishLocked).
+	s.cur.Store(emptyState)
 	return s
 }
+
+// emptyState is what readers of a new store see (see newStore): the state
+// its first publication would make.
+var emptyState = &state{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, rev: 1, compactRev: -1}
 
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {

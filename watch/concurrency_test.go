@@ -154,3 +154,49 @@ func TestConcurrentWatchers(t *testing.T) {
 		t.Fatalf("%d goroutines after Close, %d before", after, before)
 	}
 }
+
+// TestLazyRunLoop: a Store nobody watches runs no goroutine; its first
+// Watcher starts the run loop, and Close stops it, also when Watchers are
+// made at the same time as Close (each then either works until Close or
+// is born closed).
+func TestLazyRunLoop(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := New(memory(), Options{})
+	if _, err := s.Put([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(s.Rev()); err != nil { // the hook, with no run loop
+		t.Fatal(err)
+	}
+	if n := runtime.NumGoroutine(); n != before {
+		t.Fatalf("%d goroutines with no Watcher, %d before New", n, before)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 50 {
+		s := New(memory(), Options{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w := s.NewWatcher()
+				if _, err := w.WatchRange(Request{Key: []byte("k")}); err != nil && err != kv.ErrClosed {
+					t.Errorf("watch: %v", err)
+				}
+				for range w.Chan() { // closed by Close
+				}
+			}()
+		}
+		s.Put([]byte("k"), []byte("v"))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	if after := leaktest.Settle(before); after > before {
+		t.Fatalf("%d goroutines after Close, %d before", after, before)
+	}
+}

@@ -27,7 +27,8 @@
 // # How it works
 //
 // A watcher is a cursor into the engine's history, not a buffer that can
-// overflow. One goroutine per Store (the hub) wakes when the revision moves
+// overflow. One goroutine per Store (the hub), started by its first
+// Watcher (a Store never watched runs none), wakes when the revision moves
 // (engine.Store.Notify), reads the new events from a view, and finds the
 // watches whose range holds each key through an index: a map for
 // single-key watches and an interval treap for ranges and prefixes, so a

@@ -26,11 +26,11 @@ type hub struct {
 
 	mu sync.Mutex
 	// Guarded by mu:
-	idx      *index
-	nextRev  int64 // every revision below it has been handed to synced watches
-	watchers map[*Watcher]struct{}
+	idx      index
+	nextRev  int64                 // every revision below it has been handed to synced watches
+	watchers map[*Watcher]struct{} // nil until the first Watcher
 	// progressWaiters have asked for progress and wait for the dispatch
-	// to pass their target revision.
+	// to pass their target revision; nil until the first does.
 	progressWaiters map[*Watcher]struct{}
 	seq             uint64
 	closed          bool
@@ -53,25 +53,36 @@ type hub struct {
 	// Only the hub's goroutine uses it.
 	wakeBuf []*Watcher
 
-	kick chan struct{} // wakes an idle run loop: a watch became synced
-	stop chan struct{}
-	done chan struct{}
+	// started says the run loop was started (by the first Watcher, see
+	// start): a store nobody watches pays for no goroutine. kick, stop
+	// and done are made with it. Guarded by mu.
+	started bool
+	kick    chan struct{} // wakes an idle run loop: a watch became synced
+	stop    chan struct{}
+	done    chan struct{}
 
 	slow, sent atomic.Uint64
 }
 
-func newHub(s *engine.Store, opts Options) *hub {
-	return &hub{
-		store:           s,
-		opts:            opts,
-		idx:             newIndex(),
-		nextRev:         s.Rev() + 1,
-		watchers:        map[*Watcher]struct{}{},
-		progressWaiters: map[*Watcher]struct{}{},
-		kick:            make(chan struct{}, 1),
-		stop:            make(chan struct{}),
-		done:            make(chan struct{}),
+// init readies h for store s. The run loop is not started: see start.
+func (h *hub) init(s *engine.Store, opts Options) {
+	h.store = s
+	h.opts = opts
+	h.nextRev = s.Rev() + 1
+}
+
+// start starts the run loop, once, when the first Watcher is made: until
+// then no watch exists, so no revision is owed to anyone. Close stops it
+// (close). mu is held and the hub is not closed.
+func (h *hub) start() {
+	if h.started {
+		return
 	}
+	h.started = true
+	h.kick = make(chan struct{}, 1)
+	h.stop = make(chan struct{})
+	h.done = make(chan struct{})
+	go h.run()
 }
 
 func (h *hub) run() {
@@ -219,18 +230,20 @@ func (h *hub) waitDispatched(rev int64) {
 	for {
 		h.mu.Lock()
 		h.fastForward(rev + 1)
-		if h.nextRev > rev || h.closed {
+		if h.nextRev > rev || h.closed || !h.started {
+			// Not started: no watch was ever made, so fastForward has
+			// moved nextRev as far as the store's revision.
 			h.mu.Unlock()
 			return
 		}
 		if h.dispatched == nil {
 			h.dispatched = make(chan struct{})
 		}
-		ch := h.dispatched
+		ch, done := h.dispatched, h.done
 		h.mu.Unlock()
 		select {
 		case <-ch:
-		case <-h.done:
+		case <-done:
 			return
 		case <-h.store.Notify(math.MaxInt64):
 			// Closed (or just written: look again). A closed store
@@ -398,6 +411,10 @@ func (h *hub) newWatcher() *Watcher {
 		close(s.ch)
 		return s
 	}
+	h.start()
+	if h.watchers == nil {
+		h.watchers = map[*Watcher]struct{}{}
+	}
 	h.watchers[s] = struct{}{}
 	h.mu.Unlock()
 	go s.run()
@@ -413,6 +430,7 @@ func (h *hub) close() bool {
 		return false
 	}
 	h.closed = true
+	started := h.started // no Watcher, and so no run loop, starts after closed
 	ws := make([]*Watcher, 0, len(h.watchers))
 	for s := range h.watchers {
 		ws = append(ws, s)
@@ -421,8 +439,10 @@ func (h *hub) close() bool {
 	for _, s := range ws {
 		s.Close()
 	}
-	close(h.stop)
-	<-h.done
+	if started {
+		close(h.stop)
+		<-h.done
+	}
 	return true
 }
 

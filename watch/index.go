@@ -10,7 +10,8 @@ import (
 // Single-key watches, the common case, are in a map. Range watches (a
 // prefix, [key, end), or every key >= key) are in an interval treap ordered
 // by start and augmented with the largest end in each subtree, so a lookup
-// costs O(log W + matches) expected, however many watches there are.
+// costs O(log W + matches) expected, however many watches there are. The
+// zero index is empty and ready to use.
 type index struct {
 	keys   map[string][]*watch
 	ranges *node
@@ -24,13 +25,14 @@ type node struct {
 	maxEnd      []byte // largest end in the subtree; nil means unbounded
 }
 
-func newIndex() *index { return &index{keys: map[string][]*watch{}} }
-
 func (x *index) len() int { return x.n }
 
 func (x *index) add(w *watch) {
 	x.n++
 	if w.single() {
+		if x.keys == nil { // the zero index is empty; made on first use
+			x.keys = map[string][]*watch{}
+		}
 		x.keys[string(w.key)] = append(x.keys[string(w.key)], w)
 		return
 	}

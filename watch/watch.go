@@ -47,16 +47,17 @@ func (o Options) chanSize() int {
 // compacted revision.
 type Store struct {
 	kv *engine.Store
-	h  *hub
+	h  hub // in the Store: one allocation for both
 }
 
-// New makes s watchable. It starts one goroutine, which Close stops. The
-// returned Store owns s: close the Store, not s.
+// New makes s watchable. Its first Watcher starts one goroutine, which
+// Close stops; a Store never watched runs none. The returned Store owns s:
+// close the Store, not s.
 func New(s *engine.Store, opts Options) *Store {
-	h := newHub(s, opts)
-	s.OnCompact(h.beforeCompact)
-	go h.run()
-	return &Store{kv: s, h: h}
+	ws := &Store{kv: s}
+	ws.h.init(s, opts)
+	s.OnCompact(ws.h.beforeCompact)
+	return ws
 }
 
 // NewWatcher returns a new Watcher on the store. After Close it returns a

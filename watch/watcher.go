@@ -52,7 +52,7 @@ type watch struct {
 
 	canceled       bool
 	progressQueued bool
-	lastSent       time.Time
+	lastSent       time.Time // of progress watches only (see markSent)
 }
 
 func (w *watch) single() bool { return w.one }
@@ -71,6 +71,15 @@ func (w *watch) pin(v *engine.View, rev int64) {
 }
 
 func (w *watch) maxPending() int { return 4 * w.max }
+
+// markSent records that w's events were just put in a Response. Only a
+// watch that asked for progress notifications reads the time (see
+// queueProgress): the clock is not read per Response for the others.
+func (w *watch) markSent() {
+	if w.progress {
+		w.lastSent = time.Now()
+	}
+}
 
 func (w *watch) contains(key []byte) bool {
 	if w.one {
@@ -176,8 +185,8 @@ func (s *Watcher) WatchRange(req Request) (int64, error) {
 		progress: req.ProgressNotify,
 		max:      req.MaxEvents,
 		s:        s,
-		lastSent: time.Now(),
 	}
+	w.markSent()
 	if w.key == nil {
 		w.key = []byte{}
 	}
@@ -273,6 +282,9 @@ func (s *Watcher) RequestProgress() {
 	h.mu.Lock()
 	if !s.closed {
 		s.progressReq = max(h.store.Rev(), 1)
+		if h.progressWaiters == nil {
+			h.progressWaiters = map[*Watcher]struct{}{}
+		}
 		h.progressWaiters[s] = struct{}{}
 		h.fastForward(s.progressReq + 1)
 	}
@@ -418,7 +430,7 @@ func (s *Watcher) readyResponse(w *watch) (Response, []kv.Event) {
 func (s *Watcher) took(w *watch, r Response, rest []kv.Event) {
 	s.h.pending -= len(r.Events)
 	w.pending = rest
-	w.lastSent = time.Now()
+	w.markSent()
 	if len(rest) == 0 {
 		w.ready = false
 		s.popReady()
@@ -490,7 +502,7 @@ func (s *Watcher) heldResponse(w *watch) Response {
 	batch, rest := cut(w.pending, w.max)
 	s.h.pending -= len(batch)
 	w.pending = rest
-	w.lastSent = time.Now()
+	w.markSent()
 	return Response{WatchID: w.id, Events: batch, Revision: batch[len(batch)-1].KV.ModRevision}
 }
 
@@ -616,7 +628,7 @@ func (s *Watcher) catchUp(w *watch, from kv.Revision, v *engine.View, err error)
 	if len(evs) == 0 {
 		return Response{}, false
 	}
-	w.lastSent = time.Now()
+	w.markSent()
 	return Response{WatchID: w.id, Events: evs, Revision: v.Rev()}, true
 }
 
