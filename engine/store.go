@@ -281,7 +281,7 @@ func newStore(opts Options) *Store {
 
 // emptyState is what readers of a new store see (see newStore): the state
 // its first publication would make.
-var emptyState = &state{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, rev: 1, compactRev: -1}
+var emptyState = &state{stateBase: &stateBase{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, compactRev: -1}, rev: 1}
 
 // publishLocked makes the writer's state visible to readers. mu is held.
 func (s *Store) publishLocked() {
