@@ -7,6 +7,7 @@ package zcodec
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -77,20 +78,34 @@ var ErrDecode = errors.New("zstd")
 // (n <= MaxDecoded), into dst[:0] (reallocated if its capacity is short).
 // It never allocates more than n bytes of output, whatever src claims.
 func Decode(dst, src []byte, n int) ([]byte, error) {
-	if n < 0 || n > MaxDecoded {
-		return nil, fmt.Errorf("decoded size %d over limit %d: %w", n, MaxDecoded, ErrDecode)
-	}
-	if cap(dst) < n {
-		dst = make([]byte, 0, n)
-	}
-	// The cap limit makes the decoder stop at n bytes: an overlong frame
-	// is an error rather than an allocation.
-	out, err := decoder().DecodeAll(src, dst[:0:n])
+	out, err := AppendDecode(dst[:0], src, n)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
-	}
-	if len(out) != n {
-		return nil, fmt.Errorf("decoded %d bytes, want %d: %w", len(out), n, ErrDecode)
+		return nil, err
 	}
 	return out, nil
+}
+
+// AppendDecode is Decode appending to dst: it returns dst and the n bytes
+// that src decodes to, in dst's storage if its spare capacity holds them
+// (else in a copy grown by n). On error dst's spare capacity may have
+// been written.
+func AppendDecode(dst, src []byte, n int) ([]byte, error) {
+	if n < 0 || n > MaxDecoded {
+		return dst, fmt.Errorf("decoded size %d over limit %d: %w", n, MaxDecoded, ErrDecode)
+	}
+	dst = slices.Grow(dst, n)
+	// The cap limit makes the decoder stop at n bytes: an overlong frame
+	// is an error rather than an allocation.
+	at := len(dst)
+	out, err := decoder().DecodeAll(src, dst[at:at:at+n])
+	if err != nil {
+		return dst, fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	if len(out) != n {
+		return dst, fmt.Errorf("decoded %d bytes, want %d: %w", len(out), n, ErrDecode)
+	}
+	if n > 0 && &out[0] != &dst[:at+n][at] {
+		copy(dst[at:at+n], out) // never seen: the decoder appends in place
+	}
+	return dst[:at+n], nil
 }
