@@ -182,7 +182,8 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 // inconsistency is an error wrapping kv.ErrCorrupt (or ErrRevisionNotFound
 // as well, for a gap in the history) with the offset, and the store stays
 // empty. Memory beyond what the store holds is one block of the format
-// and one entry.
+// and the entries decoded ahead (at most three chunks of 256 KiB: the
+// entries are decoded in a goroutine, ended before LoadSnapshot returns).
 func (s *Store) LoadSnapshot(r io.Reader) error {
 	if err := s.lockWriter(); err != nil {
 		return err
@@ -213,9 +214,11 @@ func load(r io.Reader, opts Options) (*Store, error) {
 		return nil, err
 	}
 	// The store copies every key it keeps, and every value: into a new
-	// key's record, or a clone for an update.
-	sr.ReuseKeys()
-	sr.ReuseValues()
+	// key's record, or a clone for an update. So the reader may decode
+	// ahead in a goroutine of its own (which Close ends before load
+	// returns) while the store takes in the entries before.
+	sr.ReadAhead()
+	defer sr.Close()
 	h := sr.Header()
 	s := newStore(opts)
 	// The store is private until it is returned, and publishes once at

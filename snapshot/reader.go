@@ -13,7 +13,8 @@ import (
 )
 
 // Reader reads a snapshot stream entry by entry. Its memory is one block
-// (stored and decoded) plus the entry it returns. It checks each block's
+// (stored and decoded) plus the entry it returns (and, with ReadAhead,
+// the chunks of entries decoded ahead). It checks each block's
 // checksum before decoding it, and at the end the trailer: counts, body
 // length and body checksum. It is not safe for concurrent use.
 //
@@ -48,6 +49,8 @@ type Reader struct {
 	// byteWise sends every entry through the general path (for tests that
 	// check entryInBlock against it).
 	byteWise bool
+	// ahead is set by ReadAhead: entries then come from its goroutine.
+	ahead *ahead
 }
 
 // NewReader reads and checks the header of the snapshot stream r.
@@ -157,11 +160,14 @@ func (sr *Reader) readFull(b []byte, what string) error {
 // trailer and checksums hold, Next returns io.EOF; any damage is an error
 // wrapping kv.ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
-
 	if sr.err != nil {
 		return nil, false, sr.err
 	}
-	e, event, err = sr.next()
+	if sr.ahead != nil {
+		e, event, err = sr.ahead.next(sr)
+	} else {
+		e, event, err = sr.next()
+	}
 	if err != nil {
 		sr.err = err
 	}

@@ -342,6 +342,10 @@ func FuzzReader(f *testing.F) {
 				t.Fatalf("entry %d with ReuseKeys and ReuseValues: %+v, without %+v", i, got2[i], got[i])
 			}
 		}
+		// Read ahead, everything reads the same.
+		if got, want := readTrace(data, true), readTrace(data, false); got != want {
+			t.Fatalf("with ReadAhead\n%.2000s\nwithout\n%.2000s", got, want)
+		}
 		// Entries read straight from their block read as the general
 		// path reads them, and fail with the same errors.
 		_, got3, _, err3 := readAllWith(data, true, true)
