@@ -141,14 +141,13 @@ func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bo
 		defer ra.stop() // before f.Close: the goroutine reads f
 		src = ra
 	}
-	d := batchDecoder{reuse: true} // fn keeps nothing of a batch past its call
 	for {
 		run := src.next()
-		if err := applyRun(&d, run, &res, name, fn); err != nil {
+		if err := applyRun(run, &res, name, fn); err != nil {
 			return res, err
 		}
 		if run.stop == nil {
-			src.recycle(run.raw)
+			src.recycle(run)
 			continue
 		}
 		res.frames, res.raw = run.stop.frames, run.stop.rawBytes
@@ -162,16 +161,27 @@ func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bo
 	}
 }
 
-// applyRun decodes the groups of run with d and hands their batches to
-// fn, keeping res as a scan of the segment up to each group's end.
-func applyRun(d *batchDecoder, run *groupRun, res *scanResult, name string, fn func(b *persist.Batch, off int64) error) error {
+// applyRun hands the batches of run's groups to fn, keeping res as a scan
+// of the segment up to each group's end.
+func applyRun(run *groupRun, res *scanResult, name string, fn func(b *persist.Batch, off int64) error) error {
 	from := 0
 	for _, g := range run.groups {
 		res.frames, res.raw = g.frames, g.rawBytes
-		if err := decodeGroup(d, run.raw[from:g.rawEnd], res, func(b *persist.Batch) error { return fn(b, g.start) }); err != nil {
-			return wrapAt(err, name, g.start)
+		for i := from; i < g.batches; i++ {
+			b := run.batch(i)
+			if err := fn(b, g.start); err != nil {
+				return wrapAt(err, name, g.start)
+			}
+			if res.batches == 0 {
+				res.firstRev = b.Rev
+			}
+			res.cover.add(b)
+			res.batches++
 		}
-		from = g.rawEnd
+		if g.err != nil {
+			return wrapAt(g.err, name, g.start)
+		}
+		from = g.batches
 		res.end = g.end
 	}
 	return nil
@@ -183,10 +193,11 @@ type errDecode struct{ err error }
 
 func (e errDecode) Error() string { return e.err.Error() }
 
-// decodeGroup decodes the batches of one whole group with d and hands
-// each to fn, counting them in res.
-func decodeGroup(d *batchDecoder, group []byte, res *scanResult, fn func(b *persist.Batch) error) error {
-	d.b, d.off = group, 0
+// decodeGroup decodes the batches of one whole group, which are raw, into
+// run, and returns an errDecode if one does not decode (after adding
+// those before it).
+func (run *groupRun) decodeGroup(d *batchDecoder, raw []byte) error {
+	d.b, d.off = raw, 0
 	for d.off < len(d.b) {
 		b, err := d.next()
 		if errors.Is(err, errShort) {
@@ -195,14 +206,7 @@ func decodeGroup(d *batchDecoder, group []byte, res *scanResult, fn func(b *pers
 		if err != nil {
 			return errDecode{err}
 		}
-		if err := fn(b); err != nil {
-			return err
-		}
-		if res.batches == 0 {
-			res.firstRev = b.Rev
-		}
-		res.cover.add(b)
-		res.batches++
+		run.add(b)
 	}
 	return nil
 }
@@ -229,6 +233,7 @@ type frameReader struct {
 
 	fh     []byte
 	stored []byte
+	dec    batchDecoder // reused: a run keeps copies of its batches
 	// frames and rawBytes count the frames read that checked, and their
 	// raw bytes.
 	frames   int
@@ -240,7 +245,7 @@ func newFrameReader(f persist.File, name string) (*frameReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revkv/filelog: %s: %w", name, err)
 	}
-	return &frameReader{f: f, r: bufio.NewReaderSize(f, 256<<10), name: name, size: size, fh: make([]byte, frameHdrSize)}, nil
+	return &frameReader{f: f, r: bufio.NewReaderSize(f, 256<<10), name: name, size: size, fh: make([]byte, frameHdrSize), dec: batchDecoder{reuse: true}}, nil
 }
 
 func (fr *frameReader) read(b []byte) error {
@@ -324,22 +329,65 @@ func (fr *frameReader) appendFrame(group []byte) ([]byte, frameHeader, *fault, e
 	return group, h, nil, nil
 }
 
-// groupRun is a run of whole groups read from a segment, their raw bytes
-// one after the other, and, if the segment ends after them, how.
+// groupRun is a run of whole groups read from a segment: their raw bytes
+// one after the other, their batches decoded (pointing into the raw
+// bytes), and, if the segment ends after them, how.
 type groupRun struct {
-	raw    []byte
-	groups []groupSpan
-	stop   *scanStop // nil: more groups follow
+	raw     []byte
+	groups  []groupSpan
+	batches []runBatch
+	changes []persist.Change // of every batch, one after the other
+	stop    *scanStop        // nil: more groups follow
+}
+
+// runBatch is a decoded batch whose changes are changes[lo:hi] of its run.
+type runBatch struct {
+	b      persist.Batch // Changes unset
+	lo, hi int
 }
 
 // groupSpan is one group of a run.
 type groupSpan struct {
 	rawEnd     int   // where its bytes end in the run's raw bytes
 	start, end int64 // the offsets of its first frame and past its last
+	batches    int   // where its batches end in the run's batches
+	// err is an errDecode if a batch does not decode; batches holds
+	// those before it.
+	err error
 	// frames and rawBytes count the frames of the segment through this
 	// group, and their raw bytes.
 	frames   int
 	rawBytes int64
+}
+
+// add appends b, its changes copied into the run's array (their bytes
+// stay where they are, in raw).
+func (run *groupRun) add(b *persist.Batch) {
+	rb := runBatch{b: *b, lo: len(run.changes)}
+	rb.b.Changes = nil
+	run.changes = append(run.changes, b.Changes...)
+	rb.hi = len(run.changes)
+	run.batches = append(run.batches, rb)
+}
+
+// batch returns batch i of the run, its Changes set.
+func (run *groupRun) batch(i int) *persist.Batch {
+	rb := &run.batches[i]
+	if rb.hi > rb.lo {
+		rb.b.Changes = run.changes[rb.lo:rb.hi:rb.hi]
+	}
+	return &rb.b
+}
+
+// reset empties run for reuse, keeping its arrays unless a huge group
+// grew them; nothing in it keeps a key or value of the last use alive.
+func (run *groupRun) reset() {
+	clear(run.changes)
+	clear(run.batches)
+	*run = groupRun{raw: keepBuf(run.raw), groups: run.groups[:0], batches: run.batches[:0], changes: run.changes[:0]}
+	if cap(run.changes) > maxReused*64 {
+		run.changes, run.batches = nil, nil
+	}
 }
 
 // scanStop is how reading a segment's frames ended: at the end of the
@@ -353,14 +401,20 @@ type scanStop struct {
 	rawBytes int64
 }
 
-// readRun reads whole groups into buf's storage until their raw bytes
-// reach limit (one group at least) or the segment ends.
-func (fr *frameReader) readRun(buf []byte, limit int) *groupRun {
-	run := &groupRun{raw: buf[:0]}
+// readRun reads whole groups into run (reset) until their raw bytes reach
+// limit (one group at least) or the segment ends, and decodes their
+// batches.
+func (fr *frameReader) readRun(run *groupRun, limit int) {
+	run.reset()
 	for run.stop == nil && (len(run.groups) == 0 || len(run.raw) < limit) {
+		from := len(run.raw)
 		run.raw, run.stop = fr.readGroup(run, run.raw)
+		if run.stop == nil {
+			g := &run.groups[len(run.groups)-1]
+			g.err = run.decodeGroup(&fr.dec, run.raw[from:g.rawEnd])
+			g.batches = len(run.batches)
+		}
 	}
-	return run
 }
 
 // readGroup appends the raw bytes of the next group to raw and its span
@@ -394,10 +448,10 @@ func (fr *frameReader) readGroup(run *groupRun, raw []byte) ([]byte, *scanStop) 
 }
 
 // runSource hands out a segment's runs of groups in order, the last with
-// its stop set; recycle gives back a run's raw bytes for a later run.
+// its stop set; recycle gives back a run for a later one.
 type runSource interface {
 	next() *groupRun
-	recycle(raw []byte)
+	recycle(run *groupRun)
 }
 
 // keepBuf returns raw's storage emptied for reuse, or nil if it grew
@@ -412,11 +466,15 @@ func keepBuf(raw []byte) []byte {
 // inlineRuns reads one group at a time, when asked.
 type inlineRuns struct {
 	fr  *frameReader
-	buf []byte
+	run groupRun
 }
 
-func (s *inlineRuns) next() *groupRun    { return s.fr.readRun(s.buf, 0) }
-func (s *inlineRuns) recycle(raw []byte) { s.buf = keepBuf(raw) }
+func (s *inlineRuns) next() *groupRun {
+	s.fr.readRun(&s.run, 0)
+	return &s.run
+}
+
+func (s *inlineRuns) recycle(*groupRun) {}
 
 // runBytes is how many raw bytes of groups a read-ahead run gathers
 // before handing them over: enough that the hand-overs cost little next
@@ -429,15 +487,15 @@ const runBytes = 256 << 10
 // the other.
 type readAhead struct {
 	out  chan *groupRun
-	free chan []byte
+	free chan *groupRun
 	quit chan struct{}
 	done chan struct{}
 }
 
 func startReadAhead(fr *frameReader) *readAhead {
-	ra := &readAhead{out: make(chan *groupRun, 1), free: make(chan []byte, 2), quit: make(chan struct{}), done: make(chan struct{})}
-	ra.free <- nil
-	ra.free <- nil
+	ra := &readAhead{out: make(chan *groupRun, 1), free: make(chan *groupRun, 2), quit: make(chan struct{}), done: make(chan struct{})}
+	ra.free <- new(groupRun)
+	ra.free <- new(groupRun)
 	go ra.run(fr)
 	return ra
 }
@@ -446,13 +504,13 @@ func startReadAhead(fr *frameReader) *readAhead {
 func (ra *readAhead) run(fr *frameReader) {
 	defer close(ra.done)
 	for {
-		var buf []byte
+		var run *groupRun
 		select {
-		case buf = <-ra.free:
+		case run = <-ra.free:
 		case <-ra.quit:
 			return
 		}
-		run := fr.readRun(buf, runBytes)
+		fr.readRun(run, runBytes)
 		select {
 		case ra.out <- run:
 		case <-ra.quit:
@@ -464,8 +522,8 @@ func (ra *readAhead) run(fr *frameReader) {
 	}
 }
 
-func (ra *readAhead) next() *groupRun    { return <-ra.out }
-func (ra *readAhead) recycle(raw []byte) { ra.free <- keepBuf(raw) }
+func (ra *readAhead) next() *groupRun       { return <-ra.out }
+func (ra *readAhead) recycle(run *groupRun) { ra.free <- run }
 
 // stop ends the goroutine and waits for it: after stop, nothing reads the
 // segment's file.
