@@ -28,7 +28,9 @@ func (sr *Reader) ReadAhead() {
 	a := &ahead{src: src, out: make(chan *entryChunk, aheadChunks-1), free: make(chan *entryChunk, aheadChunks),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	for range aheadChunks {
-		a.free <- new(entryChunk)
+		// Room for a full chunk from the start: grown one append at a
+		// time, the arrays would cost twice as much in garbage.
+		a.free <- &entryChunk{entries: make([]aheadEntry, 0, chunkEntries), data: make([]byte, 0, chunkBytes+4<<10)}
 	}
 	sr.ahead = a
 	go a.run()

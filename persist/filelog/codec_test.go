@@ -140,6 +140,55 @@ func TestScanSegment(t *testing.T) {
 	}
 }
 
+// TestScanBigGroup: a group of more batches than a read-ahead run holds
+// (runBatches) is applied whole and in order, by the read-ahead and
+// inline; a batch that does not decode in it, past the first run's share,
+// is damage at the group's offset after exactly the batches before it.
+func TestScanBigGroup(t *testing.T) {
+	const n = 3*runBatches + 100
+	var bs []persist.Batch
+	for i := range n {
+		bs = append(bs, persist.Batch{Rev: int64(i) + 2, Changes: []persist.Change{{Key: fmt.Appendf(nil, "k%05d", i), Value: []byte("v")}}})
+	}
+	small := encodeAll([]persist.Batch{{Rev: n + 2, Index: 7}})
+	enc := zcodec.NewEncoder(zcodec.Fast)
+	whole := appendFrames(enc, segmentBytes(encodeAll(bs)), small) // a big group, then a small one
+	bad := segmentBytes(append(append(encodeAll(bs[:runBatches+5]), 'Z'), encodeAll(bs[runBatches+5:])...))
+	for _, ahead := range []bool{true, false} {
+		scan := func(data []byte) (scanResult, int, error) {
+			fs := memfs.New(memfs.Options{})
+			fs.MkdirAll("d")
+			f, _ := fs.Create("d/" + segFile(1))
+			f.Write(data)
+			f.Close()
+			i := 0
+			res, err := scanFrames(fs, "d", 1, tailRule{last: true}, ahead, func(b *persist.Batch, off int64) error {
+				want := fmt.Appendf(nil, "k%05d", i)
+				switch {
+				case off != segHdrSize && i < n:
+					return fmt.Errorf("batch %d at offset %d", i, off)
+				case i < n && (b.Rev != int64(i)+2 || len(b.Changes) != 1 || !bytes.Equal(b.Changes[0].Key, want)):
+					return fmt.Errorf("batch %d: %+v", i, b)
+				case i == n && b.Index != 7:
+					return fmt.Errorf("last batch %+v", b)
+				}
+				i++
+				return nil
+			})
+			return res, i, err
+		}
+		res, got, err := scan(whole)
+		if err != nil || got != n+1 || res.batches != n+1 || res.end != int64(len(whole)) || res.torn {
+			t.Fatalf("ahead %v: %d batches, %+v, %v", ahead, got, res, err)
+		}
+		res, got, err = scan(bad)
+		var de *DamageError
+		if !errors.As(err, &de) || de.Offset != segHdrSize || got != runBatches+5 || res.end != segHdrSize {
+			t.Fatalf("ahead %v, a bad batch: %d batches, end %d, %v", ahead, got, res.end, err)
+		}
+	}
+}
+
 // TestTornTailRule: the states a power loss leaves on a filesystem that
 // grows a file before writing its data (a frame header then zeros, half a
 // payload then zeros, part of a header then zeros, a frame cut short) are

@@ -162,7 +162,7 @@ func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bo
 }
 
 // applyRun hands the batches of run's groups to fn, keeping res as a scan
-// of the segment up to each group's end.
+// of the segment up to the end of each group it finishes.
 func applyRun(run *groupRun, res *scanResult, name string, fn func(b *persist.Batch, off int64) error) error {
 	from := 0
 	for _, g := range run.groups {
@@ -181,8 +181,10 @@ func applyRun(run *groupRun, res *scanResult, name string, fn func(b *persist.Ba
 		if g.err != nil {
 			return wrapAt(g.err, name, g.start)
 		}
+		if !g.partial {
+			res.end = g.end
+		}
 		from = g.batches
-		res.end = g.end
 	}
 	return nil
 }
@@ -193,22 +195,43 @@ type errDecode struct{ err error }
 
 func (e errDecode) Error() string { return e.err.Error() }
 
-// decodeGroup decodes the batches of one whole group, which are raw, into
-// run, and returns an errDecode if one does not decode (after adding
-// those before it).
-func (run *groupRun) decodeGroup(d *batchDecoder, raw []byte) error {
+// decodeError is the errDecode for d.next's error.
+func decodeError(err error) error {
+	if errors.Is(err, errShort) {
+		return errDecode{errors.New("batch cut by the end of its group")}
+	}
+	return errDecode{err}
+}
+
+// decodeInto decodes the batches of group g, whose raw bytes (or the rest
+// of them, after a part in an earlier run) are raw, into run, until the
+// run is full (see full): it returns the bytes left, which go on in the
+// next run (g.partial), or nil. A batch that does not decode ends the
+// group with g.err.
+func (run *groupRun) decodeInto(d *batchDecoder, g *groupSpan, raw []byte) (rest []byte) {
 	d.b, d.off = raw, 0
 	for d.off < len(d.b) {
+		at := d.off
 		b, err := d.next()
-		if errors.Is(err, errShort) {
-			return errDecode{errors.New("batch cut by the end of its group")}
-		}
 		if err != nil {
-			return errDecode{err}
+			g.err = decodeError(err)
+			break
+		}
+		if run.full(b) {
+			g.partial, rest = true, raw[at:]
+			break
 		}
 		run.add(b)
 	}
-	return nil
+	g.batches = len(run.batches)
+	return rest
+}
+
+// full reports whether run has no room for b: it holds runBatches
+// batches, or b's changes would take its changes past runBatches. An
+// empty run takes any batch.
+func (run *groupRun) full(b *persist.Batch) bool {
+	return len(run.batches) > 0 && (len(run.batches) >= runBatches || len(run.changes)+len(b.Changes) > runBatches)
 }
 
 // wrapAt names the file and offset in an error from decoding or applying
@@ -234,6 +257,11 @@ type frameReader struct {
 	fh     []byte
 	stored []byte
 	dec    batchDecoder // reused: a run keeps copies of its batches
+	// rest is what a run did not take of its last group's batches (in
+	// restBuf, a copy: the run has gone to the scan), restOf that
+	// group's span.
+	rest, restBuf []byte
+	restOf        groupSpan
 	// frames and rawBytes count the frames read that checked, and their
 	// raw bytes.
 	frames   int
@@ -354,6 +382,10 @@ type groupSpan struct {
 	// err is an errDecode if a batch does not decode; batches holds
 	// those before it.
 	err error
+	// partial: the run holds the group's batches only up to batches,
+	// the rest are in the next run (the group was read and checked
+	// whole, but its batches did not fit in one run).
+	partial bool
 	// frames and rawBytes count the frames of the segment through this
 	// group, and their raw bytes.
 	frames   int
@@ -379,15 +411,19 @@ func (run *groupRun) batch(i int) *persist.Batch {
 	return &rb.b
 }
 
+// newRun returns an empty run with room for what a run of read-ahead
+// usually holds (runBytes, runBatches): grown one append at a time, its
+// arrays would cost twice that in garbage at each scan.
+func newRun() *groupRun {
+	return &groupRun{raw: make([]byte, 0, 2*runBytes), batches: make([]runBatch, 0, runBatches), changes: make([]persist.Change, 0, runBatches)}
+}
+
 // reset empties run for reuse, keeping its arrays unless a huge group
 // grew them; nothing in it keeps a key or value of the last use alive.
 func (run *groupRun) reset() {
 	clear(run.changes)
 	clear(run.batches)
 	*run = groupRun{raw: keepBuf(run.raw), groups: run.groups[:0], batches: run.batches[:0], changes: run.changes[:0]}
-	if cap(run.changes) > maxReused*64 {
-		run.changes, run.batches = nil, nil
-	}
 }
 
 // scanStop is how reading a segment's frames ended: at the end of the
@@ -406,14 +442,32 @@ type scanStop struct {
 // batches.
 func (fr *frameReader) readRun(run *groupRun, limit int) {
 	run.reset()
-	for run.stop == nil && (len(run.groups) == 0 || len(run.raw) < limit) {
+	if fr.rest != nil { // a group's batches that did not fit in the last run
+		run.raw = append(run.raw, fr.rest...)
+		g := fr.restOf
+		g.rawEnd, g.partial = len(run.raw), false
+		run.groups = append(run.groups, g)
+		fr.decodeLast(run, 0)
+	}
+	for run.stop == nil && fr.rest == nil && (len(run.groups) == 0 || len(run.raw) < limit && len(run.batches) < runBatches) {
 		from := len(run.raw)
 		run.raw, run.stop = fr.readGroup(run, run.raw)
 		if run.stop == nil {
-			g := &run.groups[len(run.groups)-1]
-			g.err = run.decodeGroup(&fr.dec, run.raw[from:g.rawEnd])
-			g.batches = len(run.batches)
+			fr.decodeLast(run, from)
 		}
+	}
+}
+
+// decodeLast decodes the batches of run's last group, whose raw bytes
+// start at from in the run's, and keeps a copy of those that do not fit
+// (in fr.rest) for the next run.
+func (fr *frameReader) decodeLast(run *groupRun, from int) {
+	g := &run.groups[len(run.groups)-1]
+	rest := run.decodeInto(&fr.dec, g, run.raw[from:g.rawEnd])
+	fr.rest = nil
+	if rest != nil {
+		fr.restBuf = append(fr.restBuf[:0], rest...)
+		fr.rest, fr.restOf = fr.restBuf, *g
 	}
 }
 
@@ -476,11 +530,15 @@ func (s *inlineRuns) next() *groupRun {
 
 func (s *inlineRuns) recycle(*groupRun) {}
 
-// runBytes is how many raw bytes of groups a read-ahead run gathers
-// before handing them over: enough that the hand-overs cost little next
-// to the work on them (groups of a few kilobytes are common: a group is
-// what one sync gathered), few enough to keep two runs in memory.
-const runBytes = 256 << 10
+// runBytes and runBatches bound the raw bytes and batches of groups a
+// read-ahead run gathers before handing them over (but a run holds one
+// whole group at least): enough that the hand-overs cost little next to
+// the work on them (groups of a few kilobytes are common: a group is what
+// one sync gathered), few enough to keep two runs in memory.
+const (
+	runBytes   = 256 << 10
+	runBatches = 2048
+)
 
 // readAhead reads runs of groups in a goroutine, one run ahead of the
 // scan: two buffers go back and forth, one filled while the scan applies
@@ -494,8 +552,8 @@ type readAhead struct {
 
 func startReadAhead(fr *frameReader) *readAhead {
 	ra := &readAhead{out: make(chan *groupRun, 1), free: make(chan *groupRun, 2), quit: make(chan struct{}), done: make(chan struct{})}
-	ra.free <- new(groupRun)
-	ra.free <- new(groupRun)
+	ra.free <- newRun()
+	ra.free <- newRun()
 	go ra.run(fr)
 	return ra
 }
