@@ -248,6 +248,7 @@ type loader struct {
 	groupRev   int64
 	group      []change
 	lastKey    []byte
+	tail       replayTail // the loader alone fills the store: it never removes keys
 }
 
 func (l *loader) corrupt(format string, args ...any) error {
@@ -295,7 +296,9 @@ func (l *loader) base(e *snapshot.Entry) error {
 	}
 	l.lastKey = append(l.lastKey[:0], e.Key...)
 	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
-	l.s.loadLocked(newRecord(e.Key, v)) // copies the key and the value
+	rec := newRecord(e.Key, v) // copies the key and the value
+	l.s.loadLocked(rec)
+	l.tail.rec = rec // base keys come in key order
 	return nil
 }
 
@@ -331,7 +334,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 		if err := checkPut(e.Key, e.Value); err != nil {
 			return l.corrupt("%v", err)
 		}
-		c = l.s.replayPutLocked(e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
+		c = l.s.replayPutLocked(&l.tail, e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
 	}
 	if c.v.create != e.Create || c.v.ver != e.Version {
 		return l.corrupt("event %d.%d on %q: create %d version %d, history says %d, %d",
