@@ -51,7 +51,11 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 	if p == nil {
 		return s, nil
 	}
-	if err := p.Recover(target{s: s, owner: s, tail: new(replayTail)}); err != nil {
+	// The persister keeps its target (to take snapshots): the tail is
+	// forgotten once the replay is over.
+	tail := new(replayTail)
+	defer tail.forget()
+	if err := p.Recover(target{s: s, owner: s, tail: tail}); err != nil {
 		if !errors.Is(err, persist.ErrInUse) { // not ours to close
 			p.Close()
 		}
@@ -228,7 +232,9 @@ func (s *Store) Restore() error {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
 	fresh := newStore(s.opts)
-	if err := s.p.Recover(target{s: fresh, owner: s, tail: new(replayTail)}); err != nil {
+	tail := new(replayTail)
+	defer tail.forget()
+	if err := s.p.Recover(target{s: fresh, owner: s, tail: tail}); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
 	fresh.repackLocked()

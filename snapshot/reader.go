@@ -51,6 +51,9 @@ type Reader struct {
 	byteWise bool
 	// ahead is set by ReadAhead: entries then come from its goroutine.
 	ahead *ahead
+	// zd is the reader's own decoder, made at its first compressed block,
+	// garbage with the reader (see zcodec.Decoder).
+	zd *zcodec.Decoder
 }
 
 // NewReader reads and checks the header of the snapshot stream r.
@@ -319,7 +322,10 @@ func (sr *Reader) readBlock() error {
 	if n == m {
 		sr.body = append(sr.body[:0], sr.stored...)
 	} else {
-		body, err := zcodec.Decode(sr.body, sr.stored, int(m))
+		if sr.zd == nil {
+			sr.zd = zcodec.NewDecoder()
+		}
+		body, err := sr.zd.AppendDecode(sr.body[:0], sr.stored, int(m))
 		if err != nil {
 			return sr.corrupt(sr.blkOff, "block: %v", err)
 		}

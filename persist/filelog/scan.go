@@ -257,6 +257,9 @@ type frameReader struct {
 	fh     []byte
 	stored []byte
 	dec    batchDecoder // reused: a run keeps copies of its batches
+	// zd is the scan's own decoder, made at its first compressed frame,
+	// garbage with the scan (see zcodec.Decoder).
+	zd *zcodec.Decoder
 	// rest is what a run did not take of its last group's batches (in
 	// restBuf, a copy: the run has gone to the scan), restOf that
 	// group's span.
@@ -350,7 +353,10 @@ func (fr *frameReader) appendFrame(group []byte) ([]byte, frameHeader, *fault, e
 	if h.flags&flagCompressed == 0 {
 		return group, h, nil, nil
 	}
-	group, err = zcodec.AppendDecode(group, stored, h.raw)
+	if fr.zd == nil {
+		fr.zd = zcodec.NewDecoder()
+	}
+	group, err = fr.zd.AppendDecode(group, stored, h.raw)
 	if err != nil {
 		return group, h, &fault{off: off, end: end, checked: true, err: err}, nil
 	}
