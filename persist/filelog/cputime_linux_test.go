@@ -13,3 +13,15 @@ func procCPU() int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// threadCPU returns the CPU time (user and system) the calling thread has
+// used, in ns. The caller locks its OS thread: for an open, the time of
+// the goroutine that applies what it reads, without the read-ahead's and
+// the collector's on other threads.
+func threadCPU() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
