@@ -68,6 +68,13 @@ func scanBytes(t testing.TB, data []byte, last bool) (scanResult, []persist.Batc
 }
 
 func scanRule(t testing.TB, data []byte, rule tailRule) (scanResult, []persist.Batch, error) {
+	return scanWith(t, data, rule, true)
+}
+
+// scanWith is scanRule, with the frames read ahead in a goroutine or
+// inline. The batches it returns are only good for counting: their
+// slices point into buffers the scan reused.
+func scanWith(t testing.TB, data []byte, rule tailRule, ahead bool) (scanResult, []persist.Batch, error) {
 	fs := memfs.New(memfs.Options{})
 	fs.MkdirAll("d")
 	f, err := fs.Create("d/" + segFile(1))
@@ -77,7 +84,7 @@ func scanRule(t testing.TB, data []byte, rule tailRule) (scanResult, []persist.B
 	f.Write(data)
 	f.Close()
 	var got []persist.Batch
-	res, err := scanSegment(fs, "d", 1, rule, func(b *persist.Batch, off int64) error {
+	res, err := scanFrames(fs, "d", 1, rule, ahead, func(b *persist.Batch, off int64) error {
 		got = append(got, *b)
 		return nil
 	})
@@ -259,6 +266,12 @@ func FuzzSegment(f *testing.F) {
 			}
 			if err == nil && res.end > int64(len(data)) {
 				t.Fatalf("end %d past %d bytes", res.end, len(data))
+			}
+			// Read inline, the segment scans the same.
+			res2, got2, err2 := scanWith(t, data, tailRule{last: last}, false)
+			_, got, _ := scanBytes(t, data, last)
+			if fmt.Sprintf("%+v %d %v", res, len(got), err) != fmt.Sprintf("%+v %d %v", res2, len(got2), err2) {
+				t.Fatalf("read ahead: %+v, %d batches, %v; inline: %+v, %d, %v", res, len(got), err, res2, len(got2), err2)
 			}
 		}
 	})
