@@ -51,7 +51,11 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 	if p == nil {
 		return s, nil
 	}
-	if err := p.Recover(target{s: s, owner: s}); err != nil {
+	// The persister keeps its target (to take snapshots): the tail is
+	// forgotten once the replay is over.
+	tail := new(replayTail)
+	defer tail.forget()
+	if err := p.Recover(target{s: s, owner: s, tail: tail}); err != nil {
 		if !errors.Is(err, persist.ErrInUse) { // not ours to close
 			p.Close()
 		}
@@ -228,7 +232,9 @@ func (s *Store) Restore() error {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
 	fresh := newStore(s.opts)
-	if err := s.p.Recover(target{s: fresh, owner: s}); err != nil {
+	tail := new(replayTail)
+	defer tail.forget()
+	if err := s.p.Recover(target{s: fresh, owner: s, tail: tail}); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
 	fresh.repackLocked()
@@ -260,6 +266,10 @@ func (s *Store) Restore() error {
 type target struct {
 	s     *Store // the state recovered into
 	owner *Store // the store it is for (s, or the store Restore runs for)
+	// tail is what the replay knows of the greatest key (see
+	// replayPutLocked): a store filled in key order replays its puts by
+	// the tree's append path.
+	tail *replayTail
 }
 
 // Owner implements persist.OwnedTarget.
@@ -271,6 +281,7 @@ func (t target) LoadSnapshot(r io.Reader) error {
 		return err
 	}
 	t.s.w = loaded.w
+	t.tail.forget() // of another index
 	return nil
 }
 
@@ -298,7 +309,7 @@ func (t target) Apply(b *persist.Batch) error {
 				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, kv.ErrCorrupt)
 			}
 			if !c.Delete {
-				cs = append(cs, s.replayPutLocked(c.Key, c.Value, c.Lease, b.Rev, int64(i)))
+				cs = append(cs, s.replayPutLocked(t.tail, c.Key, c.Value, c.Lease, b.Rev, int64(i)))
 				continue
 			}
 			d, _ := s.deleteLocked(c.Key, nil, b.Rev, int64(i), MaxBatchSize)
@@ -331,6 +342,7 @@ func (t target) Apply(b *persist.Batch) error {
 		}
 		w.compactRev = b.Compact
 		s.compactAllLocked(b.Compact)
+		t.tail.forget() // compaction removed keys, maybe the greatest
 	default:
 		w.cindex = b.Index
 	}

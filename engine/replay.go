@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"unsafe"
 
 	"github.com/tidwall/btree"
 )
@@ -12,10 +13,10 @@ import (
 // index is new: its record goes in by the tree's append path (loadLocked),
 // without the lookup's descent and the insert's search. Replay runs on a
 // store no reader sees yet, so the trees' full copy at the next
-// publication that loadLocked asks for costs nothing. mu is held (or the
-// store is private).
-func (s *Store) replayPutLocked(key, value []byte, lease, rev, sub int64) change {
-	if !s.afterAllLocked(key) {
+// publication that loadLocked asks for costs nothing. t is the replay's
+// memory of the greatest key. mu is held (or the store is private).
+func (s *Store) replayPutLocked(t *replayTail, key, value []byte, lease, rev, sub int64) change {
+	if !t.before(s, key) {
 		return s.putLocked(key, value, lease, rev, sub)
 	}
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
@@ -24,16 +25,50 @@ func (s *Store) replayPutLocked(key, value []byte, lease, rev, sub int64) change
 	}
 	rec := newRecord(key, v)
 	s.loadLocked(rec)
-	return rec.madeChange()
+	t.rec = rec
+	if !fits(v) { // never made by the engine's own writes
+		return rec.madeChange()
+	}
+	// The change of rec's first version (rec.firstChange), from what
+	// made it rather than read back from the new record.
+	k, data := rec.key(), unsafe.Slice(rec.bytes(), len(key)+len(value))
+	if len(value) > 0 {
+		v.value = data[len(key):len(data):len(data)]
+	}
+	return change{key: k, v: v, rec: rec}
 }
 
-// afterAllLocked reports whether key sorts after every key of the writer's
-// index: the last part's last key, found along the tree's right edge
-// without a comparison, and one comparison with it. mu is held.
-func (s *Store) afterAllLocked(key []byte) bool {
+// replayTail is what a replay knows of the greatest key of the writer's
+// index: its record, or nil if it does not know (then the tree's right
+// edge tells, see lastLocked). A replay that puts keys in key order then
+// tells a new key by one comparison with the key it put last. Only the
+// replay changes the index meanwhile, and puts only add keys, so the
+// record stays the greatest until something removes keys: compaction,
+// after which the replay forgets it (forget).
+type replayTail struct{ rec *keyRecord }
+
+// before reports whether key sorts after every key of s's writer index.
+// mu is held.
+func (t *replayTail) before(s *Store, key []byte) bool {
+	if t.rec == nil {
+		t.rec = s.lastLocked()
+	}
+	return t.rec != nil && bytes.Compare(key, t.rec.key()) > 0
+}
+
+// forget drops what t knows: the index lost keys, maybe its greatest.
+func (t *replayTail) forget() { t.rec = nil }
+
+// lastLocked returns the record of the greatest key of the writer's index
+// (nil if it has none): the last part's last key, found along the tree's
+// right edge without a comparison. mu is held.
+func (s *Store) lastLocked() *keyRecord {
 	x := &s.w.keys
 	last, ok := x.parts[len(x.parts)-1].tree.Max()
-	return ok && bytes.Compare(key, last.rec.key()) > 0
+	if !ok {
+		return nil
+	}
+	return last.rec
 }
 
 // repackLocked gives every tree of the writer's index nodes of its own,

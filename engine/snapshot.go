@@ -182,7 +182,8 @@ func (st *state) writeSnapshot(w io.Writer) (int64, error) {
 // inconsistency is an error wrapping kv.ErrCorrupt (or ErrRevisionNotFound
 // as well, for a gap in the history) with the offset, and the store stays
 // empty. Memory beyond what the store holds is one block of the format
-// and one entry.
+// and the entries decoded ahead (at most three chunks of 256 KiB: the
+// entries are decoded in a goroutine, ended before LoadSnapshot returns).
 func (s *Store) LoadSnapshot(r io.Reader) error {
 	if err := s.lockWriter(); err != nil {
 		return err
@@ -213,9 +214,11 @@ func load(r io.Reader, opts Options) (*Store, error) {
 		return nil, err
 	}
 	// The store copies every key it keeps, and every value: into a new
-	// key's record, or a clone for an update.
-	sr.ReuseKeys()
-	sr.ReuseValues()
+	// key's record, or a clone for an update. So the reader may decode
+	// ahead in a goroutine of its own (which Close ends before load
+	// returns) while the store takes in the entries before.
+	sr.ReadAhead()
+	defer sr.Close()
 	h := sr.Header()
 	s := newStore(opts)
 	// The store is private until it is returned, and publishes once at
@@ -245,6 +248,7 @@ type loader struct {
 	groupRev   int64
 	group      []change
 	lastKey    []byte
+	tail       replayTail // the loader alone fills the store: it never removes keys
 }
 
 func (l *loader) corrupt(format string, args ...any) error {
@@ -292,7 +296,9 @@ func (l *loader) base(e *snapshot.Entry) error {
 	}
 	l.lastKey = append(l.lastKey[:0], e.Key...)
 	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
-	l.s.loadLocked(newRecord(e.Key, v)) // copies the key and the value
+	rec := newRecord(e.Key, v) // copies the key and the value
+	l.s.loadLocked(rec)
+	l.tail.rec = rec // base keys come in key order
 	return nil
 }
 
@@ -328,7 +334,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 		if err := checkPut(e.Key, e.Value); err != nil {
 			return l.corrupt("%v", err)
 		}
-		c = l.s.replayPutLocked(e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
+		c = l.s.replayPutLocked(&l.tail, e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
 	}
 	if c.v.create != e.Create || c.v.ver != e.Version {
 		return l.corrupt("event %d.%d on %q: create %d version %d, history says %d, %d",

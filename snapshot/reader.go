@@ -13,7 +13,8 @@ import (
 )
 
 // Reader reads a snapshot stream entry by entry. Its memory is one block
-// (stored and decoded) plus the entry it returns. It checks each block's
+// (stored and decoded) plus the entry it returns (and, with ReadAhead,
+// the chunks of entries decoded ahead). It checks each block's
 // checksum before decoding it, and at the end the trailer: counts, body
 // length and body checksum. It is not safe for concurrent use.
 //
@@ -45,6 +46,14 @@ type Reader struct {
 	// lastLeaseID is the highest lease ID granted, as read.
 	lastLeaseID int64
 	err         error // sticky
+	// byteWise sends every entry through the general path (for tests that
+	// check entryInBlock against it).
+	byteWise bool
+	// ahead is set by ReadAhead: entries then come from its goroutine.
+	ahead *ahead
+	// zd is the reader's own decoder, made at its first compressed block,
+	// garbage with the reader (see zcodec.Decoder).
+	zd *zcodec.Decoder
 }
 
 // NewReader reads and checks the header of the snapshot stream r.
@@ -154,11 +163,14 @@ func (sr *Reader) readFull(b []byte, what string) error {
 // trailer and checksums hold, Next returns io.EOF; any damage is an error
 // wrapping kv.ErrCorrupt.
 func (sr *Reader) Next() (e *Entry, event bool, err error) {
-
 	if sr.err != nil {
 		return nil, false, sr.err
 	}
-	e, event, err = sr.next()
+	if sr.ahead != nil {
+		e, event, err = sr.ahead.next(sr)
+	} else {
+		e, event, err = sr.next()
+	}
 	if err != nil {
 		sr.err = err
 	}
@@ -310,7 +322,10 @@ func (sr *Reader) readBlock() error {
 	if n == m {
 		sr.body = append(sr.body[:0], sr.stored...)
 	} else {
-		body, err := zcodec.Decode(sr.body, sr.stored, int(m))
+		if sr.zd == nil {
+			sr.zd = zcodec.NewDecoder()
+		}
+		body, err := sr.zd.AppendDecode(sr.body[:0], sr.stored, int(m))
 		if err != nil {
 			return sr.corrupt(sr.blkOff, "block: %v", err)
 		}
@@ -369,6 +384,11 @@ func (sr *Reader) bytesInto(buf []byte, limit int) ([]byte, error) {
 }
 
 func (sr *Reader) entry() (*Entry, error) {
+	if !sr.byteWise {
+		if e := sr.entryInBlock(); e != nil {
+			return e, nil
+		}
+	}
 	flags, err := sr.ReadByte()
 	if err != nil {
 		return nil, sr.bodyCorrupt("entry cut by the end of the body")
@@ -442,4 +462,78 @@ func (sr *Reader) finish() error {
 	}
 	sr.trailer = t
 	return io.EOF
+}
+
+// entryInBlock decodes the entry at the read position straight from the
+// block's bytes, without the general path's byte-at-a-time reads, if the
+// entry lies whole in the current block and reads as valid; its Key and
+// Value then point into the block under ReuseKeys and ReuseValues (valid
+// until the next call to Next, which is when the block's buffer may be
+// read into again), and are copies otherwise. On anything else (an entry
+// that goes on in the next block, a bad flag, varint or length) it reads
+// nothing and returns nil, and the general path reads the entry and says
+// what is wrong with it: both paths accept the same entries and report
+// the same errors.
+func (sr *Reader) entryInBlock() *Entry {
+	b := sr.body[sr.pos:]
+	if len(b) == 0 || b[0] > 1 {
+		return nil
+	}
+	del := b[0] == 1
+	i := 1
+	key, i, ok := lenBytes(b, i, kv.MaxKeySize)
+	if !ok || len(key) == 0 {
+		return nil
+	}
+	var v [5]int64 // main, sub; for puts create, version, lease
+	nv := 5
+	if del {
+		nv = 2
+	}
+	for j := range nv {
+		u, n := binary.Uvarint(b[i:])
+		if n <= 0 {
+			return nil
+		}
+		i += n
+		v[j] = int64(u>>1) ^ -int64(u&1) // zig-zag, as binary.AppendVarint writes it
+	}
+	var val []byte
+	if !del {
+		if v[3] < 1 {
+			return nil
+		}
+		if val, i, ok = lenBytes(b, i, kv.MaxValueSize); !ok {
+			return nil
+		}
+	}
+	e := &sr.e
+	*e = Entry{Key: key, Main: v[0], Sub: v[1], Create: v[2], Version: v[3], Lease: v[4], Delete: del}
+	if sr.keyBuf == nil {
+		e.Key = slices.Clone(key)
+	}
+	switch {
+	case len(val) == 0:
+		e.Value = nil
+	case sr.valBuf == nil:
+		e.Value = slices.Clone(val)
+	default:
+		e.Value = val
+	}
+	sr.pos += i
+	return e
+}
+
+// lenBytes reads a uvarint length at b[i:] and that many bytes after it
+// (clipped, so that an append to them cannot write into b), and returns
+// the offset past them; false if they are not all in b, or the length is
+// over limit or not a valid varint.
+func lenBytes(b []byte, i, limit int) ([]byte, int, bool) {
+	n, w := binary.Uvarint(b[i:])
+	if w <= 0 || n > uint64(limit) || n > uint64(len(b)-i-w) {
+		return nil, i, false
+	}
+	i += w
+	end := i + int(n)
+	return b[i:end:end], end, true
 }

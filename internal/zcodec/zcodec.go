@@ -1,13 +1,14 @@
 // Package zcodec holds the zstd codec that revkv's file formats share: an
 // encoder that each writer owns for as long as it writes, sized to the
-// frames those formats make, and a decoder that never allocates more output
-// than its caller allows, so a crafted file cannot exhaust memory.
+// frames those formats make, and a decoder that each reader owns likewise,
+// which never allocates more output than its caller allows, so a crafted
+// file cannot exhaust memory.
 package zcodec
 
 import (
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -56,16 +57,14 @@ func NewEncoder(l Level) *Encoder {
 // Encode appends the zstd frame of src to dst.
 func (e *Encoder) Encode(dst, src []byte) []byte { return e.z.EncodeAll(src, dst) }
 
-// decoder is shared: DecodeAll is safe for concurrent use, and each call is
-// limited by the capacity of the dst it is given.
-var decoder = sync.OnceValue(func() *zstd.Decoder {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2),
+func newZstdDecoder(concurrency int) *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(concurrency),
 		zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderMaxMemory(MaxDecoded))
 	if err != nil {
 		panic(err) // only for invalid options, which are constants here
 	}
 	return d
-})
+}
 
 // MaxDecoded is the most any one Decode may produce.
 const MaxDecoded = 64 << 20
@@ -73,24 +72,45 @@ const MaxDecoded = 64 << 20
 // ErrDecode is wrapped by every Decode error.
 var ErrDecode = errors.New("zstd")
 
-// Decode decodes the zstd frame src, which must decode to exactly n bytes
-// (n <= MaxDecoded), into dst[:0] (reallocated if its capacity is short).
-// It never allocates more than n bytes of output, whatever src claims.
-func Decode(dst, src []byte, n int) ([]byte, error) {
+// Decoder decodes frames for one reader (a segment scan, a snapshot
+// load) and becomes garbage with it, with whatever it references: zstd's
+// decoder keeps a reference to the last output buffer it decoded into,
+// which a decoder shared by the process would keep alive (megabytes: a
+// reader's buffer) for as long as the process runs. Making one costs about 12 KB
+// and no goroutine. A Decoder is not safe for concurrent use.
+type Decoder struct {
+	z *zstd.Decoder
+}
+
+// NewDecoder returns a decoder for one reader.
+func NewDecoder() *Decoder { return &Decoder{z: newZstdDecoder(1)} }
+
+// AppendDecode appends to dst the n bytes (n <= MaxDecoded) that the zstd
+// frame src must decode to, in dst's storage if its spare capacity holds
+// them (else in a copy grown by n). It never allocates more than n bytes
+// of output, whatever src claims. On error dst's spare capacity may have
+// been written.
+func (d *Decoder) AppendDecode(dst, src []byte, n int) ([]byte, error) {
+	return appendDecode(d.z, dst, src, n)
+}
+
+func appendDecode(z *zstd.Decoder, dst, src []byte, n int) ([]byte, error) {
 	if n < 0 || n > MaxDecoded {
-		return nil, fmt.Errorf("decoded size %d over limit %d: %w", n, MaxDecoded, ErrDecode)
+		return dst, fmt.Errorf("decoded size %d over limit %d: %w", n, MaxDecoded, ErrDecode)
 	}
-	if cap(dst) < n {
-		dst = make([]byte, 0, n)
-	}
+	dst = slices.Grow(dst, n)
 	// The cap limit makes the decoder stop at n bytes: an overlong frame
 	// is an error rather than an allocation.
-	out, err := decoder().DecodeAll(src, dst[:0:n])
+	at := len(dst)
+	out, err := z.DecodeAll(src, dst[at:at:at+n])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
+		return dst, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	if len(out) != n {
-		return nil, fmt.Errorf("decoded %d bytes, want %d: %w", len(out), n, ErrDecode)
+		return dst, fmt.Errorf("decoded %d bytes, want %d: %w", len(out), n, ErrDecode)
 	}
-	return out, nil
+	if n > 0 && &out[0] != &dst[:at+n][at] {
+		copy(dst[at:at+n], out) // never seen: the decoder appends in place
+	}
+	return dst[:at+n], nil
 }

@@ -177,15 +177,6 @@ func checkFrame(fh frameHeader, stored []byte) error {
 	return nil
 }
 
-// decodeFrame returns the raw bytes of a frame whose stored bytes checked,
-// decoded into buf's storage if compressed.
-func decodeFrame(fh frameHeader, stored, buf []byte) ([]byte, error) {
-	if fh.flags&flagCompressed == 0 {
-		return stored, nil
-	}
-	return zcodec.Decode(buf, stored, fh.raw)
-}
-
 // appendBatch appends the encoding of b.
 func appendBatch(dst []byte, b *persist.Batch) []byte {
 	switch {

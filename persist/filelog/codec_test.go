@@ -68,6 +68,13 @@ func scanBytes(t testing.TB, data []byte, last bool) (scanResult, []persist.Batc
 }
 
 func scanRule(t testing.TB, data []byte, rule tailRule) (scanResult, []persist.Batch, error) {
+	return scanWith(t, data, rule, true)
+}
+
+// scanWith is scanRule, with the frames read ahead in a goroutine or
+// inline. The batches it returns are only good for counting: their
+// slices point into buffers the scan reused.
+func scanWith(t testing.TB, data []byte, rule tailRule, ahead bool) (scanResult, []persist.Batch, error) {
 	fs := memfs.New(memfs.Options{})
 	fs.MkdirAll("d")
 	f, err := fs.Create("d/" + segFile(1))
@@ -77,7 +84,7 @@ func scanRule(t testing.TB, data []byte, rule tailRule) (scanResult, []persist.B
 	f.Write(data)
 	f.Close()
 	var got []persist.Batch
-	res, err := scanSegment(fs, "d", 1, rule, func(b *persist.Batch, off int64) error {
+	res, err := scanFrames(fs, "d", 1, rule, ahead, func(b *persist.Batch, off int64) error {
 		got = append(got, *b)
 		return nil
 	})
@@ -136,6 +143,55 @@ func TestScanSegment(t *testing.T) {
 		var de *DamageError
 		if !errors.As(err, &de) || !errors.Is(err, kv.ErrCorrupt) {
 			t.Fatalf("byte %d flipped: %v, want a DamageError", off, err)
+		}
+	}
+}
+
+// TestScanBigGroup: a group of more batches than a read-ahead run holds
+// (runBatches) is applied whole and in order, by the read-ahead and
+// inline; a batch that does not decode in it, past the first run's share,
+// is damage at the group's offset after exactly the batches before it.
+func TestScanBigGroup(t *testing.T) {
+	const n = 3*runBatches + 100
+	var bs []persist.Batch
+	for i := range n {
+		bs = append(bs, persist.Batch{Rev: int64(i) + 2, Changes: []persist.Change{{Key: fmt.Appendf(nil, "k%05d", i), Value: []byte("v")}}})
+	}
+	small := encodeAll([]persist.Batch{{Rev: n + 2, Index: 7}})
+	enc := zcodec.NewEncoder(zcodec.Fast)
+	whole := appendFrames(enc, segmentBytes(encodeAll(bs)), small) // a big group, then a small one
+	bad := segmentBytes(append(append(encodeAll(bs[:runBatches+5]), 'Z'), encodeAll(bs[runBatches+5:])...))
+	for _, ahead := range []bool{true, false} {
+		scan := func(data []byte) (scanResult, int, error) {
+			fs := memfs.New(memfs.Options{})
+			fs.MkdirAll("d")
+			f, _ := fs.Create("d/" + segFile(1))
+			f.Write(data)
+			f.Close()
+			i := 0
+			res, err := scanFrames(fs, "d", 1, tailRule{last: true}, ahead, func(b *persist.Batch, off int64) error {
+				want := fmt.Appendf(nil, "k%05d", i)
+				switch {
+				case off != segHdrSize && i < n:
+					return fmt.Errorf("batch %d at offset %d", i, off)
+				case i < n && (b.Rev != int64(i)+2 || len(b.Changes) != 1 || !bytes.Equal(b.Changes[0].Key, want)):
+					return fmt.Errorf("batch %d: %+v", i, b)
+				case i == n && b.Index != 7:
+					return fmt.Errorf("last batch %+v", b)
+				}
+				i++
+				return nil
+			})
+			return res, i, err
+		}
+		res, got, err := scan(whole)
+		if err != nil || got != n+1 || res.batches != n+1 || res.end != int64(len(whole)) || res.torn {
+			t.Fatalf("ahead %v: %d batches, %+v, %v", ahead, got, res, err)
+		}
+		res, got, err = scan(bad)
+		var de *DamageError
+		if !errors.As(err, &de) || de.Offset != segHdrSize || got != runBatches+5 || res.end != segHdrSize {
+			t.Fatalf("ahead %v, a bad batch: %d batches, end %d, %v", ahead, got, res.end, err)
 		}
 	}
 }
@@ -210,6 +266,12 @@ func FuzzSegment(f *testing.F) {
 			}
 			if err == nil && res.end > int64(len(data)) {
 				t.Fatalf("end %d past %d bytes", res.end, len(data))
+			}
+			// Read inline, the segment scans the same.
+			res2, got2, err2 := scanWith(t, data, tailRule{last: last}, false)
+			_, got, _ := scanBytes(t, data, last)
+			if fmt.Sprintf("%+v %d %v", res, len(got), err) != fmt.Sprintf("%+v %d %v", res2, len(got2), err2) {
+				t.Fatalf("read ahead: %+v, %d batches, %v; inline: %+v, %d, %v", res, len(got), err, res2, len(got2), err2)
 			}
 		}
 	})

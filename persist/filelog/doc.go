@@ -155,7 +155,11 @@
 // Recover (which engine.Open calls) checks the directory against its
 // manifest, loads the newest snapshot that reads back whole (an older one
 // if the newest is damaged or missing), then replays every batch after
-// it; writes then go on at the end of the last segment. Two snapshots are
+// it; writes then go on at the end of the last segment. A goroutine reads,
+// checks and decodes each segment's groups ahead of the replay, which
+// applies a group only once every frame of it checked; it ends before
+// Recover returns, whatever happens. (The engine's snapshot load reads
+// the snapshot's entries ahead likewise.) Two snapshots are
 // kept, and the segments needed after the older one, so that falling back
 // loses nothing.
 //

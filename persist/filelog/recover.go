@@ -393,7 +393,7 @@ func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *recovered
 func coveredSegment(fsys persist.FS, dir string, next uint64, s snapInfo) bool {
 	var rev int64
 	found := false
-	_, err := scanSegment(fsys, dir, next, tailRule{}, func(b *persist.Batch, off int64) error {
+	_, err := scanFrames(fsys, dir, next, tailRule{}, false, func(b *persist.Batch, off int64) error {
 		rev, found = b.Rev, true
 		return errPeeked
 	})

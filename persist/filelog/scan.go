@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 
+	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/snapshot"
@@ -90,7 +91,19 @@ func (r tailRule) torn(cut int64, flt fault, zerosFrom func(int64) bool) bool {
 // where it starts); any other is a *DamageError. An error from fn is
 // returned wrapped with the file and offset. fn keeps nothing of a batch
 // past its call: the batch and its slices are reused for the next.
+//
+// The frames are read, checked and decompressed ahead, by a goroutine of
+// the scan's own, while fn applies the groups before them: on two cores
+// the open's time is then about the larger of the two parts, not their
+// sum. The goroutine never gets more than a run of groups (runBytes)
+// ahead, and ends before scanSegment returns.
 func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
+	return scanFrames(fsys, dir, num, rule, true, fn)
+}
+
+// scanFrames is scanSegment, with the frames read ahead in a goroutine or
+// (for a caller that stops at the first batch) only as fn asks for them.
+func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bool, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
 	name := path.Join(dir, segFile(num))
 	f, err := fsys.Open(name)
 	if err != nil {
@@ -122,43 +135,58 @@ func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func
 	}
 	res.id, res.hdr = h.id, h.size
 	res.end = h.size
-	groupStart := res.end
-	var group []byte
-	d := batchDecoder{reuse: true} // fn keeps nothing of a batch past its call
+	var src runSource = &inlineRuns{fr: fr}
+	if ahead {
+		ra := startReadAhead(fr)
+		defer ra.stop() // before f.Close: the goroutine reads f
+		src = ra
+	}
 	for {
-		fh, raw, flt, err := fr.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
+		run := src.next()
+		if err := applyRun(run, &res, name, fn); err != nil {
 			return res, err
 		}
-		if flt != nil {
-			return res, judge(*flt)
-		}
-		res.frames++
-		res.raw += int64(fh.raw)
-		if len(group)+len(raw) > maxGroup {
-			return res, &DamageError{File: name, Offset: groupStart, Err: fmt.Errorf("group of more than %d bytes", maxGroup)}
-		}
-		group = append(group, raw...)
-		if fh.flags&flagContinued != 0 {
+		if run.stop == nil {
+			src.recycle(run)
 			continue
 		}
-		if err := decodeGroup(&d, group, &res, func(b *persist.Batch) error { return fn(b, groupStart) }); err != nil {
-			return res, wrapAt(err, name, groupStart)
+		res.frames, res.raw = run.stop.frames, run.stop.rawBytes
+		switch {
+		case run.stop.flt != nil:
+			return res, judge(*run.stop.flt)
+		case run.stop.err != io.EOF:
+			return res, run.stop.err
 		}
-		if cap(group) > 4*maxQueue {
-			group = nil
+		return res, nil
+	}
+}
+
+// applyRun hands the batches of run's groups to fn, keeping res as a scan
+// of the segment up to the end of each group it finishes.
+func applyRun(run *groupRun, res *scanResult, name string, fn func(b *persist.Batch, off int64) error) error {
+	from := 0
+	for _, g := range run.groups {
+		res.frames, res.raw = g.frames, g.rawBytes
+		for i := from; i < g.batches; i++ {
+			b := run.batch(i)
+			if err := fn(b, g.start); err != nil {
+				return wrapAt(err, name, g.start)
+			}
+			if res.batches == 0 {
+				res.firstRev = b.Rev
+			}
+			res.cover.add(b)
+			res.batches++
 		}
-		group = group[:0]
-		groupStart = fr.off
-		res.end = fr.off
+		if g.err != nil {
+			return wrapAt(g.err, name, g.start)
+		}
+		if !g.partial {
+			res.end = g.end
+		}
+		from = g.batches
 	}
-	if len(group) > 0 { // the last group's final frame is missing
-		return res, judge(fault{off: groupStart, end: fr.size, err: errors.New("group cut by the end of the segment")})
-	}
-	return res, nil
+	return nil
 }
 
 // errDecode marks a batch that does not decode from a group whose frames
@@ -167,28 +195,43 @@ type errDecode struct{ err error }
 
 func (e errDecode) Error() string { return e.err.Error() }
 
-// decodeGroup decodes the batches of one whole group with d and hands
-// each to fn, counting them in res.
-func decodeGroup(d *batchDecoder, group []byte, res *scanResult, fn func(b *persist.Batch) error) error {
-	d.b, d.off = group, 0
-	for d.off < len(d.b) {
-		b, err := d.next()
-		if errors.Is(err, errShort) {
-			return errDecode{errors.New("batch cut by the end of its group")}
-		}
-		if err != nil {
-			return errDecode{err}
-		}
-		if err := fn(b); err != nil {
-			return err
-		}
-		if res.batches == 0 {
-			res.firstRev = b.Rev
-		}
-		res.cover.add(b)
-		res.batches++
+// decodeError is the errDecode for d.next's error.
+func decodeError(err error) error {
+	if errors.Is(err, errShort) {
+		return errDecode{errors.New("batch cut by the end of its group")}
 	}
-	return nil
+	return errDecode{err}
+}
+
+// decodeInto decodes the batches of group g, whose raw bytes (or the rest
+// of them, after a part in an earlier run) are raw, into run, until the
+// run is full (see full): it returns the bytes left, which go on in the
+// next run (g.partial), or nil. A batch that does not decode ends the
+// group with g.err.
+func (run *groupRun) decodeInto(d *batchDecoder, g *groupSpan, raw []byte) (rest []byte) {
+	d.b, d.off = raw, 0
+	for d.off < len(d.b) {
+		at := d.off
+		b, err := d.next()
+		if err != nil {
+			g.err = decodeError(err)
+			break
+		}
+		if run.full(b) {
+			g.partial, rest = true, raw[at:]
+			break
+		}
+		run.add(b)
+	}
+	g.batches = len(run.batches)
+	return rest
+}
+
+// full reports whether run has no room for b: it holds runBatches
+// batches, or b's changes would take its changes past runBatches. An
+// empty run takes any batch.
+func (run *groupRun) full(b *persist.Batch) bool {
+	return len(run.batches) > 0 && (len(run.batches) >= runBatches || len(run.changes)+len(b.Changes) > runBatches)
 }
 
 // wrapAt names the file and offset in an error from decoding or applying
@@ -211,8 +254,21 @@ type frameReader struct {
 	size int64
 	off  int64 // of the next unread byte
 
-	fh          []byte
-	stored, buf []byte
+	fh     []byte
+	stored []byte
+	dec    batchDecoder // reused: a run keeps copies of its batches
+	// zd is the scan's own decoder, made at its first compressed frame,
+	// garbage with the scan (see zcodec.Decoder).
+	zd *zcodec.Decoder
+	// rest is what a run did not take of its last group's batches (in
+	// restBuf, a copy: the run has gone to the scan), restOf that
+	// group's span.
+	rest, restBuf []byte
+	restOf        groupSpan
+	// frames and rawBytes count the frames read that checked, and their
+	// raw bytes.
+	frames   int
+	rawBytes int64
 }
 
 func newFrameReader(f persist.File, name string) (*frameReader, error) {
@@ -220,7 +276,7 @@ func newFrameReader(f persist.File, name string) (*frameReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revkv/filelog: %s: %w", name, err)
 	}
-	return &frameReader{f: f, r: bufio.NewReaderSize(f, 256<<10), name: name, size: size, fh: make([]byte, frameHdrSize)}, nil
+	return &frameReader{f: f, r: bufio.NewReaderSize(f, 256<<10), name: name, size: size, fh: make([]byte, frameHdrSize), dec: batchDecoder{reuse: true}}, nil
 }
 
 func (fr *frameReader) read(b []byte) error {
@@ -254,49 +310,290 @@ func (fr *frameReader) header() (segHeader, *fault, error) {
 	return h, nil, nil
 }
 
-// next reads the next frame and returns its header and raw bytes (valid
-// until the next call); io.EOF at the end of the file.
-func (fr *frameReader) next() (frameHeader, []byte, *fault, error) {
+// appendFrame reads the next frame and appends its raw bytes to group:
+// an uncompressed frame's read straight into group's spare room, a
+// compressed one's decompressed there. io.EOF at the end of the file; on
+// a fault or error, what group holds past its old length is undefined.
+func (fr *frameReader) appendFrame(group []byte) ([]byte, frameHeader, *fault, error) {
 	off := fr.off
 	if off >= fr.size {
-		return frameHeader{}, nil, nil, io.EOF
+		return group, frameHeader{}, nil, io.EOF
 	}
 	if fr.size-off < frameHdrSize {
-		return frameHeader{}, nil, &fault{off: off, end: fr.size, err: errors.New("frame header cut by the end of the segment")}, nil
+		return group, frameHeader{}, &fault{off: off, end: fr.size, err: errors.New("frame header cut by the end of the segment")}, nil
 	}
 	if err := fr.read(fr.fh); err != nil {
-		return frameHeader{}, nil, nil, err
+		return group, frameHeader{}, nil, err
 	}
 	h, err := parseFrameHeader(fr.fh)
 	if err != nil {
 		hole := !slices.ContainsFunc(fr.fh, func(c byte) bool { return c != 0 })
-		return h, nil, &fault{off: off, end: off + frameHdrSize, hole: hole, err: err}, nil
+		return group, h, &fault{off: off, end: off + frameHdrSize, hole: hole, err: err}, nil
 	}
 	end := off + frameHdrSize + int64(h.stored)
 	if end > fr.size {
-		return h, nil, &fault{off: off, end: fr.size, err: fmt.Errorf("frame of %d bytes past the end of the segment", h.stored)}, nil
+		return group, h, &fault{off: off, end: fr.size, err: fmt.Errorf("frame of %d bytes past the end of the segment", h.stored)}, nil
 	}
-	if cap(fr.stored) < h.stored {
-		fr.stored = make([]byte, h.stored)
+	at := len(group)
+	stored := fr.stored
+	if h.flags&flagCompressed == 0 { // its stored bytes are its raw bytes
+		group = slices.Grow(group, h.stored)[:at+h.stored]
+		stored = group[at:]
+	} else if cap(stored) < h.stored {
+		stored = make([]byte, h.stored)
+		fr.stored = stored
 	}
-	fr.stored = fr.stored[:h.stored]
-	if err := fr.read(fr.stored); err != nil {
-		return h, nil, nil, err
+	stored = stored[:h.stored]
+	if err := fr.read(stored); err != nil {
+		return group, h, nil, err
 	}
-	if err := checkFrame(h, fr.stored); err != nil {
-		return h, nil, &fault{off: off, end: end, err: err}, nil
+	if err := checkFrame(h, stored); err != nil {
+		return group, h, &fault{off: off, end: end, err: err}, nil
 	}
-	if h.flags&flagCompressed != 0 && cap(fr.buf) < FrameSize {
-		// Every frame the log writes fits: one buffer for the scan.
-		// (Decode takes only what the frame holds of its capacity, so
-		// keeping what it returns would shrink the buffer.)
-		fr.buf = make([]byte, 0, FrameSize)
+	if h.flags&flagCompressed == 0 {
+		return group, h, nil, nil
 	}
-	raw, err := decodeFrame(h, fr.stored, fr.buf)
+	if fr.zd == nil {
+		fr.zd = zcodec.NewDecoder()
+	}
+	group, err = fr.zd.AppendDecode(group, stored, h.raw)
 	if err != nil {
-		return h, nil, &fault{off: off, end: end, checked: true, err: err}, nil
+		return group, h, &fault{off: off, end: end, checked: true, err: err}, nil
 	}
-	return h, raw, nil, nil
+	return group, h, nil, nil
+}
+
+// groupRun is a run of whole groups read from a segment: their raw bytes
+// one after the other, their batches decoded (pointing into the raw
+// bytes), and, if the segment ends after them, how.
+type groupRun struct {
+	raw     []byte
+	groups  []groupSpan
+	batches []runBatch
+	changes []persist.Change // of every batch, one after the other
+	stop    *scanStop        // nil: more groups follow
+}
+
+// runBatch is a decoded batch whose changes are changes[lo:hi] of its run.
+type runBatch struct {
+	b      persist.Batch // Changes unset
+	lo, hi int
+}
+
+// groupSpan is one group of a run.
+type groupSpan struct {
+	rawEnd     int   // where its bytes end in the run's raw bytes
+	start, end int64 // the offsets of its first frame and past its last
+	batches    int   // where its batches end in the run's batches
+	// err is an errDecode if a batch does not decode; batches holds
+	// those before it.
+	err error
+	// partial: the run holds the group's batches only up to batches,
+	// the rest are in the next run (the group was read and checked
+	// whole, but its batches did not fit in one run).
+	partial bool
+	// frames and rawBytes count the frames of the segment through this
+	// group, and their raw bytes.
+	frames   int
+	rawBytes int64
+}
+
+// add appends b, its changes copied into the run's array (their bytes
+// stay where they are, in raw).
+func (run *groupRun) add(b *persist.Batch) {
+	rb := runBatch{b: *b, lo: len(run.changes)}
+	rb.b.Changes = nil
+	run.changes = append(run.changes, b.Changes...)
+	rb.hi = len(run.changes)
+	run.batches = append(run.batches, rb)
+}
+
+// batch returns batch i of the run, its Changes set.
+func (run *groupRun) batch(i int) *persist.Batch {
+	rb := &run.batches[i]
+	if rb.hi > rb.lo {
+		rb.b.Changes = run.changes[rb.lo:rb.hi:rb.hi]
+	}
+	return &rb.b
+}
+
+// newRun returns an empty run with room for what a run of read-ahead
+// usually holds (runBytes, runBatches): grown one append at a time, its
+// arrays would cost twice that in garbage at each scan.
+func newRun() *groupRun {
+	return &groupRun{raw: make([]byte, 0, 2*runBytes), batches: make([]runBatch, 0, runBatches), changes: make([]persist.Change, 0, runBatches)}
+}
+
+// reset empties run for reuse, keeping its arrays unless a huge group
+// grew them; nothing in it keeps a key or value of the last use alive.
+func (run *groupRun) reset() {
+	clear(run.changes)
+	clear(run.batches)
+	*run = groupRun{raw: keepBuf(run.raw), groups: run.groups[:0], batches: run.batches[:0], changes: run.changes[:0]}
+}
+
+// scanStop is how reading a segment's frames ended: at the end of the
+// file (err io.EOF), at a fault (flt: a frame that does not check, or the
+// last group cut short) or at an error that says nothing of the segment
+// (I/O; or a group too long, which is a *DamageError as it is).
+type scanStop struct {
+	flt      *fault
+	err      error
+	frames   int // read and checked, the last group's included
+	rawBytes int64
+}
+
+// readRun reads whole groups into run (reset) until their raw bytes reach
+// limit (one group at least) or the segment ends, and decodes their
+// batches.
+func (fr *frameReader) readRun(run *groupRun, limit int) {
+	run.reset()
+	if fr.rest != nil { // a group's batches that did not fit in the last run
+		run.raw = append(run.raw, fr.rest...)
+		g := fr.restOf
+		g.rawEnd, g.partial = len(run.raw), false
+		run.groups = append(run.groups, g)
+		fr.decodeLast(run, 0)
+	}
+	for run.stop == nil && fr.rest == nil && (len(run.groups) == 0 || len(run.raw) < limit && len(run.batches) < runBatches) {
+		from := len(run.raw)
+		run.raw, run.stop = fr.readGroup(run, run.raw)
+		if run.stop == nil {
+			fr.decodeLast(run, from)
+		}
+	}
+}
+
+// decodeLast decodes the batches of run's last group, whose raw bytes
+// start at from in the run's, and keeps a copy of those that do not fit
+// (in fr.rest) for the next run.
+func (fr *frameReader) decodeLast(run *groupRun, from int) {
+	g := &run.groups[len(run.groups)-1]
+	rest := run.decodeInto(&fr.dec, g, run.raw[from:g.rawEnd])
+	fr.rest = nil
+	if rest != nil {
+		fr.restBuf = append(fr.restBuf[:0], rest...)
+		fr.rest, fr.restOf = fr.restBuf, *g
+	}
+}
+
+// readGroup appends the raw bytes of the next group to raw and its span
+// to run; or says how the segment ends instead.
+func (fr *frameReader) readGroup(run *groupRun, raw []byte) ([]byte, *scanStop) {
+	groupStart, from := fr.off, len(raw)
+	for {
+		var fh frameHeader
+		var flt *fault
+		var err error
+		raw, fh, flt, err = fr.appendFrame(raw)
+		switch {
+		case err == io.EOF && len(raw) > from: // the last group's final frame is missing
+			flt = &fault{off: groupStart, end: fr.size, err: errors.New("group cut by the end of the segment")}
+			err = nil
+		case err == nil && flt == nil:
+			fr.frames++
+			fr.rawBytes += int64(fh.raw)
+			if len(raw)-from > maxGroup {
+				err = &DamageError{File: fr.name, Offset: groupStart, Err: fmt.Errorf("group of more than %d bytes", maxGroup)}
+			}
+		}
+		if err != nil || flt != nil {
+			return raw[:from], &scanStop{flt: flt, err: err, frames: fr.frames, rawBytes: fr.rawBytes}
+		}
+		if fh.flags&flagContinued == 0 {
+			run.groups = append(run.groups, groupSpan{rawEnd: len(raw), start: groupStart, end: fr.off, frames: fr.frames, rawBytes: fr.rawBytes})
+			return raw, nil
+		}
+	}
+}
+
+// runSource hands out a segment's runs of groups in order, the last with
+// its stop set; recycle gives back a run for a later one.
+type runSource interface {
+	next() *groupRun
+	recycle(run *groupRun)
+}
+
+// keepBuf returns raw's storage emptied for reuse, or nil if it grew
+// too big to keep (after a huge group).
+func keepBuf(raw []byte) []byte {
+	if cap(raw) > 4*maxQueue {
+		return nil
+	}
+	return raw[:0]
+}
+
+// inlineRuns reads one group at a time, when asked.
+type inlineRuns struct {
+	fr  *frameReader
+	run groupRun
+}
+
+func (s *inlineRuns) next() *groupRun {
+	s.fr.readRun(&s.run, 0)
+	return &s.run
+}
+
+func (s *inlineRuns) recycle(*groupRun) {}
+
+// runBytes and runBatches bound the raw bytes and batches of groups a
+// read-ahead run gathers before handing them over (but a run holds one
+// whole group at least): enough that the hand-overs cost little next to
+// the work on them (groups of a few kilobytes are common: a group is what
+// one sync gathered), few enough to keep two runs in memory.
+const (
+	runBytes   = 256 << 10
+	runBatches = 2048
+)
+
+// readAhead reads runs of groups in a goroutine, one run ahead of the
+// scan: two buffers go back and forth, one filled while the scan applies
+// the other.
+type readAhead struct {
+	out  chan *groupRun
+	free chan *groupRun
+	quit chan struct{}
+	done chan struct{}
+}
+
+func startReadAhead(fr *frameReader) *readAhead {
+	ra := &readAhead{out: make(chan *groupRun, 1), free: make(chan *groupRun, 2), quit: make(chan struct{}), done: make(chan struct{})}
+	ra.free <- newRun()
+	ra.free <- newRun()
+	go ra.run(fr)
+	return ra
+}
+
+// run reads runs until the segment ends or stop is called.
+func (ra *readAhead) run(fr *frameReader) {
+	defer close(ra.done)
+	for {
+		var run *groupRun
+		select {
+		case run = <-ra.free:
+		case <-ra.quit:
+			return
+		}
+		fr.readRun(run, runBytes)
+		select {
+		case ra.out <- run:
+		case <-ra.quit:
+			return
+		}
+		if run.stop != nil {
+			return
+		}
+	}
+}
+
+func (ra *readAhead) next() *groupRun       { return <-ra.out }
+func (ra *readAhead) recycle(run *groupRun) { ra.free <- run }
+
+// stop ends the goroutine and waits for it: after stop, nothing reads the
+// segment's file.
+func (ra *readAhead) stop() {
+	close(ra.quit)
+	<-ra.done
 }
 
 // zerosFrom reports whether the file holds only zeros from off to its end.
