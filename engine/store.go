@@ -179,8 +179,11 @@ type writerState struct {
 	// (changedKeysLocked).
 	fresh freshKeys
 	// full says keys changed in a way fresh does not describe (or fresh
-	// grew to maxFresh): the next publication copies the tree.
-	full       bool
+	// grew to freshLimit): the next publication copies the tree.
+	full bool
+	// freshLimit is how many fresh keys wait until the next copy of the
+	// trees: freshLimit of the trees' size at the last copy.
+	freshLimit int
 	hist       history
 	rev        int64
 	compactRev int64
@@ -226,6 +229,7 @@ func (s *Store) publishLocked() {
 		s.w.keys.dropEmpty()
 		s.w.pub = s.w.keys.copy()
 		s.w.fresh = freshKeys{}
+		s.w.freshLimit = freshLimit(s.w.keys.len())
 		s.w.full = false
 	}
 	st := &state{
@@ -282,10 +286,10 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
-	case s.w.fresh.len() >= maxFresh:
+	case s.w.fresh.len() >= s.w.freshLimit:
 		s.changedKeysLocked()
 	default:
-		s.w.fresh.add(freshOf(rec))
+		s.w.fresh.add(freshOf(rec), s.w.freshLimit)
 	}
 }
 
