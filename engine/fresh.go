@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -46,17 +47,34 @@ import (
 // A point read probes the hash index; a range read merges the runs, the
 // tail's keys in range (in a pooled buffer) and the trees.
 
-// freshItem is a fresh key: its record, and the first 8 bytes of its whole
-// key, which tell most fresh keys apart without loading their records
-// (fresh keys may belong to any part, so the tree's inline bytes would not
-// compare).
+// freshItem is a fresh key: its record, and 8 bytes of its key (see
+// freshSeg.k8), which tell most fresh keys apart without loading their
+// records (fresh keys may belong to any part, so the tree's inline bytes
+// would not compare).
 type freshItem struct {
 	k8  uint64
 	rec *keyRecord
 }
 
-func freshOf(rec *keyRecord) freshItem {
-	return freshItem{k8: keyPrefix(rec.key(), 0), rec: rec}
+// k8 returns the 8 bytes of key that order it among fresh keys: those
+// after skip, the prefix every key of the trees had when the fresh keys
+// started (numbered keys like "k000000000123456" share their first 10
+// bytes: their first 8 would tell none apart, and every comparison would
+// load two records). A key without that prefix sorts before or after all
+// that have it, and gets 0 or the largest value: the order of k8s never
+// contradicts the keys' (ties compare whole keys).
+func (s *freshSeg) k8(key []byte) uint64 {
+	switch position(key, s.skip) {
+	case -1:
+		return 0
+	case 1:
+		return math.MaxUint64
+	}
+	return keyPrefix(key, len(s.skip))
+}
+
+func (s *freshSeg) itemOf(rec *keyRecord) freshItem {
+	return freshItem{k8: s.k8(rec.key()), rec: rec}
 }
 
 func compareFresh(a, b freshItem) int {
@@ -122,6 +140,8 @@ type freshSeg struct {
 	inRuns int           // keys in big, frozen and runs
 	tail   []freshItem   // the tail's array: len is its capacity
 	index  *freshIndex
+	// skip is the prefix that k8 skips; never written.
+	skip []byte
 	// limit is the most keys this copy's fresh keys will hold: what the
 	// index is sized for once they outgrow a tail.
 	limit int
@@ -163,12 +183,15 @@ func (f *freshKeys) tailKeys() []freshItem {
 // a store that sees few new keys pays for few slots.
 const firstTail = 4
 
-// add adds a key the trees did not have; limit is freshLimit of the trees
-// (used when the first fresh key comes).
-func (f *freshKeys) add(it freshItem, limit int) {
-	if f.seg == nil {
-		f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail), limit: limit}
-	}
+// start makes the first segment: limit is freshLimit of the trees, skip a
+// prefix every key of the trees has (see k8). There are no fresh keys.
+func (f *freshKeys) start(limit int, skip []byte) {
+	f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail), limit: limit, skip: skip}
+}
+
+// add adds the record of a key the trees did not have; start was called.
+func (f *freshKeys) add(rec *keyRecord) {
+	it := f.seg.itemOf(rec)
 	f.growLocked()
 	f.seg.tail[f.tail] = it
 	f.tail++
@@ -426,9 +449,9 @@ func (f *freshKeys) merge(key, end []byte) *freshMerge {
 	m := freshMerges.Get().(*freshMerge)
 	m.end = end
 	if end != nil {
-		m.e8 = keyPrefix(end, 0)
+		m.e8 = f.seg.k8(end)
 	}
-	k8 := keyPrefix(key, 0)
+	k8 := f.seg.k8(key)
 	f.seg.sorted(func(run []freshItem) {
 		if l := run[search(run, k8, key):]; len(l) > 0 && m.inRange(&l[0]) {
 			m.lists = append(m.lists, l)

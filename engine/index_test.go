@@ -225,7 +225,7 @@ func checkFresh(st *state) error {
 	}
 	for _, run := range append(all, f.tailKeys()) {
 		for _, it := range run {
-			if it.k8 != keyPrefix(it.rec.key(), 0) {
+			if it.k8 != f.seg.k8(it.rec.key()) {
 				return fmt.Errorf("key %q with 8 bytes %x", it.rec.key(), it.k8)
 			}
 			if st.keys.lookup(it.rec.key()) != nil {

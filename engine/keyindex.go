@@ -273,3 +273,19 @@ func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 		m.pop()
 	}
 }
+
+// sharedPrefix returns the prefix that every key of x has: what its
+// smallest and largest keys share (nil if x is empty).
+func (x *keyIndex) sharedPrefix() []byte {
+	lo, ok1 := x.parts[0].tree.Min()
+	hi, ok2 := x.parts[len(x.parts)-1].tree.Max()
+	if !ok1 || !ok2 {
+		return nil
+	}
+	a, b := lo.rec.key(), hi.rec.key()
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return bytes.Clone(a[:n])
+}

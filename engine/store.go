@@ -289,7 +289,10 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	case s.w.fresh.len() >= s.w.freshLimit:
 		s.changedKeysLocked()
 	default:
-		s.w.fresh.add(freshOf(rec), s.w.freshLimit)
+		if s.w.fresh.seg == nil {
+			s.w.fresh.start(s.w.freshLimit, s.w.keys.sharedPrefix())
+		}
+		s.w.fresh.add(rec)
 	}
 }
 
