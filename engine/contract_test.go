@@ -739,19 +739,37 @@ func TestManyNewKeys(t *testing.T) {
 		// tie on them too.
 		for _, format := range []string{"k%04d", "/registry/pods/k%04d", strings.Repeat("x", 45) + "%04d"} {
 			name := fmt.Sprintf("max=%d,tail=%d,grown=%d,run=%d,%.20s", sizes[0], sizes[1], sizes[2], sizes[4], strings.TrimSuffix(format, "%04d"))
-			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format) })
+			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format, true) })
 		}
 	}
 }
 
-func testManyNewKeys(t *testing.T, format string) {
+// TestManyNewKeysInOrder is TestManyNewKeys with keys put in key order:
+// the trees are copied every maxFresh keys and the leaves those keys filled
+// are copied again (repackAppended), and a key out of order in between
+// makes the copies wait for more keys.
+func TestManyNewKeysInOrder(t *testing.T) {
+	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
+	defer func(g, s int) { maxFreshGrown, freshShare = g, s }(maxFreshGrown, freshShare)
+	maxFresh, freshTail, maxFreshGrown, freshShare = 40, 4, 400, 2
+	testManyNewKeys(t, "k%05d", false)
+}
+
+func testManyNewKeys(t *testing.T, format string, scramble bool) {
 	s := newStore(Options{})
 	var views []*View
 	var viewKeys [][]string
 	var want []string
 	for i := range 5*maxFresh + 7 {
-		// Keys in a scrambled order, so new keys land between old ones.
+		// Keys in a scrambled order, so new keys land between old ones;
+		// or in key order but for one in 97.
 		k := fmt.Sprintf(format, (i*7919)%10007)
+		if !scramble {
+			k = fmt.Sprintf(format, 10*i)
+			if i%97 == 0 {
+				k = fmt.Sprintf(format, 5*i+1)
+			}
+		}
 		mustPut(t, s, k, k)
 		want = append(want, k)
 		slices.Sort(want)

@@ -143,7 +143,8 @@ type freshSeg struct {
 	// skip is the prefix that k8 skips; never written.
 	skip []byte
 	// limit is the most keys this copy's fresh keys will hold: what the
-	// index is sized for once they outgrow a tail.
+	// index is sized for once they outgrow a tail. The writer's alone
+	// (readers never look at it); it may raise it.
 	limit int
 	// merge merges frozen into big; the writer's alone (readers never
 	// look at it), nil if frozen is.

@@ -184,6 +184,10 @@ type writerState struct {
 	// freshLimit is how many fresh keys wait until the next copy of the
 	// trees: freshLimit of the trees' size at the last copy.
 	freshLimit int
+	// appended is the first fresh key if every fresh key since went after
+	// all the keys before it (keys put in key order), nil if not: see
+	// repackAppended.
+	appended   []byte
 	hist       history
 	rev        int64
 	compactRev int64
@@ -230,6 +234,10 @@ func (s *Store) publishLocked() {
 		s.w.pub = s.w.keys.copy()
 		s.w.fresh = freshKeys{}
 		s.w.freshLimit = freshLimit(s.w.keys.len())
+		if s.w.appended != nil {
+			s.w.keys.repackAppended(s.w.appended)
+		}
+		s.w.appended = nil
 		s.w.full = false
 	}
 	st := &state{
@@ -286,14 +294,37 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
-	case s.w.fresh.len() >= s.w.freshLimit:
+	case s.w.fresh.seg != nil && s.w.fresh.len() >= s.w.fresh.seg.limit:
+		appended := s.w.appended
 		s.changedKeysLocked()
-	default:
-		if s.w.fresh.seg == nil {
-			s.w.fresh.start(s.w.freshLimit, s.w.keys.sharedPrefix())
+		if s.w.keys.isLast(rec) {
+			s.w.appended = appended
 		}
-		s.w.fresh.add(rec)
+	default:
+		s.addFreshLocked(rec)
 	}
+}
+
+// addFreshLocked adds rec, just inserted, to the fresh keys, and keeps
+// appended. While keys come in key order, the trees are copied every
+// maxFresh of them: such keys clone only the trees' right edge after a
+// copy, so more of them would save nothing, and repackAppended then has a
+// bounded number of leaves to copy; once one does not, the copy waits
+// for freshLimit keys. mu is held.
+func (s *Store) addFreshLocked(rec *keyRecord) {
+	if s.w.fresh.seg == nil {
+		limit := s.w.freshLimit
+		s.w.appended = nil
+		if s.w.keys.isLast(rec) {
+			s.w.appended = rec.key()
+			limit = min(limit, maxFresh)
+		}
+		s.w.fresh.start(limit, s.w.keys.sharedPrefix())
+	} else if s.w.appended != nil && !s.w.keys.isLast(rec) {
+		s.w.appended = nil
+		s.w.fresh.seg.limit = s.w.freshLimit // the writer's alone (see freshSeg)
+	}
+	s.w.fresh.add(rec)
 }
 
 // loadLocked adds a record for a key above every key of the writer's index,
@@ -404,7 +435,7 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 // insertLocked (compaction replaced or removed records): the next
 // publication copies the tree. mu is held.
 func (s *Store) changedKeysLocked() {
-	s.w.full, s.w.fresh = true, freshKeys{}
+	s.w.full, s.w.fresh, s.w.appended = true, freshKeys{}, nil
 	s.w.hot.forget()
 }
 
