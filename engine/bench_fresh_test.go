@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"testing"
@@ -76,4 +79,60 @@ func BenchmarkLoadMillion(b *testing.B) {
 			b.ReportMetric(perKey, "heap-B/key")
 		})
 	}
+}
+
+// BenchmarkReadFreshMillion is BenchmarkReadFresh at 1M keys after 100k
+// new ones: the most fresh keys wait beside the trees at this size (see
+// freshLimit), in the big run, a frozen one and the small ones.
+func BenchmarkReadFreshMillion(b *testing.B) {
+	keys, s := readStore(1_000_000, 1)
+	defer s.Close()
+	const fresh = 100_000
+	added := make([][]byte, fresh)
+	for i := range added {
+		k := make([]byte, keySize)
+		binary.BigEndian.PutUint64(k, mix(uint64(i)))
+		binary.BigEndian.PutUint64(k[8:], mix(uint64(i)^0x9e3779b97f4a7c15))
+		if _, err := s.Put(k, value); err != nil {
+			b.Fatal(err)
+		}
+		added[i] = k
+	}
+	runtime.GC()
+	read := func(name string, fn func(r *rand.Rand) error) {
+		b.Run(name, func(b *testing.B) {
+			r := rand.New(rand.NewPCG(8, 8))
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ReportAllocs()
+			cpu0 := threadCPU()
+			for b.Loop() {
+				if err := fn(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+	read("get-new", func(r *rand.Rand) error {
+		kvs, _, err := s.Range(added[r.IntN(fresh)], nil, 0, 0)
+		if err == nil && len(kvs) != 1 {
+			err = fmt.Errorf("%d keys", len(kvs))
+		}
+		return err
+	})
+	read("get-old", func(r *rand.Rand) error {
+		kvs, _, err := s.Range(keys[r.IntN(len(keys))], nil, 0, 0)
+		if err == nil && len(kvs) != 1 {
+			err = fmt.Errorf("%d keys", len(kvs))
+		}
+		return err
+	})
+	read("range100", func(r *rand.Rand) error {
+		kvs, _, err := s.Range(keys[r.IntN(len(keys))], []byte{}, 100, 0)
+		if err == nil && len(kvs) == 0 {
+			err = fmt.Errorf("no keys")
+		}
+		return err
+	})
 }
