@@ -440,6 +440,7 @@ type freshMerge struct {
 	part   *keyPart
 	pos    int
 	inline uint64
+	skip   []byte // the prefix the fresh keys' 8 bytes skip (freshSeg.skip)
 }
 
 var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
@@ -449,6 +450,7 @@ var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
 func (f *freshKeys) merge(key, end []byte) *freshMerge {
 	m := freshMerges.Get().(*freshMerge)
 	m.end = end
+	m.skip = f.seg.skip
 	if end != nil {
 		m.e8 = f.seg.k8(end)
 	}
@@ -525,12 +527,9 @@ func (m *freshMerge) before(p *keyPart, it keyItem) bool {
 	if h == nil {
 		return false
 	}
-	hk := h.rec.key()
 	if m.part != p {
-		m.part, m.pos = p, position(hk, p.common)
-		if m.pos == 0 {
-			m.inline = keyPrefix(hk, len(p.common))
-		}
+		m.part = p
+		m.place(h, p)
 	}
 	switch {
 	case m.pos != 0:
@@ -538,7 +537,26 @@ func (m *freshMerge) before(p *keyPart, it keyItem) bool {
 	case m.inline != it.prefix:
 		return m.inline < it.prefix
 	}
-	return bytes.Compare(hk, it.rec.key()) < 0
+	return bytes.Compare(h.rec.key(), it.rec.key()) < 0
+}
+
+// place finds where the head h falls against part p's keys (pos, inline:
+// see freshMerge). If p skips the prefix the fresh keys' 8 bytes skip, h's
+// 8 bytes are its inline bytes in p, and the head's record is not loaded:
+// a range read loads the records it returns in batches (state.each),
+// which a load here, one at a time, would not overlap. k8 is 0 or the
+// largest value also for keys without that prefix: for those, the key
+// decides.
+func (m *freshMerge) place(h *freshItem, p *keyPart) {
+	if h.k8 != 0 && h.k8 != math.MaxUint64 && bytes.Equal(p.common, m.skip) {
+		m.pos, m.inline = 0, h.k8
+		return
+	}
+	hk := h.rec.key()
+	m.pos = position(hk, p.common)
+	if m.pos == 0 {
+		m.inline = keyPrefix(hk, len(p.common))
+	}
 }
 
 // pop drops the head.
