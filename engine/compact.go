@@ -81,7 +81,7 @@ func (s *Store) markCompacted(rev int64) error {
 	// would keep replaced records, and every version they list, alive; a
 	// clone copies only the items in use. Nodes used to be cloned after
 	// every 64 new keys anyway; now the trees may stay uncopied for
-	// thousands (see fresh.go).
+	// a hundred thousand new keys (see fresh.go).
 	s.changedKeysLocked()
 	s.publishLocked()
 	return s.unlockAndWait()

@@ -200,7 +200,10 @@ func TestCloseWhileWriting(t *testing.T) {
 // compactions in between start the fresh keys again.
 func TestConcurrentFreshKeys(t *testing.T) {
 	defer func(m, f int) { maxFresh, freshTail = m, f }(maxFresh, freshTail)
+	defer func(g, s, r int) { maxFreshGrown, freshShare, maxRun = g, s, r }(maxFreshGrown, freshShare, maxRun)
 	maxFresh, freshTail = 300, 8
+	// Copies further apart as the trees grow, and a big run merged in steps.
+	maxFreshGrown, freshShare, maxRun = 1000, 2, 64
 	s := newStore(Options{})
 	defer s.Close()
 	const n = 3000

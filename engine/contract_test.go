@@ -727,26 +727,49 @@ func TestNotify(t *testing.T) {
 // falls back to the whole key.
 func TestManyNewKeys(t *testing.T) {
 	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
-	for _, sizes := range [][2]int{{96, 4}, {50, 3}, {64, 64}} {
+	defer func(g, s, r, p int) { maxFreshGrown, freshShare, maxRun, runMergePace = g, s, r, p }(maxFreshGrown, freshShare, maxRun, runMergePace)
+	// maxFresh, freshTail, then the growth of the copies' interval with
+	// the trees (maxFreshGrown, freshShare) and the big run (maxRun,
+	// runMergePace: 1 finishes merges early).
+	for _, sizes := range [][6]int{{96, 4, 96, 8, 8192, 0}, {50, 3, 50, 8, 8192, 0}, {64, 64, 64, 8, 8192, 0}, {20, 3, 300, 2, 12, 0}, {20, 2, 300, 2, 8, 1}} {
 		maxFresh, freshTail = sizes[0], sizes[1]
+		maxFreshGrown, freshShare, maxRun, runMergePace = sizes[2], sizes[3], sizes[4], sizes[5]
 		// The third shape shares 45 bytes: more than a part's prefix
 		// (maxCommon) and inline bytes together, so the tree's items
 		// tie on them too.
 		for _, format := range []string{"k%04d", "/registry/pods/k%04d", strings.Repeat("x", 45) + "%04d"} {
-			name := fmt.Sprintf("max=%d,tail=%d,%.20s", sizes[0], sizes[1], strings.TrimSuffix(format, "%04d"))
-			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format) })
+			name := fmt.Sprintf("max=%d,tail=%d,grown=%d,run=%d,%.20s", sizes[0], sizes[1], sizes[2], sizes[4], strings.TrimSuffix(format, "%04d"))
+			t.Run(name, func(t *testing.T) { testManyNewKeys(t, format, true) })
 		}
 	}
 }
 
-func testManyNewKeys(t *testing.T, format string) {
+// TestManyNewKeysInOrder is TestManyNewKeys with keys put in key order:
+// the trees are copied every maxFresh keys and the leaves those keys filled
+// are copied again (repackAppended), and a key out of order in between
+// makes the copies wait for more keys.
+func TestManyNewKeysInOrder(t *testing.T) {
+	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
+	defer func(g, s int) { maxFreshGrown, freshShare = g, s }(maxFreshGrown, freshShare)
+	maxFresh, freshTail, maxFreshGrown, freshShare = 40, 4, 400, 2
+	testManyNewKeys(t, "k%05d", false)
+}
+
+func testManyNewKeys(t *testing.T, format string, scramble bool) {
 	s := newStore(Options{})
 	var views []*View
 	var viewKeys [][]string
 	var want []string
 	for i := range 5*maxFresh + 7 {
-		// Keys in a scrambled order, so new keys land between old ones.
+		// Keys in a scrambled order, so new keys land between old ones;
+		// or in key order but for one in 97.
 		k := fmt.Sprintf(format, (i*7919)%10007)
+		if !scramble {
+			k = fmt.Sprintf(format, 10*i)
+			if i%97 == 0 {
+				k = fmt.Sprintf(format, 5*i+1)
+			}
+		}
 		mustPut(t, s, k, k)
 		want = append(want, k)
 		slices.Sort(want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -18,14 +19,11 @@ import (
 // changes a leaf and, at a million keys, one or two inner nodes. Clones
 // were most of what a new key cost, and most of the garbage collector's
 // work. So new keys go into the writer's trees at once (its lookups need
-// them) but readers get a copy of the trees only every maxFresh new keys;
-// until then, they find the new keys in a freshKeys, and the writer clones
-// each node at most once per maxFresh new keys: at a million random keys
-// (22k leaves, 500 inner nodes) the inner nodes were cloned about once per
-// key at 64 and are once per 16 keys at 8192, and leaves 0.8 times per key
-// instead of 1; keys in key order clone almost nothing. (Measured: 4096,
-// 8192 and 16384 fresh keys cost 1823, 1657 and 1488 bytes per random new
-// key at 1M keys; the largest bounds the work of one write, see below.)
+// them) but readers get a copy of the trees only every freshLimit new keys
+// (at least maxFresh, more as the trees grow); until then, they find the
+// new keys in a freshKeys, and the writer clones each node at most once
+// per copy. (Measured at 1M random keys: 4096, 8192 and 16384 keys per
+// copy cost 1823, 1657 and 1488 bytes per new key; 131072, 915.)
 //
 // A freshKeys is sorted runs, like a log-structured merge tree's levels,
 // an unsorted tail, and a hash index:
@@ -33,30 +31,50 @@ import (
 //     (the first tail after a copy starts small and doubles): a state
 //     holds a prefix of it, which no append writes into;
 //   - a full tail (freshTail keys) is sorted into a run of its own, and
-//     runs of equal size merge, as the carries of a binary counter: each
-//     key is copied about log2(maxFresh/freshTail) times, 16 bytes each,
-//     and the largest merge, of maxFresh/2 keys, is the longest one write
-//     does (about 128 KB copied);
+//     runs of equal size merge, as the carries of a binary counter, up to
+//     maxRun keys: each key is copied about log2(maxRun/freshTail) times,
+//     16 bytes each, and the largest merge, of maxRun/2 + maxRun/2 keys,
+//     is the longest one write does (about 128 KB copied);
+//   - a run of maxRun keys is frozen and merged into the big run, the one
+//     run of all the keys frozen before, a few keys per new key (runMerge),
+//     done before the next run is frozen;
 //   - runs are never written once made, and the list of runs is copied
-//     when it changes (it is at most about 7 long);
+//     when it changes (it is at most about 9 long);
 //   - the hash index (freshIndex) gets each key as it comes; it is sized
-//     for maxFresh keys once they outgrow a tail, so it is rehashed only
+//     for freshLimit keys once they outgrow a tail, so it is rehashed only
 //     while small.
 //
 // A point read probes the hash index; a range read merges the runs, the
 // tail's keys in range (in a pooled buffer) and the trees.
 
-// freshItem is a fresh key: its record, and the first 8 bytes of its whole
-// key, which tell most fresh keys apart without loading their records
-// (fresh keys may belong to any part, so the tree's inline bytes would not
-// compare).
+// freshItem is a fresh key: its record, and 8 bytes of its key (see
+// freshSeg.k8), which tell most fresh keys apart without loading their
+// records (fresh keys may belong to any part, so the tree's inline bytes
+// would not compare).
 type freshItem struct {
 	k8  uint64
 	rec *keyRecord
 }
 
-func freshOf(rec *keyRecord) freshItem {
-	return freshItem{k8: keyPrefix(rec.key(), 0), rec: rec}
+// k8 returns the 8 bytes of key that order it among fresh keys: those
+// after skip, the prefix every key of the trees had when the fresh keys
+// started (numbered keys like "k000000000123456" share their first 10
+// bytes: their first 8 would tell none apart, and every comparison would
+// load two records). A key without that prefix sorts before or after all
+// that have it, and gets 0 or the largest value: the order of k8s never
+// contradicts the keys' (ties compare whole keys).
+func (s *freshSeg) k8(key []byte) uint64 {
+	switch position(key, s.skip) {
+	case -1:
+		return 0
+	case 1:
+		return math.MaxUint64
+	}
+	return keyPrefix(key, len(s.skip))
+}
+
+func (s *freshSeg) itemOf(rec *keyRecord) freshItem {
+	return freshItem{k8: s.k8(rec.key()), rec: rec}
 }
 
 func compareFresh(a, b freshItem) int {
@@ -74,13 +92,29 @@ func (it *freshItem) before(k8 uint64, key []byte) bool {
 	return bytes.Compare(it.rec.key(), key) < 0
 }
 
-// maxFresh is how many new keys wait beside the trees before readers get a
-// new copy of them; freshTail is the size of the unsorted tail. Vars:
-// tests lower them.
+// How many new keys wait beside the trees before readers get a new copy of
+// them: maxFresh, or a freshShare-th of the trees' keys if that is more,
+// up to maxFreshGrown. Clones are what a copy costs the writer afterwards:
+// a random new key at a million keys clones 0.8 leaves at 8192 keys per
+// copy, 0.2 at 131072 (a leaf is cloned at most once per copy, and the
+// chance that a copy's keys miss it falls with their number). What waiting
+// keys cost instead grows with log(keys) per key (merges of runs) and the
+// hash index is sized for them when a copy starts: 2 MiB at 131072.
+// freshTail is the size of the unsorted tail; maxRun the largest run that
+// merges of runs make in one write: a bigger one is merged into the big run
+// in steps (see runMerge). Vars: tests lower them.
 var (
-	maxFresh  = 8192
-	freshTail = 64
+	maxFresh      = 8192
+	maxFreshGrown = 131072
+	freshShare    = 8
+	freshTail     = 64
+	maxRun        = 8192
 )
+
+// freshLimit returns how many new keys wait beside trees of n keys.
+func freshLimit(n int) int {
+	return max(maxFresh, min(maxFreshGrown, n/freshShare))
+}
 
 // freshKeys are the keys created since the published trees were copied.
 // A state holds one by value (16 bytes: a state is allocated per write);
@@ -93,11 +127,41 @@ type freshKeys struct {
 // freshSeg is the runs, the array of the tail and the hash index, from
 // one change of any of them to the next. Only the tail's slots at and past
 // a state's length are ever written, and only the index's empty slots.
+//
+// The runs are in two levels. runs are merged in one write each, up to
+// maxRun keys; a run that reaches maxRun is frozen and merged into big, the
+// one run of the keys before it, a few keys per write (merge), so that no
+// write copies more than maxRun keys however many keys wait: readers see
+// big and frozen apart until the merge is done.
 type freshSeg struct {
+	big    []freshItem   // sorted; never written
+	frozen []freshItem   // sorted, being merged into big; never written
 	runs   [][]freshItem // sorted, longest first; never written
-	inRuns int           // keys in runs
+	inRuns int           // keys in big, frozen and runs
 	tail   []freshItem   // the tail's array: len is its capacity
 	index  *freshIndex
+	// skip is the prefix that k8 skips; never written.
+	skip []byte
+	// limit is the most keys this copy's fresh keys will hold: what the
+	// index is sized for once they outgrow a tail. The writer's alone
+	// (readers never look at it); it may raise it.
+	limit int
+	// merge merges frozen into big; the writer's alone (readers never
+	// look at it), nil if frozen is.
+	merge *runMerge
+}
+
+// sorted calls fn with each sorted run of s: big, frozen, runs.
+func (s *freshSeg) sorted(fn func([]freshItem)) {
+	if len(s.big) > 0 {
+		fn(s.big)
+	}
+	if len(s.frozen) > 0 {
+		fn(s.frozen)
+	}
+	for _, run := range s.runs {
+		fn(run)
+	}
 }
 
 // len returns the number of fresh keys.
@@ -120,18 +184,29 @@ func (f *freshKeys) tailKeys() []freshItem {
 // a store that sees few new keys pays for few slots.
 const firstTail = 4
 
-// add adds a key the trees did not have.
-func (f *freshKeys) add(it freshItem) {
-	if f.seg == nil {
-		f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail)}
-	}
+// start makes the first segment: limit is freshLimit of the trees, skip a
+// prefix every key of the trees has (see k8). There are no fresh keys.
+func (f *freshKeys) start(limit int, skip []byte) {
+	f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail), limit: limit, skip: skip}
+}
+
+// add adds the record of a key the trees did not have; start was called.
+func (f *freshKeys) add(rec *keyRecord) {
+	it := f.seg.itemOf(rec)
 	f.growLocked()
 	f.seg.tail[f.tail] = it
 	f.tail++
 	f.seg.index.add(it.rec)
+	f.stepMerge()
 	if f.tail < freshTail {
 		return
 	}
+	f.sealTail()
+}
+
+// sealTail sorts the full tail into a run, merges it with the runs no
+// longer than it, and freezes the result if it reached maxRun.
+func (f *freshKeys) sealTail() {
 	run := slices.Clone(f.seg.tail[:f.tail]) // states hold the tail: sort a copy
 	slices.SortFunc(run, compareFresh)
 	runs := f.seg.runs
@@ -139,9 +214,103 @@ func (f *freshKeys) add(it freshItem) {
 		run = mergeRuns(runs[len(runs)-1], run)
 		runs = runs[:len(runs)-1]
 	}
-	// Clipped, so the append copies: states hold the old list.
-	runs = append(slices.Clip(runs), run)
-	*f = freshKeys{seg: &freshSeg{runs: runs, inRuns: f.seg.inRuns + f.tail, tail: make([]freshItem, freshTail), index: f.seg.index}}
+	seg := *f.seg
+	seg.inRuns += f.tail
+	seg.tail = make([]freshItem, freshTail)
+	if len(run) >= maxRun {
+		// Every shorter run merged into this one: runs is empty.
+		seg.finishMerge()
+		seg.freeze(run)
+		seg.runs = slices.Clip(runs)
+	} else {
+		// Clipped, so the append copies: states hold the old list.
+		seg.runs = append(slices.Clip(runs), run)
+	}
+	*f = freshKeys{seg: &seg}
+}
+
+// freeze starts the merge of run into big (run is big if big is empty).
+// No merge is under way.
+func (s *freshSeg) freeze(run []freshItem) {
+	if len(s.big) == 0 {
+		s.big = run
+		return
+	}
+	s.frozen = run
+	s.merge = newRunMerge(s.big, run)
+}
+
+// finishMerge ends the merge under way, if any, at once: a run reached
+// maxRun again before it was done (it is paced not to be).
+func (s *freshSeg) finishMerge() {
+	if s.merge == nil {
+		return
+	}
+	s.merge.step(len(s.big) + len(s.frozen))
+	s.big, s.frozen, s.merge = s.merge.out, nil, nil
+}
+
+// stepMerge does one write's share of the merge under way, and publishes
+// its result in a new segment when it is done.
+func (f *freshKeys) stepMerge() {
+	m := f.seg.merge
+	if m == nil || !m.step(m.perAdd) {
+		return
+	}
+	seg := *f.seg
+	seg.big, seg.frozen, seg.merge = m.out, nil, nil
+	f.seg = &seg
+}
+
+// runMerge merges two sorted runs into a new one a few items at a time.
+// out is written by the writer only and read by no one until it is done.
+type runMerge struct {
+	a, b []freshItem // what is left of each
+	out  []freshItem
+	// perAdd is how many items each new fresh key moves: enough to be
+	// done before maxRun more keys freeze another run.
+	perAdd int
+}
+
+// runMergePace, if above 0, replaces perAdd: tests slow merges down so
+// that a run reaches maxRun again before one is done.
+var runMergePace = 0
+
+func newRunMerge(a, b []freshItem) *runMerge {
+	n := len(a) + len(b)
+	per := n/max(1, maxRun/2) + 1
+	if runMergePace > 0 {
+		per = runMergePace
+	}
+	return &runMerge{a: a, b: b, out: make([]freshItem, 0, n), perAdd: per}
+}
+
+// step moves up to n items into out and reports whether the merge is done.
+func (m *runMerge) step(n int) bool {
+	out, a, b := m.out, m.a, m.b
+	for ; n > 0 && len(a) > 0 && len(b) > 0; n-- {
+		if compareFresh(a[0], b[0]) <= 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	if n > 0 && (len(a) == 0 || len(b) == 0) {
+		rest := a
+		if len(a) == 0 {
+			rest = b
+		}
+		k := min(n, len(rest))
+		out = append(out, rest[:k]...)
+		rest = rest[k:]
+		if len(a) == 0 {
+			b = rest
+		} else {
+			a = rest
+		}
+	}
+	m.out, m.a, m.b = out, a, b
+	return len(a) == 0 && len(b) == 0
 }
 
 // growLocked makes room for one more key: in the tail's array, and in the
@@ -159,7 +328,7 @@ func (f *freshKeys) growLocked() {
 		copy(seg.tail, f.seg.tail)
 	}
 	if crowded {
-		seg.index = f.seg.index.grown(f.len() + 1)
+		seg.index = f.seg.index.grown(f.len()+1, seg.limit)
 	}
 	f.seg = &seg
 }
@@ -185,11 +354,11 @@ func newFreshIndex(keys int) *freshIndex {
 }
 
 // grown returns an index with x's keys and room for keys: twice as many
-// slots while the fresh keys fit a tail, then room for maxFresh at once,
-// so that no write pays for rehashing thousands of keys.
-func (x *freshIndex) grown(keys int) *freshIndex {
+// slots while the fresh keys fit a tail, then room for limit at once, so
+// that no write pays for rehashing thousands of keys.
+func (x *freshIndex) grown(keys, limit int) *freshIndex {
 	if keys > freshTail {
-		keys = maxFresh
+		keys = max(keys, limit)
 	}
 	nx := newFreshIndex(max(keys, len(x.slots)))
 	for i := range x.slots {
@@ -271,6 +440,7 @@ type freshMerge struct {
 	part   *keyPart
 	pos    int
 	inline uint64
+	skip   []byte // the prefix the fresh keys' 8 bytes skip (freshSeg.skip)
 }
 
 var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
@@ -280,15 +450,16 @@ var freshMerges = sync.Pool{New: func() any { return new(freshMerge) }}
 func (f *freshKeys) merge(key, end []byte) *freshMerge {
 	m := freshMerges.Get().(*freshMerge)
 	m.end = end
+	m.skip = f.seg.skip
 	if end != nil {
-		m.e8 = keyPrefix(end, 0)
+		m.e8 = f.seg.k8(end)
 	}
-	k8 := keyPrefix(key, 0)
-	for _, run := range f.seg.runs {
+	k8 := f.seg.k8(key)
+	f.seg.sorted(func(run []freshItem) {
 		if l := run[search(run, k8, key):]; len(l) > 0 && m.inRange(&l[0]) {
 			m.lists = append(m.lists, l)
 		}
-	}
+	})
 	tail := m.tail[:0]
 	for _, it := range f.tailKeys() {
 		if !it.before(k8, key) && m.inRange(&it) {
@@ -356,12 +527,9 @@ func (m *freshMerge) before(p *keyPart, it keyItem) bool {
 	if h == nil {
 		return false
 	}
-	hk := h.rec.key()
 	if m.part != p {
-		m.part, m.pos = p, position(hk, p.common)
-		if m.pos == 0 {
-			m.inline = keyPrefix(hk, len(p.common))
-		}
+		m.part = p
+		m.place(h, p)
 	}
 	switch {
 	case m.pos != 0:
@@ -369,7 +537,26 @@ func (m *freshMerge) before(p *keyPart, it keyItem) bool {
 	case m.inline != it.prefix:
 		return m.inline < it.prefix
 	}
-	return bytes.Compare(hk, it.rec.key()) < 0
+	return bytes.Compare(h.rec.key(), it.rec.key()) < 0
+}
+
+// place finds where the head h falls against part p's keys (pos, inline:
+// see freshMerge). If p skips the prefix the fresh keys' 8 bytes skip, h's
+// 8 bytes are its inline bytes in p, and the head's record is not loaded:
+// a range read loads the records it returns in batches (state.each),
+// which a load here, one at a time, would not overlap. k8 is 0 or the
+// largest value also for keys without that prefix: for those, the key
+// decides.
+func (m *freshMerge) place(h *freshItem, p *keyPart) {
+	if h.k8 != 0 && h.k8 != math.MaxUint64 && bytes.Equal(p.common, m.skip) {
+		m.pos, m.inline = 0, h.k8
+		return
+	}
+	hk := h.rec.key()
+	m.pos = position(hk, p.common)
+	if m.pos == 0 {
+		m.inline = keyPrefix(hk, len(p.common))
+	}
 }
 
 // pop drops the head.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
-	"slices"
 	"testing"
 	"unsafe"
 
@@ -22,12 +21,19 @@ import (
 // trees, and compactions.
 func TestKeyIndexSides(t *testing.T) {
 	defer func(n, m, f, h int) { rebuildLimit, maxFresh, freshTail, hotAfter = n, m, f, h }(rebuildLimit, maxFresh, freshTail, hotAfter)
+	defer func(g, s, r, p int) { maxFreshGrown, freshShare, maxRun, runMergePace = g, s, r, p }(maxFreshGrown, freshShare, maxRun, runMergePace)
 	hotAfter = 0 // updates through the hot cache from the first
 	rapid.Check(t, func(t *rapid.T) {
 		rebuildLimit = rapid.IntRange(0, 6).Draw(t, "rebuildLimit")
 		// Fresh keys through runs merged and copies of the trees.
 		maxFresh = rapid.IntRange(1, 24).Draw(t, "maxFresh")
 		freshTail = rapid.IntRange(1, 9).Draw(t, "freshTail")
+		// Copies that wait for more keys as the trees grow, and runs
+		// frozen and merged into the big run in steps.
+		maxFreshGrown = rapid.IntRange(1, 60).Draw(t, "maxFreshGrown")
+		freshShare = rapid.IntRange(1, 4).Draw(t, "freshShare")
+		maxRun = rapid.IntRange(1, 20).Draw(t, "maxRun")
+		runMergePace = rapid.IntRange(0, 2).Draw(t, "runMergePace")
 		s := newStore(Options{})
 		defer s.Close()
 		m := proptest.NewModel()
@@ -189,24 +195,37 @@ func checkFresh(st *state) error {
 	if f.tail >= freshTail || f.tail > len(f.seg.tail) || len(f.seg.tail) > freshTail {
 		return fmt.Errorf("tail of %d keys in %d slots, limit %d", f.tail, len(f.seg.tail), freshTail)
 	}
-	n := 0
+	n := len(f.seg.big) + len(f.seg.frozen)
+	if (f.seg.frozen == nil) != (f.seg.merge == nil) || (f.seg.frozen != nil && len(f.seg.big) == 0) {
+		return fmt.Errorf("frozen run of %d keys, big run of %d, merge %v", len(f.seg.frozen), len(f.seg.big), f.seg.merge != nil)
+	}
+	if len(f.seg.frozen) > 0 && len(f.seg.frozen) < maxRun {
+		return fmt.Errorf("frozen run of %d keys, limit %d", len(f.seg.frozen), maxRun)
+	}
 	for i, run := range f.seg.runs {
 		n += len(run)
 		if i > 0 && len(run) >= len(f.seg.runs[i-1]) {
 			return fmt.Errorf("run %d of %d keys after one of %d", i, len(run), len(f.seg.runs[i-1]))
 		}
+		if len(run) >= maxRun {
+			return fmt.Errorf("run %d of %d keys, limit %d", i, len(run), maxRun)
+		}
+	}
+	if n != f.seg.inRuns {
+		return fmt.Errorf("%d keys in runs, counted %d", n, f.seg.inRuns)
+	}
+	var all [][]freshItem
+	f.seg.sorted(func(run []freshItem) { all = append(all, run) })
+	for i, run := range all {
 		for j := 1; j < len(run); j++ {
 			if compareFresh(run[j-1], run[j]) >= 0 {
 				return fmt.Errorf("run %d: %q after %q", i, run[j].rec.key(), run[j-1].rec.key())
 			}
 		}
 	}
-	if n != f.seg.inRuns {
-		return fmt.Errorf("%d keys in runs, counted %d", n, f.seg.inRuns)
-	}
-	for _, run := range append(slices.Clone(f.seg.runs), f.tailKeys()) {
+	for _, run := range append(all, f.tailKeys()) {
 		for _, it := range run {
-			if it.k8 != keyPrefix(it.rec.key(), 0) {
+			if it.k8 != f.seg.k8(it.rec.key()) {
 				return fmt.Errorf("key %q with 8 bytes %x", it.rec.key(), it.k8)
 			}
 			if st.keys.lookup(it.rec.key()) != nil {

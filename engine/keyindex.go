@@ -273,3 +273,57 @@ func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 		m.pop()
 	}
 }
+
+// sharedPrefix returns the prefix that every key of x has: what its
+// smallest and largest keys share (nil if x is empty).
+func (x *keyIndex) sharedPrefix() []byte {
+	lo, ok1 := x.parts[0].tree.Min()
+	hi, ok2 := x.parts[len(x.parts)-1].tree.Max()
+	if !ok1 || !ok2 {
+		return nil
+	}
+	a, b := lo.rec.key(), hi.rec.key()
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return bytes.Clone(a[:n])
+}
+
+// isLast reports whether rec is the index's last key.
+func (x *keyIndex) isLast(rec *keyRecord) bool {
+	it, ok := x.parts[len(x.parts)-1].tree.Max()
+	return ok && it.rec == rec
+}
+
+// repackAppended gives every leaf of the last part that holds keys at or
+// after from a copy of its own, called right after the trees were copied
+// for readers, when the keys from on were put in key order: a B-tree
+// split leaves the left half of a full leaf in the full-size array, so
+// keys put in order leave every leaf half full, at 32 bytes per 16-byte
+// item, and a copy sizes its array to the items it holds (see
+// repackLocked in replay.go). Setting one item in 16 again copies each
+// such leaf (each holds at least 31) and the nodes above it. The old
+// leaves go with the readers' copy of the trees. The caller bounds the
+// keys from on (maxFresh, see Store.addFreshLocked): about 8192/16 sets
+// and 8192/31 leaf copies.
+func (x *keyIndex) repackAppended(from []byte) {
+	last := len(x.parts) - 1
+	p := &x.parts[last]
+	if x.find(from) != last || !bytes.HasPrefix(from, p.common) {
+		return
+	}
+	var every []keyItem
+	i := 0
+	ascendTree(p, from, nil, func(_ *keyPart, it keyItem) bool {
+		if i%16 == 0 {
+			every = append(every, it)
+		}
+		i++
+		return true
+	})
+	var hint btree.PathHint
+	for _, it := range every {
+		p.tree.SetHint(it, &hint)
+	}
+}

@@ -210,8 +210,15 @@ type writerState struct {
 	// (changedKeysLocked).
 	fresh freshKeys
 	// full says keys changed in a way fresh does not describe (or fresh
-	// grew to maxFresh): the next publication copies the tree.
-	full       bool
+	// grew to freshLimit): the next publication copies the tree.
+	full bool
+	// freshLimit is how many fresh keys wait until the next copy of the
+	// trees: freshLimit of the trees' size at the last copy.
+	freshLimit int
+	// appended is the first fresh key if every fresh key since went after
+	// all the keys before it (keys put in key order), nil if not: see
+	// repackAppended.
+	appended   []byte
 	hist       history
 	rev        int64
 	compactRev int64
@@ -290,6 +297,11 @@ func (s *Store) publishLocked() {
 		s.w.keys.dropEmpty()
 		s.w.pub = s.w.keys.copy()
 		s.w.fresh = freshKeys{}
+		s.w.freshLimit = freshLimit(s.w.keys.len())
+		if s.w.appended != nil {
+			s.w.keys.repackAppended(s.w.appended)
+		}
+		s.w.appended = nil
 		s.w.full = false
 		copied = true
 	}
@@ -430,11 +442,37 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	switch {
 	case s.w.full:
 		// The next publication copies the trees anyway.
-	case s.w.fresh.len() >= maxFresh:
+	case s.w.fresh.seg != nil && s.w.fresh.len() >= s.w.fresh.seg.limit:
+		appended := s.w.appended
 		s.changedKeysLocked()
+		if s.w.keys.isLast(rec) {
+			s.w.appended = appended
+		}
 	default:
-		s.w.fresh.add(freshOf(rec))
+		s.addFreshLocked(rec)
 	}
+}
+
+// addFreshLocked adds rec, just inserted, to the fresh keys, and keeps
+// appended. While keys come in key order, the trees are copied every
+// maxFresh of them: such keys clone only the trees' right edge after a
+// copy, so more of them would save nothing, and repackAppended then has a
+// bounded number of leaves to copy; once one does not, the copy waits
+// for freshLimit keys. mu is held.
+func (s *Store) addFreshLocked(rec *keyRecord) {
+	if s.w.fresh.seg == nil {
+		limit := s.w.freshLimit
+		s.w.appended = nil
+		if s.w.keys.isLast(rec) {
+			s.w.appended = rec.key()
+			limit = min(limit, maxFresh)
+		}
+		s.w.fresh.start(limit, s.w.keys.sharedPrefix())
+	} else if s.w.appended != nil && !s.w.keys.isLast(rec) {
+		s.w.appended = nil
+		s.w.fresh.seg.limit = s.w.freshLimit // the writer's alone (see freshSeg)
+	}
+	s.w.fresh.add(rec)
 }
 
 // loadLocked adds a record for a key above every key of the writer's index,
@@ -546,7 +584,7 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 // insertLocked (compaction replaced or removed records): the next
 // publication copies the tree. mu is held.
 func (s *Store) changedKeysLocked() {
-	s.w.full, s.w.fresh = true, freshKeys{}
+	s.w.full, s.w.fresh, s.w.appended = true, freshKeys{}, nil
 	s.w.hot.forget()
 	s.w.last, s.w.lastOK = nil, false
 }
