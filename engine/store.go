@@ -277,7 +277,7 @@ type writerState struct {
 // -1, and no persister.
 func newStore(opts Options) *Store {
 	s := &Store{opts: opts}
-	s.w = writerState{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, rev: 1, compactRev: -1}
+	s.w = writerState{keys: keyIndex{parts: []keyPart{{tree: newKeyTree()}}}, rev: 1, compactRev: -1, freshLimit: maxFresh}
 	// Published states are never written, so every new store can show
 	// readers the same empty one: a store made for one test and one put
 	// skips copying its empty tree. w.pub stays unset, so the first
