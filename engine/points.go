@@ -79,6 +79,9 @@ type pointTable struct {
 	groups []pointGroup
 	// Writer-only counts: used slots (full or deleted), and live ones.
 	used, live int
+	// sink keeps the loads of addAll's first passes from being optimized
+	// away (a field, not a package variable: stores write it concurrently).
+	sink uint64
 }
 
 // Load bounds, in slots per 1024: a table grows (into a new one) when its
@@ -273,16 +276,12 @@ func (t *pointTable) addAll(recs []*keyRecord) {
 		for i := range b {
 			sink2 += t.groups[t.start(hs[i])].ctrl.Load()
 		}
-		pointSink = sink2 + uint64(sink)
+		t.sink = sink2 + uint64(sink)
 		for i, r := range b {
 			t.add(r, hs[i])
 		}
 	}
 }
-
-// pointSink keeps the loads of addAll's first passes from being optimized
-// away.
-var pointSink uint64
 
 // pointMigrate is how many groups of an old table the writer moves to the
 // new one per key it adds: enough that the move ends long before the new
