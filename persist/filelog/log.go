@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/revkv/revkv/internal/zcodec"
@@ -168,6 +169,10 @@ type Log struct {
 	sinceLen int64           // bytes written since the last snapshot started
 	// compactedSince: a compaction was written since then.
 	compactedSince bool
+	// compactWritten is the newest compacted revision the flusher has
+	// written (-1: none since Open), for the snapshotter (see
+	// awaitCompaction).
+	compactWritten atomic.Int64
 	lastRev        int64
 	snapping       bool  // guarded by mu
 	segHdr         int64 // the current segment's header size
@@ -211,6 +216,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		kick: make(chan struct{}, 1), snapKick: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	l.cond = sync.NewCond(&l.mu)
+	l.compactWritten.Store(-1)
 	return l, nil
 }
 
@@ -543,6 +549,9 @@ func (l *Log) writeGroup(raw []byte, meta coverage) error {
 	l.lastRev = max(l.lastRev, meta.rev)
 	l.sinceLen += int64(n)
 	l.compactedSince = l.compactedSince || meta.compacted
+	if meta.compacted && meta.compact > l.compactWritten.Load() {
+		l.compactWritten.Store(meta.compact)
+	}
 	return nil
 }
 

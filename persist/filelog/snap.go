@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"time"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
@@ -32,6 +33,7 @@ func (l *Log) snapshotter() {
 		case <-l.stop:
 			return
 		}
+		l.awaitCompaction()
 		if err := l.WriteSnapshot(); err != nil && !errors.Is(err, errStopping) {
 			// The log still holds everything: a failed snapshot only
 			// means a longer replay. The next trigger tries again.
@@ -41,6 +43,39 @@ func (l *Log) snapshotter() {
 }
 
 var errStopping = errors.New("revkv/filelog: closing")
+
+// awaitCompaction waits, for a while, until the target's state shows the
+// newest compaction the flusher has written. The engine publishes a
+// write's state once the log reports it durable, which races with the
+// flusher's kick of the snapshotter: a snapshot taken before the
+// compaction's state is published holds the compacted history, and the
+// kick that would have reclaimed the disk is spent. After the wait the
+// snapshot is taken anyway (a later compaction or trigger takes another).
+func (l *Log) awaitCompaction() {
+	want := l.compactWritten.Load()
+	if want < 0 {
+		return
+	}
+	wait := 100 * time.Microsecond
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); wait = min(2*wait, 20*time.Millisecond) {
+		sn, err := l.target.Snapshot()
+		if err != nil {
+			return
+		}
+		got := sn.CompactRev()
+		sn.Close()
+		if got >= want {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-l.stop:
+			t.Stop()
+			return
+		}
+	}
+}
 
 // stopWriter fails writes once the log is closing, so Close does not wait
 // for a large snapshot to finish.
