@@ -123,7 +123,10 @@ func (r Revision) String() string { return fmt.Sprintf("%d.%d", r.Main, r.Sub) }
 // KeyValue is a key's value as of some revision.
 //
 // Key and Value returned by revkv share memory with the store: they are
-// immutable, and callers must not modify them.
+// immutable, and callers must not modify them. Holding one keeps the
+// memory it lies in alive: a key's record, or, for the value of an
+// update, the engine's page of recent values (4 KiB); copy what you keep
+// for long.
 type KeyValue struct {
 	Key   []byte
 	Value []byte
