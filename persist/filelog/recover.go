@@ -392,13 +392,18 @@ func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *recovered
 // included. (At s's own revision, a compaction may follow the snapshot.)
 // Any trouble reading next says no: the caller then reads the segment.
 func coveredSegment(fsys persist.FS, dir string, next uint64, s snapInfo) bool {
-	var rev int64
-	found := false
-	_, err := scanFrames(fsys, dir, next, tailRule{}, false, func(b *persist.Batch, off int64) error {
-		rev, found = b.Rev, true
+	rev, ok := firstRev(fsys, dir, next)
+	return ok && rev < s.rev
+}
+
+// firstRev returns the revision of segment num's first batch, reading
+// only its first group; ok is false if it has none or does not read.
+func firstRev(fsys persist.FS, dir string, num uint64) (rev int64, ok bool) {
+	_, err := scanFrames(fsys, dir, num, tailRule{}, false, func(b *persist.Batch, off int64) error {
+		rev, ok = b.Rev, true
 		return errPeeked
 	})
-	return found && errors.Is(err, errPeeked) && rev < s.rev
+	return rev, ok && errors.Is(err, errPeeked)
 }
 
 var errPeeked = errors.New("first batch read")
@@ -411,8 +416,9 @@ const maxTailGroups = 16
 // that the snapshot s holds, judged from the segment's last groups: the
 // case of a segment the log sealed just before taking s (WriteSnapshot
 // does), which coveredSegment cannot tell, the next segment starting after
-// s's revision. Every frame is checked (headers and checksums, not
-// decompressed); then the groups are decoded from the last one back until
+// s's revision. A segment whose first batch is past s's revision says no
+// at once; otherwise every frame is checked (headers and checksums, not
+// decompressed), then the groups are decoded from the last one back until
 // one starts below s's revision: every batch before it is below s's
 // revision too, so s holds it (see coveredSegment), and the batches of
 // the groups decoded must each be held by s (coverage.coveredBy: at s's
@@ -420,6 +426,11 @@ const maxTailGroups = 16
 // the snapshot). Any trouble says no: the caller then reads the segment,
 // which reports any damage as it always did.
 func sealedCovered(fsys persist.FS, dir string, num uint64, s snapInfo) bool {
+	if rev, ok := firstRev(fsys, dir, num); !ok || rev > s.rev {
+		// A segment of the log after the snapshot: not worth reading
+		// twice (here and by the replay).
+		return false
+	}
 	name := path.Join(dir, segFile(num))
 	f, err := fsys.Open(name)
 	if err != nil {
