@@ -1,6 +1,9 @@
 package filelog
 
 import (
+	"errors"
+	"fmt"
+	"path"
 	"testing"
 
 	"github.com/revkv/revkv/internal/zcodec"
@@ -87,4 +90,51 @@ func TestSealedCovered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkCoveredSegment: what an open spends on the segment a snapshot
+// covers in bench/compare's restore directory (100k batches of one put of
+// `k%015d` and 128 zero bytes, in groups of 63), reading it (scan, as
+// before a snapshot sealed its segment; the batches only counted, not
+// applied) or judging it covered (sealedCovered).
+func BenchmarkCoveredSegment(b *testing.B) {
+	const n = 100_000
+	enc := zcodec.NewEncoder(zcodec.Fast)
+	seg := appendSegHeader(nil, 1, 0)
+	value := make([]byte, 128)
+	var raw []byte
+	for i := range n {
+		bt := persist.Batch{Rev: int64(i + 2), Changes: []persist.Change{{Key: fmt.Appendf(nil, "k%015d", i), Value: value}}}
+		raw = appendBatch(raw, &bt)
+		if i%63 == 62 || i == n-1 {
+			seg, raw = appendFrames(enc, seg, raw), raw[:0]
+		}
+	}
+	dir := b.TempDir()
+	f, err := persist.OS.Create(path.Join(dir, segFile(1)))
+	if err == nil {
+		_, err = f.Write(seg)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("scan", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			count := 0
+			_, err := scanSegment(persist.OS, dir, 1, tailRule{}, func(*persist.Batch, int64) error { count++; return nil })
+			if err != nil || count != n {
+				b.Fatalf("%d batches, %v", count, err)
+			}
+		}
+	})
+	b.Run("sealedCovered", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !sealedCovered(persist.OS, dir, 1, snapInfo{rev: n + 1, compact: -1}) {
+				b.Fatal("not covered")
+			}
+		}
+	})
 }
