@@ -274,7 +274,48 @@ func FuzzSegment(f *testing.F) {
 				t.Fatalf("read ahead: %+v, %d batches, %v; inline: %+v, %d, %v", res, len(got), err, res2, len(got2), err2)
 			}
 		}
+		checkSealedCovered(t, data)
 	})
+}
+
+// checkSealedCovered: sealedCovered never calls a segment covered by a
+// snapshot that does not hold one of its batches, on a segment whose
+// revisions never go down (as a log's never do).
+func checkSealedCovered(t *testing.T, data []byte) {
+	_, got, _ := scanBytes(t, data, false)
+	var all coverage
+	for i := range got {
+		if i > 0 && got[i].Rev < got[i-1].Rev {
+			return
+		}
+		all.add(&got[i])
+	}
+	fs := memfs.New(memfs.Options{})
+	fs.MkdirAll("d")
+	f, err := fs.Create("d/" + segFile(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	f.Close()
+	for _, s := range []snapInfo{
+		{rev: all.rev, compact: all.compact, index: all.index},
+		{rev: all.rev + 1, compact: all.compact, index: all.index},
+		{rev: all.rev - 1, compact: all.compact, index: all.index},
+		{rev: all.rev, compact: all.compact - 1, index: all.index},
+		{rev: all.rev, compact: all.compact, index: all.index - 1},
+	} {
+		if !sealedCovered(fs, "d", 1, s) {
+			continue
+		}
+		for i := range got {
+			var c coverage
+			c.add(&got[i])
+			if got[i].Rev >= s.rev && !c.coveredBy(s) {
+				t.Fatalf("covered by %+v, but batch %d (%+v) is not held", s, i, got[i])
+			}
+		}
+	}
 }
 
 // FuzzBatch: the batch decoder on any bytes returns batches, errShort or

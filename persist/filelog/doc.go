@@ -163,6 +163,13 @@
 // kept, and the segments needed after the older one, so that falling back
 // loses nothing.
 //
+// A snapshot is taken just after the log starts a new segment, so the
+// segments before it hold nothing it does not: an open that loads it
+// skips them unread, once it has checked every frame of such a segment
+// (checksums only) and decoded its last groups to see that the snapshot
+// holds them (a compaction, index or lease batch may follow a snapshot at
+// its revision). A segment that does not pass is read as any other.
+//
 // # Disk space
 //
 // Old segments and snapshots are removed when a snapshot makes them

@@ -51,6 +51,14 @@ func (c coverage) coveredBy(s snapInfo) bool {
 		(c.leaseRev == 0 || c.leaseRev < s.rev)
 }
 
+// reachedBy reports whether a snapshot's state is at or past every
+// revision, compaction and index of c: whether the engine published what
+// c's batches did. Unlike coveredBy it ignores lease batches, which do not
+// move the revision.
+func (c coverage) reachedBy(s snapInfo) bool {
+	return c.rev <= s.rev && (!c.compacted || c.compact <= s.compact) && c.index <= s.index
+}
+
 type segInfo struct {
 	num   uint64
 	cover coverage

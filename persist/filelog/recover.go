@@ -306,10 +306,11 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 	var firstRev int64 // of the log's first batch
 	for i, s := range d.segs {
 		last := i == len(d.segs)-1
-		if !last && snap != nil && coveredSegment(l.fs, l.dir, d.segs[i+1].num, *snap) {
+		if !last && snap != nil && (coveredSegment(l.fs, l.dir, d.segs[i+1].num, *snap) || sealedCovered(l.fs, l.dir, s.num, *snap)) {
 			// Kept for a fallback to an older snapshot; reading it would
 			// cost as much as the snapshot. Its coverage is bounded by the
 			// loaded snapshot's state, which retention may use.
+			l.log.Debug("revkv/filelog: segment covered by the snapshot, not read", "file", l.segName(s.num), "snapshot", snap.num)
 			st.segs = append(st.segs, segInfo{num: s.num, size: d.sizes[s.num], cover: coverage{rev: snap.rev, compact: snap.compact, compacted: true, index: snap.index}})
 			continue
 		}
@@ -391,16 +392,79 @@ func (l *Log) loadNewestSnapshot(t persist.Target, snaps []uint64, st *recovered
 // included. (At s's own revision, a compaction may follow the snapshot.)
 // Any trouble reading next says no: the caller then reads the segment.
 func coveredSegment(fsys persist.FS, dir string, next uint64, s snapInfo) bool {
-	var rev int64
-	found := false
-	_, err := scanFrames(fsys, dir, next, tailRule{}, false, func(b *persist.Batch, off int64) error {
-		rev, found = b.Rev, true
+	rev, ok := firstRev(fsys, dir, next)
+	return ok && rev < s.rev
+}
+
+// firstRev returns the revision of segment num's first batch, reading
+// only its first group; ok is false if it has none or does not read.
+func firstRev(fsys persist.FS, dir string, num uint64) (rev int64, ok bool) {
+	_, err := scanFrames(fsys, dir, num, tailRule{}, false, func(b *persist.Batch, off int64) error {
+		rev, ok = b.Rev, true
 		return errPeeked
 	})
-	return found && errors.Is(err, errPeeked) && rev < s.rev
+	return rev, ok && errors.Is(err, errPeeked)
 }
 
 var errPeeked = errors.New("first batch read")
+
+// maxTailGroups bounds the groups sealedCovered decodes from a segment's
+// end; past them it says no, and the segment is read as any other.
+const maxTailGroups = 16
+
+// sealedCovered reports whether sealed segment num holds only batches
+// that the snapshot s holds, judged from the segment's last groups: the
+// case of a segment the log sealed just before taking s (WriteSnapshot
+// does), which coveredSegment cannot tell, the next segment starting after
+// s's revision. A segment whose first batch is past s's revision says no
+// at once; otherwise every frame is checked (headers and checksums, not
+// decompressed), then the groups are decoded from the last one back until
+// one starts below s's revision: every batch before it is below s's
+// revision too, so s holds it (see coveredSegment), and the batches of
+// the groups decoded must each be held by s (coverage.coveredBy: at s's
+// own revision a compaction, an index or a lease batch may have followed
+// the snapshot). Any trouble says no: the caller then reads the segment,
+// which reports any damage as it always did.
+func sealedCovered(fsys persist.FS, dir string, num uint64, s snapInfo) bool {
+	if rev, ok := firstRev(fsys, dir, num); !ok || rev > s.rev {
+		// A segment of the log after the snapshot: not worth reading
+		// twice (here and by the replay).
+		return false
+	}
+	name := path.Join(dir, segFile(num))
+	f, err := fsys.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fr, err := newFrameReader(f, name)
+	if err != nil {
+		return false
+	}
+	h, flt, err := fr.header()
+	if err != nil || flt != nil || h.num != num {
+		return false
+	}
+	starts, ok := fr.groupStarts()
+	if !ok {
+		return false
+	}
+	var cover coverage
+	for i := len(starts) - 1; i >= max(0, len(starts)-maxTailGroups); i-- {
+		first, c, ok := fr.groupCoverage(starts[i])
+		if !ok {
+			return false
+		}
+		cover.merge(c)
+		if !cover.coveredBy(s) {
+			return false
+		}
+		if first < s.rev || i == 0 {
+			return true
+		}
+	}
+	return false
+}
 
 func removeSnap(s []snapInfo, num uint64) []snapInfo {
 	for i := range s {

@@ -596,6 +596,61 @@ func (ra *readAhead) stop() {
 	<-ra.done
 }
 
+// groupStarts reads the rest of the segment's frames, checking each
+// (header and stored bytes' checksums) without decompressing it, and
+// returns the offsets where its groups start; ok is false if a frame does
+// not check or the segment does not end at the end of a group.
+func (fr *frameReader) groupStarts() (starts []int64, ok bool) {
+	inGroup := false
+	for fr.off < fr.size {
+		if fr.size-fr.off < frameHdrSize || fr.read(fr.fh) != nil {
+			return nil, false
+		}
+		h, err := parseFrameHeader(fr.fh)
+		if err != nil || fr.off+int64(h.stored) > fr.size {
+			return nil, false
+		}
+		if cap(fr.stored) < h.stored {
+			fr.stored = make([]byte, h.stored)
+		}
+		stored := fr.stored[:h.stored]
+		if fr.read(stored) != nil || checkFrame(h, stored) != nil {
+			return nil, false
+		}
+		if !inGroup {
+			starts = append(starts, fr.off-frameHdrSize-int64(h.stored))
+		}
+		inGroup = h.flags&flagContinued != 0
+	}
+	return starts, !inGroup
+}
+
+// groupCoverage reads the group whose first frame is at off, and returns
+// the revision of its first batch and what its batches cover; ok is false
+// if it does not read or decode whole.
+func (fr *frameReader) groupCoverage(off int64) (first int64, c coverage, ok bool) {
+	fr.off = off
+	fr.r.Reset(io.NewSectionReader(fr.f, off, fr.size-off))
+	var run groupRun
+	raw, stop := fr.readGroup(&run, nil)
+	if stop != nil {
+		return 0, c, false
+	}
+	d := &fr.dec
+	d.b, d.off = raw, 0
+	for n := 0; d.off < len(d.b); n++ {
+		b, err := d.next()
+		if err != nil {
+			return 0, c, false
+		}
+		if n == 0 {
+			first = b.Rev
+		}
+		c.add(b)
+	}
+	return first, c, len(raw) > 0
+}
+
 // zerosFrom reports whether the file holds only zeros from off to its end.
 func (fr *frameReader) zerosFrom(off int64) bool {
 	buf := make([]byte, 32<<10)

@@ -101,11 +101,12 @@ func (s stopWriter) Write(p []byte) (int, error) {
 // compaction; WriteSnapshot is for callers who want one at a point of
 // their choosing. Snapshots are serialized.
 //
-// The first snapshot after a compaction reclaims the disk the compacted
-// history took: the log starts a new segment before taking it, so every
-// older segment holds only what the snapshot holds, and the snapshot is
-// written twice (two files, the fallback of each other), so the two kept
-// are both after the compaction and everything older is removed.
+// The log starts a new segment before taking a snapshot, so every older
+// segment holds only what the snapshot holds: an open that loads the
+// snapshot skips them unread. The first snapshot after a compaction
+// reclaims the disk the compacted history took: it is written twice (two
+// files, the fallback of each other), so the two kept are both after the
+// compaction and everything older is removed.
 func (l *Log) WriteSnapshot() error {
 	if err := l.beginSnapshot(); err != nil {
 		return err
@@ -129,15 +130,16 @@ func (l *Log) WriteSnapshot() error {
 		return nil // nothing new since the last one
 	}
 	compacted := info.compact >= 0 && (n == 0 || info.compact > newest.compact)
-	if compacted {
-		sn.Close()
-		if err := l.rotateNow(); err != nil {
-			return err
-		}
-		if sn, err = l.target.Snapshot(); err != nil {
-			return err
-		}
-		info = snapInfo{rev: sn.Rev(), compact: sn.CompactRev(), index: sn.ConsistentIndex()}
+	// Start a new segment first, and take the snapshot after: every older
+	// segment then holds only what the snapshot holds, so an open skips
+	// them unread (sealedCovered), and retention can remove them once the
+	// snapshot is the older of the two kept.
+	sn.Close()
+	if err := l.rotateNow(); err != nil {
+		return err
+	}
+	if sn, info, err = l.snapshotPublished(); err != nil {
+		return err
 	}
 	defer sn.Close()
 	l.filesMu.Lock()
@@ -227,6 +229,54 @@ func (l *Log) rotateNow() error {
 	l.rotateWant = true
 	l.kickFlusher()
 	return l.await(func() bool { return l.rotations >= want }, errStopping)
+}
+
+// publishTries and publishWait bound how long snapshotPublished waits
+// for the engine to publish what the log wrote: a writer publishes its
+// write right after its Wait returns, so this is a scheduling delay, not
+// I/O.
+const (
+	publishTries = 20
+	publishWait  = 250 * time.Microsecond
+)
+
+// snapshotPublished takes a snapshot of the target once its state holds
+// every batch the sealed segments hold (just after a rotation): the
+// engine publishes a write only after the log made it durable, so the
+// batches of the group the rotation followed may not be visible yet, and
+// a snapshot without them would leave the segment they end to be read at
+// every open. If they do not show within a few milliseconds (a writer
+// descheduled), the snapshot is taken as it is: correct, only less useful
+// to the next open.
+func (l *Log) snapshotPublished() (persist.Snapshot, snapInfo, error) {
+	want := l.sealedCover()
+	for try := 1; ; try++ {
+		sn, err := l.target.Snapshot()
+		if err != nil {
+			return nil, snapInfo{}, err
+		}
+		info := snapInfo{rev: sn.Rev(), compact: sn.CompactRev(), index: sn.ConsistentIndex()}
+		if want.reachedBy(info) || try == publishTries {
+			return sn, info, nil
+		}
+		sn.Close()
+		select {
+		case <-l.stop:
+			return nil, snapInfo{}, errStopping
+		case <-time.After(publishWait):
+		}
+	}
+}
+
+// sealedCover is what the segments before the current one hold.
+func (l *Log) sealedCover() coverage {
+	l.filesMu.Lock()
+	defer l.filesMu.Unlock()
+	var c coverage
+	for _, s := range l.files.segs[:max(len(l.files.segs)-1, 0)] {
+		c.merge(s.cover)
+	}
+	return c
 }
 
 // writeSnapFile writes snapshot file num with write: to a temporary file,
