@@ -103,11 +103,12 @@ func pointHash(key []byte) uint64 { return maphash.Bytes(pointSeed, key) }
 // pointTag returns the control byte of a full slot of a key with hash h.
 func pointTag(h uint64) uint64 { return pointFull | h&0x7f }
 
-// newPointTable returns an empty table with room for keys keys.
-func newPointTable(keys int) *pointTable {
+// newPointTable returns an empty table with room for keys keys, and for
+// most keys (>= keys) before it is full.
+func newPointTable(keys, most int) *pointTable {
 	// At pointNewLoad, and below pointMaxLoad with a key more: a table of
 	// a few keys has room to grow before it is full.
-	n := max(ceilDiv(keys*1024, pointNewLoad*pointSlots), ceilDiv((keys+2)*1024, pointMaxLoad*pointSlots))
+	n := max(ceilDiv(keys*1024, pointNewLoad*pointSlots), ceilDiv((most+2)*1024, pointMaxLoad*pointSlots))
 	t := &pointTable{groups: make([]pointGroup, n)}
 	for i := range t.groups {
 		t.groups[i].ctrl.Store(pointFresh)
@@ -304,7 +305,13 @@ func (s *Store) pointsAddLocked(rec *keyRecord) {
 			s.pointsMigrateLocked(len(x.old.groups)) // not expected: see pointMigrate
 			x = s.w.points
 		}
-		x = &pointIndex{cur: newPointTable(x.cur.live + 1), old: x.cur}
+		// The new table takes the old one's live records, and a key per
+		// put until they have all moved: room for both, or it could fill
+		// first (an old table whose slots compaction mostly deleted has
+		// many groups to move for its few live keys), and add would find
+		// no free slot.
+		moves := ceilDiv(len(x.cur.groups), pointMigrate)
+		x = &pointIndex{cur: newPointTable(x.cur.live+1, x.cur.live+1+moves), old: x.cur}
 		s.w.points = x
 	}
 	x.cur.add(rec, pointHash(rec.key()))
@@ -366,7 +373,7 @@ func (s *Store) pointsBuildLocked() {
 	if n < pointMinKeys {
 		return
 	}
-	t := newPointTable(n)
+	t := newPointTable(n, n)
 	batch := make([]*keyRecord, 0, pointBatch)
 	s.w.keys.ascend(nil, nil, func(r *keyRecord) bool {
 		if batch = append(batch, r); len(batch) == pointBatch {

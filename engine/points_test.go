@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/proptest"
@@ -357,5 +358,60 @@ func TestPointTableLoad(t *testing.T) {
 			}
 		}
 		s.Close()
+	}
+}
+
+// TestPointTableGrowsAfterDeletes grows a point table (default knobs) whose
+// slots are mostly deleted (it filled, then compaction removed most keys),
+// then puts new keys: the new table, sized for the few live keys, takes those still to
+// move from the old one and a new key per put until they have all moved,
+// and must not fill meanwhile (a full table's insert would search for a
+// free slot forever, holding the writer's lock).
+func TestPointTableGrowsAfterDeletes(t *testing.T) {
+	s := newStore(Options{PointIndex: true})
+	key := func(i int) []byte { return fmt.Appendf(nil, "k%06d", i) }
+	nearlyFull := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		x := s.w.points
+		return x != nil && x.old == nil && x.cur.full() // the next put grows it
+	}
+	n := 0
+	for ; !nearlyFull(); n++ {
+		if _, err := s.Put(key(n), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Keep one key in 25.
+	for i := 0; i < n; i += 25 {
+		if _, _, err := s.DeleteRange(key(i+1), key(i+25)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Compact(s.Rev()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := range 1000 {
+			if _, err := s.Put(key(n+i), nil); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		// (The writer spins holding mu: Close would wait for it.)
+		t.Fatal("puts after a growth of a table of deleted slots did not finish: the new table filled")
+	}
+	defer s.Close()
+	if err := checkPoints(s); err != nil {
+		t.Fatal(err)
 	}
 }
