@@ -313,9 +313,20 @@ func (x *keyIndex) repackAppended(from []byte) {
 	if x.find(from) != last || !bytes.HasPrefix(from, p.common) {
 		return
 	}
+	setAgain(p.tree, func(yield func(keyItem) bool) {
+		ascendTree(p, from, nil, func(_ *keyPart, it keyItem) bool { return yield(it) })
+	})
+}
+
+// setAgain sets again in t every 16th of the items scan yields, with one
+// hint. In a copy of a tree (whose nodes are shared until written),
+// setting one item of a leaf copies the leaf into an array of its size and
+// the nodes above it; a leaf holds more than 16 items unless it is the
+// last or has lost some, so nearly every leaf scan passes gets copied.
+func setAgain(t *keyTree, scan func(yield func(keyItem) bool)) {
 	var every []keyItem
 	i := 0
-	ascendTree(p, from, nil, func(_ *keyPart, it keyItem) bool {
+	scan(func(it keyItem) bool {
 		if i%16 == 0 {
 			every = append(every, it)
 		}
@@ -324,6 +335,6 @@ func (x *keyIndex) repackAppended(from []byte) {
 	})
 	var hint btree.PathHint
 	for _, it := range every {
-		p.tree.SetHint(it, &hint)
+		t.SetHint(it, &hint)
 	}
 }

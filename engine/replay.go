@@ -3,8 +3,6 @@ package engine
 import (
 	"bytes"
 	"unsafe"
-
-	"github.com/tidwall/btree"
 )
 
 // replayPutLocked is putLocked for replay (a snapshot's events, the log's
@@ -93,18 +91,6 @@ func (s *Store) repackLocked() {
 // copies that leaf and the nodes above it.
 func repacked(t *keyTree) *keyTree {
 	c := t.Copy()
-	var every []keyItem
-	i := 0
-	t.Scan(func(it keyItem) bool {
-		if i%16 == 0 {
-			every = append(every, it)
-		}
-		i++
-		return true
-	})
-	var hint btree.PathHint
-	for _, it := range every {
-		c.SetHint(it, &hint)
-	}
+	setAgain(c, t.Scan)
 	return c
 }
