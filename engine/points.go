@@ -187,7 +187,7 @@ func (t *pointTable) full() bool {
 // is not full. Writer only.
 func (t *pointTable) add(rec *keyRecord, h uint64) {
 	g := t.start(h)
-	for {
+	for range len(t.groups) {
 		grp := &t.groups[g]
 		c := grp.ctrl.Load()
 		free := match(c, pointEmpty) | match(c, pointDeleted)&^(uint64(0x80)<<56)
@@ -206,6 +206,9 @@ func (t *pointTable) add(rec *keyRecord, h uint64) {
 			g = 0
 		}
 	}
+	// Unreachable while tables are sized as pointsAddLocked sizes them; a
+	// panic rather than a writer spinning for ever with the lock held.
+	panic("revkv/engine: point table full")
 }
 
 // remove removes rec, if the table holds it, and reports whether it did.
@@ -285,11 +288,11 @@ func (t *pointTable) addAll(recs []*keyRecord) {
 }
 
 // pointMigrate is how many groups of an old table the writer moves to the
-// new one per key it adds: enough that the move ends long before the new
-// table fills (a new table has room for about 40% more keys, an old one
-// holds 1/6 group per key), and the old table's memory is freed after
-// about 1/24 as many new keys as it held; few enough that a put moves at
-// most about 28 keys.
+// new one per key it adds: the old table's memory is freed after about
+// 1/24 as many new keys as it held (at 1/6 group per key), and a put moves
+// at most about 28 keys. The new table has room for its live keys plus one
+// per put until the move ends, however many groups the old one has (one
+// whose keys compaction mostly deleted has many): see pointsAddLocked.
 var pointMigrate = 4 // a var: tests lower it
 
 // pointsAddLocked adds a new record of the writer's index to the point
