@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/revkv/revkv"
+
+	"github.com/revkv/revkv/internal/cputime"
 )
 
 // BenchmarkOpenMemory is a new in-memory DB, one put, and Close: what a
@@ -11,7 +13,7 @@ import (
 func BenchmarkOpenMemory(b *testing.B) {
 	value := make([]byte, 128)
 	b.ReportAllocs()
-	cpu0 := procCPU()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		db, err := revkv.Open("", revkv.Options{})
 		if err != nil {
@@ -24,5 +26,5 @@ func BenchmarkOpenMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 }

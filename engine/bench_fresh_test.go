@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/revkv/revkv/internal/cputime"
 )
 
 // BenchmarkLoadMillion puts 1M new numbered keys (16 bytes, 128-byte
@@ -46,18 +48,18 @@ func BenchmarkLoadMillion(b *testing.B) {
 				runtime.ReadMemStats(&ms0)
 				b.StartTimer()
 				runtime.LockOSThread()
-				cpu0, t0 := procCPU(), time.Now()
+				cpu0, t0 := cputime.Process(), time.Now()
 				longest = longest[:0]
 				for _, k := range keys {
-					p0 := threadCPUFine()
+					p0 := cputime.ThreadFine()
 					if _, err := s.Put(k, value); err != nil {
 						b.Fatal(err)
 					}
-					if d := threadCPUFine() - p0; d > 200_000 {
+					if d := cputime.ThreadFine() - p0; d > 200_000 {
 						longest = append(longest, d)
 					}
 				}
-				cpu, elapsed = procCPU()-cpu0, time.Since(t0)
+				cpu, elapsed = cputime.Process()-cpu0, time.Since(t0)
 				runtime.UnlockOSThread()
 				b.StopTimer()
 				runtime.ReadMemStats(&ms1)
@@ -105,13 +107,13 @@ func BenchmarkReadFreshMillion(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			b.ReportAllocs()
-			cpu0 := threadCPU()
+			cpu0 := cputime.Thread()
 			for b.Loop() {
 				if err := fn(r); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 	read("get-new", func(r *rand.Rand) error {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+
+	"github.com/revkv/revkv/internal/cputime"
 )
 
 // The benchmarks of this file have the shape of bench/compare's put
@@ -33,7 +35,7 @@ func BenchmarkPutKeyOrder(b *testing.B) {
 	i := 0
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0, thr0 := procCPU(), threadCPU()
+	cpu0, thr0 := cputime.Process(), cputime.Thread()
 	for b.Loop() {
 		if i%putRun == 0 {
 			s = newStore(Options{})
@@ -43,8 +45,8 @@ func BenchmarkPutKeyOrder(b *testing.B) {
 		}
 		i++
 	}
-	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
-	b.ReportMetric(float64(threadCPU()-thr0)/float64(b.N), "thread-cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+	b.ReportMetric(float64(cputime.Thread()-thr0)/float64(b.N), "thread-cpu-ns/op")
 }
 
 // BenchmarkPutUpdate updates 1,000 keys round robin in a store that starts
@@ -69,7 +71,7 @@ func BenchmarkPutUpdate(b *testing.B) {
 	i := 0
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0, thr0 := procCPU(), threadCPU()
+	cpu0, thr0 := cputime.Process(), cputime.Thread()
 	for b.Loop() {
 		if i%putRun == 0 {
 			b.StopTimer()
@@ -81,6 +83,6 @@ func BenchmarkPutUpdate(b *testing.B) {
 		}
 		i++
 	}
-	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
-	b.ReportMetric(float64(threadCPU()-thr0)/float64(b.N), "thread-cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+	b.ReportMetric(float64(cputime.Thread()-thr0)/float64(b.N), "thread-cpu-ns/op")
 }

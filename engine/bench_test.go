@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revkv/revkv/internal/cputime"
 	"github.com/revkv/revkv/kv"
 )
 
@@ -107,7 +108,7 @@ func BenchmarkPut(b *testing.B) {
 			key := make([]byte, keySize)
 			b.ReportAllocs()
 			i := uint64(0)
-			cpu0 := procCPU()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				i++
 				// A bijective mix of the counter: distinct, random-looking
@@ -119,7 +120,7 @@ func BenchmarkPut(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -137,7 +138,7 @@ func BenchmarkPutOrdered(b *testing.B) {
 			key := make([]byte, 0, keySize)
 			b.ReportAllocs()
 			i := n
-			cpu0 := procCPU()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				key = fmt.Appendf(key[:0], "k%015d", i)
 				i++
@@ -145,7 +146,7 @@ func BenchmarkPutOrdered(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -167,14 +168,14 @@ func BenchmarkPutHot(b *testing.B) {
 			hot := keys[:1000]
 			b.ReportAllocs()
 			i := 0
-			cpu0 := procCPU()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				if _, err := s.Put(hot[i%1000], value); err != nil {
 					b.Fatal(err)
 				}
 				i++
 			}
-			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -288,13 +289,13 @@ func BenchmarkReadFresh(b *testing.B) {
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
 				b.ReportAllocs()
-				cpu0 := threadCPU()
+				cpu0 := cputime.Thread()
 				for b.Loop() {
 					if err := fn(r); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 		read("get-new", func(r *rand.Rand) error {
@@ -331,7 +332,7 @@ func BenchmarkTxnPutNew10(b *testing.B) {
 			key := make([]byte, keySize)
 			b.ReportAllocs()
 			i := uint64(0)
-			cpu0 := procCPU()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				id, _ := s.TxnBegin()
 				for range 10 {
@@ -346,7 +347,7 @@ func BenchmarkTxnPutNew10(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 		})
 	}
 }
@@ -595,14 +596,14 @@ func BenchmarkGetNumbered(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			b.ReportAllocs()
-			cpu0 := threadCPU()
+			cpu0 := cputime.Thread()
 			for b.Loop() {
 				kvs, _, err := s.Range(keys[r.IntN(n)], nil, 0, 0)
 				if err != nil || len(kvs) != 1 {
 					b.Fatal(err, len(kvs))
 				}
 			}
-			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

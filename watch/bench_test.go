@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/revkv/revkv/internal/cputime"
 )
 
 // Benchmarks (run with -race off):
@@ -194,7 +196,7 @@ func BenchmarkFanoutDistinct(b *testing.B) {
 	}
 	b.ReportAllocs()
 	n := int64(0)
-	cpu0 := procCPU()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		for _, k := range keys {
 			s.Put(k, value)
@@ -207,7 +209,7 @@ func BenchmarkFanoutDistinct(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 	// The receivers' wait loop spins (as bench/compare's does), so this
 	// counts its idle turns too.
-	b.ReportMetric(float64(procCPU()-cpu0)/float64(n), "proc-cpu-ns/event")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(n), "proc-cpu-ns/event")
 	s.Close()
 	wg.Wait()
 }
@@ -229,7 +231,7 @@ func countEvents(w *Watcher, received *atomic.Int64, wg *sync.WaitGroup) {
 // fake store of its own pays.
 func BenchmarkNewStore(b *testing.B) {
 	b.ReportAllocs()
-	cpu0 := procCPU()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		s := New(memory(), Options{})
 		if _, err := s.Put([]byte("key"), value); err != nil {
@@ -237,5 +239,5 @@ func BenchmarkNewStore(b *testing.B) {
 		}
 		s.Close()
 	}
-	b.ReportMetric(float64(procCPU()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/revkv/revkv/engine"
+	"github.com/revkv/revkv/internal/cputime"
 	"github.com/revkv/revkv/persist"
 	"github.com/revkv/revkv/persist/filelog"
 )
@@ -257,12 +258,12 @@ func BenchmarkRestoreKeyOrder(b *testing.B) {
 				runtime.GC()
 				var before runtime.MemStats
 				runtime.ReadMemStats(&before)
-				cpu0, tcpu0 := procCPU(), threadCPU()
+				cpu0, tcpu0 := cputime.Process(), cputime.Thread()
 				b.StartTimer()
 				s, _ := openOS(b, dir, filelog.Options{SnapshotRevs: -1, SnapshotBytes: -1})
 				b.StopTimer()
-				cpu += procCPU() - cpu0
-				tcpu += threadCPU() - tcpu0
+				cpu += cputime.Process() - cpu0
+				tcpu += cputime.Thread() - tcpu0
 				if s.Rev() != n+1 {
 					b.Fatalf("reopened at revision %d", s.Rev())
 				}

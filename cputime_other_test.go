@@ -1,6 +1,0 @@
-//go:build !linux
-
-package revkv_test
-
-// procCPU is not measured here: benchmarks report 0 proc-cpu-ns.
-func procCPU() int64 { return 0 }
