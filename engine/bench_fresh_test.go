@@ -101,21 +101,7 @@ func BenchmarkReadFreshMillion(b *testing.B) {
 		added[i] = k
 	}
 	runtime.GC()
-	read := func(name string, fn func(r *rand.Rand) error) {
-		b.Run(name, func(b *testing.B) {
-			r := rand.New(rand.NewPCG(8, 8))
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			cpu0 := cputime.Thread()
-			for b.Loop() {
-				if err := fn(r); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
-		})
-	}
+	read := func(name string, fn func(r *rand.Rand) error) { benchReads(b, name, fn) }
 	read("get-new", func(r *rand.Rand) error {
 		kvs, _, err := s.Range(added[r.IntN(fresh)], nil, 0, 0)
 		if err == nil && len(kvs) != 1 {

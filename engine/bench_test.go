@@ -284,19 +284,7 @@ func BenchmarkReadFresh(b *testing.B) {
 		}
 		runtime.GC()
 		read := func(name string, fn func(r *rand.Rand) error) {
-			b.Run(fmt.Sprintf("new=%d/%s", fresh, name), func(b *testing.B) {
-				r := rand.New(rand.NewPCG(8, 8))
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				b.ReportAllocs()
-				cpu0 := cputime.Thread()
-				for b.Loop() {
-					if err := fn(r); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
-			})
+			benchReads(b, fmt.Sprintf("new=%d/%s", fresh, name), fn)
 		}
 		read("get-new", func(r *rand.Rand) error {
 			kvs, _, err := s.Range(added[r.IntN(fresh)], nil, 0, 0)
@@ -655,4 +643,23 @@ func BenchmarkLoad(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchReads runs fn as sub-benchmark name on a locked OS thread, with a
+// seeded source of random numbers, and reports the thread's CPU time per
+// read (cpu-ns/op) beside the clock's.
+func benchReads(b *testing.B, name string, fn func(r *rand.Rand) error) {
+	b.Run(name, func(b *testing.B) {
+		r := rand.New(rand.NewPCG(8, 8))
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		b.ReportAllocs()
+		cpu0 := cputime.Thread()
+		for b.Loop() {
+			if err := fn(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
