@@ -116,14 +116,24 @@ type dirState struct {
 // is there, every sealed segment has its recorded size, the last is not
 // shorter than what was known durable, and no segment or snapshot belongs
 // to another store. It reads headers only.
+//
+// The manifest is read before the directory is listed. A Restore surveys
+// a log that is running: its flusher may start a segment (for a snapshot)
+// and record it in the manifest meanwhile, though it removes nothing
+// (removals wait for gcMu, which Recover holds). Read in this order, such
+// a segment is at worst listed but not in the manifest read, which is
+// what a crash between its creation and its recording leaves: ignored by
+// a Restore, which replays what the manifest lists. The other order would
+// find the manifest listing a segment the listing lacked, and call it
+// missing.
 func survey(fsys persist.FS, dir string) (*dirState, error) {
-	ls, err := list(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("revkv/filelog: %w", err)
-	}
 	man, err := readManifest(fsys, dir)
 	if err != nil {
 		return nil, err
+	}
+	ls, err := list(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("revkv/filelog: %w", err)
 	}
 	d := &dirState{man: man, sizes: map[uint64]int64{}}
 	for _, name := range ls.tmps {
