@@ -449,7 +449,9 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 			s.w.appended = appended
 		}
 	default:
-		s.addFreshLocked(rec)
+		// A key above every key (hint nil) is the last; one found missing
+		// by a lookup may be too.
+		s.addFreshLocked(rec, hint == nil || s.w.keys.isLast(rec))
 	}
 }
 
@@ -459,20 +461,22 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 // copy, so more of them would save nothing, and repackAppended then has a
 // bounded number of leaves to copy; once one does not, the copy waits
 // for freshLimit keys. mu is held.
-func (s *Store) addFreshLocked(rec *keyRecord) {
+func (s *Store) addFreshLocked(rec *keyRecord, last bool) {
 	if s.w.fresh.seg == nil {
 		limit := s.w.freshLimit
 		s.w.appended = nil
-		if s.w.keys.isLast(rec) {
+		if last {
 			s.w.appended = rec.key()
 			limit = min(limit, maxFresh)
 		}
-		s.w.fresh.start(limit, s.w.keys.sharedPrefix())
-	} else if s.w.appended != nil && !s.w.keys.isLast(rec) {
+		// Fresh keys that come in key order stay one sorted run
+		// (freshSeg.asc) while they do.
+		s.w.fresh.start(limit, s.w.keys.sharedPrefix(), last)
+	} else if s.w.appended != nil && !last {
 		s.w.appended = nil
 		s.w.fresh.seg.limit = s.w.freshLimit // the writer's alone (see freshSeg)
 	}
-	s.w.fresh.add(rec)
+	s.w.fresh.add(rec, s.w.appended != nil)
 }
 
 // loadLocked adds a record for a key above every key of the writer's index,
