@@ -449,9 +449,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 			s.w.appended = appended
 		}
 	default:
-		// A key above every key (hint nil) is the last; one found missing
-		// by a lookup may be too.
-		s.addFreshLocked(rec, hint == nil || s.w.keys.isLast(rec))
+		s.addFreshLocked(rec, hint == nil)
 	}
 }
 
@@ -461,7 +459,15 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 // copy, so more of them would save nothing, and repackAppended then has a
 // bounded number of leaves to copy; once one does not, the copy waits
 // for freshLimit keys. mu is held.
-func (s *Store) addFreshLocked(rec *keyRecord, last bool) {
+//
+// above says that rec's key was above every key (aboveAllLocked), so it is
+// the last; a key a lookup found missing may be the last too, which is
+// looked up only if it matters (keys in key order so far).
+func (s *Store) addFreshLocked(rec *keyRecord, above bool) {
+	last := above
+	if !above && (s.w.fresh.seg == nil || s.w.appended != nil) {
+		last = s.w.keys.isLast(rec)
+	}
 	if s.w.fresh.seg == nil {
 		limit := s.w.freshLimit
 		s.w.appended = nil
