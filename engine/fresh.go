@@ -198,10 +198,17 @@ const firstTail = 4
 
 // start makes the first segment: limit is freshLimit of the trees, skip a
 // prefix every key of the trees has (see k8), asc whether the keys will
-// come in key order (see freshSeg.asc). There are no fresh keys.
-func (f *freshKeys) start(limit int, skip []byte, asc bool) {
+// come in key order (see freshSeg.asc), and whole whether they likely do
+// up to limit (the last ones did): the tail then gets room for limit keys
+// at once, rather than doubling (which copies each key once more and
+// allocates twice the bytes). There are no fresh keys.
+func (f *freshKeys) start(limit int, skip []byte, asc, whole bool) {
 	if asc {
-		f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, limit)), limit: limit, skip: skip, asc: true}
+		n := min(firstTail, limit)
+		if whole {
+			n = limit
+		}
+		f.seg = &freshSeg{tail: make([]freshItem, n), limit: limit, skip: skip, asc: true}
 		return
 	}
 	f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail), limit: limit, skip: skip}

@@ -218,7 +218,12 @@ type writerState struct {
 	// appended is the first fresh key if every fresh key since went after
 	// all the keys before it (keys put in key order), nil if not: see
 	// repackAppended.
-	appended   []byte
+	appended []byte
+	// inOrder says that the keys of the last copy's fresh keys came in
+	// key order all along (appended was still set when the trees were
+	// copied): the next ones likely do too, and get their whole tail at
+	// once (see freshKeys.start).
+	inOrder    bool
 	hist       history
 	rev        int64
 	compactRev int64
@@ -301,6 +306,7 @@ func (s *Store) publishLocked() {
 		if s.w.appended != nil {
 			s.w.keys.repackAppended(s.w.appended)
 		}
+		s.w.inOrder = s.w.appended != nil
 		s.w.appended = nil
 		s.w.full = false
 		copied = true
@@ -477,7 +483,7 @@ func (s *Store) addFreshLocked(rec *keyRecord, above bool) {
 		}
 		// Fresh keys that come in key order stay one sorted run
 		// (freshSeg.asc) while they do.
-		s.w.fresh.start(limit, s.w.keys.sharedPrefix(), last)
+		s.w.fresh.start(limit, s.w.keys.sharedPrefix(), last, s.w.inOrder)
 	} else if s.w.appended != nil && !last {
 		s.w.appended = nil
 		s.w.fresh.seg.limit = s.w.freshLimit // the writer's alone (see freshSeg)
