@@ -429,7 +429,16 @@ func (x *keyIndex) dropEmpty() {
 // above every key of the index (aboveAllLocked), which goes in by the
 // tree's append path. mu is held.
 func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
-	t, l, same := s.placeLocked(rec.key())
+	var t *keyTree
+	var l int
+	var same bool
+	if p := &s.w.keys.parts[len(s.w.keys.parts)-1]; hint == nil && p.tree.Len() > 0 && bytes.HasPrefix(rec.key(), p.common) {
+		// Above every key, with the last part's prefix: placeLocked
+		// would find the last part, after a search of the parts.
+		t, l = p.tree, len(p.common)
+	} else {
+		t, l, same = s.placeLocked(rec.key())
+	}
 	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
 	switch {
 	case hint == nil:
