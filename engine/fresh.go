@@ -237,8 +237,8 @@ func (f *freshKeys) add(rec *keyRecord, last bool) {
 }
 
 // appendAsc adds rec, which comes after every fresh key, to the sorted
-// tail of an asc segment: the tail doubles when full (a new segment: states
-// hold the old one), so each key is copied about once more.
+// tail of an asc segment. A full tail (one that start did not make whole)
+// doubles, up to limit, into a new segment (states hold the old one).
 func (f *freshKeys) appendAsc(rec *keyRecord) {
 	if f.tail == len(f.seg.tail) {
 		seg := *f.seg
