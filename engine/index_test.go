@@ -411,3 +411,25 @@ func TestRecordForms(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyPrefix checks keyPrefix against its definition (the 8 bytes after
+// the first l, zero-padded) for every length of what is left.
+func TestKeyPrefix(t *testing.T) {
+	for n := 0; n <= 12; n++ {
+		k := make([]byte, n)
+		for i := range k {
+			k[i] = byte(0xa1 + 7*i)
+		}
+		for l := 0; l <= n; l++ {
+			var b [8]byte
+			copy(b[:], k[l:])
+			want := uint64(0)
+			for _, c := range b {
+				want = want<<8 | uint64(c)
+			}
+			if got := keyPrefix(k, l); got != want {
+				t.Fatalf("%d bytes after %d: %x, want %x", n-l, l, got, want)
+			}
+		}
+	}
+}

@@ -27,12 +27,23 @@ type keyItem struct {
 // made with the same l order as their keys do, except on ties.
 func keyPrefix(k []byte, l int) uint64 {
 	k = k[l:]
-	if len(k) >= 8 {
+	switch n := len(k); {
+	case n >= 8:
 		return binary.BigEndian.Uint64(k)
+	case n >= 4:
+		// Two loads of 4 bytes that overlap unless n is 8: the bytes
+		// they share land on the same bits. (A copy into a zeroed array
+		// called memmove: 10-11 ns against 1.8 in a micro-benchmark, for
+		// "k%015d" keys past a 9-byte prefix, in every probe, insert and
+		// fresh key of such keys.)
+		hi := uint64(binary.BigEndian.Uint32(k)) << 32
+		return hi | uint64(binary.BigEndian.Uint32(k[n-4:]))<<(8*(8-n))
 	}
-	var b [8]byte
-	copy(b[:], k)
-	return binary.BigEndian.Uint64(b[:])
+	var v uint64
+	for i, c := range k {
+		v |= uint64(c) << (56 - 8*i)
+	}
+	return v
 }
 
 func lessItem(a, b keyItem) bool {
