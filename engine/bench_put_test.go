@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 
@@ -85,4 +86,65 @@ func BenchmarkPutUpdate(b *testing.B) {
 	}
 	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
 	b.ReportMetric(float64(cputime.Thread()-thr0)/float64(b.N), "thread-cpu-ns/op")
+}
+
+// BenchmarkRepackAppended is what publishLocked pays, every maxFresh keys
+// put in key order, to give the leaves those keys filled arrays of their
+// size (repackAppended): one op repacks maxFresh keys appended to a tree
+// of putRun keys, right after a copy of it.
+func BenchmarkRepackAppended(b *testing.B) {
+	s := newStore(Options{})
+	for i := range putRun {
+		if _, err := s.Put(fmt.Appendf(nil, "k%015d", i), value); err != nil {
+			b.Fatal(err)
+		}
+	}
+	from := fmt.Appendf(nil, "k%015d", putRun-maxFresh)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		x := s.w.keys.copy()
+		b.StartTimer()
+		x.repackAppended(from)
+	}
+}
+
+// BenchmarkReadFreshInOrder is BenchmarkReadFresh for keys put in key
+// order: a store of 100k numbered keys takes 4,000 more after them, which
+// wait beside the trees as one sorted tail (freshSeg.asc). get-new reads
+// one of them, range100 reads 100 keys from one.
+func BenchmarkReadFreshInOrder(b *testing.B) {
+	const old, fresh = 100_000, 4000
+	keys := numberedKeys(old+fresh, false)
+	s := newStore(Options{})
+	defer s.Close()
+	for i, k := range keys {
+		if i == old {
+			s.mu.Lock()
+			s.changedKeysLocked() // the trees are copied at the next put
+			s.mu.Unlock()
+		}
+		if _, err := s.Put(k, value); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n := s.cur.Load().fresh.len(); n < fresh/2 {
+		b.Fatalf("%d fresh keys", n)
+	}
+	added := keys[old:]
+	runtime.GC()
+	benchReads(b, "get-new", func(r *rand.Rand) error {
+		kvs, _, err := s.Range(added[r.IntN(fresh)], nil, 0, 0)
+		if err == nil && len(kvs) != 1 {
+			err = fmt.Errorf("%d keys", len(kvs))
+		}
+		return err
+	})
+	benchReads(b, "range100", func(r *rand.Rand) error {
+		kvs, _, err := s.Range(added[r.IntN(fresh-100)], []byte{}, 100, 0)
+		if err == nil && len(kvs) != 100 {
+			err = fmt.Errorf("%d keys", len(kvs))
+		}
+		return err
+	})
 }

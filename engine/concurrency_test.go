@@ -197,17 +197,34 @@ func TestCloseWhileWriting(t *testing.T) {
 // grows the hash index and copies the trees while readers search them. A
 // reader at revision r must see exactly the keys put by r (key i is put at
 // revision i+2), by point reads, misses and ranges; aborted txns and
-// compactions in between start the fresh keys again.
+// compactions in between start the fresh keys again. Keys come in a
+// scrambled order, or in key order but for one in 251 (fresh keys in key
+// order are one sorted tail until such a key comes: freshSeg.asc).
 func TestConcurrentFreshKeys(t *testing.T) {
 	defer func(m, f int) { maxFresh, freshTail = m, f }(maxFresh, freshTail)
 	defer func(g, s, r int) { maxFreshGrown, freshShare, maxRun = g, s, r }(maxFreshGrown, freshShare, maxRun)
 	maxFresh, freshTail = 300, 8
 	// Copies further apart as the trees grow, and a big run merged in steps.
 	maxFreshGrown, freshShare, maxRun = 1000, 2, 64
+	t.Run("order=scrambled", func(t *testing.T) {
+		testConcurrentFreshKeys(t, func(i int) []byte { return fmt.Appendf(nil, "k%05d", (i*7919)%10007) })
+	})
+	t.Run("order=key", func(t *testing.T) {
+		testConcurrentFreshKeys(t, func(i int) []byte {
+			if i%251 == 250 {
+				return fmt.Appendf(nil, "k%05d", 2*i-201) // odd: between earlier keys
+			}
+			return fmt.Appendf(nil, "k%05d", 2*i)
+		})
+	})
+}
+
+// testConcurrentFreshKeys is TestConcurrentFreshKeys with key(i) the i-th
+// key put (all distinct).
+func testConcurrentFreshKeys(t *testing.T, key func(i int) []byte) {
 	s := newStore(Options{})
 	defer s.Close()
 	const n = 3000
-	key := func(i int) []byte { return fmt.Appendf(nil, "k%05d", (i*7919)%10007) }
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	errc := make(chan error, 4)

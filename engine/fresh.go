@@ -44,8 +44,13 @@ import (
 //     for freshLimit keys once they outgrow a tail, so it is rehashed only
 //     while small.
 //
-// A point read probes the hash index; a range read merges the runs, the
-// tail's keys in range (in a pooled buffer) and the trees.
+// Keys put in key order (each after every key before it) skip all of
+// that: they stay one sorted tail, with no index (freshSeg.asc), until one
+// key does not come last.
+//
+// A point read probes the hash index (or searches an asc tail); a range
+// read merges the runs, the tail's keys in range (in a pooled buffer; an
+// asc tail is one more run) and the trees.
 
 // freshItem is a fresh key: its record, and 8 bytes of its key (see
 // freshSeg.k8), which tell most fresh keys apart without loading their
@@ -149,6 +154,13 @@ type freshSeg struct {
 	// merge merges frozen into big; the writer's alone (readers never
 	// look at it), nil if frozen is.
 	merge *runMerge
+	// asc says that every fresh key came after every key before it (keys
+	// put in key order): the tail is then sorted, holds them all (it grows
+	// past freshTail, up to limit), and there are no runs and no index:
+	// readers search the tail. Such keys need no sorting or merging, and
+	// no hashing. The first key that does not come last ends it (unsort).
+	// Never written.
+	asc bool
 }
 
 // sorted calls fn with each sorted run of s: big, frozen, runs.
@@ -185,13 +197,33 @@ func (f *freshKeys) tailKeys() []freshItem {
 const firstTail = 4
 
 // start makes the first segment: limit is freshLimit of the trees, skip a
-// prefix every key of the trees has (see k8). There are no fresh keys.
-func (f *freshKeys) start(limit int, skip []byte) {
+// prefix every key of the trees has (see k8), asc whether the keys will
+// come in key order (see freshSeg.asc), and whole whether they likely do
+// up to limit (the last ones did): the tail then gets room for limit keys
+// at once, rather than doubling (which copies each key once more and
+// allocates twice the bytes). There are no fresh keys.
+func (f *freshKeys) start(limit int, skip []byte, asc, whole bool) {
+	if asc {
+		n := min(firstTail, limit)
+		if whole {
+			n = limit
+		}
+		f.seg = &freshSeg{tail: make([]freshItem, n), limit: limit, skip: skip, asc: true}
+		return
+	}
 	f.seg = &freshSeg{tail: make([]freshItem, min(firstTail, freshTail)), index: newFreshIndex(firstTail), limit: limit, skip: skip}
 }
 
 // add adds the record of a key the trees did not have; start was called.
-func (f *freshKeys) add(rec *keyRecord) {
+// last says that it comes after every key, the trees' and the fresh ones.
+func (f *freshKeys) add(rec *keyRecord, last bool) {
+	if f.seg.asc {
+		if last {
+			f.appendAsc(rec)
+			return
+		}
+		f.unsort()
+	}
 	it := f.seg.itemOf(rec)
 	f.growLocked()
 	f.seg.tail[f.tail] = it
@@ -202,6 +234,44 @@ func (f *freshKeys) add(rec *keyRecord) {
 		return
 	}
 	f.sealTail()
+}
+
+// appendAsc adds rec, which comes after every fresh key, to the sorted
+// tail of an asc segment. A full tail (one that start did not make whole)
+// doubles, up to limit, into a new segment (states hold the old one).
+func (f *freshKeys) appendAsc(rec *keyRecord) {
+	if f.tail == len(f.seg.tail) {
+		seg := *f.seg
+		seg.tail = make([]freshItem, max(f.tail+1, min(2*f.tail, seg.limit)))
+		copy(seg.tail, f.seg.tail)
+		f.seg = &seg
+	}
+	f.seg.tail[f.tail] = f.seg.itemOf(rec)
+	f.tail++
+}
+
+// unsort ends an asc segment: its sorted tail becomes the big run (no
+// copy: the tail's array is never written again, the writer's next tail is
+// a new one), and every key goes into a new hash index, sized as growLocked
+// would have sized it. That is one rehash of at most maxFresh keys (the
+// limit of an asc segment, see Store.addFreshLocked), about as long as the
+// largest merge of runs.
+func (f *freshKeys) unsort() {
+	n := f.tail
+	seg := *f.seg
+	seg.asc = false
+	seg.big = f.seg.tail[:n:n]
+	seg.inRuns = n
+	seg.tail = make([]freshItem, min(firstTail, freshTail))
+	keys := n + 1
+	if keys > freshTail {
+		keys = max(keys, seg.limit)
+	}
+	seg.index = newFreshIndex(max(keys, firstTail))
+	for _, it := range seg.big {
+		seg.index.add(it.rec)
+	}
+	*f = freshKeys{seg: &seg}
 }
 
 // sealTail sorts the full tail into a run, merges it with the runs no
@@ -416,6 +486,13 @@ func (f *freshKeys) find(key []byte) *keyRecord {
 	if f.seg == nil {
 		return nil
 	}
+	if f.seg.asc {
+		t := f.tailKeys()
+		if i := search(t, f.seg.k8(key), key); i < len(t) && bytes.Equal(t[i].rec.key(), key) {
+			return t[i].rec
+		}
+		return nil
+	}
 	return f.seg.index.find(key)
 }
 
@@ -461,9 +538,17 @@ func (f *freshKeys) merge(key, end []byte) *freshMerge {
 		}
 	})
 	tail := m.tail[:0]
-	for _, it := range f.tailKeys() {
-		if !it.before(k8, key) && m.inRange(&it) {
-			tail = append(tail, it)
+	if f.seg.asc {
+		// The tail is sorted: one more run.
+		run := f.tailKeys()
+		if l := run[search(run, k8, key):]; len(l) > 0 && m.inRange(&l[0]) {
+			m.lists = append(m.lists, l)
+		}
+	} else {
+		for _, it := range f.tailKeys() {
+			if !it.before(k8, key) && m.inRange(&it) {
+				tail = append(tail, it)
+			}
 		}
 	}
 	m.tail = tail

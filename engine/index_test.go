@@ -40,7 +40,15 @@ func TestKeyIndexSides(t *testing.T) {
 		often := []string{"reg/pods/a", "reg/pods/ab", "reg/pods/b", "reg/pods/b\x00", "reg/pods/c", "reg/pods/d",
 			"reg/pods/cccccccccccccccccccccccccccccccccccccccc1"}
 		rare := []string{"reg/svc/d", "reg/", "reg", "r", "s", "a", "reg/pods/c\xff", "reg/q", "z"}
+		// Keys put in key order (op 10): after every key ("zz...") or
+		// after the often drawn ones only, so that fresh keys come in
+		// key order (freshSeg.asc) and then do not.
+		var ordered []string
+		next := 0
 		draw := func(label string) []byte {
+			if len(ordered) > 0 && rapid.IntRange(0, 5).Draw(t, label+"Ordered") == 0 {
+				return []byte(rapid.SampledFrom(ordered).Draw(t, label))
+			}
 			if rapid.IntRange(0, 4).Draw(t, label+"Rare") == 0 {
 				return []byte(rapid.SampledFrom(rare).Draw(t, label))
 			}
@@ -82,7 +90,17 @@ func TestKeyIndexSides(t *testing.T) {
 			if err := checkFresh(s.cur.Load()); err != nil {
 				t.Fatalf("published fresh keys: %v", err)
 			}
-			switch rapid.IntRange(0, 9).Draw(t, "op") {
+			switch rapid.IntRange(0, 11).Draw(t, "op") {
+			case 10, 11:
+				next++
+				k := fmt.Appendf(nil, "%s%04d", rapid.SampledFrom([]string{"zz", "zz", "zz", "reg/pods/e"}).Draw(t, "orderedPrefix"), next)
+				ordered = append(ordered, string(k))
+				v := fmt.Appendf(nil, "v%d", m.Rev())
+				_, err1 := s.Put(k, v)
+				_, err2 := m.Put(k, v, 0)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("put %q: %v / %v", k, err1, err2)
+				}
 			case 0, 1, 2, 3:
 				k, v := draw("key"), fmt.Appendf(nil, "v%d", m.Rev())
 				_, err1 := s.Put(k, v)
@@ -192,7 +210,19 @@ func checkFresh(st *state) error {
 		}
 		return nil
 	}
-	if f.tail >= freshTail || f.tail > len(f.seg.tail) || len(f.seg.tail) > freshTail {
+	if f.seg.asc {
+		// One sorted tail, up to the limit, and nothing else.
+		if f.tail > len(f.seg.tail) || f.tail > f.seg.limit || f.seg.index != nil || f.seg.inRuns != 0 ||
+			len(f.seg.big) != 0 || len(f.seg.frozen) != 0 || len(f.seg.runs) != 0 {
+			return fmt.Errorf("asc segment: tail of %d keys in %d slots, limit %d, %d keys in runs", f.tail, len(f.seg.tail), f.seg.limit, f.seg.inRuns)
+		}
+		t := f.tailKeys()
+		for j := 1; j < len(t); j++ {
+			if compareFresh(t[j-1], t[j]) >= 0 {
+				return fmt.Errorf("asc tail: %q after %q", t[j].rec.key(), t[j-1].rec.key())
+			}
+		}
+	} else if f.tail >= freshTail || f.tail > len(f.seg.tail) || len(f.seg.tail) > freshTail {
 		return fmt.Errorf("tail of %d keys in %d slots, limit %d", f.tail, len(f.seg.tail), freshTail)
 	}
 	n := len(f.seg.big) + len(f.seg.frozen)
@@ -232,7 +262,7 @@ func checkFresh(st *state) error {
 				return fmt.Errorf("key %q is fresh and in the trees", it.rec.key())
 			}
 			if f.find(it.rec.key()) != it.rec {
-				return fmt.Errorf("key %q is not in the hash index", it.rec.key())
+				return fmt.Errorf("key %q is not found among the fresh keys", it.rec.key())
 			}
 		}
 	}
@@ -378,6 +408,28 @@ func TestRecordForms(t *testing.T) {
 		p.setKey(k)
 		if !bytes.Equal(p.key(), k) {
 			t.Fatalf("probe key %q, set %q", p.key(), k)
+		}
+	}
+}
+
+// TestKeyPrefix checks keyPrefix against its definition (the 8 bytes after
+// the first l, zero-padded) for every length of what is left.
+func TestKeyPrefix(t *testing.T) {
+	for n := 0; n <= 12; n++ {
+		k := make([]byte, n)
+		for i := range k {
+			k[i] = byte(0xa1 + 7*i)
+		}
+		for l := 0; l <= n; l++ {
+			var b [8]byte
+			copy(b[:], k[l:])
+			want := uint64(0)
+			for _, c := range b {
+				want = want<<8 | uint64(c)
+			}
+			if got := keyPrefix(k, l); got != want {
+				t.Fatalf("%d bytes after %d: %x, want %x", n-l, l, got, want)
+			}
 		}
 	}
 }

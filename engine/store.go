@@ -218,7 +218,12 @@ type writerState struct {
 	// appended is the first fresh key if every fresh key since went after
 	// all the keys before it (keys put in key order), nil if not: see
 	// repackAppended.
-	appended   []byte
+	appended []byte
+	// inOrder says that the keys of the last copy's fresh keys came in
+	// key order all along (appended was still set when the trees were
+	// copied): the next ones likely do too, and get their whole tail at
+	// once (see freshKeys.start).
+	inOrder    bool
 	hist       history
 	rev        int64
 	compactRev int64
@@ -301,6 +306,7 @@ func (s *Store) publishLocked() {
 		if s.w.appended != nil {
 			s.w.keys.repackAppended(s.w.appended)
 		}
+		s.w.inOrder = s.w.appended != nil
 		s.w.appended = nil
 		s.w.full = false
 		copied = true
@@ -423,7 +429,16 @@ func (x *keyIndex) dropEmpty() {
 // above every key of the index (aboveAllLocked), which goes in by the
 // tree's append path. mu is held.
 func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
-	t, l, same := s.placeLocked(rec.key())
+	var t *keyTree
+	var l int
+	var same bool
+	if p := &s.w.keys.parts[len(s.w.keys.parts)-1]; hint == nil && p.tree.Len() > 0 && bytes.HasPrefix(rec.key(), p.common) {
+		// Above every key, with the last part's prefix: placeLocked
+		// would find the last part, after a search of the parts.
+		t, l = p.tree, len(p.common)
+	} else {
+		t, l, same = s.placeLocked(rec.key())
+	}
 	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
 	switch {
 	case hint == nil:
@@ -449,7 +464,7 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 			s.w.appended = appended
 		}
 	default:
-		s.addFreshLocked(rec)
+		s.addFreshLocked(rec, hint == nil)
 	}
 }
 
@@ -459,20 +474,30 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 // copy, so more of them would save nothing, and repackAppended then has a
 // bounded number of leaves to copy; once one does not, the copy waits
 // for freshLimit keys. mu is held.
-func (s *Store) addFreshLocked(rec *keyRecord) {
+//
+// above says that rec's key was above every key (aboveAllLocked), so it is
+// the last; a key a lookup found missing may be the last too, which is
+// looked up only if it matters (keys in key order so far).
+func (s *Store) addFreshLocked(rec *keyRecord, above bool) {
+	last := above
+	if !above && (s.w.fresh.seg == nil || s.w.appended != nil) {
+		last = s.w.keys.isLast(rec)
+	}
 	if s.w.fresh.seg == nil {
 		limit := s.w.freshLimit
 		s.w.appended = nil
-		if s.w.keys.isLast(rec) {
+		if last {
 			s.w.appended = rec.key()
 			limit = min(limit, maxFresh)
 		}
-		s.w.fresh.start(limit, s.w.keys.sharedPrefix())
-	} else if s.w.appended != nil && !s.w.keys.isLast(rec) {
+		// Fresh keys that come in key order stay one sorted run
+		// (freshSeg.asc) while they do.
+		s.w.fresh.start(limit, s.w.keys.sharedPrefix(), last, s.w.inOrder)
+	} else if s.w.appended != nil && !last {
 		s.w.appended = nil
 		s.w.fresh.seg.limit = s.w.freshLimit // the writer's alone (see freshSeg)
 	}
-	s.w.fresh.add(rec)
+	s.w.fresh.add(rec, s.w.appended != nil)
 }
 
 // loadLocked adds a record for a key above every key of the writer's index,
