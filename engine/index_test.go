@@ -363,7 +363,7 @@ func TestRecordForms(t *testing.T) {
 			}
 			same("madeChange", c.v, tc.v)
 			v2 := version{main: tc.v.main + 1, create: tc.v.create, ver: tc.v.ver + 1, value: []byte("second")}
-			r.append(v2)
+			r.append(&v2)
 			got, _ = r.at(tc.v.main)
 			same("first after an append", got, tc.v)
 			got, _ = r.at(v2.main)

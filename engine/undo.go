@@ -96,7 +96,7 @@ func restoredList(l *versionList, n int64) *versionList {
 	}
 	nl := &versionList{
 		blocks: l.blocks[:len(l.blocks):len(l.blocks)],
-		tail:   make([]version, len(l.tail)),
+		tail:   make([]*version, len(l.tail)),
 	}
 	copy(nl.tail, l.used(n))
 	nl.n.Store(n)

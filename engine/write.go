@@ -144,7 +144,7 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	}
 	v.value = s.pageCopyLocked(v.value)
 	s.w.undo.touched(rec)
-	rec.append(v)
+	rec.append(s.versionLocked(v))
 	s.w.hot.updated(rec, slot)
 	return change{key: s.historyKeyLocked(rec.key()), v: v}
 }
@@ -181,7 +181,7 @@ func (s *Store) pageCopyLocked(b []byte) []byte {
 	switch {
 	case len(b) == 0:
 		return nil
-	case len(b) > pageSize/8:
+	case len(b) > maxPaged:
 		return bytes.Clone(b)
 	}
 	// The page itself is stored only when a new one starts: a store of a
@@ -199,6 +199,28 @@ func (s *Store) pageCopyLocked(b []byte) []byte {
 
 // pageSize is the size of the allocations pageCopyLocked packs bytes into.
 const pageSize = 4096
+
+// maxPaged is the longest bytes pageCopyLocked packs into a page.
+const maxPaged = pageSize / 8
+
+// versionLocked returns a copy of v for a version list to point to (see
+// versionList), in the writer's current slab of versions, which the
+// versions of successive writes fill in revision order, as pages fill
+// with their values. mu is held.
+func (s *Store) versionLocked(v version) *version {
+	if s.w.vnext == len(s.w.vslab) {
+		// Stored only when a new slab starts, like a page (see
+		// pageCopyLocked).
+		s.w.vslab, s.w.vnext = make([]version, versionSlab), 0
+	}
+	p := &s.w.vslab[s.w.vnext]
+	s.w.vnext++
+	*p = v
+	return p
+}
+
+// versionSlab is how many versions one slab holds (4 KiB).
+const versionSlab = 64
 
 // deleteLocked appends tombstones at (rev, sub...) for the keys live in the
 // range and returns the changes. If their size (see changeSize) would be
@@ -232,7 +254,7 @@ func (s *Store) deleteLocked(key, end []byte, rev, sub, budget int64) ([]change,
 		v := version{main: rev, sub: sub}
 		sub++
 		s.w.undo.touched(rec)
-		rec.append(v)
+		rec.append(s.versionLocked(v))
 		cs = append(cs, change{key: s.historyKeyLocked(rec.key()), v: v})
 	}
 	return cs, nil
