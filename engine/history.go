@@ -23,22 +23,28 @@ type change struct {
 const chunkSize = 256
 
 // chunk holds the changes of main revisions first .. first+size-1, one
-// slot per revision, in one of three arrays, each allocated when a
+// slot per revision, in one of four arrays, each allocated when a
 // revision first needs it:
 //
 //   - recs: a revision whose only change made a new key (its record's
 //     first version, sub-revision 0) is the record itself: 8 bytes, as the
 //     record keeps that version whatever comes after (see keyRecord). A
 //     store loaded with new keys has only this array.
-//   - one: any other revision of one change (an update, a delete) is
-//     packed, 48 bytes with no allocation of its own.
+//   - one: any other revision of one change (a delete, an update in a
+//     txn) is packed, 48 bytes with no allocation of its own.
 //   - many: a revision of several changes (a txn) is their slice.
+//   - upd: a Put that updated a key is the version it appended, in the
+//     writer's slab, and the length of its key, which is in the page
+//     right before the version's value (see Store.putVersionLocked): 16
+//     bytes, and one pointer for the garbage collector where a packed
+//     change has two.
 //
-// A slot's revision is in exactly one of them; a reader tries them in that
-// order. Every chunk holds chunkSize revisions but a history's first one,
-// which starts with firstChunkSize and is replaced by one twice its size
-// when it fills (see slot): a store that sees a few writes, as most stores
-// in tests do, does not pay for 12 KB of entries it never fills.
+// A slot's revision is in exactly one of them; a reader tries recs, many,
+// upd, then one. Every chunk holds chunkSize revisions but a history's
+// first one, which starts with firstChunkSize and is replaced by one twice
+// its size when it fills (see slot): a store that sees a few writes, as
+// most stores in tests do, does not pay for 12 KB of entries it never
+// fills.
 //
 // The writer fills a revision's entry (allocating and storing its array
 // first, if need be) before it publishes the revision; readers only read
@@ -49,6 +55,7 @@ type chunk struct {
 	recs  atomic.Pointer[[]*keyRecord]
 	one   atomic.Pointer[[]packed]
 	many  atomic.Pointer[[][]change]
+	upd   atomic.Pointer[[]updated]
 }
 
 // firstChunkSize is the size of a history's first chunk.
@@ -149,6 +156,9 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 		}
 		return true
 	}
+	if upd := loaded(&c.upd); upd != nil && upd[j].v != nil {
+		return fn(upd[j].change())
+	}
 	one := loaded(&c.one)
 	if one == nil {
 		return true // nothing stored at rev
@@ -182,6 +192,28 @@ func (h history) addOne(rev int64, ch change) history {
 	}
 	array(&c.one, c.size)[j] = pack(ch)
 	return h
+}
+
+// addUpdated is add for a revision whose one change (sub-revision 0) is
+// the update *v, whose key of klen bytes is right before its value in the
+// same page (see Store.putVersionLocked). *v is never written again.
+func (h history) addUpdated(rev int64, v *version, klen int) history {
+	h, c, j := h.slot(rev)
+	array(&c.upd, c.size)[j] = updated{v: v, klen: uint64(klen)}
+	return h
+}
+
+// updated is a revision that addUpdated stored.
+type updated struct {
+	v    *version
+	klen uint64
+}
+
+// change returns the change u stands for.
+func (u *updated) change() change {
+	v := *u.v
+	k := unsafe.Add(unsafe.Pointer(unsafe.SliceData(v.value)), -int(u.klen))
+	return change{key: unsafe.Slice((*byte)(k), u.klen), v: v}
 }
 
 // slot returns the chunk and index where revision rev goes, adding a chunk
@@ -221,6 +253,7 @@ func (c *chunk) grown(j int64) *chunk {
 	growInto(&g.recs, &c.recs, g.size)
 	growInto(&g.one, &c.one, g.size)
 	growInto(&g.many, &c.many, g.size)
+	growInto(&g.upd, &c.upd, g.size)
 	return g
 }
 

@@ -52,13 +52,17 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 		return 0, err
 	}
 	rev = s.w.rev + 1
-	c := s.putLocked(key, value, lease, rev, 0)
+	c, joined := s.putVersionLocked(key, value, lease, rev, 0)
 	if err := s.logChangesLocked(rev, []change{c}); err != nil {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
 		return 0, err
 	}
-	s.w.setHistLocked(s.w.hist.addOne(rev, c))
+	if joined != nil {
+		s.w.setHistLocked(s.w.hist.addUpdated(rev, joined, len(c.key)))
+	} else {
+		s.w.setHistLocked(s.w.hist.addOne(rev, c))
+	}
 	s.w.rev = rev
 	if s.w.lt.active() {
 		s.attachLocked([]change{c})
@@ -117,6 +121,17 @@ func checkPut(key, value []byte) error {
 // holds its first value in the same allocation, or into the writer's pages
 // for an update (see pageCopyLocked). mu is held.
 func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
+	c, _ := s.putVersionLocked(key, value, lease, rev, sub)
+	return c
+}
+
+// putVersionLocked is putLocked, and also returns the version an update
+// appended (in the writer's slab, see versionLocked) if the change's key
+// and value went into one page together, the value right after the key
+// (see pageCopyPairLocked): then the history can keep the revision as
+// that version and the key's length (see history.addUpdated). It returns
+// nil for other puts. mu is held.
+func (s *Store) putVersionLocked(key, value []byte, lease, rev, sub int64) (change, *version) {
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
 	if len(value) > 0 {
 		v.value = value
@@ -137,16 +152,23 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 		rec = newRecord(key, v)
 		s.insertLocked(rec, h)
 		s.w.undo.created(rec)
-		return rec.madeChange()
+		return rec.madeChange(), nil
 	}
 	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
 	}
-	v.value = s.pageCopyLocked(v.value)
+	// The history's copy of the key (see historyKeyLocked) and the value
+	// go into the pages together.
+	k, val, paired := s.pageCopyPairLocked(rec.key(), v.value)
+	v.value = val
 	s.w.undo.touched(rec)
-	rec.append(s.versionLocked(v))
+	p := s.versionLocked(v)
+	rec.append(p)
 	s.w.hot.updated(rec, slot)
-	return change{key: s.historyKeyLocked(rec.key()), v: v}
+	if !paired {
+		p = nil
+	}
+	return change{key: k, v: v}, p
 }
 
 // historyKeyLocked returns a copy of a key for the history's change of a
@@ -184,17 +206,38 @@ func (s *Store) pageCopyLocked(b []byte) []byte {
 	case len(b) > maxPaged:
 		return bytes.Clone(b)
 	}
+	p := s.pageTakeLocked(len(b))
+	copy(p, b)
+	return p
+}
+
+// pageCopyPairLocked returns copies of k, a key for the history, and b, a
+// value, as pageCopyLocked makes them, and whether they are in one page
+// with the value right after the key (b not empty, and together at most
+// maxPaged bytes): the value's slice then finds the key. mu is held.
+func (s *Store) pageCopyPairLocked(k, b []byte) (kc, bc []byte, paired bool) {
+	if len(b) == 0 || len(k)+len(b) > maxPaged {
+		return s.pageCopyLocked(k), s.pageCopyLocked(b), false
+	}
+	p := s.pageTakeLocked(len(k) + len(b))
+	copy(p, k)
+	copy(p[len(k):], b)
+	return p[:len(k):len(k)], p[len(k):], true
+}
+
+// pageTakeLocked returns the next n bytes of the writer's page (n at most
+// maxPaged), starting a new page if they do not fit. mu is held.
+func (s *Store) pageTakeLocked(n int) []byte {
 	// The page itself is stored only when a new one starts: a store of a
 	// pointer into the heap costs a write barrier while the garbage
 	// collector marks, which it does for much of a long run of puts.
-	p, n := s.w.page, s.w.pageUsed
-	if len(p)-n < len(b) {
-		p, n = make([]byte, pageSize), 0
+	p, used := s.w.page, s.w.pageUsed
+	if len(p)-used < n {
+		p, used = make([]byte, pageSize), 0
 		s.w.page = p
 	}
-	copy(p[n:], b)
-	s.w.pageUsed = n + len(b)
-	return p[n : n+len(b) : n+len(b)]
+	s.w.pageUsed = used + n
+	return p[used : used+n : used+n]
 }
 
 // pageSize is the size of the allocations pageCopyLocked packs bytes into.
