@@ -22,7 +22,7 @@ func TestVersionListModel(t *testing.T) {
 		var slab []version
 		place := func(v version) *version {
 			if len(slab) == 0 {
-				slab = make([]version, versionSlab)
+				slab = make([]version, minVersionSlab)
 			}
 			p := &slab[0]
 			slab = slab[1:]
