@@ -33,11 +33,12 @@ const chunkSize = 256
 //   - one: any other revision of one change (a delete, an update in a
 //     txn) is packed, 48 bytes with no allocation of its own.
 //   - many: a revision of several changes (a txn) is their slice.
-//   - upd: a Put that updated a key is the version it appended, in the
-//     writer's slab, and the length of its key, which is in the page
-//     right before the version's value (see Store.putVersionLocked): 16
-//     bytes, and one pointer for the garbage collector where a packed
-//     change has two.
+//   - upd: a Put that updated a key is where the version it appended is
+//     in the writer's slabs (see Store.versionLocked), and the length of
+//     its key, which is in the page right before the version's value (see
+//     Store.putVersionLocked): 8 bytes with no pointer for the garbage
+//     collector to follow, where a packed change has two. The chunk
+//     keeps the slabs its entries are in alive.
 //
 // A slot's revision is in exactly one of them; a reader tries recs, many,
 // upd, then one. Every chunk holds chunkSize revisions but a history's
@@ -56,6 +57,10 @@ type chunk struct {
 	one   atomic.Pointer[[]packed]
 	many  atomic.Pointer[[][]change]
 	upd   atomic.Pointer[[]updated]
+	// slabs are the writer's slabs of versions (each by its first
+	// version) that upd's entries are in, in the order they were first
+	// needed; readers index it with an entry's slab.
+	slabs atomic.Pointer[[]*version]
 }
 
 // firstChunkSize is the size of a history's first chunk.
@@ -156,8 +161,8 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 		}
 		return true
 	}
-	if upd := loaded(&c.upd); upd != nil && upd[j].v != nil {
-		return fn(upd[j].change())
+	if upd := loaded(&c.upd); upd != nil && upd[j].klen != 0 {
+		return fn(c.updatedChange(upd[j]))
 	}
 	one := loaded(&c.one)
 	if one == nil {
@@ -195,23 +200,39 @@ func (h history) addOne(rev int64, ch change) history {
 }
 
 // addUpdated is add for a revision whose one change (sub-revision 0) is
-// the update *v, whose key of klen bytes is right before its value in the
-// same page (see Store.putVersionLocked). *v is never written again.
-func (h history) addUpdated(rev int64, v *version, klen int) history {
+// an update whose version is the idx-th of the slab that starts at slab,
+// and whose key of klen bytes is right before its value in the same page
+// (see Store.putVersionLocked). The version is never written again.
+func (h history) addUpdated(rev int64, slab *version, idx, klen int) history {
 	h, c, j := h.slot(rev)
-	array(&c.upd, c.size)[j] = updated{v: v, klen: uint64(klen)}
+	slabs := loaded(&c.slabs)
+	n := len(slabs)
+	if n == 0 || slabs[n-1] != slab {
+		// Readers of the slice this one replaces never look past its
+		// end, where append may write. (A variable of its own: one
+		// whose address is taken is allocated at every call.)
+		grown := append(slabs, slab)
+		c.slabs.Store(&grown)
+		n++
+	}
+	array(&c.upd, c.size)[j] = updated{slab: uint16(n - 1), idx: uint16(idx), klen: uint32(klen)}
 	return h
 }
 
-// updated is a revision that addUpdated stored.
+// updated is a revision that addUpdated stored: its version is the idx-th
+// of its chunk's slab number slab, and its key the klen bytes before the
+// version's value. klen is 0 in a slot addUpdated did not fill (keys are
+// not empty). A chunk's slabs are at most one per revision and a slab
+// holds at most maxVersionSlab versions, so 16 bits hold both indexes.
 type updated struct {
-	v    *version
-	klen uint64
+	slab, idx uint16
+	klen      uint32
 }
 
-// change returns the change u stands for.
-func (u *updated) change() change {
-	v := *u.v
+// updatedChange returns the change u, an entry of c, stands for.
+func (c *chunk) updatedChange(u updated) change {
+	first := loaded(&c.slabs)[u.slab]
+	v := *(*version)(unsafe.Add(unsafe.Pointer(first), uintptr(u.idx)*unsafe.Sizeof(version{})))
 	k := unsafe.Add(unsafe.Pointer(unsafe.SliceData(v.value)), -int(u.klen))
 	return change{key: unsafe.Slice((*byte)(k), u.klen), v: v}
 }
@@ -254,6 +275,7 @@ func (c *chunk) grown(j int64) *chunk {
 	growInto(&g.one, &c.one, g.size)
 	growInto(&g.many, &c.many, g.size)
 	growInto(&g.upd, &c.upd, g.size)
+	g.slabs.Store(c.slabs.Load()) // appended to past c's end only
 	return g
 }
 

@@ -30,18 +30,24 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 	}
 	// An update as Put makes it (every other revision of one change but
 	// a new key's): its key and value together in one buffer, its version
-	// where the history keeps a pointer.
-	updated := func(rev int64) (*version, int) {
+	// in a slab of versions, where the history keeps its place.
+	slabs := map[int64][]version{}
+	updated := func(rev int64) (slab *version, idx, klen int) {
 		k := fmt.Appendf(nil, "k%d", rev)
 		buf := fmt.Appendf(k[:len(k):len(k)], "v%d", rev)
-		return &version{main: rev, ver: 1, value: buf[len(k):]}, len(k)
+		if slabs[rev/40] == nil {
+			slabs[rev/40] = make([]version, 40)
+		}
+		sl := slabs[rev/40]
+		sl[rev%40] = version{main: rev, ver: 1, value: buf[len(k):]}
+		return &sl[0], int(rev % 40), len(k)
 	}
 	var h history
 	held := map[int64]history{}
 	for rev := int64(first); rev <= last; rev++ {
 		if cs := want(rev); len(cs) == 1 && rev%3 == 2 && rev%2 == 0 {
-			v, klen := updated(rev)
-			h = h.addUpdated(rev, v, klen)
+			slab, idx, klen := updated(rev)
+			h = h.addUpdated(rev, slab, idx, klen)
 		} else if len(cs) == 1 {
 			h = h.addOne(rev, cs[0])
 		} else {
@@ -61,8 +67,7 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 			h.each(rev, func(c change) bool { got = append(got, c); return true })
 			w := want(rev)
 			if rev%3 == 2 && rev%2 == 0 {
-				v, _ := updated(rev)
-				w = []change{{key: fmt.Appendf(nil, "k%d", rev), v: *v}}
+				w = []change{{key: fmt.Appendf(nil, "k%d", rev), v: slabs[rev/40][rev%40]}}
 			}
 			if len(got) != len(w) {
 				t.Fatalf("history at %d: revision %d has %d changes, want %d", at, rev, len(got), len(w))

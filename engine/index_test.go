@@ -283,7 +283,7 @@ func TestKeyIndexInOrder(t *testing.T) {
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
 // record is 48 bytes before its inline bytes, a record of a 16-byte key
 // and a 128-byte value one 192-byte allocation, and a packed history
-// entry is 48 bytes (an updated one 16); and a state, made by every
+// entry is 48 bytes (an updated one 8); and a state, made by every
 // write, is 48 bytes.
 func TestLayoutSizes(t *testing.T) {
 	if n := unsafe.Sizeof(state{}); n > 48 {
@@ -316,8 +316,8 @@ func TestLayoutSizes(t *testing.T) {
 	if n := unsafe.Sizeof(packed{}); n != 48 {
 		t.Errorf("packed is %d bytes, want 48", n)
 	}
-	if n := unsafe.Sizeof(updated{}); n != 16 {
-		t.Errorf("updated is %d bytes, want 16", n)
+	if n := unsafe.Sizeof(updated{}); n != 8 {
+		t.Errorf("updated is %d bytes, want 8", n)
 	}
 }
 

@@ -52,14 +52,15 @@ func (s *Store) PutLease(key, value []byte, lease int64) (rev int64, err error) 
 		return 0, err
 	}
 	rev = s.w.rev + 1
-	c, joined := s.putVersionLocked(key, value, lease, rev, 0)
+	c, paired := s.putVersionLocked(key, value, lease, rev, 0)
 	if err := s.logChangesLocked(rev, []change{c}); err != nil {
 		s.w.cindex = oldIndex
 		s.mu.Unlock()
 		return 0, err
 	}
-	if joined != nil {
-		s.w.setHistLocked(s.w.hist.addUpdated(rev, joined, len(c.key)))
+	if paired {
+		slab, idx := s.lastVersionLocked()
+		s.w.setHistLocked(s.w.hist.addUpdated(rev, slab, idx, len(c.key)))
 	} else {
 		s.w.setHistLocked(s.w.hist.addOne(rev, c))
 	}
@@ -125,13 +126,13 @@ func (s *Store) putLocked(key, value []byte, lease, rev, sub int64) change {
 	return c
 }
 
-// putVersionLocked is putLocked, and also returns the version an update
-// appended (in the writer's slab, see versionLocked) if the change's key
-// and value went into one page together, the value right after the key
-// (see pageCopyPairLocked): then the history can keep the revision as
-// that version and the key's length (see history.addUpdated). It returns
-// nil for other puts. mu is held.
-func (s *Store) putVersionLocked(key, value []byte, lease, rev, sub int64) (change, *version) {
+// putVersionLocked is putLocked, and also reports whether it was an update
+// whose key and value went into one page together, the value right after
+// the key (see pageCopyPairLocked): then the version it appended is the
+// last one in the writer's slabs (see lastVersionLocked), and the history
+// can keep the revision as where that version is and the key's length
+// (see history.addUpdated). mu is held.
+func (s *Store) putVersionLocked(key, value []byte, lease, rev, sub int64) (change, bool) {
 	v := version{main: rev, sub: sub, create: rev, ver: 1, lease: lease}
 	if len(value) > 0 {
 		v.value = value
@@ -152,7 +153,7 @@ func (s *Store) putVersionLocked(key, value []byte, lease, rev, sub int64) (chan
 		rec = newRecord(key, v)
 		s.insertLocked(rec, h)
 		s.w.undo.created(rec)
-		return rec.madeChange(), nil
+		return rec.madeChange(), false
 	}
 	if last, ok := rec.at(rev); ok && !last.deleted() {
 		v.create, v.ver = last.create, last.ver+1
@@ -162,13 +163,9 @@ func (s *Store) putVersionLocked(key, value []byte, lease, rev, sub int64) (chan
 	k, val, paired := s.pageCopyPairLocked(rec.key(), v.value)
 	v.value = val
 	s.w.undo.touched(rec)
-	p := s.versionLocked(v)
-	rec.append(p)
+	rec.append(s.versionLocked(v))
 	s.w.hot.updated(rec, slot)
-	if !paired {
-		p = nil
-	}
-	return change{key: k, v: v}, p
+	return change{key: k, v: v}, paired
 }
 
 // historyKeyLocked returns a copy of a key for the history's change of a
@@ -268,6 +265,12 @@ func (s *Store) versionLocked(v version) *version {
 	s.w.vnext++
 	*p = v
 	return p
+}
+
+// lastVersionLocked returns the slab of the version versionLocked
+// returned last (by its first version) and its index there. mu is held.
+func (s *Store) lastVersionLocked() (slab *version, idx int) {
+	return &s.w.vslab[0], s.w.vnext - 1
 }
 
 // minVersionSlab and maxVersionSlab bound how many versions one slab
