@@ -139,6 +139,10 @@ type versionList struct {
 	// tail has len == cap; tail[:n-len(blocks)*blockSize] is in use, never
 	// empty.
 	tail []*version
+	// create and ver are the newest version's, kept by the writer for the
+	// next one it appends (see keyRecord.newest), so that it need not
+	// load that version. Readers never look at them.
+	create, ver int64
 }
 
 // blockSize is how many versions one block holds (1 KiB of pointers).
@@ -186,8 +190,21 @@ func listOfPtrs(ps []*version) *versionList {
 	}
 	l.tail = make([]*version, c)
 	copy(l.tail, rest)
+	l.setNewest(ps[len(ps)-1])
 	l.n.Store(int64(len(ps)))
 	return l
+}
+
+// setNewest records v as l's newest version for the writer (see create).
+func (l *versionList) setNewest(v *version) { l.create, l.ver = v.create, v.ver }
+
+// newest returns the create and ver of the record's newest version (ver 0:
+// a tombstone). Only the writer calls it.
+func (r *keyRecord) newest() (create, ver int64) {
+	if l := r.vers.Load(); l != nil {
+		return l.create, l.ver
+	}
+	return r.create, int64(r.ver)
 }
 
 // len returns the number of versions in l.
@@ -270,6 +287,7 @@ func (r *keyRecord) append(v *version) {
 		f := &firstList{first: r.firstVersion()}
 		f.tail = [minTail]*version{&f.first, v}
 		f.l.tail = f.tail[:]
+		f.l.setNewest(v)
 		f.l.n.Store(2)
 		r.vers.Store(&f.l)
 		return
@@ -279,6 +297,7 @@ func (r *keyRecord) append(v *version) {
 	if k < len(l.tail) {
 		// Readers look at no slot at or past n.
 		l.tail[k] = v
+		l.setNewest(v)
 		l.n.Store(n + 1)
 		return
 	}
@@ -294,6 +313,7 @@ func (r *keyRecord) append(v *version) {
 		nl = &versionList{blocks: append(l.blocks, (*versionBlock)(l.tail)), tail: make([]*version, blockSize)}
 		nl.tail[0] = v
 	}
+	nl.setNewest(v)
 	nl.n.Store(n + 1)
 	r.vers.Store(nl)
 }
@@ -415,7 +435,7 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 	}
 	// The new list shares l's tail: the writer appends only to the new one,
 	// past every slot l holds.
-	nl := &versionList{blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)], tail: l.tail}
+	nl := &versionList{blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)], tail: l.tail, create: l.create, ver: l.ver}
 	nl.n.Store(n - int64(inBlock*blockSize))
 	return nl, 0
 }

@@ -13,7 +13,8 @@ import (
 // enough to fill blocks and pass maxCopyOnCompact), compactions (a new
 // record of the list compaction keeps, as compactStepLocked makes) and
 // aborted txns (restoredList), and holds reads at every revision at or
-// above the compacted one to a slice of every version, through the current
+// above the compacted one, and the newest version the writer keeps apart
+// (keyRecord.newest), to a slice of every version, through the current
 // record and through records held from before later writes, as views hold
 // them. Versions come from a slab, as Store.versionLocked hands them out.
 func TestVersionListModel(t *testing.T) {
@@ -129,6 +130,10 @@ func TestVersionListModel(t *testing.T) {
 				rev, model = oldRev, model[:oldLen]
 			},
 			"": func(t *rapid.T) {
+				last := model[len(model)-1]
+				if create, ver := r.newest(); ver != last.ver || (ver != 0 && create != last.create) {
+					t.Fatalf("newest: create %d ver %d, want %+v", create, ver, last)
+				}
 				check(t, "current", r, model, compactRev, rev)
 				for i, h := range helds {
 					check(t, fmt.Sprint("held ", i), h.r, h.model, h.from, h.rev)

@@ -155,8 +155,8 @@ func (s *Store) putVersionLocked(key, value []byte, lease, rev, sub int64) (chan
 		s.w.undo.created(rec)
 		return rec.madeChange(), false
 	}
-	if last, ok := rec.at(rev); ok && !last.deleted() {
-		v.create, v.ver = last.create, last.ver+1
+	if create, ver := rec.newest(); ver != 0 { // not a tombstone
+		v.create, v.ver = create, ver+1
 	}
 	// The history's copy of the key (see historyKeyLocked) and the value
 	// go into the pages together.
