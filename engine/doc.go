@@ -79,10 +79,13 @@
 //     version in the record itself, its key and value in the record's own
 //     allocation (one object per key, whose bytes the garbage collector
 //     does not scan); later, an atomic
-//     pointer to a list of its versions: full 128-version blocks and a
-//     tail that the writer fills in place, raising the list's count after
-//     each slot is written (readers never look past the count they load),
-//     so an update allocates nothing but its value. A point read at the
+//     pointer to a list of pointers to its versions: full 128-version
+//     blocks and a tail that the writer fills in place, raising the
+//     list's count after each slot is written (readers never look past
+//     the count they load). The versions themselves sit in slabs the
+//     writer fills in revision order, so an update allocates nothing but
+//     its value and its share of a slab, and writes its version next to
+//     the one before. A point read at the
 //     current revision is a tree descent plus one to three loads: O(log n). A read at an old revision
 //     adds a binary search of the key's versions: O(log n + log v). A range
 //     of k keys is a seek plus k records, loaded in batches so their cache

@@ -23,22 +23,29 @@ type change struct {
 const chunkSize = 256
 
 // chunk holds the changes of main revisions first .. first+size-1, one
-// slot per revision, in one of three arrays, each allocated when a
+// slot per revision, in one of four arrays, each allocated when a
 // revision first needs it:
 //
 //   - recs: a revision whose only change made a new key (its record's
 //     first version, sub-revision 0) is the record itself: 8 bytes, as the
 //     record keeps that version whatever comes after (see keyRecord). A
 //     store loaded with new keys has only this array.
-//   - one: any other revision of one change (an update, a delete) is
-//     packed, 48 bytes with no allocation of its own.
+//   - one: any other revision of one change (a delete, an update in a
+//     txn) is packed, 48 bytes with no allocation of its own.
 //   - many: a revision of several changes (a txn) is their slice.
+//   - upd: a Put that updated a key is where the version it appended is
+//     in the writer's slabs (see Store.versionLocked), and the length of
+//     its key, which is in the page right before the version's value (see
+//     Store.putVersionLocked): 8 bytes with no pointer for the garbage
+//     collector to follow, where a packed change has two. The chunk
+//     keeps the slabs its entries are in alive.
 //
-// A slot's revision is in exactly one of them; a reader tries them in that
-// order. Every chunk holds chunkSize revisions but a history's first one,
-// which starts with firstChunkSize and is replaced by one twice its size
-// when it fills (see slot): a store that sees a few writes, as most stores
-// in tests do, does not pay for 12 KB of entries it never fills.
+// A slot's revision is in exactly one of them; a reader tries recs, many,
+// upd, then one. Every chunk holds chunkSize revisions but a history's
+// first one, which starts with firstChunkSize and is replaced by one twice
+// its size when it fills (see slot): a store that sees a few writes, as
+// most stores in tests do, does not pay for 12 KB of entries it never
+// fills.
 //
 // The writer fills a revision's entry (allocating and storing its array
 // first, if need be) before it publishes the revision; readers only read
@@ -49,6 +56,11 @@ type chunk struct {
 	recs  atomic.Pointer[[]*keyRecord]
 	one   atomic.Pointer[[]packed]
 	many  atomic.Pointer[[][]change]
+	upd   atomic.Pointer[[]updated]
+	// slabs are the writer's slabs of versions (each by its first
+	// version) that upd's entries are in, in the order they were first
+	// needed; readers index it with an entry's slab.
+	slabs atomic.Pointer[[]*version]
 }
 
 // firstChunkSize is the size of a history's first chunk.
@@ -149,6 +161,9 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 		}
 		return true
 	}
+	if upd := loaded(&c.upd); upd != nil && upd[j].klen != 0 {
+		return fn(c.updatedChange(upd[j]))
+	}
 	one := loaded(&c.one)
 	if one == nil {
 		return true // nothing stored at rev
@@ -182,6 +197,44 @@ func (h history) addOne(rev int64, ch change) history {
 	}
 	array(&c.one, c.size)[j] = pack(ch)
 	return h
+}
+
+// addUpdated is add for a revision whose one change (sub-revision 0) is
+// an update whose version is the idx-th of the slab that starts at slab,
+// and whose key of klen bytes is right before its value in the same page
+// (see Store.putVersionLocked). The version is never written again.
+func (h history) addUpdated(rev int64, slab *version, idx, klen int) history {
+	h, c, j := h.slot(rev)
+	slabs := loaded(&c.slabs)
+	n := len(slabs)
+	if n == 0 || slabs[n-1] != slab {
+		// Readers of the slice this one replaces never look past its
+		// end, where append may write. (A variable of its own: one
+		// whose address is taken is allocated at every call.)
+		grown := append(slabs, slab)
+		c.slabs.Store(&grown)
+		n++
+	}
+	array(&c.upd, c.size)[j] = updated{slab: uint16(n - 1), idx: uint16(idx), klen: uint32(klen)}
+	return h
+}
+
+// updated is a revision that addUpdated stored: its version is the idx-th
+// of its chunk's slab number slab, and its key the klen bytes before the
+// version's value. klen is 0 in a slot addUpdated did not fill (keys are
+// not empty). A chunk's slabs are at most one per revision and a slab
+// holds at most maxVersionSlab versions, so 16 bits hold both indexes.
+type updated struct {
+	slab, idx uint16
+	klen      uint32
+}
+
+// updatedChange returns the change u, an entry of c, stands for.
+func (c *chunk) updatedChange(u updated) change {
+	first := loaded(&c.slabs)[u.slab]
+	v := *(*version)(unsafe.Add(unsafe.Pointer(first), uintptr(u.idx)*unsafe.Sizeof(version{})))
+	k := unsafe.Add(unsafe.Pointer(unsafe.SliceData(v.value)), -int(u.klen))
+	return change{key: unsafe.Slice((*byte)(k), u.klen), v: v}
 }
 
 // slot returns the chunk and index where revision rev goes, adding a chunk
@@ -221,6 +274,8 @@ func (c *chunk) grown(j int64) *chunk {
 	growInto(&g.recs, &c.recs, g.size)
 	growInto(&g.one, &c.one, g.size)
 	growInto(&g.many, &c.many, g.size)
+	growInto(&g.upd, &c.upd, g.size)
+	g.slabs.Store(c.slabs.Load()) // appended to past c's end only
 	return g
 }
 

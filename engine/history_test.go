@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestHistoryFirstChunkGrows writes revisions of one change (packed, or
-// a new key's record), and of several through the growth of a history's first chunk and past it,
+// TestHistoryFirstChunkGrows writes revisions of one change (packed, an
+// update's version, or a new key's record), and of several, through the
+// growth of a history's first chunk and past it,
 // keeping the history as of every revision: each must still read every
 // revision up to its own, as a view does after the writer grew the chunk
 // it holds.
@@ -27,10 +28,27 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 		}
 		return []change{{key: k, v: version{main: rev, ver: 1}}}
 	}
+	// An update as Put makes it (every other revision of one change but
+	// a new key's): its key and value together in one buffer, its version
+	// in a slab of versions, where the history keeps its place.
+	slabs := map[int64][]version{}
+	updated := func(rev int64) (slab *version, idx, klen int) {
+		k := fmt.Appendf(nil, "k%d", rev)
+		buf := fmt.Appendf(k[:len(k):len(k)], "v%d", rev)
+		if slabs[rev/40] == nil {
+			slabs[rev/40] = make([]version, 40)
+		}
+		sl := slabs[rev/40]
+		sl[rev%40] = version{main: rev, ver: 1, value: buf[len(k):]}
+		return &sl[0], int(rev % 40), len(k)
+	}
 	var h history
 	held := map[int64]history{}
 	for rev := int64(first); rev <= last; rev++ {
-		if cs := want(rev); len(cs) == 1 {
+		if cs := want(rev); len(cs) == 1 && rev%3 == 2 && rev%2 == 0 {
+			slab, idx, klen := updated(rev)
+			h = h.addUpdated(rev, slab, idx, klen)
+		} else if len(cs) == 1 {
 			h = h.addOne(rev, cs[0])
 		} else {
 			h = h.add(rev, cs)
@@ -48,13 +66,16 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 			var got []change
 			h.each(rev, func(c change) bool { got = append(got, c); return true })
 			w := want(rev)
+			if rev%3 == 2 && rev%2 == 0 {
+				w = []change{{key: fmt.Appendf(nil, "k%d", rev), v: slabs[rev/40][rev%40]}}
+			}
 			if len(got) != len(w) {
 				t.Fatalf("history at %d: revision %d has %d changes, want %d", at, rev, len(got), len(w))
 			}
 			for i := range w {
 				if string(got[i].key) != string(w[i].key) || got[i].v.main != rev || got[i].v.sub != w[i].v.sub ||
 					string(got[i].v.value) != string(w[i].v.value) || got[i].v.create != w[i].v.create {
-					t.Fatalf("history at %d: revision %d change %d is %q %d.%d", at, rev, i, got[i].key, got[i].v.main, got[i].v.sub)
+					t.Fatalf("history at %d: revision %d change %d is %q %d.%d %q, want %q %q", at, rev, i, got[i].key, got[i].v.main, got[i].v.sub, got[i].v.value, w[i].key, w[i].v.value)
 				}
 			}
 		}

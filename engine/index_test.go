@@ -313,7 +313,8 @@ func TestKeyIndexInOrder(t *testing.T) {
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
 // record is 48 bytes before its inline bytes, a record of a 16-byte key
 // and a 128-byte value one 192-byte allocation, and a packed history
-// entry is 48 bytes; and a state, made by every write, is 48 bytes.
+// entry is 48 bytes (an updated one 8); and a state, made by every
+// write, is 48 bytes.
 func TestLayoutSizes(t *testing.T) {
 	if n := unsafe.Sizeof(state{}); n > 48 {
 		t.Errorf("state is %d bytes, want at most 48", n)
@@ -344,6 +345,9 @@ func TestLayoutSizes(t *testing.T) {
 	}
 	if n := unsafe.Sizeof(packed{}); n != 48 {
 		t.Errorf("packed is %d bytes, want 48", n)
+	}
+	if n := unsafe.Sizeof(updated{}); n != 8 {
+		t.Errorf("updated is %d bytes, want 8", n)
 	}
 }
 
@@ -393,7 +397,7 @@ func TestRecordForms(t *testing.T) {
 			}
 			same("madeChange", c.v, tc.v)
 			v2 := version{main: tc.v.main + 1, create: tc.v.create, ver: tc.v.ver + 1, value: []byte("second")}
-			r.append(v2)
+			r.append(&v2)
 			got, _ = r.at(tc.v.main)
 			same("first after an append", got, tc.v)
 			got, _ = r.at(v2.main)

@@ -233,6 +233,9 @@ type writerState struct {
 	// first pageUsed bytes are taken.
 	page     []byte
 	pageUsed int
+	// vslab is where versionLocked puts versions; vslab[vnext:] is free.
+	vslab []version
+	vnext int
 	// batch is handed to the persister for each write, and reused.
 	batch persist.Batch
 	// lt is the lease table.

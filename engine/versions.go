@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"math"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"unsafe"
@@ -10,8 +11,8 @@ import (
 	"github.com/revkv/revkv/kv"
 )
 
-// version is one change to one key: a put or a tombstone. It is 64 bytes:
-// version lists are copied as they grow, and history holds one per change.
+// version is one change to one key: a put or a tombstone. It is 64 bytes,
+// one cache line.
 type version struct {
 	main   int64
 	sub    int64
@@ -119,6 +120,16 @@ func (r *keyRecord) firstVersion() version {
 // then a new list takes over (a tail twice as big, or the full tail turned
 // into a block and a new tail), sharing the old list's blocks.
 //
+// A slot points to its version, which is written once before the slot is
+// and never again. The writer keeps the versions of its updates in slabs
+// filled in revision order (see Store.versionLocked), not in the list: an
+// update then writes its version into the cache line the one before it
+// used, and its key's list only a pointer, into the line of the pointer
+// before it. With the versions themselves in the lists, each update wrote
+// a cold 64-byte line of its own key's tail, and the writer waited for it.
+// A slab, like a page of values, goes dead with the compaction that drops
+// the revisions it holds (see compacted).
+//
 // Blocks bound the work under the writer lock: an append copies at most one
 // tail, however long the key's history, and compaction drops whole blocks
 // without copying them.
@@ -127,22 +138,46 @@ type versionList struct {
 	blocks []*versionBlock // full; never written again
 	// tail has len == cap; tail[:n-len(blocks)*blockSize] is in use, never
 	// empty.
-	tail []version
+	tail []*version
+	// create and ver are the newest version's, kept by the writer for the
+	// next one it appends (see keyRecord.newest), so that it need not
+	// load that version. Readers never look at them.
+	create, ver int64
 }
 
-// blockSize is how many versions one block holds (8 KiB).
+// blockSize is how many versions one block holds (1 KiB of pointers).
 const blockSize = 128
 
 // minTail is the tail of a key's first list: most keys written twice are
 // not written a hundred times.
 const minTail = 2
 
-type versionBlock [blockSize]version
+type versionBlock [blockSize]*version
+
+// firstList is a key's first list, made when its second version comes:
+// the list, the record's first version (which the list needs as a version
+// of its own) and the tail, in one allocation.
+type firstList struct {
+	l     versionList
+	first version
+	tail  [minTail]*version
+}
 
 // listOf returns a list holding a copy of vs (oldest first, not empty).
 func listOf(vs []version) *versionList {
+	own := slices.Clone(vs)
+	ps := make([]*version, len(own))
+	for i := range own {
+		ps[i] = &own[i]
+	}
+	return listOfPtrs(ps)
+}
+
+// listOfPtrs returns a list of the versions ps points to (oldest first, not
+// empty); it keeps none of ps itself.
+func listOfPtrs(ps []*version) *versionList {
 	l := &versionList{}
-	rest := vs
+	rest := ps
 	for len(rest) > blockSize {
 		b := new(versionBlock)
 		copy(b[:], rest)
@@ -153,29 +188,42 @@ func listOf(vs []version) *versionList {
 	for c < len(rest) {
 		c *= 2
 	}
-	l.tail = make([]version, c)
+	l.tail = make([]*version, c)
 	copy(l.tail, rest)
-	l.n.Store(int64(len(vs)))
+	l.setNewest(ps[len(ps)-1])
+	l.n.Store(int64(len(ps)))
 	return l
+}
+
+// setNewest records v as l's newest version for the writer (see create).
+func (l *versionList) setNewest(v *version) { l.create, l.ver = v.create, v.ver }
+
+// newest returns the create and ver of the record's newest version (ver 0:
+// a tombstone). Only the writer calls it.
+func (r *keyRecord) newest() (create, ver int64) {
+	if l := r.vers.Load(); l != nil {
+		return l.create, l.ver
+	}
+	return r.create, int64(r.ver)
 }
 
 // len returns the number of versions in l.
 func (l *versionList) len() int { return int(l.n.Load()) }
 
 // used returns the tail's versions in use, for n as loaded from l.n.
-func (l *versionList) used(n int64) []version { return l.tail[:int(n)-len(l.blocks)*blockSize] }
+func (l *versionList) used(n int64) []*version { return l.tail[:int(n)-len(l.blocks)*blockSize] }
 
 // latest returns l's newest version.
 func (l *versionList) latest() version {
 	t := l.used(l.n.Load())
-	return t[len(t)-1]
+	return *t[len(t)-1]
 }
 
-// since returns the versions from position i on (oldest first), copied.
-// Compaction keeps these: it copies no version it drops.
-func (l *versionList) since(i int) []version {
+// since returns the versions from position i on (oldest first), in a new
+// slice. Compaction keeps these: it copies no version it drops.
+func (l *versionList) since(i int) []*version {
 	n := int(l.n.Load())
-	vs := make([]version, 0, n-i)
+	vs := make([]*version, 0, n-i)
 	nb := len(l.blocks) * blockSize
 	for ; i < nb; i = (i/blockSize + 1) * blockSize {
 		vs = append(vs, l.blocks[i/blockSize][i%blockSize:]...)
@@ -232,11 +280,16 @@ func recordOf(key []byte, l *versionList) *keyRecord {
 	return r
 }
 
-// append adds v. Only the writer calls it.
-func (r *keyRecord) append(v version) {
+// append adds *v, which is never written again. Only the writer calls it.
+func (r *keyRecord) append(v *version) {
 	l := r.vers.Load()
 	if l == nil {
-		r.vers.Store(listOf([]version{r.firstVersion(), v}))
+		f := &firstList{first: r.firstVersion()}
+		f.tail = [minTail]*version{&f.first, v}
+		f.l.tail = f.tail[:]
+		f.l.setNewest(v)
+		f.l.n.Store(2)
+		r.vers.Store(&f.l)
 		return
 	}
 	n := l.n.Load()
@@ -244,21 +297,23 @@ func (r *keyRecord) append(v version) {
 	if k < len(l.tail) {
 		// Readers look at no slot at or past n.
 		l.tail[k] = v
+		l.setNewest(v)
 		l.n.Store(n + 1)
 		return
 	}
 	var nl *versionList
 	if len(l.tail) < blockSize {
-		nl = &versionList{blocks: l.blocks, tail: make([]version, 2*len(l.tail))}
+		nl = &versionList{blocks: l.blocks, tail: make([]*version, 2*len(l.tail))}
 		copy(nl.tail, l.tail)
 		nl.tail[k] = v
 	} else {
 		// A key with a full block is hot: its next tail is a whole block.
 		// The old list never looks past its own blocks, so appending to
 		// the shared backing array is safe.
-		nl = &versionList{blocks: append(l.blocks, (*versionBlock)(l.tail)), tail: make([]version, blockSize)}
+		nl = &versionList{blocks: append(l.blocks, (*versionBlock)(l.tail)), tail: make([]*version, blockSize)}
 		nl.tail[0] = v
 	}
+	nl.setNewest(v)
 	nl.n.Store(n + 1)
 	r.vers.Store(nl)
 }
@@ -281,23 +336,23 @@ func (r *keyRecord) atList(l *versionList, rev int64) (version, bool) {
 func (l *versionList) at(rev int64) (version, bool) {
 	t := l.used(l.n.Load())
 	// Reads at the current revision hit the latest version.
-	if last := &t[len(t)-1]; last.main <= rev {
+	if last := t[len(t)-1]; last.main <= rev {
 		return *last, true
 	}
 	if t[0].main <= rev {
-		return t[searchVersions(t, rev)], true
+		return *t[searchVersions(t, rev)], true
 	}
 	bs := l.blocks
 	i := sort.Search(len(bs), func(i int) bool { return bs[i][0].main > rev }) - 1
 	if i < 0 {
 		return version{}, false
 	}
-	return bs[i][searchVersions(bs[i][:], rev)], true
+	return *bs[i][searchVersions(bs[i][:], rev)], true
 }
 
 // searchVersions returns the index of the last version in vs with main <=
 // rev; vs[0].main <= rev.
-func searchVersions(vs []version, rev int64) int {
+func searchVersions(vs []*version, rev int64) int {
 	return sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
 }
 
@@ -342,7 +397,7 @@ const maxCopyOnCompact = 1024
 func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 	n := l.n.Load()
 	t := l.used(n)
-	if latest := t[len(t)-1]; latest.main <= rev {
+	if latest := *t[len(t)-1]; latest.main <= rev {
 		switch {
 		case latest.deleted():
 			return nil, 0
@@ -373,33 +428,38 @@ func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 		return l, 0
 	}
 	if k := int(n) - first; k <= maxCopyOnCompact {
-		return listOf(ownFirst(l.since(first))), k
+		return listOfPtrs(ownFirst(l.since(first))), k
 	}
 	if inBlock <= 0 {
 		return l, 0 // the cut is in the first block: nothing whole to drop
 	}
 	// The new list shares l's tail: the writer appends only to the new one,
 	// past every slot l holds.
-	nl := &versionList{blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)], tail: l.tail}
+	nl := &versionList{blocks: l.blocks[inBlock:len(l.blocks):len(l.blocks)], tail: l.tail, create: l.create, ver: l.ver}
 	nl.n.Store(n - int64(inBlock*blockSize))
 	return nl, 0
 }
 
 // ownFirst gives the first of vs, the oldest version a compaction keeps,
-// a copy of its value if that value may be in one of the writer's pages
-// (see Store.pageCopyLocked), and returns vs, which must be a copy. Every
-// list compaction makes thus starts with a version whose value keeps no
-// page alive, and a version that is below the compacted revision and
-// kept is the first of its list (or its record's own), so the pages of
-// the revisions compaction dropped go with them, whatever keys stay. (A
-// list that keeps over maxCopyOnCompact versions shares whole blocks
-// instead: what stays of its first kept block may keep its pages.)
+// a version of its own, with a copy of its value if that value may be in
+// one of the writer's pages (see Store.pageCopyLocked), and returns vs,
+// which must be a copy. Every list compaction makes thus starts with a
+// version that keeps no page or slab of versions alive, and a version that
+// is below the compacted revision and kept is the first of its list (or
+// its record's own), so the pages and slabs of the revisions compaction
+// dropped go with them, whatever keys stay. (A list that keeps over
+// maxCopyOnCompact versions shares whole blocks instead: what stays of its
+// first kept block may keep its pages and slabs.)
 //
 // A list of one version needs no copy: its record takes the value inline
 // (recordOf).
-func ownFirst(vs []version) []version {
-	if v := &vs[0]; len(vs) > 1 && len(v.value) > 0 && len(v.value) <= pageSize/8 {
-		v.value = bytes.Clone(v.value)
+func ownFirst(vs []*version) []*version {
+	if len(vs) > 1 {
+		v := *vs[0]
+		if len(v.value) > 0 && len(v.value) <= maxPaged {
+			v.value = bytes.Clone(v.value)
+		}
+		vs[0] = &v
 	}
 	return vs
 }
@@ -407,7 +467,7 @@ func ownFirst(vs []version) []version {
 // versionAt returns the version at position i (oldest first).
 func (l *versionList) versionAt(i int) version {
 	if nb := len(l.blocks) * blockSize; i >= nb {
-		return l.tail[i-nb]
+		return *l.tail[i-nb]
 	}
-	return l.blocks[i/blockSize][i%blockSize]
+	return *l.blocks[i/blockSize][i%blockSize]
 }
