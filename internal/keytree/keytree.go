@@ -117,26 +117,31 @@ func (t *Tree[R]) compare(p uint64, key []byte, q uint64, r *R) int {
 
 // search returns the position of (p, key) among n's items: the index of
 // the first item not below it, and whether that item is equal to it.
+//
+// The prefixes are scanned in order, not bisected: the loads of a linear
+// scan do not depend on each other, so the cache lines of a node come in
+// together, where each step of a binary search waits for the line before.
+// Items whose prefix ties with p are bisected with the key comparison.
 func (t *Tree[R]) search(n *node[R], p uint64, key []byte) (int, bool) {
-	lo, hi := 0, n.n
+	keys := n.keys[:n.n]
+	lo := 0
+	for lo < len(keys) && keys[lo] < p {
+		lo++
+	}
+	hi := lo
+	for hi < len(keys) && keys[hi] == p {
+		hi++
+	}
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		q := n.keys[m]
+		c := t.cmp(key, n.recs[m])
 		switch {
-		case q < p:
+		case c > 0:
 			lo = m + 1
-		case q > p:
+		case c < 0:
 			hi = m
 		default:
-			c := t.cmp(key, n.recs[m])
-			switch {
-			case c > 0:
-				lo = m + 1
-			case c < 0:
-				hi = m
-			default:
-				return m, true
-			}
+			return m, true
 		}
 	}
 	return lo, false
