@@ -217,12 +217,12 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		s.changedKeysLocked()
 		keys, l := s.w.keys.side(r.key())
 		if kept == nil {
-			keys.Delete(keyItem{prefix: keyPrefix(r.key(), l), rec: r})
+			keys.Delete(keyPrefix(r.key(), l), r.key())
 			s.pointsRemoveLocked(r)
 			continue
 		}
 		nr := recordOf(r.key(), kept)
-		keys.Set(keyItem{prefix: keyPrefix(r.key(), l), rec: nr})
+		keys.Set(keyPrefix(r.key(), l), r.key(), nr, nil)
 		s.pointsReplaceLocked(r, nr)
 	}
 	return next, changed
