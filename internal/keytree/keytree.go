@@ -4,9 +4,9 @@
 // the tree's key comparison only when they tie.
 //
 // A node holds its prefixes in an array of their own, apart from its
-// record pointers (and, in an inner node, its children), so the binary
-// search of a node reads contiguous uint64s: one or two cache lines per
-// level, and no record, unless prefixes tie.
+// record pointers (and, in an inner node, its children), so a search reads
+// contiguous uint64s (a node's 31 prefixes are four cache lines, which a
+// linear scan asks for at once), and no record, unless prefixes tie.
 //
 // Items sort by (prefix, key): the caller must make prefixes that order
 // as their keys do, except that different keys may share a prefix (for
@@ -36,8 +36,9 @@ const order = 31
 // from it. The last nodes of in-order appends may hold fewer (see Load).
 const minItems = order / 2
 
-// maxHeight bounds the inner levels a Hint records; deeper levels are
-// searched without it.
+// maxHeight bounds the inner levels of a tree: every inner node but those
+// of the right edge has at least minItems+1 children, so a tree this high
+// would hold more than 16^15 items.
 const maxHeight = 16
 
 // node is a leaf, or the first field of an inner node (see inner): its
@@ -295,11 +296,11 @@ func (t *Tree[R]) newRoot(p uint64, r *R) {
 }
 
 // insert puts (p, r) at position i of leaf l (owned), reached by path, and
-// splits the nodes that overflow, up the path. If append, the item goes
+// splits the nodes that overflow, up the path. If atEnd, the item goes
 // after every item of the tree: a full node then keeps its items and the
 // new one starts a node of its own, so in-order appends leave full nodes
 // behind, not the half-full ones of a split in the middle.
-func (t *Tree[R]) insert(path []step[R], l *node[R], i int, p uint64, r *R, append bool) {
+func (t *Tree[R]) insert(path []step[R], l *node[R], i int, p uint64, r *R, atEnd bool) {
 	t.count++
 	if l.n < order {
 		copy(l.keys[i+1:l.n+1], l.keys[i:l.n])
@@ -310,7 +311,7 @@ func (t *Tree[R]) insert(path []step[R], l *node[R], i int, p uint64, r *R, appe
 	}
 	// Split the leaf: right takes the upper items.
 	right := &node[R]{owner: t.owner}
-	if append {
+	if atEnd {
 		right.n = 1
 		right.keys[0], right.recs[0] = p, r
 	} else {
@@ -344,7 +345,7 @@ func (t *Tree[R]) insert(path []step[R], l *node[R], i int, p uint64, r *R, appe
 			return
 		}
 		rn := &inner[R]{node: node[R]{owner: t.owner}}
-		if append {
+		if atEnd {
 			// The new node takes the last child with the new one: one
 			// separator, as every inner node has; the last separator
 			// goes up.
@@ -446,8 +447,7 @@ func (t *Tree[R]) rebalance(pn *node[R], ci, h int) {
 		li = 0
 	}
 	in.kids[li] = t.own(in.kids[li], h)
-	in.kids[li+1] = t.own(in.kids[li+1], h)
-	left, right := in.kids[li], in.kids[li+1]
+	left, right := in.kids[li], in.kids[li+1] // right is read, and owned only if it stays
 	var keys [2*order + 1]uint64
 	var recs [2*order + 1]*R
 	if h == 0 {
@@ -464,6 +464,8 @@ func (t *Tree[R]) rebalance(pn *node[R], ci, h int) {
 			return
 		}
 		half := m / 2
+		right = t.own(right, h)
+		in.kids[li+1] = right
 		clear(right.keys[:])
 		clear(right.recs[:])
 		left.n = copy(left.keys[:], keys[:half])
@@ -496,6 +498,9 @@ func (t *Tree[R]) rebalance(pn *node[R], ci, h int) {
 		return
 	}
 	half := m / 2
+	right = t.own(right, h)
+	in.kids[li+1] = right
+	rin = asInner(right)
 	clear(right.keys[:])
 	clear(right.recs[:])
 	clear(rin.kids[:])
