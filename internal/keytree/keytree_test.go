@@ -211,6 +211,21 @@ func TestRapid(t *testing.T) {
 					rt.Fatalf("From %q, %d items: %s, want %s", k, limit, keys(got), keys(want))
 				}
 			},
+			"build": func(rt *rapid.T) {
+				// A tree built from the model's items holds them, and
+				// then takes writes like any other.
+				b := Build(cmpRec, keyOf, func(yield func(uint64, *rec) bool) {
+					for _, r := range m {
+						if !yield(pre(r.key), r) {
+							return
+						}
+					}
+				})
+				check(rt, b, m, pre)
+				if rapid.Bool().Draw(rt, "use it") {
+					tr = b
+				}
+			},
 			"copy": func(rt *rapid.T) {
 				c := tr.Copy()
 				if len(copies) == 4 {
