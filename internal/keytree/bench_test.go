@@ -191,7 +191,10 @@ func BenchmarkAppend(b *testing.B) {
 	ks := benchKeys(n, true)
 	b.Run("tree=keytree", func(b *testing.B) {
 		t := New(cmpRec)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		b.ReportAllocs()
+		cpu0 := cputime.Thread()
 		i := 0
 		for b.Loop() {
 			if i == n {
@@ -203,10 +206,14 @@ func BenchmarkAppend(b *testing.B) {
 			t.Load(pre8(k[8:]), k, &rec{key: k})
 			i++
 		}
+		cpuMetric(b, cpu0)
 	})
 	b.Run("tree=tidwall", func(b *testing.B) {
 		t := newTidwall()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		b.ReportAllocs()
+		cpu0 := cputime.Thread()
 		i := 0
 		for b.Loop() {
 			if i == n {
@@ -218,5 +225,6 @@ func BenchmarkAppend(b *testing.B) {
 			t.Load(item{pre8(k[8:]), &rec{key: k}})
 			i++
 		}
+		cpuMetric(b, cpu0)
 	})
 }
