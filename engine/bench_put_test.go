@@ -88,27 +88,6 @@ func BenchmarkPutUpdate(b *testing.B) {
 	b.ReportMetric(float64(cputime.Thread()-thr0)/float64(b.N), "thread-cpu-ns/op")
 }
 
-// BenchmarkRepackAppended is what publishLocked pays, every maxFresh keys
-// put in key order, to give the leaves those keys filled arrays of their
-// size (repackAppended): one op repacks maxFresh keys appended to a tree
-// of putRun keys, right after a copy of it.
-func BenchmarkRepackAppended(b *testing.B) {
-	s := newStore(Options{})
-	for i := range putRun {
-		if _, err := s.Put(fmt.Appendf(nil, "k%015d", i), value); err != nil {
-			b.Fatal(err)
-		}
-	}
-	from := fmt.Appendf(nil, "k%015d", putRun-maxFresh)
-	b.ReportAllocs()
-	for b.Loop() {
-		b.StopTimer()
-		x := s.w.keys.copy()
-		b.StartTimer()
-		x.repackAppended(from)
-	}
-}
-
 // BenchmarkReadFreshInOrder is BenchmarkReadFresh for keys put in key
 // order: a store of 100k numbered keys takes 4,000 more after them, which
 // wait beside the trees as one sorted tail (freshSeg.asc). get-new reads

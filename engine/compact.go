@@ -76,12 +76,9 @@ func (s *Store) markCompacted(rev int64) error {
 	}
 	s.w.compactRev = rev
 	// Readers get a copy of the trees now, so that every node compaction
-	// changes is cloned. A tree node's items can share an array with stale
-	// copies of items that moved out of it (tidwall/btree's splits), which
-	// would keep replaced records, and every version they list, alive; a
-	// clone copies only the items in use. Nodes used to be cloned after
-	// every 64 new keys anyway; now the trees may stay uncopied for
-	// a hundred thousand new keys (see fresh.go).
+	// changes is cloned. Nodes used to be cloned after every 64 new keys
+	// anyway; now the trees may stay uncopied for a hundred thousand new
+	// keys (see fresh.go).
 	s.changedKeysLocked()
 	s.publishLocked()
 	return s.unlockAndWait()
@@ -217,12 +214,12 @@ func (s *Store) compactStepLocked(rev int64, from []byte) (next []byte, changed 
 		s.changedKeysLocked()
 		keys, l := s.w.keys.side(r.key())
 		if kept == nil {
-			keys.Delete(keyItem{prefix: keyPrefix(r.key(), l), rec: r})
+			keys.Delete(keyPrefix(r.key(), l), r.key())
 			s.pointsRemoveLocked(r)
 			continue
 		}
 		nr := recordOf(r.key(), kept)
-		keys.Set(keyItem{prefix: keyPrefix(r.key(), l), rec: nr})
+		keys.Set(keyPrefix(r.key(), l), r.key(), nr, nil)
 		s.pointsReplaceLocked(r, nr)
 	}
 	return next, changed

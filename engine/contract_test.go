@@ -745,9 +745,8 @@ func TestManyNewKeys(t *testing.T) {
 }
 
 // TestManyNewKeysInOrder is TestManyNewKeys with keys put in key order:
-// the trees are copied every maxFresh keys and the leaves those keys filled
-// are copied again (repackAppended), and a key out of order in between
-// makes the copies wait for more keys.
+// the trees are copied every maxFresh keys, and a key out of order in
+// between makes the copies wait for more keys.
 func TestManyNewKeysInOrder(t *testing.T) {
 	defer func(m, t int) { maxFresh, freshTail = m, t }(maxFresh, freshTail)
 	defer func(g, s int) { maxFreshGrown, freshShare = g, s }(maxFreshGrown, freshShare)

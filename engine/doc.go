@@ -61,9 +61,10 @@
 // The store keeps two structures, both shared between the single writer and
 // any number of readers without locks:
 //
-//   - The key index: copy-on-write B-trees (github.com/tidwall/btree) of
-//     key records, ordered by key, each holding one range of keys (most
-//     stores have one). Each tree item carries 8 bytes of its key inline:
+//   - The key index: copy-on-write B+trees (internal/keytree) of key
+//     records, ordered by key, each holding one range of keys (most
+//     stores have one). Each tree item carries 8 bytes of its key inline,
+//     in an array of the node's own apart from the record pointers:
 //     those after the prefix every key of its tree shares (up to 32
 //     bytes, such as "/registry/"), so that most comparisons of a descent
 //     stay in the tree's nodes even when keys look alike. A key that

@@ -6,8 +6,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/revkv/revkv/internal/keytree"
 	"github.com/revkv/revkv/kv"
-	"github.com/tidwall/btree"
 )
 
 // Txn runs a conditional txn with etcd's semantics (see kv.TxnRequest):
@@ -338,7 +338,7 @@ func compareKV(c *kv.Compare, v *kv.KeyValue) bool {
 type lookupMemo struct {
 	key  []byte
 	rec  *keyRecord
-	hint btree.PathHint
+	hint keytree.Hint
 	set  bool
 }
 
@@ -349,7 +349,7 @@ func (m *lookupMemo) lookup(st *state, key []byte) *keyRecord {
 }
 
 // take returns the remembered lookup if it is of key, and forgets it.
-func (m *lookupMemo) take(key []byte) (rec *keyRecord, hint btree.PathHint, ok bool) {
+func (m *lookupMemo) take(key []byte) (rec *keyRecord, hint keytree.Hint, ok bool) {
 	if !m.set {
 		return nil, hint, false
 	}

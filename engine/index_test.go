@@ -174,7 +174,8 @@ func checkParts(x *keyIndex) error {
 			return fmt.Errorf("part %d: lower bound %q not above %q", i, p.lo, x.parts[i-1].lo)
 		}
 		var err error
-		p.tree.Scan(func(it keyItem) bool {
+		p.tree.Scan(func(prefix uint64, rec *keyRecord) bool {
+			it := keyItem{prefix: prefix, rec: rec}
 			k := it.rec.key()
 			switch {
 			case !bytes.HasPrefix(k, p.common):
@@ -294,11 +295,11 @@ func TestKeyIndexInOrder(t *testing.T) {
 		for _, p := range x.parts {
 			var last uint64
 			first := true
-			p.tree.Scan(func(it keyItem) bool {
-				if !first && it.prefix == last {
+			p.tree.Scan(func(prefix uint64, _ *keyRecord) bool {
+				if !first && prefix == last {
 					same++
 				}
-				first, last = false, it.prefix
+				first, last = false, prefix
 				n++
 				return true
 			})

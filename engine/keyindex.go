@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"sort"
-	"sync"
 
-	"github.com/tidwall/btree"
+	"github.com/revkv/revkv/internal/keytree"
 )
 
 // keyItem is what the key index stores: a record, and 8 bytes of its key
@@ -46,20 +45,17 @@ func keyPrefix(k []byte, l int) uint64 {
 	return v
 }
 
-func lessItem(a, b keyItem) bool {
-	if a.prefix != b.prefix {
-		return a.prefix < b.prefix
-	}
-	return bytes.Compare(a.rec.key(), b.rec.key()) < 0
-}
+// cmpRecord compares key with r's key: what the key index's trees call
+// when two prefixes tie.
+func cmpRecord(key []byte, r *keyRecord) int { return bytes.Compare(key, r.key()) }
 
-type keyTree = btree.BTreeG[keyItem]
+// keyTree is one tree of the key index: a copy-on-write B+tree whose
+// nodes keep the items' prefixes apart from their records, so that a
+// descent reads a node's prefixes as contiguous words and loads a record
+// only when prefixes tie (see internal/keytree).
+type keyTree = keytree.Tree[keyRecord]
 
-// Degree 32 (the library default) measured best for both lookups and
-// copy-on-write inserts at 100k and 1M keys among 8, 16 and 32.
-func newKeyTree() *keyTree {
-	return btree.NewBTreeGOptions(lessItem, btree.Options{NoLocks: true})
-}
+func newKeyTree() *keyTree { return keytree.New(cmpRecord) }
 
 // keyIndex is the key index: one tree or more (parts), each of the keys in
 // one range, whose items hold the bytes after the prefix the part's keys
@@ -154,39 +150,16 @@ func (p *keyPart) bounds(key, end []byte) (k, e []byte, ok bool) {
 	return key, end, true
 }
 
-// probe builds a search item for key in a tree whose items skip l bytes
-// (key has at least l). The tree calls its less func through a pointer, so
-// a probe record on the stack would escape: probes come from a pool
-// instead. Call release when the search is done.
-func probe(key []byte, l int) keyItem {
-	r := probes.Get().(*keyRecord)
-	r.setKey(key)
-	return keyItem{prefix: keyPrefix(key, l), rec: r}
-}
-
-func (it keyItem) release() {
-	it.rec.setKey(nil)
-	probes.Put(it.rec)
-}
-
-var probes = sync.Pool{New: func() any { return newProbe() }}
-
 func (x *keyIndex) lookup(key []byte) *keyRecord { return x.lookupHint(key, nil) }
 
 // lookupHint is lookup that leaves in hint the path it took, so that an
 // insert of the same key right after (SetHint) skips the searches.
-func (x *keyIndex) lookupHint(key []byte, hint *btree.PathHint) *keyRecord {
+func (x *keyIndex) lookupHint(key []byte, hint *keytree.Hint) *keyRecord {
 	pt := &x.parts[x.find(key)]
 	if !bytes.HasPrefix(key, pt.common) {
 		return nil
 	}
-	p := probe(key, len(pt.common))
-	it, ok := pt.tree.GetHint(p, hint)
-	p.release()
-	if !ok {
-		return nil
-	}
-	return it.rec
+	return pt.tree.Get(keyPrefix(key, len(pt.common)), key, hint)
 }
 
 // ascend calls fn for each record with key in [key, end), in key order,
@@ -226,19 +199,17 @@ func (x *keyIndex) ascendItems(key, end []byte, fn func(*keyPart, keyItem) bool)
 // with its common prefix.
 func ascendTree(pt *keyPart, key, end []byte, fn func(*keyPart, keyItem) bool) {
 	l := len(pt.common)
-	p := probe(key, l)
-	defer p.release()
 	var endPrefix uint64
 	if end != nil {
 		endPrefix = keyPrefix(end, l)
 	}
-	pt.tree.Ascend(p, func(it keyItem) bool {
-		if end != nil && it.prefix >= endPrefix {
-			if it.prefix > endPrefix || bytes.Compare(it.rec.key(), end) >= 0 {
+	pt.tree.Ascend(keyPrefix(key, l), key, func(prefix uint64, rec *keyRecord) bool {
+		if end != nil && prefix >= endPrefix {
+			if prefix > endPrefix || bytes.Compare(rec.key(), end) >= 0 {
 				return false
 			}
 		}
-		return fn(pt, it)
+		return fn(pt, keyItem{prefix: prefix, rec: rec})
 	})
 }
 
@@ -288,12 +259,12 @@ func (st *state) ascend(key, end []byte, fn func(*keyRecord) bool) {
 // sharedPrefix returns the prefix that every key of x has: what its
 // smallest and largest keys share (nil if x is empty).
 func (x *keyIndex) sharedPrefix() []byte {
-	lo, ok1 := x.parts[0].tree.Min()
-	hi, ok2 := x.parts[len(x.parts)-1].tree.Max()
+	_, lo, ok1 := x.parts[0].tree.Min()
+	_, hi, ok2 := x.parts[len(x.parts)-1].tree.Max()
 	if !ok1 || !ok2 {
 		return nil
 	}
-	a, b := lo.rec.key(), hi.rec.key()
+	a, b := lo.key(), hi.key()
 	n := 0
 	for n < len(a) && n < len(b) && a[n] == b[n] {
 		n++
@@ -303,51 +274,6 @@ func (x *keyIndex) sharedPrefix() []byte {
 
 // isLast reports whether rec is the index's last key.
 func (x *keyIndex) isLast(rec *keyRecord) bool {
-	it, ok := x.parts[len(x.parts)-1].tree.Max()
-	return ok && it.rec == rec
-}
-
-// repackAppended gives every leaf of the last part that holds keys at or
-// after from a copy of its own, called right after the trees were copied
-// for readers, when the keys from on were put in key order: a B-tree
-// split leaves the left half of a full leaf in the full-size array, so
-// keys put in order leave every leaf half full, at 32 bytes per 16-byte
-// item, and a copy sizes its array to the items it holds (see
-// repackLocked in replay.go). An ascent from from that may write
-// (AscendMut) copies each such leaf and the nodes above it, which the
-// readers' copy shares: a third of the time of setting one item in 16
-// again (setAgain), measured by BenchmarkRepackAppended (72 µs against
-// 194 µs per 8192 keys). The old leaves go with the readers' copy of the
-// trees. The caller bounds the keys from on (maxFresh, see
-// Store.addFreshLocked): about 8192/31 leaf copies.
-func (x *keyIndex) repackAppended(from []byte) {
-	last := len(x.parts) - 1
-	p := &x.parts[last]
-	if x.find(from) != last || !bytes.HasPrefix(from, p.common) {
-		return
-	}
-	pr := probe(from, len(p.common))
-	p.tree.AscendMut(pr, func(keyItem) bool { return true })
-	pr.release()
-}
-
-// setAgain sets again in t every 16th of the items scan yields, with one
-// hint. In a copy of a tree (whose nodes are shared until written),
-// setting one item of a leaf copies the leaf into an array of its size and
-// the nodes above it; a leaf holds more than 16 items unless it is the
-// last or has lost some, so nearly every leaf scan passes gets copied.
-func setAgain(t *keyTree, scan func(yield func(keyItem) bool)) {
-	var every []keyItem
-	i := 0
-	scan(func(it keyItem) bool {
-		if i%16 == 0 {
-			every = append(every, it)
-		}
-		i++
-		return true
-	})
-	var hint btree.PathHint
-	for _, it := range every {
-		t.SetHint(it, &hint)
-	}
+	_, last, ok := x.parts[len(x.parts)-1].tree.Max()
+	return ok && last == rec
 }

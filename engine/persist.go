@@ -62,7 +62,7 @@ func Open(p persist.Persister, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("revkv/engine: recover: %w", err)
 	}
 	s.p = p
-	s.repackLocked()
+	s.changedKeysLocked() // the next publication copies the trees whole
 	s.publishLocked()
 	s.kickExpiryLocked()
 	s.logger().Debug("revkv: recovered", "rev", s.w.rev, "compactRev", s.w.compactRev, "index", s.w.cindex)
@@ -237,7 +237,7 @@ func (s *Store) Restore() error {
 	if err := s.p.Recover(target{s: fresh, owner: s, tail: tail}); err != nil {
 		return s.stop(fmt.Errorf("restore: %w", err))
 	}
-	fresh.repackLocked()
+	fresh.changedKeysLocked()
 	if fresh.w.rev != s.w.rev || fresh.w.compactRev != s.w.compactRev || fresh.w.cindex != s.w.cindex {
 		return s.stop(fmt.Errorf("restore: durable copy is at revision %d (compacted %d, index %d), the store at %d (compacted %d, index %d): %w",
 			fresh.w.rev, fresh.w.compactRev, fresh.w.cindex, s.w.rev, s.w.compactRev, s.w.cindex, kv.ErrCorrupt))

@@ -62,35 +62,9 @@ func (t *replayTail) forget() { t.rec = nil }
 // right edge without a comparison. mu is held.
 func (s *Store) lastLocked() *keyRecord {
 	x := &s.w.keys
-	last, ok := x.parts[len(x.parts)-1].tree.Max()
+	_, last, ok := x.parts[len(x.parts)-1].tree.Max()
 	if !ok {
 		return nil
 	}
-	return last.rec
-}
-
-// repackLocked gives every tree of the writer's index nodes of its own,
-// each holding its items in an array no longer than they need: after a
-// replay, which inserts mostly in key order. A B-tree split leaves the left
-// half of a full leaf in the full-size array, so keys inserted in order
-// leave every leaf half full, at 32 bytes per 16-byte item; a node's copy
-// sizes its array to the half it holds. Run once at the end of a recovery
-// or a snapshot load, on a store no reader sees yet: O(n) copies, about a
-// sixteenth of the items set again (each leaf holds at least 31). mu is
-// held (or the store is private).
-func (s *Store) repackLocked() {
-	for i := range s.w.keys.parts {
-		p := &s.w.keys.parts[i]
-		p.tree = repacked(p.tree)
-	}
-	s.changedKeysLocked()
-}
-
-// repacked returns a copy of t whose nodes are all copies (see
-// repackLocked): setting one item of every leaf again in a copy of t
-// copies that leaf and the nodes above it.
-func repacked(t *keyTree) *keyTree {
-	c := t.Copy()
-	setAgain(c, t.Scan)
-	return c
+	return last
 }

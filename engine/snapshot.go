@@ -196,7 +196,7 @@ func (s *Store) LoadSnapshot(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	loaded.repackLocked()
+	loaded.changedKeysLocked()
 	s.leaseMu.Lock() // the expiry timer and TimeToLive read s.w.lt under it
 	s.w = loaded.w
 	s.leaseMu.Unlock()

@@ -11,9 +11,9 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/revkv/revkv/internal/keytree"
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/persist"
-	"github.com/tidwall/btree"
 )
 
 // The seed API's error names. They are the values defined in package kv,
@@ -217,7 +217,7 @@ type writerState struct {
 	freshLimit int
 	// appended is the first fresh key if every fresh key since went after
 	// all the keys before it (keys put in key order), nil if not: see
-	// repackAppended.
+	// addFreshLocked.
 	appended []byte
 	// inOrder says that the keys of the last copy's fresh keys came in
 	// key order all along (appended was still set when the trees were
@@ -306,9 +306,6 @@ func (s *Store) publishLocked() {
 		s.w.pub = s.w.keys.copy()
 		s.w.fresh = freshKeys{}
 		s.w.freshLimit = freshLimit(s.w.keys.len())
-		if s.w.appended != nil {
-			s.w.keys.repackAppended(s.w.appended)
-		}
 		s.w.inOrder = s.w.appended != nil
 		s.w.appended = nil
 		s.w.full = false
@@ -431,7 +428,7 @@ func (x *keyIndex) dropEmpty() {
 // hint is the path of the lookup that found it missing; nil if the key is
 // above every key of the index (aboveAllLocked), which goes in by the
 // tree's append path. mu is held.
-func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
+func (s *Store) insertLocked(rec *keyRecord, hint *keytree.Hint) {
 	var t *keyTree
 	var l int
 	var same bool
@@ -442,16 +439,16 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 	} else {
 		t, l, same = s.placeLocked(rec.key())
 	}
-	it := keyItem{prefix: keyPrefix(rec.key(), l), rec: rec}
+	k := rec.key()
 	switch {
 	case hint == nil:
-		if _, replaced := t.Load(it); replaced {
+		if t.Load(keyPrefix(k, l), k, rec) != nil {
 			panic("revkv/engine: a key above every key of the index was there (writerState.last is wrong)")
 		}
 	case same:
-		t.SetHint(it, hint)
+		t.Set(keyPrefix(k, l), k, rec, hint)
 	default:
-		t.SetHint(it, nil) // the hint is of another tree
+		t.Set(keyPrefix(k, l), k, rec, nil) // the hint is of another tree
 	}
 	if s.w.lastOK && (s.w.last == nil || bytes.Compare(rec.key(), s.w.last.key()) > 0) {
 		s.w.last = rec
@@ -474,9 +471,8 @@ func (s *Store) insertLocked(rec *keyRecord, hint *btree.PathHint) {
 // addFreshLocked adds rec, just inserted, to the fresh keys, and keeps
 // appended. While keys come in key order, the trees are copied every
 // maxFresh of them: such keys clone only the trees' right edge after a
-// copy, so more of them would save nothing, and repackAppended then has a
-// bounded number of leaves to copy; once one does not, the copy waits
-// for freshLimit keys. mu is held.
+// copy, so more of them would save nothing; once one does not, the copy
+// waits for freshLimit keys. mu is held.
 //
 // above says that rec's key was above every key (aboveAllLocked), so it is
 // the last; a key a lookup found missing may be the last too, which is
@@ -507,7 +503,7 @@ func (s *Store) addFreshLocked(rec *keyRecord, above bool) {
 // as a snapshot's base entries come. mu is held (or the store is private).
 func (s *Store) loadLocked(rec *keyRecord) {
 	t, l, _ := s.placeLocked(rec.key())
-	t.Load(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec})
+	t.Load(keyPrefix(rec.key(), l), rec.key(), rec)
 	s.pointsAddLocked(rec)
 	s.changedKeysLocked()
 }
@@ -594,13 +590,13 @@ func (s *Store) shortenCommonLocked(p *keyPart, key []byte) {
 	var lost [8]byte
 	copy(lost[:], p.common[n:])
 	front := binary.BigEndian.Uint64(lost[:])
-	p.tree.Scan(func(it keyItem) bool {
+	p.tree.Scan(func(prefix uint64, rec *keyRecord) bool {
 		if shift < 8 {
-			it.prefix = front | it.prefix>>(8*shift)
+			prefix = front | prefix>>(8*shift)
 		} else {
-			it.prefix = front
+			prefix = front
 		}
-		nt.Load(it)
+		nt.Load(prefix, rec.key(), rec)
 		return true
 	})
 	s.logger().Debug("revkv: key index part rebuilt for a shorter common prefix", "keys", nt.Len(), "prefix", len(p.common), "now", n)
@@ -625,8 +621,8 @@ func (s *Store) changedKeysLocked() {
 func (s *Store) aboveAllLocked(key []byte) bool {
 	if !s.w.lastOK {
 		for i := len(s.w.keys.parts) - 1; i >= 0; i-- {
-			if it, ok := s.w.keys.parts[i].tree.Max(); ok {
-				s.w.last = it.rec
+			if _, last, ok := s.w.keys.parts[i].tree.Max(); ok {
+				s.w.last = last
 				break
 			}
 		}

@@ -82,7 +82,7 @@ func (s *Store) undoLocked(u *undoLog) {
 // removeLocked removes rec from the writer's index. mu is held.
 func (s *Store) removeLocked(rec *keyRecord) {
 	t, l := s.w.keys.side(rec.key())
-	t.Delete(keyItem{prefix: keyPrefix(rec.key(), l), rec: rec})
+	t.Delete(keyPrefix(rec.key(), l), rec.key())
 	s.pointsRemoveLocked(rec)
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"unsafe"
 
 	"github.com/revkv/revkv/kv"
 )
@@ -99,59 +98,4 @@ func TestPutAboveAll(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestRepackAppended checks that repackAppended gives every leaf of the
-// keys from its first key on an array of its own, no longer than its
-// items, and leaves the keys and the readers' copy as they were.
-func TestRepackAppended(t *testing.T) {
-	s := newStore(Options{})
-	const n, from = 5000, 3000
-	for i := range n {
-		mustPut(t, s, fmt.Sprintf("k%06d", i), "v")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	leaves := func(tr *keyTree, fn func(items []keyItem)) {
-		tr.Walk(func(items []keyItem) bool {
-			if len(items) > 1 {
-				fn(items)
-			}
-			return true
-		})
-	}
-	x := &s.w.keys
-	pub := x.copy()
-	shared := map[*keyItem]bool{}
-	for _, p := range pub.parts {
-		leaves(p.tree, func(items []keyItem) { shared[unsafe.SliceData(items)] = true })
-	}
-	before := x.len()
-	x.repackAppended(fmt.Appendf(nil, "k%06d", from))
-	if x.len() != before || pub.len() != before {
-		t.Fatalf("%d keys, %d in the copy; want %d", x.len(), pub.len(), before)
-	}
-	last := x.parts[len(x.parts)-1].tree
-	var seen, repacked int
-	leaves(last, func(items []keyItem) {
-		if string(items[0].rec.key()) < fmt.Sprintf("k%06d", from) {
-			return
-		}
-		seen++
-		if !shared[unsafe.SliceData(items)] && cap(items) == len(items) {
-			repacked++
-		}
-	})
-	// The last leaf keeps room to grow.
-	if seen < 2 || repacked < seen-1 {
-		t.Fatalf("%d of %d leaves of the appended keys repacked", repacked, seen)
-	}
-	var prev []byte
-	x.ascend(nil, nil, func(r *keyRecord) bool {
-		if prev != nil && string(prev) >= string(r.key()) {
-			t.Fatalf("%q after %q", r.key(), prev)
-		}
-		prev = r.key()
-		return true
-	})
 }
