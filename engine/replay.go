@@ -75,9 +75,8 @@ func (s *Store) lastLocked() *keyRecord {
 // half of a full leaf in the full-size array, so keys inserted in order
 // leave every leaf half full, at 32 bytes per 16-byte item; a node's copy
 // sizes its array to the half it holds. Run once at the end of a recovery
-// or a snapshot load, on a store no reader sees yet: O(n) copies, about a
-// sixteenth of the items set again (each leaf holds at least 31). mu is
-// held (or the store is private).
+// or a snapshot load, on a store no reader sees yet: O(n) copies, and no
+// search. mu is held (or the store is private).
 func (s *Store) repackLocked() {
 	for i := range s.w.keys.parts {
 		p := &s.w.keys.parts[i]
@@ -87,10 +86,10 @@ func (s *Store) repackLocked() {
 }
 
 // repacked returns a copy of t whose nodes are all copies (see
-// repackLocked): setting one item of every leaf again in a copy of t
-// copies that leaf and the nodes above it.
+// repackLocked): a walk that may write (WalkMut) over a copy of t copies
+// every node it passes, without a search.
 func repacked(t *keyTree) *keyTree {
 	c := t.Copy()
-	setAgain(c, t.Scan)
+	c.WalkMut(func([]keyItem) bool { return true })
 	return c
 }
