@@ -309,7 +309,7 @@ func (t target) Apply(b *persist.Batch) error {
 				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, kv.ErrCorrupt)
 			}
 			if !c.Delete {
-				cs = append(cs, s.replayPutLocked(t.tail, c.Key, c.Value, c.Lease, b.Rev, int64(i)))
+				cs = append(cs, s.replayPutLocked(t.tail, nil, c.Key, c.Value, c.Lease, b.Rev, int64(i)))
 				continue
 			}
 			d, _ := s.deleteLocked(c.Key, nil, b.Rev, int64(i), MaxBatchSize)

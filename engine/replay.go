@@ -12,8 +12,10 @@ import (
 // without the lookup's descent and the insert's search. Replay runs on a
 // store no reader sees yet, so the trees' full copy at the next
 // publication that loadLocked asks for costs nothing. t is the replay's
-// memory of the greatest key. mu is held (or the store is private).
-func (s *Store) replayPutLocked(t *replayTail, key, value []byte, lease, rev, sub int64) change {
+// memory of the greatest key. pre, if not nil, is the record of key's
+// first version (the one a new key gets here), made ahead (see
+// prepareRecord). mu is held (or the store is private).
+func (s *Store) replayPutLocked(t *replayTail, pre *keyRecord, key, value []byte, lease, rev, sub int64) change {
 	if !t.before(s, key) {
 		return s.putLocked(key, value, lease, rev, sub)
 	}
@@ -21,7 +23,10 @@ func (s *Store) replayPutLocked(t *replayTail, key, value []byte, lease, rev, su
 	if len(value) > 0 {
 		v.value = value // newRecord copies it
 	}
-	rec := newRecord(key, v)
+	rec := pre
+	if rec == nil {
+		rec = newRecord(key, v)
+	}
 	s.loadLocked(rec)
 	t.rec = rec
 	if !fits(v) { // never made by the engine's own writes
