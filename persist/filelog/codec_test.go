@@ -370,8 +370,9 @@ func FuzzManifest(f *testing.F) {
 // TestScanGroupsRapid: segments of groups of any size, big ones (more
 // batches than a run holds, whose rest goes on in the runs after) next to
 // small ones, are applied whole, in order and unchanged, by the read-ahead
-// and inline. Under -race it also checks that the reader never writes
-// bytes a run it handed over still points to.
+// and inline, each with the Prepared that the scan's prep made of it.
+// Under -race it also checks that the reader never writes bytes a run it
+// handed over still points to.
 func TestScanGroupsRapid(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		sizes := rapid.SliceOfN(rapid.OneOf(rapid.IntRange(1, 40), rapid.IntRange(runBatches-2, 3*runBatches+50)), 1, 6).Draw(t, "groups")
@@ -395,11 +396,15 @@ func TestScanGroupsRapid(t *testing.T) {
 			f.Write(data)
 			f.Close()
 			i := 0
-			res, err := scanFrames(fs, "d", 1, tailRule{last: true}, ahead, func(b *persist.Batch, off int64) error {
+			prep := func(b *persist.Batch) any { return b.Rev }
+			res, err := scanFramesPrep(fs, "d", 1, tailRule{last: true}, ahead, prep, func(b *persist.Batch, off int64) error {
 				if i >= len(want) {
 					return fmt.Errorf("batch %d of %d", i, len(want))
 				}
 				w := &want[i]
+				if b.Prepared != w.Rev {
+					return fmt.Errorf("batch %d prepared %v", i, b.Prepared)
+				}
 				if b.Rev != w.Rev || len(b.Changes) != 1 || !bytes.Equal(b.Changes[0].Key, w.Changes[0].Key) || !bytes.Equal(b.Changes[0].Value, w.Changes[0].Value) {
 					return fmt.Errorf("batch %d: %+v, want %+v", i, b, w)
 				}
