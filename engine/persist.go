@@ -287,6 +287,28 @@ func (t target) LoadSnapshot(r io.Reader) error {
 
 func (t target) Snapshot() (persist.Snapshot, error) { return t.s.Snapshot() }
 
+// Prepare implements persist.Preparer: it makes the records that b's puts
+// make if their keys are new (the first version: see replayPutLocked), on
+// the persister's read-ahead goroutine, so that the replay only inserts
+// them. A *keyRecord for a batch of one change, else a []*keyRecord (nil
+// for a delete); a record the replay does not take (the key was not new)
+// is garbage.
+func (t target) Prepare(b *persist.Batch) any {
+	switch {
+	case len(b.Changes) == 1:
+		if rec := prepareChange(&b.Changes[0], b.Rev, 0); rec != nil {
+			return rec
+		}
+	case len(b.Changes) > 1:
+		recs := make([]*keyRecord, len(b.Changes))
+		for i := range b.Changes {
+			recs[i] = prepareChange(&b.Changes[i], b.Rev, i)
+		}
+		return recs
+	}
+	return nil
+}
+
 func (t target) Apply(b *persist.Batch) error {
 	s := t.s
 	w := &s.w
@@ -309,7 +331,8 @@ func (t target) Apply(b *persist.Batch) error {
 				return fmt.Errorf("batch of revision %d: change %d: %w: %w", b.Rev, i, err, kv.ErrCorrupt)
 			}
 			if !c.Delete {
-				cs = append(cs, s.replayPutLocked(t.tail, c.Key, c.Value, c.Lease, b.Rev, int64(i)))
+				pre := preparedFor(b.Prepared, i, &c, b.Rev)
+				cs = append(cs, s.replayPutLocked(t.tail, pre, c.Key, c.Value, c.Lease, b.Rev, int64(i)))
 				continue
 			}
 			d, _ := s.deleteLocked(c.Key, nil, b.Rev, int64(i), MaxBatchSize)

@@ -339,3 +339,47 @@ func TestRecreatedKeySurvivesCompaction(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedFor: Apply takes a record Prepare made only for the change
+// it was made for (key, revision, sub-revision, lease, value length), from
+// a batch of one change or of several.
+func TestPreparedFor(t *testing.T) {
+	c := persist.Change{Key: []byte("key"), Value: []byte("value"), Lease: 3}
+	rec := prepareChange(&c, 5, 0)
+	if got := preparedFor(rec, 0, &c, 5); got != rec {
+		t.Fatalf("the record for the change: %p, want %p", got, rec)
+	}
+	if prepareChange(&persist.Change{Key: []byte("key"), Delete: true}, 5, 0) != nil {
+		t.Fatalf("a record for a delete")
+	}
+	other := func(f func(c *persist.Change)) *persist.Change {
+		o := c
+		f(&o)
+		return &o
+	}
+	for name, tc := range map[string]struct {
+		c        *persist.Change
+		sub      int
+		rev      int64
+		prepared any
+	}{
+		"other key":    {other(func(c *persist.Change) { c.Key = []byte("kez") }), 0, 5, rec},
+		"other lease":  {other(func(c *persist.Change) { c.Lease = 4 }), 0, 5, rec},
+		"other length": {other(func(c *persist.Change) { c.Value = []byte("valu") }), 0, 5, rec},
+		"other rev":    {&c, 0, 6, rec},
+		"other sub":    {&c, 1, 5, rec},
+		"none":         {&c, 0, 5, nil},
+		"past slice":   {&c, 1, 5, []*keyRecord{rec}},
+	} {
+		if got := preparedFor(tc.prepared, tc.sub, tc.c, tc.rev); got != nil {
+			t.Errorf("%s: took the record", name)
+		}
+	}
+	recs := []*keyRecord{nil, prepareChange(&c, 5, 1)}
+	if got := preparedFor(recs, 1, &c, 5); got != recs[1] {
+		t.Fatalf("the record of change 1 of a batch: %p, want %p", got, recs[1])
+	}
+	if got := preparedFor(recs, 0, &c, 5); got != nil {
+		t.Fatalf("a record for a change it was not made for")
+	}
+}

@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"unsafe"
+
+	"github.com/revkv/revkv/persist"
 )
 
 // replayPutLocked is putLocked for replay (a snapshot's events, the log's
@@ -12,8 +14,10 @@ import (
 // without the lookup's descent and the insert's search. Replay runs on a
 // store no reader sees yet, so the trees' full copy at the next
 // publication that loadLocked asks for costs nothing. t is the replay's
-// memory of the greatest key. mu is held (or the store is private).
-func (s *Store) replayPutLocked(t *replayTail, key, value []byte, lease, rev, sub int64) change {
+// memory of the greatest key. pre, if not nil, is the record of key's
+// first version (the one a new key gets here), made ahead (see
+// prepareRecord). mu is held (or the store is private).
+func (s *Store) replayPutLocked(t *replayTail, pre *keyRecord, key, value []byte, lease, rev, sub int64) change {
 	if !t.before(s, key) {
 		return s.putLocked(key, value, lease, rev, sub)
 	}
@@ -21,7 +25,10 @@ func (s *Store) replayPutLocked(t *replayTail, key, value []byte, lease, rev, su
 	if len(value) > 0 {
 		v.value = value // newRecord copies it
 	}
-	rec := newRecord(key, v)
+	rec := pre
+	if rec == nil {
+		rec = newRecord(key, v)
+	}
 	s.loadLocked(rec)
 	t.rec = rec
 	if !fits(v) { // never made by the engine's own writes
@@ -34,6 +41,44 @@ func (s *Store) replayPutLocked(t *replayTail, key, value []byte, lease, rev, su
 		v.value = data[len(key):len(data):len(data)]
 	}
 	return change{key: k, v: v, rec: rec}
+}
+
+// prepareChange returns the record that replayPutLocked makes for c, change
+// sub of revision rev, if its key is new; nil for a delete, or for a
+// version a record does not hold inline (see fits).
+func prepareChange(c *persist.Change, rev int64, sub int) *keyRecord {
+	v := version{main: rev, sub: int64(sub), create: rev, ver: 1, lease: c.Lease}
+	if c.Delete || !fits(v) {
+		return nil
+	}
+	if len(c.Value) > 0 {
+		v.value = c.Value // newRecord copies it
+	}
+	return newRecord(c.Key, v)
+}
+
+// preparedFor returns the record Prepare made (p, a batch's Prepared) for
+// c, change sub of revision rev, if it made one and it is the one
+// prepareChange makes for c: key, revision, lease and value length
+// checked (the persister sets Prepared; the bytes of the value came from
+// the same batch).
+func preparedFor(p any, sub int, c *persist.Change, rev int64) *keyRecord {
+	var rec *keyRecord
+	switch p := p.(type) {
+	case *keyRecord:
+		if sub == 0 {
+			rec = p
+		}
+	case []*keyRecord:
+		if sub < len(p) {
+			rec = p[sub]
+		}
+	}
+	if rec == nil || rec.vers.Load() != nil || rec.main != rev || rec.create != rev || rec.ver != 1 || int64(rec.sub) != int64(sub) ||
+		rec.lease != c.Lease || int(rec.vn) != len(c.Value) || !bytes.Equal(rec.key(), c.Key) {
+		return nil
+	}
+	return rec
 }
 
 // replayTail is what a replay knows of the greatest key of the writer's

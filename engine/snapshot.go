@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/revkv/revkv/kv"
 	"github.com/revkv/revkv/snapshot"
@@ -216,8 +217,10 @@ func load(r io.Reader, opts Options) (*Store, error) {
 	// The store copies every key it keeps, and every value: into a new
 	// key's record, or a clone for an update. So the reader may decode
 	// ahead in a goroutine of its own (which Close ends before load
-	// returns) while the store takes in the entries before.
-	sr.ReadAhead()
+	// returns) while the store takes in the entries before; and that
+	// goroutine makes the records of the entries that may be new keys
+	// (prepareRecord), which the store takes if they are.
+	sr.ReadAheadPrepared(prepareRecord)
 	defer sr.Close()
 	h := sr.Header()
 	s := newStore(opts)
@@ -295,8 +298,11 @@ func (l *loader) base(e *snapshot.Entry) error {
 		return l.corrupt("base entry of %q with create %d, version %d", e.Key, e.Create, e.Version)
 	}
 	l.lastKey = append(l.lastKey[:0], e.Key...)
-	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
-	rec := newRecord(e.Key, v) // copies the key and the value
+	rec := l.prepared()
+	if rec == nil {
+		v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
+		rec = newRecord(e.Key, v) // copies the key and the value
+	}
 	l.s.loadLocked(rec)
 	l.tail.rec = rec // base keys come in key order
 	return nil
@@ -334,7 +340,7 @@ func (l *loader) event(e *snapshot.Entry) error {
 		if err := checkPut(e.Key, e.Value); err != nil {
 			return l.corrupt("%v", err)
 		}
-		c = l.s.replayPutLocked(&l.tail, e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
+		c = l.s.replayPutLocked(&l.tail, l.prepared(), e.Key, e.Value, e.Lease, e.Main, e.Sub) // copies the value
 	}
 	if c.v.create != e.Create || c.v.ver != e.Version {
 		return l.corrupt("event %d.%d on %q: create %d version %d, history says %d, %d",
@@ -342,6 +348,37 @@ func (l *loader) event(e *snapshot.Entry) error {
 	}
 	l.group = append(l.group, c)
 	return nil
+}
+
+// prepared returns the record prepareRecord made of the entry Next
+// returned last, if it did.
+func (l *loader) prepared() *keyRecord {
+	rec, _ := l.sr.Prepared().(*keyRecord)
+	return rec
+}
+
+// prepareRecord is the snapshot.Prepare of a load: it makes, in the
+// reader's goroutine, the record that the entry e makes if its key is new
+// (newRecord, with the version a base entry keeps, or the first version
+// of a key an event puts). For other entries (deletes, events that do not
+// start a key) it makes nothing; a record the load does not use (the key
+// was not new) is garbage.
+func prepareRecord(e *snapshot.Entry, event bool) (any, []byte, []byte) {
+	if e.Delete || event && (e.Create != e.Main || e.Version != 1) {
+		return nil, nil, nil
+	}
+	v := version{main: e.Main, sub: e.Sub, create: e.Create, ver: e.Version, lease: e.Lease, value: e.Value}
+	if !fits(v) {
+		return nil, nil, nil
+	}
+	rec := newRecord(e.Key, v)
+	key := rec.key()
+	var value []byte
+	if len(e.Value) > 0 {
+		data := unsafe.Slice(rec.bytes(), len(key)+len(e.Value))
+		value = data[len(key):len(data):len(data)]
+	}
+	return rec, key, value
 }
 
 // flush adds the finished group of events to the history.

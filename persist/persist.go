@@ -108,6 +108,23 @@ type Batch struct {
 	// a lease with no keys) it leaves the revision at Rev. See
 	// LeaseChange.
 	Leases []LeaseChange
+	// Prepared is what the target's Prepare made of the batch ahead of
+	// Apply (see Preparer); nil if nothing. Persisters set it only in
+	// the batches they replay into a Preparer, and write it nowhere.
+	Prepared any
+}
+
+// Preparer is a Target that can do part of Apply's work on a batch ahead
+// of it, and off the goroutine that applies: a persister that decodes its
+// log ahead of the replay (on another core) may call Prepare on each batch
+// it will hand to Apply, there, and set the batch's Prepared to what it
+// returns. Prepare must be safe to call concurrently with Apply and must
+// not change the target's state: what it makes only saves Apply work, and
+// Apply checks that it fits the batch (a persister may prepare batches it
+// never applies, or skip Prepare). b is valid only during the call.
+type Preparer interface {
+	Target
+	Prepare(b *Batch) any
 }
 
 // Covered reports whether a state with revision rev, compacted revision

@@ -18,14 +18,30 @@ var ErrClosed = errors.New("revkv/snapshot: reader closed")
 // the goroutine and waits for it, and until then the goroutine may read
 // from the stream. Call ReadAhead before the first Next (after it, or
 // again, it does nothing).
-func (sr *Reader) ReadAhead() {
+func (sr *Reader) ReadAhead() { sr.ReadAheadPrepared(nil) }
+
+// Prepare makes, from an entry the read-ahead goroutine has decoded, what
+// its reader's caller will need for it (see ReadAheadPrepared), or nil.
+// If p is not nil, key and value hold the entry's Key and Value (value nil
+// if the Value is empty), in memory of p's that no one writes: the
+// entry's Key and Value are then those, not copies.
+type Prepare func(e *Entry, event bool) (p any, key, value []byte)
+
+// ReadAheadPrepared is ReadAhead, with prep (if not nil) called on every
+// entry in the read-ahead goroutine, as it is decoded: so that work a
+// caller does per entry (such as making the record a store keeps it in)
+// runs on another core, ahead of Next. After Next returns an entry,
+// Prepared returns what prep made of it. prep must be safe to call on
+// another goroutine than the caller's, and may see entries that Next
+// never returns (past damage, or after Close).
+func (sr *Reader) ReadAheadPrepared(prep Prepare) {
 	if sr.ahead != nil || sr.err != nil || sr.body != nil || sr.end { // not before the first Next
 		return
 	}
 	src := &Reader{r: sr.r, h: sr.h, version: sr.version, off: sr.off, sum: sr.sum}
 	src.ReuseKeys()
 	src.ReuseValues()
-	a := &ahead{src: src, out: make(chan *entryChunk, aheadChunks-1), free: make(chan *entryChunk, aheadChunks),
+	a := &ahead{src: src, prep: prep, out: make(chan *entryChunk, aheadChunks-1), free: make(chan *entryChunk, aheadChunks),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	for range aheadChunks {
 		// Room for a full chunk from the start: grown one append at a
@@ -67,6 +83,7 @@ const (
 // chunks going back and forth.
 type ahead struct {
 	src        *Reader
+	prep       Prepare // nil: none
 	out, free  chan *entryChunk
 	quit, done chan struct{}
 	closed     bool
@@ -84,9 +101,11 @@ type entryChunk struct {
 	err     error
 }
 
-// aheadEntry is an entry whose Key and Value are in its chunk's data.
+// aheadEntry is an entry whose Key and Value are in its chunk's data, or,
+// if it was prepared (p not nil), in e.
 type aheadEntry struct {
-	e          Entry // Key and Value unset
+	e          Entry // Key and Value unset unless prepared
+	p          any   // what Prepare made of it
 	key, value span
 	event      bool
 	off        int64 // the reader's Offset after reading it
@@ -103,6 +122,14 @@ func (c *entryChunk) add(e *Entry, event bool, off int64) {
 	c.data = append(c.data, e.Key...)
 	ae.value = span{len(c.data), len(e.Value)}
 	c.data = append(c.data, e.Value...)
+	c.entries = append(c.entries, ae)
+}
+
+// addPrepared adds e, which Prepare made p of, with the key and value p
+// holds.
+func (c *entryChunk) addPrepared(e *Entry, event bool, off int64, p any, key, value []byte) {
+	ae := aheadEntry{e: *e, p: p, event: event, off: off}
+	ae.e.Key, ae.e.Value = key, value
 	c.entries = append(c.entries, ae)
 }
 
@@ -140,6 +167,7 @@ func (a *ahead) run() {
 // fill empties c and reads entries into it until it is full or the
 // stream ends.
 func (a *ahead) fill(c *entryChunk) {
+	clear(c.entries) // what Prepare made of the last ones
 	c.entries, c.err = c.entries[:0], nil
 	if cap(c.data) > 4*chunkBytes { // after a huge value
 		c.data = nil
@@ -150,6 +178,12 @@ func (a *ahead) fill(c *entryChunk) {
 		if err != nil {
 			c.err = err
 			return
+		}
+		if a.prep != nil {
+			if p, k, v := a.prep(e, event); p != nil {
+				c.addPrepared(e, event, a.src.Offset(), p, k, v)
+				continue
+			}
 		}
 		c.add(e, event, a.src.Offset())
 	}
@@ -174,7 +208,9 @@ func (a *ahead) next(sr *Reader) (*Entry, bool, error) {
 	ae := &a.cur.entries[a.i]
 	a.i++
 	sr.off = ae.off
-	sr.e = ae.e
-	sr.e.Key, sr.e.Value = a.cur.bytes(ae.key), a.cur.bytes(ae.value)
+	sr.e, sr.prepared = ae.e, ae.p
+	if ae.p == nil {
+		sr.e.Key, sr.e.Value = a.cur.bytes(ae.key), a.cur.bytes(ae.value)
+	}
 	return &sr.e, ae.event, nil
 }

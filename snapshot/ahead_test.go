@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -16,7 +17,31 @@ import (
 // readTrace reads data to its end and describes everything a caller can
 // see: each entry and the offset after it, the final error and offset,
 // the counts and the leases.
-func readTrace(data []byte, ahead bool) string {
+func readTrace(data []byte, ahead bool) string { return readTracePrep(data, ahead, false) }
+
+// prepTest is what the Prepare of readTracePrep makes of an entry.
+type prepTest struct {
+	main       int64
+	key, value []byte
+}
+
+// prepareOdd is a Prepare that makes copies of the entries at odd
+// revisions.
+func prepareOdd(e *Entry, event bool) (any, []byte, []byte) {
+	if e.Main%2 == 0 {
+		return nil, nil, nil
+	}
+	p := &prepTest{main: e.Main, key: bytes.Clone(e.Key)}
+	if len(e.Value) > 0 {
+		p.value = bytes.Clone(e.Value)
+	}
+	return p, p.key, p.value
+}
+
+// readTracePrep is readTrace, with ReadAheadPrepared(prepareOdd) if prep
+// (and ahead): a line says so where Prepared is not what prepareOdd made
+// of the entry, or the entry's Key and Value are not the prepared ones.
+func readTracePrep(data []byte, ahead, prep bool) string {
 	var b strings.Builder
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
@@ -25,7 +50,11 @@ func readTrace(data []byte, ahead bool) string {
 	r.ReuseKeys()
 	r.ReuseValues()
 	if ahead {
-		r.ReadAhead()
+		if prep {
+			r.ReadAheadPrepared(prepareOdd)
+		} else {
+			r.ReadAhead()
+		}
 		defer r.Close()
 	}
 	for {
@@ -33,6 +62,10 @@ func readTrace(data []byte, ahead bool) string {
 		if err != nil {
 			fmt.Fprintf(&b, "end %v at %d: counts %+v, leases %v, last %d\n", err, r.Offset(), r.Counts(), r.Leases(), r.LastLeaseID())
 			return b.String()
+		}
+		if p, ok := r.Prepared().(*prepTest); prep && (ok != (e.Main%2 == 1) || ok && (p.main != e.Main ||
+			unsafe.SliceData(e.Key) != unsafe.SliceData(p.key) || unsafe.SliceData(e.Value) != unsafe.SliceData(p.value))) {
+			fmt.Fprintf(&b, "prepared %+v for entry %+v\n", r.Prepared(), e)
 		}
 		c := *e
 		c.Key, c.Value = nil, nil // in the line as their hash
@@ -42,7 +75,9 @@ func readTrace(data []byte, ahead bool) string {
 
 // TestReadAhead: with ReadAhead a reader returns what it returns without,
 // entry by entry with the same offsets, and ends the same way, for whole
-// streams, streams cut anywhere and streams with a byte flipped.
+// streams, streams cut anywhere and streams with a byte flipped; and so it
+// does with ReadAheadPrepared, whose Prepared is what its Prepare made of
+// each entry, whose Key and Value then are.
 func TestReadAhead(t *testing.T) {
 	var streams [][]byte
 	for _, tc := range []struct{ n, m, v int }{{0, 0, 0}, {3, 2, 10}, {3000, 2000, 100}, {3, 2, 3 * BlockSize / 2}} {
@@ -68,6 +103,9 @@ func TestReadAhead(t *testing.T) {
 			want, got := readTrace(v, false), readTrace(v, true)
 			if got != want {
 				t.Fatalf("stream %d variant %d: with ReadAhead\n%.2000s\nwithout\n%.2000s", i, j, got, want)
+			}
+			if got := readTracePrep(v, true, true); got != want {
+				t.Fatalf("stream %d variant %d: with ReadAheadPrepared\n%.2000s\nwithout\n%.2000s", i, j, got, want)
 			}
 		}
 	}

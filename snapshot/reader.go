@@ -51,6 +51,9 @@ type Reader struct {
 	byteWise bool
 	// ahead is set by ReadAhead: entries then come from its goroutine.
 	ahead *ahead
+	// prepared is what ahead's Prepare made of the entry Next returned
+	// last.
+	prepared any
 	// zd is the reader's own decoder, made at its first compressed block,
 	// garbage with the reader (see zcodec.Decoder).
 	zd *zcodec.Decoder
@@ -166,6 +169,7 @@ func (sr *Reader) Next() (e *Entry, event bool, err error) {
 	if sr.err != nil {
 		return nil, false, sr.err
 	}
+	sr.prepared = nil
 	if sr.ahead != nil {
 		e, event, err = sr.ahead.next(sr)
 	} else {
@@ -176,6 +180,10 @@ func (sr *Reader) Next() (e *Entry, event bool, err error) {
 	}
 	return e, event, err
 }
+
+// Prepared returns what the Prepare of ReadAheadPrepared made of the entry
+// the last call to Next returned: nil if none, or without ReadAheadPrepared.
+func (sr *Reader) Prepared() any { return sr.prepared }
 
 // ReuseKeys makes the Key of every Entry that Next returns from now on
 // valid only until the next call to Next, which reads the next key into

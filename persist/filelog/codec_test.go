@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"pgregory.net/rapid"
 	"testing"
 
 	"github.com/revkv/revkv/internal/zcodec"
@@ -362,6 +363,57 @@ func FuzzManifest(f *testing.F) {
 		}
 		if got := m.append(nil); !bytes.Equal(got, b) {
 			t.Fatalf("parsed %+v, which encodes to other bytes", m)
+		}
+	})
+}
+
+// TestScanGroupsRapid: segments of groups of any size, big ones (more
+// batches than a run holds, whose rest goes on in the runs after) next to
+// small ones, are applied whole, in order and unchanged, by the read-ahead
+// and inline, each with the Prepared that the scan's prep made of it.
+// Under -race it also checks that the reader never writes bytes a run it
+// handed over still points to.
+func TestScanGroupsRapid(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		sizes := rapid.SliceOfN(rapid.OneOf(rapid.IntRange(1, 40), rapid.IntRange(runBatches-2, 3*runBatches+50)), 1, 6).Draw(t, "groups")
+		enc := zcodec.NewEncoder(zcodec.Fast)
+		data := appendSegHeader(nil, 1, 0)
+		var want []persist.Batch
+		for _, n := range sizes {
+			var g []persist.Batch
+			for range n {
+				i := len(want) + len(g)
+				v := bytes.Repeat(fmt.Appendf(nil, "%d.", i), 1+i%7)
+				g = append(g, persist.Batch{Rev: int64(i) + 2, Changes: []persist.Change{{Key: fmt.Appendf(nil, "k%06d", i), Value: v}}})
+			}
+			data = appendFrames(enc, data, encodeAll(g))
+			want = append(want, g...)
+		}
+		for _, ahead := range []bool{true, false} {
+			fs := memfs.New(memfs.Options{})
+			fs.MkdirAll("d")
+			f, _ := fs.Create("d/" + segFile(1))
+			f.Write(data)
+			f.Close()
+			i := 0
+			prep := func(b *persist.Batch) any { return b.Rev }
+			res, err := scanFramesPrep(fs, "d", 1, tailRule{last: true}, ahead, prep, func(b *persist.Batch, off int64) error {
+				if i >= len(want) {
+					return fmt.Errorf("batch %d of %d", i, len(want))
+				}
+				w := &want[i]
+				if b.Prepared != w.Rev {
+					return fmt.Errorf("batch %d prepared %v", i, b.Prepared)
+				}
+				if b.Rev != w.Rev || len(b.Changes) != 1 || !bytes.Equal(b.Changes[0].Key, w.Changes[0].Key) || !bytes.Equal(b.Changes[0].Value, w.Changes[0].Value) {
+					return fmt.Errorf("batch %d: %+v, want %+v", i, b, w)
+				}
+				i++
+				return nil
+			})
+			if err != nil || i != len(want) || res.batches != len(want) || res.end != int64(len(data)) || res.torn {
+				t.Fatalf("ahead %v: %d of %d batches, %+v, %v", ahead, i, len(want), res, err)
+			}
 		}
 	})
 }

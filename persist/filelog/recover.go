@@ -314,6 +314,10 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 		st.rev = snap.rev
 	}
 	var firstRev int64 // of the log's first batch
+	var prep func(*persist.Batch) any
+	if p, ok := t.(persist.Preparer); ok {
+		prep = p.Prepare // in the read-ahead goroutine: see persist.Preparer
+	}
 	for i, s := range d.segs {
 		last := i == len(d.segs)-1
 		if !last && snap != nil && (coveredSegment(l.fs, l.dir, d.segs[i+1].num, *snap) || sealedCovered(l.fs, l.dir, s.num, *snap)) {
@@ -325,7 +329,7 @@ func (l *Log) load(t persist.Target, d *dirState, first bool) (*recovered, error
 			continue
 		}
 		rule := tailRule{last: last && first, durable: d.durable}
-		res, err := scanSegment(l.fs, l.dir, s.num, rule, func(b *persist.Batch, off int64) error {
+		res, err := scanPrepared(l.fs, l.dir, s.num, rule, prep, func(b *persist.Batch, off int64) error {
 			return t.Apply(b)
 		})
 		if err != nil {

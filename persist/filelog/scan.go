@@ -98,12 +98,24 @@ func (r tailRule) torn(cut int64, flt fault, zerosFrom func(int64) bool) bool {
 // sum. The goroutine never gets more than a run of groups (runBytes)
 // ahead, and ends before scanSegment returns.
 func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
-	return scanFrames(fsys, dir, num, rule, true, fn)
+	return scanPrepared(fsys, dir, num, rule, nil, fn)
+}
+
+// scanPrepared is scanSegment that sets each batch's Prepared to what prep
+// (if not nil) makes of it, in the read-ahead goroutine, before fn gets it
+// (see persist.Preparer).
+func scanPrepared(fsys persist.FS, dir string, num uint64, rule tailRule, prep func(*persist.Batch) any, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
+	return scanFramesPrep(fsys, dir, num, rule, true, prep, fn)
 }
 
 // scanFrames is scanSegment, with the frames read ahead in a goroutine or
 // (for a caller that stops at the first batch) only as fn asks for them.
 func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bool, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
+	return scanFramesPrep(fsys, dir, num, rule, ahead, nil, fn)
+}
+
+// scanFramesPrep is scanFrames with the prep of scanPrepared.
+func scanFramesPrep(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bool, prep func(*persist.Batch) any, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
 	name := path.Join(dir, segFile(num))
 	f, err := fsys.Open(name)
 	if err != nil {
@@ -115,6 +127,7 @@ func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bo
 		return res, err
 	}
 	res.size = fr.size
+	fr.prep = prep
 	judge := func(flt fault) error {
 		if rule.torn(res.end, flt, fr.zerosFrom) {
 			res.torn = true
@@ -257,6 +270,8 @@ type frameReader struct {
 	fh     []byte
 	stored []byte
 	dec    batchDecoder // reused: a run keeps copies of its batches
+	// prep, if not nil, makes each decoded batch's Prepared.
+	prep func(*persist.Batch) any
 	// zd is the scan's own decoder, made at its first compressed frame,
 	// garbage with the scan (see zcodec.Decoder).
 	zd *zcodec.Decoder
@@ -469,7 +484,14 @@ func (fr *frameReader) readRun(run *groupRun, limit int) {
 // (in fr.rest) for the next run.
 func (fr *frameReader) decodeLast(run *groupRun, from int) {
 	g := &run.groups[len(run.groups)-1]
+	before := len(run.batches)
 	rest := run.decodeInto(&fr.dec, g, run.raw[from:g.rawEnd])
+	if fr.prep != nil {
+		for i := before; i < len(run.batches); i++ {
+			b := run.batch(i)
+			b.Prepared = fr.prep(b)
+		}
+	}
 	fr.rest = nil
 	if rest != nil {
 		fr.restBuf = append(fr.restBuf[:0], rest...)
