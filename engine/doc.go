@@ -98,8 +98,9 @@
 //     since revision R" (what watchers, persisters, hashing and snapshots
 //     read) finds R's chunk by arithmetic: O(1 + results). A revision
 //     that made a new key is the key's record there (8 bytes: the record
-//     keeps its first version for good); other single changes are packed
-//     (48 bytes).
+//     keeps its first version for good); a Put that updated a key is
+//     where its version is in the writer's slabs (8 bytes, no pointer);
+//     other single changes are packed (48 bytes).
 //
 // Readers see a published state: a copy of the key index, the keys created
 // since that copy was made (at most 64, in a sorted slice), the history's
