@@ -14,16 +14,17 @@ import (
 // New keys between copies of the index's trees.
 //
 // Publishing a copy of the writer's trees is O(1), but after each copy the
-// writer clones every tree node it changes again (tidwall/btree's
-// copy-on-write): a node of degree 32 is 1-1.5 KB, and a new random key
-// changes a leaf and, at a million keys, one or two inner nodes. Clones
-// were most of what a new key cost, and most of the garbage collector's
-// work. So new keys go into the writer's trees at once (its lookups need
-// them) but readers get a copy of the trees only every freshLimit new keys
-// (at least maxFresh, more as the trees grow); until then, they find the
-// new keys in a freshKeys, and the writer clones each node at most once
-// per copy. (Measured at 1M random keys: 4096, 8192 and 16384 keys per
-// copy cost 1823, 1657 and 1488 bytes per new key; 131072, 915.)
+// writer clones every tree node it changes again (copy-on-write, see
+// internal/keytree): a leaf is 512 bytes and an inner node 768, and a new
+// random key changes a leaf and, at a million keys, two or three inner
+// nodes. Clones were most of what a new key cost, and most of the garbage
+// collector's work. So new keys go into the writer's trees at once (its
+// lookups need them) but readers get a copy of the trees only every
+// freshLimit new keys (at least maxFresh, more as the trees grow); until
+// then, they find the new keys in a freshKeys, and the writer clones each
+// node at most once per copy. (The limits were chosen with the trees of
+// an earlier B-tree library, whose nodes were twice as big: fewer copies
+// meant fewer bytes per new key at every size tried.)
 //
 // A freshKeys is sorted runs, like a log-structured merge tree's levels,
 // an unsorted tail, and a hash index:

@@ -9,9 +9,9 @@ import (
 
 // Point reads by hash.
 //
-// A point read through the key index descends a B-tree: at a million keys
-// four levels of 1 KB nodes and a binary search in each, about a dozen
-// cache misses, most of a read's time (1.6 µs of 1.8). The point table
+// A point read through the key index descends a B+tree: at a million keys
+// four or five levels, a few cache misses in each, most of a read's time.
+// The point table
 // finds a key's record by a hash of the key instead: one cache line of the
 // table, rarely two, and the record.
 //
