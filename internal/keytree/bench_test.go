@@ -129,6 +129,29 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
+// growing times op(i) for i = 0, 1, ... n-1 on one thread, then again
+// from 0 after reset (untimed): ops on a tree that grows to n keys, then
+// starts over. It reports the thread's CPU time per op.
+func growing(b *testing.B, n int, reset func(), op func(i int)) {
+	reset()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ReportAllocs()
+	cpu0 := cputime.Thread()
+	i := 0
+	for b.Loop() {
+		if i == n {
+			b.StopTimer()
+			reset()
+			i = 0
+			b.StartTimer()
+		}
+		op(i)
+		i++
+	}
+	cpuMetric(b, cpu0)
+}
+
 // BenchmarkSetRandom inserts 16-byte random keys in random order into a
 // tree that grows to 1M keys (then a new one starts, untimed). copy=16
 // copies the tree every 16 inserts, as the engine publishes: each insert
@@ -138,48 +161,24 @@ func BenchmarkSetRandom(b *testing.B) {
 	ks := benchKeys(n, false)
 	for _, every := range []int{0, 16} {
 		b.Run(fmt.Sprintf("copy=%d/tree=keytree", every), func(b *testing.B) {
-			t := New(cmpRec)
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			cpu0 := cputime.Thread()
-			i := 0
-			for b.Loop() {
-				if i == n {
-					b.StopTimer()
-					t, i = New(cmpRec), 0
-					b.StartTimer()
-				}
+			var t *Tree[rec]
+			growing(b, n, func() { t = New(cmpRec) }, func(i int) {
 				if every > 0 && i%every == 0 {
 					t.Copy()
 				}
 				k := ks[i]
 				t.Set(pre8(k), k, &rec{key: k}, nil)
-				i++
-			}
-			cpuMetric(b, cpu0)
+			})
 		})
 		b.Run(fmt.Sprintf("copy=%d/tree=tidwall", every), func(b *testing.B) {
-			t := newTidwall()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			cpu0 := cputime.Thread()
-			i := 0
-			for b.Loop() {
-				if i == n {
-					b.StopTimer()
-					t, i = newTidwall(), 0
-					b.StartTimer()
-				}
+			var t *btree.BTreeG[item]
+			growing(b, n, func() { t = newTidwall() }, func(i int) {
 				if every > 0 && i%every == 0 {
 					t.Copy()
 				}
 				k := ks[i]
 				t.Set(item{pre8(k), &rec{key: k}})
-				i++
-			}
-			cpuMetric(b, cpu0)
+			})
 		})
 	}
 }
@@ -190,41 +189,17 @@ func BenchmarkAppend(b *testing.B) {
 	const n = 1_000_000
 	ks := benchKeys(n, true)
 	b.Run("tree=keytree", func(b *testing.B) {
-		t := New(cmpRec)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		b.ReportAllocs()
-		cpu0 := cputime.Thread()
-		i := 0
-		for b.Loop() {
-			if i == n {
-				b.StopTimer()
-				t, i = New(cmpRec), 0
-				b.StartTimer()
-			}
+		var t *Tree[rec]
+		growing(b, n, func() { t = New(cmpRec) }, func(i int) {
 			k := ks[i]
 			t.Load(pre8(k[8:]), k, &rec{key: k})
-			i++
-		}
-		cpuMetric(b, cpu0)
+		})
 	})
 	b.Run("tree=tidwall", func(b *testing.B) {
-		t := newTidwall()
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		b.ReportAllocs()
-		cpu0 := cputime.Thread()
-		i := 0
-		for b.Loop() {
-			if i == n {
-				b.StopTimer()
-				t, i = newTidwall(), 0
-				b.StartTimer()
-			}
+		var t *btree.BTreeG[item]
+		growing(b, n, func() { t = newTidwall() }, func(i int) {
 			k := ks[i]
 			t.Load(item{pre8(k[8:]), &rec{key: k}})
-			i++
-		}
-		cpuMetric(b, cpu0)
+		})
 	})
 }
