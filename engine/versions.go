@@ -74,13 +74,6 @@ type extRecord struct {
 	ext *byte
 }
 
-// newProbe returns a record without bytes, for setKey.
-func newProbe() *keyRecord {
-	r := &new(extRecord).keyRecord
-	r.kn = extBit
-	return r
-}
-
 // bytes returns the address of the record's key, which its first value
 // follows.
 func (r *keyRecord) bytes() *byte {
@@ -92,11 +85,6 @@ func (r *keyRecord) bytes() *byte {
 
 // key returns the record's key. It never changes.
 func (r *keyRecord) key() []byte { return unsafe.Slice(r.bytes(), r.kn&^extBit) }
-
-// setKey makes k the key of a probe (from newProbe), without copying it.
-func (r *keyRecord) setKey(k []byte) {
-	(*extRecord)(unsafe.Pointer(r)).ext, r.kn = unsafe.SliceData(k), uint32(len(k))|extBit
-}
 
 // fits reports whether the record's fields hold v's revision numbers.
 func fits(v version) bool {

@@ -1,0 +1,16 @@
+package engine
+
+import "unsafe"
+
+// newProbe returns a record without bytes, for setKey: the tests make
+// records of a key alone with it.
+func newProbe() *keyRecord {
+	r := &new(extRecord).keyRecord
+	r.kn = extBit
+	return r
+}
+
+// setKey makes k the key of a probe (from newProbe), without copying it.
+func (r *keyRecord) setKey(k []byte) {
+	(*extRecord)(unsafe.Pointer(r)).ext, r.kn = unsafe.SliceData(k), uint32(len(k))|extBit
+}
