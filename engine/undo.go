@@ -96,11 +96,11 @@ func restoredList(l *versionList, n int64) *versionList {
 	}
 	nl := &versionList{
 		blocks: l.blocks[:len(l.blocks):len(l.blocks)],
-		tail:   make([]*version, len(l.tail)),
+		tail:   make([]vslot, len(l.tail)),
 	}
 	t := l.used(n)
 	copy(nl.tail, t)
-	nl.setNewest(t[len(t)-1])
+	nl.setNewest(t[len(t)-1].v)
 	nl.n.Store(n)
 	return nl
 }

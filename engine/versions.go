@@ -109,7 +109,11 @@ func (r *keyRecord) firstVersion() version {
 // into a block and a new tail), sharing the old list's blocks.
 //
 // A slot points to its version, which is written once before the slot is
-// and never again. The writer keeps the versions of its updates in slabs
+// and never again, and holds a copy of the version's revision: a search by
+// revision reads the list's own contiguous slots, and loads a version only
+// once it has found it. (Without the copies, each step of a search loaded a
+// version from its slab, a cache miss of its own: the versions of one key
+// are as far apart in the slabs as there were writes between them.) The writer keeps the versions of its updates in slabs
 // filled in revision order (see Store.versionLocked), not in the list: an
 // update then writes its version into the cache line the one before it
 // used, and its key's list only a pointer, into the line of the pointer
@@ -126,7 +130,7 @@ type versionList struct {
 	blocks []*versionBlock // full; never written again
 	// tail has len == cap; tail[:n-len(blocks)*blockSize] is in use, never
 	// empty.
-	tail []*version
+	tail []vslot
 	// create and ver are the newest version's, kept by the writer for the
 	// next one it appends (see keyRecord.newest), so that it need not
 	// load that version. Readers never look at them.
@@ -140,7 +144,16 @@ const blockSize = 128
 // not written a hundred times.
 const minTail = 2
 
-type versionBlock [blockSize]*version
+type versionBlock [blockSize]vslot
+
+// vslot is a slot of a version list: a version and its main revision.
+type vslot struct {
+	main int64
+	v    *version
+}
+
+// slotOf returns the slot of v.
+func slotOf(v *version) vslot { return vslot{main: v.main, v: v} }
 
 // firstList is a key's first list, made when its second version comes:
 // the list, the record's first version (which the list needs as a version
@@ -148,7 +161,7 @@ type versionBlock [blockSize]*version
 type firstList struct {
 	l     versionList
 	first version
-	tail  [minTail]*version
+	tail  [minTail]vslot
 }
 
 // listOf returns a list holding a copy of vs (oldest first, not empty).
@@ -168,7 +181,7 @@ func listOfPtrs(ps []*version) *versionList {
 	rest := ps
 	for len(rest) > blockSize {
 		b := new(versionBlock)
-		copy(b[:], rest)
+		fillSlots(b[:], rest)
 		l.blocks = append(l.blocks, b)
 		rest = rest[blockSize:]
 	}
@@ -176,11 +189,18 @@ func listOfPtrs(ps []*version) *versionList {
 	for c < len(rest) {
 		c *= 2
 	}
-	l.tail = make([]*version, c)
-	copy(l.tail, rest)
+	l.tail = make([]vslot, c)
+	fillSlots(l.tail, rest)
 	l.setNewest(ps[len(ps)-1])
 	l.n.Store(int64(len(ps)))
 	return l
+}
+
+// fillSlots sets the slots of ss to the versions of ps (len(ps) at most).
+func fillSlots(ss []vslot, ps []*version) {
+	for i, p := range ps[:min(len(ps), len(ss))] {
+		ss[i] = slotOf(p)
+	}
 }
 
 // setNewest records v as l's newest version for the writer (see create).
@@ -199,12 +219,12 @@ func (r *keyRecord) newest() (create, ver int64) {
 func (l *versionList) len() int { return int(l.n.Load()) }
 
 // used returns the tail's versions in use, for n as loaded from l.n.
-func (l *versionList) used(n int64) []*version { return l.tail[:int(n)-len(l.blocks)*blockSize] }
+func (l *versionList) used(n int64) []vslot { return l.tail[:int(n)-len(l.blocks)*blockSize] }
 
 // latest returns l's newest version.
 func (l *versionList) latest() version {
 	t := l.used(l.n.Load())
-	return *t[len(t)-1]
+	return *t[len(t)-1].v
 }
 
 // since returns the versions from position i on (oldest first), in a new
@@ -214,9 +234,17 @@ func (l *versionList) since(i int) []*version {
 	vs := make([]*version, 0, n-i)
 	nb := len(l.blocks) * blockSize
 	for ; i < nb; i = (i/blockSize + 1) * blockSize {
-		vs = append(vs, l.blocks[i/blockSize][i%blockSize:]...)
+		vs = appendVersions(vs, l.blocks[i/blockSize][i%blockSize:])
 	}
-	return append(vs, l.tail[i-nb:n-nb]...)
+	return appendVersions(vs, l.tail[i-nb:n-nb])
+}
+
+// appendVersions appends the versions of ss to vs.
+func appendVersions(vs []*version, ss []vslot) []*version {
+	for _, s := range ss {
+		vs = append(vs, s.v)
+	}
+	return vs
 }
 
 // newRecord returns a record for key holding one version; it copies the
@@ -273,7 +301,7 @@ func (r *keyRecord) append(v *version) {
 	l := r.vers.Load()
 	if l == nil {
 		f := &firstList{first: r.firstVersion()}
-		f.tail = [minTail]*version{&f.first, v}
+		f.tail = [minTail]vslot{slotOf(&f.first), slotOf(v)}
 		f.l.tail = f.tail[:]
 		f.l.setNewest(v)
 		f.l.n.Store(2)
@@ -284,22 +312,22 @@ func (r *keyRecord) append(v *version) {
 	k := int(n) - len(l.blocks)*blockSize
 	if k < len(l.tail) {
 		// Readers look at no slot at or past n.
-		l.tail[k] = v
+		l.tail[k] = slotOf(v)
 		l.setNewest(v)
 		l.n.Store(n + 1)
 		return
 	}
 	var nl *versionList
 	if len(l.tail) < blockSize {
-		nl = &versionList{blocks: l.blocks, tail: make([]*version, 2*len(l.tail))}
+		nl = &versionList{blocks: l.blocks, tail: make([]vslot, 2*len(l.tail))}
 		copy(nl.tail, l.tail)
-		nl.tail[k] = v
+		nl.tail[k] = slotOf(v)
 	} else {
 		// A key with a full block is hot: its next tail is a whole block.
 		// The old list never looks past its own blocks, so appending to
 		// the shared backing array is safe.
-		nl = &versionList{blocks: append(l.blocks, (*versionBlock)(l.tail)), tail: make([]*version, blockSize)}
-		nl.tail[0] = v
+		nl = &versionList{blocks: append(l.blocks, (*versionBlock)(l.tail)), tail: make([]vslot, blockSize)}
+		nl.tail[0] = slotOf(v)
 	}
 	nl.setNewest(v)
 	nl.n.Store(n + 1)
@@ -325,23 +353,32 @@ func (l *versionList) at(rev int64) (version, bool) {
 	t := l.used(l.n.Load())
 	// Reads at the current revision hit the latest version.
 	if last := t[len(t)-1]; last.main <= rev {
-		return *last, true
+		return *last.v, true
 	}
 	if t[0].main <= rev {
-		return *t[searchVersions(t, rev)], true
+		return *t[searchVersions(t, rev)].v, true
 	}
 	bs := l.blocks
 	i := sort.Search(len(bs), func(i int) bool { return bs[i][0].main > rev }) - 1
 	if i < 0 {
 		return version{}, false
 	}
-	return *bs[i][searchVersions(bs[i][:], rev)], true
+	return *bs[i][searchVersions(bs[i][:], rev)].v, true
 }
 
-// searchVersions returns the index of the last version in vs with main <=
+// searchVersions returns the index of the last slot in vs with main <=
 // rev; vs[0].main <= rev.
-func searchVersions(vs []*version, rev int64) int {
-	return sort.Search(len(vs), func(i int) bool { return vs[i].main > rev }) - 1
+func searchVersions(vs []vslot, rev int64) int {
+	// A binary search without a closure: lo's slot is always <= rev.
+	lo, n := 0, len(vs)
+	for n > 1 {
+		half := n >> 1
+		if vs[lo+half].main <= rev {
+			lo += half
+		}
+		n -= half
+	}
+	return lo
 }
 
 // live returns the key's value at rev, if the key exists then.
@@ -385,7 +422,7 @@ const maxCopyOnCompact = 1024
 func (l *versionList) compacted(rev int64) (kept *versionList, copied int) {
 	n := l.n.Load()
 	t := l.used(n)
-	if latest := *t[len(t)-1]; latest.main <= rev {
+	if latest := *t[len(t)-1].v; latest.main <= rev {
 		switch {
 		case latest.deleted():
 			return nil, 0
@@ -455,7 +492,7 @@ func ownFirst(vs []*version) []*version {
 // versionAt returns the version at position i (oldest first).
 func (l *versionList) versionAt(i int) version {
 	if nb := len(l.blocks) * blockSize; i >= nb {
-		return *l.tail[i-nb]
+		return *l.tail[i-nb].v
 	}
-	return *l.blocks[i/blockSize][i%blockSize]
+	return *l.blocks[i/blockSize][i%blockSize].v
 }
