@@ -250,8 +250,9 @@ type writerState struct {
 	applyBuf []change
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
-	// changeBuf is where the txns of TxnBegin and Begin collect their
-	// changes, reused (see commitChangesLocked).
+	// changeBuf is the slab where the txns of TxnBegin and Begin collect
+	// their changes (see changeRoomLocked): its first len are committed
+	// txns', in the history.
 	changeBuf []change
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
 	memo lookupMemo

@@ -114,7 +114,7 @@ func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, er
 	if err := s.lockWriter(); err != nil {
 		return nil, err
 	}
-	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf, changes: s.w.changeBuf[:0]}
+	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf, changes: s.changeRoomLocked(s.w.rev + 1)}
 	t.skipped = s.checkIndexLocked()
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
@@ -188,38 +188,82 @@ func (s *Store) rollbackLocked(t *txnState) {
 	s.w.cindex = t.oldIndex
 	clear(t.changes) // an ended txn keeps no key or value alive
 	t.changes = t.changes[:0]
-	s.keepChangeBufLocked(t)
 }
 
 // commitChangesLocked hands t's changes to the persister and publishes
 // them (endWriteLocked). mu is held by t's ender; if the persister refuses
 // them, it is released.
 //
-// t collects its changes in a buffer every txn reuses (changeBuf, or the
-// exec state's), which they would otherwise grow by appending, a new array
-// per doubling; the history keeps a revision's slice of changes if it has
-// more than one, so it gets a copy of exactly their size.
+// The history keeps a revision's slice of changes if it has more than one.
+// The txns of TxnBegin and Begin collect theirs in the writer's slab of
+// changes (see changeRoomLocked), where the history then keeps them; the
+// exec state's txns collect theirs in a buffer they reuse, so the history
+// gets a copy of exactly their size.
 func (s *Store) commitChangesLocked(t *txnState) error {
 	cs := t.changes
-	if len(cs) > 1 {
+	exec := t == &s.w.exec
+	if exec && len(cs) > 1 {
 		cs = slices.Clone(cs)
 	}
-	if err := s.endWriteLocked(t.beginRev+1, cs, t.oldIndex); err != nil {
+	if err := s.endWriteLocked(t.beginRev+1, cs[:len(cs):len(cs)], t.oldIndex); err != nil {
 		return err // mu is released: the buffer is left to t
 	}
-	clear(t.changes) // the buffer keeps no key or value alive
-	s.keepChangeBufLocked(t)
+	if exec || len(cs) <= 1 {
+		// The history kept no reference to t.changes: the buffer, or the
+		// slab's room, is used again, and keeps no key or value alive.
+		clear(t.changes)
+		return nil
+	}
+	s.w.changeBuf = s.w.changeBuf[:len(s.w.changeBuf)+len(cs)]
 	return nil
 }
 
-// keepChangeBufLocked keeps the buffer of an ended txn's changes for the
-// next txn. The txn's own slice keeps its length (Rev reads it). mu is
-// held by t's ender.
-func (s *Store) keepChangeBufLocked(t *txnState) {
-	if t != &s.w.exec {
-		s.w.changeBuf = t.changes[:0]
+// changeRoomLocked returns an empty slice, with capacity, for the changes
+// of a txn that would make revision rev: the free part of the writer's
+// slab of changes (changeBuf, whose length is the part committed txns
+// filled), which txns fill in revision order as pages fill with values.
+// A slab holds the changes of one chunk of the history only, so that the
+// chunks compaction drops leave no slab alive (with the records and
+// values their changes point to) beside the chunks it keeps. mu is held.
+func (s *Store) changeRoomLocked(rev int64) []change {
+	b := s.w.changeBuf
+	if len(b) > 0 && (b[0].v.main-s.w.hist.first)/chunkSize != (rev-s.w.hist.first)/chunkSize {
+		// Stored only when a new slab starts (see pageCopyLocked).
+		b = make([]change, 0, cap(b))
+		s.w.changeBuf = b
 	}
+	return b[len(b):len(b):cap(b)]
 }
+
+// addChangeLocked appends c to t's changes. mu is held by t.
+func (s *Store) addChangeLocked(t *txnState, c change) {
+	if len(t.changes) == cap(t.changes) && t != &s.w.exec {
+		s.moveChangesLocked(t, 1)
+	}
+	t.changes = append(t.changes, c)
+}
+
+// moveChangesLocked moves t's changes, which are in the writer's slab of
+// changes and fill its room, to a new slab with room for n more. mu is
+// held by t.
+func (s *Store) moveChangesLocked(t *txnState, n int) {
+	k := len(t.changes)
+	size := max(min(max(2*cap(s.w.changeBuf), minChangeSlab), maxChangeSlab), 2*(k+n))
+	b := make([]change, size)
+	copy(b, t.changes)
+	clear(t.changes) // the old slab keeps none of them alive
+	s.w.changeBuf = b[:0]
+	t.changes = b[:k:size]
+}
+
+// minChangeSlab and maxChangeSlab bound how many changes one slab of
+// changes holds (1.5 and 24 KiB): each slab is twice the last, as pages
+// grow, so that a store that sees few txns does not pay for a big one. A
+// txn of more changes gets a slab of twice as many.
+const (
+	minChangeSlab = 16
+	maxChangeSlab = 256
+)
 
 // commitTxn ends t: it applies t's changes as one revision, or aborts t if
 // a write in it failed.
@@ -396,7 +440,7 @@ func (s *Store) txnPutLocked(t *txnState, key, value []byte, opts kv.PutOptions)
 		return kv.PutResult{}, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, kv.ErrTooLarge)
 	}
 	res.Rev = t.beginRev + 1
-	t.changes = append(t.changes, s.putLocked(key, value, opts.Lease, res.Rev, int64(len(t.changes))))
+	s.addChangeLocked(t, s.putLocked(key, value, opts.Lease, res.Rev, int64(len(t.changes))))
 	t.size = size
 	return res, nil
 }
@@ -429,6 +473,9 @@ func (s *Store) txnDeleteLocked(t *txnState, key, end []byte, opts kv.DeleteOpti
 	cs, err := s.deleteLocked(key, end, t.beginRev+1, int64(len(t.changes)), MaxBatchSize-t.size)
 	if err != nil {
 		return kv.DeleteResult{}, err
+	}
+	if len(t.changes)+len(cs) > cap(t.changes) && t != &s.w.exec {
+		s.moveChangesLocked(t, len(cs))
 	}
 	t.changes = append(t.changes, cs...)
 	for _, c := range cs {
