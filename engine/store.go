@@ -175,6 +175,8 @@ type Store struct {
 	// aborted is the last txn that ended without TxnEnd or Commit (by
 	// its context, Close or Abort), so that its ID gets the reason.
 	aborted *txnState // guarded by txnMu
+	// txnTimer aborts txns open past the txn timeout (see txnTimer).
+	txnTimer txnTimer // guarded by txnMu
 
 	// compactMu serializes compactions, which release mu between steps.
 	compactMu    sync.Mutex

@@ -35,10 +35,11 @@ type txnState struct {
 	failed error
 	// ended says why the txn ended, once it has. Guarded by txnMu.
 	ended error
-	// stop unregisters the context callback, timer is the timeout's.
-	// Either may be nil.
-	stop  func() bool
-	timer *time.Timer
+	// stop unregisters the context callback; nil if there is none.
+	stop func() bool
+	// deadline is when the store's txn timer aborts the txn (see
+	// txnTimer); zero if it does not.
+	deadline time.Time
 }
 
 // rev is the revision the txn's reads see and its writes get.
@@ -105,8 +106,9 @@ func (s *Store) txnTimeout() time.Duration {
 	return 0
 }
 
-// begin opens a txn that ctx ends, and that a timer ends after timeout
-// if it is above 0 (a timer costs less than a context with a deadline).
+// begin opens a txn that ctx ends, and that the store's txn timer ends
+// after timeout if it is above 0 (a timer costs less than a context with
+// a deadline).
 func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
@@ -137,11 +139,64 @@ func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, er
 		})
 	}
 	if timeout > 0 {
-		t.timer = time.AfterFunc(timeout, func() {
-			s.abortTxn(t, fmt.Errorf("%w: open longer than %v: %w", kv.ErrTxnEnded, timeout, context.DeadlineExceeded))
-		})
+		t.deadline = time.Now().Add(timeout)
+		s.txnTimer.armLocked(s, timeout)
 	}
 	return t, nil
+}
+
+// txnTimer aborts the txns that stay open past the store's txn timeout
+// (Store.txnTimeout). One timer serves every txn, rather than one made,
+// added to the runtime's timers and stopped per txn: it is armed when a txn
+// with a deadline begins and it is not, and when it fires it aborts the
+// open txn if that txn's deadline has passed, or waits until that
+// deadline if not. It is never late: every deadline is the timeout after
+// its txn's begin, so a timer armed (or waiting) for an earlier txn fires
+// before the deadline of any txn that began after that one.
+type txnTimer struct {
+	t *time.Timer // nil until the first txn with a deadline
+	// armed says that t will fire, or is firing and will see the open
+	// txn. Guarded by txnMu.
+	armed bool
+}
+
+// armLocked makes sure the timer fires within d. txnMu is held.
+func (x *txnTimer) armLocked(s *Store, d time.Duration) {
+	switch {
+	case x.armed:
+	case x.t == nil:
+		x.t = time.AfterFunc(d, s.txnTimedOut)
+	default:
+		x.t.Reset(d)
+	}
+	x.armed = true
+}
+
+// stopLocked stops the timer: Close, after which no txn begins. txnMu is
+// held.
+func (x *txnTimer) stopLocked() {
+	if x.t != nil {
+		x.t.Stop()
+	}
+	x.armed = false
+}
+
+// txnTimedOut is the txn timer's callback: it aborts the open txn if its
+// deadline has passed, and arms the timer again for it if not.
+func (s *Store) txnTimedOut() {
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	t := s.txn
+	if t == nil || t.deadline.IsZero() {
+		s.txnTimer.armed = false // the next txn with a deadline arms it
+		return
+	}
+	if d := time.Until(t.deadline); d > 0 {
+		s.txnTimer.t.Reset(d)
+		return
+	}
+	s.txnTimer.armed = false
+	s.abortTxnLocked(t, fmt.Errorf("%w: open longer than %v: %w", kv.ErrTxnEnded, s.txnTimeout(), context.DeadlineExceeded))
 }
 
 // endLocked takes t out of the store: from now on its caller owns mu.
@@ -153,15 +208,17 @@ func (s *Store) endLocked(t *txnState, why error) {
 	if t.stop != nil {
 		t.stop()
 	}
-	if t.timer != nil {
-		t.timer.Stop()
-	}
 }
 
 // abortTxn aborts t if it is still open, and reports whether it did.
 func (s *Store) abortTxn(t *txnState, why error) bool {
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
+	return s.abortTxnLocked(t, why)
+}
+
+// abortTxnLocked is abortTxn with txnMu held.
+func (s *Store) abortTxnLocked(t *txnState, why error) bool {
 	if s.txn != t {
 		return false
 	}
@@ -172,10 +229,12 @@ func (s *Store) abortTxn(t *txnState, why error) bool {
 	return true
 }
 
-// abortOpenTxn aborts the open txn, if there is one.
+// abortOpenTxn aborts the open txn, if there is one, and stops the txn
+// timer: Close calls it, once no txn can begin.
 func (s *Store) abortOpenTxn(why error) {
 	s.txnMu.Lock()
 	t := s.txn
+	s.txnTimer.stopLocked()
 	s.txnMu.Unlock()
 	if t != nil {
 		s.abortTxn(t, why)
