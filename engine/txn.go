@@ -22,6 +22,10 @@ type txnState struct {
 	beginRev int64
 	changes  []change
 	undo     *undoLog // the writer's (one txn at a time)
+	// apart says that changes are not in the writer's slab of changes
+	// but in an array of their own (see moveChangesLocked), or the exec
+	// state's buffer.
+	apart bool
 	// skipped is true when the consistent index said this txn's entry was
 	// already applied: every operation in it is a no-op.
 	skipped bool
@@ -256,18 +260,19 @@ func (s *Store) rollbackLocked(t *txnState) {
 // The history keeps a revision's slice of changes if it has more than one.
 // The txns of TxnBegin and Begin collect theirs in the writer's slab of
 // changes (see changeRoomLocked), where the history then keeps them; the
-// exec state's txns collect theirs in a buffer they reuse, so the history
-// gets a copy of exactly their size.
+// exec state's txns collect theirs in a buffer they reuse, and big txns
+// in an array of their own (see moveChangesLocked), so the history gets a
+// copy of exactly their size.
 func (s *Store) commitChangesLocked(t *txnState) error {
 	cs := t.changes
-	exec := t == &s.w.exec
-	if exec && len(cs) > 1 {
+	apart := t.apart || t == &s.w.exec
+	if apart && len(cs) > 1 {
 		cs = slices.Clone(cs)
 	}
 	if err := s.endWriteLocked(t.beginRev+1, cs[:len(cs):len(cs)], t.oldIndex); err != nil {
 		return err // mu is released: the buffer is left to t
 	}
-	if exec || len(cs) <= 1 {
+	if apart || len(cs) <= 1 {
 		// The history kept no reference to t.changes: the buffer, or the
 		// slab's room, is used again, and keeps no key or value alive.
 		clear(t.changes)
@@ -296,18 +301,32 @@ func (s *Store) changeRoomLocked(rev int64) []change {
 
 // addChangeLocked appends c to t's changes. mu is held by t.
 func (s *Store) addChangeLocked(t *txnState, c change) {
-	if len(t.changes) == cap(t.changes) && t != &s.w.exec {
-		s.moveChangesLocked(t, 1)
-	}
+	s.changeRoomForLocked(t, 1)
 	t.changes = append(t.changes, c)
 }
 
+// changeRoomForLocked makes room for n more changes of t in the writer's
+// slab of changes, if t's changes are there. mu is held by t.
+func (s *Store) changeRoomForLocked(t *txnState, n int) {
+	if len(t.changes)+n > cap(t.changes) && !t.apart && t != &s.w.exec {
+		s.moveChangesLocked(t, n)
+	}
+}
+
 // moveChangesLocked moves t's changes, which are in the writer's slab of
-// changes and fill its room, to a new slab with room for n more. mu is
-// held by t.
+// changes and fill its room, to a new slab with room for n more; or, if
+// they would be more than maxChangeSlab, to an array of their own, which
+// append grows: a slab that grew with a big txn would keep up to half of
+// it unused once its chunk of the history is full. mu is held by t.
 func (s *Store) moveChangesLocked(t *txnState, n int) {
 	k := len(t.changes)
-	size := max(min(max(2*cap(s.w.changeBuf), minChangeSlab), maxChangeSlab), 2*(k+n))
+	if k+n > maxChangeSlab {
+		own := slices.Grow(t.changes[:k:k], n)
+		clear(t.changes) // the slab keeps none of them alive
+		t.changes, t.apart = own, true
+		return
+	}
+	size := min(max(2*cap(s.w.changeBuf), minChangeSlab, 2*(k+n)), maxChangeSlab)
 	b := make([]change, size)
 	copy(b, t.changes)
 	clear(t.changes) // the old slab keeps none of them alive
@@ -317,8 +336,7 @@ func (s *Store) moveChangesLocked(t *txnState, n int) {
 
 // minChangeSlab and maxChangeSlab bound how many changes one slab of
 // changes holds (1.5 and 24 KiB): each slab is twice the last, as pages
-// grow, so that a store that sees few txns does not pay for a big one. A
-// txn of more changes gets a slab of twice as many.
+// grow, so that a store that sees few txns does not pay for a big one.
 const (
 	minChangeSlab = 16
 	maxChangeSlab = 256
@@ -533,9 +551,7 @@ func (s *Store) txnDeleteLocked(t *txnState, key, end []byte, opts kv.DeleteOpti
 	if err != nil {
 		return kv.DeleteResult{}, err
 	}
-	if len(t.changes)+len(cs) > cap(t.changes) && t != &s.w.exec {
-		s.moveChangesLocked(t, len(cs))
-	}
+	s.changeRoomForLocked(t, len(cs))
 	t.changes = append(t.changes, cs...)
 	for _, c := range cs {
 		t.size += changeSize(c.key, nil)
