@@ -107,3 +107,42 @@ func TestTxnChangeSlab(t *testing.T) {
 		}
 	}
 }
+
+// TestTxnChangeSlabAfterCompact: a txn after a compaction that dropped the
+// chunk of the history the slab of changes holds starts a new slab, so
+// that the dropped chunk's changes (and what they point to) do not stay
+// alive with the chunks kept.
+func TestTxnChangeSlabAfterCompact(t *testing.T) {
+	s := newStore(Options{TxnTimeout: -1})
+	defer s.Close()
+	txn := func() {
+		id, err := s.TxnBegin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"t1", "t2"} {
+			if _, err := s.TxnPut(id, []byte(k), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.TxnEnd(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut(t, s, "a", "0")
+	txn() // the slab's first change is one past the history's first revision
+	slab := s.w.changeBuf
+	for i := range chunkSize + 10 {
+		mustPut(t, s, "a", fmt.Sprint(i))
+	}
+	if err := s.Compact(s.Rev() - 1); err != nil {
+		t.Fatal(err)
+	}
+	if slab[0].v.main >= s.w.hist.first {
+		t.Fatalf("the compaction kept revision %d (history from %d)", slab[0].v.main, s.w.hist.first)
+	}
+	txn()
+	if b := s.w.changeBuf; len(b) != 2 || &b[0] == &slab[0] || b[0].v.main != s.Rev() {
+		t.Fatalf("the txn's changes went into the slab of a dropped chunk")
+	}
+}

@@ -290,8 +290,10 @@ func (s *Store) commitChangesLocked(t *txnState) error {
 // chunks compaction drops leave no slab alive (with the records and
 // values their changes point to) beside the chunks it keeps. mu is held.
 func (s *Store) changeRoomLocked(rev int64) []change {
-	b := s.w.changeBuf
-	if len(b) > 0 && (b[0].v.main-s.w.hist.first)/chunkSize != (rev-s.w.hist.first)/chunkSize {
+	b, first := s.w.changeBuf, s.w.hist.first
+	// (A slab whose chunk compaction dropped starts below first: the
+	// division would round its index up to the first chunk's.)
+	if len(b) > 0 && (b[0].v.main < first || (b[0].v.main-first)/chunkSize != (rev-first)/chunkSize) {
 		// Stored only when a new slab starts (see pageCopyLocked).
 		b = make([]change, 0, cap(b))
 		s.w.changeBuf = b
