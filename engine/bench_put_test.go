@@ -127,3 +127,60 @@ func BenchmarkReadFreshInOrder(b *testing.B) {
 		return err
 	})
 }
+
+// BenchmarkTxnPutNewRun is bench/compare's txn-put-new: txns of 10 puts of
+// new numbered keys ("k%015d", in a random order of 200,000), into a store
+// that starts empty; a new store starts every 20,000 txns. One op is one
+// txn.
+func BenchmarkTxnPutNewRun(b *testing.B) {
+	const txns = 20_000
+	keys := numberedKeys(10*txns, true)
+	var s *Store
+	runtime.GC()
+	b.ReportAllocs()
+	i := 0
+	cpu0 := cputime.Process()
+	for b.Loop() {
+		if i%txns == 0 {
+			s = newStore(Options{})
+		}
+		id, err := s.TxnBegin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range keys[10*(i%txns) : 10*(i%txns)+10] {
+			if _, err := s.TxnPut(id, k, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.TxnEnd(id); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+}
+
+// BenchmarkPutRandomRun is bench/compare's put-random-1m: puts of new
+// numbered keys in a random order of 1,000,000, into a store that starts
+// empty; a new store starts every 1,000,000 puts (run it with -benchtime
+// 1000000x for exactly one store).
+func BenchmarkPutRandomRun(b *testing.B) {
+	const n = 1_000_000
+	keys := numberedKeys(n, true)
+	var s *Store
+	runtime.GC()
+	b.ReportAllocs()
+	i := 0
+	cpu0 := cputime.Process()
+	for b.Loop() {
+		if i%n == 0 {
+			s = newStore(Options{})
+		}
+		if _, err := s.Put(keys[i%n], value); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
+}

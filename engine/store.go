@@ -176,6 +176,8 @@ type Store struct {
 	// aborted is the last txn that ended without TxnEnd or Commit (by
 	// its context, Close or Abort), so that its ID gets the reason.
 	aborted *txnState // guarded by txnMu
+	// txnTimer aborts txns open past the txn timeout (see txnTimer).
+	txnTimer txnTimer // guarded by txnMu
 
 	// compactMu serializes compactions, which release mu between steps.
 	compactMu    sync.Mutex
@@ -251,8 +253,9 @@ type writerState struct {
 	applyBuf []change
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState
-	// changeBuf is where the txns of TxnBegin and Begin collect their
-	// changes, reused (see commitChangesLocked).
+	// changeBuf is the slab where the txns of TxnBegin and Begin collect
+	// their changes (see changeRoomLocked): its first len are committed
+	// txns', in the history.
 	changeBuf []change
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
 	memo lookupMemo

@@ -22,6 +22,10 @@ type txnState struct {
 	beginRev int64
 	changes  []change
 	undo     *undoLog // the writer's (one txn at a time)
+	// apart says that changes are not in the writer's slab of changes
+	// but in an array of their own (see moveChangesLocked), or the exec
+	// state's buffer.
+	apart bool
 	// skipped is true when the consistent index said this txn's entry was
 	// already applied: every operation in it is a no-op.
 	skipped bool
@@ -35,10 +39,11 @@ type txnState struct {
 	failed error
 	// ended says why the txn ended, once it has. Guarded by txnMu.
 	ended error
-	// stop unregisters the context callback, timer is the timeout's.
-	// Either may be nil.
-	stop  func() bool
-	timer *time.Timer
+	// stop unregisters the context callback; nil if there is none.
+	stop func() bool
+	// deadline is when the store's txn timer aborts the txn (see
+	// txnTimer); zero if it does not.
+	deadline time.Time
 }
 
 // rev is the revision the txn's reads see and its writes get.
@@ -105,8 +110,9 @@ func (s *Store) txnTimeout() time.Duration {
 	return 0
 }
 
-// begin opens a txn that ctx ends, and that a timer ends after timeout
-// if it is above 0 (a timer costs less than a context with a deadline).
+// begin opens a txn that ctx ends, and that the store's txn timer ends
+// after timeout if it is above 0 (a timer costs less than a context with
+// a deadline).
 func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
@@ -114,7 +120,7 @@ func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, er
 	if err := s.lockWriter(); err != nil {
 		return nil, err
 	}
-	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf, changes: s.w.changeBuf[:0]}
+	t := &txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, undo: &s.w.undoBuf, changes: s.changeRoomLocked(s.w.rev + 1)}
 	t.skipped = s.checkIndexLocked()
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
@@ -137,11 +143,64 @@ func (s *Store) begin(ctx context.Context, timeout time.Duration) (*txnState, er
 		})
 	}
 	if timeout > 0 {
-		t.timer = time.AfterFunc(timeout, func() {
-			s.abortTxn(t, fmt.Errorf("%w: open longer than %v: %w", kv.ErrTxnEnded, timeout, context.DeadlineExceeded))
-		})
+		t.deadline = time.Now().Add(timeout)
+		s.txnTimer.armLocked(s, timeout)
 	}
 	return t, nil
+}
+
+// txnTimer aborts the txns that stay open past the store's txn timeout
+// (Store.txnTimeout). One timer serves every txn, rather than one made,
+// added to the runtime's timers and stopped per txn: it is armed when a txn
+// with a deadline begins and it is not, and when it fires it aborts the
+// open txn if that txn's deadline has passed, or waits until that
+// deadline if not. It is never late: every deadline is the timeout after
+// its txn's begin, so a timer armed (or waiting) for an earlier txn fires
+// before the deadline of any txn that began after that one.
+type txnTimer struct {
+	t *time.Timer // nil until the first txn with a deadline
+	// armed says that t will fire, or is firing and will see the open
+	// txn. Guarded by txnMu.
+	armed bool
+}
+
+// armLocked makes sure the timer fires within d. txnMu is held.
+func (x *txnTimer) armLocked(s *Store, d time.Duration) {
+	switch {
+	case x.armed:
+	case x.t == nil:
+		x.t = time.AfterFunc(d, s.txnTimedOut)
+	default:
+		x.t.Reset(d)
+	}
+	x.armed = true
+}
+
+// stopLocked stops the timer: Close, after which no txn begins. txnMu is
+// held.
+func (x *txnTimer) stopLocked() {
+	if x.t != nil {
+		x.t.Stop()
+	}
+	x.armed = false
+}
+
+// txnTimedOut is the txn timer's callback: it aborts the open txn if its
+// deadline has passed, and arms the timer again for it if not.
+func (s *Store) txnTimedOut() {
+	s.txnMu.Lock()
+	defer s.txnMu.Unlock()
+	t := s.txn
+	if t == nil || t.deadline.IsZero() {
+		s.txnTimer.armed = false // the next txn with a deadline arms it
+		return
+	}
+	if d := time.Until(t.deadline); d > 0 {
+		s.txnTimer.t.Reset(d)
+		return
+	}
+	s.txnTimer.armed = false
+	s.abortTxnLocked(t, fmt.Errorf("%w: open longer than %v: %w", kv.ErrTxnEnded, s.txnTimeout(), context.DeadlineExceeded))
 }
 
 // endLocked takes t out of the store: from now on its caller owns mu.
@@ -153,15 +212,17 @@ func (s *Store) endLocked(t *txnState, why error) {
 	if t.stop != nil {
 		t.stop()
 	}
-	if t.timer != nil {
-		t.timer.Stop()
-	}
 }
 
 // abortTxn aborts t if it is still open, and reports whether it did.
 func (s *Store) abortTxn(t *txnState, why error) bool {
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
+	return s.abortTxnLocked(t, why)
+}
+
+// abortTxnLocked is abortTxn with txnMu held.
+func (s *Store) abortTxnLocked(t *txnState, why error) bool {
 	if s.txn != t {
 		return false
 	}
@@ -172,10 +233,12 @@ func (s *Store) abortTxn(t *txnState, why error) bool {
 	return true
 }
 
-// abortOpenTxn aborts the open txn, if there is one.
+// abortOpenTxn aborts the open txn, if there is one, and stops the txn
+// timer: Close calls it, once no txn can begin.
 func (s *Store) abortOpenTxn(why error) {
 	s.txnMu.Lock()
 	t := s.txn
+	s.txnTimer.stopLocked()
 	s.txnMu.Unlock()
 	if t != nil {
 		s.abortTxn(t, why)
@@ -188,38 +251,98 @@ func (s *Store) rollbackLocked(t *txnState) {
 	s.w.cindex = t.oldIndex
 	clear(t.changes) // an ended txn keeps no key or value alive
 	t.changes = t.changes[:0]
-	s.keepChangeBufLocked(t)
 }
 
 // commitChangesLocked hands t's changes to the persister and publishes
 // them (endWriteLocked). mu is held by t's ender; if the persister refuses
 // them, it is released.
 //
-// t collects its changes in a buffer every txn reuses (changeBuf, or the
-// exec state's), which they would otherwise grow by appending, a new array
-// per doubling; the history keeps a revision's slice of changes if it has
-// more than one, so it gets a copy of exactly their size.
+// The history keeps a revision's slice of changes if it has more than one.
+// The txns of TxnBegin and Begin collect theirs in the writer's slab of
+// changes (see changeRoomLocked), where the history then keeps them; the
+// exec state's txns collect theirs in a buffer they reuse, and big txns
+// in an array of their own (see moveChangesLocked), so the history gets a
+// copy of exactly their size.
 func (s *Store) commitChangesLocked(t *txnState) error {
 	cs := t.changes
-	if len(cs) > 1 {
+	apart := t.apart || t == &s.w.exec
+	if apart && len(cs) > 1 {
 		cs = slices.Clone(cs)
 	}
-	if err := s.endWriteLocked(t.beginRev+1, cs, t.oldIndex); err != nil {
+	if err := s.endWriteLocked(t.beginRev+1, cs[:len(cs):len(cs)], t.oldIndex); err != nil {
 		return err // mu is released: the buffer is left to t
 	}
-	clear(t.changes) // the buffer keeps no key or value alive
-	s.keepChangeBufLocked(t)
+	if apart || len(cs) <= 1 {
+		// The history kept no reference to t.changes: the buffer, or the
+		// slab's room, is used again, and keeps no key or value alive.
+		clear(t.changes)
+		return nil
+	}
+	s.w.changeBuf = s.w.changeBuf[:len(s.w.changeBuf)+len(cs)]
 	return nil
 }
 
-// keepChangeBufLocked keeps the buffer of an ended txn's changes for the
-// next txn. The txn's own slice keeps its length (Rev reads it). mu is
-// held by t's ender.
-func (s *Store) keepChangeBufLocked(t *txnState) {
-	if t != &s.w.exec {
-		s.w.changeBuf = t.changes[:0]
+// changeRoomLocked returns an empty slice, with capacity, for the changes
+// of a txn that would make revision rev: the free part of the writer's
+// slab of changes (changeBuf, whose length is the part committed txns
+// filled), which txns fill in revision order as pages fill with values.
+// A slab holds the changes of one chunk of the history only, so that the
+// chunks compaction drops leave no slab alive (with the records and
+// values their changes point to) beside the chunks it keeps. mu is held.
+func (s *Store) changeRoomLocked(rev int64) []change {
+	b, first := s.w.changeBuf, s.w.hist.first
+	// (A slab whose chunk compaction dropped starts below first: the
+	// division would round its index up to the first chunk's.)
+	if len(b) > 0 && (b[0].v.main < first || (b[0].v.main-first)/chunkSize != (rev-first)/chunkSize) {
+		// Stored only when a new slab starts (see pageCopyLocked).
+		b = make([]change, 0, cap(b))
+		s.w.changeBuf = b
+	}
+	return b[len(b):len(b):cap(b)]
+}
+
+// addChangeLocked appends c to t's changes. mu is held by t.
+func (s *Store) addChangeLocked(t *txnState, c change) {
+	s.changeRoomForLocked(t, 1)
+	t.changes = append(t.changes, c)
+}
+
+// changeRoomForLocked makes room for n more changes of t in the writer's
+// slab of changes, if t's changes are there. mu is held by t.
+func (s *Store) changeRoomForLocked(t *txnState, n int) {
+	if len(t.changes)+n > cap(t.changes) && !t.apart && t != &s.w.exec {
+		s.moveChangesLocked(t, n)
 	}
 }
+
+// moveChangesLocked moves t's changes, which are in the writer's slab of
+// changes and fill its room, to a new slab with room for n more; or, if
+// they would be more than maxChangeSlab, to an array of their own, which
+// append grows: a slab that grew with a big txn would keep up to half of
+// it unused once its chunk of the history is full. mu is held by t.
+func (s *Store) moveChangesLocked(t *txnState, n int) {
+	k := len(t.changes)
+	if k+n > maxChangeSlab {
+		own := slices.Grow(t.changes[:k:k], n)
+		clear(t.changes) // the slab keeps none of them alive
+		t.changes, t.apart = own, true
+		return
+	}
+	size := min(max(2*cap(s.w.changeBuf), minChangeSlab, 2*(k+n)), maxChangeSlab)
+	b := make([]change, size)
+	copy(b, t.changes)
+	clear(t.changes) // the old slab keeps none of them alive
+	s.w.changeBuf = b[:0]
+	t.changes = b[:k:size]
+}
+
+// minChangeSlab and maxChangeSlab bound how many changes one slab of
+// changes holds (1.5 and 24 KiB): each slab is twice the last, as pages
+// grow, so that a store that sees few txns does not pay for a big one.
+const (
+	minChangeSlab = 16
+	maxChangeSlab = 256
+)
 
 // commitTxn ends t: it applies t's changes as one revision, or aborts t if
 // a write in it failed.
@@ -396,7 +519,7 @@ func (s *Store) txnPutLocked(t *txnState, key, value []byte, opts kv.PutOptions)
 		return kv.PutResult{}, fmt.Errorf("txn of %d bytes, limit %d: %w", size, MaxBatchSize, kv.ErrTooLarge)
 	}
 	res.Rev = t.beginRev + 1
-	t.changes = append(t.changes, s.putLocked(key, value, opts.Lease, res.Rev, int64(len(t.changes))))
+	s.addChangeLocked(t, s.putLocked(key, value, opts.Lease, res.Rev, int64(len(t.changes))))
 	t.size = size
 	return res, nil
 }
@@ -430,6 +553,7 @@ func (s *Store) txnDeleteLocked(t *txnState, key, end []byte, opts kv.DeleteOpti
 	if err != nil {
 		return kv.DeleteResult{}, err
 	}
+	s.changeRoomForLocked(t, len(cs))
 	t.changes = append(t.changes, cs...)
 	for _, c := range cs {
 		t.size += changeSize(c.key, nil)

@@ -468,3 +468,48 @@ func TestHotCacheForgets(t *testing.T) {
 		t.Fatalf("c after the aborted txn: %q version %d", v, ver)
 	}
 }
+
+// TestTxnTimerShared: one timer serves every txn (see txnTimer). Txns that
+// end in time are not aborted, however often it fires among them; one open
+// past the timeout is aborted, and so is the next one after it; a txn whose
+// context has a deadline is left to that context.
+func TestTxnTimerShared(t *testing.T) {
+	const timeout = 20 * time.Millisecond
+	s := newStore(Options{TxnTimeout: timeout})
+	defer s.Close()
+	for start := time.Now(); time.Since(start) < 3*timeout; {
+		id, err := s.TxnBegin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.TxnPut(id, b("quick"), nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(timeout / 8)
+		if err := s.TxnEnd(id); err != nil {
+			t.Fatalf("a txn open for an eighth of the timeout: %v", err)
+		}
+	}
+	for range 2 {
+		id, _ := s.TxnBegin()
+		s.TxnPut(id, b("slow"), nil)
+		begun := time.Now()
+		mustPut(t, s, "after", "1") // waits for the timeout
+		if d := time.Since(begun); d < timeout {
+			t.Fatalf("a txn aborted after %v, timeout %v", d, timeout)
+		}
+		if err := s.TxnEnd(id); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("TxnEnd after the timeout: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*timeout)
+	defer cancel()
+	tx, _ := s.Begin(ctx)
+	time.Sleep(2 * timeout)
+	if _, err := tx.Put(b("ctx"), nil, kv.PutOptions{}); err != nil {
+		t.Fatalf("a txn with a context deadline aborted by the txn timeout: %v", err)
+	}
+	if _, err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
