@@ -191,8 +191,11 @@ func (s *Store) txnTimedOut() {
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
 	t := s.txn
-	if t == nil || t.deadline.IsZero() {
-		s.txnTimer.armed = false // the next txn with a deadline arms it
+	if t == nil || t.deadline.IsZero() || s.closed.Load() {
+		// The next txn with a deadline arms it; after Close (which sets
+		// closed before it stops the timer), none: a txn that Close is
+		// aborting must not arm it again.
+		s.txnTimer.armed = false
 		return
 	}
 	if d := time.Until(t.deadline); d > 0 {
