@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"pgregory.net/rapid"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"pgregory.net/rapid"
 
 	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
@@ -370,9 +373,10 @@ func FuzzManifest(f *testing.F) {
 // TestScanGroupsRapid: segments of groups of any size, big ones (more
 // batches than a run holds, whose rest goes on in the runs after) next to
 // small ones, are applied whole, in order and unchanged, by the read-ahead
-// and inline, each with the Prepared that the scan's prep made of it.
+// and inline, each with the Prepared that the scan's prep made of it, or
+// none (inline, none; ahead, those the read-ahead did not get to first).
 // Under -race it also checks that the reader never writes bytes a run it
-// handed over still points to.
+// handed over still points to, nor a batch the scan has taken.
 func TestScanGroupsRapid(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		sizes := rapid.SliceOfN(rapid.OneOf(rapid.IntRange(1, 40), rapid.IntRange(runBatches-2, 3*runBatches+50)), 1, 6).Draw(t, "groups")
@@ -402,7 +406,7 @@ func TestScanGroupsRapid(t *testing.T) {
 					return fmt.Errorf("batch %d of %d", i, len(want))
 				}
 				w := &want[i]
-				if b.Prepared != w.Rev {
+				if b.Prepared != nil && (!ahead || b.Prepared != w.Rev) {
 					return fmt.Errorf("batch %d prepared %v", i, b.Prepared)
 				}
 				if b.Rev != w.Rev || len(b.Changes) != 1 || !bytes.Equal(b.Changes[0].Key, w.Changes[0].Key) || !bytes.Equal(b.Changes[0].Value, w.Changes[0].Value) {
@@ -416,4 +420,60 @@ func TestScanGroupsRapid(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestScanPrepareShared: the read-ahead prepares the batches it gets to
+// before the scan, and the scan takes the others unprepared: with a slow
+// scan the read-ahead prepares some (it has time while it waits for a run
+// back), with a slow prep the scan takes some unprepared; every batch is applied
+// once, in order, with what prep made of it or nothing, and prep runs at
+// most once per batch.
+func TestScanPrepareShared(t *testing.T) {
+	const n = 4*runBatches + 10
+	var bs []persist.Batch
+	for i := range n {
+		bs = append(bs, persist.Batch{Rev: int64(i) + 2, Changes: []persist.Change{{Key: fmt.Appendf(nil, "k%06d", i), Value: []byte("v")}}})
+	}
+	fs := memfs.New(memfs.Options{})
+	fs.MkdirAll("d")
+	f, _ := fs.Create("d/" + segFile(1))
+	f.Write(segmentBytes(encodeAll(bs)))
+	f.Close()
+	for _, slow := range []string{"scan", "prep"} {
+		var calls atomic.Int64
+		prep := func(b *persist.Batch) any {
+			calls.Add(1)
+			if slow == "prep" {
+				time.Sleep(20 * time.Microsecond)
+			}
+			return b.Rev
+		}
+		i, prepared := 0, 0
+		_, err := scanPrepared(fs, "d", 1, tailRule{last: true}, prep, func(b *persist.Batch, off int64) error {
+			if b.Rev != int64(i)+2 {
+				return fmt.Errorf("batch %d at revision %d", i, b.Rev)
+			}
+			if b.Prepared != nil {
+				if b.Prepared != b.Rev {
+					return fmt.Errorf("batch %d prepared %v", i, b.Prepared)
+				}
+				prepared++
+			}
+			if slow == "scan" && i%64 == 0 {
+				time.Sleep(100 * time.Microsecond)
+			}
+			i++
+			return nil
+		})
+		if err != nil || i != n {
+			t.Fatalf("slow %s: %d of %d batches, %v", slow, i, n, err)
+		}
+		if c := calls.Load(); c < int64(prepared) || c > n {
+			t.Fatalf("slow %s: prep ran %d times for %d prepared batches of %d", slow, c, prepared, n)
+		}
+		t.Logf("slow %s: %d of %d batches prepared", slow, prepared, n)
+		if slow == "scan" && prepared == 0 || slow == "prep" && prepared == n {
+			t.Errorf("slow %s: %d of %d batches prepared", slow, prepared, n)
+		}
+	}
 }

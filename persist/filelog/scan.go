@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"runtime"
 	"slices"
+	"sync/atomic"
 
 	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
@@ -101,9 +103,11 @@ func scanSegment(fsys persist.FS, dir string, num uint64, rule tailRule, fn func
 	return scanPrepared(fsys, dir, num, rule, nil, fn)
 }
 
-// scanPrepared is scanSegment that sets each batch's Prepared to what prep
-// (if not nil) makes of it, in the read-ahead goroutine, before fn gets it
-// (see persist.Preparer).
+// scanPrepared is scanSegment that sets batches' Prepared to what prep (if
+// not nil) makes of them, in the read-ahead goroutine, before fn gets
+// them (see persist.Preparer): of the batches that goroutine gets to
+// first, while it waits for the scan (see readAhead); fn gets the others
+// with Prepared nil.
 func scanPrepared(fsys persist.FS, dir string, num uint64, rule tailRule, prep func(*persist.Batch) any, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
 	return scanFramesPrep(fsys, dir, num, rule, true, prep, fn)
 }
@@ -114,7 +118,8 @@ func scanFrames(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bo
 	return scanFramesPrep(fsys, dir, num, rule, ahead, nil, fn)
 }
 
-// scanFramesPrep is scanFrames with the prep of scanPrepared.
+// scanFramesPrep is scanFrames with the prep of scanPrepared (which only
+// the read-ahead calls: read inline, no batch is prepared).
 func scanFramesPrep(fsys persist.FS, dir string, num uint64, rule tailRule, ahead bool, prep func(*persist.Batch) any, fn func(b *persist.Batch, off int64) error) (res scanResult, err error) {
 	name := path.Join(dir, segFile(num))
 	f, err := fsys.Open(name)
@@ -127,7 +132,6 @@ func scanFramesPrep(fsys persist.FS, dir string, num uint64, rule tailRule, ahea
 		return res, err
 	}
 	res.size = fr.size
-	fr.prep = prep
 	judge := func(flt fault) error {
 		if rule.torn(res.end, flt, fr.zerosFrom) {
 			res.torn = true
@@ -150,7 +154,7 @@ func scanFramesPrep(fsys persist.FS, dir string, num uint64, rule tailRule, ahea
 	res.end = h.size
 	var src runSource = &inlineRuns{fr: fr}
 	if ahead {
-		ra := startReadAhead(fr)
+		ra := startReadAhead(fr, prep)
 		defer ra.stop() // before f.Close: the goroutine reads f
 		src = ra
 	}
@@ -181,6 +185,9 @@ func applyRun(run *groupRun, res *scanResult, name string, fn func(b *persist.Ba
 	for _, g := range run.groups {
 		res.frames, res.raw = g.frames, g.rawBytes
 		for i := from; i < g.batches; i++ {
+			if run.prep != nil {
+				run.take(i)
+			}
 			b := run.batch(i)
 			if err := fn(b, g.start); err != nil {
 				return wrapAt(err, name, g.start)
@@ -270,16 +277,18 @@ type frameReader struct {
 	fh     []byte
 	stored []byte
 	dec    batchDecoder // reused: a run keeps copies of its batches
-	// prep, if not nil, makes each decoded batch's Prepared.
-	prep func(*persist.Batch) any
 	// zd is the scan's own decoder, made at its first compressed frame,
 	// garbage with the scan (see zcodec.Decoder).
 	zd *zcodec.Decoder
-	// rest is what a run did not take of its last group's batches (in
-	// restBuf, a copy: the run has gone to the scan), restOf that
-	// group's span.
-	rest, restBuf []byte
-	restOf        groupSpan
+	// rest is the buffer of a run whose last group's batches did not all
+	// fit in it, from restAt on those it did not take; restOf is that
+	// group's span. The next run takes the buffer over (see readRun).
+	rest   []byte
+	restAt int
+	restOf groupSpan
+	// spare is a buffer for a run that gave its own to the next (see
+	// readRun), or nil.
+	spare []byte
 	// frames and rawBytes count the frames read that checked, and their
 	// raw bytes.
 	frames   int
@@ -387,6 +396,57 @@ type groupRun struct {
 	batches []runBatch
 	changes []persist.Change // of every batch, one after the other
 	stop    *scanStop        // nil: more groups follow
+	// prep holds each batch's preparation state (prepOpen...) if the
+	// scan prepares batches, else it is nil; back is the batch below
+	// which the read-ahead prepares next (the read-ahead's alone).
+	prep []uint32
+	back int
+}
+
+// The preparation states of a run's batches. The read-ahead prepares
+// batches of the runs it handed over from the last one down, while it
+// waits for a run to fill; the scan takes them from the first one up,
+// prepared or not (Apply does the work then); whoever comes first to a
+// batch has it. So on two cores Prepare's work goes to the side that has
+// time for it: the read-ahead when the scan is behind, the scan when the
+// read-ahead is (reading and decompressing cost more than applying for
+// some logs, less for others).
+const (
+	prepOpen  uint32 = iota // neither has it yet
+	prepBusy                // the read-ahead is preparing it
+	prepDone                // prepared: its Prepared is set
+	prepTaken               // the scan took it unprepared
+)
+
+// take makes batch i of run the scan's: prepared, or left to it. If the
+// read-ahead is preparing it, take waits for that (one batch's work).
+func (run *groupRun) take(i int) {
+	p := &run.prep[i]
+	if atomic.CompareAndSwapUint32(p, prepOpen, prepTaken) {
+		return
+	}
+	for atomic.LoadUint32(p) == prepBusy {
+		runtime.Gosched()
+	}
+}
+
+// prepareBack prepares up to n of run's batches, from the last one it has
+// not prepared down, and reports whether it prepared any: false once none
+// is left or the scan has taken the next one (and so all before it).
+func (run *groupRun) prepareBack(prep func(*persist.Batch) any, n int) bool {
+	did := false
+	for ; n > 0 && run.back > 0; n-- {
+		i := run.back - 1
+		if !atomic.CompareAndSwapUint32(&run.prep[i], prepOpen, prepBusy) {
+			run.back = 0
+			break
+		}
+		b := run.batch(i)
+		b.Prepared = prep(b)
+		atomic.StoreUint32(&run.prep[i], prepDone)
+		run.back, did = i, true
+	}
+	return did
 }
 
 // runBatch is a decoded batch whose changes are changes[lo:hi] of its run.
@@ -439,12 +499,12 @@ func newRun() *groupRun {
 	return &groupRun{raw: make([]byte, 0, 2*runBytes), batches: make([]runBatch, 0, runBatches), changes: make([]persist.Change, 0, runBatches)}
 }
 
-// reset empties run for reuse, keeping its arrays unless a huge group
-// grew them; nothing in it keeps a key or value of the last use alive.
+// reset empties run for reuse, keeping its arrays but raw (which readRun
+// sees to); nothing in it keeps a key or value of the last use alive.
 func (run *groupRun) reset() {
 	clear(run.changes)
 	clear(run.batches)
-	*run = groupRun{raw: keepBuf(run.raw), groups: run.groups[:0], batches: run.batches[:0], changes: run.changes[:0]}
+	*run = groupRun{raw: run.raw, groups: run.groups[:0], batches: run.batches[:0], changes: run.changes[:0], prep: run.prep[:0]}
 }
 
 // scanStop is how reading a segment's frames ended: at the end of the
@@ -460,16 +520,35 @@ type scanStop struct {
 
 // readRun reads whole groups into run (reset) until their raw bytes reach
 // limit (one group at least) or the segment ends, and decodes their
-// batches.
+// batches; or, if the last run did not take all the batches of its last
+// group, it takes the rest of them, and nothing else.
+//
+// Those batches are in the last run's buffer, which the last run (still
+// being applied, maybe) points into: rather than copy them, this run
+// takes that buffer over, and its own buffer waits as the spare for a
+// run that gave its buffer away. (Groups appended after them would grow,
+// so copy, a buffer of their size: the run holds the rest only.) A buffer
+// is written from its start again only by the last run that took it, once
+// that run is recycled: runs are applied and recycled in order, so by
+// then no run points into it.
 func (fr *frameReader) readRun(run *groupRun, limit int) {
 	run.reset()
-	if fr.rest != nil { // a group's batches that did not fit in the last run
-		run.raw = append(run.raw, fr.rest...)
-		g := fr.restOf
-		g.rawEnd, g.partial = len(run.raw), false
-		run.groups = append(run.groups, g)
-		fr.decodeLast(run, 0)
+	own := run.raw
+	if own == nil {
+		own, fr.spare = fr.spare, nil
 	}
+	if fr.rest != nil {
+		if own != nil {
+			fr.spare = own[:0]
+		}
+		run.raw = fr.rest
+		g := fr.restOf
+		g.partial = false
+		run.groups = append(run.groups, g)
+		fr.decodeLast(run, fr.restAt)
+		return
+	}
+	run.raw = keepBuf(own)
 	for run.stop == nil && fr.rest == nil && (len(run.groups) == 0 || len(run.raw) < limit && len(run.batches) < runBatches) {
 		from := len(run.raw)
 		run.raw, run.stop = fr.readGroup(run, run.raw)
@@ -480,22 +559,15 @@ func (fr *frameReader) readRun(run *groupRun, limit int) {
 }
 
 // decodeLast decodes the batches of run's last group, whose raw bytes
-// start at from in the run's, and keeps a copy of those that do not fit
-// (in fr.rest) for the next run.
+// start at from in the run's; if they do not all fit, the run hands its
+// buffer, with the rest, on to the next run (fr.rest; see readRun).
 func (fr *frameReader) decodeLast(run *groupRun, from int) {
 	g := &run.groups[len(run.groups)-1]
-	before := len(run.batches)
 	rest := run.decodeInto(&fr.dec, g, run.raw[from:g.rawEnd])
-	if fr.prep != nil {
-		for i := before; i < len(run.batches); i++ {
-			b := run.batch(i)
-			b.Prepared = fr.prep(b)
-		}
-	}
 	fr.rest = nil
 	if rest != nil {
-		fr.restBuf = append(fr.restBuf[:0], rest...)
-		fr.rest, fr.restOf = fr.restBuf, *g
+		fr.rest, fr.restAt, fr.restOf = run.raw[:g.rawEnd], g.rawEnd-len(rest), *g
+		run.raw = nil
 	}
 }
 
@@ -570,41 +642,110 @@ const (
 
 // readAhead reads runs of groups in a goroutine, one run ahead of the
 // scan: two buffers go back and forth, one filled while the scan applies
-// the other.
+// the other. With a prep, the goroutine prepares the batches of the runs
+// it handed over while it waits for one back (see prepOpen).
 type readAhead struct {
 	out  chan *groupRun
 	free chan *groupRun
 	quit chan struct{}
 	done chan struct{}
+	prep func(*persist.Batch) any // nil: none
+	// sent are the runs handed over and not yet back, oldest first (with
+	// a prep; the goroutine's own).
+	sent []*groupRun
 }
 
-func startReadAhead(fr *frameReader) *readAhead {
-	ra := &readAhead{out: make(chan *groupRun, 1), free: make(chan *groupRun, 2), quit: make(chan struct{}), done: make(chan struct{})}
+func startReadAhead(fr *frameReader, prep func(*persist.Batch) any) *readAhead {
+	ra := &readAhead{out: make(chan *groupRun, 1), free: make(chan *groupRun, 2), quit: make(chan struct{}), done: make(chan struct{}), prep: prep}
 	ra.free <- newRun()
 	ra.free <- newRun()
 	go ra.run(fr)
 	return ra
 }
 
+// prepStep is how many batches the read-ahead prepares between two looks
+// at whether a run came back: a few microseconds of work.
+const prepStep = 16
+
 // run reads runs until the segment ends or stop is called.
 func (ra *readAhead) run(fr *frameReader) {
 	defer close(ra.done)
 	for {
-		var run *groupRun
-		select {
-		case run = <-ra.free:
-		case <-ra.quit:
+		run := ra.nextFree()
+		if run == nil {
 			return
 		}
 		fr.readRun(run, runBytes)
+		if ra.prep != nil {
+			n := len(run.batches)
+			run.prep = slices.Grow(run.prep[:0], n)[:n]
+			clear(run.prep)
+			run.back = n
+			ra.sent = append(ra.sent, run)
+		}
 		select {
 		case ra.out <- run:
 		case <-ra.quit:
 			return
 		}
 		if run.stop != nil {
+			for !ra.stopped() && ra.prepareSome() {
+			}
 			return
 		}
+	}
+}
+
+// nextFree returns a run to fill once the scan gives one back, preparing
+// batches meanwhile; nil once stop is called.
+func (ra *readAhead) nextFree() *groupRun {
+	for {
+		select {
+		case run := <-ra.free:
+			ra.back(run)
+			return run
+		case <-ra.quit:
+			return nil
+		default:
+		}
+		if !ra.prepareSome() {
+			select {
+			case run := <-ra.free:
+				ra.back(run)
+				return run
+			case <-ra.quit:
+				return nil
+			}
+		}
+	}
+}
+
+// back forgets run, which the scan gave back: the scan has taken every one
+// of its batches, so none is left to prepare.
+func (ra *readAhead) back(run *groupRun) {
+	if i := slices.Index(ra.sent, run); i >= 0 {
+		ra.sent = slices.Delete(ra.sent, i, i+1)
+	}
+}
+
+// prepareSome prepares a few batches of the runs handed over, from the
+// last batch of the newest down (the farthest from where the scan
+// applies), and reports whether any was left to prepare.
+func (ra *readAhead) prepareSome() bool {
+	for i := len(ra.sent) - 1; i >= 0; i-- {
+		if ra.sent[i].prepareBack(ra.prep, prepStep) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ra *readAhead) stopped() bool {
+	select {
+	case <-ra.quit:
+		return true
+	default:
+		return false
 	}
 }
 
