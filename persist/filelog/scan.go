@@ -388,8 +388,11 @@ func (fr *frameReader) appendFrame(group []byte) ([]byte, frameHeader, *fault, e
 }
 
 // groupRun is a run of whole groups read from a segment: their raw bytes
-// one after the other, their batches decoded (pointing into the raw
-// bytes), and, if the segment ends after them, how.
+// one after the other (or, for the rest of a group the last run could not
+// hold, the last run's buffer, whose bytes before the rest that run's
+// batches use; raw is nil once a run handed its buffer on: see readRun),
+// their batches decoded (pointing into the raw bytes), and, if the segment
+// ends after them, how.
 type groupRun struct {
 	raw     []byte
 	groups  []groupSpan
@@ -405,7 +408,7 @@ type groupRun struct {
 
 // The preparation states of a run's batches. The read-ahead prepares
 // batches of the runs it handed over from the last one down, while it
-// waits for a run to fill; the scan takes them from the first one up,
+// waits for a run to come back; the scan takes them from the first one up,
 // prepared or not (Apply does the work then); whoever comes first to a
 // batch has it. So on two cores Prepare's work goes to the side that has
 // time for it: the read-ahead when the scan is behind, the scan when the
@@ -419,7 +422,9 @@ const (
 )
 
 // take makes batch i of run the scan's: prepared, or left to it. If the
-// read-ahead is preparing it, take waits for that (one batch's work).
+// read-ahead is preparing it, take waits for that (one batch's work). The
+// batch's Prepared, written before prepareBack's atomic store of
+// prepDone, is visible once take has loaded that state.
 func (run *groupRun) take(i int) {
 	p := &run.prep[i]
 	if atomic.CompareAndSwapUint32(p, prepOpen, prepTaken) {
@@ -641,8 +646,8 @@ const (
 )
 
 // readAhead reads runs of groups in a goroutine, one run ahead of the
-// scan: two buffers go back and forth, one filled while the scan applies
-// the other. With a prep, the goroutine prepares the batches of the runs
+// scan: two runs go back and forth, one filled while the scan applies
+// the other (buffers move between them: see readRun). With a prep, the goroutine prepares the batches of the runs
 // it handed over while it waits for one back (see prepOpen).
 type readAhead struct {
 	out  chan *groupRun
@@ -667,7 +672,9 @@ func startReadAhead(fr *frameReader, prep func(*persist.Batch) any) *readAhead {
 // at whether a run came back: a few microseconds of work.
 const prepStep = 16
 
-// run reads runs until the segment ends or stop is called.
+// run reads runs until the segment ends or stop is called, and after the
+// last one, with a prep, prepares batches until the scan has taken them
+// all.
 func (ra *readAhead) run(fr *frameReader) {
 	defer close(ra.done)
 	for {
@@ -730,7 +737,7 @@ func (ra *readAhead) back(run *groupRun) {
 
 // prepareSome prepares a few batches of the runs handed over, from the
 // last batch of the newest down (the farthest from where the scan
-// applies), and reports whether any was left to prepare.
+// applies), and reports whether it prepared any.
 func (ra *readAhead) prepareSome() bool {
 	for i := len(ra.sent) - 1; i >= 0; i-- {
 		if ra.sent[i].prepareBack(ra.prep, prepStep) {
