@@ -25,11 +25,11 @@ const putRun = 200_000
 
 // BenchmarkPutKeyOrder puts new keys in key order ("k%015d") into a store
 // that starts empty, as bench/compare's put-keyorder.
-func BenchmarkPutKeyOrder(b *testing.B) {
-	keys := make([][]byte, putRun)
-	for i := range keys {
-		keys[i] = fmt.Appendf(nil, "k%015d", i)
-	}
+func BenchmarkPutKeyOrder(b *testing.B) { putNew(b, numberedKeys(putRun, false)) }
+
+// putNew puts keys, in their order, into a store that starts empty; a new
+// store starts after every len(keys) puts.
+func putNew(b *testing.B, keys [][]byte) {
 	var s *Store
 	runtime.GC()
 	b.ReportAllocs()
@@ -38,10 +38,10 @@ func BenchmarkPutKeyOrder(b *testing.B) {
 	defer runtime.UnlockOSThread()
 	cpu0, thr0 := cputime.Process(), cputime.Thread()
 	for b.Loop() {
-		if i%putRun == 0 {
+		if i%len(keys) == 0 {
 			s = newStore(Options{})
 		}
-		if _, err := s.Put(keys[i%putRun], value); err != nil {
+		if _, err := s.Put(keys[i%len(keys)], value); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -165,22 +165,4 @@ func BenchmarkTxnPutNewRun(b *testing.B) {
 // numbered keys in a random order of 1,000,000, into a store that starts
 // empty; a new store starts every 1,000,000 puts (run it with -benchtime
 // 1000000x for exactly one store).
-func BenchmarkPutRandomRun(b *testing.B) {
-	const n = 1_000_000
-	keys := numberedKeys(n, true)
-	var s *Store
-	runtime.GC()
-	b.ReportAllocs()
-	i := 0
-	cpu0 := cputime.Process()
-	for b.Loop() {
-		if i%n == 0 {
-			s = newStore(Options{})
-		}
-		if _, err := s.Put(keys[i%n], value); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "proc-cpu-ns/op")
-}
+func BenchmarkPutRandomRun(b *testing.B) { putNew(b, numberedKeys(1_000_000, true)) }
