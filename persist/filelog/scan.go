@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/revkv/revkv/internal/zcodec"
 	"github.com/revkv/revkv/kv"
@@ -430,10 +431,24 @@ func (run *groupRun) take(i int) {
 	if atomic.CompareAndSwapUint32(p, prepOpen, prepTaken) {
 		return
 	}
-	for atomic.LoadUint32(p) == prepBusy {
-		runtime.Gosched()
+	// One batch's work is short: yield while it lasts. If it lasts much
+	// longer (the read-ahead's thread descheduled mid-batch), sleep, so
+	// as not to burn a core that thread may need.
+	for spins := 0; atomic.LoadUint32(p) == prepBusy; spins++ {
+		if spins < takeSpins {
+			runtime.Gosched()
+		} else {
+			time.Sleep(takeSleep)
+		}
 	}
 }
+
+// takeSpins and takeSleep bound take's wait for a batch being prepared:
+// that many yields, then sleeps this long each.
+const (
+	takeSpins = 100
+	takeSleep = 20 * time.Microsecond
+)
 
 // prepareBack prepares up to n of run's batches, from the last one it has
 // not prepared down, and reports whether it prepared any: false once none
