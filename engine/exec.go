@@ -107,7 +107,7 @@ func (s *Store) maxTxnOps() int {
 // write that runs start to end under mu. mu is held.
 func (s *Store) startExecLocked() *txnState {
 	t := &s.w.exec
-	*t = txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, changes: t.changes[:0], undo: &s.w.undoBuf}
+	*t = txnState{beginRev: s.w.rev, oldIndex: s.w.cindex, changes: t.changes[:0], apart: true, undo: &s.w.undoBuf}
 	s.w.memo = lookupMemo{}
 	t.skipped = s.checkIndexLocked()
 	s.w.undo = t.undo

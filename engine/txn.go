@@ -23,8 +23,8 @@ type txnState struct {
 	changes  []change
 	undo     *undoLog // the writer's (one txn at a time)
 	// apart says that changes are not in the writer's slab of changes
-	// but in an array of their own (see moveChangesLocked), or the exec
-	// state's buffer.
+	// but in an array of their own (see moveChangesLocked), or in the
+	// exec state's buffer (see startExecLocked).
 	apart bool
 	// skipped is true when the consistent index said this txn's entry was
 	// already applied: every operation in it is a no-op.
@@ -268,14 +268,13 @@ func (s *Store) rollbackLocked(t *txnState) {
 // copy of exactly their size.
 func (s *Store) commitChangesLocked(t *txnState) error {
 	cs := t.changes
-	apart := t.apart || t == &s.w.exec
-	if apart && len(cs) > 1 {
+	if t.apart && len(cs) > 1 {
 		cs = slices.Clone(cs)
 	}
 	if err := s.endWriteLocked(t.beginRev+1, cs[:len(cs):len(cs)], t.oldIndex); err != nil {
 		return err // mu is released: the buffer is left to t
 	}
-	if apart || len(cs) <= 1 {
+	if t.apart || len(cs) <= 1 {
 		// The history kept no reference to t.changes: the buffer, or the
 		// slab's room, is used again, and keeps no key or value alive.
 		clear(t.changes)
@@ -313,7 +312,7 @@ func (s *Store) addChangeLocked(t *txnState, c change) {
 // changeRoomForLocked makes room for n more changes of t in the writer's
 // slab of changes, if t's changes are there. mu is held by t.
 func (s *Store) changeRoomForLocked(t *txnState, n int) {
-	if len(t.changes)+n > cap(t.changes) && !t.apart && t != &s.w.exec {
+	if len(t.changes)+n > cap(t.changes) && !t.apart {
 		s.moveChangesLocked(t, n)
 	}
 }
