@@ -312,8 +312,9 @@ func TestKeyIndexInOrder(t *testing.T) {
 }
 
 // TestLayoutSizes pins the sizes that the memory per key depends on: a
-// record is 48 bytes before its inline bytes, a record of a 16-byte key
-// and a 128-byte value one 192-byte allocation, and a packed history
+// record is 32 bytes before its inline bytes, a record of a 16-byte key
+// and a 128-byte value one 176-byte allocation (192 with a lease), and a
+// packed history
 // entry is 48 bytes (an updated one 8); and a state, made by every
 // write, is 48 bytes.
 func TestLayoutSizes(t *testing.T) {
@@ -330,19 +331,24 @@ func TestLayoutSizes(t *testing.T) {
 		}
 	}
 	key := []byte("k000000000000001")
-	v := version{main: 2, create: 2, ver: 1, value: make([]byte, 128)}
-	if allocs := testing.AllocsPerRun(100, func() { newRecord(key, v) }); allocs != 1 {
-		t.Errorf("newRecord of a 16-byte key and a 128-byte value: %v allocations, want 1", allocs)
-	}
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	const n = 1000
-	for range n {
-		newRecord(key, v)
-	}
-	runtime.ReadMemStats(&m1)
-	if per := (m1.TotalAlloc - m0.TotalAlloc) / n; per != 192 {
-		t.Errorf("newRecord of a 16-byte key and a 128-byte value: %d bytes, want 192", per)
+	for _, c := range []struct {
+		lease int64
+		want  uint64
+	}{{0, 176}, {7, 192}} {
+		v := version{main: 2, create: 2, ver: 1, lease: c.lease, value: make([]byte, 128)}
+		if allocs := testing.AllocsPerRun(100, func() { newRecord(key, v) }); allocs != 1 {
+			t.Errorf("newRecord of a 16-byte key and a 128-byte value, lease %d: %v allocations, want 1", c.lease, allocs)
+		}
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		const n = 1000
+		for range n {
+			newRecord(key, v)
+		}
+		runtime.ReadMemStats(&m1)
+		if per := (m1.TotalAlloc - m0.TotalAlloc) / n; per != c.want {
+			t.Errorf("newRecord of a 16-byte key and a 128-byte value, lease %d: %d bytes, want %d", c.lease, per, c.want)
+		}
 	}
 	if n := unsafe.Sizeof(packed{}); n != 48 {
 		t.Errorf("packed is %d bytes, want 48", n)
@@ -371,6 +377,13 @@ func TestRecordForms(t *testing.T) {
 		{"long key", append(long, 'y'), version{main: 5, create: 5, ver: 1, value: []byte("v")}, true},
 		{"big version", []byte("k"), version{main: 5, create: 4, ver: 1 << 33, value: []byte("v")}, false},
 		{"big sub", []byte("k"), version{main: 5, sub: 1 << 33, create: 5, ver: 1, value: []byte("v")}, false},
+		{"created long before", []byte("k"), version{main: 1 << 33, create: 5, ver: 2, value: []byte("v")}, false},
+		{"created just far enough before", []byte("k"), version{main: 1<<32 + 4, create: 5, ver: 2, lease: 9, value: []byte("v")}, true},
+		{"lease, no value", []byte("k"), version{main: 5, create: 5, ver: 1, lease: -1}, true},
+		{"lease at the inline limit", long[:maxInline-9], version{main: 5, create: 5, ver: 1, lease: 1 << 62, value: []byte("v")}, true},
+		{"lease past the inline limit", long[:maxInline-8], version{main: 5, create: 5, ver: 1, lease: 3, value: []byte("v")}, true},
+		{"lease and a long key", append(long, 'y'), version{main: 5, create: 5, ver: 1, lease: 3, value: []byte("v")}, true},
+		{"lease in a list", []byte("k"), version{main: 5, create: 4, ver: 1 << 33, lease: 3, value: []byte("v")}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRecord(tc.key, tc.v)

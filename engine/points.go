@@ -271,7 +271,7 @@ func (t *pointTable) addAll(recs []*keyRecord) {
 		recs = recs[len(b):]
 		var sink uint32
 		for _, r := range b {
-			sink += r.kn // the record's first line, where its key is
+			sink += uint32(r.kn) // the record's first line, where its key is
 		}
 		for i, r := range b {
 			hs[i] = pointHash(r.key())

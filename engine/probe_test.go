@@ -12,5 +12,6 @@ func newProbe() *keyRecord {
 
 // setKey makes k the key of a probe (from newProbe), without copying it.
 func (r *keyRecord) setKey(k []byte) {
-	(*extRecord)(unsafe.Pointer(r)).ext, r.kn = unsafe.SliceData(k), uint32(len(k))|extBit
+	x := (*extRecord)(unsafe.Pointer(r))
+	x.ext, x.klen = unsafe.SliceData(k), uint32(len(k))
 }

@@ -45,41 +45,56 @@ var recordClasses = [...]recordClass{
 	{176, allocFor[[176]byte]},
 	{192, allocFor[[192]byte]},
 	{208, allocFor[[208]byte]},
-	{240, allocFor[[240]byte]},
-	{272, allocFor[[272]byte]},
-	{304, allocFor[[304]byte]},
-	{336, allocFor[[336]byte]},
-	{368, allocFor[[368]byte]},
-	{400, allocFor[[400]byte]},
-	{432, allocFor[[432]byte]},
-	{464, allocFor[[464]byte]},
-	{528, allocFor[[528]byte]},
-	{592, allocFor[[592]byte]},
-	{656, allocFor[[656]byte]},
-	{720, allocFor[[720]byte]},
-	{848, allocFor[[848]byte]},
-	{976, allocFor[[976]byte]},
+	{224, allocFor[[224]byte]},
+	{256, allocFor[[256]byte]},
+	{288, allocFor[[288]byte]},
+	{320, allocFor[[320]byte]},
+	{352, allocFor[[352]byte]},
+	{384, allocFor[[384]byte]},
+	{416, allocFor[[416]byte]},
+	{448, allocFor[[448]byte]},
+	{480, allocFor[[480]byte]},
+	{544, allocFor[[544]byte]},
+	{608, allocFor[[608]byte]},
+	{672, allocFor[[672]byte]},
+	{736, allocFor[[736]byte]},
+	{864, allocFor[[864]byte]},
+	{992, allocFor[[992]byte]},
 }
 
 // maxInline is the most bytes a record holds inline; longer ones go in an
 // allocation of their own (which the garbage collector does not scan
 // either: it holds no pointers), from an extRecord.
-const maxInline = 976
+const maxInline = 992
 
-// allocRecord returns a new record with room for n bytes, and that room.
-func allocRecord(n int) (*keyRecord, []byte) {
-	if n > maxInline {
+// allocRecord returns a new record with room for n bytes, and that room,
+// holding lease as its first version's (see leaseBit). The caller sets
+// the lengths (setLens).
+func allocRecord(n int, lease int64) (*keyRecord, []byte) {
+	if n > maxInline || lease != 0 && n+8 > maxInline {
 		r := new(extRecord)
 		data := make([]byte, n)
-		r.ext, r.kn = unsafe.SliceData(data), extBit
+		r.ext, r.kn, r.lease = unsafe.SliceData(data), extBit, lease
 		return &r.keyRecord, data
 	}
+	if lease == 0 {
+		r, data := allocInline(n)
+		return r, data[:n:n]
+	}
+	r, data := allocInline(n + 8)
+	r.kn = leaseBit
+	*(*int64)(unsafe.Pointer(&data[0])) = lease
+	return r, data[8 : 8+n : 8+n]
+}
+
+// allocInline returns a new record with room for n (<= maxInline) bytes
+// after it.
+func allocInline(n int) (*keyRecord, []byte) {
 	// A binary search would take as many steps as the scan takes for the
 	// records most stores make (keys and values of a few dozen bytes).
 	for i := range recordClasses {
 		if c := &recordClasses[i]; c.n >= n {
-			r, data := c.alloc()
-			return r, data[:n:n]
+			return c.alloc()
 		}
 	}
 	panic("unreachable: n <= maxInline")

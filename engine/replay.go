@@ -74,8 +74,8 @@ func preparedFor(p any, sub int, c *persist.Change, rev int64) *keyRecord {
 			rec = p[sub]
 		}
 	}
-	if rec == nil || rec.vers.Load() != nil || rec.main != rev || rec.create != rev || rec.ver != 1 || int64(rec.sub) != int64(sub) ||
-		rec.lease != c.Lease || int(rec.vn) != len(c.Value) || !bytes.Equal(rec.key(), c.Key) {
+	if rec == nil || rec.vers.Load() != nil || rec.main != rev || rec.back != 0 || rec.ver != 1 || int64(rec.sub) != int64(sub) ||
+		rec.firstLease() != c.Lease || rec.valueLen() != len(c.Value) || !bytes.Equal(rec.key(), c.Key) {
 		return nil
 	}
 	return rec

@@ -38,64 +38,128 @@ func (v version) deleted() bool { return v.ver == 0 }
 // before the compaction keep the versions they can see.
 //
 // The key and the first version's value share one allocation with the
-// record, right after its 48 bytes, up to maxInline bytes together (see
+// record, right after its 32 bytes, up to maxInline bytes together (see
 // allocRecord): a key written once with a small value is one object of
 // the record plus its bytes, rounded to the allocator's size class
-// (16-byte key, 128-byte value: 192 bytes), with one pointer for the
+// (16-byte key, 128-byte value: 176 bytes), with one pointer for the
 // garbage collector to scan (vers), and the key compares from the same
-// cache lines. Longer bytes, and the keys of probes, are elsewhere, in an
-// extRecord.
+// cache lines. A first version with a lease keeps it in the 8 bytes
+// before the key (leaseBit): most keys have none, and a record of 40
+// bytes would put the common record above one size class. Longer bytes,
+// and the keys of probes, are elsewhere, in an extRecord.
 //
 // Reading a key costs one cache miss after the tree node for a key with one
 // version, and two or three for others (the record, its list, the slot of
 // the version).
 type keyRecord struct {
 	vers atomic.Pointer[versionList]
-	// The first version but its value: its version and sub-revision in
-	// 32 bits, which hold those of every version the engine makes (see
-	// fits; newRecord starts a list for one they do not).
-	main, create, lease int64
-	ver, sub            uint32
-	// kn is the key's length, with extBit set if the bytes are not inline
-	// but in an extRecord; the first version's value (vn bytes) follows
-	// the key.
-	kn, vn uint32
+	// The first version but its value and lease: its revision, how far its
+	// create revision is below it (back), and its version and sub-revision,
+	// in 32 bits each, which hold those of every version the engine makes
+	// (see fits; newRecord starts a list for one they do not).
+	main           int64
+	back, ver, sub uint32
+	// kn is the key's length and vn the first value's (bytes inline: at
+	// most maxInline, 10 bits), with extBit or leaseBit set in kn.
+	kn, vn uint16
 }
 
 // recordSize is the size of a record without its bytes.
-const recordSize = 48
+const recordSize = 32
 
-// extBit marks a record whose bytes are not right after it.
-const extBit = 1 << 31
+// Flags of keyRecord.kn.
+const (
+	// extBit marks a record whose bytes are not right after it: it is an
+	// extRecord, which holds their lengths and the first version's lease.
+	extBit = 1 << 15
+	// leaseBit marks a record whose first version's lease is in the 8
+	// bytes after it, before the key.
+	leaseBit = 1 << 14
+)
 
 // extRecord is a record whose bytes are elsewhere: ext points to them.
 type extRecord struct {
 	keyRecord
-	ext *byte
+	ext        *byte
+	klen, vlen uint32
+	lease      int64
 }
+
+// asExt returns r as the extRecord it is (extBit is set).
+func (r *keyRecord) asExt() *extRecord { return (*extRecord)(unsafe.Pointer(r)) }
 
 // bytes returns the address of the record's key, which its first value
 // follows.
 func (r *keyRecord) bytes() *byte {
-	if r.kn&extBit != 0 {
-		return (*extRecord)(unsafe.Pointer(r)).ext
+	switch {
+	case r.kn&extBit != 0:
+		return r.asExt().ext
+	case r.kn&leaseBit != 0:
+		return (*byte)(unsafe.Add(unsafe.Pointer(r), recordSize+8))
 	}
 	return (*byte)(unsafe.Add(unsafe.Pointer(r), recordSize))
 }
 
 // key returns the record's key. It never changes.
-func (r *keyRecord) key() []byte { return unsafe.Slice(r.bytes(), r.kn&^extBit) }
+func (r *keyRecord) key() []byte {
+	if r.kn&(extBit|leaseBit) == 0 { // most records: one test
+		return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r), recordSize)), r.kn)
+	}
+	return unsafe.Slice(r.bytes(), r.keyLen())
+}
+
+// keyLen returns the length of the record's key.
+func (r *keyRecord) keyLen() int {
+	if r.kn&extBit != 0 {
+		return int(r.asExt().klen)
+	}
+	return int(r.kn &^ leaseBit)
+}
+
+// valueLen returns the length of the first version's value (0 if the
+// first version is in a list).
+func (r *keyRecord) valueLen() int {
+	if r.kn&extBit != 0 {
+		return int(r.asExt().vlen)
+	}
+	return int(r.vn)
+}
+
+// setLens sets the lengths of the record's key and first value, which
+// allocRecord made room for.
+func (r *keyRecord) setLens(kn, vn int) {
+	if r.kn&extBit != 0 {
+		x := r.asExt()
+		x.klen, x.vlen = uint32(kn), uint32(vn)
+		return
+	}
+	r.kn |= uint16(kn)
+	r.vn = uint16(vn)
+}
+
+// firstLease returns the first version's lease (0 if it is in a list).
+func (r *keyRecord) firstLease() int64 {
+	switch {
+	case r.kn&extBit != 0:
+		return r.asExt().lease
+	case r.kn&leaseBit != 0:
+		return *(*int64)(unsafe.Add(unsafe.Pointer(r), recordSize))
+	}
+	return 0
+}
 
 // fits reports whether the record's fields hold v's revision numbers.
 func fits(v version) bool {
-	return v.ver >= 0 && v.ver <= math.MaxUint32 && v.sub >= 0 && v.sub <= math.MaxUint32
+	back := v.main - v.create
+	return v.ver >= 0 && v.ver <= math.MaxUint32 && v.sub >= 0 && v.sub <= math.MaxUint32 &&
+		back >= 0 && back <= math.MaxUint32
 }
 
 // firstVersion returns the version the record was made with.
 func (r *keyRecord) firstVersion() version {
-	v := version{main: r.main, sub: int64(r.sub), create: r.create, ver: int64(r.ver), lease: r.lease}
-	if r.vn > 0 {
-		v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r.bytes()), r.kn&^extBit)), r.vn)
+	v := version{main: r.main, sub: int64(r.sub), create: r.main - int64(r.back), ver: int64(r.ver), lease: r.firstLease()}
+	if n := r.valueLen(); n > 0 {
+		v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r.bytes()), r.keyLen())), n)
 	}
 	return v
 }
@@ -212,7 +276,7 @@ func (r *keyRecord) newest() (create, ver int64) {
 	if l := r.vers.Load(); l != nil {
 		return l.create, l.ver
 	}
-	return r.create, int64(r.ver)
+	return r.main - int64(r.back), int64(r.ver)
 }
 
 // len returns the number of versions in l.
@@ -250,21 +314,24 @@ func appendVersions(vs []*version, ss []vslot) []*version {
 // newRecord returns a record for key holding one version; it copies the
 // key and v's value.
 func newRecord(key []byte, first version) *keyRecord {
-	r, data := allocRecord(len(key) + len(first.value))
-	copy(data, key)
-	copy(data[len(key):], first.value)
-	r.kn |= uint32(len(key))
 	if !fits(first) {
 		// Never made by the engine's own writes: keep the version in a
 		// list, which has room for any revision numbers.
+		r, data := allocRecord(len(key)+len(first.value), 0)
+		copy(data, key)
+		copy(data[len(key):], first.value)
+		r.setLens(len(key), 0)
 		if len(first.value) > 0 {
 			first.value = data[len(key):len(data):len(data)]
 		}
 		r.vers.Store(listOf([]version{first}))
 		return r
 	}
-	r.vn = uint32(len(first.value))
-	r.main, r.create, r.lease = first.main, first.create, first.lease
+	r, data := allocRecord(len(key)+len(first.value), first.lease)
+	copy(data, key)
+	copy(data[len(key):], first.value)
+	r.setLens(len(key), len(first.value))
+	r.main, r.back = first.main, uint32(first.main-first.create)
 	r.ver, r.sub = uint32(first.ver), uint32(first.sub)
 	return r
 }
