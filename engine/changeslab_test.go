@@ -130,7 +130,11 @@ func TestTxnChangeSlabAfterCompact(t *testing.T) {
 		}
 	}
 	mustPut(t, s, "a", "0")
-	txn() // the slab's first change is one past the history's first revision
+	// Updates: a txn of new keys leaves no change in the slab (the
+	// history keeps their records).
+	mustPut(t, s, "t1", "0")
+	mustPut(t, s, "t2", "0")
+	txn() // the slab's first change is past the history's first revision
 	slab := s.w.changeBuf
 	for i := range chunkSize + 10 {
 		mustPut(t, s, "a", fmt.Sprint(i))

@@ -23,7 +23,7 @@ type change struct {
 const chunkSize = 256
 
 // chunk holds the changes of main revisions first .. first+size-1, one
-// slot per revision, in one of four arrays, each allocated when a
+// slot per revision, in one of five arrays, each allocated when a
 // revision first needs it:
 //
 //   - recs: a revision whose only change made a new key (its record's
@@ -32,7 +32,10 @@ const chunkSize = 256
 //     store loaded with new keys has only this array.
 //   - one: any other revision of one change (a delete, an update in a
 //     txn) is packed, 48 bytes with no allocation of its own.
-//   - many: a revision of several changes (a txn) is their slice.
+//   - made: a revision of several changes that each made a new key (a
+//     txn of new keys) is their records, 8 bytes each where a change
+//     takes 96 and three pointers: the records hold the rest.
+//   - many: a revision of other changes (a txn) is their slice.
 //   - upd: a Put that updated a key is where the version it appended is
 //     in the writer's slabs (see Store.versionLocked), and the length of
 //     its key, which is in the page right before the version's value (see
@@ -40,8 +43,8 @@ const chunkSize = 256
 //     collector to follow, where a packed change has two. The chunk
 //     keeps the slabs its entries are in alive.
 //
-// A slot's revision is in exactly one of them; a reader tries recs, many,
-// upd, then one. Every chunk holds chunkSize revisions but a history's
+// A slot's revision is in exactly one of them; a reader tries recs, made,
+// many, upd, then one. Every chunk holds chunkSize revisions but a history's
 // first one, which starts with firstChunkSize and is replaced by one twice
 // its size when it fills (see slot): a store that sees a few writes, as
 // most stores in tests do, does not pay for 12 KB of entries it never
@@ -55,6 +58,7 @@ type chunk struct {
 	size  int64 // slots; never changes
 	recs  atomic.Pointer[[]*keyRecord]
 	one   atomic.Pointer[[]packed]
+	made  atomic.Pointer[[][]*keyRecord]
 	many  atomic.Pointer[[][]change]
 	upd   atomic.Pointer[[]updated]
 	// slabs are the writer's slabs of versions (each by its first
@@ -153,6 +157,14 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 	if recs := loaded(&c.recs); recs != nil && recs[j] != nil {
 		return fn(recs[j].firstChange())
 	}
+	if m := loaded(&c.made); m != nil && m[j] != nil {
+		for _, r := range m[j] {
+			if !fn(r.firstChange()) {
+				return false
+			}
+		}
+		return true
+	}
 	if m := loaded(&c.many); m != nil && m[j] != nil {
 		for _, ch := range m[j] {
 			if !fn(ch) {
@@ -174,14 +186,40 @@ func (h history) each(rev int64, fn func(change) bool) bool {
 // add records the changes of main revision rev (at least one), which must
 // be one past the last added (or the first ever). Only the writer calls it;
 // the returned history is published with the revision. It keeps no
-// reference to cs if it holds one packable change.
+// reference to cs if it holds one packable change, or changes that each
+// made a new key (madeOnly).
 func (h history) add(rev int64, cs []change) history {
 	if len(cs) == 1 && packable(cs[0], rev) {
 		return h.addOne(rev, cs[0])
 	}
 	h, c, j := h.slot(rev)
+	if madeOnly(cs) {
+		recs := make([]*keyRecord, len(cs))
+		for i := range cs {
+			recs[i] = cs[i].rec
+		}
+		array(&c.made, c.size)[j] = recs
+		return h
+	}
 	array(&c.many, c.size)[j] = cs
 	return h
+}
+
+// keeps reports whether the history keeps the slice cs, a revision's
+// changes, once the writer adds them (endWriteLocked): not one change,
+// which addOne packs or copies, nor changes that each made a new key,
+// which add keeps as their records.
+func keeps(cs []change) bool { return len(cs) > 1 && !madeOnly(cs) }
+
+// madeOnly reports whether every change of cs made a new key, whose
+// record holds it as its first version (change.rec).
+func madeOnly(cs []change) bool {
+	for i := range cs {
+		if cs[i].rec == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // addOne is add for a revision of one change, without a slice when it can
@@ -273,6 +311,7 @@ func (c *chunk) grown(j int64) *chunk {
 	g := newChunk(c.first, int(min(n, chunkSize)))
 	growInto(&g.recs, &c.recs, g.size)
 	growInto(&g.one, &c.one, g.size)
+	growInto(&g.made, &c.made, g.size)
 	growInto(&g.many, &c.many, g.size)
 	growInto(&g.upd, &c.upd, g.size)
 	g.slabs.Store(c.slabs.Load()) // appended to past c's end only

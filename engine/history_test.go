@@ -7,7 +7,8 @@ import (
 )
 
 // TestHistoryFirstChunkGrows writes revisions of one change (packed, an
-// update's version, or a new key's record), and of several, through the
+// update's version, or a new key's record), and of several (new keys'
+// records, or other changes), through the
 // growth of a history's first chunk and past it,
 // keeping the history as of every revision: each must still read every
 // revision up to its own, as a view does after the writer grew the chunk
@@ -16,6 +17,14 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 	const first, last = 2, 2 + 2*chunkSize + 10
 	want := func(rev int64) []change {
 		k := fmt.Appendf(nil, "k%d", rev)
+		if rev%6 == 0 { // a txn of two new keys: the history keeps their records
+			var cs []change
+			for sub := range int64(2) {
+				k := fmt.Appendf(nil, "k%d.%d", rev, sub)
+				cs = append(cs, newRecord(k, version{main: rev, sub: sub, create: rev, ver: 1, value: k}).madeChange())
+			}
+			return cs
+		}
 		if rev%3 == 0 { // a revision of two changes
 			return []change{{key: k, v: version{main: rev, ver: 1}}, {key: k, v: version{main: rev, sub: 1, ver: 2}}}
 		}
@@ -52,6 +61,9 @@ func TestHistoryFirstChunkGrows(t *testing.T) {
 			h = h.addOne(rev, cs[0])
 		} else {
 			h = h.add(rev, cs)
+			if rev%6 == 0 {
+				clear(cs) // the history keeps the records, not cs
+			}
 		}
 		held[rev] = h
 	}

@@ -260,21 +260,23 @@ func (s *Store) rollbackLocked(t *txnState) {
 // them (endWriteLocked). mu is held by t's ender; if the persister refuses
 // them, it is released.
 //
-// The history keeps a revision's slice of changes if it has more than one.
-// The txns of TxnBegin and Begin collect theirs in the writer's slab of
-// changes (see changeRoomLocked), where the history then keeps them; the
-// exec state's txns collect theirs in a buffer they reuse, and big txns
-// in an array of their own (see moveChangesLocked), so the history gets a
-// copy of exactly their size.
+// The history keeps a revision's slice of changes if it has more than one
+// and they did not all make new keys (see history.add). The txns of
+// TxnBegin and Begin collect theirs in the writer's slab of changes (see
+// changeRoomLocked), where the history then keeps them; the exec state's
+// txns collect theirs in a buffer they reuse, and big txns in an array of
+// their own (see moveChangesLocked), so the history gets a copy of exactly
+// their size.
 func (s *Store) commitChangesLocked(t *txnState) error {
 	cs := t.changes
-	if t.apart && len(cs) > 1 {
+	kept := keeps(cs)
+	if t.apart && kept {
 		cs = slices.Clone(cs)
 	}
 	if err := s.endWriteLocked(t.beginRev+1, cs[:len(cs):len(cs)], t.oldIndex); err != nil {
 		return err // mu is released: the buffer is left to t
 	}
-	if t.apart || len(cs) <= 1 {
+	if t.apart || !kept {
 		// The history kept no reference to t.changes: the buffer, or the
 		// slab's room, is used again, and keeps no key or value alive.
 		clear(t.changes)
