@@ -309,6 +309,10 @@ func (t target) Prepare(b *persist.Batch) any {
 	return nil
 }
 
+// maxApplyBuf is the most changes of a batch that target.Apply collects in
+// the writer's buffer (applyBuf), which keeps its size.
+const maxApplyBuf = 256
+
 func (t target) Apply(b *persist.Batch) error {
 	s := t.s
 	w := &s.w
@@ -320,11 +324,12 @@ func (t target) Apply(b *persist.Batch) error {
 		if b.Rev != w.rev+1 {
 			return fmt.Errorf("batch of revision %d after revision %d: %w: %w", b.Rev, w.rev, ErrRevisionNotFound, kv.ErrCorrupt)
 		}
-		// A batch of one change (a Put) is packed into the history: its
-		// slice is the writer's, reused.
+		// The changes go into the writer's buffer, reused: the history
+		// packs a batch of one change (a Put), and keeps a batch of new
+		// keys as their records; it gets a copy of any other.
 		cs := w.applyBuf[:0]
-		if len(b.Changes) > 1 {
-			cs = make([]change, 0, len(b.Changes))
+		if len(b.Changes) > maxApplyBuf {
+			cs = make([]change, 0, len(b.Changes)) // a buffer that big would stay
 		}
 		for i, c := range b.Changes {
 			if err := checkPut(c.Key, c.Value); err != nil {
@@ -341,14 +346,16 @@ func (t target) Apply(b *persist.Batch) error {
 			}
 			cs = append(cs, d[0])
 		}
-		if len(cs) == 1 && packable(cs[0], b.Rev) {
-			w.hist = w.hist.addOne(b.Rev, cs[0])
+		switch {
+		case len(cs) == 1:
+			w.hist = w.hist.addOne(b.Rev, cs[0]) // keeps no reference to cs
+		case keeps(cs) && len(b.Changes) <= maxApplyBuf:
+			w.hist = w.hist.add(b.Rev, slices.Clone(cs)) // not the buffer
+		default:
+			w.hist = w.hist.add(b.Rev, cs) // cs is its own, or not kept
+		}
+		if len(b.Changes) <= maxApplyBuf {
 			w.applyBuf = cs
-		} else {
-			if len(b.Changes) == 1 {
-				cs = slices.Clone(cs) // the history keeps it: not the buffer
-			}
-			w.hist = w.hist.add(b.Rev, cs)
 		}
 		w.rev = b.Rev
 		w.cindex = max(w.cindex, b.Index)

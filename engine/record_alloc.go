@@ -5,9 +5,10 @@ import "unsafe"
 // Records carry their bytes (key and first value) in the same allocation,
 // right after the record (see keyRecord.bytes):
 // a record of n bytes is a sizedRecord whose array is the smallest of
-// recordClasses that holds n, chosen so that record and array together
-// fill one of the Go allocator's size classes. The garbage collector scans
-// only the record's pointers: the array holds none.
+// recordClasses that holds n (n+8 with a lease, see leaseBit), chosen so
+// that record and array together fill one of the Go allocator's size
+// classes. The garbage collector scans only the record's pointers: the
+// array holds none.
 
 // sizedRecord is a record and the bytes it points to.
 type sizedRecord[A any] struct {

@@ -386,12 +386,18 @@ func (l *loader) flush() {
 	if len(l.group) == 0 {
 		return
 	}
-	if len(l.group) == 1 && packable(l.group[0], l.groupRev) {
-		// Packed into the history: the group's slice is free again.
+	switch {
+	case len(l.group) == 1:
+		// Packed into the history, or copied: the group's slice is free
+		// again.
 		l.s.w.hist = l.s.w.hist.addOne(l.groupRev, l.group[0])
 		l.group = l.group[:0]
-		return
+	case !keeps(l.group):
+		// Kept as its new keys' records: the slice is free again.
+		l.s.w.hist = l.s.w.hist.add(l.groupRev, l.group)
+		l.group = l.group[:0]
+	default:
+		l.s.w.hist = l.s.w.hist.add(l.groupRev, slices.Clip(l.group))
+		l.group = nil
 	}
-	l.s.w.hist = l.s.w.hist.add(l.groupRev, slices.Clip(l.group))
-	l.group = nil
 }

@@ -255,7 +255,7 @@ type writerState struct {
 	exec txnState
 	// changeBuf is the slab where the txns of TxnBegin and Begin collect
 	// their changes (see changeRoomLocked): its first len are committed
-	// txns', in the history.
+	// txns' that the history keeps (see keeps).
 	changeBuf []change
 	// memo is Store.Txn's last lookup for a compare (see lookupMemo).
 	memo lookupMemo

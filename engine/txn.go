@@ -289,7 +289,8 @@ func (s *Store) commitChangesLocked(t *txnState) error {
 // changeRoomLocked returns an empty slice, with capacity, for the changes
 // of a txn that would make revision rev: the free part of the writer's
 // slab of changes (changeBuf, whose length is the part committed txns
-// filled), which txns fill in revision order as pages fill with values.
+// filled and the history keeps, see keeps), which txns fill in revision
+// order as pages fill with values.
 // A slab holds the changes of one chunk of the history only, so that the
 // chunks compaction drops leave no slab alive (with the records and
 // values their changes point to) beside the chunks it keeps. mu is held.

@@ -64,8 +64,9 @@ type keyRecord struct {
 	kn, vn uint16
 }
 
-// recordSize is the size of a record without its bytes.
-const recordSize = 32
+// recordSize is the size of a record without its bytes: 32 on 64-bit
+// platforms, where recordClasses are sized for it.
+const recordSize = unsafe.Sizeof(keyRecord{})
 
 // Flags of keyRecord.kn.
 const (
