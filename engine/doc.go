@@ -100,12 +100,14 @@
 //     that made a new key is the key's record there (8 bytes: the record
 //     keeps its first version for good); a Put that updated a key is
 //     where its version is in the writer's slabs (8 bytes, no pointer);
-//     other single changes are packed (48 bytes).
+//     other single changes are packed (48 bytes); a revision of several
+//     changes that each made a new key (a txn of new keys) is their
+//     records (8 bytes each), and any other its changes (96 bytes each).
 //
 // Readers see a published state: a copy of the key index, the keys created
-// since that copy was made (at most 64, in a sorted slice), the history's
-// chunk list, the revision and the compacted revision, swapped in with one
-// atomic store after each write. A View holds one state and so keeps seeing
+// since that copy was made (sorted runs, a short unsorted tail and a hash
+// index: see fresh.go), the history's chunk list, the revision and the
+// compacted revision, swapped in with one atomic store after each write. A View holds one state and so keeps seeing
 // its revision, however long it is held.
 //
 // Writing to an existing key does not change the key index at all: it
