@@ -30,16 +30,15 @@ import (
 //     (the first tail after a copy starts small and doubles): a state
 //     holds a prefix of it, which no append writes into;
 //   - a full tail (freshTail keys) is sorted into a run of its own, and
-//     runs of equal size merge four at a time (runFanIn), as the carries
-//     of a base-4 counter, up to maxRun keys: each key is copied
-//     log4(maxRun/freshTail) times, 16 bytes each, and the largest merge,
-//     of four runs of maxRun/4 keys, is the longest one write does
-//     (256 KiB copied);
+//     runs of equal size merge, as the carries of a binary counter, up to
+//     maxRun keys: each key is copied about log2(maxRun/freshTail) times,
+//     16 bytes each, and the largest merge, of maxRun/2 + maxRun/2 keys,
+//     is the longest one write does (256 KiB copied);
 //   - a run of maxRun keys is frozen and merged into the big run, the one
 //     run of all the keys frozen before, a few keys per new key (runMerge),
 //     done before the next run is frozen;
 //   - runs are never written once made, and the list of runs is copied
-//     when it changes (it is at most 12 long: three of each size);
+//     when it changes (it is at most about 9 long);
 //   - the hash index (freshIndex) gets each key as it comes; it is sized
 //     for freshLimit keys once they outgrow a tail, so it is rehashed only
 //     while small.
@@ -288,18 +287,9 @@ func (f *freshKeys) sealTail() {
 	run := slices.Clone(f.seg.tail[:f.tail]) // states hold the tail: sort a copy
 	slices.SortFunc(run, compareFresh)
 	runs := f.seg.runs
-	for {
-		// The runs no longer than run, up to runFanIn-1 of them: merged
-		// with it only when there are that many.
-		k := 0
-		for k < runFanIn-1 && k < len(runs) && len(runs[len(runs)-1-k]) <= len(run) {
-			k++
-		}
-		if k < runFanIn-1 {
-			break
-		}
-		run = mergeRuns(append(runs[len(runs)-k:len(runs):len(runs)], run)...)
-		runs = runs[:len(runs)-k]
+	for len(runs) > 0 && len(runs[len(runs)-1]) <= len(run) {
+		run = mergeRuns(runs[len(runs)-1], run)
+		runs = runs[:len(runs)-1]
 	}
 	seg := *f.seg
 	seg.inRuns += f.tail
@@ -477,39 +467,18 @@ func (x *freshIndex) find(key []byte) *keyRecord {
 	}
 }
 
-// runFanIn is how many runs of one size merge into one: as the digits of
-// a base-4 counter, so that a key is copied log4(maxRun/freshTail) times
-// (4) on its way to a run of maxRun keys, where pairs of runs copied it
-// log2 times (8), each time into a new array. Readers merge up to
-// runFanIn-1 runs of each size.
-const runFanIn = 4
-
-// mergeRuns returns a new run of the items of runs (oldest first): of
-// equal keys, the item of the older run comes first. It changes the
-// elements of runs (not the items): the caller passes a slice of its own.
-func mergeRuns(runs ...[]freshItem) []freshItem {
-	n := 0
-	for _, r := range runs {
-		n += len(r)
-	}
-	runs = slices.DeleteFunc(runs, func(r []freshItem) bool { return len(r) == 0 })
-	out := make([]freshItem, 0, n)
-	for len(runs) > 1 {
-		m := 0
-		for i := 1; i < len(runs); i++ {
-			if compareFresh(runs[i][0], runs[m][0]) < 0 {
-				m = i
-			}
-		}
-		out = append(out, runs[m][0])
-		if runs[m] = runs[m][1:]; len(runs[m]) == 0 {
-			runs = slices.Delete(runs, m, m+1)
+// mergeRuns returns a new run of the items of a and b.
+func mergeRuns(a, b []freshItem) []freshItem {
+	out := make([]freshItem, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if compareFresh(a[0], b[0]) <= 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
 		}
 	}
-	for _, r := range runs {
-		out = append(out, r...)
-	}
-	return out
+	out = append(out, a...)
+	return append(out, b...)
 }
 
 // search returns the index of the first item of run with a key >= key

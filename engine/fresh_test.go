@@ -30,41 +30,6 @@ func TestFreshK8Order(t *testing.T) {
 	})
 }
 
-// TestMergeRuns merges up to runFanIn sorted runs, which may share keys,
-// and checks the result against a stable sort of their items, oldest run
-// first: the merge keeps every item, in key order, and of equal keys the
-// older run's first.
-func TestMergeRuns(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		s := &freshSeg{}
-		n := rapid.IntRange(1, runFanIn).Draw(t, "runs")
-		var runs [][]freshItem
-		var all []freshItem
-		for i := range n {
-			keys := rapid.SliceOfDistinct(rapid.IntRange(0, 99), rapid.ID).Draw(t, fmt.Sprint("run", i))
-			var r []freshItem
-			for _, k := range keys {
-				rec := newProbe()
-				rec.setKey([]byte{byte(k >> 8), byte(k)})
-				r = append(r, s.itemOf(rec))
-			}
-			slices.SortFunc(r, compareFresh)
-			runs = append(runs, r)
-			all = append(all, r...)
-		}
-		slices.SortStableFunc(all, compareFresh)
-		got := mergeRuns(slices.Clone(runs)...)
-		if len(got) != len(all) {
-			t.Fatalf("%d items, want %d", len(got), len(all))
-		}
-		for i := range all {
-			if got[i].rec != all[i].rec {
-				t.Fatalf("item %d: %q, want %q (or another run's)", i, got[i].rec.key(), all[i].rec.key())
-			}
-		}
-	})
-}
-
 // TestRunMergeSteps merges runs in steps of every size and checks the
 // result against a merge in one go.
 func TestRunMergeSteps(t *testing.T) {

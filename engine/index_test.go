@@ -200,8 +200,7 @@ func checkParts(x *keyIndex) error {
 }
 
 // checkFresh checks the invariants of a state's fresh keys: each run
-// sorted and no longer than the one before, fewer than runFanIn of each
-// length, the count right, the tail no
+// sorted and shorter than the one before, the count right, the tail no
 // longer than freshTail, no fresh key in the state's trees, and every one
 // in the hash index.
 func checkFresh(st *state) error {
@@ -236,11 +235,8 @@ func checkFresh(st *state) error {
 	}
 	for i, run := range f.seg.runs {
 		n += len(run)
-		if i > 0 && len(run) > len(f.seg.runs[i-1]) {
+		if i > 0 && len(run) >= len(f.seg.runs[i-1]) {
 			return fmt.Errorf("run %d of %d keys after one of %d", i, len(run), len(f.seg.runs[i-1]))
-		}
-		if i >= runFanIn-1 && len(run) == len(f.seg.runs[i-runFanIn+1]) {
-			return fmt.Errorf("run %d: %d runs of %d keys", i, runFanIn, len(run))
 		}
 		if len(run) >= maxRun {
 			return fmt.Errorf("run %d of %d keys, limit %d", i, len(run), maxRun)
