@@ -354,12 +354,13 @@ func (t target) Apply(b *persist.Batch) error {
 		default:
 			w.hist = w.hist.add(b.Rev, cs) // cs is its own, or not kept
 		}
+		s.attachLocked(cs)
 		if len(b.Changes) <= maxApplyBuf {
+			clear(cs) // keeps no record, key or value alive
 			w.applyBuf = cs
 		}
 		w.rev = b.Rev
 		w.cindex = max(w.cindex, b.Index)
-		s.attachLocked(cs)
 		s.applyLeaseChangesLocked(b.Leases)
 	case b.Rev != w.rev:
 		return fmt.Errorf("batch at revision %d after revision %d: %w", b.Rev, w.rev, kv.ErrCorrupt)

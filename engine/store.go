@@ -250,8 +250,8 @@ type writerState struct {
 	undo *undoLog
 	// undoBuf is the undo log every txn uses in turn, reused.
 	undoBuf undoLog
-	// applyBuf holds the change of a one-change batch a persister
-	// replays (target.Apply), reused.
+	// applyBuf is where target.Apply collects the changes of a batch a
+	// persister replays, reused (cleared after each batch).
 	applyBuf []change
 	// exec is the state of the txns Store.Txn runs, reused.
 	exec txnState

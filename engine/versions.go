@@ -158,7 +158,14 @@ func fits(v version) bool {
 
 // firstVersion returns the version the record was made with.
 func (r *keyRecord) firstVersion() version {
-	v := version{main: r.main, sub: int64(r.sub), create: r.main - int64(r.back), ver: int64(r.ver), lease: r.firstLease()}
+	v := version{main: r.main, sub: int64(r.sub), create: r.main - int64(r.back), ver: int64(r.ver)}
+	if r.kn&(extBit|leaseBit) == 0 { // most records: bytes inline, no lease
+		if r.vn > 0 {
+			v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r), recordSize+uintptr(r.kn))), r.vn)
+		}
+		return v
+	}
+	v.lease = r.firstLease()
 	if n := r.valueLen(); n > 0 {
 		v.value = unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(r.bytes()), r.keyLen())), n)
 	}
