@@ -322,23 +322,25 @@ func appendVersions(vs []*version, ss []vslot) []*version {
 // newRecord returns a record for key holding one version; it copies the
 // key and v's value.
 func newRecord(key []byte, first version) *keyRecord {
-	if !fits(first) {
-		// Never made by the engine's own writes: keep the version in a
-		// list, which has room for any revision numbers.
-		r, data := allocRecord(len(key)+len(first.value), 0)
-		copy(data, key)
-		copy(data[len(key):], first.value)
-		r.setLens(len(key), 0)
+	// A version whose numbers the record's fields do not hold (never made
+	// by the engine's own writes) goes into a list, which has room for
+	// any, and holds its lease and the length of its value there.
+	inList := !fits(first)
+	lease, vn := first.lease, len(first.value)
+	if inList {
+		lease, vn = 0, 0
+	}
+	r, data := allocRecord(len(key)+len(first.value), lease)
+	copy(data, key)
+	copy(data[len(key):], first.value)
+	r.setLens(len(key), vn)
+	if inList {
 		if len(first.value) > 0 {
 			first.value = data[len(key):len(data):len(data)]
 		}
 		r.vers.Store(listOf([]version{first}))
 		return r
 	}
-	r, data := allocRecord(len(key)+len(first.value), first.lease)
-	copy(data, key)
-	copy(data[len(key):], first.value)
-	r.setLens(len(key), len(first.value))
 	r.main, r.back = first.main, uint32(first.main-first.create)
 	r.ver, r.sub = uint32(first.ver), uint32(first.sub)
 	return r
