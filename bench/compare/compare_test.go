@@ -53,3 +53,33 @@ func hasEtcd(rows []Row, w string) bool {
 	}
 	return false
 }
+
+// TestFreshRounds runs rounds in processes of their own: each engine's
+// figures come back from the child, and an engine that does not support
+// a workload says so, as it does in one process.
+func TestFreshRounds(t *testing.T) {
+	cfg := Config{Engines: []Engine{Revkv{}, Etcd{}, Buntdb{}}, Only: []string{"put-seq", "watch-fanout"}, Rounds: 2, Scale: 0.005, Fresh: true}
+	rows, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		seen[r.Workload+"/"+r.Engine] = true
+		switch {
+		case r.Failed != "":
+			t.Errorf("%s on %s: %s", r.Workload, r.Engine, r.Failed)
+		case r.Workload == "watch-fanout" && r.Engine == "buntdb":
+			if r.Note != "not supported" {
+				t.Errorf("watch-fanout on buntdb: note %q, want not supported", r.Note)
+			}
+		case r.Note != "" || r.NsPerOp <= 0 || r.Rounds != 2:
+			t.Errorf("%s on %s: %+v, want two rounds' figures", r.Workload, r.Engine, r)
+		}
+	}
+	for _, want := range []string{"put-seq/revkv", "put-seq/etcd", "put-seq/revkv+filelog", "watch-fanout/revkv", "watch-fanout/etcd"} {
+		if !seen[want] {
+			t.Errorf("no row for %s: %v", want, seen)
+		}
+	}
+}

@@ -24,15 +24,28 @@ type Config struct {
 	Scale float64
 	// Log, if not nil, gets a line per run.
 	Log io.Writer
+	// Fresh runs every round in a new process of this executable (which
+	// must call ChildMain), so that no round starts with a heap that the
+	// rounds before it left warm or cold. Without it, the rounds share
+	// this process, but for the workloads that always need one of their
+	// own (rss).
+	Fresh bool
+	// CPUProfile, if not empty, is a path prefix: each round's timed part
+	// is profiled to <prefix>.<workload>.<engine>.pprof (the last round's
+	// profile stays).
+	CPUProfile string
 }
 
 // Row is one engine's figures for one workload.
 type Row struct {
-	Workload    string             `json:"workload"`
-	Engine      string             `json:"engine"`
-	NsPerOp     float64            `json:"ns_per_op,omitempty"`
-	AllocsPerOp float64            `json:"allocs_per_op,omitempty"`
-	BytesPerOp  float64            `json:"bytes_per_op,omitempty"`
+	Workload    string  `json:"workload"`
+	Engine      string  `json:"engine"`
+	NsPerOp     float64 `json:"ns_per_op,omitempty"`
+	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
+	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+	// FaultsPerOp is the process's minor page faults per operation: the
+	// first touches of memory the timed part grew into.
+	FaultsPerOp float64            `json:"faults_per_op,omitempty"`
 	Extra       map[string]float64 `json:"extra,omitempty"`
 	// Rounds is how many rounds ran; Min and Max are the primary figure's
 	// extremes over them (the other figures are the median round's).
@@ -53,6 +66,10 @@ type Row struct {
 // DefaultEngines are the engines of the comparison.
 func DefaultEngines() []Engine { return []Engine{Revkv{}, Etcd{}, Buntdb{}, Memdb{}} }
 
+// keysNeeded is how many keys of the table the workloads use at a scale:
+// the largest is 1M keys, plus the compaction's stall probe key.
+func keysNeeded(scale float64) int { return scaled(1_000_000, scale) + 1 }
+
 // Run runs the workloads and returns a row per workload and engine.
 func Run(cfg Config) ([]Row, error) {
 	if cfg.Rounds <= 0 {
@@ -61,9 +78,7 @@ func Run(cfg Config) ([]Row, error) {
 	if cfg.Scale <= 0 {
 		cfg.Scale = 1
 	}
-	// Every key any workload uses (the largest is 1M keys, plus the
-	// compaction's stall probe key).
-	makeKeys(scaled(1_000_000, cfg.Scale) + 1)
+	makeKeys(keysNeeded(cfg.Scale))
 	var rows []Row
 	for _, w := range Workloads() {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, w.Name) {
@@ -95,7 +110,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 				notes[e.Name()] = "cannot run yet: " + note
 				continue
 			}
-			res, err := runOnce(cfg, w, e)
+			res, err := runRound(cfg, w, e)
 			if errors.Is(err, ErrUnsupported) {
 				notes[e.Name()] = "not supported"
 				continue
@@ -124,6 +139,7 @@ func runWorkload(cfg Config, w Workload) ([]Row, error) {
 			row.NsPerOp = float64(med.Elapsed.Nanoseconds()) / ops
 			row.AllocsPerOp = float64(med.Allocs) / ops
 			row.BytesPerOp = float64(med.Bytes) / ops
+			row.FaultsPerOp = float64(med.Faults) / ops
 			row.Extra = med.Extra
 			row.Note = ""
 			row.Rounds = len(rs)
@@ -195,6 +211,15 @@ func setRatioRange(rows []Row, results map[string][]Result, name string) {
 	}
 }
 
+// runRound runs one round of w on e, in this process or in a new one.
+func runRound(cfg Config, w Workload, e Engine) (Result, error) {
+	if cfg.Fresh || w.OwnProcess {
+		return inChild(w, e, cfg)
+	}
+	return runOnce(cfg, w, e)
+}
+
+// runOnce runs one round of w on a new store of e, in this process.
 func runOnce(cfg Config, w Workload, e Engine) (Result, error) {
 	dir, err := os.MkdirTemp("", "revkv-compare-")
 	if err != nil {
@@ -206,6 +231,10 @@ func runOnce(cfg Config, w Workload, e Engine) (Result, error) {
 		return Result{}, err
 	}
 	env := &Env{Engine: e, Store: s, Dir: dir, Scale: cfg.Scale}
+	if cfg.CPUProfile != "" {
+		profilePath = fmt.Sprintf("%s.%s.%s.pprof", cfg.CPUProfile, w.Name, e.Name())
+		defer func() { profilePath = "" }()
+	}
 	res, err := w.Run(env)
 	if env.Store != nil {
 		if cerr := env.Store.Close(); err == nil {
@@ -254,11 +283,11 @@ func setRatio(rows []Row, name string) {
 
 // Markdown writes rows as a markdown table.
 func Markdown(w io.Writer, rows []Row) {
-	fmt.Fprintln(w, "| workload | engine | ns/op | allocs/op | B/op | other | etcd/revkv |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---:|")
+	fmt.Fprintln(w, "| workload | engine | ns/op | allocs/op | B/op | faults/op | other | etcd/revkv |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---|---:|")
 	for _, r := range rows {
 		if r.Note != "" {
-			fmt.Fprintf(w, "| %s | %s | | | | %s | |\n", r.Workload, r.Engine, r.Note)
+			fmt.Fprintf(w, "| %s | %s | | | | | %s | |\n", r.Workload, r.Engine, r.Note)
 			continue
 		}
 		ratio := ""
@@ -272,8 +301,8 @@ func Markdown(w io.Writer, rows []Row) {
 		if r.Failed != "" {
 			other = strings.TrimPrefix(other+"; "+r.Failed, "; ")
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.0f | %s | %s |\n",
-			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, other, ratio)
+		fmt.Fprintf(w, "| %s | %s | %s | %.1f | %.0f | %.3g | %s | %s |\n",
+			r.Workload, r.Engine, ns(r.NsPerOp), r.AllocsPerOp, r.BytesPerOp, r.FaultsPerOp, other, ratio)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ type Result struct {
 	Elapsed time.Duration
 	Allocs  uint64 // heap allocations during the timed part, all goroutines
 	Bytes   uint64 // heap bytes allocated during the timed part
+	Faults  uint64 // the process's minor page faults during the timed part
 	Extra   map[string]float64
 }
 
@@ -29,6 +31,10 @@ type Workload struct {
 	Primary string
 	// MaxRounds caps the rounds of the costly workloads.
 	MaxRounds int
+	// OwnProcess runs every round in a new process, whatever
+	// Config.Fresh says (the rss workload: a process's RSS never comes
+	// back down to what a fresh one holds).
+	OwnProcess bool
 	// NotYet, if set, names the engine rows that cannot run yet and why.
 	NotYet map[string]string
 	// Extra are engines that run this workload besides the configured
@@ -78,11 +84,44 @@ func measure(ops int, fn func() error) (Result, error) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
+	stop, err := startProfile()
+	if err != nil {
+		return Result{}, err
+	}
+	f0 := minorFaults()
 	t0 := time.Now()
-	err := fn()
+	err = fn()
 	el := time.Since(t0)
+	f1 := minorFaults()
+	if perr := stop(); err == nil {
+		err = perr
+	}
 	runtime.ReadMemStats(&m1)
-	return Result{Ops: ops, Elapsed: el, Allocs: m1.Mallocs - m0.Mallocs, Bytes: m1.TotalAlloc - m0.TotalAlloc}, err
+	return Result{Ops: ops, Elapsed: el, Allocs: m1.Mallocs - m0.Mallocs, Bytes: m1.TotalAlloc - m0.TotalAlloc, Faults: f1 - f0}, err
+}
+
+// profilePath, if not empty, is where measure writes a CPU profile of its
+// timed part (Config.CPUProfile).
+var profilePath string
+
+// startProfile starts the CPU profile of a timed part, if one is asked
+// for, and returns what stops it.
+func startProfile() (stop func() error, err error) {
+	if profilePath == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(profilePath)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 func load(s Store, n int) error {
@@ -460,8 +499,8 @@ func Workloads() []Workload {
 				return res, err
 			}},
 		{Name: "rss", What: "resident memory (RSS) per key at 1M keys (16-byte keys, 128-byte values), each engine in a process of its own",
-			Primary: "rss-B/key", MaxRounds: 1,
-			Run: func(env *Env) (Result, error) { return inChild(env.Engine, env.Scale) }},
+			Primary: "rss-B/key", MaxRounds: 1, OwnProcess: true,
+			Run: rssLoad},
 	}
 }
 

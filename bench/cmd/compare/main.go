@@ -3,9 +3,12 @@
 // in one run, and prints a markdown table (or JSON) of each engine's cost
 // per operation and etcd's time over revkv's.
 //
+// Every round of every engine runs in a new process (-fresh, the default),
+// so none starts with a heap an earlier round left warm or cold.
+//
 // From the bench directory:
 //
-//	go run ./cmd/compare [-only put-seq,range-1] [-engines revkv,etcd] [-n rounds] [-json]
+//	go run ./cmd/compare [-only put-seq,range-1] [-engines revkv,etcd] [-n rounds] [-fresh=false] [-json]
 package main
 
 import (
@@ -21,16 +24,18 @@ import (
 )
 
 func main() {
-	compare.ChildMain() // the rss workload runs each engine in a process of its own
+	compare.ChildMain() // rounds run in processes of their own
 	only := flag.String("only", "", "comma-separated workloads to run (default: all)")
 	rounds := flag.Int("n", 3, "rounds per workload and engine, alternating engines; the median counts")
 	asJSON := flag.Bool("json", false, "print JSON rows instead of a markdown table")
 	scale := flag.Float64("scale", 1, "multiply every workload's size (for quick runs)")
 	quiet := flag.Bool("q", false, "no progress lines on stderr")
 	engines := flag.String("engines", "", "comma-separated engines to run (default: all; revkv+filelog runs where a workload adds it)")
+	fresh := flag.Bool("fresh", true, "run every round in a new process (false: rounds share this one, but for rss)")
+	cpuProfile := flag.String("cpuprofile", "", "profile each round's timed part to <prefix>.<workload>.<engine>.pprof")
 	flag.Parse()
 
-	cfg := compare.Config{Engines: compare.DefaultEngines(), Rounds: *rounds, Scale: *scale}
+	cfg := compare.Config{Engines: compare.DefaultEngines(), Rounds: *rounds, Scale: *scale, Fresh: *fresh, CPUProfile: *cpuProfile}
 	if *engines != "" {
 		cfg.Engines = nil
 		for _, name := range strings.Split(*engines, ",") {
