@@ -173,8 +173,8 @@ func (st *state) each(key, end []byte, rev int64, want int64, fn func(KeyValue) 
 			lists[i] = recs[i].vers.Load()
 		}
 		for i := range n {
-			if v, ok := recs[i].atList(lists[i], rev); ok && !v.deleted() {
-				if !fn(v.keyValue(recs[i].key())) {
+			if kv, ok := recs[i].liveList(lists[i], rev); ok {
+				if !fn(kv) {
 					stopped = true
 					return false
 				}

@@ -459,8 +459,25 @@ func searchVersions(vs []vslot, rev int64) int {
 }
 
 // live returns the key's value at rev, if the key exists then.
-func (r *keyRecord) live(rev int64) (kv.KeyValue, bool) {
-	v, ok := r.at(rev)
+func (r *keyRecord) live(rev int64) (kv.KeyValue, bool) { return r.liveList(r.vers.Load(), rev) }
+
+// liveList is live, given the record's list as loaded from vers.
+func (r *keyRecord) liveList(l *versionList, rev int64) (kv.KeyValue, bool) {
+	if l == nil && r.kn&(extBit|leaseBit) == 0 {
+		// Most records a range reads: one version, its bytes inline, no
+		// lease. Built here, not from firstVersion's version, this path
+		// reads no field twice and makes no copy of a version on the way.
+		if r.main > rev || r.ver == 0 {
+			return kv.KeyValue{}, false
+		}
+		p := unsafe.Add(unsafe.Pointer(r), recordSize)
+		out := kv.KeyValue{Key: unsafe.Slice((*byte)(p), r.kn), CreateRevision: r.main - int64(r.back), ModRevision: r.main, Version: int64(r.ver)}
+		if r.vn > 0 {
+			out.Value = unsafe.Slice((*byte)(unsafe.Add(p, r.kn)), r.vn)
+		}
+		return out, true
+	}
+	v, ok := r.atList(l, rev)
 	if !ok || v.deleted() {
 		return kv.KeyValue{}, false
 	}
