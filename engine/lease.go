@@ -153,7 +153,7 @@ func (s *Store) Grant(id, ttl int64) (Lease, error) {
 	case id < 0:
 		return Lease{}, fmt.Errorf("negative lease ID %d: %w", id, kv.ErrLeaseNotFound)
 	case ttl > MaxLeaseTTL:
-		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, MaxLeaseTTL, kv.ErrLeaseTTLTooLarge)
+		return Lease{}, fmt.Errorf("TTL %d s, limit %d: %w", ttl, int64(MaxLeaseTTL), kv.ErrLeaseTTLTooLarge)
 	}
 	ttl = max(ttl, 1)
 	if err := s.lockWriter(); err != nil {
