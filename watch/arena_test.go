@@ -71,3 +71,49 @@ func TestArenaNoCopyInChunk(t *testing.T) {
 		t.Fatalf("%v allocations per event, %d events", allocs, len(p))
 	}
 }
+
+// TestArenaCarriesRuns: watches that get every event and are emptied now
+// and then (receivers that lag a little) go on from one chunk into the
+// next without a copy of their own: every pending list is a run of the
+// current chunk, whatever chunk its first events were put in. What they
+// hand out is every event, in order, once.
+func TestArenaCarriesRuns(t *testing.T) {
+	var a arena
+	type receiver struct {
+		pending []kv.Event
+		every   int // empties pending every so many events
+		next    int64
+	}
+	rs := []*receiver{{every: 100, next: 1}, {every: 37, next: 1}, {every: 1, next: 1}, {every: 600, next: 1}}
+	carried := 0
+	const events = 10 * arenaChunk
+	for rev := int64(1); rev <= events; rev++ {
+		i := a.add(ev(rev))
+		if i == a.carried && a.carried > 0 {
+			carried++
+		}
+		for _, r := range rs {
+			r.pending = a.extend(r.pending, i)
+			if n := len(r.pending); &r.pending[n-1] != &a.chunk[i] || cap(r.pending) != n || i < n-1 {
+				t.Fatalf("rev %d, every %d: %d pending events are not a run of the chunk", rev, r.every, n)
+			}
+			if rev%int64(r.every) == 0 {
+				for _, e := range r.pending {
+					if e.KV.ModRevision != r.next {
+						t.Fatalf("every %d: got rev %d, want %d", r.every, e.KV.ModRevision, r.next)
+					}
+					r.next++
+				}
+				r.pending = nil
+			}
+		}
+	}
+	if carried == 0 {
+		t.Fatal("no chunk carried a run")
+	}
+	for _, r := range rs {
+		if got := r.next - 1 + int64(len(r.pending)); got != events {
+			t.Fatalf("every %d: %d events handed out or pending, want %d", r.every, got, events)
+		}
+	}
+}
